@@ -1,0 +1,28 @@
+//! What a subscription entitles its buyer to, as the marketplace states it.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum EntitlementValue {
+    Integer(i64),
+    Double(f64),
+    Boolean(bool),
+    String(String),
+}
+
+/// One contract dimension (AWS GetEntitlements) or the plan quantity (Azure seats).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entitlement {
+    pub dimension: String,
+    pub value: EntitlementValue,
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Entitlement {
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}

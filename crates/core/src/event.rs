@@ -1,0 +1,36 @@
+//! What marketplaces tell us, once authenticated and confirmed, in one vocabulary.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{Entitlement, ExternalRef, Lifecycle, PlanId, Term};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A status change (subscribe-success, Suspend, unsubscribe-pending, ...).
+    Lifecycle { event: Lifecycle, reason: Option<String> },
+    PlanChanged { plan_id: PlanId },
+    QuantityChanged { quantity: u32 },
+    Renewed { term: Option<Term> },
+    /// The contract's entitlements as read back from the marketplace (the full set).
+    EntitlementsChanged { entitlements: Vec<Entitlement> },
+    /// The marketplace asks us to accept or refuse a change (Azure in-progress operation).
+    ChangeRequested {
+        operation_id: String,
+        plan_id: Option<PlanId>,
+        quantity: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MarketplaceEvent {
+    pub subscription: ExternalRef,
+    /// When the marketplace says it happened; used to ignore stale, out-of-order deliveries.
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    pub kind: EventKind,
+    /// Extra facts the provider learned (plan, free trial) for a subscription we have not seen.
+    #[serde(default)]
+    pub free_trial: Option<bool>,
+}

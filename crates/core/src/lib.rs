@@ -1,0 +1,35 @@
+//! marketlink-core: the marketplace-neutral domain of marketlink.
+//!
+//! Subscriptions and their state machine, tenants, the product catalog, usage records,
+//! entitlements, and the [`MarketplaceProvider`] trait every marketplace adapter implements.
+//! Pure: no web framework, no database, no HTTP client. Time comes in through [`Clock`].
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod catalog;
+pub mod clock;
+pub mod entitlement;
+pub mod event;
+pub mod ids;
+pub mod marketplace;
+pub mod provider;
+pub mod quantity;
+pub mod subscription;
+pub mod tenant;
+pub mod usage;
+
+pub use catalog::{Catalog, Dimension, DimensionKind, Listing, Plan, Product};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use entitlement::{Entitlement, EntitlementValue};
+pub use event::{EventKind, MarketplaceEvent};
+pub use ids::{PlanId, ProductId, SubscriptionId, TenantId};
+pub use marketplace::Marketplace;
+pub use provider::{
+    AuthenticatedMessage, Capabilities, ChangeOutcome, InboundMessage, LandingToken,
+    MarketplaceProvider, ProviderError, ResolvedPurchase,
+};
+pub use quantity::Quantity;
+pub use subscription::{
+    ExternalRef, IllegalTransition, Lifecycle, Subscription, SubscriptionStatus, Term, Transition,
+};
+pub use tenant::Tenant;
+pub use usage::{UsageAllocation, UsageOutcome, UsageRecord};

@@ -1,0 +1,244 @@
+//! The one trait every marketplace adapter implements.
+//!
+//! A provider translates between a marketplace's wire format and the core vocabulary. It
+//! authenticates what the marketplace sends us and calls the marketplace's APIs; it never
+//! touches the database and renders no HTML. The web front end and the workers hold providers
+//! as `Arc<dyn MarketplaceProvider>`, keyed by [`Marketplace`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::{
+    Entitlement, ExternalRef, Marketplace, MarketplaceEvent, PlanId, Term, UsageOutcome,
+    UsageRecord,
+};
+
+/// The opaque token a buyer's browser brings to the landing page.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LandingToken {
+    pub token: String,
+    /// AWS `x-amzn-marketplace-offer-type=free-trial`; a hint only, confirmed by the API.
+    pub free_trial_hint: bool,
+}
+
+impl std::fmt::Debug for LandingToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens are bearer secrets: never in logs.
+        f.debug_struct("LandingToken")
+            .field("token", &"<redacted>")
+            .field("free_trial_hint", &self.free_trial_hint)
+            .finish()
+    }
+}
+
+/// What a landing token resolves to: who bought what, not yet confirmed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedPurchase {
+    pub subscription: ExternalRef,
+    pub plan_id: Option<PlanId>,
+    pub quantity: Option<u32>,
+    pub free_trial: bool,
+    pub term: Option<Term>,
+    /// Display name the marketplace gave the subscription (Azure `name`).
+    pub display_name: Option<String>,
+    /// The buyer's email if the marketplace shares it (Azure beneficiary `emailId`).
+    pub buyer_email: Option<String>,
+}
+
+/// The result of asking the marketplace to change a plan or quantity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ChangeOutcome {
+    /// Applied.
+    Done,
+    /// Accepted and running; poll this operation (Azure Operation-Location).
+    InProgress { operation_id: String },
+}
+
+/// A message as it reached us (HTTP request or queue message), before authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// Which entry point received it, e.g. `sns-http`, `sqs`, `eventbridge`, `webhook`.
+    pub channel: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl InboundMessage {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A message whose origin has been verified, ready to be stored in the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthenticatedMessage {
+    pub marketplace: Marketplace,
+    /// Unique per message at its marketplace (SNS MessageId, EventBridge id, Azure operation id):
+    /// the inbox refuses a second copy.
+    pub dedup_key: String,
+    /// A short name of what it says (`subscribe-success`, `ChangePlan`), for people.
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// The verified payload, kept as JSON so it can be re-interpreted after a fix.
+    pub payload: serde_json::Value,
+}
+
+/// What a provider can do; the front end hides what a marketplace does not offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// We must call activate after sign-up (Azure); AWS activates by notification.
+    pub vendor_activates: bool,
+    /// Plan and quantity changes can start from our side (Azure).
+    pub vendor_changes_plan: bool,
+    /// We can cancel from our side (Azure DELETE).
+    pub vendor_cancels: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The landing token is malformed or unknown.
+    #[error("the marketplace token is not valid: {0}")]
+    InvalidToken(String),
+    /// The landing token was valid once but has expired or was already used.
+    #[error("the marketplace token has expired: {0}")]
+    ExpiredToken(String),
+    /// An inbound message failed authentication (signature, issuer, audience, freshness).
+    #[error("message not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The input is well-formed but the marketplace refuses it for good.
+    #[error("the marketplace refused the request ({code}): {message}")]
+    Rejected { code: String, message: String },
+    /// The subscription or operation does not exist at the marketplace.
+    #[error("not found at the marketplace: {0}")]
+    NotFound(String),
+    /// This marketplace does not support the operation.
+    #[error("{marketplace} does not support {operation}")]
+    Unsupported {
+        marketplace: Marketplace,
+        operation: &'static str,
+    },
+    /// Throttling, 5xx, timeouts, connection failures: try again later.
+    #[error("temporary marketplace failure: {message}")]
+    Retryable {
+        message: String,
+        /// What the marketplace asked for (Retry-After), if anything.
+        retry_after: Option<Duration>,
+    },
+    /// Our configuration is wrong (credentials, product codes): an operator must act.
+    #[error("marketplace configuration problem: {0}")]
+    Configuration(String),
+}
+
+impl ProviderError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable { .. })
+    }
+
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// A marketplace adapter. Object safe: held as `Arc<dyn MarketplaceProvider>`.
+#[async_trait]
+pub trait MarketplaceProvider: Send + Sync + 'static {
+    fn marketplace(&self) -> Marketplace;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Exchanges a landing-page token for the purchase it stands for. Call at once: tokens
+    /// are short-lived.
+    async fn resolve(&self, token: &LandingToken) -> Result<ResolvedPurchase, ProviderError>;
+
+    /// Tells the marketplace we have set the buyer up and billing may start (Azure activate).
+    /// A marketplace that activates by notification returns `Ok(())` without a call.
+    async fn activate(
+        &self,
+        subscription: &ExternalRef,
+        plan: Option<&PlanId>,
+        quantity: Option<u32>,
+    ) -> Result<(), ProviderError>;
+
+    async fn change_plan(
+        &self,
+        subscription: &ExternalRef,
+        plan: &PlanId,
+    ) -> Result<ChangeOutcome, ProviderError>;
+
+    async fn change_quantity(
+        &self,
+        subscription: &ExternalRef,
+        quantity: u32,
+    ) -> Result<ChangeOutcome, ProviderError>;
+
+    /// Cancels from our side.
+    async fn cancel(&self, subscription: &ExternalRef) -> Result<ChangeOutcome, ProviderError>;
+
+    /// Sends hourly usage records; one outcome per record, in the same order. Batching limits
+    /// (25 per call on both marketplaces) are the provider's to respect. An `Err` means nothing
+    /// in the batch is known to have been processed.
+    async fn report_usage(
+        &self,
+        records: &[UsageRecord],
+    ) -> Result<Vec<UsageOutcome>, ProviderError>;
+
+    /// Reads the current entitlements from the marketplace.
+    async fn entitlements(
+        &self,
+        subscription: &ExternalRef,
+    ) -> Result<Vec<Entitlement>, ProviderError>;
+
+    /// Verifies an inbound message (signature, issuer, freshness) and extracts its unique key.
+    /// Cheap enough to run before answering the marketplace; does not act on it.
+    async fn authenticate(
+        &self,
+        message: &InboundMessage,
+    ) -> Result<AuthenticatedMessage, ProviderError>;
+
+    /// Turns a stored, authenticated message into domain events, confirming with the
+    /// marketplace's source of truth where needed (GetEntitlements, Get Operation). Run by the
+    /// inbox worker; must be safe to repeat.
+    async fn interpret(
+        &self,
+        message: &AuthenticatedMessage,
+    ) -> Result<Vec<MarketplaceEvent>, ProviderError>;
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_never_print() {
+        let token = LandingToken {
+            token: "secret-token".into(),
+            free_trial_hint: false,
+        };
+        assert!(!format!("{token:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn retryable_classification() {
+        assert!(ProviderError::retryable("throttled").is_retryable());
+        assert!(!ProviderError::InvalidToken("x".into()).is_retryable());
+    }
+
+    #[test]
+    fn trait_is_object_safe() {
+        fn takes(_: Option<std::sync::Arc<dyn MarketplaceProvider>>) {}
+        takes(None);
+    }
+}

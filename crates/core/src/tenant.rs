@@ -1,0 +1,99 @@
+//! The vendor's customer account. One tenant may hold subscriptions from several marketplaces
+//! and products (seed 003: one account center for many products).
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::TenantId;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub company: Option<String>,
+    pub contact_email: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidTenant {
+    #[error("the account name must not be empty")]
+    EmptyName,
+    #[error("the account name is longer than 200 characters")]
+    NameTooLong,
+    #[error("`{0}` is not an email address")]
+    BadEmail(String),
+}
+
+impl Tenant {
+    /// Validates sign-up input and builds a new tenant.
+    pub fn new(
+        name: &str,
+        company: Option<&str>,
+        contact_email: &str,
+        now: OffsetDateTime,
+    ) -> Result<Self, InvalidTenant> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(InvalidTenant::EmptyName);
+        }
+        if name.chars().count() > 200 {
+            return Err(InvalidTenant::NameTooLong);
+        }
+        let email = contact_email.trim();
+        if !looks_like_email(email) {
+            return Err(InvalidTenant::BadEmail(email.to_owned()));
+        }
+        Ok(Self {
+            id: TenantId::new(),
+            name: name.to_owned(),
+            company: company
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned),
+            contact_email: email.to_owned(),
+            created_at: now,
+        })
+    }
+}
+
+/// A deliberately loose check: one `@`, something on each side, a dot in the domain.
+pub fn looks_like_email(email: &str) -> bool {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && email.len() <= 254
+                && !email.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_sign_up_input() {
+        let now = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let t = Tenant::new(" Acme ", Some(" "), "ops@acme.example", now).unwrap();
+        assert_eq!(t.name, "Acme");
+        assert_eq!(t.company, None);
+        assert_eq!(
+            Tenant::new("", None, "a@b.c", now),
+            Err(InvalidTenant::EmptyName)
+        );
+        assert!(matches!(
+            Tenant::new("x", None, "nope", now),
+            Err(InvalidTenant::BadEmail(_))
+        ));
+        assert!(!looks_like_email("a@@b.c"));
+        assert!(!looks_like_email("a b@c.d"));
+        assert!(looks_like_email("a.b+c@d.example"));
+    }
+}

@@ -1,0 +1,1 @@
+//! AWS Marketplace emulator (the AWS sandbox issue).

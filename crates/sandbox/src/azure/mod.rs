@@ -1,0 +1,1 @@
+//! Microsoft commercial marketplace and Entra ID emulator (the Azure sandbox issue).

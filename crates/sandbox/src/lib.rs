@@ -1,0 +1,9 @@
+//! marketlink-sandbox: emulators of AWS Marketplace and Microsoft's commercial marketplace that
+//! speak the real wire protocols, so the demo and the tests run with no cloud account.
+//!
+//! `aws` serves the metering, entitlement, agreement, SQS, SNS and EventBridge emulation;
+//! `azure` serves SaaS Fulfillment v2, Metering and an Entra ID look-alike.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod aws;
+pub mod azure;

@@ -1,0 +1,1 @@
+//! marketlink-aws: the AWS Marketplace adapter behind `MarketplaceProvider` (provider issue).

@@ -1,0 +1,1 @@
+//! marketlink-azure: the Microsoft commercial marketplace adapter behind `MarketplaceProvider` (provider issue).
