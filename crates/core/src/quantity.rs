@@ -137,7 +137,7 @@ impl<'de> Deserialize<'de> for Quantity {
         #[serde(untagged)]
         enum Raw {
             Int(u64),
-            Neg(i64),
+            Neg(#[expect(dead_code, reason = "only its sign matters")] i64),
             Float(f64),
             Text(String),
         }
