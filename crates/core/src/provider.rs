@@ -216,7 +216,6 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
     ) -> Result<Vec<MarketplaceEvent>, ProviderError>;
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

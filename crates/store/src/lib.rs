@@ -15,9 +15,9 @@ mod tenants;
 use std::{str::FromStr, time::Duration};
 
 use sqlx::{
+    PgPool, SqlitePool,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    PgPool, SqlitePool,
 };
 
 pub use crate::{

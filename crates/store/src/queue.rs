@@ -38,7 +38,9 @@ impl QueueState {
             "pending" => Ok(Self::Pending),
             "done" => Ok(Self::Done),
             "dead" => Ok(Self::Dead),
-            other => Err(StoreError::Corrupt(format!("unknown queue state `{other}`"))),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown queue state `{other}`"
+            ))),
         }
     }
 }
@@ -204,12 +206,22 @@ impl Store {
         self.claim(Table::Outbox, now, lease, limit, kind).await
     }
 
-    pub async fn inbox_complete(&self, item: &QueueItem, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.finish(Table::Inbox, item, QueueState::Done, None, now, now).await
+    pub async fn inbox_complete(
+        &self,
+        item: &QueueItem,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.finish(Table::Inbox, item, QueueState::Done, None, now, now)
+            .await
     }
 
-    pub async fn outbox_complete(&self, item: &QueueItem, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.finish(Table::Outbox, item, QueueState::Done, None, now, now).await
+    pub async fn outbox_complete(
+        &self,
+        item: &QueueItem,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.finish(Table::Outbox, item, QueueState::Done, None, now, now)
+            .await
     }
 
     /// Releases the item to be tried again at `retry_at`, remembering why it failed.
@@ -220,7 +232,15 @@ impl Store {
         retry_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.finish(Table::Inbox, item, QueueState::Pending, Some(error), retry_at, now).await
+        self.finish(
+            Table::Inbox,
+            item,
+            QueueState::Pending,
+            Some(error),
+            retry_at,
+            now,
+        )
+        .await
     }
 
     pub async fn outbox_retry(
@@ -230,23 +250,51 @@ impl Store {
         retry_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        self.finish(Table::Outbox, item, QueueState::Pending, Some(error), retry_at, now).await
+        self.finish(
+            Table::Outbox,
+            item,
+            QueueState::Pending,
+            Some(error),
+            retry_at,
+            now,
+        )
+        .await
     }
 
     /// Gives up on the item; it stays visible with its error until requeued.
-    pub async fn inbox_bury(&self, item: &QueueItem, error: &str, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.finish(Table::Inbox, item, QueueState::Dead, Some(error), now, now).await
+    pub async fn inbox_bury(
+        &self,
+        item: &QueueItem,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.finish(Table::Inbox, item, QueueState::Dead, Some(error), now, now)
+            .await
     }
 
-    pub async fn outbox_bury(&self, item: &QueueItem, error: &str, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.finish(Table::Outbox, item, QueueState::Dead, Some(error), now, now).await
+    pub async fn outbox_bury(
+        &self,
+        item: &QueueItem,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.finish(Table::Outbox, item, QueueState::Dead, Some(error), now, now)
+            .await
     }
 
-    pub async fn inbox_list(&self, state: QueueState, limit: u32) -> Result<Vec<QueueItem>, StoreError> {
+    pub async fn inbox_list(
+        &self,
+        state: QueueState,
+        limit: u32,
+    ) -> Result<Vec<QueueItem>, StoreError> {
         self.list(Table::Inbox, state, limit).await
     }
 
-    pub async fn outbox_list(&self, state: QueueState, limit: u32) -> Result<Vec<QueueItem>, StoreError> {
+    pub async fn outbox_list(
+        &self,
+        state: QueueState,
+        limit: u32,
+    ) -> Result<Vec<QueueItem>, StoreError> {
         self.list(Table::Outbox, state, limit).await
     }
 
@@ -260,7 +308,10 @@ impl Store {
     }
 
     /// Pending items and the age of the oldest, for metrics and readiness.
-    pub async fn inbox_backlog(&self, now: OffsetDateTime) -> Result<(i64, Option<time::Duration>), StoreError> {
+    pub async fn inbox_backlog(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<(i64, Option<time::Duration>), StoreError> {
         let (count, oldest): (i64, Option<i64>) = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT COUNT(*), MIN(created_at) FROM inbox_messages WHERE state = 'pending'",
@@ -268,7 +319,10 @@ impl Store {
             .fetch_one(pool)
             .await?
         });
-        Ok((count, oldest.map(|ms| time::Duration::milliseconds(millis(now) - ms))))
+        Ok((
+            count,
+            oldest.map(|ms| time::Duration::milliseconds(millis(now) - ms)),
+        ))
     }
 
     async fn insert_item(
@@ -401,7 +455,12 @@ impl Store {
         Ok(())
     }
 
-    async fn list(&self, table: Table, state: QueueState, limit: u32) -> Result<Vec<QueueItem>, StoreError> {
+    async fn list(
+        &self,
+        table: Table,
+        state: QueueState,
+        limit: u32,
+    ) -> Result<Vec<QueueItem>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM {t} WHERE state = $1 ORDER BY id DESC LIMIT $2",
             t = table.name()

@@ -59,8 +59,8 @@ pub(crate) struct SubscriptionRow {
 impl TryFrom<SubscriptionRow> for Subscription {
     type Error = StoreError;
     fn try_from(row: SubscriptionRow) -> Result<Self, Self::Error> {
-        let marketplace = Marketplace::parse(&row.marketplace)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let marketplace =
+            Marketplace::parse(&row.marketplace).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let status = SubscriptionStatus::parse(&row.status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown status `{}`", row.status)))?;
         let quantity = row

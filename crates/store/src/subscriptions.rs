@@ -76,8 +76,7 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        row.ok_or(StoreError::NotFound("subscription"))?
-            .try_into()
+        row.ok_or(StoreError::NotFound("subscription"))?.try_into()
     }
 
     pub async fn find_subscription(

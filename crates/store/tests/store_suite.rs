@@ -82,11 +82,13 @@ async fn upsert_returns_the_existing_subscription(store: &Store) {
         .unwrap()
         .unwrap();
     assert_eq!(found.id, other.id);
-    assert!(store
-        .find_subscription(&Marketplace::AZURE, "cust-1/prod-b")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        store
+            .find_subscription(&Marketplace::AZURE, "cust-1/prod-b")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 story!(upsert, upsert_returns_the_existing_subscription);
 
@@ -104,7 +106,10 @@ async fn binding_is_exclusive_to_one_tenant(store: &Store) {
     // Binding again to the same tenant is harmless; to another is refused.
     store.bind_subscription(sub.id, a.id, T0).await.unwrap();
     let refused = store.bind_subscription(sub.id, b.id, T0).await;
-    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
     assert_eq!(
         store.get_subscription(sub.id).await.unwrap().tenant_id,
         Some(a.id)
@@ -206,7 +211,10 @@ async fn concurrent_lifecycle_updates_apply_once(store: &Store) {
     }
     assert_eq!(changed, 1, "exactly one writer performs the transition");
 }
-story!(concurrent_lifecycle, concurrent_lifecycle_updates_apply_once);
+story!(
+    concurrent_lifecycle,
+    concurrent_lifecycle_updates_apply_once
+);
 
 async fn terms_are_updated(store: &Store) {
     let mut sub = store
@@ -259,8 +267,14 @@ async fn inbox_deduplicates_and_leases(store: &Store) {
     let again = store.inbox_claim(retry_at, lease, 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 2);
-    assert_eq!(again[0].last_error.as_deref(), Some("GetEntitlements throttled"));
-    store.inbox_bury(&again[0], "gave up", retry_at).await.unwrap();
+    assert_eq!(
+        again[0].last_error.as_deref(),
+        Some("GetEntitlements throttled")
+    );
+    store
+        .inbox_bury(&again[0], "gave up", retry_at)
+        .await
+        .unwrap();
     let dead = store.inbox_list(QueueState::Dead, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
@@ -288,13 +302,18 @@ async fn expired_leases_are_taken_over(store: &Store) {
         .await
         .unwrap();
     let lease = Duration::seconds(30);
-    let stalled = store.outbox_claim(T0, lease, 10, Some("activate")).await.unwrap();
-    assert_eq!(stalled.len(), 1);
-    assert!(store
-        .outbox_claim(T0, lease, 10, Some("usage"))
+    let stalled = store
+        .outbox_claim(T0, lease, 10, Some("activate"))
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    assert_eq!(stalled.len(), 1);
+    assert!(
+        store
+            .outbox_claim(T0, lease, 10, Some("usage"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The first worker stalls past its lease; a second takes the job over.
     let later = T0 + Duration::seconds(31);
     let taken = store.outbox_claim(later, lease, 10, None).await.unwrap();
@@ -306,7 +325,10 @@ async fn expired_leases_are_taken_over(store: &Store) {
         Err(StoreError::Conflict(_))
     ));
     store.outbox_complete(&taken[0], later).await.unwrap();
-    assert_eq!(store.outbox_list(QueueState::Done, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.outbox_list(QueueState::Done, 10).await.unwrap().len(),
+        1
+    );
 }
 story!(leases, expired_leases_are_taken_over);
 

@@ -23,9 +23,14 @@ enum Cleanup {
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("test.db").display());
-    let store = Store::connect(&url, &StoreOptions::default()).await.unwrap();
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
-    TestDb { store, cleanup: Cleanup::Sqlite(dir) }
+    TestDb {
+        store,
+        cleanup: Cleanup::Sqlite(dir),
+    }
 }
 
 /// `None` only when PostgreSQL tests are explicitly skipped.
@@ -42,14 +47,22 @@ pub async fn postgres() -> Option<TestDb> {
              MARKETLINK_TEST_SKIP_POSTGRES=1"
         )
     });
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
     let url = match admin_url.rsplit_once('/') {
         Some((base, _)) => format!("{base}/{name}"),
         None => panic!("bad PostgreSQL URL {admin_url}"),
     };
-    let store = Store::connect(&url, &StoreOptions::default()).await.unwrap();
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
-    Some(TestDb { store, cleanup: Cleanup::Postgres { admin_url, name } })
+    Some(TestDb {
+        store,
+        cleanup: Cleanup::Postgres { admin_url, name },
+    })
 }
 
 impl TestDb {
