@@ -117,7 +117,11 @@ pub enum ConfigError {
 impl Config {
     /// Loads defaults ← `file` (if given) ← `MARKETLINK_*` environment, then validates.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(file, Env::prefixed("MARKETLINK_").split("__"))
+        check_env_names(std::env::vars().map(|(name, _)| name))?;
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        Self::load_from(file, env)
     }
 
     fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
@@ -175,6 +179,32 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.server.request_timeout_secs)
     }
+}
+
+const ENV_PREFIX: &str = "MARKETLINK_";
+
+/// `MARKETLINK_*` variables that are not configuration keys.
+const NON_CONFIG_ENV: &[&str] = &["MARKETLINK_CONFIG"];
+
+/// Every configuration key is nested (`section.key`), so a `MARKETLINK_` variable without a
+/// double underscore is almost always a typo such as `MARKETLINK_DATABASE_URL`: say so rather
+/// than ignore it. `MARKETLINK_TEST_*` belongs to the test suite.
+fn check_env_names(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
+    for name in names {
+        let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if key.contains("__") || key.starts_with("TEST_") || NON_CONFIG_ENV.contains(&name.as_str())
+        {
+            continue;
+        }
+        let suggestion = key.to_ascii_uppercase().replacen('_', "__", 1);
+        return Err(ConfigError::Invalid(format!(
+            "environment variable {name} is not a configuration key; nested keys use a double \
+             underscore, e.g. {ENV_PREFIX}{suggestion}"
+        )));
+    }
+    Ok(())
 }
 
 /// Figment errors name the key and the source; keep every error, one per line.
@@ -286,6 +316,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("log.format"), "{err}");
+    }
+
+    #[test]
+    fn single_underscore_env_names_are_reported() {
+        let ok = [
+            "PATH",
+            "MARKETLINK_CONFIG",
+            "MARKETLINK_TEST_SKIP_POSTGRES",
+            "MARKETLINK_DATABASE__URL",
+        ];
+        check_env_names(ok.iter().map(|s| s.to_string())).unwrap();
+        let err = check_env_names(std::iter::once("MARKETLINK_DATABASE_URL".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MARKETLINK_DATABASE__URL"), "{err}");
     }
 
     #[test]
