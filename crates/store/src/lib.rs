@@ -11,6 +11,7 @@ mod queue;
 mod rows;
 mod subscriptions;
 mod tenants;
+mod timeline;
 
 use std::{str::FromStr, time::Duration};
 
@@ -24,6 +25,7 @@ pub use crate::{
     error::StoreError,
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
     subscriptions::SubscriptionFilter,
+    timeline::TimelineEntry,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

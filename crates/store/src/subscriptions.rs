@@ -185,19 +185,23 @@ impl Store {
         )))
     }
 
-    /// Stores plan, quantity, term, trial flag and catalog product as the marketplace states them.
+    /// Stores plan, quantity, term, trial flag and catalog product as the marketplace stated
+    /// them at `as_of`. A statement older than the one already stored is stale (deliveries
+    /// arrive out of order) and is ignored: returns whether it was applied.
     pub async fn update_subscription_terms(
         &self,
         subscription: &Subscription,
+        as_of: OffsetDateTime,
         now: OffsetDateTime,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let s = subscription;
         let term = s.term.as_ref();
         let updated = on_pool!(self, |pool| {
             sqlx::query(
                 "UPDATE subscriptions SET product_id = $1, plan_id = $2, quantity = $3, \
-                 free_trial = $4, term_start = $5, term_end = $6, term_unit = $7, updated_at = $8 \
-                 WHERE id = $9",
+                 free_trial = $4, term_start = $5, term_end = $6, term_unit = $7, updated_at = $8, \
+                 terms_as_of = $10 \
+                 WHERE id = $9 AND (terms_as_of IS NULL OR terms_as_of <= $10)",
             )
             .bind(s.product_id.as_ref().map(|p| p.as_str()))
             .bind(s.plan_id.as_ref().map(|p| p.as_str()))
@@ -208,13 +212,16 @@ impl Store {
             .bind(term.and_then(|t| t.unit.as_deref()))
             .bind(millis(now))
             .bind(s.id.0)
+            .bind(millis(as_of))
             .execute(pool)
             .await?
             .rows_affected()
         });
         if updated == 0 {
-            return Err(StoreError::NotFound("subscription"));
+            // Distinguish a stale statement from a missing subscription.
+            self.get_subscription(s.id).await?;
+            return Ok(false);
         }
-        Ok(())
+        Ok(true)
     }
 }

@@ -224,11 +224,36 @@ async fn terms_are_updated(store: &Store) {
     sub.plan_id = Some(PlanId::new("pro"));
     sub.quantity = Some(25);
     sub.product_id = Some(marketlink_core::ProductId::new("analytics"));
-    store.update_subscription_terms(&sub, T0).await.unwrap();
+    let as_of = T0 + Duration::minutes(10);
+    assert!(
+        store
+            .update_subscription_terms(&sub, as_of, T0)
+            .await
+            .unwrap()
+    );
     let reread = store.get_subscription(sub.id).await.unwrap();
     assert_eq!(reread.plan_id, sub.plan_id);
     assert_eq!(reread.quantity, Some(25));
     assert_eq!(reread.product_id, sub.product_id);
+    // An older statement arriving late is stale and ignored.
+    let mut stale = reread.clone();
+    stale.quantity = Some(5);
+    assert!(
+        !store
+            .update_subscription_terms(&stale, as_of - Duration::minutes(1), T0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_subscription(sub.id).await.unwrap().quantity,
+        Some(25)
+    );
+    let mut missing = reread;
+    missing.id = marketlink_core::SubscriptionId::new();
+    assert!(matches!(
+        store.update_subscription_terms(&missing, as_of, T0).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 story!(terms, terms_are_updated);
 
@@ -379,3 +404,74 @@ async fn concurrent_claimers_never_share_a_job(store: &Store) {
     assert_eq!(all.len(), 40);
 }
 story!(concurrent_claims, concurrent_claimers_never_share_a_job);
+
+async fn timeline_and_entitlements(store: &Store) {
+    use marketlink_core::{Entitlement, EntitlementValue};
+    use marketlink_store::TimelineEntry;
+
+    let sub = store
+        .upsert_subscription(&Subscription::pending(aws_ref("cust-6", "prod-a"), T0))
+        .await
+        .unwrap();
+    for (i, kind) in ["lifecycle:activate", "entitlements_changed"]
+        .iter()
+        .enumerate()
+    {
+        store
+            .record_timeline(&TimelineEntry {
+                id: uuid::Uuid::now_v7(),
+                subscription_id: sub.id,
+                source: "inbox:1".into(),
+                kind: (*kind).into(),
+                outcome: "applied".into(),
+                detail: serde_json::json!({ "i": i }),
+                occurred_at: T0,
+                recorded_at: T0,
+            })
+            .await
+            .unwrap();
+    }
+    let timeline = store.timeline(sub.id, 10).await.unwrap();
+    assert_eq!(timeline.len(), 2);
+    assert_eq!(timeline[0].kind, "lifecycle:activate");
+    assert_eq!(timeline[1].detail["i"], 1);
+
+    let first = vec![
+        Entitlement {
+            dimension: "seats".into(),
+            value: EntitlementValue::Integer(10),
+            expires_at: Some(T0 + Duration::days(365)),
+        },
+        Entitlement {
+            dimension: "premium".into(),
+            value: EntitlementValue::Boolean(true),
+            expires_at: None,
+        },
+    ];
+    store
+        .replace_entitlements(sub.id, &first, T0)
+        .await
+        .unwrap();
+    let read = store.entitlements(sub.id).await.unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[1], first[0], "sorted by dimension");
+    // The marketplace's new full set replaces the old one.
+    let second = vec![Entitlement {
+        dimension: "seats".into(),
+        value: EntitlementValue::Integer(20),
+        expires_at: None,
+    }];
+    store
+        .replace_entitlements(sub.id, &second, T0)
+        .await
+        .unwrap();
+    assert_eq!(store.entitlements(sub.id).await.unwrap(), second);
+    // A duplicate dimension is refused and leaves the previous set intact.
+    let dup = vec![second[0].clone(), second[0].clone()];
+    assert!(matches!(
+        store.replace_entitlements(sub.id, &dup, T0).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.entitlements(sub.id).await.unwrap(), second);
+}
+story!(timeline, timeline_and_entitlements);
