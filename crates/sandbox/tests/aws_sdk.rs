@@ -1319,3 +1319,41 @@ async fn buyer_page_posts_token_to_landing_url() {
     let (status, _) = raw_get(&format!("{}/aws/buyer/agreements", h.url)).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn state_persists_to_json_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = AwsSandboxConfig {
+        state_file: Some(dir.path().join("aws.json")),
+        ..AwsSandboxConfig::default()
+    };
+    let h = start_with(config.clone(), ManualClock::new(wall_now())).await;
+    let p = h.sb.purchase(CLASSIC, OfferKind::Contract, BUYER).unwrap();
+    h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    let again = start_with(config, ManualClock::new(wall_now())).await;
+    let ag = again.sb.agreement(&p.agreement_id).unwrap();
+    assert_eq!(
+        ag.state,
+        marketlink_sandbox::aws::SubscriptionState::Subscribed
+    );
+    // The token still resolves and the SNS message is still queued.
+    let out = metering(&again.url, "sandbox-secret")
+        .resolve_customer()
+        .registration_token(&p.registration_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.customer_identifier(),
+        Some(p.customer_identifier.as_str())
+    );
+    let msgs = sqs(&again.url)
+        .receive_message()
+        .queue_url(again.sb.sns_queue_url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(msgs.messages().len(), 1);
+}

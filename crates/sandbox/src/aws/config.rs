@@ -290,10 +290,10 @@ impl AwsSandboxConfig {
                         bail!("offer {} names unknown dimension {dim}", o.id);
                     }
                 }
-                if let Some(days) = o.trial_days {
-                    if !(7..=90).contains(&days) {
-                        bail!("offer {}: trial_days must be 7 to 90", o.id);
-                    }
+                if let Some(days) = o.trial_days
+                    && !(7..=90).contains(&days)
+                {
+                    bail!("offer {}: trial_days must be 7 to 90", o.id);
                 }
             }
         }
@@ -323,5 +323,22 @@ mod tests {
         assert_eq!(cfg.access_key_id, "AKIAOTHER");
         assert_eq!(cfg.products.len(), 2);
         assert!(AwsSandboxConfig::from_toml_str("sns_signature_version = 3").is_err());
+    }
+}
+
+#[cfg(test)]
+mod scenario_file_tests {
+    use super::*;
+
+    #[test]
+    fn shipped_scenario_parses() {
+        let text = include_str!("../../scenarios/aws-default.toml");
+        let cfg = AwsSandboxConfig::from_toml_str(text).unwrap();
+        assert_eq!(cfg.products.len(), 2);
+        assert_eq!(cfg.products[1].identity_mode, IdentityMode::Concurrent);
+        assert_eq!(
+            cfg.products[1].offers[0].kind,
+            OfferKind::ContractWithConsumption
+        );
     }
 }

@@ -874,7 +874,7 @@ impl AwsSandbox {
 
     // ------------------------------------------------------------------ dispatch
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments, reason = "the parts of one HTTP request")]
     async fn handle(
         &self,
         protocol: Protocol,
@@ -905,7 +905,7 @@ impl AwsSandbox {
         response
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments, reason = "the parts of one HTTP request")]
     async fn handle_inner(
         &self,
         protocol: Protocol,

@@ -248,10 +248,10 @@ impl AwsSandbox {
                     m.receive_count.to_string().into(),
                 );
             }
-            if want("ApproximateFirstReceiveTimestamp") {
-                if let Some(f) = m.first_receive_at {
-                    attrs.insert("ApproximateFirstReceiveTimestamp".into(), millis(f).into());
-                }
+            if want("ApproximateFirstReceiveTimestamp")
+                && let Some(f) = m.first_receive_at
+            {
+                attrs.insert("ApproximateFirstReceiveTimestamp".into(), millis(f).into());
             }
             if want("SenderId") {
                 attrs.insert("SenderId".into(), "AIDASANDBOXSNS".into());
