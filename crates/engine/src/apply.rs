@@ -1,0 +1,219 @@
+//! Applying a marketplace event to our view of the subscription.
+//!
+//! Idempotent (a repeated lifecycle event is a no-op in the state machine) and order-safe
+//! (plan, quantity and term statements carry the marketplace's time; older ones are stale;
+//! entitlements are always the full set re-read from the marketplace). Every event lands in
+//! the subscription's timeline with what we did about it.
+
+use marketlink_core::{EventKind, MarketplaceEvent, ProviderError, Subscription, Transition};
+use marketlink_store::{StoreError, TimelineEntry};
+use uuid::Uuid;
+
+use crate::Engine;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Applied,
+    /// Already so (a duplicate delivery).
+    Unchanged,
+    /// Older than what we know.
+    Stale,
+    /// Not legal from the current state, or refused by our change policy.
+    Refused(String),
+}
+
+impl ApplyOutcome {
+    fn label(&self) -> String {
+        match self {
+            Self::Applied => "applied".into(),
+            Self::Unchanged => "unchanged".into(),
+            Self::Stale => "stale".into(),
+            Self::Refused(reason) => format!("refused: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+impl ApplyError {
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Provider(ProviderError::Retryable { retry_after, .. }) => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+fn kind_label(kind: &EventKind) -> String {
+    match kind {
+        EventKind::Lifecycle { event, .. } => format!("lifecycle:{}", serde_label(event)),
+        EventKind::PlanChanged { .. } => "plan_changed".into(),
+        EventKind::QuantityChanged { .. } => "quantity_changed".into(),
+        EventKind::Renewed { .. } => "renewed".into(),
+        EventKind::EntitlementsChanged { .. } => "entitlements_changed".into(),
+        EventKind::ChangeRequested { .. } => "change_requested".into(),
+    }
+}
+
+fn serde_label(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Finds the subscription an event is about, creating it (pending, no tenant yet) when the
+/// marketplace tells us about it before the buyer reached the landing page.
+async fn subscription_for(
+    engine: &Engine,
+    event: &MarketplaceEvent,
+) -> Result<Subscription, StoreError> {
+    let external = &event.subscription;
+    if let Some(found) = engine
+        .store
+        .find_subscription(&external.marketplace, &external.external_id)
+        .await?
+    {
+        return Ok(found);
+    }
+    let mut fresh = Subscription::pending(external.clone(), engine.clock.now());
+    fresh.product_id = engine
+        .catalog
+        .by_listing(&external.marketplace, &external.product_code)
+        .map(|p| p.id.clone());
+    fresh.free_trial = event.free_trial.unwrap_or(false);
+    engine.store.upsert_subscription(&fresh).await
+}
+
+/// Applies one event and records it in the timeline. `source` says where it came from, e.g.
+/// `inbox:<id>`.
+pub async fn apply_event(
+    engine: &Engine,
+    event: &MarketplaceEvent,
+    source: &str,
+) -> Result<ApplyOutcome, ApplyError> {
+    let now = engine.clock.now();
+    let mut subscription = subscription_for(engine, event).await?;
+    let as_of = event.occurred_at;
+    let outcome = match &event.kind {
+        EventKind::Lifecycle {
+            event: lifecycle, ..
+        } => {
+            if let Some(trial) = event.free_trial.filter(|t| *t != subscription.free_trial) {
+                subscription.free_trial = trial;
+                engine
+                    .store
+                    .update_subscription_terms(&subscription, as_of, now)
+                    .await?;
+            }
+            match engine
+                .store
+                .apply_lifecycle(subscription.id, *lifecycle, now)
+                .await
+            {
+                Ok((_, Transition::Changed { .. })) => ApplyOutcome::Applied,
+                Ok((_, Transition::Unchanged(_))) => ApplyOutcome::Unchanged,
+                Err(StoreError::Domain(illegal)) => ApplyOutcome::Refused(illegal.to_string()),
+                Err(other) => return Err(other.into()),
+            }
+        }
+        EventKind::PlanChanged { plan_id } => {
+            subscription.plan_id = Some(plan_id.clone());
+            terms(engine, &subscription, as_of).await?
+        }
+        EventKind::QuantityChanged { quantity } => {
+            subscription.quantity = Some(*quantity);
+            terms(engine, &subscription, as_of).await?
+        }
+        EventKind::Renewed { term } => {
+            if let Some(term) = term {
+                subscription.term = Some(term.clone());
+            }
+            terms(engine, &subscription, as_of).await?
+        }
+        EventKind::EntitlementsChanged { entitlements } => {
+            engine
+                .store
+                .replace_entitlements(subscription.id, entitlements, now)
+                .await?;
+            ApplyOutcome::Applied
+        }
+        EventKind::ChangeRequested {
+            operation_id,
+            plan_id,
+            quantity,
+        } => {
+            let decision =
+                engine
+                    .policy
+                    .decide(&engine.catalog, &subscription, plan_id.as_ref(), *quantity);
+            let provider = engine
+                .providers
+                .get(&subscription.external.marketplace)
+                .ok_or_else(|| {
+                    ProviderError::Configuration(format!(
+                        "no provider for {}",
+                        subscription.external.marketplace
+                    ))
+                })?;
+            provider
+                .respond_to_change(&subscription.external, operation_id, decision.is_ok())
+                .await?;
+            match decision {
+                Ok(()) => {
+                    if let Some(plan) = plan_id {
+                        subscription.plan_id = Some(plan.clone());
+                    }
+                    if let Some(quantity) = quantity {
+                        subscription.quantity = Some(*quantity);
+                    }
+                    terms(engine, &subscription, as_of).await?
+                }
+                Err(reason) => ApplyOutcome::Refused(reason),
+            }
+        }
+    };
+    engine
+        .store
+        .record_timeline(&TimelineEntry {
+            id: Uuid::now_v7(),
+            subscription_id: subscription.id,
+            source: source.to_owned(),
+            kind: kind_label(&event.kind),
+            outcome: outcome.label(),
+            detail: serde_json::to_value(event).unwrap_or_default(),
+            occurred_at: event.occurred_at,
+            recorded_at: now,
+        })
+        .await?;
+    tracing::info!(
+        subscription = %subscription.id,
+        marketplace = %subscription.external.marketplace,
+        kind = %kind_label(&event.kind),
+        outcome = %outcome.label(),
+        "applied marketplace event"
+    );
+    Ok(outcome)
+}
+
+async fn terms(
+    engine: &Engine,
+    subscription: &Subscription,
+    as_of: time::OffsetDateTime,
+) -> Result<ApplyOutcome, StoreError> {
+    let applied = engine
+        .store
+        .update_subscription_terms(subscription, as_of, engine.clock.now())
+        .await?;
+    Ok(if applied {
+        ApplyOutcome::Applied
+    } else {
+        ApplyOutcome::Stale
+    })
+}

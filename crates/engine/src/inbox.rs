@@ -1,0 +1,90 @@
+//! The inbox worker's one pass: claim due messages, interpret them through their provider,
+//! apply the events, and complete, retry or bury each message.
+
+use marketlink_core::AuthenticatedMessage;
+use marketlink_store::QueueItem;
+
+use crate::{Engine, apply::ApplyError, apply_event, backoff::Backoff};
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboxRun {
+    pub processed: usize,
+    pub retried: usize,
+    pub buried: usize,
+}
+
+enum Failure {
+    Retry(String, Option<std::time::Duration>),
+    Permanent(String),
+}
+
+impl Engine {
+    /// Processes up to `limit` due inbox messages.
+    pub async fn process_inbox(&self, limit: u32, backoff: &Backoff) -> anyhow::Result<InboxRun> {
+        let now = self.clock.now();
+        let claimed = self
+            .store
+            .inbox_claim(now, time::Duration::minutes(2), limit)
+            .await?;
+        let mut run = InboxRun::default();
+        for item in claimed {
+            match self.process_item(&item).await {
+                Ok(()) => {
+                    self.store.inbox_complete(&item, self.clock.now()).await?;
+                    run.processed += 1;
+                }
+                Err(Failure::Retry(error, retry_after)) if !backoff.exhausted(item.attempts) => {
+                    let at = self.clock.now() + backoff.delay(item.attempts, retry_after);
+                    tracing::warn!(inbox_id = %item.id, attempts = item.attempts, %error, retry_at = %at, "will retry marketplace message");
+                    self.store
+                        .inbox_retry(&item, &error, at, self.clock.now())
+                        .await?;
+                    run.retried += 1;
+                }
+                Err(Failure::Retry(error, _)) | Err(Failure::Permanent(error)) => {
+                    tracing::error!(inbox_id = %item.id, attempts = item.attempts, %error, "marketplace message could not be applied; kept as dead");
+                    self.store
+                        .inbox_bury(&item, &error, self.clock.now())
+                        .await?;
+                    run.buried += 1;
+                }
+            }
+        }
+        Ok(run)
+    }
+
+    async fn process_item(&self, item: &QueueItem) -> Result<(), Failure> {
+        let message: AuthenticatedMessage = serde_json::from_value(item.payload.clone())
+            .map_err(|e| Failure::Permanent(format!("stored message is unreadable: {e}")))?;
+        let provider = self.providers.get(&message.marketplace).ok_or_else(|| {
+            Failure::Permanent(format!(
+                "no provider configured for {}",
+                message.marketplace
+            ))
+        })?;
+        let events = provider.interpret(&message).await.map_err(|e| {
+            if e.is_retryable() {
+                let retry_after = match &e {
+                    marketlink_core::ProviderError::Retryable { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                Failure::Retry(e.to_string(), retry_after)
+            } else {
+                Failure::Permanent(e.to_string())
+            }
+        })?;
+        let source = format!("inbox:{}", item.id);
+        for event in &events {
+            apply_event(self, event, &source)
+                .await
+                .map_err(|e| match &e {
+                    ApplyError::Provider(p) if !p.is_retryable() => {
+                        Failure::Permanent(e.to_string())
+                    }
+                    _ => Failure::Retry(e.to_string(), e.retry_after()),
+                })?;
+        }
+        Ok(())
+    }
+}

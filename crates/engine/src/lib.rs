@@ -1,0 +1,59 @@
+//! marketlink-engine: the fulfillment use cases, marketplace-neutral.
+//!
+//! Receives what marketplaces tell us into the durable inbox, applies it to subscriptions
+//! through the core state machine, and runs the background workers. Providers are reached only
+//! through `Arc<dyn MarketplaceProvider>`, the database only through `marketlink-store`.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod apply;
+pub mod backoff;
+mod inbox;
+mod policy;
+mod providers;
+mod receive;
+pub mod worker;
+
+use std::sync::Arc;
+
+use marketlink_core::{Catalog, Clock};
+use marketlink_store::Store;
+use tokio::sync::Notify;
+
+pub use crate::{
+    apply::{ApplyOutcome, apply_event},
+    inbox::InboxRun,
+    policy::ChangePolicy,
+    providers::Providers,
+    receive::{ReceiveError, Received},
+};
+
+/// Everything the use cases need. Cheap to share behind an `Arc`.
+pub struct Engine {
+    pub store: Store,
+    pub providers: Providers,
+    pub clock: Arc<dyn Clock>,
+    pub catalog: Arc<Catalog>,
+    pub policy: ChangePolicy,
+    /// Wakes the inbox worker when a message arrives, so marketplace deadlines (Microsoft's
+    /// 10 s to answer a plan change) are met without a tight polling loop.
+    pub inbox_ready: Arc<Notify>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        providers: Providers,
+        clock: Arc<dyn Clock>,
+        catalog: Arc<Catalog>,
+        policy: ChangePolicy,
+    ) -> Self {
+        Self {
+            store,
+            providers,
+            clock,
+            catalog,
+            policy,
+            inbox_ready: Arc::new(Notify::new()),
+        }
+    }
+}

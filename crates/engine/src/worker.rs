@@ -1,0 +1,111 @@
+//! Background loops, each stopped by the shared cancellation token and awaited by name.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Engine, backoff::Backoff};
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// How often the inbox is checked even without a wake-up (retries come due this way).
+    pub inbox_interval: Duration,
+    pub inbox_batch: u32,
+    /// Pause between queue polls when a poll returned nothing (the poll itself may wait).
+    pub pull_interval: Duration,
+    pub pull_batch: u32,
+    pub backoff: Backoff,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            inbox_interval: Duration::from_secs(1),
+            inbox_batch: 50,
+            pull_interval: Duration::from_secs(1),
+            pull_batch: 10,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// A running background task and its name, for an orderly shutdown log.
+pub struct Worker {
+    pub name: &'static str,
+    pub handle: JoinHandle<()>,
+}
+
+/// Starts the inbox and queue-polling loops.
+pub fn spawn(
+    engine: Arc<Engine>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) -> Vec<Worker> {
+    let inbox = {
+        let engine = engine.clone();
+        let settings = settings.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                match engine
+                    .process_inbox(settings.inbox_batch, &settings.backoff)
+                    .await
+                {
+                    Ok(run)
+                        if run.processed + run.retried + run.buried
+                            == settings.inbox_batch as usize =>
+                    {
+                        // A full batch: there may be more right away.
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(error = ?error, "inbox pass failed"),
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = engine.inbox_ready.notified() => {},
+                    () = tokio::time::sleep(settings.inbox_interval) => {},
+                }
+            }
+        })
+    };
+    let pull = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let taken = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    taken = engine.pull_once(settings.pull_batch) => taken,
+                };
+                if taken > 0 {
+                    continue;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(settings.pull_interval) => {},
+                }
+            }
+        })
+    };
+    vec![
+        Worker {
+            name: "inbox",
+            handle: inbox,
+        },
+        Worker {
+            name: "queue-poller",
+            handle: pull,
+        },
+    ]
+}
+
+/// Waits for every worker to stop, logging each.
+pub async fn join(workers: Vec<Worker>) {
+    for worker in workers {
+        match worker.handle.await {
+            Ok(()) => tracing::info!(worker = worker.name, "worker stopped"),
+            Err(error) => tracing::error!(worker = worker.name, %error, "worker ended abnormally"),
+        }
+    }
+}
