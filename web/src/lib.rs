@@ -4,6 +4,7 @@
 
 mod error;
 mod health;
+mod inbound;
 mod state;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
     Router::new()
         .merge(health::routes())
+        .merge(inbound::routes(&state))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(

@@ -3,6 +3,7 @@
 use std::{ops::Deref, sync::Arc, time::Duration};
 
 use marketlink_core::Clock;
+use marketlink_engine::Engine;
 use marketlink_store::Store;
 
 /// HTTP settings the router needs.
@@ -31,6 +32,8 @@ pub struct App {
     pub store: Store,
     /// The time source (a manual clock in tests).
     pub clock: Arc<dyn Clock>,
+    /// Fulfillment use cases and the configured marketplace providers.
+    pub engine: Arc<Engine>,
     pub settings: WebSettings,
 }
 

@@ -19,6 +19,10 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    /// The vendor's products, where they are listed, plans, dimensions and features.
+    pub catalog: marketlink_core::Catalog,
+    /// How change requests from a marketplace are answered.
+    pub changes: marketlink_engine::ChangePolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,6 +171,12 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        self.catalog
+            .validate()
+            .map_err(|message| ConfigError::BadValue {
+                key: "catalog",
+                message,
+            })?;
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::BadValue {
                 key: "server.body_limit_bytes",

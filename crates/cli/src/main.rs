@@ -2,6 +2,7 @@
 
 mod config;
 mod run;
+mod sandbox;
 
 use std::path::PathBuf;
 
@@ -37,6 +38,21 @@ enum Command {
         /// Directory for the demo database (created when missing).
         #[arg(long, default_value = "marketlink-data")]
         data_dir: PathBuf,
+        /// Address of the built-in AWS Marketplace sandbox.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        aws_sandbox: std::net::SocketAddr,
+    },
+    /// Run only the built-in marketplace sandbox, for trying a marketlink deployed elsewhere.
+    Sandbox {
+        /// Address of the AWS Marketplace sandbox.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        aws_bind: std::net::SocketAddr,
+        /// AWS scenario (products, offers, dimensions) as TOML; built-in default otherwise.
+        #[arg(long)]
+        aws_scenario: Option<PathBuf>,
+        /// The marketlink public URL the sandbox sends buyers and notifications to.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        vendor_url: String,
     },
     /// Print the annotated example configuration.
     Config,
@@ -70,7 +86,15 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve => run::serve(config).await,
             Command::Migrate { dry_run } => run::migrate(config, dry_run).await,
-            Command::Demo { data_dir } => run::demo(config, data_dir).await,
+            Command::Demo {
+                data_dir,
+                aws_sandbox,
+            } => run::demo(config, data_dir, aws_sandbox).await,
+            Command::Sandbox {
+                aws_bind,
+                aws_scenario,
+                vendor_url,
+            } => run::sandbox(aws_bind, aws_scenario, vendor_url).await,
             Command::Config => Ok(()),
         }
     });

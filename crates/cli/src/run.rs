@@ -4,12 +4,19 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use marketlink_core::SystemClock;
+use marketlink_engine::{
+    Engine, Providers,
+    worker::{self, WorkerSettings},
+};
 use marketlink_store::{Store, StoreOptions, redact_url};
 use marketlink_web::{App, AppState, WebSettings};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-use crate::config::{Config, LogConfig, LogFormat};
+use crate::{
+    config::{Config, LogConfig, LogFormat},
+    sandbox,
+};
 
 pub fn init_tracing(log: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
@@ -88,19 +95,15 @@ async fn shutdown_signal() {
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        signal.cancel();
-    });
-    serve_until(config, shutdown, |_| {}).await
+    let shutdown = spawn_signal_watch();
+    serve_until(config, Providers::new(), shutdown, |_| {}).await
 }
 
 /// Runs the server until `shutdown` is cancelled; `on_listening` receives the bound address
 /// (the port may have been chosen by the OS).
 pub async fn serve_until(
     config: Config,
+    providers: Providers,
     shutdown: CancellationToken,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<()> {
@@ -115,9 +118,19 @@ pub async fn serve_until(
             pending.len()
         );
     }
+    let clock: Arc<dyn marketlink_core::Clock> = Arc::new(SystemClock);
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        providers,
+        clock.clone(),
+        Arc::new(config.catalog.clone()),
+        config.changes.clone(),
+    ));
+    let workers = worker::spawn(engine.clone(), WorkerSettings::default(), shutdown.clone());
     let state = AppState::new(App {
         store: store.clone(),
-        clock: Arc::new(SystemClock),
+        clock,
+        engine,
         settings: WebSettings {
             public_url: config.server.public_url.clone(),
             body_limit_bytes: config.server.body_limit_bytes,
@@ -139,32 +152,84 @@ pub async fn serve_until(
     )
     .await
     .context("HTTP server failed")?;
+    // The server has drained; stop the workers (they finish the item in hand) and wait.
+    shutdown.cancel();
+    worker::join(workers).await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-pub async fn demo(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    config.database.url = format!("sqlite:{}", data_dir.join("demo.db").display());
-    config.database.migrate_on_start = true;
-    let public_url = config.server.public_url.clone();
+fn spawn_signal_watch() -> CancellationToken {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         signal.cancel();
     });
-    serve_until(config, shutdown, move |address| {
+    shutdown
+}
+
+pub async fn demo(
+    mut config: Config,
+    data_dir: PathBuf,
+    aws_bind: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    config.database.url = format!("sqlite:{}", data_dir.join("demo.db").display());
+    config.database.migrate_on_start = true;
+    let public_url = config.server.public_url.trim_end_matches('/').to_owned();
+    let shutdown = spawn_signal_watch();
+    let clock: Arc<dyn marketlink_core::Clock> = Arc::new(SystemClock);
+    let aws = sandbox::start_aws(
+        aws_bind,
+        None,
+        &sandbox::VendorUrls::for_public_url(&public_url),
+        clock,
+        shutdown.clone(),
+    )
+    .await?;
+    let aws_url = aws.base_url.clone();
+    let result = serve_until(config, Providers::new(), shutdown.clone(), move |address| {
         println!();
         println!(
             "marketlink demo is running (database: {}/demo.db)",
             data_dir.display()
         );
-        println!("  service:   {public_url}  (listening on {address})");
-        println!("  health:    {public_url}/healthz   readiness: {public_url}/readyz");
+        println!("  service:        {public_url}  (listening on {address})");
+        println!("  health:         {public_url}/healthz   readiness: {public_url}/readyz");
+        println!("  AWS sandbox:    {aws_url}");
+        println!("    buy as an AWS buyer:   {aws_url}/aws/buyer");
+        println!("    agreements & actions:  {aws_url}/aws/buyer/agreements");
+        println!("    every API call:        {aws_url}/aws/calls");
         println!("Press Ctrl-C to stop.");
     })
-    .await
+    .await;
+    shutdown.cancel();
+    let _ = aws.task.await;
+    result
+}
+
+pub async fn sandbox(
+    aws_bind: std::net::SocketAddr,
+    aws_scenario: Option<PathBuf>,
+    vendor_url: String,
+) -> anyhow::Result<()> {
+    let shutdown = spawn_signal_watch();
+    let aws = sandbox::start_aws(
+        aws_bind,
+        aws_scenario.as_deref(),
+        &sandbox::VendorUrls::for_public_url(&vendor_url),
+        Arc::new(SystemClock),
+        shutdown.clone(),
+    )
+    .await?;
+    println!("AWS Marketplace sandbox on {}", aws.base_url);
+    println!("  buyer page:  {}/aws/buyer", aws.base_url);
+    println!("  call log:    {}/aws/calls", aws.base_url);
+    println!("  credentials: access key AKIASANDBOX, secret sandbox-secret, region us-east-1");
+    println!("Press Ctrl-C to stop.");
+    let _ = aws.task.await;
+    Ok(())
 }

@@ -1,0 +1,88 @@
+//! Notification endpoints, mounted from what each provider declares (`/aws/sns`,
+//! `/azure/webhook`, ...): authenticate, store durably, then answer. The marketplace retries
+//! anything but a 2xx, so a message we could not store is answered 503, never dropped.
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use marketlink_core::InboundMessage;
+use marketlink_engine::{ReceiveError, Received};
+use serde_json::json;
+
+use crate::AppState;
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let mut router = Router::new();
+    for provider in state.engine.providers.iter() {
+        let marketplace = provider.marketplace().to_string();
+        for endpoint in provider.inbound_endpoints() {
+            let marketplace = marketplace.clone();
+            let channel = endpoint.channel;
+            router = router.route(
+                endpoint.path,
+                post(
+                    move |state: State<AppState>, headers: HeaderMap, body: Bytes| {
+                        receive(state, marketplace, channel, headers, body)
+                    },
+                ),
+            );
+        }
+    }
+    router
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    marketplace: String,
+    channel: &'static str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let message = InboundMessage {
+        channel: channel.to_owned(),
+        headers: headers
+            .iter()
+            .filter_map(|(name, value)| {
+                value
+                    .to_str()
+                    .ok()
+                    .map(|v| (name.as_str().to_ascii_lowercase(), v.to_owned()))
+            })
+            .collect(),
+        body: body.to_vec(),
+    };
+    match state.engine.receive(&marketplace, &message).await {
+        Ok(Received::Stored(id)) => (
+            StatusCode::OK,
+            Json(json!({ "status": "stored", "id": id })),
+        )
+            .into_response(),
+        Ok(Received::Duplicate(id)) => (
+            StatusCode::OK,
+            Json(json!({ "status": "duplicate", "id": id })),
+        )
+            .into_response(),
+        Err(ReceiveError::Rejected(reason)) => error(StatusCode::UNAUTHORIZED, "rejected", &reason),
+        Err(ReceiveError::UnknownMarketplace(name)) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("marketplace {name} is not configured"),
+        ),
+        Err(ReceiveError::Unavailable(reason)) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &reason)
+        }
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
