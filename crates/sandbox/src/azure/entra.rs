@@ -875,35 +875,25 @@ fn graph_error(status: StatusCode, code: &str, message: &str, now: &str) -> Resp
 }
 
 /// The signed-in user of a delegated Graph token.
-fn graph_user(shared: &Shared, headers: &HeaderMap) -> Result<TestUser, Response> {
+fn graph_user(shared: &Shared, headers: &HeaderMap) -> Result<TestUser, Box<Response>> {
     let now = rfc3339(shared.now());
+    let fail =
+        |status, code: &str, message: &str| Box::new(graph_error(status, code, message, &now));
     let token = bearer(headers).ok_or_else(|| {
-        graph_error(
+        fail(
             StatusCode::UNAUTHORIZED,
             "InvalidAuthenticationToken",
             "Access token is empty.",
-            &now,
         )
     })?;
-    let claims = check_token(
-        shared,
-        token,
-        &[GRAPH_RESOURCE_ID, GRAPH_URL, "https://graph.microsoft.com/"],
-    )
-    .map_err(|e| {
-        graph_error(
-            StatusCode::UNAUTHORIZED,
-            "InvalidAuthenticationToken",
-            &e,
-            &now,
-        )
-    })?;
+    let audiences = [GRAPH_RESOURCE_ID, GRAPH_URL, "https://graph.microsoft.com/"];
+    let claims = check_token(shared, token, &audiences)
+        .map_err(|e| fail(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", &e))?;
     if claims.get("scp").is_none() {
-        return Err(graph_error(
+        return Err(fail(
             StatusCode::FORBIDDEN,
             "Authorization_RequestDenied",
             "/me request is only valid with delegated authentication flow.",
-            &now,
         ));
     }
     let oid = claims
@@ -911,11 +901,10 @@ fn graph_user(shared: &Shared, headers: &HeaderMap) -> Result<TestUser, Response
         .and_then(Value::as_str)
         .unwrap_or_default();
     shared.config.user(oid).cloned().ok_or_else(|| {
-        graph_error(
+        fail(
             StatusCode::NOT_FOUND,
             "Request_ResourceNotFound",
             "The user does not exist.",
-            &now,
         )
     })
 }
@@ -923,7 +912,7 @@ fn graph_user(shared: &Shared, headers: &HeaderMap) -> Result<TestUser, Response
 async fn graph_me(State(shared): State<AppState>, headers: HeaderMap) -> Response {
     let user = match graph_user(&shared, &headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     axum::Json(json!({
         "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
@@ -945,7 +934,7 @@ async fn graph_me(State(shared): State<AppState>, headers: HeaderMap) -> Respons
 async fn userinfo(State(shared): State<AppState>, headers: HeaderMap) -> Response {
     let user = match graph_user(&shared, &headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut body = json!({
         "sub": user.object_id,

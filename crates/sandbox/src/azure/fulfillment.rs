@@ -86,18 +86,12 @@ fn accepted(location: String) -> Response {
     response
 }
 
-async fn resolve(State(shared): State<AppState>, Query(q): Q, headers: HeaderMap) -> Response {
-    match resolve_inner(&shared, &q, &headers) {
-        Ok(r) | Err(r) => r,
-    }
-}
-
-fn resolve_inner(
-    shared: &Shared,
-    q: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Result<Response, Response> {
-    guard(shared, q, headers).map_err(IntoResponse::into_response)?;
+async fn resolve(
+    State(shared): State<AppState>,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    guard(&shared, &q, &headers)?;
     let token = headers
         .get("x-ms-marketplace-token")
         .and_then(|v| v.to_str().ok())
@@ -108,7 +102,6 @@ fn resolve_inner(
                 "HeaderNotPresent",
                 "The x-ms-marketplace-token header is required.",
             )
-            .into_response()
         })?;
     let now = shared.now();
     let state = shared.lock();
@@ -118,7 +111,6 @@ fn resolve_inner(
             "InvalidValue",
             "The marketplace token is invalid or expired.",
         )
-        .into_response()
     };
     let entry = state.landing_tokens.get(token).ok_or_else(invalid)?;
     if entry.expires_at <= now {
