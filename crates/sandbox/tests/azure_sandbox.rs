@@ -183,7 +183,7 @@ impl Receiver {
 
     /// Waits until a webhook for `operation` arrived.
     async fn wait_for(&self, operation: Uuid) -> (Option<String>, Value) {
-        for _ in 0..200 {
+        for _ in 0..500 {
             if let Some(call) = self
                 .calls()
                 .into_iter()
@@ -365,7 +365,7 @@ impl T {
     }
 
     async fn wait_op(&self, op: Uuid, status: &str) {
-        for _ in 0..200 {
+        for _ in 0..500 {
             if self.op_status(op).await == status {
                 return;
             }
@@ -1479,7 +1479,7 @@ async fn list_pages_with_next_link() {
 
 #[tokio::test]
 async fn marketplace_actions_send_signed_webhooks_and_settle() {
-    let t = T::start_with(|c| c.change_ack_timeout_ms = 1_500).await;
+    let t = T::start_with(|c| c.change_ack_timeout_ms = 3_000).await;
     let token = t.token().await;
     let tok = Some(token.as_str());
     let c = t.sandbox.config().clone();
@@ -2183,4 +2183,58 @@ fn openapi_check_rejects_a_bad_format_and_enum() {
 #[should_panic(expected = "is not documented")]
 fn openapi_check_rejects_an_undocumented_status() {
     Specs::load().check("/saas/subscriptions/resolve", "post", 409, &Value::Null);
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_bodies_are_refused() {
+    let t = T::start().await;
+    let token = t.token().await;
+    let big = "x".repeat(300 * 1024);
+    let r = t
+        .http
+        .post(t.url(&format!("/api/usageEvent?{API}")))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let r = t
+        .http
+        .post(t.url(&format!("/api/batchUsageEvent?{API}")))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("[1,2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = t
+        .http
+        .post(t.url(&format!("/api/usageEvent?{API}")))
+        .bearer_auth(&token)
+        .body(vec![0xff, 0xfe, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let c = t.sandbox.config();
+    let r = t
+        .http
+        .post(t.url(&format!("/{}/oauth2/v2.0/token", c.publisher_tenant_id)))
+        .body(vec![0xff, b'=', 0xfe])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = t
+        .http
+        .post(t.url("/common/oauth2/v2.0/authorize"))
+        .body("%%%")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    t.sandbox.shutdown().await;
 }
