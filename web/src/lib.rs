@@ -1,1 +1,89 @@
-//! x
+//! marketlink-web: the HTTP front end (axum). Routes, pages and APIs stay thin: they parse,
+//! authorise and call the store or a provider; the domain rules live in `marketlink-core`.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod error;
+mod health;
+mod state;
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use axum::{Router, http::HeaderName};
+use tokio::net::TcpListener;
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+pub use crate::{
+    error::AppError,
+    state::{App, AppState, WebSettings},
+};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP surface with its middleware: request ids (generated or propagated and echoed
+/// in the response), a trace span per request, a body size cap and a request timeout.
+pub fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    Router::new()
+        .merge(health::routes())
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let request_id = request
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %request_id,
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish (bounded by `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => result,
+        _ = async {
+            let _ = rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping");
+            Ok(())
+        }
+    }
+}

@@ -9,12 +9,23 @@ use crate::{Entitlement, ExternalRef, Lifecycle, PlanId, Term};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
     /// A status change (subscribe-success, Suspend, unsubscribe-pending, ...).
-    Lifecycle { event: Lifecycle, reason: Option<String> },
-    PlanChanged { plan_id: PlanId },
-    QuantityChanged { quantity: u32 },
-    Renewed { term: Option<Term> },
+    Lifecycle {
+        event: Lifecycle,
+        reason: Option<String>,
+    },
+    PlanChanged {
+        plan_id: PlanId,
+    },
+    QuantityChanged {
+        quantity: u32,
+    },
+    Renewed {
+        term: Option<Term>,
+    },
     /// The contract's entitlements as read back from the marketplace (the full set).
-    EntitlementsChanged { entitlements: Vec<Entitlement> },
+    EntitlementsChanged {
+        entitlements: Vec<Entitlement>,
+    },
     /// The marketplace asks us to accept or refuse a change (Azure in-progress operation).
     ChangeRequested {
         operation_id: String,

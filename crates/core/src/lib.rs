@@ -24,8 +24,8 @@ pub use event::{EventKind, MarketplaceEvent};
 pub use ids::{PlanId, ProductId, SubscriptionId, TenantId};
 pub use marketplace::Marketplace;
 pub use provider::{
-    AuthenticatedMessage, Capabilities, ChangeOutcome, InboundMessage, LandingToken,
-    MarketplaceProvider, ProviderError, ResolvedPurchase,
+    AuthenticatedMessage, Capabilities, ChangeOutcome, InboundEndpoint, InboundMessage,
+    LandingToken, MarketplaceProvider, ProviderError, PulledMessage, ResolvedPurchase,
 };
 pub use quantity::Quantity;
 pub use subscription::{

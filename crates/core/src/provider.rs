@@ -92,6 +92,24 @@ pub struct AuthenticatedMessage {
     pub payload: serde_json::Value,
 }
 
+/// An HTTP endpoint a provider receives notifications on, mounted by the web front end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboundEndpoint {
+    /// Path under the public URL, e.g. `/aws/sns`.
+    pub path: &'static str,
+    /// The channel name handed to [`MarketplaceProvider::authenticate`], e.g. `sns-http`.
+    pub channel: &'static str,
+}
+
+/// A message taken from a queue the provider polls (SQS). It stays on the queue, invisible,
+/// until [`MarketplaceProvider::ack`] deletes it after the message is safely stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledMessage {
+    pub message: InboundMessage,
+    /// Opaque handle for [`MarketplaceProvider::ack`] (SQS receipt handle).
+    pub receipt: String,
+}
+
 /// What a provider can do; the front end hides what a marketplace does not offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Capabilities {
@@ -207,6 +225,39 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
         message: &InboundMessage,
     ) -> Result<AuthenticatedMessage, ProviderError>;
 
+    /// Accepts or refuses a change the marketplace asked us about ([`EventKind::ChangeRequested`]).
+    ///
+    /// [`EventKind::ChangeRequested`]: crate::EventKind::ChangeRequested
+    async fn respond_to_change(
+        &self,
+        subscription: &ExternalRef,
+        operation_id: &str,
+        accept: bool,
+    ) -> Result<(), ProviderError> {
+        let _ = (subscription, operation_id, accept);
+        Err(ProviderError::Unsupported {
+            marketplace: self.marketplace(),
+            operation: "responding to change requests",
+        })
+    }
+
+    /// HTTP endpoints to mount for this marketplace's notifications.
+    fn inbound_endpoints(&self) -> &'static [InboundEndpoint] {
+        &[]
+    }
+
+    /// Takes up to `max` messages from queues this provider polls (none by default).
+    async fn pull(&self, max: u32) -> Result<Vec<PulledMessage>, ProviderError> {
+        let _ = max;
+        Ok(Vec::new())
+    }
+
+    /// Removes a pulled message from its queue once it is safely stored.
+    async fn ack(&self, receipt: &str) -> Result<(), ProviderError> {
+        let _ = receipt;
+        Ok(())
+    }
+
     /// Turns a stored, authenticated message into domain events, confirming with the
     /// marketplace's source of truth where needed (GetEntitlements, Get Operation). Run by the
     /// inbox worker; must be safe to repeat.
@@ -215,7 +266,6 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
         message: &AuthenticatedMessage,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError>;
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -85,8 +85,7 @@ impl FromStr for Quantity {
         if whole.is_empty() && frac.is_empty() {
             return Err(not_a_number());
         }
-        if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
             return Err(not_a_number());
         }
         if frac.len() > 6 {
@@ -137,7 +136,7 @@ impl<'de> Deserialize<'de> for Quantity {
         #[serde(untagged)]
         enum Raw {
             Int(u64),
-            Neg(i64),
+            Neg(#[expect(dead_code, reason = "only its sign matters")] i64),
             Float(f64),
             Text(String),
         }
@@ -183,7 +182,10 @@ mod tests {
     #[test]
     fn floats_are_checked() {
         assert_eq!(Quantity::from_f64(0.1).unwrap().micros(), 100_000);
-        assert_eq!(Quantity::from_f64(f64::NAN), Err(InvalidQuantity::NotFinite));
+        assert_eq!(
+            Quantity::from_f64(f64::NAN),
+            Err(InvalidQuantity::NotFinite)
+        );
         assert_eq!(
             Quantity::from_f64(f64::INFINITY),
             Err(InvalidQuantity::NotFinite)

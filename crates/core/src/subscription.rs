@@ -290,8 +290,7 @@ mod tests {
         for from in SubscriptionStatus::ALL {
             for event in Lifecycle::ALL {
                 let result = from.apply(event);
-                if let Some((_, _, to)) = legal.iter().find(|(f, e, _)| *f == from && *e == event)
-                {
+                if let Some((_, _, to)) = legal.iter().find(|(f, e, _)| *f == from && *e == event) {
                     assert_eq!(
                         result,
                         Ok(Transition::Changed { from, to: *to }),
@@ -360,7 +359,10 @@ mod tests {
         sub.apply(Activate, t1).unwrap();
         assert_eq!((sub.status, sub.updated_at), (Active, t1));
         let later = t1 + time::Duration::hours(1);
-        assert_eq!(sub.apply(Activate, later), Ok(Transition::Unchanged(Active)));
+        assert_eq!(
+            sub.apply(Activate, later),
+            Ok(Transition::Unchanged(Active))
+        );
         assert_eq!(sub.updated_at, t1);
         assert!(sub.apply(Fail, later).is_err());
         assert_eq!(sub.status, Active);

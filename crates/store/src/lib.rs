@@ -1,1 +1,221 @@
-//! x
+//! marketlink-store: persistence, and the only crate that speaks SQL.
+//!
+//! One [`Store`] with coarse, use-case-level methods over SQLite (the embedded default) or
+//! PostgreSQL (production), chosen by the database URL. Each query is written once with `$N`
+//! placeholders (both drivers accept them) and compiled for both backends by [`on_pool!`];
+//! where the dialects differ (row locking) each backend gets its own statement.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod error;
+mod queue;
+mod rows;
+mod subscriptions;
+mod tenants;
+mod timeline;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+pub use crate::{
+    error::StoreError,
+    queue::{InboxInsert, NewJob, QueueItem, QueueState},
+    subscriptions::SubscriptionFilter,
+    timeline::TimelineEntry,
+};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same code against whichever pool the store holds; the body is compiled once per
+/// backend, so queries stay written once while each driver keeps its native types.
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite($pool) => $body,
+            $crate::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Options for opening a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The database, shared by the web front end and the workers. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Opens the database at `url`: `sqlite:path/to/file.db` (created when missing) or
+    /// `postgres://user@host/db`. Does not run migrations; call [`Store::migrate`].
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let pool = if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("bad SQLite URL `{url}`: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Pool::Postgres(pool)
+        } else {
+            return Err(StoreError::Config(format!(
+                "database URL must start with `sqlite:` or `postgres://`, got `{}`",
+                redact_url(url)
+            )));
+        };
+        Ok(Self { pool })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations for this backend. Safe to run on every start and from
+    /// several replicas (sqlx takes an advisory lock on PostgreSQL).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Migrations known to this build that the database has not applied yet.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let (migrator, applied): (&sqlx::migrate::Migrator, Vec<i64>) = on_pool!(self, |pool| {
+            let migrator = match self.backend() {
+                Backend::Sqlite => &SQLITE_MIGRATIONS,
+                Backend::Postgres => &POSTGRES_MIGRATIONS,
+            };
+            let table_exists: bool = sqlx::query_scalar(match self.backend() {
+                Backend::Sqlite => {
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')"
+                }
+                Backend::Postgres => "SELECT to_regclass('_sqlx_migrations') IS NOT NULL",
+            })
+            .fetch_one(pool)
+            .await?;
+            let applied = if table_exists {
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                    .fetch_all(pool)
+                    .await?
+            } else {
+                Vec::new()
+            };
+            (migrator, applied)
+        });
+        Ok(migrator
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{}_{}", m.version, m.description))
+            .collect())
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes all connections, waiting for in-flight queries.
+    pub async fn close(&self) {
+        on_pool!(self, |pool| pool.close().await)
+    }
+}
+
+/// Hides a password in a database URL before it reaches a log or an error message.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub(crate) fn millis(t: time::OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_millis(ms: i64) -> Result<time::OffsetDateTime, StoreError> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {ms} out of range: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/marketlink"),
+            "postgres://app:***@db:5432/marketlink"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_url("sqlite:data.db"), "sqlite:data.db");
+    }
+
+    #[test]
+    fn millis_round_trip() {
+        let t = time::macros::datetime!(2026-11-25 12:34:56.789 UTC);
+        assert_eq!(from_millis(millis(t)).unwrap(), t);
+    }
+}

@@ -1,0 +1,348 @@
+//! Configuration: built-in defaults, then a TOML file, then `MARKETLINK_*` environment
+//! variables (env wins). Nested keys use `__` in env names: `MARKETLINK_DATABASE__URL`.
+//! Unknown keys are errors, so a typo is reported instead of silently ignored.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// The annotated example printed by `marketlink config` and kept in `marketlink.example.toml`.
+pub const EXAMPLE: &str = include_str!("../../../marketlink.example.toml");
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// The URL buyers and marketplaces use to reach this server (landing and webhook URLs
+    /// are derived from it).
+    pub public_url: String,
+    /// Largest request body accepted.
+    pub body_limit_bytes: usize,
+    /// Requests taking longer are answered 408.
+    pub request_timeout_secs: u64,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite:marketlink.db` (embedded, created when missing) or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("DatabaseConfig")
+            .field("url", &marketlink_store::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `marketlink=debug,sqlx=warn`; `RUST_LOG` wins.
+    pub filter: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://127.0.0.1:8080".into(),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite:marketlink.db".into(),
+            max_connections: 10,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid configuration: `{key}`: {message}")]
+    BadValue { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Loads defaults ← `file` (if given) ← `MARKETLINK_*` environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        check_env_names(std::env::vars().map(|(name, _)| name))?;
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        Self::load_from(file, env)
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path.display().to_string()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.server.public_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::BadValue {
+                key: "server.public_url",
+                message: format!("`{url}` must start with http:// or https://"),
+            });
+        }
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::BadValue {
+                key: "database.url",
+                message: format!(
+                    "`{}` must start with `sqlite:` or `postgres://`",
+                    marketlink_store::redact_url(db)
+                ),
+            });
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::BadValue {
+                key: "database.max_connections",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(ConfigError::BadValue {
+                key: "server.body_limit_bytes",
+                message: "must be at least 1024".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.request_timeout_secs)
+    }
+}
+
+const ENV_PREFIX: &str = "MARKETLINK_";
+
+/// `MARKETLINK_*` variables that are not configuration keys.
+const NON_CONFIG_ENV: &[&str] = &["MARKETLINK_CONFIG"];
+
+/// Every configuration key is nested (`section.key`), so a `MARKETLINK_` variable without a
+/// double underscore is almost always a typo such as `MARKETLINK_DATABASE_URL`: say so rather
+/// than ignore it. `MARKETLINK_TEST_*` belongs to the test suite.
+fn check_env_names(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
+    for name in names {
+        let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if key.contains("__") || key.starts_with("TEST_") || NON_CONFIG_ENV.contains(&name.as_str())
+        {
+            continue;
+        }
+        let suggestion = key.to_ascii_uppercase().replacen('_', "__", 1);
+        return Err(ConfigError::Invalid(format!(
+            "environment variable {name} is not a configuration key; nested keys use a double \
+             underscore, e.g. {ENV_PREFIX}{suggestion}"
+        )));
+    }
+    Ok(())
+}
+
+/// Figment errors name the key and the source; keep every error, one per line.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("`{}`: ", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            format!("{key}{}{source}", e.kind)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn no_env() -> Env {
+        Env::prefixed("MARKETLINK_TEST_UNUSED_PREFIX_")
+    }
+
+    fn file(contents: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(contents.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let config = Config::load_from(None, no_env()).unwrap();
+        assert_eq!(config, Config::default());
+        assert!(config.database.url.starts_with("sqlite:"));
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_matches_the_defaults() {
+        let f = file(EXAMPLE);
+        let config = Config::load_from(Some(f.path()), no_env()).unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn file_values_apply() {
+        let f =
+            file("[server]\nbind = \"0.0.0.0:9000\"\n[database]\nurl = \"postgres://u@h/db\"\n");
+        let config = Config::load_from(Some(f.path()), no_env()).unwrap();
+        assert_eq!(config.server.bind.port(), 9000);
+        assert_eq!(config.database.url, "postgres://u@h/db");
+    }
+
+    #[test]
+    #[expect(clippy::result_large_err, reason = "figment's test API")]
+    fn environment_wins_over_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("m.toml", "[database]\nurl = \"sqlite:file.db\"\n")?;
+            jail.set_env("MARKETLINK_DATABASE__URL", "sqlite:env.db");
+            jail.set_env("MARKETLINK_SERVER__BODY_LIMIT_BYTES", "4096");
+            let config = Config::load(Some(Path::new("m.toml"))).unwrap();
+            assert_eq!(config.database.url, "sqlite:env.db");
+            assert_eq!(config.server.body_limit_bytes, 4096);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let f = file("[server]\nbnd = \"0.0.0.0:9000\"\n");
+        let err = Config::load_from(Some(f.path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bnd"), "{err}");
+        assert!(err.contains("server"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let f = file("[server]\nbind = \"not an address\"\n");
+        let err = Config::load_from(Some(f.path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.bind"), "{err}");
+
+        let f = file("[database]\nurl = \"mysql://x\"\n");
+        let err = Config::load_from(Some(f.path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.url"), "{err}");
+
+        let f = file("[server]\npublic_url = \"ftp://x\"\n");
+        let err = Config::load_from(Some(f.path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.public_url"), "{err}");
+
+        let f = file("[log]\nformat = \"xml\"\n");
+        let err = Config::load_from(Some(f.path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log.format"), "{err}");
+    }
+
+    #[test]
+    fn single_underscore_env_names_are_reported() {
+        let ok = [
+            "PATH",
+            "MARKETLINK_CONFIG",
+            "MARKETLINK_TEST_SKIP_POSTGRES",
+            "MARKETLINK_DATABASE__URL",
+        ];
+        check_env_names(ok.iter().map(|s| s.to_string())).unwrap();
+        let err = check_env_names(std::iter::once("MARKETLINK_DATABASE_URL".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MARKETLINK_DATABASE__URL"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = Config::load_from(Some(Path::new("/nonexistent/m.toml")), no_env()).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+
+    #[test]
+    fn database_password_is_not_printed() {
+        let mut config = Config::default();
+        config.database.url = "postgres://app:hunter2@db/marketlink".into();
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

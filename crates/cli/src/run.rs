@@ -1,0 +1,170 @@
+//! The commands' bodies: start-up order, wiring and shutdown.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use marketlink_core::SystemClock;
+use marketlink_store::{Store, StoreOptions, redact_url};
+use marketlink_web::{App, AppState, WebSettings};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::config::{Config, LogConfig, LogFormat};
+
+pub fn init_tracing(log: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match log.format {
+        LogFormat::Json => registry
+            .with(fmt::layer().json().with_current_span(true))
+            .try_init(),
+        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+    };
+    if result.is_err() {
+        eprintln!("marketlink: a tracing subscriber was already installed");
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        max_connections: config.database.max_connections,
+        ..StoreOptions::default()
+    };
+    Store::connect(&config.database.url, &options)
+        .await
+        .with_context(|| format!("cannot open database {}", redact_url(&config.database.url)))
+}
+
+pub async fn migrate(config: Config, dry_run: bool) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let pending = store.pending_migrations().await?;
+    if pending.is_empty() {
+        println!("database is up to date");
+    } else if dry_run {
+        println!("{} migration(s) would be applied:", pending.len());
+        for name in &pending {
+            println!("  {name}");
+        }
+    } else {
+        store.migrate().await.context("migration failed")?;
+        println!("applied {} migration(s):", pending.len());
+        for name in &pending {
+            println!("  {name}");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    serve_until(config, shutdown, |_| {}).await
+}
+
+/// Runs the server until `shutdown` is cancelled; `on_listening` receives the bound address
+/// (the port may have been chosen by the OS).
+pub async fn serve_until(
+    config: Config,
+    shutdown: CancellationToken,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    if config.database.migrate_on_start {
+        store.migrate().await.context("migration failed")?;
+    } else {
+        let pending = store.pending_migrations().await?;
+        anyhow::ensure!(
+            pending.is_empty(),
+            "the database is missing {} migration(s); run `marketlink migrate`",
+            pending.len()
+        );
+    }
+    let state = AppState::new(App {
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        settings: WebSettings {
+            public_url: config.server.public_url.clone(),
+            body_limit_bytes: config.server.body_limit_bytes,
+            request_timeout: config.request_timeout(),
+        },
+    });
+    let listener = tokio::net::TcpListener::bind(config.server.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, database = %redact_url(&config.database.url), "marketlink listening");
+    on_listening(address);
+    let stop = shutdown.clone();
+    marketlink_web::serve(
+        listener,
+        marketlink_web::router(state),
+        async move { stop.cancelled().await },
+        Duration::from_secs(config.server.shutdown_grace_secs),
+    )
+    .await
+    .context("HTTP server failed")?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+pub async fn demo(mut config: Config, data_dir: PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    config.database.url = format!("sqlite:{}", data_dir.join("demo.db").display());
+    config.database.migrate_on_start = true;
+    let public_url = config.server.public_url.clone();
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    serve_until(config, shutdown, move |address| {
+        println!();
+        println!(
+            "marketlink demo is running (database: {}/demo.db)",
+            data_dir.display()
+        );
+        println!("  service:   {public_url}  (listening on {address})");
+        println!("  health:    {public_url}/healthz   readiness: {public_url}/readyz");
+        println!("Press Ctrl-C to stop.");
+    })
+    .await
+}

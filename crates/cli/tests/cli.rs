@@ -1,0 +1,195 @@
+//! The `marketlink` binary as an operator runs it: migrate, serve, health, SIGTERM.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_marketlink");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn marketlink(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
+        .env_remove("MARKETLINK_CONFIG")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+async fn wait_ready(base: &str) -> reqwest::Response {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = client.get(format!("{base}/readyz")).send().await {
+            return response;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not come up at {base}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    let pid = server.0.id().to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "server ignored SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn serve_and_probe(dir: &std::path::Path, database_url: &str) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Server(
+        marketlink(dir)
+            .arg("serve")
+            .env("MARKETLINK_SERVER__BIND", format!("127.0.0.1:{port}"))
+            .env("MARKETLINK_DATABASE__URL", database_url)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ready = wait_ready(&base).await;
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let request_id = health
+        .headers()
+        .get("x-request-id")
+        .expect("request id echoed");
+    assert!(!request_id.is_empty());
+    let missing = reqwest::get(format!("{base}/no-such-page")).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let status = terminate(&mut server).await;
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+}
+
+#[tokio::test]
+async fn serves_on_sqlite_with_no_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    serve_and_probe(dir.path(), "sqlite:marketlink.db").await;
+    assert!(
+        dir.path().join("marketlink.db").exists(),
+        "the SQLite file is created on first run"
+    );
+}
+
+#[tokio::test]
+async fn migrate_then_serve_on_postgres() {
+    if std::env::var("MARKETLINK_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
+        return;
+    }
+    let admin = std::env::var("MARKETLINK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("marketlink_cli_{}", std::process::id());
+    let psql = |sql: String| {
+        let status = Command::new("psql")
+            .args([admin.as_str(), "-q", "-c", &sql])
+            .stdout(Stdio::null())
+            .status()
+            .expect("psql is installed");
+        assert!(status.success(), "{sql}");
+    };
+    psql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    psql(format!("CREATE DATABASE {name}"));
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let dir = tempfile::tempdir().unwrap();
+
+    let dry = marketlink(dir.path())
+        .args(["migrate", "--dry-run"])
+        .env("MARKETLINK_DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(dry.status.success());
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would be applied"));
+
+    let applied = marketlink(dir.path())
+        .arg("migrate")
+        .env("MARKETLINK_DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    assert!(String::from_utf8_lossy(&applied.stdout).contains("applied"));
+
+    let again = marketlink(dir.path())
+        .arg("migrate")
+        .env("MARKETLINK_DATABASE__URL", &url)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("up to date"));
+
+    serve_and_probe(dir.path(), &url).await;
+    psql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+#[test]
+fn bad_configuration_names_the_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.toml"), "[server]\nbnd = \"x\"\n").unwrap();
+    let output = marketlink(dir.path())
+        .args(["--config", "m.toml", "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bnd"), "{stderr}");
+
+    let output = marketlink(dir.path())
+        .arg("migrate")
+        .env("MARKETLINK_DATABASE__URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("database.url"));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["demo", "--help"],
+        vec!["config", "--help"],
+    ] {
+        let output = Command::new(BIN).args(&args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+    let example = Command::new(BIN).arg("config").output().unwrap();
+    assert!(String::from_utf8_lossy(&example.stdout).contains("[database]"));
+}

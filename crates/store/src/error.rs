@@ -1,0 +1,41 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness rule or a concurrent change refused the write.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A domain rule refused the change (for example an illegal state transition).
+    #[error(transparent)]
+    Domain(#[from] marketlink_core::IllegalTransition),
+    #[error("invalid database configuration: {0}")]
+    Config(String),
+    /// A stored value could not be read back into a domain type.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::RowNotFound => Self::NotFound("row"),
+            other => Self::Database(other),
+        }
+    }
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to [`StoreError::Conflict`] with a readable message.
+    pub(crate) fn on_unique(error: sqlx::Error, message: impl FnOnce() -> String) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(message()),
+            _ => Self::from(error),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+-- marketlink schema, PostgreSQL dialect. Timestamps are Unix milliseconds (BIGINT) so that
+-- comparisons in SQL are numeric on both backends; ids are UUID v7.
+
+CREATE TABLE tenants (
+    id            UUID PRIMARY KEY,
+    name          TEXT NOT NULL,
+    company       TEXT,
+    contact_email TEXT NOT NULL,
+    created_at    BIGINT  NOT NULL
+);
+
+CREATE TABLE subscriptions (
+    id                  UUID PRIMARY KEY,
+    tenant_id           UUID REFERENCES tenants (id),
+    marketplace         TEXT NOT NULL,
+    external_id         TEXT NOT NULL,
+    product_code        TEXT NOT NULL,
+    customer_id         TEXT NOT NULL,
+    customer_account_id TEXT,
+    license_arn         TEXT,
+    product_id          TEXT,
+    plan_id             TEXT,
+    quantity            BIGINT,
+    status              TEXT NOT NULL,
+    free_trial          BOOLEAN NOT NULL DEFAULT FALSE,
+    term_start          BIGINT,
+    term_end            BIGINT,
+    term_unit           TEXT,
+    created_at          BIGINT NOT NULL,
+    updated_at          BIGINT NOT NULL,
+    CONSTRAINT subscriptions_external_key UNIQUE (marketplace, external_id)
+);
+CREATE INDEX subscriptions_tenant ON subscriptions (tenant_id);
+CREATE INDEX subscriptions_customer ON subscriptions (marketplace, customer_id);
+
+-- What marketplaces told us: stored before we acknowledge, applied by a worker.
+CREATE TABLE inbox_messages (
+    id              UUID PRIMARY KEY,
+    marketplace     TEXT NOT NULL,
+    dedup_key       TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    payload         JSONB NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    locked_until    BIGINT,
+    lease_id        UUID,
+    last_error      TEXT,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    CONSTRAINT inbox_messages_dedup_key UNIQUE (marketplace, dedup_key)
+);
+CREATE INDEX inbox_messages_due ON inbox_messages (state, next_attempt_at);
+
+-- What we must tell marketplaces (activation, acknowledgements, plan changes, usage batches).
+CREATE TABLE outbox_jobs (
+    id              UUID PRIMARY KEY,
+    marketplace     TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    dedup_key       TEXT NOT NULL,
+    payload         JSONB NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    locked_until    BIGINT,
+    lease_id        UUID,
+    last_error      TEXT,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    CONSTRAINT outbox_jobs_dedup_key UNIQUE (kind, dedup_key)
+);
+CREATE INDEX outbox_jobs_due ON outbox_jobs (state, next_attempt_at);
