@@ -78,6 +78,10 @@ uuid_id!(
     /// One marketplace subscription as marketlink tracks it.
     SubscriptionId
 );
+uuid_id!(
+    /// A person who signs in to a tenant.
+    UserId
+);
 string_id!(
     /// The vendor's own key for a product in its catalog (not a marketplace product code).
     ProductId

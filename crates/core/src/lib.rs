@@ -21,15 +21,16 @@ pub use catalog::{Catalog, Dimension, DimensionKind, Listing, Plan, Product};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entitlement::{Entitlement, EntitlementValue};
 pub use event::{EventKind, MarketplaceEvent};
-pub use ids::{PlanId, ProductId, SubscriptionId, TenantId};
+pub use ids::{PlanId, ProductId, SubscriptionId, TenantId, UserId};
 pub use marketplace::Marketplace;
 pub use provider::{
-    AuthenticatedMessage, Capabilities, ChangeOutcome, InboundEndpoint, InboundMessage,
-    LandingToken, MarketplaceProvider, ProviderError, PulledMessage, ResolvedPurchase,
+    AuthenticatedMessage, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome, InboundEndpoint,
+    InboundMessage, LandingToken, MarketplaceProvider, ProviderError, PulledMessage,
+    ResolvedPurchase,
 };
 pub use quantity::Quantity;
 pub use subscription::{
     ExternalRef, IllegalTransition, Lifecycle, Subscription, SubscriptionStatus, Term, Transition,
 };
-pub use tenant::Tenant;
+pub use tenant::{Role, Tenant, User};
 pub use usage::{UsageAllocation, UsageOutcome, UsageRecord};

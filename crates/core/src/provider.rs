@@ -5,7 +5,7 @@
 //! touches the database and renders no HTML. The web front end and the workers hold providers
 //! as `Arc<dyn MarketplaceProvider>`, keyed by [`Marketplace`].
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -108,6 +108,36 @@ pub struct PulledMessage {
     pub message: InboundMessage,
     /// Opaque handle for [`MarketplaceProvider::ack`] (SQS receipt handle).
     pub receipt: String,
+}
+
+/// The buyer as an identity provider vouched for them during sign-in on the landing page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuyerIdentity {
+    /// Stable subject (Entra `oid`).
+    pub subject: String,
+    /// The buyer's directory (Entra `tid`).
+    pub tenant_id: Option<String>,
+    /// Contact email if the identity provider has one (Graph `mail`, else `userPrincipalName`).
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A sign-in the buyer must complete before the landing token is resolved (Microsoft requires
+/// Entra ID single sign-on on the landing page).
+#[async_trait]
+pub trait BuyerSignIn: Send + Sync {
+    /// Where to send the browser. `pkce_challenge` is the S256 challenge of a verifier the
+    /// caller keeps.
+    fn authorize_url(&self, state: &str, nonce: &str, pkce_challenge: &str) -> String;
+
+    /// Redeems the authorization code and validates the ID token (signature, audience,
+    /// issuer, expiry, `nonce`).
+    async fn complete(
+        &self,
+        code: &str,
+        pkce_verifier: &str,
+        nonce: &str,
+    ) -> Result<BuyerIdentity, ProviderError>;
 }
 
 /// What a provider can do; the front end hides what a marketplace does not offer.
@@ -239,6 +269,23 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
             marketplace: self.marketplace(),
             operation: "responding to change requests",
         })
+    }
+
+    /// Finds the landing token among the landing request's query and form fields. The
+    /// default reads `token` (Microsoft's `?token=`).
+    fn landing_token(&self, fields: &[(String, String)]) -> Option<LandingToken> {
+        fields
+            .iter()
+            .find(|(name, value)| name == "token" && !value.trim().is_empty())
+            .map(|(_, value)| LandingToken {
+                token: value.trim().to_owned(),
+                free_trial_hint: false,
+            })
+    }
+
+    /// The sign-in the buyer must complete on the landing page before `resolve`, if any.
+    fn buyer_sign_in(&self) -> Option<Arc<dyn BuyerSignIn>> {
+        None
     }
 
     /// HTTP endpoints to mount for this marketplace's notifications.

@@ -97,3 +97,69 @@ mod tests {
         assert!(looks_like_email("a.b+c@d.example"));
     }
 }
+
+/// What a user may do in their tenant's account center.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "owner" => Some(Self::Owner),
+            "admin" => Some(Self::Admin),
+            "member" => Some(Self::Member),
+            _ => None,
+        }
+    }
+}
+
+/// A person who signs in to a tenant. Emails are stored lower-cased and unique.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: crate::UserId,
+    pub tenant_id: TenantId,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl User {
+    pub fn new(
+        tenant_id: TenantId,
+        email: &str,
+        name: Option<&str>,
+        role: Role,
+        now: OffsetDateTime,
+    ) -> Result<Self, InvalidTenant> {
+        let email = email.trim().to_lowercase();
+        if !looks_like_email(&email) {
+            return Err(InvalidTenant::BadEmail(email));
+        }
+        Ok(Self {
+            id: crate::UserId::new(),
+            tenant_id,
+            email,
+            name: name
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned),
+            role,
+            created_at: now,
+        })
+    }
+}

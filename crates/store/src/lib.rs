@@ -12,6 +12,7 @@ mod rows;
 mod subscriptions;
 mod tenants;
 mod timeline;
+mod users;
 
 use std::{str::FromStr, time::Duration};
 

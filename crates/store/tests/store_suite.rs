@@ -475,3 +475,40 @@ async fn timeline_and_entitlements(store: &Store) {
     assert_eq!(store.entitlements(sub.id).await.unwrap(), second);
 }
 story!(timeline, timeline_and_entitlements);
+
+async fn users_belong_to_one_tenant_and_emails_are_unique(store: &Store) {
+    use marketlink_core::{Role, User};
+
+    let acme = tenant("Acme");
+    let owner = User::new(acme.id, " Ops@Acme.Example ", Some("Ops"), Role::Owner, T0).unwrap();
+    store
+        .create_tenant_with_owner(&acme, &owner, Some("$argon2id$hash"))
+        .await
+        .unwrap();
+    let (found, hash) = store
+        .find_user_by_email("OPS@acme.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, owner);
+    assert_eq!(found.email, "ops@acme.example");
+    assert_eq!(hash.as_deref(), Some("$argon2id$hash"));
+
+    // A second tenant whose owner reuses the email is refused as a whole: no orphan tenant.
+    let other = tenant("Other");
+    let clash = User::new(other.id, "ops@acme.example", None, Role::Owner, T0).unwrap();
+    assert!(matches!(
+        store.create_tenant_with_owner(&other, &clash, None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.get_tenant(other.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let member = User::new(acme.id, "dev@acme.example", None, Role::Member, T0).unwrap();
+    store.create_user(&member, None).await.unwrap();
+    assert_eq!(store.list_users(acme.id).await.unwrap().len(), 2);
+    assert_eq!(store.get_user(member.id).await.unwrap().role, Role::Member);
+}
+story!(users, users_belong_to_one_tenant_and_emails_are_unique);

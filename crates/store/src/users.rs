@@ -1,0 +1,148 @@
+//! Users of the account center. Password hashes are produced and checked by the caller; the
+//! store only keeps them.
+
+use marketlink_core::{Role, Tenant, TenantId, User, UserId};
+use uuid::Uuid;
+
+use crate::{Store, StoreError, from_millis, millis, on_pool};
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    email: String,
+    name: Option<String>,
+    role: String,
+    created_at: i64,
+    password_hash: Option<String>,
+}
+
+const USER_COLUMNS: &str = "id, tenant_id, email, name, role, created_at, password_hash";
+
+impl UserRow {
+    fn into_user(self) -> Result<(User, Option<String>), StoreError> {
+        let role = Role::parse(&self.role)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown role `{}`", self.role)))?;
+        Ok((
+            User {
+                id: UserId(self.id),
+                tenant_id: TenantId(self.tenant_id),
+                email: self.email,
+                name: self.name,
+                role,
+                created_at: from_millis(self.created_at)?,
+            },
+            self.password_hash,
+        ))
+    }
+}
+
+fn email_taken() -> String {
+    "an account with this email address already exists; sign in instead".into()
+}
+
+impl Store {
+    /// Creates a tenant and its first user together, so no tenant exists without an owner.
+    pub async fn create_tenant_with_owner(
+        &self,
+        tenant: &Tenant,
+        owner: &User,
+        password_hash: Option<&str>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO tenants (id, name, company, contact_email, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(tenant.id.0)
+            .bind(&tenant.name)
+            .bind(&tenant.company)
+            .bind(&tenant.contact_email)
+            .bind(millis(tenant.created_at))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO users (id, tenant_id, email, name, password_hash, role, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(owner.id.0)
+            .bind(tenant.id.0)
+            .bind(&owner.email)
+            .bind(&owner.name)
+            .bind(password_hash)
+            .bind(owner.role.as_str())
+            .bind(millis(owner.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::on_unique(e, email_taken))?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Adds a user to an existing tenant.
+    pub async fn create_user(
+        &self,
+        user: &User,
+        password_hash: Option<&str>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO users (id, tenant_id, email, name, password_hash, role, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(user.id.0)
+            .bind(user.tenant_id.0)
+            .bind(&user.email)
+            .bind(&user.name)
+            .bind(password_hash)
+            .bind(user.role.as_str())
+            .bind(millis(user.created_at))
+            .execute(pool)
+            .await
+            .map_err(|e| StoreError::on_unique(e, email_taken))?;
+        });
+        Ok(())
+    }
+
+    /// The user with this email (case-insensitive) and their password hash.
+    pub async fn find_user_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<(User, Option<String>)>, StoreError> {
+        let row: Option<UserRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
+            ))
+            .bind(email.trim().to_lowercase())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(UserRow::into_user).transpose()
+    }
+
+    pub async fn get_user(&self, id: UserId) -> Result<User, StoreError> {
+        let row: Option<UserRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+                .bind(id.0)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.ok_or(StoreError::NotFound("user"))?.into_user()?.0)
+    }
+
+    pub async fn list_users(&self, tenant: TenantId) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<UserRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY id"
+            ))
+            .bind(tenant.0)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|row| row.into_user().map(|(user, _)| user))
+            .collect()
+    }
+}
