@@ -2,9 +2,13 @@
 //! authorise and call the store or a provider; the domain rules live in `marketlink-core`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod buyer;
 mod error;
 mod health;
 mod inbound;
+pub mod pages;
+mod password;
+pub mod session;
 mod state;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
@@ -33,6 +37,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(inbound::routes(&state))
+        .merge(buyer::routes())
+        .route("/static/style.css", axum::routing::get(stylesheet))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -58,6 +64,17 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The one stylesheet, compiled in: no build step, no files to deploy.
+async fn stylesheet() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/style.css"),
+    )
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests

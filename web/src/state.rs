@@ -2,13 +2,22 @@
 
 use std::{ops::Deref, sync::Arc, time::Duration};
 
+use axum::extract::FromRef;
+use axum_extra::extract::cookie::Key;
 use marketlink_core::Clock;
 use marketlink_engine::Engine;
 use marketlink_store::Store;
 
+use crate::pages::Branding;
+
 /// HTTP settings the router needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WebSettings {
+    /// Encrypts and signs the session cookie. Every replica must share it.
+    pub session_key: Key,
+    /// Mark cookies `Secure` (https only). Off only for a plain-http local demo.
+    pub secure_cookies: bool,
+    pub branding: Branding,
     /// Where buyers and marketplaces reach us, e.g. `https://billing.example.com`.
     pub public_url: String,
     /// Largest request body accepted, in bytes.
@@ -16,9 +25,25 @@ pub struct WebSettings {
     pub request_timeout: Duration,
 }
 
+impl std::fmt::Debug for WebSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSettings")
+            .field("session_key", &"<redacted>")
+            .field("secure_cookies", &self.secure_cookies)
+            .field("branding", &self.branding)
+            .field("public_url", &self.public_url)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
 impl Default for WebSettings {
     fn default() -> Self {
         Self {
+            session_key: Key::generate(),
+            secure_cookies: false,
+            branding: Branding::default(),
             public_url: "http://127.0.0.1:8080".into(),
             body_limit_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
@@ -51,5 +76,11 @@ impl Deref for AppState {
     type Target = App;
     fn deref(&self) -> &App {
         &self.0
+    }
+}
+
+impl FromRef<AppState> for Key {
+    fn from_ref(state: &AppState) -> Self {
+        state.settings.session_key.clone()
     }
 }

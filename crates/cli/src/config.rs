@@ -19,6 +19,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    /// The vendor's name, logo and colour on every page.
+    pub branding: marketlink_web::pages::Branding,
     /// The vendor's products, where they are listed, plans, dimensions and features.
     pub catalog: marketlink_core::Catalog,
     /// How change requests from a marketplace are answered.
@@ -39,6 +41,28 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// On shutdown, how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
+    /// Key material for the session cookie (at least 64 characters, random). Every replica
+    /// must share it. When unset, a random key is made at start-up and sessions end on restart.
+    pub session_secret: Option<Secret>,
+    /// Mark cookies Secure (https only). Default: on when `public_url` is https.
+    pub secure_cookies: Option<bool>,
+}
+
+/// A configuration secret: deserialised as a string, never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +109,8 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
+            session_secret: None,
+            secure_cookies: None,
         }
     }
 }
@@ -177,6 +203,14 @@ impl Config {
                 key: "catalog",
                 message,
             })?;
+        if let Some(secret) = &self.server.session_secret
+            && secret.expose().len() < 64
+        {
+            return Err(ConfigError::BadValue {
+                key: "server.session_secret",
+                message: "must be at least 64 characters (e.g. `openssl rand -base64 48`)".into(),
+            });
+        }
         if self.server.body_limit_bytes < 1024 {
             return Err(ConfigError::BadValue {
                 key: "server.body_limit_bytes",
@@ -184,6 +218,12 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.server
+            .secure_cookies
+            .unwrap_or_else(|| self.server.public_url.starts_with("https://"))
     }
 
     pub fn request_timeout(&self) -> Duration {

@@ -3,6 +3,7 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use axum_extra::extract::cookie::Key;
 use marketlink_core::SystemClock;
 use marketlink_engine::{
     Engine, Providers,
@@ -10,6 +11,7 @@ use marketlink_engine::{
 };
 use marketlink_store::{Store, StoreOptions, redact_url};
 use marketlink_web::{App, AppState, WebSettings};
+use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -132,6 +134,18 @@ pub async fn serve_until(
         clock,
         engine,
         settings: WebSettings {
+            session_key: match &config.server.session_secret {
+                // SHA-512 spreads any long secret over exactly the 64 bytes a Key takes.
+                Some(secret) => Key::from(&sha2::Sha512::digest(secret.expose().as_bytes())[..]),
+                None => {
+                    tracing::warn!(
+                        "server.session_secret is not set: sessions end when the process restarts, and replicas cannot share them"
+                    );
+                    Key::generate()
+                }
+            },
+            secure_cookies: config.secure_cookies(),
+            branding: config.branding.clone(),
             public_url: config.server.public_url.clone(),
             body_limit_bytes: config.server.body_limit_bytes,
             request_timeout: config.request_timeout(),

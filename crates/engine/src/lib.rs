@@ -8,6 +8,8 @@
 mod apply;
 pub mod backoff;
 mod inbox;
+mod onboarding;
+mod outbox;
 mod policy;
 mod providers;
 mod receive;
@@ -22,6 +24,8 @@ use tokio::sync::Notify;
 pub use crate::{
     apply::{ApplyOutcome, apply_event},
     inbox::InboxRun,
+    onboarding::{ACTIVATE_JOB, ClaimError},
+    outbox::OutboxRun,
     policy::ChangePolicy,
     providers::Providers,
     receive::{ReceiveError, Received},
@@ -37,6 +41,8 @@ pub struct Engine {
     /// Wakes the inbox worker when a message arrives, so marketplace deadlines (Microsoft's
     /// 10 s to answer a plan change) are met without a tight polling loop.
     pub inbox_ready: Arc<Notify>,
+    /// Wakes the outbox worker when a job is queued (the buyer waits for activation).
+    pub outbox_ready: Arc<Notify>,
 }
 
 impl Engine {
@@ -54,6 +60,7 @@ impl Engine {
             catalog,
             policy,
             inbox_ready: Arc::new(Notify::new()),
+            outbox_ready: Arc::new(Notify::new()),
         }
     }
 }

@@ -71,6 +71,8 @@ pub fn spawn(
         })
     };
     let pull = {
+        let engine = engine.clone();
+        let settings = settings.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -88,10 +90,40 @@ pub fn spawn(
             }
         })
     };
+    let outbox = {
+        let engine = engine.clone();
+        let settings = settings.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                match engine
+                    .process_outbox(settings.inbox_batch, &settings.backoff)
+                    .await
+                {
+                    Ok(run)
+                        if run.done + run.retried + run.buried == settings.inbox_batch as usize =>
+                    {
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(error = ?error, "outbox pass failed"),
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = engine.outbox_ready.notified() => {},
+                    () = tokio::time::sleep(settings.inbox_interval) => {},
+                }
+            }
+        })
+    };
     vec![
         Worker {
             name: "inbox",
             handle: inbox,
+        },
+        Worker {
+            name: "outbox",
+            handle: outbox,
         },
         Worker {
             name: "queue-poller",

@@ -1,0 +1,173 @@
+//! Turning a resolved purchase into a subscription bound to a tenant, and activating it
+//! where the marketplace expects us to.
+
+use marketlink_core::{
+    Lifecycle, ResolvedPurchase, Subscription, SubscriptionId, TenantId, Transition,
+};
+use marketlink_store::{NewJob, StoreError, TimelineEntry};
+use uuid::Uuid;
+
+use crate::Engine;
+
+pub const ACTIVATE_JOB: &str = "activate";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// The marketplace identity already belongs to another tenant (seed 000, step 8).
+    #[error("this {0} subscription is already linked to another account")]
+    AlreadyLinked(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Engine {
+    /// Records the purchase the buyer just resolved (or finds the subscription a notification
+    /// created first), binds it to `tenant`, and queues activation where the marketplace
+    /// waits for us (Azure). AWS subscriptions stay pending until subscribe-success.
+    pub async fn claim_purchase(
+        &self,
+        purchase: &ResolvedPurchase,
+        tenant: TenantId,
+    ) -> Result<Subscription, ClaimError> {
+        let now = self.clock.now();
+        let external = &purchase.subscription;
+        let mut fresh = Subscription::pending(external.clone(), now);
+        fresh.product_id = self
+            .catalog
+            .by_listing(&external.marketplace, &external.product_code)
+            .map(|p| p.id.clone());
+        fresh.plan_id = purchase.plan_id.clone();
+        fresh.quantity = purchase.quantity;
+        fresh.free_trial = purchase.free_trial;
+        fresh.term = purchase.term.clone();
+        let mut stored = self.store.upsert_subscription(&fresh).await?;
+        if stored.id != fresh.id {
+            // A notification got here first: fill in what the landing page learned.
+            stored.product_id = stored.product_id.or(fresh.product_id);
+            stored.plan_id = stored.plan_id.or(fresh.plan_id);
+            stored.quantity = stored.quantity.or(fresh.quantity);
+            stored.free_trial |= fresh.free_trial;
+            stored.term = stored.term.or(fresh.term);
+            self.store
+                .update_subscription_terms(&stored, now, now)
+                .await?;
+        }
+        let bound = match self.store.bind_subscription(stored.id, tenant, now).await {
+            Ok(bound) => bound,
+            Err(StoreError::Conflict(_)) => {
+                return Err(ClaimError::AlreadyLinked(external.marketplace.to_string()));
+            }
+            Err(other) => return Err(other.into()),
+        };
+        self.record(
+            bound.id,
+            "landing",
+            "registered",
+            "applied",
+            serde_json::json!({
+                "tenant_id": tenant,
+                "plan_id": bound.plan_id,
+                "quantity": bound.quantity,
+                "free_trial": bound.free_trial,
+            }),
+        )
+        .await?;
+        let vendor_activates = self
+            .providers
+            .get(&external.marketplace)
+            .is_some_and(|p| p.capabilities().vendor_activates);
+        if vendor_activates && bound.status == marketlink_core::SubscriptionStatus::Pending {
+            self.store
+                .outbox_enqueue(
+                    &NewJob {
+                        marketplace: external.marketplace.to_string(),
+                        kind: ACTIVATE_JOB.into(),
+                        dedup_key: bound.id.to_string(),
+                        payload: serde_json::json!({ "subscription_id": bound.id }),
+                        run_at: now,
+                    },
+                    now,
+                )
+                .await?;
+            self.outbox_ready.notify_one();
+        }
+        Ok(bound)
+    }
+
+    /// Runs one activation: tells the marketplace, then marks the subscription active.
+    pub(crate) async fn activate(
+        &self,
+        id: SubscriptionId,
+    ) -> Result<(), marketlink_core::ProviderError> {
+        let subscription = self.store.get_subscription(id).await.map_err(|e| {
+            marketlink_core::ProviderError::retryable(format!("cannot read subscription: {e}"))
+        })?;
+        if subscription.status != marketlink_core::SubscriptionStatus::Pending {
+            return Ok(());
+        }
+        let provider = self
+            .providers
+            .get(&subscription.external.marketplace)
+            .ok_or_else(|| {
+                marketlink_core::ProviderError::Configuration(format!(
+                    "no provider for {}",
+                    subscription.external.marketplace
+                ))
+            })?;
+        provider
+            .activate(
+                &subscription.external,
+                subscription.plan_id.as_ref(),
+                subscription.quantity,
+            )
+            .await?;
+        let now = self.clock.now();
+        let outcome = match self
+            .store
+            .apply_lifecycle(id, Lifecycle::Activate, now)
+            .await
+        {
+            Ok((_, Transition::Changed { .. })) => "applied",
+            Ok((_, Transition::Unchanged(_))) => "unchanged",
+            Err(StoreError::Domain(_)) => "refused: no longer pending",
+            Err(e) => {
+                return Err(marketlink_core::ProviderError::retryable(format!(
+                    "activated at the marketplace but not recorded yet: {e}"
+                )));
+            }
+        };
+        self.record(
+            id,
+            "vendor",
+            "lifecycle:activate",
+            outcome,
+            serde_json::json!({}),
+        )
+        .await
+        .map_err(|e| marketlink_core::ProviderError::retryable(e.to_string()))?;
+        Ok(())
+    }
+
+    pub(crate) async fn record(
+        &self,
+        id: SubscriptionId,
+        source: &str,
+        kind: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.store
+            .record_timeline(&TimelineEntry {
+                id: Uuid::now_v7(),
+                subscription_id: id,
+                source: source.into(),
+                kind: kind.into(),
+                outcome: outcome.into(),
+                detail,
+                occurred_at: now,
+                recorded_at: now,
+            })
+            .await
+    }
+}

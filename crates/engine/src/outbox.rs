@@ -1,0 +1,92 @@
+//! The outbox worker's one pass: what we owe the marketplaces (activations for now), sent
+//! with retries; a permanent refusal is recorded on the subscription and kept visible.
+
+use marketlink_core::{Lifecycle, SubscriptionId};
+use marketlink_store::{QueueItem, StoreError};
+
+use crate::{Engine, backoff::Backoff, onboarding::ACTIVATE_JOB};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxRun {
+    pub done: usize,
+    pub retried: usize,
+    pub buried: usize,
+}
+
+impl Engine {
+    pub async fn process_outbox(
+        &self,
+        limit: u32,
+        backoff: &Backoff,
+    ) -> Result<OutboxRun, StoreError> {
+        let claimed = self
+            .store
+            .outbox_claim(
+                self.clock.now(),
+                time::Duration::minutes(2),
+                limit,
+                Some(ACTIVATE_JOB),
+            )
+            .await?;
+        let mut run = OutboxRun::default();
+        for job in claimed {
+            let result = match subscription_of(&job) {
+                Some(id) => self.activate(id).await,
+                None => Err(marketlink_core::ProviderError::Configuration(
+                    "job payload has no subscription_id".into(),
+                )),
+            };
+            match result {
+                Ok(()) => {
+                    self.store.outbox_complete(&job, self.clock.now()).await?;
+                    run.done += 1;
+                }
+                Err(error) if error.is_retryable() && !backoff.exhausted(job.attempts) => {
+                    let retry_after = match &error {
+                        marketlink_core::ProviderError::Retryable { retry_after, .. } => {
+                            *retry_after
+                        }
+                        _ => None,
+                    };
+                    let at = self.clock.now() + backoff.delay(job.attempts, retry_after);
+                    tracing::warn!(job = %job.id, %error, retry_at = %at, "activation will be retried");
+                    self.store
+                        .outbox_retry(&job, &error.to_string(), at, self.clock.now())
+                        .await?;
+                    run.retried += 1;
+                }
+                Err(error) => {
+                    tracing::error!(job = %job.id, %error, "activation failed for good");
+                    if let Some(id) = subscription_of(&job) {
+                        let now = self.clock.now();
+                        let outcome =
+                            match self.store.apply_lifecycle(id, Lifecycle::Fail, now).await {
+                                Ok(_) => "applied".to_owned(),
+                                Err(e) => format!("refused: {e}"),
+                            };
+                        self.record(
+                            id,
+                            "vendor",
+                            "lifecycle:fail",
+                            &outcome,
+                            serde_json::json!({ "reason": error.to_string() }),
+                        )
+                        .await?;
+                    }
+                    self.store
+                        .outbox_bury(&job, &error.to_string(), self.clock.now())
+                        .await?;
+                    run.buried += 1;
+                }
+            }
+        }
+        Ok(run)
+    }
+}
+
+fn subscription_of(job: &QueueItem) -> Option<SubscriptionId> {
+    job.payload
+        .get("subscription_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse().ok())
+}

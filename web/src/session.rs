@@ -1,0 +1,235 @@
+//! The browser session: one encrypted, signed, expiring cookie.
+//!
+//! It carries what the buyer may not forge: the purchase a marketplace resolved for them
+//! (seed 000: keep the customer identifier only as a signed attribute of the session until
+//! registration completes), the state of a sign-in in progress, the signed-in user, and the
+//! CSRF token every form must echo.
+
+use axum_extra::extract::{
+    PrivateCookieJar,
+    cookie::{Cookie, SameSite},
+};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use marketlink_core::{BuyerIdentity, Marketplace, ResolvedPurchase, TenantId, UserId};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use time::{Duration, OffsetDateTime};
+
+pub const COOKIE: &str = "marketlink_session";
+/// A session ends this long after it was last written.
+pub const LIFETIME: Duration = Duration::hours(12);
+/// A resolved purchase must be claimed (sign-up or link) within this time.
+pub const PURCHASE_LIFETIME: Duration = Duration::hours(1);
+/// A buyer sign-in must come back from the identity provider within this time.
+pub const SIGN_IN_LIFETIME: Duration = Duration::minutes(10);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionUser {
+    pub user_id: UserId,
+    pub tenant_id: TenantId,
+    pub email: String,
+}
+
+/// A purchase resolved with the marketplace, waiting for the buyer to sign up or link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingPurchase {
+    pub purchase: ResolvedPurchase,
+    pub expires_at: i64,
+}
+
+/// A buyer sign-in under way: the landing token waits here until the buyer comes back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingSignIn {
+    pub marketplace: Marketplace,
+    pub token: String,
+    pub free_trial_hint: bool,
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedInBuyer {
+    pub marketplace: Marketplace,
+    pub identity: BuyerIdentity,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub csrf: String,
+    pub expires_at: i64,
+    #[serde(default)]
+    pub user: Option<SessionUser>,
+    #[serde(default)]
+    pub purchase: Option<PendingPurchase>,
+    #[serde(default)]
+    pub sign_in: Option<PendingSignIn>,
+    #[serde(default)]
+    pub buyer: Option<SignedInBuyer>,
+}
+
+/// A URL-safe random string with `bytes` bytes of entropy from the OS-seeded CSPRNG.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::thread_rng().fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+impl Session {
+    fn fresh(now: OffsetDateTime) -> Self {
+        Self {
+            csrf: random_token(32),
+            expires_at: (now + LIFETIME).unix_timestamp(),
+            user: None,
+            purchase: None,
+            sign_in: None,
+            buyer: None,
+        }
+    }
+
+    /// The session in the cookie jar, or a new one when absent, unreadable or expired. Parts
+    /// past their own expiry are dropped.
+    pub fn load(jar: &PrivateCookieJar, now: OffsetDateTime) -> Self {
+        let stored = jar
+            .get(COOKIE)
+            .and_then(|cookie| serde_json::from_str::<Session>(cookie.value()).ok())
+            .filter(|session| session.expires_at > now.unix_timestamp());
+        let mut session = stored.unwrap_or_else(|| Self::fresh(now));
+        let now = now.unix_timestamp();
+        if session
+            .purchase
+            .as_ref()
+            .is_some_and(|p| p.expires_at <= now)
+        {
+            session.purchase = None;
+        }
+        if session
+            .sign_in
+            .as_ref()
+            .is_some_and(|s| s.expires_at <= now)
+        {
+            session.sign_in = None;
+        }
+        session
+    }
+
+    /// Writes the session back, extending its lifetime.
+    pub fn save(
+        mut self,
+        jar: PrivateCookieJar,
+        now: OffsetDateTime,
+        secure: bool,
+    ) -> PrivateCookieJar {
+        self.expires_at = (now + LIFETIME).unix_timestamp();
+        let value = serde_json::to_string(&self).unwrap_or_default();
+        let cookie = Cookie::build((COOKIE, value))
+            .http_only(true)
+            .secure(secure)
+            // Lax: sent on top-level navigations back from the identity provider, not on
+            // cross-site sub-requests. The AWS landing POST does not need an existing session.
+            .same_site(SameSite::Lax)
+            .path("/")
+            .max_age(LIFETIME)
+            .build();
+        jar.add(cookie)
+    }
+
+    /// Starts over (sign-out), keeping nothing.
+    pub fn reset(now: OffsetDateTime) -> Self {
+        Self::fresh(now)
+    }
+
+    /// Constant-time check of the CSRF token a form sent back.
+    pub fn csrf_matches(&self, submitted: &str) -> bool {
+        !submitted.is_empty() && bool::from(self.csrf.as_bytes().ct_eq(submitted.as_bytes()))
+    }
+
+    pub fn hold_purchase(&mut self, purchase: ResolvedPurchase, now: OffsetDateTime) {
+        self.purchase = Some(PendingPurchase {
+            purchase,
+            expires_at: (now + PURCHASE_LIFETIME).unix_timestamp(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum_extra::extract::cookie::Key;
+    use marketlink_core::ExternalRef;
+    use time::macros::datetime;
+
+    use super::*;
+
+    const T0: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
+
+    fn purchase() -> ResolvedPurchase {
+        ResolvedPurchase {
+            subscription: ExternalRef {
+                marketplace: Marketplace::AWS,
+                external_id: "c/p".into(),
+                product_code: "p".into(),
+                customer_id: "c".into(),
+                customer_account_id: None,
+                license_arn: None,
+            },
+            plan_id: None,
+            quantity: None,
+            free_trial: false,
+            term: None,
+            display_name: None,
+            buyer_email: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_the_encrypted_cookie_and_expires() {
+        let key = Key::generate();
+        let jar = PrivateCookieJar::new(key.clone());
+        let mut session = Session::load(&jar, T0);
+        session.hold_purchase(purchase(), T0);
+        let csrf = session.csrf.clone();
+        let jar = session.save(jar, T0, true);
+        let cookie = jar.get(COOKIE).unwrap();
+        assert!(cookie.http_only().unwrap_or(false));
+        assert!(cookie.secure().unwrap_or(false));
+
+        let reread = Session::load(&jar, T0 + Duration::minutes(5));
+        assert_eq!(reread.csrf, csrf);
+        assert_eq!(reread.purchase.unwrap().purchase, purchase());
+
+        // The purchase part expires before the session does.
+        let later = Session::load(&jar, T0 + PURCHASE_LIFETIME + Duration::seconds(1));
+        assert_eq!(later.csrf, csrf);
+        assert!(later.purchase.is_none());
+
+        // After the session's lifetime, a fresh session.
+        let expired = Session::load(&jar, T0 + LIFETIME + Duration::seconds(1));
+        assert_ne!(expired.csrf, csrf);
+    }
+
+    #[test]
+    fn a_forged_cookie_is_ignored() {
+        // The buyer writes their own session (plain JSON, not encrypted under our key).
+        let mut forged = Session::fresh(T0);
+        forged.hold_purchase(purchase(), T0);
+        let json = serde_json::to_string(&forged).unwrap();
+        let value: String = json.bytes().map(|b| format!("%{b:02X}")).collect();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            axum::http::header::COOKIE,
+            format!("{COOKIE}={value}").parse().unwrap(),
+        );
+        let jar = PrivateCookieJar::from_headers(&headers, Key::generate());
+        assert!(Session::load(&jar, T0).purchase.is_none());
+    }
+
+    #[test]
+    fn csrf_is_checked_exactly() {
+        let session = Session::fresh(T0);
+        assert!(session.csrf_matches(&session.csrf.clone()));
+        assert!(!session.csrf_matches(""));
+        assert!(!session.csrf_matches("forged"));
+    }
+}
