@@ -262,3 +262,14 @@ async fn vendor_side_changes_are_unsupported() {
         Err(ProviderError::Unsupported { .. })
     ));
 }
+
+#[tokio::test]
+async fn unreachable_endpoint_is_retryable() {
+    let h = start_with(Default::default(), |c| {
+        c.endpoint_url = Some("http://127.0.0.1:1".into());
+        c.max_attempts = 2;
+    })
+    .await;
+    let err = resolve_err(&h.provider, "any-token").await;
+    assert!(err.is_retryable(), "{err:?}");
+}
