@@ -1,1 +1,271 @@
-//! marketlink-aws: the AWS Marketplace adapter behind `MarketplaceProvider` (provider issue).
+//! marketlink-aws: the AWS Marketplace adapter behind `MarketplaceProvider`.
+//!
+//! - Landing tokens: `ResolveCustomer` (metering), free trial confirmed with the Agreement API
+//!   (`GetAgreementTerms`) for EventBridge listings.
+//! - Usage: `BatchMeterUsage`, grouped by product, at most 25 records a call, outcomes in input
+//!   order.
+//! - Entitlements: `GetEntitlements` (all pages).
+//! - Notifications: SNS envelopes over HTTP (`/aws/sns`, channel `sns-http`) or SQS (`sqs`),
+//!   signature-verified; EventBridge events over SQS (`sqs`) or an API destination
+//!   (`/aws/events`, channel `eventbridge-http`, shared-secret header).
+//!
+//! Every AWS call goes through the official SDK clients with an optional endpoint override, so
+//! the same code runs against the marketlink sandbox and real AWS. SDK retries are off: the
+//! adapter retries retryable failures itself (`max_attempts`, exponential backoff from
+//! `initial_backoff_ms`) and then returns `ProviderError::Retryable`.
+//!
+//! **Credentials.** Static credentials from the configuration only (the sandbox's
+//! `AKIASANDBOX`, or an IAM user's key); the default AWS chain (environment, profile, IMDS,
+//! SSO) is not compiled in, to keep the dependency tree small. `AwsConfig::validate` says so.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod agreement;
+pub mod config;
+mod errors;
+mod events;
+mod known;
+mod metering;
+pub mod sns;
+mod sqs;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+pub use config::{
+    AwsConfig, IdentityMode, NotificationMode, ProductConfig, Secret, StaticCredentials,
+};
+use errors::RetryPolicy;
+use marketlink_core::{
+    AuthenticatedMessage, Capabilities, ChangeOutcome, Clock, Entitlement, ExternalRef,
+    InboundEndpoint, InboundMessage, LandingToken, Marketplace, MarketplaceEvent,
+    MarketplaceProvider, PlanId, ProviderError, PulledMessage, ResolvedPurchase, UsageOutcome,
+    UsageRecord,
+};
+
+/// HTTP endpoints the web front end mounts for AWS.
+pub const INBOUND_ENDPOINTS: &[InboundEndpoint] = &[
+    InboundEndpoint {
+        path: "/aws/sns",
+        channel: CHANNEL_SNS_HTTP,
+    },
+    InboundEndpoint {
+        path: "/aws/events",
+        channel: CHANNEL_EVENTBRIDGE_HTTP,
+    },
+];
+
+/// SNS HTTP(S) subscription deliveries.
+pub const CHANNEL_SNS_HTTP: &str = "sns-http";
+/// Messages pulled from SQS (SNS envelopes or EventBridge events).
+pub const CHANNEL_SQS: &str = "sqs";
+/// EventBridge API destination deliveries.
+pub const CHANNEL_EVENTBRIDGE_HTTP: &str = "eventbridge-http";
+
+/// The AWS Marketplace provider. Cheap to share behind `Arc`.
+pub struct AwsProvider {
+    pub(crate) config: AwsConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metering: aws_sdk_marketplacemetering::Client,
+    pub(crate) entitlement: aws_sdk_marketplaceentitlement::Client,
+    pub(crate) agreement: aws_sdk_marketplaceagreement::Client,
+    pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) sns: sns::SnsVerifier,
+    pub(crate) known: known::KnownSubscriptions,
+}
+
+impl std::fmt::Debug for AwsProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsProvider")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! sdk_config {
+    ($krate:ident, $config:expr, $region:expr, $creds:expr, $timeout:expr) => {{
+        use $krate::config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
+        let mut builder = $krate::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new($region.clone()))
+            .credentials_provider($creds.clone())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout($timeout)
+                    .connect_timeout(Duration::from_secs(5))
+                    .build(),
+            );
+        if let Some(url) = &$config.endpoint_url {
+            builder = builder.endpoint_url(url.clone());
+        }
+        $krate::Client::from_conf(builder.build())
+    }};
+}
+
+impl AwsProvider {
+    /// Validates the configuration and builds the SDK clients (no network traffic).
+    pub fn new(config: AwsConfig, clock: Arc<dyn Clock>) -> Result<Self, ProviderError> {
+        config.validate().map_err(ProviderError::Configuration)?;
+        let static_creds = config
+            .credentials
+            .as_ref()
+            .ok_or_else(|| ProviderError::Configuration("aws.credentials are required".into()))?;
+        let creds = aws_credential_types::Credentials::new(
+            static_creds.access_key_id.clone(),
+            static_creds.secret_access_key.expose().to_owned(),
+            static_creds
+                .session_token
+                .as_ref()
+                .map(|t| t.expose().to_owned()),
+            None,
+            "marketlink-config",
+        );
+        let timeout = Duration::from_secs(config.api_timeout_secs.max(1));
+        let metering = sdk_config!(
+            aws_sdk_marketplacemetering,
+            config,
+            config.region,
+            creds,
+            timeout
+        );
+        let entitlement = sdk_config!(
+            aws_sdk_marketplaceentitlement,
+            config,
+            config.entitlement_region,
+            creds,
+            timeout
+        );
+        let agreement = sdk_config!(
+            aws_sdk_marketplaceagreement,
+            config,
+            config.entitlement_region,
+            creds,
+            timeout
+        );
+        // Long polls hold the request open for up to 20 s: give SQS calls that much more.
+        let sqs_timeout = timeout + Duration::from_secs(u64::from(config.sqs_wait_time_secs));
+        let sqs = sdk_config!(aws_sdk_sqs, config, config.region, creds, sqs_timeout);
+        let sns = sns::SnsVerifier::new(config.effective_sns_hosts(), config.sns_allow_http)?;
+        Ok(Self {
+            retry: RetryPolicy {
+                max_attempts: config.max_attempts,
+                initial_backoff: Duration::from_millis(config.initial_backoff_ms),
+            },
+            config,
+            clock,
+            metering,
+            entitlement,
+            agreement,
+            sqs,
+            sns,
+            known: known::KnownSubscriptions::default(),
+        })
+    }
+
+    pub fn config(&self) -> &AwsConfig {
+        &self.config
+    }
+
+    fn unsupported(operation: &'static str) -> ProviderError {
+        ProviderError::Unsupported {
+            marketplace: Marketplace::AWS,
+            operation,
+        }
+    }
+}
+
+#[async_trait]
+impl MarketplaceProvider for AwsProvider {
+    fn marketplace(&self) -> Marketplace {
+        Marketplace::AWS
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            vendor_activates: false,
+            vendor_changes_plan: false,
+            vendor_cancels: false,
+        }
+    }
+
+    async fn resolve(&self, token: &LandingToken) -> Result<ResolvedPurchase, ProviderError> {
+        self.resolve_token(token).await
+    }
+
+    /// AWS activates by notification (subscribe-success / License Updated): nothing to call.
+    async fn activate(
+        &self,
+        _subscription: &ExternalRef,
+        _plan: Option<&PlanId>,
+        _quantity: Option<u32>,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    async fn change_plan(
+        &self,
+        _subscription: &ExternalRef,
+        _plan: &PlanId,
+    ) -> Result<ChangeOutcome, ProviderError> {
+        Err(Self::unsupported(
+            "plan changes from the vendor (buyers change offers on AWS Marketplace)",
+        ))
+    }
+
+    async fn change_quantity(
+        &self,
+        _subscription: &ExternalRef,
+        _quantity: u32,
+    ) -> Result<ChangeOutcome, ProviderError> {
+        Err(Self::unsupported(
+            "quantity changes from the vendor (buyers amend contracts on AWS Marketplace)",
+        ))
+    }
+
+    async fn cancel(&self, _subscription: &ExternalRef) -> Result<ChangeOutcome, ProviderError> {
+        Err(Self::unsupported(
+            "cancellation from the vendor (buyers cancel on AWS Marketplace)",
+        ))
+    }
+
+    async fn report_usage(
+        &self,
+        records: &[UsageRecord],
+    ) -> Result<Vec<UsageOutcome>, ProviderError> {
+        self.meter(records).await
+    }
+
+    async fn entitlements(
+        &self,
+        subscription: &ExternalRef,
+    ) -> Result<Vec<Entitlement>, ProviderError> {
+        self.get_entitlements(subscription).await
+    }
+
+    async fn authenticate(
+        &self,
+        message: &InboundMessage,
+    ) -> Result<AuthenticatedMessage, ProviderError> {
+        self.authenticate_message(message).await
+    }
+
+    fn inbound_endpoints(&self) -> &'static [InboundEndpoint] {
+        INBOUND_ENDPOINTS
+    }
+
+    async fn pull(&self, max: u32) -> Result<Vec<PulledMessage>, ProviderError> {
+        self.pull_messages(max).await
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<(), ProviderError> {
+        self.delete_message(receipt).await
+    }
+
+    async fn interpret(
+        &self,
+        message: &AuthenticatedMessage,
+    ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
+        self.interpret_message(message).await
+    }
+}

@@ -1,0 +1,124 @@
+//! Agreement API (`marketplace-agreement`): free trial and term of an agreement, and the
+//! LicenseArn behind an agreement id.
+
+use aws_sdk_marketplaceagreement::types::AcceptedTerm;
+use marketlink_core::{ProviderError, Term};
+use time::OffsetDateTime;
+
+use crate::{AwsProvider, errors::AwsFailure};
+
+/// What DescribeAgreement and GetAgreementTerms say about one agreement.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AgreementFacts {
+    pub free_trial: bool,
+    pub term: Option<Term>,
+    /// Catalog product id (`prod-…`) of the agreement's first SaaS resource.
+    pub product_id: Option<String>,
+    pub acceptor_account_id: Option<String>,
+}
+
+pub(crate) fn to_time(dt: &aws_smithy_types::DateTime) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(dt.secs()).ok()
+}
+
+impl AwsProvider {
+    /// DescribeAgreement + every page of GetAgreementTerms.
+    pub(crate) async fn agreement_facts(
+        &self,
+        agreement_id: &str,
+    ) -> Result<AgreementFacts, ProviderError> {
+        let described = self
+            .retry
+            .run("DescribeAgreement", || async {
+                self.agreement
+                    .describe_agreement()
+                    .agreement_id(agreement_id)
+                    .send()
+                    .await
+                    .map_err(AwsFailure::from_sdk)
+            })
+            .await
+            .map_err(|f| f.into_provider_error("DescribeAgreement"))?;
+        let mut free_trial = false;
+        let mut unit: Option<String> = None;
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .retry
+                .run("GetAgreementTerms", || async {
+                    self.agreement
+                        .get_agreement_terms()
+                        .agreement_id(agreement_id)
+                        .set_next_token(next.clone())
+                        .send()
+                        .await
+                        .map_err(AwsFailure::from_sdk)
+                })
+                .await
+                .map_err(|f| f.into_provider_error("GetAgreementTerms"))?;
+            for term in page.accepted_terms() {
+                match term {
+                    AcceptedTerm::FreeTrialPricingTerm(t) => {
+                        free_trial = true;
+                        if unit.is_none() {
+                            unit = t.duration().map(str::to_owned);
+                        }
+                    }
+                    AcceptedTerm::ValidityTerm(t) => {
+                        if let Some(d) = t.agreement_duration() {
+                            unit = Some(d.to_owned());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        let start = described.start_time().and_then(to_time);
+        let end = described.end_time().and_then(to_time);
+        let term = (start.is_some() || end.is_some() || unit.is_some()).then_some(Term {
+            start,
+            end,
+            unit,
+        });
+        Ok(AgreementFacts {
+            free_trial,
+            term,
+            product_id: described
+                .proposal_summary()
+                .and_then(|p| p.resources().iter().find_map(|r| r.id()))
+                .map(str::to_owned),
+            acceptor_account_id: described
+                .acceptor()
+                .and_then(|a| a.account_id())
+                .map(str::to_owned),
+        })
+    }
+
+    /// The LicenseArn of an agreement (GetAgreementEntitlements), when AWS provides one.
+    pub(crate) async fn license_of_agreement(
+        &self,
+        agreement_id: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        let out = self
+            .retry
+            .run("GetAgreementEntitlements", || async {
+                self.agreement
+                    .get_agreement_entitlements()
+                    .agreement_id(agreement_id)
+                    .send()
+                    .await
+                    .map_err(AwsFailure::from_sdk)
+            })
+            .await
+            .map_err(|f| f.into_provider_error("GetAgreementEntitlements"))?;
+        Ok(out
+            .agreement_entitlements()
+            .iter()
+            .find_map(|e| e.license_arn())
+            .map(str::to_owned))
+    }
+}

@@ -1,0 +1,204 @@
+//! SDK errors → `ProviderError`, and the retry loop around every AWS call.
+
+use std::{future::Future, time::Duration};
+
+use aws_smithy_runtime_api::client::{orchestrator::HttpResponse, result::SdkError};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use marketlink_core::ProviderError;
+
+/// What an AWS error means for us, decided on the error code (the same names across services).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AwsFailure {
+    /// The exception name (`ThrottlingException`), or a transport label (`Timeout`, `Dispatch`).
+    pub code: String,
+    pub message: String,
+    pub class: FailureClass,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureClass {
+    /// Throttling, 5xx, timeouts, connection failures.
+    Retryable,
+    /// Credentials, disabled API, unknown product: an operator must act.
+    Configuration,
+    InvalidToken,
+    ExpiredToken,
+    NotFound,
+    /// The request itself is refused (validation).
+    Rejected,
+}
+
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "InternalServiceErrorException",
+    "InternalServerException",
+    "InternalServerError",
+    "InternalFailure",
+    "InternalError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+const CONFIGURATION_CODES: &[&str] = &[
+    "DisabledApiException",
+    "InvalidProductCodeException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "MissingAuthenticationTokenException",
+    "IncompleteSignature",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "AccessDeniedException",
+    "AccessDenied",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "UnknownOperationException",
+    "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+];
+
+impl AwsFailure {
+    pub(crate) fn from_sdk<E>(err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        match err {
+            SdkError::ConstructionFailure(e) => Self {
+                code: "ConstructionFailure".into(),
+                message: format!("{e:?}"),
+                class: FailureClass::Configuration,
+            },
+            SdkError::TimeoutError(_) => Self {
+                code: "Timeout".into(),
+                message: "the AWS call timed out".into(),
+                class: FailureClass::Retryable,
+            },
+            SdkError::DispatchFailure(e) => Self {
+                code: "DispatchFailure".into(),
+                message: format!("cannot reach AWS: {e:?}"),
+                class: FailureClass::Retryable,
+            },
+            SdkError::ResponseError(e) => Self {
+                code: "ResponseError".into(),
+                message: format!("unreadable AWS response: {e:?}"),
+                class: FailureClass::Retryable,
+            },
+            SdkError::ServiceError(ctx) => {
+                let status = ctx.raw().status().as_u16();
+                let err = ctx.into_err();
+                let code = err.code().unwrap_or("Unknown").to_owned();
+                let message = err.message().unwrap_or_default().to_owned();
+                Self::classify(code, message, status)
+            }
+            other => Self {
+                code: "Unknown".into(),
+                message: format!("{other:?}"),
+                class: FailureClass::Retryable,
+            },
+        }
+    }
+
+    pub(crate) fn classify(code: String, message: String, status: u16) -> Self {
+        let class = match code.as_str() {
+            "InvalidTokenException" => FailureClass::InvalidToken,
+            "ExpiredTokenException" => FailureClass::ExpiredToken,
+            "ResourceNotFoundException" => FailureClass::NotFound,
+            c if RETRYABLE_CODES.contains(&c) => FailureClass::Retryable,
+            c if CONFIGURATION_CODES.contains(&c) => FailureClass::Configuration,
+            _ if status >= 500 || status == 429 => FailureClass::Retryable,
+            _ if status == 401 || status == 403 => FailureClass::Configuration,
+            _ => FailureClass::Rejected,
+        };
+        Self {
+            code,
+            message,
+            class,
+        }
+    }
+
+    pub(crate) fn is_retryable(&self) -> bool {
+        self.class == FailureClass::Retryable
+    }
+
+    pub(crate) fn into_provider_error(self, operation: &str) -> ProviderError {
+        let text = if self.message.is_empty() {
+            format!("{operation}: {}", self.code)
+        } else {
+            format!("{operation}: {} ({})", self.message, self.code)
+        };
+        match self.class {
+            FailureClass::Retryable => ProviderError::retryable(text),
+            FailureClass::Configuration => ProviderError::Configuration(text),
+            FailureClass::InvalidToken => ProviderError::InvalidToken(text),
+            FailureClass::ExpiredToken => ProviderError::ExpiredToken(text),
+            FailureClass::NotFound => ProviderError::NotFound(text),
+            FailureClass::Rejected => ProviderError::Rejected {
+                code: self.code,
+                message: text,
+            },
+        }
+    }
+}
+
+/// Exponential backoff retry policy for retryable failures.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Runs `call` until it succeeds, fails for good, or the attempts are used up.
+    pub(crate) async fn run<T, F, Fut>(&self, operation: &str, mut call: F) -> Result<T, AwsFailure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AwsFailure>>,
+    {
+        let mut backoff = self.initial_backoff;
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(f) if f.is_retryable() && attempt < self.max_attempts => {
+                    tracing::warn!(
+                        operation,
+                        attempt,
+                        code = %f.code,
+                        "retryable AWS failure; backing off {backoff:?}"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                    attempt += 1;
+                }
+                Err(f) => return Err(f),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let c = |code: &str, status| AwsFailure::classify(code.into(), String::new(), status).class;
+        assert_eq!(c("ThrottlingException", 400), FailureClass::Retryable);
+        assert_eq!(c("RequestThrottled", 400), FailureClass::Retryable);
+        assert_eq!(c("Whatever", 503), FailureClass::Retryable);
+        assert_eq!(c("DisabledApiException", 400), FailureClass::Configuration);
+        assert_eq!(c("InvalidTokenException", 400), FailureClass::InvalidToken);
+        assert_eq!(c("ExpiredTokenException", 400), FailureClass::ExpiredToken);
+        assert_eq!(
+            c("TimestampOutOfBoundsException", 400),
+            FailureClass::Rejected
+        );
+    }
+}
