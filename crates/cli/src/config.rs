@@ -6,14 +6,21 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use figment::{
     Figment,
-    providers::{Env, Format, Serialized, Toml},
+    providers::{Env, Format, Toml},
 };
 use serde::{Deserialize, Serialize};
 
 /// The annotated example printed by `marketlink config` and kept in `marketlink.example.toml`.
 pub const EXAMPLE: &str = include_str!("../../../marketlink.example.toml");
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// What `marketlink demo` layers under the user's configuration, for a sandbox at `aws`.
+pub fn demo_base(aws_sandbox: std::net::SocketAddr) -> String {
+    include_str!("demo.toml")
+        .replace("{aws_sandbox}", &format!("http://{aws_sandbox}"))
+        .replace("{aws_sandbox_host}", &aws_sandbox.to_string())
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -25,6 +32,8 @@ pub struct Config {
     pub catalog: marketlink_core::Catalog,
     /// How change requests from a marketplace are answered.
     pub changes: marketlink_engine::ChangePolicy,
+    /// AWS Marketplace; absent: AWS is not offered. Keys: providers/aws/README.md.
+    pub aws: Option<marketlink_aws::AwsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,17 +154,27 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Loads defaults ← `file` (if given) ← `MARKETLINK_*` environment, then validates.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+    /// Loads defaults ← `base` (TOML, if given) ← `file` (if given) ← `MARKETLINK_*`
+    /// environment, then validates.
+    pub fn load_over(base: Option<&str>, file: Option<&Path>) -> Result<Self, ConfigError> {
         check_env_names(std::env::vars().map(|(name, _)| name))?;
         let env = Env::prefixed(ENV_PREFIX)
             .filter(|key| key.as_str().contains("__"))
             .split("__");
-        Self::load_from(file, env)
+        Self::load_layers(base, file, env)
     }
 
+    #[cfg(test)]
     fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        Self::load_layers(None, file, env)
+    }
+
+    fn load_layers(base: Option<&str>, file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        // Every struct is `#[serde(default)]`, so an empty figment yields the defaults.
+        let mut figment = Figment::new();
+        if let Some(base) = base {
+            figment = figment.merge(Toml::string(base));
+        }
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError::MissingFile(path.display().to_string()));
@@ -324,7 +343,7 @@ mod tests {
             jail.create_file("m.toml", "[database]\nurl = \"sqlite:file.db\"\n")?;
             jail.set_env("MARKETLINK_DATABASE__URL", "sqlite:env.db");
             jail.set_env("MARKETLINK_SERVER__BODY_LIMIT_BYTES", "4096");
-            let config = Config::load(Some(Path::new("m.toml"))).unwrap();
+            let config = Config::load_over(None, Some(Path::new("m.toml"))).unwrap();
             assert_eq!(config.database.url, "sqlite:env.db");
             assert_eq!(config.server.body_limit_bytes, 4096);
             Ok(())
@@ -381,6 +400,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("MARKETLINK_DATABASE__URL"), "{err}");
+    }
+
+    #[test]
+    fn the_demo_configuration_is_valid() {
+        let base = demo_base("127.0.0.1:9090".parse().unwrap());
+        let config = Config::load_layers(Some(&base), None, no_env()).unwrap();
+        assert_eq!(config.catalog.products.len(), 2);
+        let aws = config.aws.unwrap();
+        assert_eq!(aws.endpoint_url.as_deref(), Some("http://127.0.0.1:9090"));
+        assert_eq!(aws.products.len(), 2);
     }
 
     #[test]

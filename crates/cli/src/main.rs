@@ -64,7 +64,11 @@ fn main() -> std::process::ExitCode {
         print!("{}", config::EXAMPLE);
         return std::process::ExitCode::SUCCESS;
     }
-    let config = match Config::load(cli.config.as_deref()) {
+    let base = match &cli.command {
+        Command::Demo { aws_sandbox, .. } => Some(config::demo_base(*aws_sandbox)),
+        _ => None,
+    };
+    let config = match Config::load_over(base.as_deref(), cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("marketlink: {error}");

@@ -96,9 +96,29 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
+/// The marketplace providers the configuration asks for.
+pub fn providers(
+    config: &Config,
+    clock: Arc<dyn marketlink_core::Clock>,
+) -> anyhow::Result<Providers> {
+    let mut providers = Providers::new();
+    if let Some(aws) = &config.aws {
+        let provider = marketlink_aws::AwsProvider::new(aws.clone(), clock)
+            .map_err(|e| anyhow::anyhow!("invalid [aws] configuration: {e}"))?;
+        providers = providers.with(Arc::new(provider));
+    }
+    if providers.is_empty() {
+        tracing::warn!(
+            "no marketplace is configured: add an [aws] section (see providers/aws/README.md)"
+        );
+    }
+    Ok(providers)
+}
+
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = spawn_signal_watch();
-    serve_until(config, Providers::new(), shutdown, |_| {}).await
+    let providers = providers(&config, Arc::new(SystemClock))?;
+    serve_until(config, providers, shutdown, |_| {}).await
 }
 
 /// Runs the server until `shutdown` is cancelled; `on_listening` receives the bound address
@@ -205,7 +225,8 @@ pub async fn demo(
     )
     .await?;
     let aws_url = aws.base_url.clone();
-    let result = serve_until(config, Providers::new(), shutdown.clone(), move |address| {
+    let providers = providers(&config, Arc::new(SystemClock))?;
+    let result = serve_until(config, providers, shutdown.clone(), move |address| {
         println!();
         println!(
             "marketlink demo is running (database: {}/demo.db)",

@@ -254,6 +254,22 @@ impl MarketplaceProvider for AwsProvider {
         INBOUND_ENDPOINTS
     }
 
+    /// AWS POSTs the form field `x-amzn-marketplace-token`, plus
+    /// `x-amzn-marketplace-offer-type=free-trial` for trials (seed 000).
+    fn landing_token(&self, fields: &[(String, String)]) -> Option<LandingToken> {
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, v)| k == name && !v.trim().is_empty())
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        field("x-amzn-marketplace-token").map(|token| LandingToken {
+            token,
+            free_trial_hint: field("x-amzn-marketplace-offer-type").as_deref()
+                == Some("free-trial"),
+        })
+    }
+
     async fn pull(&self, max: u32) -> Result<Vec<PulledMessage>, ProviderError> {
         self.pull_messages(max).await
     }
