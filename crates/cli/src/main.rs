@@ -1,14 +1,12 @@
 //! `marketlink`: the one binary. Wires configuration → store → providers → web → workers.
 
-mod config;
-mod run;
-mod sandbox;
+use marketlink_cli::{config, run};
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use config::Config;
 
 /// Sell one SaaS product on AWS Marketplace and Microsoft's marketplace through one adapter.
 #[derive(Debug, Parser)]

@@ -129,6 +129,20 @@ pub async fn serve_until(
     shutdown: CancellationToken,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.server.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
+    serve_on(config, providers, listener, shutdown, on_listening).await
+}
+
+/// Like [`serve_until`] on a listener the caller bound (tests bind port 0 first).
+pub async fn serve_on(
+    config: Config,
+    providers: Providers,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     if config.database.migrate_on_start {
         store.migrate().await.context("migration failed")?;
@@ -171,9 +185,6 @@ pub async fn serve_until(
             request_timeout: config.request_timeout(),
         },
     });
-    let listener = tokio::net::TcpListener::bind(config.server.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.bind))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, database = %redact_url(&config.database.url), "marketlink listening");
     on_listening(address);
@@ -218,7 +229,7 @@ pub async fn demo(
     let clock: Arc<dyn marketlink_core::Clock> = Arc::new(SystemClock);
     let aws = sandbox::start_aws(
         aws_bind,
-        None,
+        sandbox::aws_scenario(None)?,
         &sandbox::VendorUrls::for_public_url(&public_url),
         clock,
         shutdown.clone(),
@@ -254,7 +265,7 @@ pub async fn sandbox(
     let shutdown = spawn_signal_watch();
     let aws = sandbox::start_aws(
         aws_bind,
-        aws_scenario.as_deref(),
+        sandbox::aws_scenario(aws_scenario.as_deref())?,
         &sandbox::VendorUrls::for_public_url(&vendor_url),
         Arc::new(SystemClock),
         shutdown.clone(),

@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 /// A running AWS sandbox.
 pub struct RunningAws {
+    /// The emulator's state, for tests that drive it directly.
+    pub sandbox: Arc<AwsSandbox>,
     pub base_url: String,
     pub task: JoinHandle<()>,
 }
@@ -30,14 +32,9 @@ impl VendorUrls {
     }
 }
 
-pub async fn start_aws(
-    bind: SocketAddr,
-    scenario: Option<&Path>,
-    vendor: &VendorUrls,
-    clock: Arc<dyn Clock>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<RunningAws> {
-    let mut config = match scenario {
+/// The AWS sandbox scenario from a TOML file, or the built-in one.
+pub fn aws_scenario(scenario: Option<&Path>) -> anyhow::Result<AwsSandboxConfig> {
+    Ok(match scenario {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read AWS sandbox scenario {}", path.display()))?;
@@ -45,7 +42,17 @@ pub async fn start_aws(
                 .with_context(|| format!("invalid AWS sandbox scenario {}", path.display()))?
         }
         None => AwsSandboxConfig::default(),
-    };
+    })
+}
+
+/// Serves the AWS sandbox on `bind`, wired to the vendor's URLs.
+pub async fn start_aws(
+    bind: SocketAddr,
+    mut config: AwsSandboxConfig,
+    vendor: &VendorUrls,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningAws> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind} for the AWS sandbox"))?;
@@ -53,7 +60,8 @@ pub async fn start_aws(
     config.public_base_url = format!("http://{address}");
     config.landing_url = vendor.aws_landing.clone();
     config.sns_http_endpoint = vendor.aws_sns.clone();
-    let router = AwsSandbox::new(config, clock)?.router();
+    let sandbox = AwsSandbox::new(config, clock)?;
+    let router = sandbox.router();
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -63,6 +71,7 @@ pub async fn start_aws(
         }
     });
     Ok(RunningAws {
+        sandbox,
         base_url: format!("http://{address}"),
         task,
     })

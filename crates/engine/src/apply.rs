@@ -117,7 +117,13 @@ pub async fn apply_event(
                 .apply_lifecycle(subscription.id, *lifecycle, now)
                 .await
             {
-                Ok((_, Transition::Changed { .. })) => ApplyOutcome::Applied,
+                Ok((active, Transition::Changed { .. })) => {
+                    if *lifecycle == marketlink_core::Lifecycle::Activate {
+                        // A contract's quantities become readable once it is active.
+                        engine.refresh_entitlements(&active, source).await;
+                    }
+                    ApplyOutcome::Applied
+                }
                 Ok((_, Transition::Unchanged(_))) => ApplyOutcome::Unchanged,
                 Err(StoreError::Domain(illegal)) => ApplyOutcome::Refused(illegal.to_string()),
                 Err(other) => return Err(other.into()),

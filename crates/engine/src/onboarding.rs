@@ -72,6 +72,7 @@ impl Engine {
             }),
         )
         .await?;
+        self.refresh_entitlements(&bound, "landing").await;
         let vendor_activates = self
             .providers
             .get(&external.marketplace)
@@ -92,6 +93,40 @@ impl Engine {
             self.outbox_ready.notify_one();
         }
         Ok(bound)
+    }
+
+    /// Reads the contract's entitlements from the marketplace (contracts are bought with
+    /// quantities up front). Best effort: on failure the next entitlement notification brings
+    /// them, so the buyer's registration does not fail for it.
+    pub async fn refresh_entitlements(&self, subscription: &Subscription, source: &str) {
+        let Some(provider) = self.providers.get(&subscription.external.marketplace) else {
+            return;
+        };
+        match provider.entitlements(&subscription.external).await {
+            Ok(entitlements) => {
+                let now = self.clock.now();
+                let stored = self
+                    .store
+                    .replace_entitlements(subscription.id, &entitlements, now)
+                    .await;
+                if let Err(error) = stored {
+                    tracing::warn!(subscription = %subscription.id, %error, "cannot store entitlements");
+                    return;
+                }
+                let _ = self
+                    .record(
+                        subscription.id,
+                        source,
+                        "entitlements_read",
+                        "applied",
+                        serde_json::json!({ "count": entitlements.len() }),
+                    )
+                    .await;
+            }
+            Err(error) => {
+                tracing::warn!(subscription = %subscription.id, %error, "cannot read entitlements at registration");
+            }
+        }
     }
 
     /// Runs one activation: tells the marketplace, then marks the subscription active.

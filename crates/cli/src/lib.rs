@@ -1,0 +1,7 @@
+//! marketlink-cli: wiring. Builds the configuration, store, providers, engine, web server and
+//! workers, and runs the commands of the `marketlink` binary. A library too, so end-to-end
+//! tests run exactly what the binary runs.
+
+pub mod config;
+pub mod run;
+pub mod sandbox;

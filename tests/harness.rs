@@ -1,0 +1,129 @@
+//! Test harness: the real marketlink server (as `marketlink demo` wires it) and the marketplace
+//! sandboxes on ephemeral ports, and a cookie-keeping browser-like HTTP client.
+
+use std::{sync::Arc, time::Duration};
+
+use marketlink_cli::{
+    config::{Config, demo_base},
+    run, sandbox,
+};
+use marketlink_core::SystemClock;
+use marketlink_sandbox::aws::{AwsSandbox, AwsSandboxConfig};
+use marketlink_store::{Store, StoreOptions};
+use tokio_util::sync::CancellationToken;
+
+pub struct Stack {
+    pub app_url: String,
+    pub aws: Arc<AwsSandbox>,
+    pub aws_url: String,
+    /// A second handle on the application's database, for assertions.
+    pub store: Store,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts the sandbox and the server. `tune` adjusts the sandbox scenario (token lifetime...).
+pub async fn start(tune: impl FnOnce(&mut AwsSandboxConfig)) -> Stack {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shutdown = CancellationToken::new();
+    let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind app");
+    let app_url = format!("http://{}", app_listener.local_addr().expect("addr"));
+    let mut scenario = AwsSandboxConfig {
+        // Tests send lifecycle events explicitly.
+        subscribe_delay_ms: 3_600_000,
+        ..AwsSandboxConfig::default()
+    };
+    tune(&mut scenario);
+    let aws = sandbox::start_aws(
+        "127.0.0.1:0".parse().expect("addr"),
+        scenario,
+        &sandbox::VendorUrls::for_public_url(&app_url),
+        Arc::new(SystemClock),
+        shutdown.clone(),
+    )
+    .await
+    .expect("AWS sandbox starts");
+    let aws_addr = aws
+        .base_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("sandbox addr");
+    let database = format!("sqlite:{}", dir.path().join("e2e.db").display());
+    let mut config = Config::load_over(Some(&demo_base(aws_addr)), None).expect("demo config");
+    config.database.url = database.clone();
+    config.server.public_url = app_url.clone();
+    if let Some(aws) = config.aws.as_mut() {
+        aws.sqs_wait_time_secs = 0;
+    }
+    let providers = run::providers(&config, Arc::new(SystemClock)).expect("providers");
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let result = run::serve_on(config, providers, app_listener, stop, move |_| {
+            let _ = ready_tx.send(());
+        })
+        .await;
+        if let Err(error) = result {
+            eprintln!("server stopped: {error:#}");
+        }
+    });
+    ready_rx.await.expect("server starts");
+    let store = Store::connect(&database, &StoreOptions::default())
+        .await
+        .expect("store");
+    Stack {
+        app_url,
+        aws_url: aws.base_url.clone(),
+        aws: aws.sandbox,
+        store,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+/// A browser: keeps cookies, does not follow redirects (tests look at each step).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// The hidden CSRF field of a page.
+pub fn csrf(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    html.find(marker)
+        .map(|at| &html[at + marker.len()..])
+        .and_then(|rest| rest.split('"').next())
+        .expect("page has a CSRF field")
+        .to_owned()
+}
+
+/// Polls `check` until it is true or 10 s pass.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

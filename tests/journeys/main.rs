@@ -1,0 +1,3 @@
+//! End-to-end journeys through the real server and the marketplace sandboxes.
+
+mod aws;
