@@ -39,6 +39,9 @@ enum Command {
         /// Address of the built-in AWS Marketplace sandbox.
         #[arg(long, default_value = "127.0.0.1:9090")]
         aws_sandbox: std::net::SocketAddr,
+        /// Address of the built-in Microsoft marketplace sandbox (served over TLS).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        azure_sandbox: std::net::SocketAddr,
     },
     /// Run only the built-in marketplace sandbox, for trying a marketlink deployed elsewhere.
     Sandbox {
@@ -48,6 +51,12 @@ enum Command {
         /// AWS scenario (products, offers, dimensions) as TOML; built-in default otherwise.
         #[arg(long)]
         aws_scenario: Option<PathBuf>,
+        /// Address of the Microsoft marketplace sandbox (served over TLS).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        azure_bind: std::net::SocketAddr,
+        /// Microsoft scenario (offers, plans, test users) as TOML; built-in default otherwise.
+        #[arg(long)]
+        azure_scenario: Option<PathBuf>,
         /// The marketlink public URL the sandbox sends buyers and notifications to.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         vendor_url: String,
@@ -91,12 +100,24 @@ fn main() -> std::process::ExitCode {
             Command::Demo {
                 data_dir,
                 aws_sandbox,
-            } => run::demo(config, data_dir, aws_sandbox).await,
+                azure_sandbox,
+            } => run::demo(config, data_dir, aws_sandbox, azure_sandbox).await,
             Command::Sandbox {
                 aws_bind,
                 aws_scenario,
+                azure_bind,
+                azure_scenario,
                 vendor_url,
-            } => run::sandbox(aws_bind, aws_scenario, vendor_url).await,
+            } => {
+                run::sandbox(run::SandboxArgs {
+                    aws_bind,
+                    aws_scenario,
+                    azure_bind,
+                    azure_scenario,
+                    vendor_url,
+                })
+                .await
+            }
             Command::Config => Ok(()),
         }
     });

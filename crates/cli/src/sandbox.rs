@@ -4,7 +4,10 @@ use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use anyhow::Context;
 use marketlink_core::Clock;
-use marketlink_sandbox::aws::{AwsSandbox, AwsSandboxConfig};
+use marketlink_sandbox::{
+    aws::{AwsSandbox, AwsSandboxConfig},
+    azure::{AzureSandbox, AzureSandboxConfig, AzureSandboxHandle},
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -16,10 +19,12 @@ pub struct RunningAws {
     pub task: JoinHandle<()>,
 }
 
-/// Where the sandbox sends buyers and notifications.
+/// Where the sandboxes send buyers and notifications.
 pub struct VendorUrls {
     pub aws_landing: String,
     pub aws_sns: Option<String>,
+    pub azure_landing: String,
+    pub azure_webhook: String,
 }
 
 impl VendorUrls {
@@ -28,6 +33,8 @@ impl VendorUrls {
         Self {
             aws_landing: format!("{base}/aws/landing"),
             aws_sns: Some(format!("{base}/aws/sns")),
+            azure_landing: format!("{base}/azure/landing"),
+            azure_webhook: format!("{base}/azure/webhook"),
         }
     }
 }
@@ -75,4 +82,34 @@ pub async fn start_aws(
         base_url: format!("http://{address}"),
         task,
     })
+}
+
+/// The Microsoft marketplace sandbox scenario from a TOML file, or the built-in one.
+pub fn azure_scenario(scenario: Option<&Path>) -> anyhow::Result<AzureSandboxConfig> {
+    Ok(match scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read Microsoft sandbox scenario {}", path.display())
+            })?;
+            AzureSandboxConfig::from_toml_str(&text)
+                .with_context(|| format!("invalid Microsoft sandbox scenario {}", path.display()))?
+        }
+        None => AzureSandboxConfig::default(),
+    })
+}
+
+/// Starts the Microsoft marketplace sandbox (TLS with its own CA) on `bind`, wired to the
+/// vendor's URLs.
+pub async fn start_azure(
+    bind: SocketAddr,
+    mut config: AzureSandboxConfig,
+    vendor: &VendorUrls,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<AzureSandboxHandle> {
+    config.bind = bind;
+    config.landing_url = vendor.azure_landing.clone();
+    config.webhook_url = vendor.azure_webhook.clone();
+    AzureSandbox::start(config, clock)
+        .await
+        .with_context(|| format!("cannot start the Microsoft marketplace sandbox on {bind}"))
 }
