@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod error;
+mod onboarding;
 mod queue;
 mod rows;
 mod subscriptions;
@@ -24,6 +25,7 @@ use sqlx::{
 
 pub use crate::{
     error::StoreError,
+    onboarding::OnboardingRequest,
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
     subscriptions::SubscriptionFilter,
     timeline::TimelineEntry,
