@@ -1,0 +1,1 @@
+//! Buyer sign-in (OpenID Connect against Entra ID).
