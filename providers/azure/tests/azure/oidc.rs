@@ -1,0 +1,1 @@
+//! Buyer sign-in.
