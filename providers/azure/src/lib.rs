@@ -9,6 +9,21 @@
 //! API tokens come from the client-credentials grant of the publisher's Entra app, cached until
 //! shortly before expiry ([`AzureConfig::token_refresh_margin_secs`]). Everything goes through
 //! one `reqwest` client on rustls; [`AzureConfig::extra_ca_pem`] adds the sandbox's CA.
+//!
+//! What the web front end calls:
+//! - the trait: `resolve` on the landing page (the `token` query value as received; a token
+//!   URL-encoded twice is decoded once more), `activate` after sign-up, `authenticate` on
+//!   `POST /azure/webhook` (from [`MarketplaceProvider::inbound_endpoints`]);
+//! - [`oidc::OidcClient`] for the buyer's Entra sign-in, built with
+//!   [`AzureProvider::http_client`] so it trusts the same CA;
+//! - optionally [`AzureProvider::available_plans`], [`AzureProvider::wait_for_operation`],
+//!   [`AzureProvider::refuse_reinstate`], [`AzureProvider::list_subscriptions`].
+//!
+//! Answer webhooks fast and only with 2xx once stored: Microsoft reads a 4xx answer to a
+//! ChangePlan/ChangeQuantity/Reinstate webhook as a refusal of the change, and auto-accepts a
+//! change 10 s after the webhook when nobody PATCHes the operation.
+//!
+//! [`MarketplaceProvider::inbound_endpoints`]: marketlink_core::MarketplaceProvider::inbound_endpoints
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod client;
