@@ -1,0 +1,346 @@
+//! Configuration of the Azure adapter: the publisher's Entra app, where the APIs live, how
+//! webhook tokens are validated and how long operations are polled.
+//!
+//! Every key has a default except the three identity keys (`tenant_id`, `client_id`,
+//! `client_secret`). In TOML, under the `[azure]` section of marketlink's configuration:
+//!
+//! ```toml
+//! [azure]
+//! tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+//! client_id = "5f3b2c1d-7a4e-4b8f-9c0d-1e2f3a4b5c6d"
+//! client_secret = "..."
+//! # Sandbox only:
+//! # authority_host = "https://127.0.0.1:8443"
+//! # marketplace_api_base = "https://127.0.0.1:8443/api"
+//! # extra_ca_pem = "/path/to/sandbox-ca.pem"   (or the PEM text itself)
+//! ```
+
+use std::{fmt, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// Microsoft's public Entra authority.
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+/// SaaS Fulfillment v2 and Metering API base.
+pub const DEFAULT_MARKETPLACE_API_BASE: &str = "https://marketplaceapi.microsoft.com/api";
+/// The marketplace SaaS API's resource id: the audience of our API tokens and the `azp`/`appid`
+/// of the tokens Microsoft puts on webhook calls.
+pub const MARKETPLACE_RESOURCE_ID: &str = "20e940b3-4c77-4b0b-9a53-9e16a1b010a7";
+
+/// A string that never shows in `Debug` output.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+/// Everything the Azure adapter needs. `Debug` never shows the client secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureConfig {
+    /// The publisher's Entra tenant id (Partner Center, technical configuration).
+    pub tenant_id: String,
+    /// The publisher's Entra application (client) id: calls the APIs, is the audience of
+    /// webhook tokens, and may also run the buyer sign-in.
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Entra authority host; `https://login.microsoftonline.com` in production, the sandbox's
+    /// `base_url` in tests and demos.
+    #[serde(default = "default_authority_host")]
+    pub authority_host: String,
+    /// Base of the Fulfillment and Metering APIs (no trailing slash needed).
+    #[serde(default = "default_api_base")]
+    pub marketplace_api_base: String,
+    /// Resource id our client-credentials tokens are requested for.
+    #[serde(default = "default_resource_id")]
+    pub marketplace_resource_id: String,
+    /// An extra CA to trust (the sandbox's generated CA): PEM text, or a path to a PEM file.
+    #[serde(default)]
+    pub extra_ca_pem: Option<String>,
+    /// Expected `aud` of webhook tokens; defaults to `client_id`.
+    #[serde(default)]
+    pub webhook_audience: Option<String>,
+    /// Accepted `iss` of webhook tokens. `{tid}` is replaced by `tenant_id` and
+    /// `{authority_host}` by `authority_host`. Empty (the default) means:
+    /// `https://login.microsoftonline.com/{tid}/v2.0`, `https://sts.windows.net/{tid}/` and
+    /// `{authority_host}/{tid}/v2.0` (the same as the first in production; the sandbox's issuer).
+    #[serde(default)]
+    pub webhook_issuers: Vec<String>,
+    /// The `azp` (v2) / `appid` (v1) webhook tokens must carry: the marketplace's first-party app.
+    #[serde(default = "default_resource_id")]
+    pub marketplace_app_id: String,
+    /// JWKS used to verify webhook tokens; by default the `jwks_uri` of the OIDC discovery
+    /// document `{authority_host}/{tenant_id}/v2.0/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Clock skew allowed on `exp`/`nbf` of webhook tokens, in seconds.
+    #[serde(default = "default_leeway")]
+    pub jwt_leeway_secs: u64,
+    /// Minimum time between two JWKS downloads triggered by an unknown `kid`, in seconds.
+    #[serde(default = "default_jwks_refetch")]
+    pub jwks_min_refetch_secs: u64,
+    /// Keys are re-downloaded after this long even when every `kid` is known, in seconds.
+    #[serde(default = "default_jwks_ttl")]
+    pub jwks_max_age_secs: u64,
+    /// Interval between polls of an operation (`wait_for_operation`), in milliseconds.
+    #[serde(default = "default_poll_interval")]
+    pub operation_poll_interval_ms: u64,
+    /// How long `wait_for_operation` waits by default, in seconds.
+    #[serde(default = "default_poll_timeout")]
+    pub operation_timeout_secs: u64,
+    /// Timeout of one HTTP call, in seconds.
+    #[serde(default = "default_http_timeout")]
+    pub http_timeout_secs: u64,
+    /// Timeout of the PATCH answering a marketplace change (Microsoft waits 10 s), in seconds.
+    #[serde(default = "default_ack_timeout")]
+    pub change_ack_timeout_secs: u64,
+    /// An API token is refreshed this long before it expires, in seconds.
+    #[serde(default = "default_refresh_margin")]
+    pub token_refresh_margin_secs: u64,
+}
+
+fn default_authority_host() -> String {
+    DEFAULT_AUTHORITY_HOST.into()
+}
+fn default_api_base() -> String {
+    DEFAULT_MARKETPLACE_API_BASE.into()
+}
+fn default_resource_id() -> String {
+    MARKETPLACE_RESOURCE_ID.into()
+}
+fn default_leeway() -> u64 {
+    60
+}
+fn default_jwks_refetch() -> u64 {
+    60
+}
+fn default_jwks_ttl() -> u64 {
+    24 * 3600
+}
+fn default_poll_interval() -> u64 {
+    2000
+}
+fn default_poll_timeout() -> u64 {
+    120
+}
+fn default_http_timeout() -> u64 {
+    30
+}
+fn default_ack_timeout() -> u64 {
+    8
+}
+fn default_refresh_margin() -> u64 {
+    300
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("azure configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl AzureConfig {
+    /// A configuration with every optional key at its default.
+    pub fn new(
+        tenant_id: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        Self {
+            tenant_id: tenant_id.into(),
+            client_id: client_id.into(),
+            client_secret: Secret(client_secret.into()),
+            authority_host: default_authority_host(),
+            marketplace_api_base: default_api_base(),
+            marketplace_resource_id: default_resource_id(),
+            extra_ca_pem: None,
+            webhook_audience: None,
+            webhook_issuers: Vec::new(),
+            marketplace_app_id: default_resource_id(),
+            jwks_url: None,
+            jwt_leeway_secs: default_leeway(),
+            jwks_min_refetch_secs: default_jwks_refetch(),
+            jwks_max_age_secs: default_jwks_ttl(),
+            operation_poll_interval_ms: default_poll_interval(),
+            operation_timeout_secs: default_poll_timeout(),
+            http_timeout_secs: default_http_timeout(),
+            change_ack_timeout_secs: default_ack_timeout(),
+            token_refresh_margin_secs: default_refresh_margin(),
+        }
+    }
+
+    /// Checks what can be checked without the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("tenant_id", &self.tenant_id),
+            ("client_id", &self.client_id),
+            ("client_secret", &self.client_secret.0),
+            ("marketplace_resource_id", &self.marketplace_resource_id),
+            ("marketplace_app_id", &self.marketplace_app_id),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError(format!("{name} is required")));
+            }
+        }
+        for (name, value) in [
+            ("authority_host", &self.authority_host),
+            ("marketplace_api_base", &self.marketplace_api_base),
+        ] {
+            let url = url::Url::parse(value)
+                .map_err(|e| ConfigError(format!("{name} `{value}` is not a URL: {e}")))?;
+            if !matches!(url.scheme(), "https" | "http") {
+                return Err(ConfigError(format!("{name} must be an http(s) URL")));
+            }
+        }
+        if let Some(jwks) = &self.jwks_url {
+            url::Url::parse(jwks)
+                .map_err(|e| ConfigError(format!("jwks_url `{jwks}` is not a URL: {e}")))?;
+        }
+        if self.operation_poll_interval_ms == 0 {
+            return Err(ConfigError("operation_poll_interval_ms must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    /// `authority_host` without a trailing slash.
+    pub fn authority(&self) -> &str {
+        self.authority_host.trim_end_matches('/')
+    }
+
+    /// `marketplace_api_base` without a trailing slash.
+    pub fn api_base(&self) -> &str {
+        self.marketplace_api_base.trim_end_matches('/')
+    }
+
+    /// The audience webhook tokens must carry.
+    pub fn expected_webhook_audience(&self) -> &str {
+        self.webhook_audience.as_deref().unwrap_or(&self.client_id)
+    }
+
+    /// The issuers accepted on webhook tokens, templates expanded.
+    pub fn accepted_webhook_issuers(&self) -> Vec<String> {
+        let templates: Vec<String> = if self.webhook_issuers.is_empty() {
+            vec![
+                "https://login.microsoftonline.com/{tid}/v2.0".into(),
+                "https://sts.windows.net/{tid}/".into(),
+                "{authority_host}/{tid}/v2.0".into(),
+            ]
+        } else {
+            self.webhook_issuers.clone()
+        };
+        let mut out: Vec<String> = Vec::new();
+        for template in &templates {
+            let issuer = template
+                .replace("{tid}", &self.tenant_id)
+                .replace("{authority_host}", self.authority());
+            if !out.contains(&issuer) {
+                out.push(issuer);
+            }
+        }
+        out
+    }
+
+    /// Token endpoint of the publisher tenant (v2).
+    pub fn token_url(&self) -> String {
+        format!("{}/{}/oauth2/v2.0/token", self.authority(), self.tenant_id)
+    }
+
+    /// OIDC discovery document of the publisher tenant (v2).
+    pub fn discovery_url(&self) -> String {
+        format!(
+            "{}/{}/v2.0/.well-known/openid-configuration",
+            self.authority(),
+            self.tenant_id
+        )
+    }
+
+    /// The extra CA's PEM bytes: inline PEM text, or read from the file it names.
+    pub fn extra_ca_pem_bytes(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        match &self.extra_ca_pem {
+            None => Ok(None),
+            Some(value) if value.trim_start().starts_with("-----BEGIN") => {
+                Ok(Some(value.as_bytes().to_vec()))
+            }
+            Some(path) => std::fs::read(path)
+                .map(Some)
+                .map_err(|e| ConfigError(format!("extra_ca_pem: reading {path}: {e}"))),
+        }
+    }
+
+    pub(crate) fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.operation_poll_interval_ms)
+    }
+
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        Duration::from_secs(self.operation_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_redaction() {
+        let config: AzureConfig = serde_json::from_value(serde_json::json!({
+            "tenant_id": "t1",
+            "client_id": "app",
+            "client_secret": "very-secret",
+        }))
+        .unwrap();
+        assert_eq!(config.authority_host, DEFAULT_AUTHORITY_HOST);
+        assert_eq!(config.marketplace_resource_id, MARKETPLACE_RESOURCE_ID);
+        assert_eq!(config.expected_webhook_audience(), "app");
+        assert!(!format!("{config:?}").contains("very-secret"));
+        assert_eq!(
+            config.accepted_webhook_issuers(),
+            vec![
+                "https://login.microsoftonline.com/t1/v2.0".to_string(),
+                "https://sts.windows.net/t1/".to_string(),
+            ]
+        );
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_urls_are_refused() {
+        let unknown = serde_json::from_value::<AzureConfig>(serde_json::json!({
+            "tenant_id": "t", "client_id": "c", "client_secret": "s", "tenant": "x",
+        }));
+        assert!(unknown.is_err());
+        let mut config = AzureConfig::new("t", "c", "s");
+        config.authority_host = "not a url".into();
+        assert!(config.validate().is_err());
+        let mut config = AzureConfig::new("t", "", "s");
+        config.authority_host = DEFAULT_AUTHORITY_HOST.into();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn inline_or_file_ca() {
+        let mut config = AzureConfig::new("t", "c", "s");
+        config.extra_ca_pem = Some("-----BEGIN CERTIFICATE-----\nx\n".into());
+        assert!(config.extra_ca_pem_bytes().unwrap().is_some());
+        config.extra_ca_pem = Some("/nonexistent/ca.pem".into());
+        assert!(config.extra_ca_pem_bytes().is_err());
+    }
+}

@@ -1,0 +1,8 @@
+//! The Azure adapter against the Azure sandbox (over HTTPS with its generated CA): tokens,
+//! fulfillment, operations, webhooks from both sides, metering and buyer sign-in.
+
+mod common;
+mod fulfillment;
+mod metering;
+mod oidc;
+mod webhooks;
