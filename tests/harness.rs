@@ -8,7 +8,10 @@ use marketlink_cli::{
     run, sandbox,
 };
 use marketlink_core::SystemClock;
-use marketlink_sandbox::aws::{AwsSandbox, AwsSandboxConfig};
+use marketlink_sandbox::{
+    aws::{AwsSandbox, AwsSandboxConfig},
+    azure::{AzureSandboxConfig, AzureSandboxHandle},
+};
 use marketlink_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +19,7 @@ pub struct Stack {
     pub app_url: String,
     pub aws: Arc<AwsSandbox>,
     pub aws_url: String,
+    pub azure: AzureSandboxHandle,
     /// A second handle on the application's database, for assertions.
     pub store: Store,
     shutdown: CancellationToken,
@@ -28,8 +32,16 @@ impl Drop for Stack {
     }
 }
 
-/// Starts the sandbox and the server. `tune` adjusts the sandbox scenario (token lifetime...).
+/// Starts the sandboxes and the server. `tune` adjusts the AWS scenario (token lifetime...).
 pub async fn start(tune: impl FnOnce(&mut AwsSandboxConfig)) -> Stack {
+    start_with(tune, |_| {}).await
+}
+
+/// Like [`start`], also adjusting the Microsoft scenario.
+pub async fn start_with(
+    tune: impl FnOnce(&mut AwsSandboxConfig),
+    tune_azure: impl FnOnce(&mut AzureSandboxConfig),
+) -> Stack {
     let dir = tempfile::tempdir().expect("temp dir");
     let shutdown = CancellationToken::new();
     let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -57,13 +69,26 @@ pub async fn start(tune: impl FnOnce(&mut AwsSandboxConfig)) -> Stack {
         .parse()
         .expect("sandbox addr");
     let database = format!("sqlite:{}", dir.path().join("e2e.db").display());
+    let mut azure_scenario = AzureSandboxConfig::default();
+    tune_azure(&mut azure_scenario);
+    let azure = sandbox::start_azure(
+        "127.0.0.1:0".parse().expect("addr"),
+        azure_scenario,
+        &sandbox::VendorUrls::for_public_url(&app_url),
+        Arc::new(SystemClock),
+    )
+    .await
+    .expect("Microsoft sandbox starts");
     let mut config = Config::load_over(Some(&demo_base(aws_addr)), None).expect("demo config");
     config.database.url = database.clone();
     config.server.public_url = app_url.clone();
     if let Some(aws) = config.aws.as_mut() {
         aws.sqs_wait_time_secs = 0;
     }
-    let providers = run::providers(&config, Arc::new(SystemClock)).expect("providers");
+    config.azure = Some(sandbox::azure_provider_config(&azure, &app_url));
+    let providers = run::providers(&config, Arc::new(SystemClock))
+        .await
+        .expect("providers");
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -83,6 +108,7 @@ pub async fn start(tune: impl FnOnce(&mut AwsSandboxConfig)) -> Stack {
         app_url,
         aws_url: aws.base_url.clone(),
         aws: aws.sandbox,
+        azure,
         store,
         shutdown,
         _dir: dir,
@@ -95,6 +121,17 @@ pub fn browser() -> reqwest::Client {
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// A browser that also trusts the Microsoft sandbox's CA (its sign-in pages are https).
+pub fn browser_trusting(ca_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"))
         .build()
         .expect("client")
 }

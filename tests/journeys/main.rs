@@ -1,3 +1,4 @@
 //! End-to-end journeys through the real server and the marketplace sandboxes.
 
 mod aws;
+mod azure;

@@ -34,6 +34,8 @@ pub struct Config {
     pub changes: marketlink_engine::ChangePolicy,
     /// AWS Marketplace; absent: AWS is not offered. Keys: providers/aws/README.md.
     pub aws: Option<marketlink_aws::AwsConfig>,
+    /// Microsoft's commercial marketplace; absent: not offered. Keys: providers/azure docs.
+    pub azure: Option<marketlink_azure::AzureConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

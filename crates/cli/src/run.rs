@@ -96,28 +96,40 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// The marketplace providers the configuration asks for.
-pub fn providers(
+/// The marketplace providers the configuration asks for. Discovers the buyer sign-in
+/// authority where one is configured (a network call).
+pub async fn providers(
     config: &Config,
     clock: Arc<dyn marketlink_core::Clock>,
 ) -> anyhow::Result<Providers> {
     let mut providers = Providers::new();
     if let Some(aws) = &config.aws {
-        let provider = marketlink_aws::AwsProvider::new(aws.clone(), clock)
+        let provider = marketlink_aws::AwsProvider::new(aws.clone(), clock.clone())
             .map_err(|e| anyhow::anyhow!("invalid [aws] configuration: {e}"))?;
         providers = providers.with(Arc::new(provider));
     }
+    if let Some(azure) = &config.azure {
+        let mut provider = marketlink_azure::AzureProvider::new(azure.clone(), clock.clone())
+            .map_err(|e| anyhow::anyhow!("invalid [azure] configuration: {e}"))?;
+        if let Some(sign_in) = &azure.sign_in {
+            let entra = marketlink_azure::EntraSignIn::discover(&provider, sign_in, clock)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot set up buyer sign-in ([azure.sign_in]): {e}")
+                })?;
+            provider = provider.with_buyer_sign_in(Arc::new(entra));
+        }
+        providers = providers.with(Arc::new(provider));
+    }
     if providers.is_empty() {
-        tracing::warn!(
-            "no marketplace is configured: add an [aws] section (see providers/aws/README.md)"
-        );
+        tracing::warn!("no marketplace is configured: add an [aws] or [azure] section");
     }
     Ok(providers)
 }
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shutdown = spawn_signal_watch();
-    let providers = providers(&config, Arc::new(SystemClock))?;
+    let providers = providers(&config, Arc::new(SystemClock)).await?;
     serve_until(config, providers, shutdown, |_| {}).await
 }
 
@@ -239,10 +251,11 @@ pub async fn demo(
     .await?;
     let azure =
         sandbox::start_azure(azure_bind, sandbox::azure_scenario(None)?, &vendor, clock).await?;
+    config.azure = Some(sandbox::azure_provider_config(&azure, &public_url));
     let aws_url = aws.base_url.clone();
     let azure_buyer = azure.buyer_page_url();
     let azure_url = azure.base_url.clone();
-    let providers = providers(&config, Arc::new(SystemClock))?;
+    let providers = providers(&config, Arc::new(SystemClock)).await?;
     let result = serve_until(config, providers, shutdown.clone(), move |address| {
         println!();
         println!(

@@ -113,3 +113,27 @@ pub async fn start_azure(
         .await
         .with_context(|| format!("cannot start the Microsoft marketplace sandbox on {bind}"))
 }
+
+/// The Azure provider's configuration for a running sandbox: its authority, API base, CA and
+/// publisher app, and buyer sign-in coming back to `public_url`.
+pub fn azure_provider_config(
+    sandbox: &AzureSandboxHandle,
+    public_url: &str,
+) -> marketlink_azure::AzureConfig {
+    let publisher = sandbox.config();
+    let mut config = marketlink_azure::AzureConfig::new(
+        publisher.publisher_tenant_id.clone(),
+        publisher.publisher_app_id.clone(),
+        publisher.publisher_app_secret.expose().to_owned(),
+    );
+    config.authority_host = sandbox.authority_host().to_owned();
+    config.marketplace_api_base = sandbox.marketplace_api_base();
+    config.extra_ca_pem = Some(sandbox.ca_pem.clone());
+    config.sign_in = Some(marketlink_azure::SignInConfig {
+        redirect_uri: format!("{}/azure/signin/callback", public_url.trim_end_matches('/')),
+        authority: None,
+        graph_base: sandbox.graph_base(),
+        allowed_tenants: None,
+    });
+    config
+}

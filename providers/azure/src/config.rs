@@ -55,7 +55,7 @@ impl From<&str> for Secret {
 }
 
 /// Everything the Azure adapter needs. `Debug` never shows the client secret.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AzureConfig {
     /// The publisher's Entra tenant id (Partner Center, technical configuration).
@@ -64,6 +64,9 @@ pub struct AzureConfig {
     /// webhook tokens, and may also run the buyer sign-in.
     pub client_id: String,
     pub client_secret: Secret,
+    /// Buyer sign-in on the landing page (Microsoft requires Entra ID SSO there).
+    #[serde(default)]
+    pub sign_in: Option<crate::SignInConfig>,
     /// Entra authority host; `https://login.microsoftonline.com` in production, the sandbox's
     /// `base_url` in tests and demos.
     #[serde(default = "default_authority_host")]
@@ -169,6 +172,7 @@ impl AzureConfig {
             tenant_id: tenant_id.into(),
             client_id: client_id.into(),
             client_secret: Secret(client_secret.into()),
+            sign_in: None,
             authority_host: default_authority_host(),
             marketplace_api_base: default_api_base(),
             marketplace_resource_id: default_resource_id(),

@@ -34,6 +34,7 @@ mod metering;
 pub mod model;
 pub mod oidc;
 mod provider;
+pub mod sign_in;
 mod token;
 mod webhook;
 
@@ -47,4 +48,5 @@ pub use model::{
 pub use provider::{AzureProvider, normalize_landing_token};
 /// Re-exported so callers can build or pass a client without depending on reqwest themselves.
 pub use reqwest;
+pub use sign_in::{EntraSignIn, SignInConfig};
 pub use webhook::CHANNEL as WEBHOOK_CHANNEL;

@@ -39,6 +39,8 @@ pub struct AzureProvider {
     pub(crate) config: Arc<AzureConfig>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) jwks: JwksCache,
+    /// Entra sign-in for buyers on the landing page, once discovered.
+    pub(crate) buyer_sign_in: Option<Arc<dyn marketlink_core::BuyerSignIn>>,
 }
 
 impl std::fmt::Debug for AzureProvider {
@@ -50,6 +52,12 @@ impl std::fmt::Debug for AzureProvider {
 }
 
 impl AzureProvider {
+    /// Requires buyers to sign in with `sign_in` before their landing token is resolved.
+    pub fn with_buyer_sign_in(mut self, sign_in: Arc<dyn marketlink_core::BuyerSignIn>) -> Self {
+        self.buyer_sign_in = Some(sign_in);
+        self
+    }
+
     /// Builds the adapter; no network call is made until first use.
     pub fn new(config: AzureConfig, clock: Arc<dyn Clock>) -> Result<Self, ProviderError> {
         config
@@ -80,6 +88,7 @@ impl AzureProvider {
             config,
             clock,
             jwks,
+            buyer_sign_in: None,
         })
     }
 
@@ -652,6 +661,10 @@ impl MarketplaceProvider for AzureProvider {
 
     fn inbound_endpoints(&self) -> &'static [InboundEndpoint] {
         &ENDPOINTS
+    }
+
+    fn buyer_sign_in(&self) -> Option<Arc<dyn marketlink_core::BuyerSignIn>> {
+        self.buyer_sign_in.clone()
     }
 
     /// Confirms the webhook with Get Operation (never trusting the payload) and reads the

@@ -1,0 +1,271 @@
+//! Microsoft marketplace: landing with `?token=`, Entra sign-in, sign-up, activation, then
+//! marketplace-side changes through the webhook.
+
+use marketlink_core::{Marketplace, PlanId, Subscription, SubscriptionStatus};
+use marketlink_e2e::{Stack, browser_trusting, csrf, eventually, start, start_with};
+use marketlink_sandbox::azure::{MarketplaceAction, PurchaseRequest};
+use reqwest::{Client, StatusCode};
+
+const ALICE: &str = "11111111-aaaa-4bbb-8ccc-000000000001";
+const CAROL: &str = "22222222-bbbb-4ccc-8ddd-000000000003";
+
+async fn buy(stack: &Stack, plan: &str, quantity: Option<i64>, buyer: &str) -> (String, String) {
+    let purchase = stack
+        .azure
+        .purchase(PurchaseRequest {
+            offer_id: "contoso-analytics".into(),
+            plan_id: plan.into(),
+            quantity,
+            buyer_object_id: buyer.into(),
+            subscription_name: Some("Analytics for the data team".into()),
+            is_test: false,
+        })
+        .await
+        .unwrap();
+    (purchase.subscription_id.to_string(), purchase.landing_url)
+}
+
+/// Follows the landing page through the sandbox's sign-in page as `user`; returns the
+/// response of our sign-in callback.
+async fn land_and_sign_in(client: &Client, landing_url: &str, user: &str) -> reqwest::Response {
+    let landed = client.get(landing_url).send().await.unwrap();
+    assert_eq!(
+        landed.status(),
+        StatusCode::SEE_OTHER,
+        "sign-in comes first"
+    );
+    let authorize = landed.headers()["location"].to_str().unwrap().to_owned();
+    let page = client
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The sign-in page has one form per test user; submit the one for `user`.
+    let form = page
+        .split("<form")
+        .find(|f| f.contains(&format!("name=\"user\" value=\"{user}\"")))
+        .expect("a sign-in form for the user");
+    let mut fields = Vec::new();
+    for input in form.split("<input").skip(1) {
+        let attr = |name: &str| {
+            input
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .map(str::to_owned)
+        };
+        if let (Some(name), Some(value)) = (attr("name"), attr("value")) {
+            fields.push((name, value.replace("&amp;", "&")));
+        }
+    }
+    let signed_in = client.post(&authorize).form(&fields).send().await.unwrap();
+    assert!(
+        signed_in.status().is_redirection(),
+        "{}",
+        signed_in.status()
+    );
+    let callback = signed_in.headers()["location"].to_str().unwrap().to_owned();
+    client.get(&callback).send().await.unwrap()
+}
+
+async fn sign_up(stack: &Stack, client: &Client, email: &str) -> reqwest::Response {
+    let html = client
+        .get(format!("{}/signup", stack.app_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    client
+        .post(format!("{}/signup", stack.app_url))
+        .form(&[
+            ("csrf", csrf(&html).as_str()),
+            ("name", "Alice Buyer"),
+            ("email", email),
+            ("password", "correct-horse-battery"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn subscription(stack: &Stack, id: &str) -> Option<Subscription> {
+    stack
+        .store
+        .find_subscription(&Marketplace::AZURE, id)
+        .await
+        .unwrap()
+}
+
+async fn wait_for(stack: &Stack, id: &str, what: &str, check: impl Fn(&Subscription) -> bool) {
+    eventually(what, || async {
+        subscription(stack, id).await.is_some_and(|s| check(&s))
+    })
+    .await;
+}
+
+async fn marketplace_status(stack: &Stack, id: &str) -> String {
+    stack.azure.subscription(id.parse().unwrap()).await.unwrap()["saasSubscriptionStatus"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn purchase_sign_in_activate_change_and_unsubscribe() {
+    let stack = start(|_| {}).await;
+    let client = browser_trusting(&stack.azure.ca_pem);
+    let (id, landing) = buy(&stack, "pro", Some(5), ALICE).await;
+
+    let back = land_and_sign_in(&client, &landing, ALICE).await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    assert_eq!(back.headers()["location"], "/signup");
+    let signup = client
+        .get(format!("{}/signup", stack.app_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(signup.contains("Microsoft"), "the marketplace is named");
+    assert!(
+        signup.contains("pro") && signup.contains(">5<"),
+        "plan and seats shown"
+    );
+    assert!(signup.contains("alice@"), "email prefilled from Graph mail");
+
+    let done = sign_up(&stack, &client, "alice@fabrikam.example").await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    // Activation goes through the outbox to the marketplace.
+    wait_for(&stack, &id, "active", |s| {
+        s.status == SubscriptionStatus::Active
+    })
+    .await;
+    assert_eq!(marketplace_status(&stack, &id).await, "Subscribed");
+    let sub = subscription(&stack, &id).await.unwrap();
+    assert_eq!(sub.plan_id, Some(PlanId::new("pro")));
+    assert_eq!(sub.quantity, Some(5));
+
+    // From the marketplace side: seats, plan, suspension, reinstatement, then cancellation.
+    let subscription_id = id.parse().unwrap();
+    stack
+        .azure
+        .marketplace_action(subscription_id, MarketplaceAction::ChangeQuantity(8))
+        .await
+        .unwrap();
+    wait_for(&stack, &id, "8 seats", |s| s.quantity == Some(8)).await;
+    stack
+        .azure
+        .marketplace_action(
+            subscription_id,
+            MarketplaceAction::ChangePlan("basic".into()),
+        )
+        .await
+        .unwrap();
+    wait_for(&stack, &id, "plan basic", |s| {
+        s.plan_id == Some(PlanId::new("basic"))
+    })
+    .await;
+    stack
+        .azure
+        .marketplace_action(subscription_id, MarketplaceAction::Suspend)
+        .await
+        .unwrap();
+    wait_for(&stack, &id, "suspended", |s| {
+        s.status == SubscriptionStatus::Suspended
+    })
+    .await;
+    stack
+        .azure
+        .marketplace_action(subscription_id, MarketplaceAction::Reinstate)
+        .await
+        .unwrap();
+    wait_for(&stack, &id, "reinstated", |s| {
+        s.status == SubscriptionStatus::Active
+    })
+    .await;
+    stack
+        .azure
+        .marketplace_action(subscription_id, MarketplaceAction::Unsubscribe)
+        .await
+        .unwrap();
+    wait_for(&stack, &id, "cancelled", |s| {
+        s.status == SubscriptionStatus::Cancelled
+    })
+    .await;
+}
+
+/// Seed 002: a buyer without `mail` or `userPrincipalName` must be asked for an email.
+#[tokio::test]
+async fn a_buyer_without_email_is_asked_for_one() {
+    let stack = start(|_| {}).await;
+    let client = browser_trusting(&stack.azure.ca_pem);
+    let (id, landing) = buy(&stack, "basic", None, CAROL).await;
+    land_and_sign_in(&client, &landing, CAROL).await;
+    let signup = client
+        .get(format!("{}/signup", stack.app_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        signup.contains("name=\"email\" type=\"email\" autocomplete=\"email\" required value=\"\""),
+        "the email field is empty and required"
+    );
+    let missing = sign_up(&stack, &client, "").await;
+    assert_eq!(missing.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        sign_up(&stack, &client, "carol@contoso.example")
+            .await
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    wait_for(&stack, &id, "active", |s| {
+        s.status == SubscriptionStatus::Active
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_landing_token_gets_a_clear_page() {
+    let stack = start_with(|_| {}, |azure| azure.landing_token_ttl_secs = 1).await;
+    let client = browser_trusting(&stack.azure.ca_pem);
+    let (_, landing) = buy(&stack, "basic", None, ALICE).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let page = land_and_sign_in(&client, &landing, ALICE).await;
+    assert!(
+        page.status() == StatusCode::BAD_REQUEST || page.status() == StatusCode::GONE,
+        "{}",
+        page.status()
+    );
+    let text = page.text().await.unwrap();
+    assert!(
+        text.contains("Configure account now"),
+        "tells the buyer what to do"
+    );
+}
+
+#[tokio::test]
+async fn forged_webhooks_are_rejected() {
+    let stack = start(|_| {}).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/azure/webhook", stack.app_url))
+        .bearer_auth("eyJhbGciOiJIUzI1NiJ9.eyJhdWQiOiJ4In0.c2lnbmF0dXJl")
+        .json(&serde_json::json!({
+            "id": "11111111-2222-3333-4444-555555555555",
+            "action": "Unsubscribe",
+            "subscriptionId": "11111111-2222-3333-4444-666666666666",
+            "status": "Succeeded"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
