@@ -6,6 +6,7 @@ mod buyer;
 mod error;
 mod health;
 mod inbound;
+mod manage;
 pub mod pages;
 mod password;
 pub mod session;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(inbound::routes(&state))
         .merge(buyer::routes())
+        .merge(manage::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))

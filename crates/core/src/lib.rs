@@ -24,9 +24,9 @@ pub use event::{EventKind, MarketplaceEvent};
 pub use ids::{PlanId, ProductId, SubscriptionId, TenantId, UserId};
 pub use marketplace::Marketplace;
 pub use provider::{
-    AuthenticatedMessage, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome, InboundEndpoint,
-    InboundMessage, LandingToken, MarketplaceProvider, ProviderError, PulledMessage,
-    ResolvedPurchase,
+    AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome,
+    InboundEndpoint, InboundMessage, LandingToken, MarketplaceProvider, ProviderError,
+    PulledMessage, ResolvedPurchase,
 };
 pub use quantity::Quantity;
 pub use subscription::{

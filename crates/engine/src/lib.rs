@@ -7,6 +7,7 @@
 
 mod apply;
 pub mod backoff;
+mod changes;
 mod inbox;
 mod onboarding;
 mod outbox;
@@ -23,6 +24,7 @@ use tokio::sync::Notify;
 
 pub use crate::{
     apply::{ApplyOutcome, apply_event},
+    changes::{ChangeError, VendorChange},
     inbox::InboxRun,
     onboarding::{ACTIVATE_JOB, ClaimError},
     outbox::OutboxRun,
