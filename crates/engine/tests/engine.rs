@@ -133,6 +133,12 @@ impl MarketplaceProvider for Scripted {
         operation_id: &str,
         accept: bool,
     ) -> Result<(), ProviderError> {
+        if operation_id == "late" {
+            return Err(ProviderError::Rejected {
+                code: "conflict".into(),
+                message: "operation already Succeeded".into(),
+            });
+        }
         self.responses
             .lock()
             .unwrap()
