@@ -794,8 +794,11 @@ async fn account(
     let mut rows = Vec::with_capacity(subscriptions.len());
     for s in subscriptions {
         let entitlements = state.store.entitlements(s.id).await.unwrap_or_default();
+        // The plan has its own column; a seat count may come both as an entitlement and as
+        // the subscription's quantity: show each fact once.
         let mut details: Vec<String> = entitlements
             .iter()
+            .filter(|e| e.dimension != "plan")
             .map(|e| {
                 let value = match &e.value {
                     EntitlementValue::Integer(v) => v.to_string(),
@@ -806,8 +809,10 @@ async fn account(
                 format!("{}: {value}", e.dimension)
             })
             .collect();
-        if let Some(quantity) = s.quantity {
-            details.push(format!("quantity {quantity}"));
+        if let Some(quantity) = s.quantity
+            && !entitlements.iter().any(|e| e.dimension == "quantity")
+        {
+            details.push(format!("quantity: {quantity}"));
         }
         if s.free_trial {
             let until = s
