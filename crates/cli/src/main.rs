@@ -63,6 +63,11 @@ enum Command {
     },
     /// Print the annotated example configuration.
     Config,
+    /// Manage the API keys the vendor's product uses (stored hashed; shown once).
+    ApiKey {
+        #[command(subcommand)]
+        action: run::ApiKeyCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -119,6 +124,7 @@ fn main() -> std::process::ExitCode {
                 .await
             }
             Command::Config => Ok(()),
+            Command::ApiKey { action } => run::api_key(config, action).await,
         }
     });
     match result {

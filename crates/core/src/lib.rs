@@ -5,6 +5,7 @@
 //! Pure: no web framework, no database, no HTTP client. Time comes in through [`Clock`].
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod apikey;
 pub mod catalog;
 pub mod clock;
 pub mod entitlement;
@@ -17,6 +18,7 @@ pub mod subscription;
 pub mod tenant;
 pub mod usage;
 
+pub use apikey::{ApiKey, Scope};
 pub use catalog::{Catalog, Dimension, DimensionKind, Listing, Plan, Product};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entitlement::{Entitlement, EntitlementValue};

@@ -8,6 +8,7 @@
 mod apply;
 pub mod backoff;
 mod changes;
+pub mod entitlements;
 mod inbox;
 mod onboarding;
 mod outbox;
@@ -45,6 +46,8 @@ pub struct Engine {
     pub inbox_ready: Arc<Notify>,
     /// Wakes the outbox worker when a job is queued (the buyer waits for activation).
     pub outbox_ready: Arc<Notify>,
+    /// Every tenant's subscriptions in memory, for the entitlement check API.
+    pub entitlements: Arc<entitlements::EntitlementIndex>,
 }
 
 impl Engine {
@@ -59,10 +62,11 @@ impl Engine {
             store,
             providers,
             clock,
-            catalog,
+            catalog: catalog.clone(),
             policy,
             inbox_ready: Arc::new(Notify::new()),
             outbox_ready: Arc::new(Notify::new()),
+            entitlements: Arc::new(entitlements::EntitlementIndex::new(catalog.clone())),
         }
     }
 }
