@@ -112,7 +112,14 @@ pub async fn providers(
         let mut provider = marketlink_azure::AzureProvider::new(azure.clone(), clock.clone())
             .map_err(|e| anyhow::anyhow!("invalid [azure] configuration: {e}"))?;
         if let Some(sign_in) = &azure.sign_in {
-            let entra = marketlink_azure::EntraSignIn::discover(&provider, sign_in, clock)
+            let mut sign_in = sign_in.clone();
+            sign_in.redirect_uri.get_or_insert_with(|| {
+                format!(
+                    "{}/azure/signin/callback",
+                    config.server.public_url.trim_end_matches('/')
+                )
+            });
+            let entra = marketlink_azure::EntraSignIn::discover(&provider, &sign_in, clock)
                 .await
                 .map_err(|e| {
                     anyhow::anyhow!("cannot set up buyer sign-in ([azure.sign_in]): {e}")
