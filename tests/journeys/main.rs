@@ -1,4 +1,5 @@
 //! End-to-end journeys through the real server and the marketplace sandboxes.
 
+mod api;
 mod aws;
 mod azure;

@@ -2,6 +2,7 @@
 //! workers, and runs the commands of the `marketlink` binary. A library too, so end-to-end
 //! tests run exactly what the binary runs.
 
+pub mod bench;
 pub mod config;
 pub mod run;
 pub mod sandbox;

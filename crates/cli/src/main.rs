@@ -63,6 +63,11 @@ enum Command {
     },
     /// Print the annotated example configuration.
     Config,
+    /// Measure performance; figures are printed for comparison run to run.
+    Bench {
+        #[command(subcommand)]
+        which: marketlink_cli::bench::BenchCommand,
+    },
     /// Manage the API keys the vendor's product uses (stored hashed; shown once).
     ApiKey {
         #[command(subcommand)]
@@ -125,6 +130,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Config => Ok(()),
             Command::ApiKey { action } => run::api_key(config, action).await,
+            Command::Bench { which } => marketlink_cli::bench::run(which).await,
         }
     });
     match result {

@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api_keys;
+mod bulk;
 mod error;
 mod onboarding;
 mod queue;

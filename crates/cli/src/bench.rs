@@ -1,0 +1,216 @@
+//! `marketlink bench`: performance figures that can be compared run to run.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use marketlink_core::{
+    Catalog, Clock, ExternalRef, Listing, Marketplace, Plan, PlanId, Product, ProductId,
+    Subscription, SubscriptionStatus, SystemClock, Tenant,
+};
+use marketlink_engine::entitlements::EntitlementIndex;
+use marketlink_store::{Store, StoreOptions};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Entitlement checks against an index loaded from a store with many subscriptions.
+    Entitlements {
+        /// Subscriptions to load (two per tenant).
+        #[arg(long, default_value_t = 1_000_000)]
+        subscriptions: usize,
+        /// Checks to time.
+        #[arg(long, default_value_t = 200_000)]
+        checks: usize,
+        /// Database to fill (a fresh temporary SQLite file when unset). It must be empty.
+        #[arg(long)]
+        database: Option<String>,
+    },
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Entitlements {
+            subscriptions,
+            checks,
+            database,
+        } => entitlements(subscriptions, checks, database).await,
+    }
+}
+
+fn catalog() -> Catalog {
+    let plan = |id: &str, features: &[&str]| Plan {
+        id: PlanId::new(id),
+        name: None,
+        features: features.iter().map(|f| f.to_string()).collect(),
+        dimensions: vec![],
+    };
+    Catalog {
+        products: ["analytics", "reports"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| Product {
+                id: ProductId::new(*id),
+                name: id.to_string(),
+                listings: vec![Listing {
+                    marketplace: Marketplace::AWS,
+                    product_code: format!("bench-product-{i}"),
+                    listing_url: Some("https://marketplace.example".into()),
+                }],
+                plans: vec![
+                    plan("basic", &["dashboards"]),
+                    plan("pro", &["dashboards", "exports"]),
+                ],
+            })
+            .collect(),
+    }
+}
+
+/// Percentile of sorted durations.
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+async fn entitlements(
+    subscriptions: usize,
+    checks: usize,
+    database: Option<String>,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url =
+        database.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("bench.db").display()));
+    let store = Store::connect(&url, &StoreOptions::default()).await?;
+    store.migrate().await?;
+    let now = SystemClock.now();
+    let tenants: Vec<Tenant> = (0..subscriptions.div_ceil(2))
+        .map(|i| {
+            Tenant::new(
+                &format!("Tenant {i}"),
+                None,
+                &format!("t{i}@bench.example"),
+                now,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    let statuses = [
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Pending,
+        SubscriptionStatus::Suspended,
+        SubscriptionStatus::Cancelled,
+    ];
+    let rows: Vec<Subscription> = (0..subscriptions)
+        .map(|i| {
+            let tenant = &tenants[i / 2];
+            let product = i % 2;
+            let mut s = Subscription::pending(
+                ExternalRef {
+                    marketplace: Marketplace::AWS,
+                    external_id: format!("cust-{}/bench-product-{product}", i / 2),
+                    product_code: format!("bench-product-{product}"),
+                    customer_id: format!("cust-{}", i / 2),
+                    customer_account_id: None,
+                    license_arn: None,
+                },
+                now,
+            );
+            s.tenant_id = Some(tenant.id);
+            s.product_id = Some(ProductId::new(if product == 0 {
+                "analytics"
+            } else {
+                "reports"
+            }));
+            s.plan_id = Some(PlanId::new(if i % 3 == 0 { "pro" } else { "basic" }));
+            s.quantity = Some(10);
+            s.status = statuses[i % statuses.len()];
+            s
+        })
+        .collect();
+
+    let started = Instant::now();
+    store
+        .insert_tenants_bulk(&tenants)
+        .await
+        .context("seeding tenants")?;
+    store
+        .insert_subscriptions_bulk(&rows)
+        .await
+        .context("seeding subscriptions")?;
+    let seeded = started.elapsed();
+
+    let index = Arc::new(EntitlementIndex::new(Arc::new(catalog())));
+    let started = Instant::now();
+    let loaded = index.sync(&store).await?;
+    let load = started.elapsed();
+    anyhow::ensure!(
+        loaded == subscriptions,
+        "loaded {loaded} of {subscriptions}"
+    );
+
+    let features = ["dashboards", "exports", "missing"];
+    let products = [ProductId::new("analytics"), ProductId::new("reports")];
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut timings = Vec::with_capacity(checks);
+    let mut allowed = 0usize;
+    let started = Instant::now();
+    for i in 0..checks {
+        // xorshift: cheap, deterministic, spreads the tenants.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let tenant = tenants[(rng % tenants.len() as u64) as usize].id;
+        let t0 = Instant::now();
+        let decision = index.check(
+            tenant,
+            &products[i % 2],
+            Some(features[i % 3]),
+            Some(5),
+            now,
+        );
+        timings.push(t0.elapsed());
+        allowed += usize::from(decision.allowed);
+    }
+    let total = started.elapsed();
+    timings.sort_unstable();
+    println!("entitlement check benchmark");
+    println!("  store:            {}", marketlink_store::redact_url(&url));
+    println!(
+        "  subscriptions:    {subscriptions} ({} tenants)",
+        tenants.len()
+    );
+    println!("  seed:             {seeded:.2?}");
+    println!(
+        "  index load:       {:.2?} ({:.0} subscriptions/s)",
+        load,
+        subscriptions as f64 / load.as_secs_f64()
+    );
+    println!(
+        "  checks:           {checks} in {:.2?} ({:.0}/s, {allowed} allowed)",
+        total,
+        checks as f64 / total.as_secs_f64()
+    );
+    println!(
+        "  latency:          p50 {:.2?}  p99 {:.2?}  p99.9 {:.2?}  max {:.2?}",
+        pct(&timings, 0.50),
+        pct(&timings, 0.99),
+        pct(&timings, 0.999),
+        timings.last().copied().unwrap_or_default()
+    );
+    let p99 = pct(&timings, 0.99);
+    println!(
+        "  goal p99 < 1 ms:  {}",
+        if p99 < Duration::from_millis(1) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    store.close().await;
+    Ok(())
+}
