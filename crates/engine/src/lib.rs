@@ -8,6 +8,7 @@
 mod apply;
 pub mod backoff;
 mod inbox;
+pub mod metering;
 mod onboarding;
 mod outbox;
 mod policy;
@@ -20,6 +21,8 @@ use std::sync::Arc;
 use marketlink_core::{Catalog, Clock};
 use marketlink_store::Store;
 use tokio::sync::Notify;
+
+use crate::metering::MeteringSettings;
 
 pub use crate::{
     apply::{ApplyOutcome, apply_event},
@@ -43,6 +46,8 @@ pub struct Engine {
     pub inbox_ready: Arc<Notify>,
     /// Wakes the outbox worker when a job is queued (the buyer waits for activation).
     pub outbox_ready: Arc<Notify>,
+    /// Usage ingest and flush settings (`[metering]`); see [`Engine::with_metering`].
+    pub metering: MeteringSettings,
 }
 
 impl Engine {
@@ -61,6 +66,13 @@ impl Engine {
             policy,
             inbox_ready: Arc::new(Notify::new()),
             outbox_ready: Arc::new(Notify::new()),
+            metering: MeteringSettings::default(),
         }
+    }
+
+    /// Replaces the metering settings.
+    pub fn with_metering(mut self, metering: MeteringSettings) -> Self {
+        self.metering = metering;
+        self
     }
 }

@@ -36,7 +36,7 @@ pub struct Worker {
     pub handle: JoinHandle<()>,
 }
 
-/// Starts the inbox and queue-polling loops.
+/// Starts the inbox, outbox, queue-polling and usage-flushing loops.
 pub fn spawn(
     engine: Arc<Engine>,
     settings: WorkerSettings,
@@ -116,7 +116,31 @@ pub fn spawn(
             }
         })
     };
+    let metering = {
+        let engine = engine.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                // Not raced against shutdown: a flush in hand finishes its bookkeeping.
+                match engine.flush_usage().await {
+                    Ok(run) if run.claimed > 0 || run.zero_created > 0 => {
+                        tracing::info!(?run, "usage flushed");
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(error = ?error, "usage flush failed"),
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(engine.metering.flush_interval) => {},
+                }
+            }
+        })
+    };
     vec![
+        Worker {
+            name: "metering",
+            handle: metering,
+        },
         Worker {
             name: "inbox",
             handle: inbox,

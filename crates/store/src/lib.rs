@@ -13,6 +13,7 @@ mod rows;
 mod subscriptions;
 mod tenants;
 mod timeline;
+mod usage;
 mod users;
 
 use std::{str::FromStr, time::Duration};
@@ -29,6 +30,10 @@ pub use crate::{
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
     subscriptions::SubscriptionFilter,
     timeline::TimelineEntry,
+    usage::{
+        IngestOutcome, NewUsageEvent, UsageBacklog, UsageClaim, UsageHour, UsageHourState,
+        UsageSettlement,
+    },
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
