@@ -2,6 +2,7 @@
 //! authorise and call the store or a provider; the domain rules live in `marketlink-core`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api;
 mod buyer;
 mod error;
 mod health;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(inbound::routes(&state))
         .merge(buyer::routes())
+        .merge(api::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
