@@ -2,3 +2,4 @@
 
 mod aws;
 mod azure;
+mod metering;
