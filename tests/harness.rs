@@ -42,6 +42,15 @@ pub async fn start_with(
     tune: impl FnOnce(&mut AwsSandboxConfig),
     tune_azure: impl FnOnce(&mut AzureSandboxConfig),
 ) -> Stack {
+    start_full(tune, tune_azure, |_| {}).await
+}
+
+/// Like [`start_with`], also adjusting marketlink's own configuration.
+pub async fn start_full(
+    tune: impl FnOnce(&mut AwsSandboxConfig),
+    tune_azure: impl FnOnce(&mut AzureSandboxConfig),
+    tune_config: impl FnOnce(&mut Config),
+) -> Stack {
     let dir = tempfile::tempdir().expect("temp dir");
     let shutdown = CancellationToken::new();
     let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -86,6 +95,7 @@ pub async fn start_with(
         aws.sqs_wait_time_secs = 0;
     }
     config.azure = Some(sandbox::azure_provider_config(&azure, &app_url));
+    tune_config(&mut config);
     let providers = run::providers(&config, Arc::new(SystemClock))
         .await
         .expect("providers");

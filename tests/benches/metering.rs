@@ -36,28 +36,45 @@ fn pg_admin() -> String {
 
 async fn open(backend: &str, dir: &tempfile::TempDir) -> (Store, String) {
     let url = if backend == "sqlite" {
-        format!("sqlite:{}", dir.path().join(format!("bench-{}.db", uuid::Uuid::now_v7().simple())).display())
+        format!(
+            "sqlite:{}",
+            dir.path()
+                .join(format!("bench-{}.db", uuid::Uuid::now_v7().simple()))
+                .display()
+        )
     } else {
         let name = format!("marketlink_bench_{}", uuid::Uuid::now_v7().simple());
         let mut admin = sqlx::PgConnection::connect(&pg_admin()).await.unwrap();
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
         format!("{}/{name}", pg_admin().rsplit_once('/').unwrap().0)
     };
-    let store = Store::connect(&url, &StoreOptions::default()).await.unwrap();
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     (store, url)
 }
 
 fn config() -> Config {
-    let mut config = Config::load_over(Some(&demo_base("127.0.0.1:9".parse().unwrap())), None).unwrap();
+    let mut config =
+        Config::load_over(Some(&demo_base("127.0.0.1:9".parse().unwrap())), None).unwrap();
     config.azure = None;
     config.metering.api_keys = vec![serde_json::from_value(serde_json::json!(KEY)).unwrap()];
     config
 }
 
 fn engine(store: Store, config: &Config, providers: marketlink_engine::Providers) -> Engine {
-    Engine::new(store, providers, Arc::new(SystemClock), Arc::new(config.catalog.clone()), config.changes.clone())
-        .with_metering(config.metering.settings())
+    Engine::new(
+        store,
+        providers,
+        Arc::new(SystemClock),
+        Arc::new(config.catalog.clone()),
+        config.changes.clone(),
+    )
+    .with_metering(config.metering.settings())
 }
 
 async fn active_subscription(store: &Store, customer: &str) -> Subscription {
@@ -74,7 +91,10 @@ async fn active_subscription(store: &Store, customer: &str) -> Subscription {
     );
     sub.product_id = Some(ProductId::new("analytics"));
     let sub = store.upsert_subscription(&sub).await.unwrap();
-    store.apply_lifecycle(sub.id, Lifecycle::Activate, SystemClock.now()).await.unwrap();
+    store
+        .apply_lifecycle(sub.id, Lifecycle::Activate, SystemClock.now())
+        .await
+        .unwrap();
     store.get_subscription(sub.id).await.unwrap()
 }
 
@@ -180,7 +200,10 @@ async fn raw_insert(url: &str, inputs: &[UsageInput], batch: usize) -> f64 {
         let options = options
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
-        run_raw!(sqlx::SqlitePool::connect_with(options).await.unwrap(), "BLOB")
+        run_raw!(
+            sqlx::SqlitePool::connect_with(options).await.unwrap(),
+            "BLOB"
+        )
     } else {
         run_raw!(sqlx::PgPool::connect(url).await.unwrap(), "UUID")
     }
@@ -190,22 +213,35 @@ async fn bench_api(dir: &tempfile::TempDir) {
     let (store, _) = open("sqlite", dir).await;
     let config = config();
     let sub = active_subscription(&store, "api-bench").await;
-    let engine = Arc::new(engine(store.clone(), &config, marketlink_engine::Providers::new()));
+    let engine = Arc::new(engine(
+        store.clone(),
+        &config,
+        marketlink_engine::Providers::new(),
+    ));
     let state = marketlink_web::AppState::new(marketlink_web::App {
         store: store.clone(),
         clock: Arc::new(SystemClock),
         engine,
+        keys: Default::default(),
         settings: marketlink_web::WebSettings::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/v1/usage", listener.local_addr().unwrap());
     tokio::spawn(async move {
         let router = marketlink_web::router(state);
-        marketlink_web::serve(listener, router, std::future::pending(), StdDuration::from_secs(1))
-            .await
-            .unwrap();
+        marketlink_web::serve(
+            listener,
+            router,
+            std::future::pending(),
+            StdDuration::from_secs(1),
+        )
+        .await
+        .unwrap();
     });
-    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
     const RATE: u64 = 1_000;
     const SECONDS: u64 = 10;
     let mut latencies = Vec::new();
@@ -221,7 +257,13 @@ async fn bench_api(dir: &tempfile::TempDir) {
         let (client, url) = (client.clone(), url.clone());
         tasks.spawn(async move {
             let started = Instant::now();
-            let response = client.post(url).bearer_auth(KEY).body(body).send().await.unwrap();
+            let response = client
+                .post(url)
+                .bearer_auth(KEY)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status().as_u16(), 202);
             started.elapsed()
         });
@@ -243,11 +285,17 @@ async fn bench_api(dir: &tempfile::TempDir) {
 }
 
 async fn bench_flush(dir: &tempfile::TempDir) {
-    let rows: usize = std::env::var("BENCH_FLUSH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let rows: usize = std::env::var("BENCH_FLUSH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let aws = sandbox::start_aws(
         "127.0.0.1:0".parse().unwrap(),
-        AwsSandboxConfig { subscribe_delay_ms: 3_600_000, ..AwsSandboxConfig::default() },
+        AwsSandboxConfig {
+            subscribe_delay_ms: 3_600_000,
+            ..AwsSandboxConfig::default()
+        },
         &sandbox::VendorUrls::for_public_url("http://127.0.0.1:9"),
         Arc::new(SystemClock),
         shutdown.clone(),
@@ -264,11 +312,27 @@ async fn bench_flush(dir: &tempfile::TempDir) {
     let hours_per_sub = 20;
     let buyers = rows.div_ceil(hours_per_sub);
     let now = SystemClock.now();
-    let engine_ = engine(store.clone(), &config, run::providers(&config, Arc::new(SystemClock)).await.unwrap());
+    let engine_ = engine(
+        store.clone(),
+        &config,
+        run::providers(&config, Arc::new(SystemClock))
+            .await
+            .unwrap(),
+    );
     let mut inputs = Vec::with_capacity(rows);
     for b in 0..buyers {
-        let purchase = aws.sandbox.purchase(CLASSIC, OfferKind::Subscription, &format!("{:012}", 100_000_000_000u64 + b as u64)).unwrap();
-        aws.sandbox.send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess).await.unwrap();
+        let purchase = aws
+            .sandbox
+            .purchase(
+                CLASSIC,
+                OfferKind::Subscription,
+                &format!("{:012}", 100_000_000_000u64 + b as u64),
+            )
+            .unwrap();
+        aws.sandbox
+            .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)
+            .await
+            .unwrap();
         let sub = active_subscription(&store, &purchase.customer_identifier).await;
         for h in 0..hours_per_sub {
             if inputs.len() == rows {
@@ -307,9 +371,15 @@ async fn bench_flush(dir: &tempfile::TempDir) {
 }
 
 fn main() {
-    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         if wants("ingest") {

@@ -519,3 +519,64 @@ async fn forged_sns_messages_are_rejected() {
             .is_empty()
     );
 }
+
+/// Seed 000's manual path: the buyer asks to be set up by the vendor's team.
+#[tokio::test]
+async fn a_buyer_can_ask_for_a_hand_held_set_up() {
+    let stack = start(|_| {}).await;
+    let purchase = stack
+        .aws
+        .purchase(CLASSIC, OfferKind::Subscription, BUYER)
+        .unwrap();
+    let client = browser();
+    land(&stack, &client, &purchase.registration_token, false).await;
+    let html = client
+        .get(format!("{}/signup", stack.app_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let asked = client
+        .post(format!("{}/signup/contact", stack.app_url))
+        .form(&[
+            ("csrf", csrf(&html).as_str()),
+            ("name", "Grace Hopper"),
+            ("email", "Grace@Navy.example"),
+            ("company", "Navy"),
+            ("message", "Please migrate our existing workspace."),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), StatusCode::OK);
+    assert!(asked.text().await.unwrap().contains("grace@navy.example"));
+    let requests = stack
+        .store
+        .list_onboarding_requests("open", 10)
+        .await
+        .unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].purchase.subscription.customer_id, purchase.customer_identifier,
+        "the identity comes from AWS, not from the form"
+    );
+}
+
+#[tokio::test]
+async fn aws_throttling_on_resolve_ends_in_a_try_again_page() {
+    let stack = start(|_| {}).await;
+    let purchase = stack
+        .aws
+        .purchase(CLASSIC, OfferKind::Subscription, BUYER)
+        .unwrap();
+    stack.aws.inject_errors(
+        "ResolveCustomer",
+        marketlink_sandbox::aws::InjectedError::Throttling,
+        100,
+    );
+    let page = land(&stack, &browser(), &purchase.registration_token, false).await;
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(page.text().await.unwrap().contains("try again"));
+}

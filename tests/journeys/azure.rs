@@ -269,3 +269,209 @@ async fn forged_webhooks_are_rejected() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Signs a buyer up for `plan` and waits until the subscription is active.
+async fn active_subscription(
+    stack: &Stack,
+    client: &Client,
+    plan: &str,
+    seats: Option<i64>,
+) -> String {
+    let (id, landing) = buy(stack, plan, seats, ALICE).await;
+    land_and_sign_in(client, &landing, ALICE).await;
+    sign_up(stack, client, "alice@fabrikam.example").await;
+    wait_for(stack, &id, "active", |s| {
+        s.status == SubscriptionStatus::Active
+    })
+    .await;
+    id
+}
+
+async fn manage_page(stack: &Stack, client: &Client, id: &str) -> String {
+    client
+        .get(format!("{}/account/subscriptions/{id}", stack.app_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_vendor_side_changes_plan_and_seats_then_cancels() {
+    let stack = start(|_| {}).await;
+    let client = browser_trusting(&stack.azure.ca_pem);
+    let id = active_subscription(&stack, &client, "pro", Some(5)).await;
+    let ours = subscription(&stack, &id).await.unwrap().id;
+
+    let page = manage_page(&stack, &client, &ours.to_string()).await;
+    assert!(
+        page.contains("Change plan") && page.contains("value=\"basic\""),
+        "available plans listed"
+    );
+    let changed = client
+        .post(format!(
+            "{}/account/subscriptions/{ours}/quantity",
+            stack.app_url
+        ))
+        .form(&[("csrf", csrf(&page).as_str()), ("quantity", "12")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::SEE_OTHER);
+    wait_for(&stack, &id, "12 seats", |s| s.quantity == Some(12)).await;
+
+    let bad = client
+        .post(format!(
+            "{}/account/subscriptions/{ours}/quantity",
+            stack.app_url
+        ))
+        .form(&[("csrf", csrf(&page).as_str()), ("quantity", "-3")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let page = manage_page(&stack, &client, &ours.to_string()).await;
+    client
+        .post(format!(
+            "{}/account/subscriptions/{ours}/plan",
+            stack.app_url
+        ))
+        .form(&[("csrf", csrf(&page).as_str()), ("plan", "basic")])
+        .send()
+        .await
+        .unwrap();
+    wait_for(&stack, &id, "plan basic", |s| {
+        s.plan_id == Some(PlanId::new("basic"))
+    })
+    .await;
+
+    let page = manage_page(&stack, &client, &ours.to_string()).await;
+    let unconfirmed = client
+        .post(format!(
+            "{}/account/subscriptions/{ours}/cancel",
+            stack.app_url
+        ))
+        .form(&[("csrf", csrf(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unconfirmed.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    client
+        .post(format!(
+            "{}/account/subscriptions/{ours}/cancel",
+            stack.app_url
+        ))
+        .form(&[("csrf", csrf(&page).as_str()), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    wait_for(&stack, &id, "cancelled", |s| {
+        s.status == SubscriptionStatus::Cancelled
+    })
+    .await;
+    assert_eq!(marketplace_status(&stack, &id).await, "Unsubscribed");
+    let history = manage_page(&stack, &client, &ours.to_string()).await;
+    assert!(history.contains("vendor_change_quantity") && history.contains("vendor_cancel"));
+}
+
+/// Seed 002: the vendor may block downgrades; Microsoft's change is refused and reverted.
+#[tokio::test]
+async fn a_marketplace_downgrade_is_refused_by_policy() {
+    let stack = marketlink_e2e::start_full(
+        |_| {},
+        |_| {},
+        |config| {
+            config.changes.refuse_downgrades = true;
+        },
+    )
+    .await;
+    let client = browser_trusting(&stack.azure.ca_pem);
+    let id = active_subscription(&stack, &client, "pro", Some(5)).await;
+    stack
+        .azure
+        .marketplace_action(
+            id.parse().unwrap(),
+            MarketplaceAction::ChangePlan("basic".into()),
+        )
+        .await
+        .unwrap();
+    let sub_id = subscription(&stack, &id).await.unwrap().id;
+    eventually("the refusal is recorded", || async {
+        stack
+            .store
+            .timeline(sub_id, 50)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == "change_requested" && e.outcome.starts_with("refused"))
+    })
+    .await;
+    eventually("the marketplace kept the plan", || async {
+        stack.azure.subscription(id.parse().unwrap()).await.unwrap()["planId"] == "pro"
+    })
+    .await;
+    assert_eq!(
+        subscription(&stack, &id).await.unwrap().plan_id,
+        Some(PlanId::new("pro"))
+    );
+}
+
+#[tokio::test]
+async fn another_tenant_cannot_see_or_change_a_subscription() {
+    let stack = start(|_| {}).await;
+    let alice = browser_trusting(&stack.azure.ca_pem);
+    let id = active_subscription(&stack, &alice, "pro", Some(5)).await;
+
+    // Mallory has her own account (an AWS purchase) and guesses the subscription's URL.
+    let mallory = marketlink_e2e::browser();
+    let purchase = stack
+        .aws
+        .purchase(
+            "mlsandboxclassic0000000001",
+            marketlink_sandbox::aws::OfferKind::Subscription,
+            "444455556666",
+        )
+        .unwrap();
+    mallory
+        .post(format!("{}/aws/landing", stack.app_url))
+        .form(&[(
+            "x-amzn-marketplace-token",
+            purchase.registration_token.as_str(),
+        )])
+        .send()
+        .await
+        .unwrap();
+    sign_up(&stack, &mallory, "mallory@example.com").await;
+    let sub_id = subscription(&stack, &id).await.unwrap().id;
+    let peek = mallory
+        .get(format!("{}/account/subscriptions/{sub_id}", stack.app_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(peek.status(), StatusCode::NOT_FOUND);
+    let own = mallory
+        .get(format!("{}/account", stack.app_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cancel = mallory
+        .post(format!(
+            "{}/account/subscriptions/{sub_id}/cancel",
+            stack.app_url
+        ))
+        .form(&[("csrf", csrf(&own).as_str()), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        subscription(&stack, &id).await.unwrap().status,
+        SubscriptionStatus::Active
+    );
+}

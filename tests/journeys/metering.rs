@@ -88,27 +88,47 @@ async fn usage_api_to_the_sandbox_ledger_once() {
                                    event(json!(3), Some("b"))]})
     .to_string();
 
-    assert_eq!(post(&stack, None, batch.clone()).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        post(&stack, Some("wrong-key-0123456789"), batch.clone()).await.0,
+        post(&stack, None, batch.clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(&stack, Some("wrong-key-0123456789"), batch.clone())
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     let (status, body) = post(&stack, Some(KEY), "{\"events\": [".into()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed_json")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed_json"))
+    );
     let (status, body) = post(&stack, Some(KEY), event(json!(-1), None).to_string()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_quantity")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_quantity"))
+    );
     let mut unknown = event(json!(1), None);
     unknown["dimension"] = json!("bogus");
     let (status, body) = post(&stack, Some(KEY), unknown.to_string()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("unknown_dimension")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unknown_dimension"))
+    );
     let mut future = event(json!(1), None);
     future["timestamp"] = json!(ts(SystemClock.now() + Duration::hours(1)));
     let (status, body) = post(&stack, Some(KEY), future.to_string()).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("timestamp_in_future")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("timestamp_in_future"))
+    );
 
     let (status, body) = post(&stack, Some(KEY), batch.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!((body["accepted"].as_u64(), body["duplicates"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (body["accepted"].as_u64(), body["duplicates"].as_u64()),
+        (Some(2), Some(1))
+    );
     // Resent as a whole (a client retry): nothing new.
     let (_, body) = post(&stack, Some(KEY), batch).await;
     assert_eq!(body["accepted"].as_u64(), Some(0));
@@ -123,7 +143,13 @@ async fn usage_api_to_the_sandbox_ledger_once() {
     })
     .await;
     eventually("the hour is settled", || async {
-        stack.store.usage_hours_of(sub.id).await.unwrap().iter().all(|h| h.state == UsageHourState::Delivered)
+        stack
+            .store
+            .usage_hours_of(sub.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|h| h.state == UsageHourState::Delivered)
     })
     .await;
     let ledger: Vec<_> = stack
@@ -151,32 +177,63 @@ impl MarketplaceProvider for DiesAfterCall {
     fn capabilities(&self) -> marketlink_core::Capabilities {
         self.0.capabilities()
     }
-    async fn resolve(&self, t: &marketlink_core::LandingToken) -> Result<marketlink_core::ResolvedPurchase, ProviderError> {
+    async fn resolve(
+        &self,
+        t: &marketlink_core::LandingToken,
+    ) -> Result<marketlink_core::ResolvedPurchase, ProviderError> {
         self.0.resolve(t).await
     }
-    async fn activate(&self, s: &ExternalRef, p: Option<&marketlink_core::PlanId>, q: Option<u32>) -> Result<(), ProviderError> {
+    async fn activate(
+        &self,
+        s: &ExternalRef,
+        p: Option<&marketlink_core::PlanId>,
+        q: Option<u32>,
+    ) -> Result<(), ProviderError> {
         self.0.activate(s, p, q).await
     }
-    async fn change_plan(&self, s: &ExternalRef, p: &marketlink_core::PlanId) -> Result<marketlink_core::ChangeOutcome, ProviderError> {
+    async fn change_plan(
+        &self,
+        s: &ExternalRef,
+        p: &marketlink_core::PlanId,
+    ) -> Result<marketlink_core::ChangeOutcome, ProviderError> {
         self.0.change_plan(s, p).await
     }
-    async fn change_quantity(&self, s: &ExternalRef, q: u32) -> Result<marketlink_core::ChangeOutcome, ProviderError> {
+    async fn change_quantity(
+        &self,
+        s: &ExternalRef,
+        q: u32,
+    ) -> Result<marketlink_core::ChangeOutcome, ProviderError> {
         self.0.change_quantity(s, q).await
     }
-    async fn cancel(&self, s: &ExternalRef) -> Result<marketlink_core::ChangeOutcome, ProviderError> {
+    async fn cancel(
+        &self,
+        s: &ExternalRef,
+    ) -> Result<marketlink_core::ChangeOutcome, ProviderError> {
         self.0.cancel(s).await
     }
-    async fn report_usage(&self, records: &[UsageRecord]) -> Result<Vec<UsageOutcome>, ProviderError> {
+    async fn report_usage(
+        &self,
+        records: &[UsageRecord],
+    ) -> Result<Vec<UsageOutcome>, ProviderError> {
         let _ = self.0.report_usage(records).await;
         std::future::pending().await
     }
-    async fn entitlements(&self, s: &ExternalRef) -> Result<Vec<marketlink_core::Entitlement>, ProviderError> {
+    async fn entitlements(
+        &self,
+        s: &ExternalRef,
+    ) -> Result<Vec<marketlink_core::Entitlement>, ProviderError> {
         self.0.entitlements(s).await
     }
-    async fn authenticate(&self, m: &marketlink_core::InboundMessage) -> Result<marketlink_core::AuthenticatedMessage, ProviderError> {
+    async fn authenticate(
+        &self,
+        m: &marketlink_core::InboundMessage,
+    ) -> Result<marketlink_core::AuthenticatedMessage, ProviderError> {
         self.0.authenticate(m).await
     }
-    async fn interpret(&self, m: &marketlink_core::AuthenticatedMessage) -> Result<Vec<marketlink_core::MarketplaceEvent>, ProviderError> {
+    async fn interpret(
+        &self,
+        m: &marketlink_core::AuthenticatedMessage,
+    ) -> Result<Vec<marketlink_core::MarketplaceEvent>, ProviderError> {
         self.0.interpret(m).await
     }
 }
@@ -213,7 +270,9 @@ async fn crash_between_call_and_bookkeeping_bills_every_hour_once() {
         .with_metering(settings)
     };
     let now = SystemClock.now();
-    let hours: Vec<OffsetDateTime> = (2..5).map(|i| hour_floor(now) - Duration::hours(i)).collect();
+    let hours: Vec<OffsetDateTime> = (2..5)
+        .map(|i| hour_floor(now) - Duration::hours(i))
+        .collect();
     let doomed = engine(Arc::new(DiesAfterCall(aws.clone())));
     let inputs: Vec<_> = hours
         .iter()
@@ -239,12 +298,18 @@ async fn crash_between_call_and_bookkeeping_bills_every_hour_once() {
             .collect::<Vec<_>>()
     };
     let crashed = tokio::spawn(async move { doomed.flush_usage().await });
-    eventually("the marketplace has the records", || async { ledger().len() == 3 }).await;
+    eventually("the marketplace has the records", || async {
+        ledger().len() == 3
+    })
+    .await;
     crashed.abort();
     let _ = crashed.await;
     // No bookkeeping happened: every hour is still in flight.
     let rows = store.usage_hours_of(sub.id).await.unwrap();
-    assert!(rows.iter().all(|h| h.state == UsageHourState::Sending), "{rows:?}");
+    assert!(
+        rows.iter().all(|h| h.state == UsageHourState::Sending),
+        "{rows:?}"
+    );
 
     // A fresh process: once the lease has expired it resends the identical records, AWS
     // answers Success for identical records, and every hour is delivered.
@@ -252,7 +317,11 @@ async fn crash_between_call_and_bookkeeping_bills_every_hour_once() {
     let run = engine(aws).flush_usage().await.unwrap();
     assert_eq!((run.claimed, run.delivered), (3, 3), "{run:?}");
     let rows = store.usage_hours_of(sub.id).await.unwrap();
-    assert!(rows.iter().all(|h| h.state == UsageHourState::Delivered && h.attempts == 2), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|h| h.state == UsageHourState::Delivered && h.attempts == 2),
+        "{rows:?}"
+    );
     let ledger = ledger();
     assert_eq!(ledger.len(), 3, "billed exactly once per hour: {ledger:?}");
     for (i, h) in hours.iter().enumerate() {

@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{marketplace}/signin/callback", get(sign_in_callback))
         .route("/signup", get(signup_page).post(signup))
         .route("/signup/link", post(link))
+        .route("/signup/contact", post(contact))
         .route("/signin", get(signin_page).post(signin))
         .route("/signout", post(signout))
         .route("/account", get(account))
@@ -45,7 +46,7 @@ pub fn routes() -> Router<AppState> {
 /// A response plus the session to store with it.
 type Reply = (PrivateCookieJar, Response);
 
-fn marketplace_name(marketplace: &str) -> &str {
+pub(crate) fn marketplace_name(marketplace: &str) -> &str {
     match marketplace {
         "aws" => "AWS Marketplace",
         "azure" => "Microsoft's marketplace",
@@ -486,6 +487,78 @@ async fn link(
     finish_claim(&ctx, session, jar, pending.purchase).await
 }
 
+#[derive(Debug, Deserialize)]
+struct ContactForm {
+    csrf: String,
+    name: String,
+    email: String,
+    #[serde(default)]
+    company: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// `POST /signup/contact`: seed 000's manual path. The vendor's team sets the account up; the
+/// request keeps the purchase exactly as the marketplace resolved it.
+async fn contact(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Form(form): Form<ContactForm>,
+) -> Reply {
+    let ctx = Ctx::new(&state);
+    let mut session = Session::load(&jar, state.clock.now());
+    if !session.csrf_matches(&form.csrf) {
+        return (jar, PageError::forbidden_form().render(ctx.brand));
+    }
+    let Some(pending) = session.purchase.clone() else {
+        return (jar, no_purchase_page().render(ctx.brand));
+    };
+    let email = form.email.trim().to_lowercase();
+    if form.name.trim().is_empty() || !marketlink_core::tenant::looks_like_email(&email) {
+        let page = signup_page_for(
+            &state,
+            &session,
+            &pending.purchase,
+            Some("Enter your name and a valid email address so we can reach you.".into()),
+            None,
+        );
+        return (jar, render(StatusCode::UNPROCESSABLE_ENTITY, &page));
+    }
+    let non_empty = |s: &str| Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_owned);
+    let request = marketlink_store::OnboardingRequest {
+        id: uuid::Uuid::now_v7(),
+        name: form.name.trim().chars().take(200).collect(),
+        email: email.clone(),
+        company: non_empty(&form.company),
+        message: non_empty(&form.message).map(|m| m.chars().take(2000).collect()),
+        purchase: pending.purchase.clone(),
+        status: "open".into(),
+        created_at: state.clock.now(),
+    };
+    if let Err(error) = state.store.create_onboarding_request(&request).await {
+        return (jar, PageError::internal(&error).render(ctx.brand));
+    }
+    tracing::info!(
+        request = %request.id,
+        marketplace = %pending.purchase.subscription.marketplace,
+        customer = %pending.purchase.subscription.customer_id,
+        "manual onboarding requested; the vendor's team must set up this account"
+    );
+    session.purchase = None;
+    let mut page = PageError::new(
+        StatusCode::OK,
+        "We are setting up your account",
+        format!(
+            "Thank you. Our team will set up your account and write to {email} within one business day."
+        ),
+    )
+    .step("You do not need to do anything else now.");
+    if let Some(support) = &state.settings.branding.support_email {
+        page = page.step(format!("Questions in the meantime: {support}"));
+    }
+    (ctx.save(session, jar), page.render(ctx.brand))
+}
+
 /// Refuses early when the marketplace identity is already bound to another tenant.
 async fn refuse_if_linked_elsewhere(
     state: &AppState,
@@ -661,6 +734,7 @@ async fn signout(
 }
 
 struct SubscriptionRow {
+    id: String,
     product: String,
     marketplace: String,
     plan: String,
@@ -680,7 +754,7 @@ struct AccountPage {
     subscriptions: Vec<SubscriptionRow>,
 }
 
-fn status_words(status: SubscriptionStatus) -> (&'static str, &'static str) {
+pub(crate) fn status_words(status: SubscriptionStatus) -> (&'static str, &'static str) {
     match status {
         SubscriptionStatus::Pending => ("Waiting for the marketplace to confirm", "wait"),
         SubscriptionStatus::Active => ("Active", "good"),
@@ -720,8 +794,11 @@ async fn account(
     let mut rows = Vec::with_capacity(subscriptions.len());
     for s in subscriptions {
         let entitlements = state.store.entitlements(s.id).await.unwrap_or_default();
+        // The plan has its own column; a seat count may come both as an entitlement and as
+        // the subscription's quantity: show each fact once.
         let mut details: Vec<String> = entitlements
             .iter()
+            .filter(|e| e.dimension != "plan")
             .map(|e| {
                 let value = match &e.value {
                     EntitlementValue::Integer(v) => v.to_string(),
@@ -732,8 +809,10 @@ async fn account(
                 format!("{}: {value}", e.dimension)
             })
             .collect();
-        if let Some(quantity) = s.quantity {
-            details.push(format!("quantity {quantity}"));
+        if let Some(quantity) = s.quantity
+            && !entitlements.iter().any(|e| e.dimension == "quantity")
+        {
+            details.push(format!("quantity: {quantity}"));
         }
         if s.free_trial {
             let until = s
@@ -746,6 +825,7 @@ async fn account(
         }
         let (status, status_class) = status_words(s.status);
         rows.push(SubscriptionRow {
+            id: s.id.to_string(),
             product: s
                 .product_id
                 .as_ref()

@@ -3,14 +3,17 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api;
+pub mod api_auth;
 mod buyer;
 mod error;
 mod health;
 mod inbound;
+mod manage;
 pub mod pages;
 mod password;
 pub mod session;
 mod state;
+mod vendor_api;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -40,6 +43,8 @@ pub fn router(state: AppState) -> Router {
         .merge(inbound::routes(&state))
         .merge(buyer::routes())
         .merge(api::routes())
+        .merge(manage::routes())
+        .merge(vendor_api::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
@@ -66,6 +71,26 @@ pub fn router(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Writes the API keys' use counters to the store every few seconds until `shutdown`.
+pub async fn flush_key_use(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
+    loop {
+        let stop = tokio::select! {
+            () = shutdown.cancelled() => true,
+            () = tokio::time::sleep(Duration::from_secs(5)) => false,
+        };
+        let counts = state.keys.drain();
+        if !counts.is_empty()
+            && let Err(error) = state.store.record_key_use(&counts, state.clock.now()).await
+        {
+            tracing::warn!(%error, "cannot record API key use; will retry");
+            state.keys.restore(counts);
+        }
+        if stop {
+            break;
+        }
+    }
 }
 
 /// The one stylesheet, compiled in: no build step, no files to deploy.

@@ -18,6 +18,8 @@ pub struct Branding {
     pub logo_url: Option<String>,
     /// Accent colour for buttons and focus rings (CSS colour).
     pub accent_color: String,
+    /// Where buyers can write for help (shown on confirmation pages).
+    pub support_email: Option<String>,
 }
 
 impl Default for Branding {
@@ -26,6 +28,7 @@ impl Default for Branding {
             name: "marketlink".into(),
             logo_url: None,
             accent_color: "#1f6feb".into(),
+            support_email: None,
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Fulfillment use cases and the configured marketplace providers.
     pub engine: Arc<Engine>,
+    /// Verified API keys (briefly cached) and their use counters.
+    pub keys: crate::api_auth::KeyCache,
     pub settings: WebSettings,
 }
 

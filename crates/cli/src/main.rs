@@ -63,6 +63,11 @@ enum Command {
     },
     /// Print the annotated example configuration.
     Config,
+    /// Manage the API keys the vendor's product uses (stored hashed; shown once).
+    ApiKey {
+        #[command(subcommand)]
+        action: run::ApiKeyCommand,
+    },
     /// Usage metering: flush by hand, show the backlog.
     Meter {
         #[command(subcommand)]
@@ -136,6 +141,7 @@ fn main() -> std::process::ExitCode {
                 MeterCommand::Status => run::meter_status(config).await,
             },
             Command::Config => Ok(()),
+            Command::ApiKey { action } => run::api_key(config, action).await,
         }
     });
     match result {

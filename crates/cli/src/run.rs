@@ -4,7 +4,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum_extra::extract::cookie::Key;
-use marketlink_core::SystemClock;
+use marketlink_core::{Clock as _, SystemClock};
 use marketlink_engine::{
     Engine, Providers,
     worker::{self, WorkerSettings},
@@ -113,8 +113,8 @@ pub async fn meter_status(config: Config) -> anyhow::Result<()> {
     let clock = SystemClock;
     let settings = config.metering.settings();
     let now = marketlink_core::Clock::now(&clock);
-    let closed = marketlink_engine::metering::hour_floor(now - settings.settle)
-        - time::Duration::hours(1);
+    let closed =
+        marketlink_engine::metering::hour_floor(now - settings.settle) - time::Duration::hours(1);
     let backlog = store.usage_backlog(closed).await?;
     println!("hourly usage totals by state:");
     if backlog.by_state.is_empty() {
@@ -132,7 +132,10 @@ pub async fn meter_status(config: Config) -> anyhow::Result<()> {
     }
     for (title, state) in [
         ("dead letters", marketlink_store::UsageHourState::Dead),
-        ("quantity mismatches", marketlink_store::UsageHourState::Mismatch),
+        (
+            "quantity mismatches",
+            marketlink_store::UsageHourState::Mismatch,
+        ),
     ] {
         let rows = store.usage_hours_in(state, 20).await?;
         if rows.is_empty() {
@@ -201,7 +204,14 @@ pub async fn providers(
         let mut provider = marketlink_azure::AzureProvider::new(azure.clone(), clock.clone())
             .map_err(|e| anyhow::anyhow!("invalid [azure] configuration: {e}"))?;
         if let Some(sign_in) = &azure.sign_in {
-            let entra = marketlink_azure::EntraSignIn::discover(&provider, sign_in, clock)
+            let mut sign_in = sign_in.clone();
+            sign_in.redirect_uri.get_or_insert_with(|| {
+                format!(
+                    "{}/azure/signin/callback",
+                    config.server.public_url.trim_end_matches('/')
+                )
+            });
+            let entra = marketlink_azure::EntraSignIn::discover(&provider, &sign_in, clock)
                 .await
                 .map_err(|e| {
                     anyhow::anyhow!("cannot set up buyer sign-in ([azure.sign_in]): {e}")
@@ -256,19 +266,29 @@ pub async fn serve_on(
         );
     }
     let clock: Arc<dyn marketlink_core::Clock> = Arc::new(SystemClock);
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        providers,
-        clock.clone(),
-        Arc::new(config.catalog.clone()),
-        config.changes.clone(),
-    )
-    .with_metering(config.metering.settings()));
+    let engine = Arc::new(
+        Engine::new(
+            store.clone(),
+            providers,
+            clock.clone(),
+            Arc::new(config.catalog.clone()),
+            config.changes.clone(),
+        )
+        .with_metering(config.metering.settings()),
+    );
+    // The entitlement API answers from memory: load it before serving.
+    let loaded = engine
+        .entitlements
+        .sync(&store)
+        .await
+        .context("cannot load subscriptions into the entitlement index")?;
+    tracing::info!(subscriptions = loaded, "entitlement index loaded");
     let workers = worker::spawn(engine.clone(), WorkerSettings::default(), shutdown.clone());
     let state = AppState::new(App {
         store: store.clone(),
         clock,
         engine,
+        keys: Default::default(),
         settings: WebSettings {
             session_key: match &config.server.session_secret {
                 // SHA-512 spreads any long secret over exactly the 64 bytes a Key takes.
@@ -290,6 +310,10 @@ pub async fn serve_on(
     let address = listener.local_addr()?;
     tracing::info!(%address, database = %redact_url(&config.database.url), "marketlink listening");
     on_listening(address);
+    let key_use = tokio::spawn(marketlink_web::flush_key_use(
+        state.clone(),
+        shutdown.clone(),
+    ));
     let stop = shutdown.clone();
     marketlink_web::serve(
         listener,
@@ -302,6 +326,7 @@ pub async fn serve_on(
     // The server has drained; stop the workers (they finish the item in hand) and wait.
     shutdown.cancel();
     worker::join(workers).await;
+    let _ = key_use.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -413,5 +438,110 @@ pub async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     shutdown.cancelled().await;
     let _ = aws.task.await;
     azure.shutdown().await;
+    Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key and print it once.
+    Create {
+        /// What the key is for, e.g. "billing service".
+        #[arg(long)]
+        name: String,
+        /// usage:write, entitlements:read or admin; repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Limit the key to one tenant's data.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by its prefix or id; it stops working within seconds.
+    Revoke { key: String },
+}
+
+pub async fn api_key(config: Config, action: ApiKeyCommand) -> anyhow::Result<()> {
+    use marketlink_core::Scope;
+    use marketlink_store::AuditEntry;
+
+    let store = open_store(&config).await?;
+    store.migrate().await.context("migration failed")?;
+    let now = SystemClock.now();
+    match action {
+        ApiKeyCommand::Create {
+            name,
+            scopes,
+            tenant,
+        } => {
+            let scopes = scopes
+                .iter()
+                .map(|s| s.parse::<Scope>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let tenant = match tenant {
+                Some(raw) => {
+                    let id: marketlink_core::TenantId = raw
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("`{raw}` is not a tenant id"))?;
+                    store.get_tenant(id).await.context("no such tenant")?;
+                    Some(id)
+                }
+                None => None,
+            };
+            let (key, plaintext, hash) =
+                marketlink_web::api_auth::new_key(&name, scopes, tenant, now);
+            store.create_api_key(&key, &hash).await?;
+            store
+                .audit(&AuditEntry {
+                    id: uuid::Uuid::now_v7(),
+                    actor: "cli".into(),
+                    action: "api_key.create".into(),
+                    target: Some(key.prefix.clone()),
+                    detail: serde_json::json!({ "name": key.name, "scopes": key.scopes, "tenant_id": key.tenant_id }),
+                    at: now,
+                })
+                .await?;
+            println!("{plaintext}");
+            eprintln!(
+                "Store this key now: it is not shown again. Prefix {}.",
+                key.prefix
+            );
+        }
+        ApiKeyCommand::List => {
+            for key in store.list_api_keys().await? {
+                let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+                println!(
+                    "{}  {:<24} {:<40} {}{}",
+                    key.prefix,
+                    key.name,
+                    scopes.join(","),
+                    key.tenant_id
+                        .map(|t| format!("tenant {t}"))
+                        .unwrap_or_else(|| "all tenants".into()),
+                    if key.revoked_at.is_some() {
+                        "  REVOKED"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { key } => {
+            let revoked = store.revoke_api_key(&key, now).await?;
+            store
+                .audit(&AuditEntry {
+                    id: uuid::Uuid::now_v7(),
+                    actor: "cli".into(),
+                    action: "api_key.revoke".into(),
+                    target: Some(revoked.prefix.clone()),
+                    detail: serde_json::json!({ "name": revoked.name }),
+                    at: now,
+                })
+                .await?;
+            println!("revoked {} ({})", revoked.prefix, revoked.name);
+        }
+    }
+    store.close().await;
     Ok(())
 }

@@ -130,7 +130,10 @@ pub fn azure_provider_config(
     config.marketplace_api_base = sandbox.marketplace_api_base();
     config.extra_ca_pem = Some(sandbox.ca_pem.clone());
     config.sign_in = Some(marketlink_azure::SignInConfig {
-        redirect_uri: format!("{}/azure/signin/callback", public_url.trim_end_matches('/')),
+        redirect_uri: Some(format!(
+            "{}/azure/signin/callback",
+            public_url.trim_end_matches('/')
+        )),
         authority: None,
         graph_base: sandbox.graph_base(),
         allowed_tenants: None,

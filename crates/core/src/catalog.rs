@@ -16,6 +16,7 @@ pub enum DimensionKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dimension {
     /// The id the marketplace knows: AWS "Dimension API name", Azure dimension id.
     pub id: String,
@@ -26,6 +27,7 @@ pub struct Dimension {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     pub id: PlanId,
     #[serde(default)]
@@ -39,6 +41,7 @@ pub struct Plan {
 
 /// Where a product is listed: one row per marketplace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Listing {
     pub marketplace: Marketplace,
     /// AWS ProductCode or Azure offerId.
@@ -49,6 +52,7 @@ pub struct Listing {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Product {
     pub id: ProductId,
     pub name: String,
@@ -66,6 +70,7 @@ impl Product {
 
 /// All products, looked up by marketplace product code.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Catalog {
     pub products: Vec<Product>,
 }

@@ -5,6 +5,7 @@
 //! Pure: no web framework, no database, no HTTP client. Time comes in through [`Clock`].
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod apikey;
 pub mod catalog;
 pub mod clock;
 pub mod entitlement;
@@ -17,6 +18,7 @@ pub mod subscription;
 pub mod tenant;
 pub mod usage;
 
+pub use apikey::{ApiKey, Scope};
 pub use catalog::{Catalog, Dimension, DimensionKind, Listing, Plan, Product};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use entitlement::{Entitlement, EntitlementValue};
@@ -24,9 +26,9 @@ pub use event::{EventKind, MarketplaceEvent};
 pub use ids::{PlanId, ProductId, SubscriptionId, TenantId, UserId};
 pub use marketplace::Marketplace;
 pub use provider::{
-    AuthenticatedMessage, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome, InboundEndpoint,
-    InboundMessage, LandingToken, MarketplaceProvider, ProviderError, PulledMessage,
-    ResolvedPurchase,
+    AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome,
+    InboundEndpoint, InboundMessage, LandingToken, MarketplaceProvider, ProviderError,
+    PulledMessage, ResolvedPurchase,
 };
 pub use quantity::Quantity;
 pub use subscription::{

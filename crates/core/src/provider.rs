@@ -58,6 +58,15 @@ pub enum ChangeOutcome {
     InProgress { operation_id: String },
 }
 
+/// A plan a subscription may move to (Microsoft `listAvailablePlans`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvailablePlan {
+    pub plan_id: PlanId,
+    pub display_name: Option<String>,
+    /// Seats are counted for this plan (quantity changes apply).
+    pub per_seat: bool,
+}
+
 /// A message as it reached us (HTTP request or queue message), before authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
@@ -230,6 +239,18 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
         subscription: &ExternalRef,
         quantity: u32,
     ) -> Result<ChangeOutcome, ProviderError>;
+
+    /// Plans this subscription may move to, as the marketplace sees it.
+    async fn available_plans(
+        &self,
+        subscription: &ExternalRef,
+    ) -> Result<Vec<AvailablePlan>, ProviderError> {
+        let _ = subscription;
+        Err(ProviderError::Unsupported {
+            marketplace: self.marketplace(),
+            operation: "listing available plans",
+        })
+    }
 
     /// Cancels from our side.
     async fn cancel(&self, subscription: &ExternalRef) -> Result<ChangeOutcome, ProviderError>;

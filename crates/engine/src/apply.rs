@@ -125,6 +125,22 @@ pub async fn apply_event(
                     ApplyOutcome::Applied
                 }
                 Ok((_, Transition::Unchanged(_))) => ApplyOutcome::Unchanged,
+                Err(StoreError::Domain(illegal))
+                    if *lifecycle == marketlink_core::Lifecycle::Reinstate =>
+                {
+                    // Microsoft: a Reinstate we cannot honour is answered by cancelling, so
+                    // the buyer is not billed for a subscription we no longer serve.
+                    let provider = engine.providers.get(&subscription.external.marketplace);
+                    match provider {
+                        Some(p) if p.capabilities().vendor_cancels => {
+                            p.cancel(&subscription.external).await?;
+                            ApplyOutcome::Refused(format!(
+                                "{illegal}; cancelled at the marketplace instead"
+                            ))
+                        }
+                        _ => ApplyOutcome::Refused(illegal.to_string()),
+                    }
+                }
                 Err(StoreError::Domain(illegal)) => ApplyOutcome::Refused(illegal.to_string()),
                 Err(other) => return Err(other.into()),
             }
@@ -168,9 +184,22 @@ pub async fn apply_event(
                         subscription.external.marketplace
                     ))
                 })?;
-            provider
+            match provider
                 .respond_to_change(&subscription.external, operation_id, decision.is_ok())
-                .await?;
+                .await
+            {
+                Ok(()) => {}
+                // Too late: the marketplace already settled the operation (Microsoft accepts
+                // on its own after 10 s). Its confirming notification carries the outcome.
+                Err(ProviderError::Rejected { code, message }) if code == "conflict" => {
+                    let outcome = ApplyOutcome::Refused(format!(
+                        "the marketplace settled this operation before our answer: {message}"
+                    ));
+                    record(engine, &subscription, event, source, &outcome, now).await?;
+                    return Ok(outcome);
+                }
+                Err(other) => return Err(other.into()),
+            }
             match decision {
                 Ok(()) => {
                     if let Some(plan) = plan_id {
@@ -185,6 +214,25 @@ pub async fn apply_event(
             }
         }
     };
+    record(engine, &subscription, event, source, &outcome, now).await?;
+    tracing::info!(
+        subscription = %subscription.id,
+        marketplace = %subscription.external.marketplace,
+        kind = %kind_label(&event.kind),
+        outcome = %outcome.label(),
+        "applied marketplace event"
+    );
+    Ok(outcome)
+}
+
+async fn record(
+    engine: &Engine,
+    subscription: &Subscription,
+    event: &MarketplaceEvent,
+    source: &str,
+    outcome: &ApplyOutcome,
+    now: time::OffsetDateTime,
+) -> Result<(), StoreError> {
     engine
         .store
         .record_timeline(&TimelineEntry {
@@ -197,15 +245,7 @@ pub async fn apply_event(
             occurred_at: event.occurred_at,
             recorded_at: now,
         })
-        .await?;
-    tracing::info!(
-        subscription = %subscription.id,
-        marketplace = %subscription.external.marketplace,
-        kind = %kind_label(&event.kind),
-        outcome = %outcome.label(),
-        "applied marketplace event"
-    );
-    Ok(outcome)
+        .await
 }
 
 async fn terms(

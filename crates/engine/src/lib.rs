@@ -7,6 +7,8 @@
 
 mod apply;
 pub mod backoff;
+mod changes;
+pub mod entitlements;
 mod inbox;
 pub mod metering;
 mod onboarding;
@@ -26,6 +28,7 @@ use crate::metering::MeteringSettings;
 
 pub use crate::{
     apply::{ApplyOutcome, apply_event},
+    changes::{ChangeError, VendorChange},
     inbox::InboxRun,
     onboarding::{ACTIVATE_JOB, ClaimError},
     outbox::OutboxRun,
@@ -48,6 +51,8 @@ pub struct Engine {
     pub outbox_ready: Arc<Notify>,
     /// Usage ingest and flush settings (`[metering]`); see [`Engine::with_metering`].
     pub metering: MeteringSettings,
+    /// Every tenant's subscriptions in memory, for the entitlement check API.
+    pub entitlements: Arc<entitlements::EntitlementIndex>,
 }
 
 impl Engine {
@@ -62,11 +67,12 @@ impl Engine {
             store,
             providers,
             clock,
-            catalog,
+            catalog: catalog.clone(),
             policy,
             inbox_ready: Arc::new(Notify::new()),
             outbox_ready: Arc::new(Notify::new()),
             metering: MeteringSettings::default(),
+            entitlements: Arc::new(entitlements::EntitlementIndex::new(catalog.clone())),
         }
     }
 

@@ -16,6 +16,8 @@ pub struct WorkerSettings {
     pub pull_interval: Duration,
     pub pull_batch: u32,
     pub backoff: Backoff,
+    /// How often the entitlement index loads what changed in the database.
+    pub index_interval: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -26,6 +28,7 @@ impl Default for WorkerSettings {
             pull_interval: Duration::from_secs(1),
             pull_batch: 10,
             backoff: Backoff::default(),
+            index_interval: Duration::from_millis(500),
         }
     }
 }
@@ -136,10 +139,29 @@ pub fn spawn(
             }
         })
     };
+    let index = {
+        let engine = engine.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = engine.entitlements.sync(&engine.store).await {
+                    tracing::warn!(error = ?error, "entitlement index sync failed");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(settings.index_interval) => {},
+                }
+            }
+        })
+    };
     vec![
         Worker {
             name: "metering",
             handle: metering,
+        },
+        Worker {
+            name: "entitlement-index",
+            handle: index,
         },
         Worker {
             name: "inbox",

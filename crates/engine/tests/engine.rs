@@ -32,6 +32,7 @@ struct Scripted {
     queue: Mutex<Vec<PulledMessage>>,
     acked: Mutex<Vec<String>>,
     interpret_calls: AtomicUsize,
+    cancelled: Mutex<Vec<String>>,
 }
 
 fn unsupported(operation: &'static str) -> ProviderError {
@@ -47,7 +48,11 @@ impl MarketplaceProvider for Scripted {
         Marketplace::parse("test").unwrap()
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+        Capabilities {
+            vendor_activates: false,
+            vendor_changes_plan: false,
+            vendor_cancels: true,
+        }
     }
     async fn resolve(&self, _: &LandingToken) -> Result<ResolvedPurchase, ProviderError> {
         Err(unsupported("resolve"))
@@ -74,8 +79,12 @@ impl MarketplaceProvider for Scripted {
     ) -> Result<ChangeOutcome, ProviderError> {
         Err(unsupported("change_quantity"))
     }
-    async fn cancel(&self, _: &ExternalRef) -> Result<ChangeOutcome, ProviderError> {
-        Err(unsupported("cancel"))
+    async fn cancel(&self, subscription: &ExternalRef) -> Result<ChangeOutcome, ProviderError> {
+        self.cancelled
+            .lock()
+            .unwrap()
+            .push(subscription.external_id.clone());
+        Ok(ChangeOutcome::Done)
     }
     async fn report_usage(&self, _: &[UsageRecord]) -> Result<Vec<UsageOutcome>, ProviderError> {
         Err(unsupported("report_usage"))
@@ -124,6 +133,12 @@ impl MarketplaceProvider for Scripted {
         operation_id: &str,
         accept: bool,
     ) -> Result<(), ProviderError> {
+        if operation_id == "late" {
+            return Err(ProviderError::Rejected {
+                code: "conflict".into(),
+                message: "operation already Succeeded".into(),
+            });
+        }
         self.responses
             .lock()
             .unwrap()
@@ -586,5 +601,70 @@ async fn queue_messages_are_deleted_only_once_stored() {
         *h.provider.acked.lock().unwrap(),
         vec!["r1".to_string(), "r1-again".to_string()],
         "the forged message stays on its queue for the dead-letter queue"
+    );
+}
+
+#[tokio::test]
+async fn a_reinstate_we_cannot_honour_is_answered_by_cancelling() {
+    let h = harness(ChangePolicy::default()).await;
+    h.deliver(message(
+        "a",
+        vec![event("s", T0, lifecycle(Lifecycle::Cancel))],
+    ))
+    .await;
+    h.deliver(message(
+        "b",
+        vec![event("s", T0, lifecycle(Lifecycle::Reinstate))],
+    ))
+    .await;
+    assert_eq!(h.drain().await.processed, 2);
+    assert_eq!(*h.provider.cancelled.lock().unwrap(), vec!["s".to_string()]);
+    assert_eq!(h.status("s").await, SubscriptionStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn an_answer_after_the_marketplace_settled_is_recorded_not_retried() {
+    let h = harness(ChangePolicy {
+        refuse_downgrades: false,
+        min_quantity: Some(10),
+    })
+    .await;
+    h.deliver(message(
+        "a",
+        vec![
+            event("s", T0, lifecycle(Lifecycle::Activate)),
+            event(
+                "s",
+                T0,
+                EventKind::ChangeRequested {
+                    operation_id: "late".into(),
+                    plan_id: None,
+                    quantity: Some(3),
+                },
+            ),
+        ],
+    ))
+    .await;
+    let run = h.drain().await;
+    assert_eq!((run.processed, run.retried, run.buried), (1, 0, 0));
+    let sub = h
+        .engine
+        .store
+        .find_subscription(&Marketplace::parse("test").unwrap(), "s")
+        .await
+        .unwrap()
+        .unwrap();
+    let last = h
+        .engine
+        .store
+        .timeline(sub.id, 10)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert!(
+        last.outcome
+            .contains("settled this operation before our answer"),
+        "{last:?}"
     );
 }

@@ -12,8 +12,8 @@ use marketlink_core::{
     AuthenticatedMessage, Capabilities, Catalog, ChangeOutcome, Clock, Dimension, DimensionKind,
     Entitlement, ExternalRef, InboundMessage, LandingToken, Lifecycle, Listing, ManualClock,
     Marketplace, MarketplaceEvent, MarketplaceProvider, Plan, PlanId, Product, ProductId,
-    ProviderError, Quantity, ResolvedPurchase, Subscription, SubscriptionId, Tenant,
-    UsageOutcome, UsageRecord,
+    ProviderError, Quantity, ResolvedPurchase, Subscription, SubscriptionId, Tenant, UsageOutcome,
+    UsageRecord,
 };
 use marketlink_engine::{
     ChangePolicy, Engine, Providers,
@@ -79,10 +79,18 @@ impl MarketplaceProvider for Counting {
     ) -> Result<(), ProviderError> {
         Ok(())
     }
-    async fn change_plan(&self, _: &ExternalRef, _: &PlanId) -> Result<ChangeOutcome, ProviderError> {
+    async fn change_plan(
+        &self,
+        _: &ExternalRef,
+        _: &PlanId,
+    ) -> Result<ChangeOutcome, ProviderError> {
         Err(unsupported())
     }
-    async fn change_quantity(&self, _: &ExternalRef, _: u32) -> Result<ChangeOutcome, ProviderError> {
+    async fn change_quantity(
+        &self,
+        _: &ExternalRef,
+        _: u32,
+    ) -> Result<ChangeOutcome, ProviderError> {
         Err(unsupported())
     }
     async fn cancel(&self, _: &ExternalRef) -> Result<ChangeOutcome, ProviderError> {
@@ -116,10 +124,16 @@ impl MarketplaceProvider for Counting {
     async fn entitlements(&self, _: &ExternalRef) -> Result<Vec<Entitlement>, ProviderError> {
         Ok(vec![])
     }
-    async fn authenticate(&self, _: &InboundMessage) -> Result<AuthenticatedMessage, ProviderError> {
+    async fn authenticate(
+        &self,
+        _: &InboundMessage,
+    ) -> Result<AuthenticatedMessage, ProviderError> {
         Err(unsupported())
     }
-    async fn interpret(&self, _: &AuthenticatedMessage) -> Result<Vec<MarketplaceEvent>, ProviderError> {
+    async fn interpret(
+        &self,
+        _: &AuthenticatedMessage,
+    ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         Ok(vec![])
     }
 }
@@ -183,7 +197,9 @@ fn settings() -> MeteringSettings {
 async fn sqlite_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("m.db").display());
-    let store = Store::connect(&url, &StoreOptions::default()).await.unwrap();
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     (store, dir)
 }
@@ -230,7 +246,10 @@ async fn subscription(store: &Store, marketplace: Marketplace, customer: &str) -
     );
     sub.plan_id = Some(PlanId::new("pro"));
     let sub = store.upsert_subscription(&sub).await.unwrap();
-    store.bind_subscription(sub.id, tenant.id, T0).await.unwrap();
+    store
+        .bind_subscription(sub.id, tenant.id, T0)
+        .await
+        .unwrap();
     store
         .apply_lifecycle(sub.id, Lifecycle::Activate, T0 - Duration::days(1))
         .await
@@ -262,7 +281,10 @@ async fn every_validation_error_is_named() {
     let ok = input(sub.id, "api_calls", "1", now);
     let kind = |r: Result<_, marketlink_engine::metering::IngestError>| r.unwrap_err().kind;
 
-    assert!(matches!(kind(h.engine.ingest_usage(&[]).await), IngestErrorKind::EmptyBatch));
+    assert!(matches!(
+        kind(h.engine.ingest_usage(&[]).await),
+        IngestErrorKind::EmptyBatch
+    ));
     let too_many = vec![ok.clone(); settings().max_batch_events + 1];
     assert!(matches!(
         kind(h.engine.ingest_usage(&too_many).await),
@@ -270,10 +292,16 @@ async fn every_validation_error_is_named() {
     ));
     let mut e = ok.clone();
     e.subscription_id = None;
-    assert!(matches!(kind(h.engine.ingest_usage(&[e]).await), IngestErrorKind::MissingSubscription));
+    assert!(matches!(
+        kind(h.engine.ingest_usage(&[e]).await),
+        IngestErrorKind::MissingSubscription
+    ));
     let mut e = ok.clone();
     e.subscription_id = Some(SubscriptionId::new());
-    assert!(matches!(kind(h.engine.ingest_usage(&[e]).await), IngestErrorKind::UnknownSubscription));
+    assert!(matches!(
+        kind(h.engine.ingest_usage(&[e]).await),
+        IngestErrorKind::UnknownSubscription
+    ));
     for dim in ["bogus", "seats"] {
         let e = input(sub.id, dim, "1", now);
         assert!(matches!(
@@ -282,18 +310,30 @@ async fn every_validation_error_is_named() {
         ));
     }
     let e = input(sub.id, "api_calls", "1", now + Duration::minutes(10));
-    assert!(matches!(kind(h.engine.ingest_usage(&[e]).await), IngestErrorKind::TimestampInFuture(_)));
+    assert!(matches!(
+        kind(h.engine.ingest_usage(&[e]).await),
+        IngestErrorKind::TimestampInFuture(_)
+    ));
     let e = input(sub.id, "api_calls", "1", now - Duration::hours(24));
-    assert!(matches!(kind(h.engine.ingest_usage(&[e]).await), IngestErrorKind::TimestampTooOld { .. }));
+    assert!(matches!(
+        kind(h.engine.ingest_usage(&[e]).await),
+        IngestErrorKind::TimestampTooOld { .. }
+    ));
     let mut e = ok.clone();
     e.allocations = vec![marketlink_core::UsageAllocation {
         quantity: Quantity::from_units(2),
         tags: vec![("team".into(), "a".into())],
     }];
-    assert!(matches!(kind(h.engine.ingest_usage(&[e]).await), IngestErrorKind::InvalidAllocations(_)));
+    assert!(matches!(
+        kind(h.engine.ingest_usage(&[e]).await),
+        IngestErrorKind::InvalidAllocations(_)
+    ));
     let mut e = ok.clone();
     e.idempotency_key = Some(String::new());
-    assert!(matches!(kind(h.engine.ingest_usage(&[e]).await), IngestErrorKind::InvalidIdempotencyKey));
+    assert!(matches!(
+        kind(h.engine.ingest_usage(&[e]).await),
+        IngestErrorKind::InvalidIdempotencyKey
+    ));
     // Not yet active (seed 000/001: no usage before subscribe-success / activation).
     let pending = store
         .upsert_subscription(&Subscription::pending(
@@ -310,7 +350,10 @@ async fn every_validation_error_is_named() {
         .await
         .unwrap();
     let e = input(pending.id, "api_calls", "1", now);
-    assert!(matches!(kind(h.engine.ingest_usage(&[e]).await), IngestErrorKind::SubscriptionNotActive(_)));
+    assert!(matches!(
+        kind(h.engine.ingest_usage(&[e]).await),
+        IngestErrorKind::SubscriptionNotActive(_)
+    ));
     // Nothing of the refused batches was stored.
     assert_eq!(store.usage_event_count(sub.id).await.unwrap(), 0);
 
@@ -322,7 +365,10 @@ async fn every_validation_error_is_named() {
     by_tenant.idempotency_key = Some("evt-1".into());
     let first = h.engine.ingest_usage(&[by_tenant.clone()]).await.unwrap();
     let second = h.engine.ingest_usage(&[by_tenant]).await.unwrap();
-    assert_eq!((first.accepted, second.accepted, second.duplicates), (1, 0, 1));
+    assert_eq!(
+        (first.accepted, second.accepted, second.duplicates),
+        (1, 0, 1)
+    );
     assert_eq!(store.usage_event_count(sub.id).await.unwrap(), 1);
 }
 
@@ -343,17 +389,36 @@ async fn hourly_totals_zero_records_and_batches_of_25() {
     }
     h.engine.ingest_usage(&events).await.unwrap();
     let run = h.engine.flush_usage().await.unwrap();
-    assert_eq!((run.claimed, run.delivered, run.calls), (30, 30, 2), "{run:?}");
+    assert_eq!(
+        (run.claimed, run.delivered, run.calls),
+        (30, 30, 2),
+        "{run:?}"
+    );
     assert_eq!(*provider.batches.lock().unwrap(), vec![25, 5]);
-    assert!(provider.sent().iter().all(|r| r.quantity == Quantity::from_units(4)));
-    assert!(provider.sent().iter().all(|r| r.plan_id.as_deref() == Some("pro")));
+    assert!(
+        provider
+            .sent()
+            .iter()
+            .all(|r| r.quantity == Quantity::from_units(4))
+    );
+    assert!(
+        provider
+            .sent()
+            .iter()
+            .all(|r| r.plan_id.as_deref() == Some("pro"))
+    );
     // Nothing more is due: a second flush sends nothing.
     assert_eq!(h.engine.flush_usage().await.unwrap().claimed, 0);
 
     // Two hours on, with usage in only one dimension of one hour: zero records for the rest
     // of the active hours since the engine first saw the subscription (20:00).
     h.engine
-        .ingest_usage(&[input(sub.id, "api_calls", "7", start + Duration::minutes(5))])
+        .ingest_usage(&[input(
+            sub.id,
+            "api_calls",
+            "7",
+            start + Duration::minutes(5),
+        )])
         .await
         .unwrap();
     h.clock.advance(Duration::hours(2));
@@ -388,16 +453,23 @@ async fn retries_honour_retry_after_then_dead_letter() {
         .ingest_usage(&[input(sub.id, "api_calls", "3", T0)])
         .await
         .unwrap();
-    provider.failures.lock().unwrap().push_back(ProviderError::Retryable {
-        message: "throttled".into(),
-        retry_after: Some(StdDuration::from_secs(120)),
-    });
+    provider
+        .failures
+        .lock()
+        .unwrap()
+        .push_back(ProviderError::Retryable {
+            message: "throttled".into(),
+            retry_after: Some(StdDuration::from_secs(120)),
+        });
     let run = h.engine.flush_usage().await.unwrap();
     assert_eq!(run.retried, 1);
     let rows = h.engine.store.usage_hours_of(sub.id).await.unwrap();
     assert_eq!(rows[0].state, UsageHourState::Sending);
     assert!(rows[0].next_attempt_at >= now + Duration::seconds(120));
-    assert_eq!(rows[0].last_error.as_deref(), Some("temporary marketplace failure: throttled"));
+    assert_eq!(
+        rows[0].last_error.as_deref(),
+        Some("temporary marketplace failure: throttled")
+    );
     // Not before Retry-After.
     h.clock.advance(Duration::seconds(60));
     assert_eq!(h.engine.flush_usage().await.unwrap().claimed, 0);
@@ -410,10 +482,17 @@ async fn retries_honour_retry_after_then_dead_letter() {
     // refusals and mismatches are settled at once.
     {
         let mut outcomes = provider.outcomes.lock().unwrap();
-        outcomes.insert("api_calls".into(), UsageOutcome::Retry { detail: "unprocessed".into() });
+        outcomes.insert(
+            "api_calls".into(),
+            UsageOutcome::Retry {
+                detail: "unprocessed".into(),
+            },
+        );
         outcomes.insert(
             "storage_gb".into(),
-            UsageOutcome::QuantityMismatch { detail: "DuplicateRecord".into() },
+            UsageOutcome::QuantityMismatch {
+                detail: "DuplicateRecord".into(),
+            },
         );
     }
     let at = T0 + Duration::hours(1);
@@ -427,43 +506,83 @@ async fn retries_honour_retry_after_then_dead_letter() {
     h.clock.advance(Duration::hours(1));
     for attempt in 1..=5 {
         let run = h.engine.flush_usage().await.unwrap();
-        assert_eq!(run.claimed, if attempt == 1 { 2 } else { 1 }, "attempt {attempt}");
+        assert_eq!(
+            run.claimed,
+            if attempt == 1 { 2 } else { 1 },
+            "attempt {attempt}"
+        );
         let rows = h.engine.store.usage_hours_of(sub.id).await.unwrap();
-        let row = rows.iter().find(|r| r.hour == at && r.dimension == "api_calls").unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r.hour == at && r.dimension == "api_calls")
+            .unwrap();
         if attempt < 5 {
             assert_eq!(row.state, UsageHourState::Sending);
             // Exponential backoff with jitter: within [base·2^(n-1)/2, base·2^(n-1)].
             let ceiling = Duration::seconds(10) * 2_i32.pow(attempt - 1);
             let delay = row.next_attempt_at - h.clock.now();
-            assert!(delay >= ceiling / 2 && delay <= ceiling, "attempt {attempt}: {delay}");
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "attempt {attempt}: {delay}"
+            );
             h.clock.advance(delay);
         } else {
             assert_eq!(row.state, UsageHourState::Dead);
-            assert!(row.last_error.as_deref().unwrap().contains("gave up after 5 attempts"));
+            assert!(
+                row.last_error
+                    .as_deref()
+                    .unwrap()
+                    .contains("gave up after 5 attempts")
+            );
         }
     }
-    let mismatched = h.engine.store.usage_hours_in(UsageHourState::Mismatch, 10).await.unwrap();
+    let mismatched = h
+        .engine
+        .store
+        .usage_hours_in(UsageHourState::Mismatch, 10)
+        .await
+        .unwrap();
     assert_eq!(mismatched.len(), 1);
     assert_eq!(mismatched[0].last_error.as_deref(), Some("DuplicateRecord"));
     // Every attempt resent the identical record.
-    let resent: Vec<_> = provider.sent().into_iter().filter(|r| r.hour == at && r.dimension == "api_calls").collect();
+    let resent: Vec<_> = provider
+        .sent()
+        .into_iter()
+        .filter(|r| r.hour == at && r.dimension == "api_calls")
+        .collect();
     assert_eq!(resent.len(), 5);
     assert!(resent.iter().all(|r| r == &resent[0]));
 
     // A refusal is a dead letter with the marketplace's reason.
     provider.outcomes.lock().unwrap().insert(
         "api_calls".into(),
-        UsageOutcome::Rejected { code: "InvalidUsageDimension".into(), detail: "no such dimension".into() },
+        UsageOutcome::Rejected {
+            code: "InvalidUsageDimension".into(),
+            detail: "no such dimension".into(),
+        },
     );
     h.engine
-        .ingest_usage(&[input(sub.id, "api_calls", "1", h.clock.now() - Duration::hours(1))])
+        .ingest_usage(&[input(
+            sub.id,
+            "api_calls",
+            "1",
+            h.clock.now() - Duration::hours(1),
+        )])
         .await
         .unwrap();
     h.clock.advance(Duration::minutes(10));
     let run = h.engine.flush_usage().await.unwrap();
     assert_eq!(run.dead, 1, "{run:?}");
-    let dead = h.engine.store.usage_hours_in(UsageHourState::Dead, 10).await.unwrap();
-    assert!(dead.iter().any(|d| d.last_error.as_deref() == Some("InvalidUsageDimension: no such dimension")));
+    let dead = h
+        .engine
+        .store
+        .usage_hours_in(UsageHourState::Dead, 10)
+        .await
+        .unwrap();
+    assert!(
+        dead.iter()
+            .any(|d| d.last_error.as_deref() == Some("InvalidUsageDimension: no such dimension"))
+    );
 }
 
 #[tokio::test]
@@ -473,7 +592,11 @@ async fn final_usage_goes_out_at_once_when_cancellation_begins_and_azure_skips_z
     let now = T0 + Duration::minutes(20);
     let (store, dir) = sqlite_store().await;
     let clock = ManualClock::new(now);
-    let engine = engine_on(store, &clock, Providers::new().with(aws.clone()).with(azure.clone()));
+    let engine = engine_on(
+        store,
+        &clock,
+        Providers::new().with(aws.clone()).with(azure.clone()),
+    );
     let _dir = dir;
     let sub = subscription(&engine.store, Marketplace::AWS, "c1").await;
     let az = subscription(&engine.store, Marketplace::AZURE, "c9").await;
@@ -506,7 +629,10 @@ async fn final_usage_goes_out_at_once_when_cancellation_begins_and_azure_skips_z
         .ingest_usage(&[input(sub.id, "api_calls", "1", now)])
         .await
         .unwrap_err();
-    assert!(matches!(late.kind, IngestErrorKind::HourAlreadySent(_)), "{late}");
+    assert!(
+        matches!(late.kind, IngestErrorKind::HourAlreadySent(_)),
+        "{late}"
+    );
 }
 
 /// A fresh database on the PostgreSQL server of the test suite.
@@ -519,9 +645,13 @@ async fn postgres_store() -> Option<(Store, String)> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let name = format!("marketlink_meter_{}", Uuid::now_v7().simple());
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
     let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    let store = Store::connect(&url, &StoreOptions::default()).await.unwrap();
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     Some((store, name))
 }
@@ -546,7 +676,11 @@ async fn two_flushers_on_postgres_never_send_a_record_twice() {
         e.metering.claim_limit = 40;
         e
     };
-    let a = small(engine_on(store.clone(), &clock, Providers::new().with(slow.clone())));
+    let a = small(engine_on(
+        store.clone(),
+        &clock,
+        Providers::new().with(slow.clone()),
+    ));
     let b_store = Store::connect(
         &format!(
             "{}/{name}",
@@ -560,7 +694,11 @@ async fn two_flushers_on_postgres_never_send_a_record_twice() {
     )
     .await
     .unwrap();
-    let b = small(engine_on(b_store, &clock, Providers::new().with(slow.clone())));
+    let b = small(engine_on(
+        b_store,
+        &clock,
+        Providers::new().with(slow.clone()),
+    ));
     let mut events = Vec::new();
     for c in 0..10 {
         let sub = subscription(&store, Marketplace::AWS, &format!("cust-{c}")).await;
@@ -572,12 +710,19 @@ async fn two_flushers_on_postgres_never_send_a_record_twice() {
     let (ra, rb) = tokio::join!(a.flush_usage(), b.flush_usage());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.delivered + rb.delivered, 200, "{ra:?} {rb:?}");
-    assert!(ra.claimed > 0 && rb.claimed > 0, "both replicas worked: {ra:?} {rb:?}");
+    assert!(
+        ra.claimed > 0 && rb.claimed > 0,
+        "both replicas worked: {ra:?} {rb:?}"
+    );
     let sent = slow.sent();
     let mut ids: Vec<Uuid> = sent.iter().map(|r| r.id).collect();
     ids.sort();
     ids.dedup();
-    assert_eq!((sent.len(), ids.len()), (200, 200), "a record was sent twice");
+    assert_eq!(
+        (sent.len(), ids.len()),
+        (200, 200),
+        "a record was sent twice"
+    );
     assert!(slow.batches.lock().unwrap().iter().all(|n| *n <= 25));
     let backlog = store.usage_backlog(now).await.unwrap();
     assert_eq!(backlog.by_state.get("delivered"), Some(&200));

@@ -6,6 +6,7 @@
 //! where the dialects differ (row locking) each backend gets its own statement.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api_keys;
 mod error;
 mod onboarding;
 mod queue;
@@ -25,6 +26,7 @@ use sqlx::{
 };
 
 pub use crate::{
+    api_keys::AuditEntry,
     error::StoreError,
     onboarding::OnboardingRequest,
     queue::{InboxInsert, NewJob, QueueItem, QueueState},

@@ -133,9 +133,74 @@ impl Store {
                     })
                 })?;
             }
+            // The subscription changed as far as readers of its entitlements are concerned.
+            sqlx::query("UPDATE subscriptions SET updated_at = $1 WHERE id = $2")
+                .bind(millis(now))
+                .bind(subscription.0)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// Subscriptions bound to a tenant and changed at or after `since` (Unix ms), with their
+    /// entitlements, oldest change first: what the in-memory entitlement index loads.
+    ///
+    /// Keyset paging on `(updated_at, id)`: pass the last row's pair to continue.
+    pub async fn changed_subscriptions(
+        &self,
+        since: i64,
+        after_id: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<(marketlink_core::Subscription, Vec<Entitlement>)>, StoreError> {
+        let rows: Vec<crate::rows::SubscriptionRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {} FROM subscriptions WHERE tenant_id IS NOT NULL \
+                 AND (updated_at > $1 OR (updated_at = $1 AND ($3 IS NULL OR id > $3))) \
+                 ORDER BY updated_at, id LIMIT $2",
+                crate::rows::SUBSCRIPTION_COLUMNS
+            ))
+            .bind(since)
+            .bind(i64::from(limit))
+            .bind(after_id)
+            .fetch_all(pool)
+            .await?
+        });
+        let Some(until) = rows.last().map(|r| r.updated_at) else {
+            return Ok(Vec::new());
+        };
+        // One query for the whole batch's entitlements, not one per subscription.
+        let ents: Vec<(Uuid, String, Json<EntitlementValue>, Option<i64>)> =
+            on_pool!(self, |pool| {
+                sqlx::query_as(
+                "SELECT e.subscription_id, e.dimension, e.value, e.expires_at FROM entitlements e \
+                 JOIN subscriptions s ON s.id = e.subscription_id \
+                 WHERE s.tenant_id IS NOT NULL AND s.updated_at >= $1 AND s.updated_at <= $2",
+            )
+            .bind(since)
+            .bind(until)
+            .fetch_all(pool)
+            .await?
+            });
+        let mut by_subscription: std::collections::HashMap<Uuid, Vec<Entitlement>> =
+            std::collections::HashMap::new();
+        for (id, dimension, value, expires_at) in ents {
+            by_subscription.entry(id).or_default().push(Entitlement {
+                dimension,
+                value: value.0,
+                expires_at: expires_at.map(from_millis).transpose()?,
+            });
+        }
+        rows.into_iter()
+            .map(|row| {
+                let subscription = marketlink_core::Subscription::try_from(row)?;
+                let entitlements = by_subscription
+                    .remove(&subscription.id.0)
+                    .unwrap_or_default();
+                Ok((subscription, entitlements))
+            })
+            .collect()
     }
 
     pub async fn entitlements(

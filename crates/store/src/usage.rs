@@ -192,10 +192,19 @@ pub enum UsageSettlement {
         outcome: String,
     },
     /// Still frozen; send the identical record again at `at`.
-    Retry { error: String, at: OffsetDateTime },
-    Mismatch { detail: String },
-    Dead { reason: String },
-    Skipped { reason: String },
+    Retry {
+        error: String,
+        at: OffsetDateTime,
+    },
+    Mismatch {
+        detail: String,
+    },
+    Dead {
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+    },
 }
 
 /// Backlog and dead letters, for `marketlink meter status` and readiness.
@@ -357,11 +366,12 @@ impl Store {
             .bind(millis(first_hour))
             .execute(&mut *tx)
             .await?;
-            let from: i64 =
-                sqlx::query_scalar("SELECT zero_from FROM usage_cursors WHERE subscription_id = $1")
-                    .bind(subscription.0)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let from: i64 = sqlx::query_scalar(
+                "SELECT zero_from FROM usage_cursors WHERE subscription_id = $1",
+            )
+            .bind(subscription.0)
+            .fetch_one(&mut *tx)
+            .await?;
             let mut hours = Vec::new();
             let mut hour = from.max(millis(oldest));
             while hour <= millis(through) {
@@ -565,13 +575,9 @@ impl Store {
                             "dead".to_owned(),
                             Some(reason.as_str()),
                         ),
-                        UsageSettlement::Skipped { reason } => (
-                            UsageHourState::Skipped,
-                            now,
-                            None,
-                            reason.clone(),
-                            None,
-                        ),
+                        UsageSettlement::Skipped { reason } => {
+                            (UsageHourState::Skipped, now, None, reason.clone(), None)
+                        }
                     };
                     query = query
                         .bind(*id)

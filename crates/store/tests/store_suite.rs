@@ -544,7 +544,13 @@ async fn usage_is_aggregated_hourly_and_idempotent(store: &Store) {
     let h10 = T0; // 10:00
     let batch = vec![
         usage_event(&sub, "api_calls", h10 + Duration::minutes(1), 2, Some("k1")),
-        usage_event(&sub, "api_calls", h10 + Duration::minutes(59), 3, Some("k2")),
+        usage_event(
+            &sub,
+            "api_calls",
+            h10 + Duration::minutes(59),
+            3,
+            Some("k2"),
+        ),
         // The same key twice in one batch is stored once.
         usage_event(&sub, "api_calls", h10 + Duration::minutes(5), 3, Some("k2")),
         usage_event(&sub, "api_calls", h10 + Duration::minutes(61), 7, None),
@@ -605,7 +611,10 @@ async fn claimed_hours_are_frozen_leased_and_settled_once(store: &Store) {
     assert_eq!(claim.hours.len(), 1);
     let hour = &claim.hours[0];
     assert_eq!(hour.state, UsageHourState::Sending);
-    assert_eq!(hour.sent_quantity, Some(marketlink_core::Quantity::from_units(4)));
+    assert_eq!(
+        hour.sent_quantity,
+        Some(marketlink_core::Quantity::from_units(4))
+    );
     assert_eq!(claim.subscriptions[&sub.id].id, sub.id);
     // A second flusher gets nothing while the lease holds.
     let other = store
@@ -617,8 +626,20 @@ async fn claimed_hours_are_frozen_leased_and_settled_once(store: &Store) {
     let late = store
         .usage_ingest(
             &[
-                usage_event(&sub, "api_calls", T0 + Duration::hours(2), 1, Some("late-ok")),
-                usage_event(&sub, "api_calls", T0 + Duration::minutes(30), 1, Some("late")),
+                usage_event(
+                    &sub,
+                    "api_calls",
+                    T0 + Duration::hours(2),
+                    1,
+                    Some("late-ok"),
+                ),
+                usage_event(
+                    &sub,
+                    "api_calls",
+                    T0 + Duration::minutes(30),
+                    1,
+                    Some("late"),
+                ),
             ],
             now,
         )
@@ -707,14 +728,20 @@ async fn claimed_hours_are_frozen_leased_and_settled_once(store: &Store) {
         )
         .await
         .unwrap();
-    let dead = store.usage_hours_in(UsageHourState::Dead, 10).await.unwrap();
+    let dead = store
+        .usage_hours_in(UsageHourState::Dead, 10)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].last_error.as_deref(), Some("InvalidUsageDimension"));
     let backlog = store.usage_backlog(T0 + Duration::hours(5)).await.unwrap();
     assert_eq!(backlog.due, 0);
     assert_eq!(backlog.by_state["dead"], 1);
 }
-story!(usage_claims, claimed_hours_are_frozen_leased_and_settled_once);
+story!(
+    usage_claims,
+    claimed_hours_are_frozen_leased_and_settled_once
+);
 
 async fn zero_hours_fill_from_first_sight(store: &Store) {
     let sub = store
@@ -724,23 +751,56 @@ async fn zero_hours_fill_from_first_sight(store: &Store) {
     let dims = vec!["api_calls".to_owned(), "storage_gb".to_owned()];
     // First sight at 10:xx: nothing closed since.
     let created = store
-        .usage_fill_zero_hours(sub.id, "aws", &dims, T0, T0 - Duration::hours(1), T0 - Duration::hours(20), T0)
+        .usage_fill_zero_hours(
+            sub.id,
+            "aws",
+            &dims,
+            T0,
+            T0 - Duration::hours(1),
+            T0 - Duration::hours(20),
+            T0,
+        )
         .await
         .unwrap();
     assert_eq!(created, 0);
     store
-        .usage_ingest(&[usage_event(&sub, "api_calls", T0 + Duration::hours(1), 3, None)], T0)
+        .usage_ingest(
+            &[usage_event(
+                &sub,
+                "api_calls",
+                T0 + Duration::hours(1),
+                3,
+                None,
+            )],
+            T0,
+        )
         .await
         .unwrap();
     // At 13:xx, hours 10, 11 and 12 have closed: zeros wherever no usage was reported.
     let now = T0 + Duration::hours(3);
     let created = store
-        .usage_fill_zero_hours(sub.id, "aws", &dims, now, T0 + Duration::hours(2), T0 - Duration::hours(20), now)
+        .usage_fill_zero_hours(
+            sub.id,
+            "aws",
+            &dims,
+            now,
+            T0 + Duration::hours(2),
+            T0 - Duration::hours(20),
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(created, 5);
     let again = store
-        .usage_fill_zero_hours(sub.id, "aws", &dims, now, T0 + Duration::hours(2), T0 - Duration::hours(20), now)
+        .usage_fill_zero_hours(
+            sub.id,
+            "aws",
+            &dims,
+            now,
+            T0 + Duration::hours(2),
+            T0 - Duration::hours(20),
+            now,
+        )
         .await
         .unwrap();
     assert_eq!(again, 0);

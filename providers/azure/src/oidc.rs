@@ -8,7 +8,7 @@
 //!
 //! The web front end's flow:
 //! 1. at start-up: `OidcClient::discover("{authority_host}/organizations/v2.0" (or `common`),
-//!    client_id, client_secret, "{public_url}/azure/signin-callback", http, clock)`;
+//!    client_id, client_secret, "{public_url}/azure/signin/callback", http, clock)`;
 //! 2. on the landing page: `let req = SignInRequest::generate()?;` store `req` in the session
 //!    (server side: the verifier and nonce are secrets), redirect to
 //!    `client.authorize_url_for(&req)`;

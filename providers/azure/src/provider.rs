@@ -667,6 +667,22 @@ impl MarketplaceProvider for AzureProvider {
         self.buyer_sign_in.clone()
     }
 
+    async fn available_plans(
+        &self,
+        subscription: &ExternalRef,
+    ) -> Result<Vec<marketlink_core::AvailablePlan>, ProviderError> {
+        Ok(AzureProvider::available_plans(self, subscription)
+            .await?
+            .into_iter()
+            .filter(|plan| !plan.is_stop_sell)
+            .map(|plan| marketlink_core::AvailablePlan {
+                plan_id: marketlink_core::PlanId::new(plan.plan_id),
+                display_name: plan.display_name,
+                per_seat: plan.is_price_per_seat,
+            })
+            .collect())
+    }
+
     /// Confirms the webhook with Get Operation (never trusting the payload) and reads the
     /// subscription, then maps the operation as it is now. Failed/Conflict operations and
     /// unknown actions give no events. Safe to repeat.

@@ -13,10 +13,12 @@ use crate::oidc::{OidcClient, OidcError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignInConfig {
-    /// Where the identity provider sends the buyer back:
-    /// `<public_url>/azure/signin/callback`, registered as a redirect URI of the app.
-    pub redirect_uri: String,
-    /// Multi-tenant authority; default `{authority_host}/organizations/v2.0`.
+    /// Where the identity provider sends the buyer back, registered as a redirect URI of the
+    /// app. Default: `<server.public_url>/azure/signin/callback`.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// Multi-tenant authority; default `{authority_host}/common/v2.0`, which admits work,
+    /// school and personal Microsoft accounts, as Microsoft asks of landing pages.
     #[serde(default)]
     pub authority: Option<String>,
     /// Microsoft Graph base for the buyer's contact email.
@@ -46,16 +48,16 @@ impl EntraSignIn {
     ) -> Result<Self, ProviderError> {
         let azure = provider.config();
         let authority = config.authority.clone().unwrap_or_else(|| {
-            format!(
-                "{}/organizations/v2.0",
-                azure.authority_host.trim_end_matches('/')
-            )
+            format!("{}/common/v2.0", azure.authority_host.trim_end_matches('/'))
         });
+        let redirect_uri = config.redirect_uri.as_deref().ok_or_else(|| {
+            ProviderError::Configuration("[azure.sign_in] redirect_uri is not set".into())
+        })?;
         let mut oidc = OidcClient::discover(
             &authority,
             azure.client_id.clone(),
             azure.client_secret.expose().to_owned(),
-            &config.redirect_uri,
+            redirect_uri,
             provider.http_client(),
             clock,
         )

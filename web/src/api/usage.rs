@@ -88,12 +88,16 @@ fn parse(body: &[u8]) -> Result<Vec<UsageInput>, AppError> {
     events
         .into_iter()
         .enumerate()
-        .map(|(i, event)| parse_event(event).map_err(|(code, m)| AppError::bad_request(code, format!("event {i}: {m}"))))
+        .map(|(i, event)| {
+            parse_event(event)
+                .map_err(|(code, m)| AppError::bad_request(code, format!("event {i}: {m}")))
+        })
         .collect()
 }
 
 fn parse_event(value: Value) -> Result<UsageInput, (&'static str, String)> {
-    let raw: RawEvent = serde_json::from_value(value).map_err(|e| ("invalid_event", e.to_string()))?;
+    let raw: RawEvent =
+        serde_json::from_value(value).map_err(|e| ("invalid_event", e.to_string()))?;
     let quantity = |v: Value| {
         Quantity::deserialize(v).map_err(|e| ("invalid_quantity", format!("quantity: {e}")))
     };

@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use futures_util::{StreamExt, stream};
 use marketlink_core::{
-    Marketplace, MarketplaceProvider, ProviderError, Quantity, SubscriptionStatus,
-    UsageOutcome, UsageRecord,
+    Marketplace, MarketplaceProvider, ProviderError, Quantity, SubscriptionStatus, UsageOutcome,
+    UsageRecord,
 };
 use marketlink_store::{StoreError, SubscriptionFilter, UsageClaim, UsageHour, UsageSettlement};
 use serde::Serialize;

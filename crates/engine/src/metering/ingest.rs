@@ -40,15 +40,23 @@ pub enum IngestErrorKind {
     MissingSubscription,
     #[error("no such subscription")]
     UnknownSubscription,
-    #[error("the tenant has several subscriptions of this product that accept usage; give `subscription_id`")]
+    #[error(
+        "the tenant has several subscriptions of this product that accept usage; give `subscription_id`"
+    )]
     AmbiguousSubscription,
-    #[error("the subscription is {0}; usage is accepted only while it is active or in its unsubscribe-pending window")]
+    #[error(
+        "the subscription is {0}; usage is accepted only while it is active or in its unsubscribe-pending window"
+    )]
     SubscriptionNotActive(SubscriptionStatus),
-    #[error("dimension `{dimension}` is not a metered dimension of the subscription's plan (known: {known})")]
+    #[error(
+        "dimension `{dimension}` is not a metered dimension of the subscription's plan (known: {known})"
+    )]
     UnknownDimension { dimension: String, known: String },
     #[error("timestamp {0} is in the future")]
     TimestampInFuture(OffsetDateTime),
-    #[error("timestamp {timestamp} is too old: the marketplace accepts this hour only until {deadline}")]
+    #[error(
+        "timestamp {timestamp} is too old: the marketplace accepts this hour only until {deadline}"
+    )]
     TimestampTooOld {
         timestamp: OffsetDateTime,
         deadline: OffsetDateTime,
@@ -189,9 +197,8 @@ impl Engine {
             {
                 return Err(IngestError::at(i, IngestErrorKind::InvalidIdempotencyKey));
             }
-            check_allocations(input, marketplace).map_err(|m| {
-                IngestError::at(i, IngestErrorKind::InvalidAllocations(m))
-            })?;
+            check_allocations(input, marketplace)
+                .map_err(|m| IngestError::at(i, IngestErrorKind::InvalidAllocations(m)))?;
             events.push(NewUsageEvent {
                 id: Uuid::now_v7(),
                 subscription_id: subscription.id,

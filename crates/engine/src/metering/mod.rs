@@ -6,9 +6,7 @@ mod ingest;
 
 use std::time::Duration as StdDuration;
 
-use marketlink_core::{
-    Catalog, DimensionKind, Marketplace, Product, Subscription,
-};
+use marketlink_core::{Catalog, DimensionKind, Marketplace, Product, Subscription};
 use time::{Duration, OffsetDateTime, Time};
 
 use crate::backoff::Backoff;
