@@ -257,7 +257,7 @@ impl Store {
                         .bind(millis(e.occurred_at))
                         .bind(e.quantity.micros())
                         .bind(e.idempotency_key.as_deref())
-                        .bind((!e.allocations.is_empty()).then(|| Json(&e.allocations)))
+                        .bind((!e.allocations.is_empty()).then_some(Json(&e.allocations)))
                         .bind(now_ms);
                 }
                 inserted.extend(query.fetch_all(&mut *tx).await?);
@@ -346,6 +346,10 @@ impl Store {
     /// Creates zero-quantity totals for a subscription's closed hours that have none, from
     /// where the last call stopped (or `first_hour` on the first call) through `through`,
     /// never further back than `oldest`. Returns how many were created.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one bookkeeping step, spelled out"
+    )]
     pub async fn usage_fill_zero_hours(
         &self,
         subscription: SubscriptionId,
@@ -445,11 +449,12 @@ impl Store {
              RETURNING {HOUR_COLUMNS}"
         );
         let lease_id = Uuid::now_v7();
-        let (rows, subs, allocations): (
+        type Claimed = (
             Vec<UsageHourRow>,
             Vec<SubscriptionRow>,
             Vec<(Uuid, String, i64)>,
-        ) = on_pool!(self, |pool| {
+        );
+        let (rows, subs, allocations): Claimed = on_pool!(self, |pool| {
             let rows: Vec<UsageHourRow> = sqlx::query_as(&sql)
                 .bind(lease_id)
                 .bind(millis(now + lease))
@@ -649,7 +654,8 @@ impl Store {
         &self,
         closed_through: OffsetDateTime,
     ) -> Result<UsageBacklog, StoreError> {
-        let (states, due): (Vec<(String, i64)>, (i64, Option<i64>)) = on_pool!(self, |pool| {
+        type Counts = (Vec<(String, i64)>, (i64, Option<i64>));
+        let (states, due): Counts = on_pool!(self, |pool| {
             let states = sqlx::query_as("SELECT state, COUNT(*) FROM usage_hours GROUP BY state")
                 .fetch_all(pool)
                 .await?;

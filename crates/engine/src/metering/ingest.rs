@@ -155,7 +155,7 @@ impl Engine {
             let Some((subscription, dimensions)) = resolved.get(&target) else {
                 return Err(IngestError::at(i, IngestErrorKind::UnknownSubscription));
             };
-            if !dimensions.iter().any(|d| *d == input.dimension) {
+            if !dimensions.contains(&input.dimension) {
                 return Err(IngestError::at(
                     i,
                     IngestErrorKind::UnknownDimension {
