@@ -309,7 +309,9 @@ impl Store {
             if let Some(((_, dim, hour), _)) =
                 groups.iter().find(|(key, _)| !hour_ids.contains_key(key))
             {
-                // Dropping the transaction rolls the whole batch back.
+                // Roll the whole batch back now: on PostgreSQL the refused upsert holds the
+                // frozen row's lock until then, which would hide it from flushers.
+                tx.rollback().await?;
                 return Err(StoreError::Conflict(format!(
                     "usage of `{dim}` for the hour starting {} has already been sent to the \
                      marketplace; report it in a later hour",
