@@ -3,3 +3,4 @@
 mod api;
 mod aws;
 mod azure;
+mod metering;

@@ -2,6 +2,7 @@
 //! authorise and call the store or a provider; the domain rules live in `marketlink-core`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod api;
 pub mod api_auth;
 mod buyer;
 mod error;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(inbound::routes(&state))
         .merge(buyer::routes())
+        .merge(api::routes())
         .merge(manage::routes())
         .merge(vendor_api::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))

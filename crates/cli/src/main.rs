@@ -73,6 +73,19 @@ enum Command {
         #[command(subcommand)]
         action: run::ApiKeyCommand,
     },
+    /// Usage metering: flush by hand, show the backlog.
+    Meter {
+        #[command(subcommand)]
+        action: MeterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MeterCommand {
+    /// Send every closed hour to the marketplaces now (what the server does every interval).
+    Flush,
+    /// Show hourly totals per state, the backlog and the dead letters.
+    Status,
 }
 
 fn main() -> std::process::ExitCode {
@@ -128,6 +141,10 @@ fn main() -> std::process::ExitCode {
                 })
                 .await
             }
+            Command::Meter { action } => match action {
+                MeterCommand::Flush => run::meter_flush(config).await,
+                MeterCommand::Status => run::meter_status(config).await,
+            },
             Command::Config => Ok(()),
             Command::ApiKey { action } => run::api_key(config, action).await,
             Command::Bench { which } => marketlink_cli::bench::run(which).await,

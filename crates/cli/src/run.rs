@@ -67,6 +67,98 @@ pub async fn migrate(config: Config, dry_run: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The engine for a one-off command (no workers, no server).
+async fn command_engine(config: &Config) -> anyhow::Result<Engine> {
+    let store = open_store(config).await?;
+    let pending = store.pending_migrations().await?;
+    anyhow::ensure!(
+        pending.is_empty(),
+        "the database is missing {} migration(s); run `marketlink migrate`",
+        pending.len()
+    );
+    let clock: Arc<dyn marketlink_core::Clock> = Arc::new(SystemClock);
+    let providers = providers(config, clock.clone()).await?;
+    Ok(Engine::new(
+        store,
+        providers,
+        clock,
+        Arc::new(config.catalog.clone()),
+        config.changes.clone(),
+    )
+    .with_metering(config.metering.settings()))
+}
+
+/// `marketlink meter flush`: sends every closed hour now, as the worker would.
+pub async fn meter_flush(config: Config) -> anyhow::Result<()> {
+    let engine = command_engine(&config).await?;
+    let run = engine.flush_usage().await.context("usage flush failed")?;
+    println!(
+        "claimed {} hour(s) in {} call(s): {} delivered, {} retrying, {} mismatched, {} dead, {} skipped; {} zero hour(s) created",
+        run.claimed,
+        run.calls,
+        run.delivered,
+        run.retried,
+        run.mismatched,
+        run.dead,
+        run.skipped,
+        run.zero_created
+    );
+    engine.store.close().await;
+    Ok(())
+}
+
+/// `marketlink meter status`: hourly totals per state, the backlog and the dead letters.
+pub async fn meter_status(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let clock = SystemClock;
+    let settings = config.metering.settings();
+    let now = marketlink_core::Clock::now(&clock);
+    let closed =
+        marketlink_engine::metering::hour_floor(now - settings.settle) - time::Duration::hours(1);
+    let backlog = store.usage_backlog(closed).await?;
+    println!("hourly usage totals by state:");
+    if backlog.by_state.is_empty() {
+        println!("  (none)");
+    }
+    for (state, count) in &backlog.by_state {
+        println!("  {state:<10} {count}");
+    }
+    match backlog.oldest_due_hour {
+        Some(oldest) => println!(
+            "backlog: {} closed hour(s) waiting to be delivered, oldest {oldest}",
+            backlog.due
+        ),
+        None => println!("backlog: nothing waiting"),
+    }
+    for (title, state) in [
+        ("dead letters", marketlink_store::UsageHourState::Dead),
+        (
+            "quantity mismatches",
+            marketlink_store::UsageHourState::Mismatch,
+        ),
+    ] {
+        let rows = store.usage_hours_in(state, 20).await?;
+        if rows.is_empty() {
+            continue;
+        }
+        println!("{title} (newest 20):");
+        for row in rows {
+            println!(
+                "  {} {} {} {} qty {} after {} attempt(s): {}",
+                row.id,
+                row.marketplace,
+                row.hour,
+                row.dimension,
+                row.quantity,
+                row.attempts,
+                row.last_error.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -174,13 +266,16 @@ pub async fn serve_on(
         );
     }
     let clock: Arc<dyn marketlink_core::Clock> = Arc::new(SystemClock);
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        providers,
-        clock.clone(),
-        Arc::new(config.catalog.clone()),
-        config.changes.clone(),
-    ));
+    let engine = Arc::new(
+        Engine::new(
+            store.clone(),
+            providers,
+            clock.clone(),
+            Arc::new(config.catalog.clone()),
+            config.changes.clone(),
+        )
+        .with_metering(config.metering.settings()),
+    );
     // The entitlement API answers from memory: load it before serving.
     let loaded = engine
         .entitlements

@@ -10,6 +10,7 @@ pub mod backoff;
 mod changes;
 pub mod entitlements;
 mod inbox;
+pub mod metering;
 mod onboarding;
 mod outbox;
 mod policy;
@@ -22,6 +23,8 @@ use std::sync::Arc;
 use marketlink_core::{Catalog, Clock};
 use marketlink_store::Store;
 use tokio::sync::Notify;
+
+use crate::metering::MeteringSettings;
 
 pub use crate::{
     apply::{ApplyOutcome, apply_event},
@@ -46,6 +49,8 @@ pub struct Engine {
     pub inbox_ready: Arc<Notify>,
     /// Wakes the outbox worker when a job is queued (the buyer waits for activation).
     pub outbox_ready: Arc<Notify>,
+    /// Usage ingest and flush settings (`[metering]`); see [`Engine::with_metering`].
+    pub metering: MeteringSettings,
     /// Every tenant's subscriptions in memory, for the entitlement check API.
     pub entitlements: Arc<entitlements::EntitlementIndex>,
 }
@@ -66,7 +71,14 @@ impl Engine {
             policy,
             inbox_ready: Arc::new(Notify::new()),
             outbox_ready: Arc::new(Notify::new()),
+            metering: MeteringSettings::default(),
             entitlements: Arc::new(entitlements::EntitlementIndex::new(catalog.clone())),
         }
+    }
+
+    /// Replaces the metering settings.
+    pub fn with_metering(mut self, metering: MeteringSettings) -> Self {
+        self.metering = metering;
+        self
     }
 }

@@ -39,7 +39,7 @@ pub struct Worker {
     pub handle: JoinHandle<()>,
 }
 
-/// Starts the inbox and queue-polling loops.
+/// Starts the inbox, outbox, queue-polling and usage-flushing loops.
 pub fn spawn(
     engine: Arc<Engine>,
     settings: WorkerSettings,
@@ -119,6 +119,26 @@ pub fn spawn(
             }
         })
     };
+    let metering = {
+        let engine = engine.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                // Not raced against shutdown: a flush in hand finishes its bookkeeping.
+                match engine.flush_usage().await {
+                    Ok(run) if run.claimed > 0 || run.zero_created > 0 => {
+                        tracing::info!(?run, "usage flushed");
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(error = ?error, "usage flush failed"),
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(engine.metering.flush_interval) => {},
+                }
+            }
+        })
+    };
     let index = {
         let engine = engine.clone();
         let shutdown = shutdown.clone();
@@ -135,6 +155,10 @@ pub fn spawn(
         })
     };
     vec![
+        Worker {
+            name: "metering",
+            handle: metering,
+        },
         Worker {
             name: "entitlement-index",
             handle: index,

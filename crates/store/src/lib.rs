@@ -15,6 +15,7 @@ mod rows;
 mod subscriptions;
 mod tenants;
 mod timeline;
+mod usage;
 mod users;
 
 use std::{str::FromStr, time::Duration};
@@ -32,6 +33,10 @@ pub use crate::{
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
     subscriptions::SubscriptionFilter,
     timeline::TimelineEntry,
+    usage::{
+        IngestOutcome, NewUsageEvent, UsageBacklog, UsageClaim, UsageHour, UsageHourState,
+        UsageSettlement,
+    },
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -512,3 +512,305 @@ async fn users_belong_to_one_tenant_and_emails_are_unique(store: &Store) {
     assert_eq!(store.get_user(member.id).await.unwrap().role, Role::Member);
 }
 story!(users, users_belong_to_one_tenant_and_emails_are_unique);
+
+// ---- Metering (ADR 0005) ----
+
+fn usage_event(
+    sub: &Subscription,
+    dimension: &str,
+    at: OffsetDateTime,
+    units: u32,
+    key: Option<&str>,
+) -> marketlink_store::NewUsageEvent {
+    marketlink_store::NewUsageEvent {
+        id: uuid::Uuid::now_v7(),
+        subscription_id: sub.id,
+        marketplace: sub.external.marketplace.to_string(),
+        dimension: dimension.into(),
+        occurred_at: at,
+        hour: at.replace_minute(0).unwrap().replace_second(0).unwrap(),
+        quantity: marketlink_core::Quantity::from_units(units),
+        idempotency_key: key.map(str::to_owned),
+        allocations: vec![],
+    }
+}
+
+async fn usage_is_aggregated_hourly_and_idempotent(store: &Store) {
+    use marketlink_store::UsageHourState;
+    let sub = store
+        .upsert_subscription(&Subscription::pending(aws_ref("meter-1", "prod-a"), T0))
+        .await
+        .unwrap();
+    let h10 = T0; // 10:00
+    let batch = vec![
+        usage_event(&sub, "api_calls", h10 + Duration::minutes(1), 2, Some("k1")),
+        usage_event(
+            &sub,
+            "api_calls",
+            h10 + Duration::minutes(59),
+            3,
+            Some("k2"),
+        ),
+        // The same key twice in one batch is stored once.
+        usage_event(&sub, "api_calls", h10 + Duration::minutes(5), 3, Some("k2")),
+        usage_event(&sub, "api_calls", h10 + Duration::minutes(61), 7, None),
+        usage_event(&sub, "storage_gb", h10, 1, None),
+    ];
+    let outcome = store.usage_ingest(&batch, T0).await.unwrap();
+    assert_eq!((outcome.accepted, outcome.duplicates), (4, 1));
+    // The whole batch again: every keyed event is a duplicate, the unkeyed ones count again.
+    let again = store.usage_ingest(&batch[..3], T0).await.unwrap();
+    assert_eq!((again.accepted, again.duplicates), (0, 3));
+    assert_eq!(store.usage_event_count(sub.id).await.unwrap(), 4);
+    let hours = store.usage_hours_of(sub.id).await.unwrap();
+    let summary: Vec<(String, i64, String)> = hours
+        .iter()
+        .map(|h| {
+            (
+                h.dimension.clone(),
+                (h.hour - h10).whole_hours(),
+                h.quantity.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("api_calls".into(), 0, "5".into()),
+            ("storage_gb".into(), 0, "1".into()),
+            ("api_calls".into(), 1, "7".into()),
+        ]
+    );
+    assert!(hours.iter().all(|h| h.state == UsageHourState::Open));
+}
+story!(usage_ingest, usage_is_aggregated_hourly_and_idempotent);
+
+async fn claimed_hours_are_frozen_leased_and_settled_once(store: &Store) {
+    use marketlink_store::{UsageHourState, UsageSettlement};
+    let sub = store
+        .upsert_subscription(&Subscription::pending(aws_ref("meter-2", "prod-a"), T0))
+        .await
+        .unwrap();
+    let now = T0 + Duration::hours(3);
+    store
+        .usage_ingest(
+            &[
+                usage_event(&sub, "api_calls", T0, 4, None),
+                usage_event(&sub, "api_calls", T0 + Duration::hours(2), 1, None),
+            ],
+            now,
+        )
+        .await
+        .unwrap();
+    // Only the closed hour (10:00, closed through 11:00) is claimed; 12:00 is still open.
+    let lease = Duration::minutes(5);
+    let claim = store
+        .usage_claim(now, T0 + Duration::hours(1), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claim.hours.len(), 1);
+    let hour = &claim.hours[0];
+    assert_eq!(hour.state, UsageHourState::Sending);
+    assert_eq!(
+        hour.sent_quantity,
+        Some(marketlink_core::Quantity::from_units(4))
+    );
+    assert_eq!(claim.subscriptions[&sub.id].id, sub.id);
+    // A second flusher gets nothing while the lease holds.
+    let other = store
+        .usage_claim(now, T0 + Duration::hours(1), lease, 10)
+        .await
+        .unwrap();
+    assert!(other.hours.is_empty());
+    // Late usage for the frozen hour is refused, and the whole batch with it.
+    let late = store
+        .usage_ingest(
+            &[
+                usage_event(
+                    &sub,
+                    "api_calls",
+                    T0 + Duration::hours(2),
+                    1,
+                    Some("late-ok"),
+                ),
+                usage_event(
+                    &sub,
+                    "api_calls",
+                    T0 + Duration::minutes(30),
+                    1,
+                    Some("late"),
+                ),
+            ],
+            now,
+        )
+        .await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert_eq!(store.usage_event_count(sub.id).await.unwrap(), 2);
+    // The holder crashed: after the lease, another flusher takes the identical record over.
+    let later = now + lease + Duration::seconds(1);
+    let taken = store
+        .usage_claim(later, T0 + Duration::hours(1), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.hours.len(), 1);
+    assert_eq!(taken.hours[0].id, hour.id);
+    assert_eq!(taken.hours[0].attempts, 2);
+    assert_eq!(taken.hours[0].sent_quantity, hour.sent_quantity);
+    // The first holder's late bookkeeping is refused; the new holder's counts.
+    let delivered = |id| {
+        vec![(
+            id,
+            UsageSettlement::Delivered {
+                marketplace_id: Some("mr-1".into()),
+                outcome: "accepted".into(),
+            },
+        )]
+    };
+    assert_eq!(
+        store
+            .usage_settle(claim.lease_id, &delivered(hour.id), later)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .usage_settle(taken.lease_id, &delivered(hour.id), later)
+            .await
+            .unwrap(),
+        1
+    );
+    let rows = store.usage_hours_of(sub.id).await.unwrap();
+    assert_eq!(rows[0].state, UsageHourState::Delivered);
+    assert_eq!(rows[0].marketplace_record_id.as_deref(), Some("mr-1"));
+    // Retry keeps it frozen and due later; dead letters keep the reason.
+    let much_later = T0 + Duration::hours(4);
+    let claim = store
+        .usage_claim(much_later, T0 + Duration::hours(2), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claim.hours.len(), 1);
+    let retry_at = much_later + Duration::minutes(1);
+    store
+        .usage_settle(
+            claim.lease_id,
+            &[(
+                claim.hours[0].id,
+                UsageSettlement::Retry {
+                    error: "throttled".into(),
+                    at: retry_at,
+                },
+            )],
+            much_later,
+        )
+        .await
+        .unwrap();
+    let not_yet = store
+        .usage_claim(much_later, T0 + Duration::hours(2), lease, 10)
+        .await
+        .unwrap();
+    assert!(not_yet.hours.is_empty());
+    let due = store
+        .usage_claim(retry_at, T0 + Duration::hours(2), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.hours.len(), 1);
+    store
+        .usage_settle(
+            due.lease_id,
+            &[(
+                due.hours[0].id,
+                UsageSettlement::Dead {
+                    reason: "InvalidUsageDimension".into(),
+                },
+            )],
+            retry_at,
+        )
+        .await
+        .unwrap();
+    let dead = store
+        .usage_hours_in(UsageHourState::Dead, 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("InvalidUsageDimension"));
+    let backlog = store.usage_backlog(T0 + Duration::hours(5)).await.unwrap();
+    assert_eq!(backlog.due, 0);
+    assert_eq!(backlog.by_state["dead"], 1);
+}
+story!(
+    usage_claims,
+    claimed_hours_are_frozen_leased_and_settled_once
+);
+
+async fn zero_hours_fill_from_first_sight(store: &Store) {
+    let sub = store
+        .upsert_subscription(&Subscription::pending(aws_ref("meter-3", "prod-a"), T0))
+        .await
+        .unwrap();
+    let dims = vec!["api_calls".to_owned(), "storage_gb".to_owned()];
+    // First sight at 10:xx: nothing closed since.
+    let created = store
+        .usage_fill_zero_hours(
+            sub.id,
+            "aws",
+            &dims,
+            T0,
+            T0 - Duration::hours(1),
+            T0 - Duration::hours(20),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created, 0);
+    store
+        .usage_ingest(
+            &[usage_event(
+                &sub,
+                "api_calls",
+                T0 + Duration::hours(1),
+                3,
+                None,
+            )],
+            T0,
+        )
+        .await
+        .unwrap();
+    // At 13:xx, hours 10, 11 and 12 have closed: zeros wherever no usage was reported.
+    let now = T0 + Duration::hours(3);
+    let created = store
+        .usage_fill_zero_hours(
+            sub.id,
+            "aws",
+            &dims,
+            now,
+            T0 + Duration::hours(2),
+            T0 - Duration::hours(20),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created, 5);
+    let again = store
+        .usage_fill_zero_hours(
+            sub.id,
+            "aws",
+            &dims,
+            now,
+            T0 + Duration::hours(2),
+            T0 - Duration::hours(20),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let hours = store.usage_hours_of(sub.id).await.unwrap();
+    assert_eq!(hours.len(), 6);
+    let reported: Vec<_> = hours
+        .iter()
+        .filter(|h| h.quantity != marketlink_core::Quantity::ZERO)
+        .collect();
+    assert_eq!(reported.len(), 1);
+    assert_eq!(reported[0].quantity.to_string(), "3");
+}
+story!(usage_zero_hours, zero_hours_fill_from_first_sight);

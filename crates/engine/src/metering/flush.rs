@@ -1,0 +1,386 @@
+//! Usage out: zero-fill, claim closed hours, send them in batches of at most 25 per provider
+//! call, and settle every record with its own outcome.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use futures_util::{StreamExt, stream};
+use marketlink_core::{
+    Marketplace, MarketplaceProvider, ProviderError, Quantity, SubscriptionStatus, UsageOutcome,
+    UsageRecord,
+};
+use marketlink_store::{StoreError, SubscriptionFilter, UsageClaim, UsageHour, UsageSettlement};
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{delivery_deadline, hour_floor, metered_dimensions};
+use crate::Engine;
+
+/// What one flush did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FlushRun {
+    /// Zero-quantity hours created (AWS active hours without usage).
+    pub zero_created: u64,
+    pub claimed: usize,
+    /// Provider calls (`report_usage`) made.
+    pub calls: usize,
+    pub delivered: usize,
+    pub skipped: usize,
+    pub retried: usize,
+    pub mismatched: usize,
+    pub dead: usize,
+    /// Settlements refused because the lease had been taken over (another flusher resends).
+    pub lost_leases: usize,
+}
+
+impl FlushRun {
+    fn add(&mut self, other: &FlushRun) {
+        self.zero_created += other.zero_created;
+        self.claimed += other.claimed;
+        self.calls += other.calls;
+        self.delivered += other.delivered;
+        self.skipped += other.skipped;
+        self.retried += other.retried;
+        self.mismatched += other.mismatched;
+        self.dead += other.dead;
+        self.lost_leases += other.lost_leases;
+    }
+}
+
+/// Which marketplaces expect a record for every active hour, zero included (AWS, seed 001).
+/// Microsoft refuses quantities of zero.
+fn takes_zero_records(marketplace: &Marketplace) -> bool {
+    *marketplace == Marketplace::AWS
+}
+
+impl Engine {
+    /// The last hour that has closed (ended, plus the settle delay) at `now`.
+    pub fn closed_through(&self, now: OffsetDateTime) -> OffsetDateTime {
+        hour_floor(now - self.metering.settle) - Duration::hours(1)
+    }
+
+    /// Flushes everything due: zero-fill, then claim-send-settle rounds until nothing is left
+    /// to claim. What the metering worker and `marketlink meter flush` run.
+    pub async fn flush_usage(&self) -> Result<FlushRun, StoreError> {
+        let mut total = FlushRun {
+            zero_created: self.fill_zero_hours().await?,
+            ..FlushRun::default()
+        };
+        loop {
+            let run = self.flush_round().await?;
+            total.add(&run);
+            if run.claimed < self.metering.claim_limit as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One round: claims up to `claim_limit` hours, sends and settles them.
+    pub async fn flush_round(&self) -> Result<FlushRun, StoreError> {
+        let now = self.clock.now();
+        let claim = self
+            .store
+            .usage_claim(
+                now,
+                self.closed_through(now),
+                self.metering.lease,
+                self.metering.claim_limit,
+            )
+            .await?;
+        let mut run = FlushRun {
+            claimed: claim.hours.len(),
+            ..FlushRun::default()
+        };
+        if claim.hours.is_empty() {
+            return Ok(run);
+        }
+        let lease = claim.lease_id;
+        let (skipped, batches) = self.prepare(claim);
+        if !skipped.is_empty() {
+            run.add(&self.settle(lease, skipped).await?);
+        }
+        let results: Vec<Result<FlushRun, StoreError>> = stream::iter(batches)
+            .map(|(marketplace, batch)| self.send_batch(lease, marketplace, batch))
+            .buffer_unordered(self.metering.concurrency.max(1))
+            .collect()
+            .await;
+        for result in results {
+            run.add(&result?);
+        }
+        Ok(run)
+    }
+
+    /// Splits claimed hours into records per marketplace in batches of at most `batch_size`,
+    /// and settlements that need no call.
+    #[expect(clippy::type_complexity, reason = "a private hand-off")]
+    fn prepare(
+        &self,
+        claim: UsageClaim,
+    ) -> (
+        Vec<(Uuid, UsageSettlement)>,
+        Vec<(Marketplace, Vec<(UsageHour, UsageRecord)>)>,
+    ) {
+        let mut skipped = Vec::new();
+        let mut by_marketplace: BTreeMap<Marketplace, Vec<(UsageHour, UsageRecord)>> =
+            BTreeMap::new();
+        for hour in claim.hours {
+            let Some(subscription) = claim.subscriptions.get(&hour.subscription_id) else {
+                skipped.push((
+                    hour.id,
+                    UsageSettlement::Dead {
+                        reason: "the subscription no longer exists".into(),
+                    },
+                ));
+                continue;
+            };
+            let marketplace = subscription.external.marketplace.clone();
+            let quantity = hour.sent_quantity.unwrap_or(hour.quantity);
+            if quantity == Quantity::ZERO && !takes_zero_records(&marketplace) {
+                skipped.push((
+                    hour.id,
+                    UsageSettlement::Skipped {
+                        reason: "zero_not_sent".into(),
+                    },
+                ));
+                continue;
+            }
+            let allocated = hour
+                .allocations
+                .iter()
+                .try_fold(Quantity::ZERO, |sum, a| sum.checked_add(a.quantity));
+            let allocations = if allocated == Some(quantity) {
+                hour.allocations.clone()
+            } else {
+                if !hour.allocations.is_empty() {
+                    tracing::warn!(hour = %hour.id, "tagged and untagged usage in one hour: sending without allocations");
+                }
+                Vec::new()
+            };
+            let record = UsageRecord {
+                id: hour.id,
+                subscription: subscription.external.clone(),
+                plan_id: subscription.plan_id.as_ref().map(|p| p.0.clone()),
+                dimension: hour.dimension.clone(),
+                hour: hour.hour,
+                quantity,
+                allocations,
+            };
+            by_marketplace
+                .entry(marketplace)
+                .or_default()
+                .push((hour, record));
+        }
+        let size = self.metering.batch_size.clamp(1, super::MAX_BATCH);
+        let mut batches = Vec::new();
+        for (marketplace, mut records) in by_marketplace {
+            while !records.is_empty() {
+                let rest = records.split_off(records.len().min(size));
+                batches.push((marketplace.clone(), records));
+                records = rest;
+            }
+        }
+        (skipped, batches)
+    }
+
+    async fn send_batch(
+        &self,
+        lease: Uuid,
+        marketplace: Marketplace,
+        batch: Vec<(UsageHour, UsageRecord)>,
+    ) -> Result<FlushRun, StoreError> {
+        let records: Vec<UsageRecord> = batch.iter().map(|(_, r)| r.clone()).collect();
+        let provider: Option<Arc<dyn MarketplaceProvider>> =
+            self.providers.get(&marketplace).cloned();
+        let result = match &provider {
+            Some(provider) => provider.report_usage(&records).await,
+            None => Err(ProviderError::Configuration(format!(
+                "no {marketplace} provider is configured"
+            ))),
+        };
+        let settlements: Vec<(Uuid, UsageSettlement)> = match result {
+            Ok(outcomes) if outcomes.len() == batch.len() => batch
+                .iter()
+                .zip(outcomes)
+                .map(|((hour, _), outcome)| (hour.id, self.settlement(hour, outcome)))
+                .collect(),
+            Ok(outcomes) => {
+                let error = format!(
+                    "{marketplace} provider returned {} outcomes for {} records",
+                    outcomes.len(),
+                    batch.len()
+                );
+                batch
+                    .iter()
+                    .map(|(hour, _)| (hour.id, self.retry(hour, &error, None)))
+                    .collect()
+            }
+            Err(error) => {
+                let retry_after = match &error {
+                    ProviderError::Retryable { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                let retryable = matches!(
+                    error,
+                    ProviderError::Retryable { .. } | ProviderError::Configuration(_)
+                );
+                tracing::warn!(%marketplace, records = batch.len(), %error, "usage batch failed");
+                batch
+                    .iter()
+                    .map(|(hour, _)| {
+                        let settlement = if retryable {
+                            self.retry(hour, &error.to_string(), retry_after)
+                        } else {
+                            UsageSettlement::Dead {
+                                reason: error.to_string(),
+                            }
+                        };
+                        (hour.id, settlement)
+                    })
+                    .collect()
+            }
+        };
+        let mut run = self.settle(lease, settlements).await?;
+        run.calls = usize::from(provider.is_some());
+        Ok(run)
+    }
+
+    fn settlement(&self, hour: &UsageHour, outcome: UsageOutcome) -> UsageSettlement {
+        match outcome {
+            UsageOutcome::Accepted { marketplace_id } => UsageSettlement::Delivered {
+                marketplace_id,
+                outcome: "accepted".into(),
+            },
+            UsageOutcome::AlreadyAccepted { marketplace_id } => UsageSettlement::Delivered {
+                marketplace_id,
+                outcome: "already_accepted".into(),
+            },
+            UsageOutcome::QuantityMismatch { detail } => {
+                tracing::error!(hour = %hour.id, %detail, "the marketplace holds another quantity for this hour");
+                UsageSettlement::Mismatch { detail }
+            }
+            UsageOutcome::NotSubscribed { detail } => UsageSettlement::Dead {
+                reason: format!("not subscribed: {detail}"),
+            },
+            UsageOutcome::Rejected { code, detail } => UsageSettlement::Dead {
+                reason: format!("{code}: {detail}"),
+            },
+            UsageOutcome::Retry { detail } => self.retry(hour, &detail, None),
+        }
+    }
+
+    /// Sends the identical record again later, unless attempts or the marketplace's window
+    /// are exhausted: then it is a dead letter with the reason.
+    fn retry(
+        &self,
+        hour: &UsageHour,
+        error: &str,
+        retry_after: Option<std::time::Duration>,
+    ) -> UsageSettlement {
+        let backoff = &self.metering.backoff;
+        let at = self.clock.now() + backoff.delay(hour.attempts, retry_after);
+        let deadline = match Marketplace::parse(&hour.marketplace) {
+            Ok(m) => delivery_deadline(&m, hour.hour),
+            Err(_) => hour.hour + Duration::hours(24),
+        };
+        if backoff.exhausted(hour.attempts) {
+            UsageSettlement::Dead {
+                reason: format!("gave up after {} attempts: {error}", hour.attempts),
+            }
+        } else if at >= deadline {
+            UsageSettlement::Dead {
+                reason: format!(
+                    "the marketplace stops accepting this hour at {deadline}, before the next attempt: {error}"
+                ),
+            }
+        } else {
+            UsageSettlement::Retry {
+                error: error.to_owned(),
+                at,
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        lease: Uuid,
+        settlements: Vec<(Uuid, UsageSettlement)>,
+    ) -> Result<FlushRun, StoreError> {
+        let mut run = FlushRun::default();
+        for (_, s) in &settlements {
+            match s {
+                UsageSettlement::Delivered { .. } => run.delivered += 1,
+                UsageSettlement::Retry { .. } => run.retried += 1,
+                UsageSettlement::Mismatch { .. } => run.mismatched += 1,
+                UsageSettlement::Dead { .. } => run.dead += 1,
+                UsageSettlement::Skipped { .. } => run.skipped += 1,
+            }
+        }
+        let settled = self
+            .store
+            .usage_settle(lease, &settlements, self.clock.now())
+            .await?;
+        run.lost_leases = settlements.len().saturating_sub(settled as usize);
+        if run.lost_leases > 0 {
+            tracing::warn!(
+                lost = run.lost_leases,
+                "usage leases expired while sending; their new holder resends them"
+            );
+        }
+        Ok(run)
+    }
+
+    /// Creates zero-quantity hours for every AWS subscription that accepts usage, for its
+    /// metered dimensions, from the first hour the engine saw it accept usage.
+    async fn fill_zero_hours(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let through = self.closed_through(now);
+        // Hours whose window closes before they could be sent are not worth creating.
+        let oldest = hour_floor(now + self.metering.delivery_margin - Duration::hours(24))
+            + Duration::hours(1);
+        let mut created = 0;
+        for status in [
+            SubscriptionStatus::Active,
+            SubscriptionStatus::UnsubscribePending,
+        ] {
+            let mut after = None;
+            loop {
+                let page = self
+                    .store
+                    .list_subscriptions(&SubscriptionFilter {
+                        marketplace: Some(Marketplace::AWS),
+                        status: Some(status),
+                        after,
+                        limit: 500,
+                        ..Default::default()
+                    })
+                    .await?;
+                for subscription in &page {
+                    if !takes_zero_records(&subscription.external.marketplace) {
+                        continue;
+                    }
+                    let dimensions = metered_dimensions(&self.catalog, subscription);
+                    if dimensions.is_empty() {
+                        continue;
+                    }
+                    created += self
+                        .store
+                        .usage_fill_zero_hours(
+                            subscription.id,
+                            subscription.external.marketplace.as_str(),
+                            &dimensions,
+                            hour_floor(now),
+                            through,
+                            oldest,
+                            now,
+                        )
+                        .await?;
+                }
+                match page.last() {
+                    Some(last) if page.len() == 500 => after = Some(last.id),
+                    _ => break,
+                }
+            }
+        }
+        Ok(created)
+    }
+}

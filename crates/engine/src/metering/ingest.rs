@@ -1,0 +1,302 @@
+//! Usage in: validate every event, resolve its subscription, store the batch durably.
+
+use std::collections::HashMap;
+
+use marketlink_core::{
+    ProductId, Quantity, Subscription, SubscriptionId, SubscriptionStatus, TenantId,
+    UsageAllocation,
+};
+use marketlink_store::{IngestOutcome, NewUsageEvent, StoreError, SubscriptionFilter};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{delivery_deadline, hour_floor, metered_dimensions, product_of};
+use crate::Engine;
+
+/// One usage event as reported by the vendor's product.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageInput {
+    /// The subscription, or else `tenant_id` + `product`.
+    pub subscription_id: Option<SubscriptionId>,
+    pub tenant_id: Option<TenantId>,
+    /// The vendor's catalog product id.
+    pub product: Option<ProductId>,
+    pub dimension: String,
+    pub quantity: Quantity,
+    pub timestamp: OffsetDateTime,
+    /// The same key twice (per subscription) is stored once.
+    pub idempotency_key: Option<String>,
+    /// AWS cost-allocation tags; quantities must add up to `quantity`.
+    pub allocations: Vec<UsageAllocation>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestErrorKind {
+    #[error("the batch holds no events")]
+    EmptyBatch,
+    #[error("the batch holds {got} events; at most {max} are accepted per request")]
+    BatchTooLarge { got: usize, max: usize },
+    #[error("give `subscription_id`, or `tenant_id` and `product`")]
+    MissingSubscription,
+    #[error("no such subscription")]
+    UnknownSubscription,
+    #[error(
+        "the tenant has several subscriptions of this product that accept usage; give `subscription_id`"
+    )]
+    AmbiguousSubscription,
+    #[error(
+        "the subscription is {0}; usage is accepted only while it is active or in its unsubscribe-pending window"
+    )]
+    SubscriptionNotActive(SubscriptionStatus),
+    #[error(
+        "dimension `{dimension}` is not a metered dimension of the subscription's plan (known: {known})"
+    )]
+    UnknownDimension { dimension: String, known: String },
+    #[error("timestamp {0} is in the future")]
+    TimestampInFuture(OffsetDateTime),
+    #[error(
+        "timestamp {timestamp} is too old: the marketplace accepts this hour only until {deadline}"
+    )]
+    TimestampTooOld {
+        timestamp: OffsetDateTime,
+        deadline: OffsetDateTime,
+    },
+    #[error("invalid allocations: {0}")]
+    InvalidAllocations(String),
+    #[error("the idempotency key must be 1 to 200 characters")]
+    InvalidIdempotencyKey,
+    #[error("{0}")]
+    HourAlreadySent(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Why a batch was refused; `index` is the offending event's position in the batch.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{kind}", index.map(|i| format!("event {i}: ")).unwrap_or_default())]
+pub struct IngestError {
+    pub index: Option<usize>,
+    pub kind: IngestErrorKind,
+}
+
+impl IngestError {
+    fn at(index: usize, kind: IngestErrorKind) -> Self {
+        Self {
+            index: Some(index),
+            kind,
+        }
+    }
+
+    /// A stable machine code for API clients.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            IngestErrorKind::EmptyBatch => "empty_batch",
+            IngestErrorKind::BatchTooLarge { .. } => "batch_too_large",
+            IngestErrorKind::MissingSubscription => "missing_subscription",
+            IngestErrorKind::UnknownSubscription => "unknown_subscription",
+            IngestErrorKind::AmbiguousSubscription => "ambiguous_subscription",
+            IngestErrorKind::SubscriptionNotActive(_) => "subscription_not_active",
+            IngestErrorKind::UnknownDimension { .. } => "unknown_dimension",
+            IngestErrorKind::TimestampInFuture(_) => "timestamp_in_future",
+            IngestErrorKind::TimestampTooOld { .. } => "timestamp_too_old",
+            IngestErrorKind::InvalidAllocations(_) => "invalid_allocations",
+            IngestErrorKind::InvalidIdempotencyKey => "invalid_idempotency_key",
+            IngestErrorKind::HourAlreadySent(_) => "hour_already_sent",
+            IngestErrorKind::Store(_) => "store",
+        }
+    }
+}
+
+#[derive(Clone, Hash, PartialEq, Eq)]
+enum Target {
+    Id(SubscriptionId),
+    TenantProduct(TenantId, ProductId),
+}
+
+impl Engine {
+    /// Validates a batch and stores it in one transaction: all events or none. Answers only
+    /// once the batch is committed.
+    pub async fn ingest_usage(&self, inputs: &[UsageInput]) -> Result<IngestOutcome, IngestError> {
+        let settings = &self.metering;
+        if inputs.is_empty() {
+            return Err(IngestError {
+                index: None,
+                kind: IngestErrorKind::EmptyBatch,
+            });
+        }
+        if inputs.len() > settings.max_batch_events {
+            return Err(IngestError {
+                index: None,
+                kind: IngestErrorKind::BatchTooLarge {
+                    got: inputs.len(),
+                    max: settings.max_batch_events,
+                },
+            });
+        }
+        let now = self.clock.now();
+        let mut resolved: HashMap<Target, (Subscription, Vec<String>)> = HashMap::new();
+        let mut events = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            let target = match (&input.subscription_id, &input.tenant_id, &input.product) {
+                (Some(id), _, _) => Target::Id(*id),
+                (None, Some(tenant), Some(product)) => {
+                    Target::TenantProduct(*tenant, product.clone())
+                }
+                _ => return Err(IngestError::at(i, IngestErrorKind::MissingSubscription)),
+            };
+            if !resolved.contains_key(&target) {
+                let subscription = self
+                    .resolve_usage_subscription(&target)
+                    .await
+                    .map_err(|kind| IngestError::at(i, kind))?;
+                let dimensions = metered_dimensions(&self.catalog, &subscription);
+                resolved.insert(target.clone(), (subscription, dimensions));
+            }
+            let Some((subscription, dimensions)) = resolved.get(&target) else {
+                return Err(IngestError::at(i, IngestErrorKind::UnknownSubscription));
+            };
+            if !dimensions.contains(&input.dimension) {
+                return Err(IngestError::at(
+                    i,
+                    IngestErrorKind::UnknownDimension {
+                        dimension: input.dimension.clone(),
+                        known: if dimensions.is_empty() {
+                            "none".into()
+                        } else {
+                            dimensions.join(", ")
+                        },
+                    },
+                ));
+            }
+            let timestamp = input.timestamp.to_offset(time::UtcOffset::UTC);
+            if timestamp > now + settings.future_tolerance {
+                return Err(IngestError::at(
+                    i,
+                    IngestErrorKind::TimestampInFuture(timestamp),
+                ));
+            }
+            let hour = hour_floor(timestamp);
+            let marketplace = &subscription.external.marketplace;
+            let deadline = delivery_deadline(marketplace, hour);
+            let earliest_send = if subscription_final(subscription) {
+                now
+            } else {
+                now.max(hour + Duration::hours(1) + settings.settle)
+            };
+            if earliest_send + settings.delivery_margin > deadline {
+                return Err(IngestError::at(
+                    i,
+                    IngestErrorKind::TimestampTooOld {
+                        timestamp,
+                        deadline,
+                    },
+                ));
+            }
+            if let Some(key) = &input.idempotency_key
+                && (key.is_empty() || key.len() > 200)
+            {
+                return Err(IngestError::at(i, IngestErrorKind::InvalidIdempotencyKey));
+            }
+            check_allocations(input, marketplace)
+                .map_err(|m| IngestError::at(i, IngestErrorKind::InvalidAllocations(m)))?;
+            events.push(NewUsageEvent {
+                id: Uuid::now_v7(),
+                subscription_id: subscription.id,
+                marketplace: marketplace.to_string(),
+                dimension: input.dimension.clone(),
+                occurred_at: timestamp,
+                hour,
+                quantity: input.quantity,
+                idempotency_key: input.idempotency_key.clone(),
+                allocations: input.allocations.clone(),
+            });
+        }
+        self.store
+            .usage_ingest(&events, now)
+            .await
+            .map_err(|error| IngestError {
+                index: None,
+                kind: match error {
+                    StoreError::Conflict(message) => IngestErrorKind::HourAlreadySent(message),
+                    other => IngestErrorKind::Store(other),
+                },
+            })
+    }
+
+    async fn resolve_usage_subscription(
+        &self,
+        target: &Target,
+    ) -> Result<Subscription, IngestErrorKind> {
+        let subscription = match target {
+            Target::Id(id) => match self.store.get_subscription(*id).await {
+                Ok(s) => s,
+                Err(StoreError::NotFound(_)) => return Err(IngestErrorKind::UnknownSubscription),
+                Err(e) => return Err(IngestErrorKind::Store(e)),
+            },
+            Target::TenantProduct(tenant, product) => {
+                let all = self
+                    .store
+                    .list_subscriptions(&SubscriptionFilter {
+                        tenant_id: Some(*tenant),
+                        limit: 1000,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(IngestErrorKind::Store)?;
+                let of_product: Vec<Subscription> = all
+                    .into_iter()
+                    .filter(|s| product_of(&self.catalog, s).is_some_and(|p| p.id == *product))
+                    .collect();
+                let mut accepting = of_product.iter().filter(|s| s.status.accepts_usage());
+                match (accepting.next(), accepting.next()) {
+                    (Some(one), None) => one.clone(),
+                    (Some(_), Some(_)) => return Err(IngestErrorKind::AmbiguousSubscription),
+                    (None, _) => {
+                        return Err(match of_product.last() {
+                            Some(s) => IngestErrorKind::SubscriptionNotActive(s.status),
+                            None => IngestErrorKind::UnknownSubscription,
+                        });
+                    }
+                }
+            }
+        };
+        if !subscription.status.accepts_usage() {
+            return Err(IngestErrorKind::SubscriptionNotActive(subscription.status));
+        }
+        Ok(subscription)
+    }
+}
+
+/// In its unsubscribe-pending window a subscription's hours are sent at once (final usage),
+/// not after the hour closes.
+fn subscription_final(subscription: &Subscription) -> bool {
+    subscription.status == SubscriptionStatus::UnsubscribePending
+}
+
+fn check_allocations(
+    input: &UsageInput,
+    marketplace: &marketlink_core::Marketplace,
+) -> Result<(), String> {
+    if input.allocations.is_empty() {
+        return Ok(());
+    }
+    if *marketplace != marketlink_core::Marketplace::AWS {
+        return Err(format!("{marketplace} does not take cost-allocation tags"));
+    }
+    let mut sum = Quantity::ZERO;
+    for a in &input.allocations {
+        if a.tags.is_empty() || a.tags.len() > 5 {
+            return Err("each allocation carries 1 to 5 tags".into());
+        }
+        sum = sum
+            .checked_add(a.quantity)
+            .ok_or_else(|| "allocated quantities overflow".to_owned())?;
+    }
+    if sum != input.quantity {
+        return Err(format!(
+            "allocated quantities add up to {sum}, not the event's quantity {}",
+            input.quantity
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,725 @@
+//! Metering: the raw usage ledger (`usage_events`), the hourly totals sent to marketplaces
+//! (`usage_hours`) and their delivery bookkeeping. See ADR 0005.
+//!
+//! Ingest writes a batch of events and folds them into their hourly totals in one
+//! transaction, so an event is either stored and counted or not at all. A flusher claims due
+//! hours with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL), which also marks them
+//! `sending` — in flight, quantity frozen — before any marketplace call; it then settles each
+//! one with its outcome, presenting the lease. An hour whose flusher died stays `sending` until
+//! the lease expires and is then claimed again and resent identically: the marketplaces
+//! de-duplicate identical records, so a resend is never billed twice.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use marketlink_core::{Quantity, Subscription, SubscriptionId, UsageAllocation};
+use serde::Serialize;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    Backend, Store, StoreError, from_millis, millis, on_pool,
+    rows::{SUBSCRIPTION_COLUMNS, SubscriptionRow},
+};
+
+/// Rows per multi-row INSERT: keeps the bound parameters under SQLite's limit.
+const INSERT_CHUNK: usize = 1000;
+
+/// One usage event as the vendor reported it, validated and resolved to a subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewUsageEvent {
+    pub id: Uuid,
+    pub subscription_id: SubscriptionId,
+    /// The subscription's marketplace (stored on the hourly total).
+    pub marketplace: String,
+    pub dimension: String,
+    pub occurred_at: OffsetDateTime,
+    /// Start of the hour `occurred_at` falls in.
+    pub hour: OffsetDateTime,
+    pub quantity: Quantity,
+    pub idempotency_key: Option<String>,
+    pub allocations: Vec<UsageAllocation>,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IngestOutcome {
+    /// Events stored and counted.
+    pub accepted: usize,
+    /// Events whose idempotency key was already stored: ignored.
+    pub duplicates: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageHourState {
+    /// Collecting usage; sent once the hour has closed.
+    Open,
+    /// Frozen and in flight or waiting for a retry; never changes quantity again.
+    Sending,
+    /// The marketplace holds it as billable.
+    Delivered,
+    /// The marketplace holds another quantity for this hour (AWS DuplicateRecord, Azure
+    /// Duplicate with another quantity): a discrepancy for people.
+    Mismatch,
+    /// Given up (rejected, not subscribed, retries or window exhausted): the dead letter.
+    Dead,
+    /// Nothing to send (zero usage on a marketplace that takes no zero records).
+    Skipped,
+}
+
+impl UsageHourState {
+    pub const ALL: [UsageHourState; 6] = [
+        Self::Open,
+        Self::Sending,
+        Self::Delivered,
+        Self::Mismatch,
+        Self::Dead,
+        Self::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Sending => "sending",
+            Self::Delivered => "delivered",
+            Self::Mismatch => "mismatch",
+            Self::Dead => "dead",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, StoreError> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown usage state `{value}`")))
+    }
+}
+
+/// One hourly total and its delivery state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageHour {
+    /// Also the [`marketlink_core::UsageRecord`] id: stable across resends.
+    pub id: Uuid,
+    pub subscription_id: SubscriptionId,
+    pub marketplace: String,
+    pub dimension: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub hour: OffsetDateTime,
+    pub quantity: Quantity,
+    pub state: UsageHourState,
+    pub attempts: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_attempt_at: OffsetDateTime,
+    pub lease_id: Option<Uuid>,
+    /// The quantity frozen when first claimed for sending.
+    pub sent_quantity: Option<Quantity>,
+    pub marketplace_record_id: Option<String>,
+    /// The last outcome, in words.
+    pub outcome: Option<String>,
+    pub last_error: Option<String>,
+    /// Cost-allocation tags (loaded when claimed).
+    pub allocations: Vec<UsageAllocation>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct UsageHourRow {
+    id: Uuid,
+    subscription_id: Uuid,
+    marketplace: String,
+    dimension: String,
+    hour: i64,
+    quantity_micros: i64,
+    state: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    lease_id: Option<Uuid>,
+    sent_quantity_micros: Option<i64>,
+    marketplace_record_id: Option<String>,
+    outcome: Option<String>,
+    last_error: Option<String>,
+    updated_at: i64,
+}
+
+const HOUR_COLUMNS: &str = "id, subscription_id, marketplace, dimension, hour, quantity_micros, \
+    state, attempts, next_attempt_at, lease_id, sent_quantity_micros, marketplace_record_id, \
+    outcome, last_error, updated_at";
+
+fn quantity(micros: i64) -> Result<Quantity, StoreError> {
+    Quantity::from_micros(micros).map_err(|e| StoreError::Corrupt(format!("quantity: {e}")))
+}
+
+impl TryFrom<UsageHourRow> for UsageHour {
+    type Error = StoreError;
+    fn try_from(row: UsageHourRow) -> Result<Self, Self::Error> {
+        Ok(UsageHour {
+            id: row.id,
+            subscription_id: SubscriptionId(row.subscription_id),
+            marketplace: row.marketplace,
+            dimension: row.dimension,
+            hour: from_millis(row.hour)?,
+            quantity: quantity(row.quantity_micros)?,
+            state: UsageHourState::parse(&row.state)?,
+            attempts: row.attempts,
+            next_attempt_at: from_millis(row.next_attempt_at)?,
+            lease_id: row.lease_id,
+            sent_quantity: row.sent_quantity_micros.map(quantity).transpose()?,
+            marketplace_record_id: row.marketplace_record_id,
+            outcome: row.outcome,
+            last_error: row.last_error,
+            allocations: Vec::new(),
+            updated_at: from_millis(row.updated_at)?,
+        })
+    }
+}
+
+/// Hours claimed by one flusher, with their subscriptions.
+#[derive(Debug, Clone)]
+pub struct UsageClaim {
+    pub lease_id: Uuid,
+    pub hours: Vec<UsageHour>,
+    pub subscriptions: HashMap<SubscriptionId, Subscription>,
+}
+
+/// How a sent (or skipped) hour ended this time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UsageSettlement {
+    Delivered {
+        marketplace_id: Option<String>,
+        outcome: String,
+    },
+    /// Still frozen; send the identical record again at `at`.
+    Retry {
+        error: String,
+        at: OffsetDateTime,
+    },
+    Mismatch {
+        detail: String,
+    },
+    Dead {
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
+/// Backlog and dead letters, for `marketlink meter status` and readiness.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UsageBacklog {
+    /// Hourly totals per state.
+    pub by_state: BTreeMap<String, i64>,
+    /// Open or sending hours that have closed (waiting to be delivered).
+    pub due: i64,
+    /// The oldest hour not delivered yet among those.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub oldest_due_hour: Option<OffsetDateTime>,
+}
+
+type HourKey = (Uuid, String, i64);
+
+impl Store {
+    /// Stores a batch of events and adds them to their hourly totals, in one transaction.
+    /// Events whose idempotency key is already stored are skipped. Refused as a whole with
+    /// [`StoreError::Conflict`] when an event belongs to an hour already sent.
+    pub async fn usage_ingest(
+        &self,
+        events: &[NewUsageEvent],
+        now: OffsetDateTime,
+    ) -> Result<IngestOutcome, StoreError> {
+        if events.is_empty() {
+            return Ok(IngestOutcome::default());
+        }
+        let now_ms = millis(now);
+        let accepted = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            // 1. The raw events; a known idempotency key inserts nothing.
+            let mut inserted: HashSet<Uuid> = HashSet::with_capacity(events.len());
+            for chunk in events.chunks(INSERT_CHUNK) {
+                let sql = values_sql(
+                    "INSERT INTO usage_events (id, subscription_id, dimension, hour, occurred_at, \
+                     quantity_micros, idempotency_key, allocations, received_at) VALUES ",
+                    chunk.len(),
+                    9,
+                    "",
+                    " ON CONFLICT DO NOTHING RETURNING id",
+                );
+                let mut query = sqlx::query_scalar::<_, Uuid>(&sql);
+                for e in chunk {
+                    query = query
+                        .bind(e.id)
+                        .bind(e.subscription_id.0)
+                        .bind(&e.dimension)
+                        .bind(millis(e.hour))
+                        .bind(millis(e.occurred_at))
+                        .bind(e.quantity.micros())
+                        .bind(e.idempotency_key.as_deref())
+                        .bind((!e.allocations.is_empty()).then_some(Json(&e.allocations)))
+                        .bind(now_ms);
+                }
+                inserted.extend(query.fetch_all(&mut *tx).await?);
+            }
+            // 2. Fold the new ones into hourly totals (one row per key per statement).
+            type Group<'a> = (&'a str, i64, BTreeMap<String, i64>);
+            let mut groups: BTreeMap<HourKey, Group<'_>> = BTreeMap::new();
+            for e in events.iter().filter(|e| inserted.contains(&e.id)) {
+                let entry = groups
+                    .entry((e.subscription_id.0, e.dimension.clone(), millis(e.hour)))
+                    .or_insert((e.marketplace.as_str(), 0, BTreeMap::new()));
+                entry.1 = entry.1.checked_add(e.quantity.micros()).ok_or_else(|| {
+                    StoreError::Conflict("usage quantity overflows an hourly total".into())
+                })?;
+                for a in &e.allocations {
+                    *entry.2.entry(tags_key(&a.tags)).or_insert(0) += a.quantity.micros();
+                }
+            }
+            let groups: Vec<(HourKey, Group<'_>)> = groups.into_iter().collect();
+            let mut hour_ids: HashMap<HourKey, Uuid> = HashMap::with_capacity(groups.len());
+            for chunk in groups.chunks(INSERT_CHUNK) {
+                let sql = values_sql(
+                    "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, hour, \
+                     quantity_micros, next_attempt_at, state, attempts, created_at, updated_at) \
+                     VALUES ",
+                    chunk.len(),
+                    7,
+                    ", 'open', 0, $0, $0",
+                    " ON CONFLICT (subscription_id, dimension, hour) DO UPDATE \
+                     SET quantity_micros = usage_hours.quantity_micros + excluded.quantity_micros, \
+                     updated_at = excluded.updated_at WHERE usage_hours.state = 'open' \
+                     RETURNING id, subscription_id, dimension, hour",
+                );
+                let mut query = sqlx::query_as::<_, (Uuid, Uuid, String, i64)>(&sql);
+                for ((sub, dim, hour), (marketplace, qty, _)) in chunk {
+                    query = query
+                        .bind(Uuid::now_v7())
+                        .bind(*sub)
+                        .bind(*marketplace)
+                        .bind(dim.as_str())
+                        .bind(*hour)
+                        .bind(*qty)
+                        .bind(now_ms);
+                }
+                for (id, sub, dim, hour) in query.fetch_all(&mut *tx).await? {
+                    hour_ids.insert((sub, dim, hour), id);
+                }
+            }
+            if let Some(((_, dim, hour), _)) =
+                groups.iter().find(|(key, _)| !hour_ids.contains_key(key))
+            {
+                // Roll the whole batch back now: on PostgreSQL the refused upsert holds the
+                // frozen row's lock until then, which would hide it from flushers.
+                tx.rollback().await?;
+                return Err(StoreError::Conflict(format!(
+                    "usage of `{dim}` for the hour starting {} has already been sent to the \
+                     marketplace; report it in a later hour",
+                    from_millis(*hour)?
+                )));
+            }
+            // 3. Allocation tags (rare): summed per tag set.
+            for (key, (_, _, allocations)) in &groups {
+                let Some(id) = hour_ids.get(key) else {
+                    continue;
+                };
+                for (tags, qty) in allocations {
+                    sqlx::query(
+                        "INSERT INTO usage_allocations (usage_hour_id, tags, quantity_micros) \
+                         VALUES ($1, $2, $3) ON CONFLICT (usage_hour_id, tags) DO UPDATE \
+                         SET quantity_micros = usage_allocations.quantity_micros + excluded.quantity_micros",
+                    )
+                    .bind(*id)
+                    .bind(tags.as_str())
+                    .bind(*qty)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            inserted.len()
+        });
+        Ok(IngestOutcome {
+            accepted,
+            duplicates: events.len() - accepted,
+        })
+    }
+
+    /// Creates zero-quantity totals for a subscription's closed hours that have none, from
+    /// where the last call stopped (or `first_hour` on the first call) through `through`,
+    /// never further back than `oldest`. Returns how many were created.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one bookkeeping step, spelled out"
+    )]
+    pub async fn usage_fill_zero_hours(
+        &self,
+        subscription: SubscriptionId,
+        marketplace: &str,
+        dimensions: &[String],
+        first_hour: OffsetDateTime,
+        through: OffsetDateTime,
+        oldest: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let created = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO usage_cursors (subscription_id, zero_from) VALUES ($1, $2) \
+                 ON CONFLICT (subscription_id) DO NOTHING",
+            )
+            .bind(subscription.0)
+            .bind(millis(first_hour))
+            .execute(&mut *tx)
+            .await?;
+            let from: i64 = sqlx::query_scalar(
+                "SELECT zero_from FROM usage_cursors WHERE subscription_id = $1",
+            )
+            .bind(subscription.0)
+            .fetch_one(&mut *tx)
+            .await?;
+            let mut hours = Vec::new();
+            let mut hour = from.max(millis(oldest));
+            while hour <= millis(through) {
+                hours.push(hour);
+                hour += 3_600_000;
+            }
+            let mut created = 0;
+            let rows: Vec<(i64, &String)> = hours
+                .iter()
+                .flat_map(|h| dimensions.iter().map(move |d| (*h, d)))
+                .collect();
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                let sql = values_sql(
+                    "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, hour, \
+                     next_attempt_at, quantity_micros, state, attempts, created_at, updated_at) \
+                     VALUES ",
+                    chunk.len(),
+                    6,
+                    ", 0, 'open', 0, $0, $0",
+                    " ON CONFLICT (subscription_id, dimension, hour) DO NOTHING",
+                );
+                let mut query = sqlx::query(&sql);
+                for (hour, dim) in chunk {
+                    query = query
+                        .bind(Uuid::now_v7())
+                        .bind(subscription.0)
+                        .bind(marketplace)
+                        .bind(dim.as_str())
+                        .bind(*hour)
+                        .bind(millis(now));
+                }
+                created += query.execute(&mut *tx).await?.rows_affected();
+            }
+            let next = from.max(millis(through) + 3_600_000);
+            sqlx::query("UPDATE usage_cursors SET zero_from = $1 WHERE subscription_id = $2 AND zero_from < $1")
+                .bind(next)
+                .bind(subscription.0)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            created
+        });
+        Ok(created)
+    }
+
+    /// Claims up to `limit` hours to send: open hours that have closed (start at or before
+    /// `closed_through`, or any open hour of a subscription in its unsubscribe-pending window:
+    /// its final usage), and hours already sending whose retry is due or whose lease expired.
+    /// Claimed hours are `sending`, quantity frozen, leased until `now + lease`.
+    pub async fn usage_claim(
+        &self,
+        now: OffsetDateTime,
+        closed_through: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> Result<UsageClaim, StoreError> {
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE usage_hours SET state = 'sending', lease_id = $1, locked_until = $2, \
+             attempts = attempts + 1, updated_at = $3, sent_quantity_micros = quantity_micros, \
+             first_sent_at = COALESCE(first_sent_at, $3) \
+             WHERE id IN (SELECT id FROM usage_hours WHERE \
+               ((state = 'open' AND (hour <= $4 OR subscription_id IN \
+                   (SELECT id FROM subscriptions WHERE status = 'unsubscribe_pending'))) \
+                OR (state = 'sending' AND next_attempt_at <= $3)) \
+               AND (locked_until IS NULL OR locked_until <= $3) \
+               ORDER BY hour, id LIMIT $5 {lock}) \
+             RETURNING {HOUR_COLUMNS}"
+        );
+        let lease_id = Uuid::now_v7();
+        type Claimed = (
+            Vec<UsageHourRow>,
+            Vec<SubscriptionRow>,
+            Vec<(Uuid, String, i64)>,
+        );
+        let (rows, subs, allocations): Claimed = on_pool!(self, |pool| {
+            let rows: Vec<UsageHourRow> = sqlx::query_as(&sql)
+                .bind(lease_id)
+                .bind(millis(now + lease))
+                .bind(millis(now))
+                .bind(millis(closed_through))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
+            if rows.is_empty() {
+                (rows, Vec::new(), Vec::new())
+            } else {
+                let subs = sqlx::query_as(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id IN \
+                     (SELECT subscription_id FROM usage_hours WHERE lease_id = $1)"
+                ))
+                .bind(lease_id)
+                .fetch_all(pool)
+                .await?;
+                let allocations = sqlx::query_as(
+                    "SELECT usage_hour_id, tags, quantity_micros FROM usage_allocations \
+                     WHERE usage_hour_id IN (SELECT id FROM usage_hours WHERE lease_id = $1)",
+                )
+                .bind(lease_id)
+                .fetch_all(pool)
+                .await?;
+                (rows, subs, allocations)
+            }
+        });
+        let mut by_hour: HashMap<Uuid, Vec<UsageAllocation>> = HashMap::new();
+        for (hour_id, tags, micros) in allocations {
+            let tags: Vec<(String, String)> = serde_json::from_str(&tags)
+                .map_err(|e| StoreError::Corrupt(format!("allocation tags: {e}")))?;
+            by_hour.entry(hour_id).or_default().push(UsageAllocation {
+                quantity: quantity(micros)?,
+                tags,
+            });
+        }
+        let mut hours = rows
+            .into_iter()
+            .map(UsageHour::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        for hour in &mut hours {
+            if let Some(a) = by_hour.remove(&hour.id) {
+                hour.allocations = a;
+            }
+        }
+        hours.sort_by_key(|h| (h.hour, h.id));
+        let subscriptions = subs
+            .into_iter()
+            .map(|row| Subscription::try_from(row).map(|s| (s.id, s)))
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        Ok(UsageClaim {
+            lease_id,
+            hours,
+            subscriptions,
+        })
+    }
+
+    /// Records what came of sending claimed hours, in one statement per chunk. Hours whose lease
+    /// was taken over meanwhile are left alone (their new holder settles them). Returns how
+    /// many were settled.
+    pub async fn usage_settle(
+        &self,
+        lease_id: Uuid,
+        settlements: &[(Uuid, UsageSettlement)],
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let mut settled = 0;
+        for chunk in settlements.chunks(INSERT_CHUNK) {
+            let sql = values_sql(
+                "WITH v (id, state, next_at, record_id, outcome, err) AS (VALUES ",
+                chunk.len(),
+                6,
+                "",
+                ") UPDATE usage_hours SET state = v.state, next_attempt_at = v.next_at, \
+                 marketplace_record_id = COALESCE(v.record_id, usage_hours.marketplace_record_id), \
+                 outcome = v.outcome, last_error = v.err, lease_id = NULL, locked_until = NULL, \
+                 updated_at = $0 FROM v WHERE usage_hours.id = v.id AND usage_hours.lease_id = $0",
+            );
+            // `$0` in the suffix: two trailing parameters (now, lease) after the rows.
+            let n = chunk.len() * 6;
+            let sql = sql
+                .replacen("updated_at = $0", &format!("updated_at = ${}", n + 1), 1)
+                .replacen("lease_id = $0", &format!("lease_id = ${}", n + 2), 1);
+            settled += on_pool!(self, |pool| {
+                let mut query = sqlx::query(&sql);
+                for (id, settlement) in chunk {
+                    let (state, next_at, record_id, outcome, err): (
+                        UsageHourState,
+                        OffsetDateTime,
+                        Option<&str>,
+                        String,
+                        Option<&str>,
+                    ) = match settlement {
+                        UsageSettlement::Delivered {
+                            marketplace_id,
+                            outcome,
+                        } => (
+                            UsageHourState::Delivered,
+                            now,
+                            marketplace_id.as_deref(),
+                            outcome.clone(),
+                            None,
+                        ),
+                        UsageSettlement::Retry { error, at } => (
+                            UsageHourState::Sending,
+                            *at,
+                            None,
+                            "retry".to_owned(),
+                            Some(error.as_str()),
+                        ),
+                        UsageSettlement::Mismatch { detail } => (
+                            UsageHourState::Mismatch,
+                            now,
+                            None,
+                            "quantity_mismatch".to_owned(),
+                            Some(detail.as_str()),
+                        ),
+                        UsageSettlement::Dead { reason } => (
+                            UsageHourState::Dead,
+                            now,
+                            None,
+                            "dead".to_owned(),
+                            Some(reason.as_str()),
+                        ),
+                        UsageSettlement::Skipped { reason } => {
+                            (UsageHourState::Skipped, now, None, reason.clone(), None)
+                        }
+                    };
+                    query = query
+                        .bind(*id)
+                        .bind(state.as_str())
+                        .bind(millis(next_at))
+                        .bind(record_id)
+                        .bind(outcome)
+                        .bind(err);
+                }
+                query
+                    .bind(millis(now))
+                    .bind(lease_id)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            });
+        }
+        Ok(settled)
+    }
+
+    /// Hourly totals in one state (newest hour first), e.g. the dead letters.
+    pub async fn usage_hours_in(
+        &self,
+        state: UsageHourState,
+        limit: u32,
+    ) -> Result<Vec<UsageHour>, StoreError> {
+        let rows: Vec<UsageHourRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {HOUR_COLUMNS} FROM usage_hours WHERE state = $1 \
+                 ORDER BY hour DESC, id LIMIT $2"
+            ))
+            .bind(state.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(UsageHour::try_from).collect()
+    }
+
+    /// A subscription's hourly totals, oldest first.
+    pub async fn usage_hours_of(
+        &self,
+        subscription: SubscriptionId,
+    ) -> Result<Vec<UsageHour>, StoreError> {
+        let rows: Vec<UsageHourRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {HOUR_COLUMNS} FROM usage_hours WHERE subscription_id = $1 \
+                 ORDER BY hour, dimension"
+            ))
+            .bind(subscription.0)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(UsageHour::try_from).collect()
+    }
+
+    /// How many events are stored for a subscription (audit ledger).
+    pub async fn usage_event_count(&self, subscription: SubscriptionId) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage_events WHERE subscription_id = $1")
+                .bind(subscription.0)
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// Counts per state and the closed hours still waiting for delivery.
+    pub async fn usage_backlog(
+        &self,
+        closed_through: OffsetDateTime,
+    ) -> Result<UsageBacklog, StoreError> {
+        type Counts = (Vec<(String, i64)>, (i64, Option<i64>));
+        let (states, due): Counts = on_pool!(self, |pool| {
+            let states = sqlx::query_as("SELECT state, COUNT(*) FROM usage_hours GROUP BY state")
+                .fetch_all(pool)
+                .await?;
+            let due = sqlx::query_as(
+                "SELECT COUNT(*), MIN(hour) FROM usage_hours \
+                 WHERE (state = 'open' AND hour <= $1) OR state = 'sending'",
+            )
+            .bind(millis(closed_through))
+            .fetch_one(pool)
+            .await?;
+            (states, due)
+        });
+        Ok(UsageBacklog {
+            by_state: states.into_iter().collect(),
+            due: due.0,
+            oldest_due_hour: due.1.map(from_millis).transpose()?,
+        })
+    }
+}
+
+/// `prefix ($1..$k extra), ($k+1..$2k extra), ... suffix`. In `extra`, `$0` stands for the
+/// row's last parameter (so literal columns can repeat it).
+fn values_sql(prefix: &str, rows: usize, columns: usize, extra: &str, suffix: &str) -> String {
+    let mut sql = String::with_capacity(prefix.len() + suffix.len() + rows * columns * 7);
+    sql.push_str(prefix);
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push(',');
+            }
+            n += 1;
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+        sql.push_str(&extra.replace("$0", &format!("${n}")));
+        sql.push(')');
+    }
+    sql.push_str(suffix);
+    sql
+}
+
+/// A tag set as a canonical text key (sorted pairs as JSON).
+fn tags_key(tags: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = tags.iter().collect();
+    sorted.sort();
+    serde_json::to_string(&sorted).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_lists_number_parameters_and_repeat_the_last() {
+        assert_eq!(
+            values_sql("V ", 2, 2, ", 'x', $0", ";"),
+            "V ($1,$2, 'x', $2),($3,$4, 'x', $4);"
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! Metering benchmarks (ADR 0005). `cargo bench -p marketlink-e2e --bench metering [-- WHICH]`
+//! with WHICH among `ingest`, `api`, `flush` (all by default). PostgreSQL is taken from
+//! `MARKETLINK_TEST_POSTGRES_URL` (default the local test server); `BENCH_FLUSH_ROWS` sets the
+//! flush size (default 1,000,000).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::{
+    sync::Arc,
+    time::{Duration as StdDuration, Instant},
+};
+
+use marketlink_cli::{
+    config::{Config, demo_base},
+    run, sandbox,
+};
+use marketlink_core::{
+    Clock, ExternalRef, Lifecycle, Marketplace, ProductId, Quantity, Subscription, SubscriptionId,
+    SystemClock,
+};
+use marketlink_engine::{
+    Engine,
+    metering::{UsageInput, hour_floor},
+};
+use marketlink_sandbox::aws::{AwsSandboxConfig, OfferKind, SubscriptionAction};
+use marketlink_store::{Store, StoreOptions};
+use sqlx::{Connection, Executor};
+use time::Duration;
+
+const CLASSIC: &str = "mlsandboxclassic0000000001";
+const KEY: &str = "bench-usage-key-0123456789";
+
+fn pg_admin() -> String {
+    std::env::var("MARKETLINK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn open(backend: &str, dir: &tempfile::TempDir) -> (Store, String) {
+    let url = if backend == "sqlite" {
+        format!(
+            "sqlite:{}",
+            dir.path()
+                .join(format!("bench-{}.db", uuid::Uuid::now_v7().simple()))
+                .display()
+        )
+    } else {
+        let name = format!("marketlink_bench_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&pg_admin()).await.unwrap();
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        format!("{}/{name}", pg_admin().rsplit_once('/').unwrap().0)
+    };
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, url)
+}
+
+fn config() -> Config {
+    let mut config =
+        Config::load_over(Some(&demo_base("127.0.0.1:9".parse().unwrap())), None).unwrap();
+    config.azure = None;
+    config.metering.api_keys = vec![serde_json::from_value(serde_json::json!(KEY)).unwrap()];
+    config
+}
+
+fn engine(store: Store, config: &Config, providers: marketlink_engine::Providers) -> Engine {
+    Engine::new(
+        store,
+        providers,
+        Arc::new(SystemClock),
+        Arc::new(config.catalog.clone()),
+        config.changes.clone(),
+    )
+    .with_metering(config.metering.settings())
+}
+
+async fn active_subscription(store: &Store, customer: &str) -> Subscription {
+    let mut sub = Subscription::pending(
+        ExternalRef {
+            marketplace: Marketplace::AWS,
+            external_id: ExternalRef::aws_classic_id(customer, CLASSIC),
+            product_code: CLASSIC.into(),
+            customer_id: customer.into(),
+            customer_account_id: None,
+            license_arn: None,
+        },
+        SystemClock.now(),
+    );
+    sub.product_id = Some(ProductId::new("analytics"));
+    let sub = store.upsert_subscription(&sub).await.unwrap();
+    store
+        .apply_lifecycle(sub.id, Lifecycle::Activate, SystemClock.now())
+        .await
+        .unwrap();
+    store.get_subscription(sub.id).await.unwrap()
+}
+
+fn events(subs: &[SubscriptionId], n: usize) -> Vec<UsageInput> {
+    let now = SystemClock.now();
+    (0..n)
+        .map(|i| UsageInput {
+            subscription_id: Some(subs[i % subs.len()]),
+            tenant_id: None,
+            product: None,
+            dimension: "api_calls".into(),
+            quantity: Quantity::from_units(1 + (i % 7) as u32),
+            timestamp: now - Duration::minutes((i % 600) as i64),
+            idempotency_key: Some(format!("evt-{i}")),
+            allocations: vec![],
+        })
+        .collect()
+}
+
+async fn bench_ingest(dir: &tempfile::TempDir) {
+    const N: usize = 200_000;
+    const BATCH: usize = 1_000;
+    for backend in ["sqlite", "postgres"] {
+        let (store, url) = open(backend, dir).await;
+        let config = config();
+        let subs: Vec<SubscriptionId> = {
+            let mut v = Vec::new();
+            for c in 0..100 {
+                v.push(active_subscription(&store, &format!("bench-{c}")).await.id);
+            }
+            v
+        };
+        let engine = engine(store.clone(), &config, marketlink_engine::Providers::new());
+        let inputs = events(&subs, N);
+        let started = Instant::now();
+        for chunk in inputs.chunks(BATCH) {
+            engine.ingest_usage(chunk).await.unwrap();
+        }
+        let ours = N as f64 / started.elapsed().as_secs_f64();
+        // The same rows with plain sqlx: one multi-row INSERT per batch into an identical table
+        // without constraints, aggregation or validation.
+        let raw_rate = raw_insert(&url, &inputs, BATCH).await;
+        println!(
+            "ingest {backend}: {N} events in batches of {BATCH}: {ours:.0} events/s; raw sqlx insert {raw_rate:.0} rows/s; ratio {:.0}%",
+            100.0 * ours / raw_rate
+        );
+        store.close().await;
+    }
+}
+
+async fn raw_insert(url: &str, inputs: &[UsageInput], batch: usize) -> f64 {
+    let now = SystemClock.now().unix_timestamp() * 1000;
+    macro_rules! run_raw {
+        ($pool:expr, $blob:literal) => {{
+            let pool = $pool;
+            sqlx::query(concat!(
+                "CREATE TABLE raw_events (id ", $blob, " PRIMARY KEY, subscription_id ", $blob,
+                " NOT NULL, dimension TEXT NOT NULL, hour BIGINT NOT NULL, occurred_at BIGINT NOT NULL, \
+                 quantity_micros BIGINT NOT NULL, idempotency_key TEXT, received_at BIGINT NOT NULL)"
+            ))
+            .execute(&pool)
+            .await
+            .unwrap();
+            let started = Instant::now();
+            for chunk in inputs.chunks(batch) {
+                let mut sql = String::from(
+                    "INSERT INTO raw_events (id, subscription_id, dimension, hour, occurred_at, quantity_micros, idempotency_key, received_at) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    let b = i * 8;
+                    sql.push_str(&format!(
+                        "(${},${},${},${},${},${},${},${})",
+                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                    ));
+                }
+                let mut q = sqlx::query(&sql);
+                for e in chunk {
+                    let t = e.timestamp.unix_timestamp() * 1000;
+                    q = q
+                        .bind(uuid::Uuid::now_v7())
+                        .bind(e.subscription_id.unwrap().0)
+                        .bind(&e.dimension)
+                        .bind(t - t % 3_600_000)
+                        .bind(t)
+                        .bind(e.quantity.micros())
+                        .bind(e.idempotency_key.as_deref())
+                        .bind(now);
+                }
+                let mut tx = pool.begin().await.unwrap();
+                q.execute(&mut *tx).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            let rate = inputs.len() as f64 / started.elapsed().as_secs_f64();
+            pool.close().await;
+            rate
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        let options = options
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
+        run_raw!(
+            sqlx::SqlitePool::connect_with(options).await.unwrap(),
+            "BLOB"
+        )
+    } else {
+        run_raw!(sqlx::PgPool::connect(url).await.unwrap(), "UUID")
+    }
+}
+
+async fn bench_api(dir: &tempfile::TempDir) {
+    let (store, _) = open("sqlite", dir).await;
+    let config = config();
+    let sub = active_subscription(&store, "api-bench").await;
+    let engine = Arc::new(engine(
+        store.clone(),
+        &config,
+        marketlink_engine::Providers::new(),
+    ));
+    let state = marketlink_web::AppState::new(marketlink_web::App {
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        engine,
+        keys: Default::default(),
+        settings: marketlink_web::WebSettings::default(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/usage", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let router = marketlink_web::router(state);
+        marketlink_web::serve(
+            listener,
+            router,
+            std::future::pending(),
+            StdDuration::from_secs(1),
+        )
+        .await
+        .unwrap();
+    });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    const RATE: u64 = 1_000;
+    const SECONDS: u64 = 10;
+    let mut latencies = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(StdDuration::from_micros(1_000_000 / RATE));
+    let now = SystemClock.now();
+    for i in 0..RATE * SECONDS {
+        tick.tick().await;
+        let body = serde_json::json!({"subscription_id": sub.id.to_string(), "dimension": "api_calls",
+            "quantity": 1, "timestamp": now.format(&time::format_description::well_known::Rfc3339).unwrap(),
+            "idempotency_key": format!("api-{i}")})
+        .to_string();
+        let (client, url) = (client.clone(), url.clone());
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let response = client
+                .post(url)
+                .bearer_auth(KEY)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 202);
+            started.elapsed()
+        });
+        while let Some(done) = tasks.try_join_next() {
+            latencies.push(done.unwrap());
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        latencies.push(done.unwrap());
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "api: POST /api/v1/usage (1 event, SQLite) at {RATE}/s for {SECONDS}s over loopback: p50 {:?}, p99 {:?}, max {:?}",
+        pct(0.50),
+        pct(0.99),
+        latencies[latencies.len() - 1]
+    );
+}
+
+async fn bench_flush(dir: &tempfile::TempDir) {
+    let rows: usize = std::env::var("BENCH_FLUSH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let aws = sandbox::start_aws(
+        "127.0.0.1:0".parse().unwrap(),
+        AwsSandboxConfig {
+            subscribe_delay_ms: 3_600_000,
+            ..AwsSandboxConfig::default()
+        },
+        &sandbox::VendorUrls::for_public_url("http://127.0.0.1:9"),
+        Arc::new(SystemClock),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let addr = aws.base_url.trim_start_matches("http://").parse().unwrap();
+    let mut config = Config::load_over(Some(&demo_base(addr)), None).unwrap();
+    config.azure = None;
+    config.metering.concurrency = 16;
+    config.metering.settle_secs = 0;
+    let (store, _) = open("sqlite", dir).await;
+    // 20 closed hours per buyer.
+    let hours_per_sub = 20;
+    let buyers = rows.div_ceil(hours_per_sub);
+    let now = SystemClock.now();
+    let engine_ = engine(
+        store.clone(),
+        &config,
+        run::providers(&config, Arc::new(SystemClock))
+            .await
+            .unwrap(),
+    );
+    let mut inputs = Vec::with_capacity(rows);
+    for b in 0..buyers {
+        let purchase = aws
+            .sandbox
+            .purchase(
+                CLASSIC,
+                OfferKind::Subscription,
+                &format!("{:012}", 100_000_000_000u64 + b as u64),
+            )
+            .unwrap();
+        aws.sandbox
+            .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)
+            .await
+            .unwrap();
+        let sub = active_subscription(&store, &purchase.customer_identifier).await;
+        for h in 0..hours_per_sub {
+            if inputs.len() == rows {
+                break;
+            }
+            inputs.push(UsageInput {
+                subscription_id: Some(sub.id),
+                tenant_id: None,
+                product: None,
+                dimension: "api_calls".into(),
+                quantity: Quantity::from_units(1 + h as u32),
+                timestamp: hour_floor(now) - Duration::hours(2 + h as i64),
+                idempotency_key: None,
+                allocations: vec![],
+            });
+        }
+    }
+    for chunk in inputs.chunks(5_000) {
+        engine_.ingest_usage(chunk).await.unwrap();
+    }
+    let mut engine_ = engine_;
+    engine_.metering.claim_limit = 5_000;
+    let started = Instant::now();
+    let run = engine_.flush_usage().await.unwrap();
+    let elapsed = started.elapsed();
+    println!(
+        "flush: {rows} hourly rows to the AWS sandbox over loopback HTTP in {elapsed:.2?} ({:.0} rows/s, {} calls, {} delivered, {} zero rows created)",
+        rows as f64 / elapsed.as_secs_f64(),
+        run.calls,
+        run.delivered,
+        run.zero_created
+    );
+    assert_eq!(run.delivered, rows + run.zero_created as usize);
+    assert_eq!(aws.sandbox.metered_records().len(), run.delivered);
+    shutdown.cancel();
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        if wants("ingest") {
+            bench_ingest(&dir).await;
+        }
+        if wants("api") {
+            bench_api(&dir).await;
+        }
+        if wants("flush") {
+            bench_flush(&dir).await;
+        }
+    });
+}
