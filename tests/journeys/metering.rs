@@ -331,3 +331,60 @@ async fn crash_between_call_and_bookkeeping_bills_every_hour_once() {
     }
     store.close().await;
 }
+
+/// Scoped vendor API keys report usage too: `usage:write` is required, and a tenant-scoped key
+/// reports only for its own tenant.
+#[tokio::test]
+async fn scoped_api_keys_report_usage() {
+    use marketlink_core::{Scope, Tenant, TenantId};
+
+    let stack = start(|_| {}).await;
+    let store = &stack.store;
+    let (_, sub) = subscribed(&stack, store).await;
+    let tenant = Tenant::new("Scoped", None, "scoped@example.com", SystemClock.now()).unwrap();
+    store.create_tenant(&tenant).await.unwrap();
+    store
+        .bind_subscription(sub.id, tenant.id, SystemClock.now())
+        .await
+        .unwrap();
+    let make = |scopes: Vec<Scope>, tenant: Option<TenantId>| {
+        let (key, plaintext, hash) =
+            marketlink_web::api_auth::new_key("t", scopes, tenant, SystemClock.now());
+        async move {
+            store.create_api_key(&key, &hash).await.unwrap();
+            plaintext
+        }
+    };
+    let writer = make(vec![Scope::UsageWrite], None).await;
+    let reader = make(vec![Scope::EntitlementsRead], None).await;
+    let own = make(vec![Scope::UsageWrite], Some(tenant.id)).await;
+    let other = Tenant::new("Other", None, "other@example.com", SystemClock.now()).unwrap();
+    store.create_tenant(&other).await.unwrap();
+    let stranger = make(vec![Scope::UsageWrite], Some(other.id)).await;
+    let event = |key: &str| {
+        serde_json::json!({
+            "subscription_id": sub.id,
+            "dimension": "api_calls",
+            "quantity": 1,
+            "timestamp": ts(SystemClock.now()),
+            "idempotency_key": key,
+        })
+        .to_string()
+    };
+    assert_eq!(
+        post(&stack, Some(&writer), event("w")).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post(&stack, Some(&own), event("o")).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post(&stack, Some(&reader), event("r")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post(&stack, Some(&stranger), event("s")).await.0,
+        StatusCode::NOT_FOUND
+    );
+}

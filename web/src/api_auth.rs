@@ -135,58 +135,74 @@ fn unauthorized(message: &str) -> AppError {
     }
 }
 
+/// The key presented on a request, if any.
+pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Verifies a presented `mlk_` key: known, secret matching in constant time, not revoked.
+pub async fn verify(state: &AppState, presented: &str) -> Result<ApiKey, AppError> {
+    let key =
+        parse_key(presented).ok_or_else(|| unauthorized("that is not a marketlink API key"))?;
+    let cache = &state.keys;
+    let cached = {
+        let entries = cache.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(key.prefix)
+            .filter(|(_, _, at)| at.elapsed() < CACHE_TTL)
+            .map(|(k, h, _)| (k.clone(), h.clone()))
+    };
+    let (record, stored_hash) = match cached {
+        Some(found) => found,
+        None => {
+            let found = state
+                .store
+                .find_api_key(key.prefix)
+                .await
+                .map_err(|e| AppError::unavailable("cannot check the API key", e))?;
+            let Some((record, hash)) = found else {
+                return Err(unauthorized("unknown or revoked API key"));
+            };
+            cache
+                .entries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(
+                    key.prefix.to_owned(),
+                    (record.clone(), hash.clone(), Instant::now()),
+                );
+            (record, hash)
+        }
+    };
+    let presented_hash = hash_secret(key.secret);
+    if !bool::from(presented_hash.as_bytes().ct_eq(stored_hash.as_bytes())) {
+        cache.forget(key.prefix);
+        return Err(unauthorized("unknown or revoked API key"));
+    }
+    if record.revoked_at.is_some() {
+        return Err(unauthorized("unknown or revoked API key"));
+    }
+    Ok(record)
+}
+
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        let presented = presented_key(&parts.headers)
             .ok_or_else(|| unauthorized("send an API key: `Authorization: Bearer mlk_...`"))?;
-        let key = parse_key(presented.trim())
-            .ok_or_else(|| unauthorized("that is not a marketlink API key"))?;
-        let cache = &state.keys;
-        let cached = {
-            let entries = cache.entries.lock().unwrap_or_else(|p| p.into_inner());
-            entries
-                .get(key.prefix)
-                .filter(|(_, _, at)| at.elapsed() < CACHE_TTL)
-                .map(|(k, h, _)| (k.clone(), h.clone()))
-        };
-        let (record, stored_hash) = match cached {
-            Some(found) => found,
-            None => {
-                let found = state
-                    .store
-                    .find_api_key(key.prefix)
-                    .await
-                    .map_err(|e| AppError::unavailable("cannot check the API key", e))?;
-                let Some((record, hash)) = found else {
-                    return Err(unauthorized("unknown or revoked API key"));
-                };
-                cache
-                    .entries
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        key.prefix.to_owned(),
-                        (record.clone(), hash.clone(), Instant::now()),
-                    );
-                (record, hash)
-            }
-        };
-        let presented_hash = hash_secret(key.secret);
-        if !bool::from(presented_hash.as_bytes().ct_eq(stored_hash.as_bytes())) {
-            cache.forget(key.prefix);
-            return Err(unauthorized("unknown or revoked API key"));
-        }
-        if record.revoked_at.is_some() {
-            return Err(unauthorized("unknown or revoked API key"));
-        }
-        Ok(ApiCaller { key: record })
+        Ok(ApiCaller {
+            key: verify(state, presented).await?,
+        })
     }
 }
 

@@ -12,19 +12,30 @@ pub fn routes() -> Router<AppState> {
     Router::new().merge(usage::routes())
 }
 
-/// Checks `Authorization: Bearer <key>` (or `X-Api-Key`) against the configured keys' SHA-256
-/// digests, in constant time per key and without stopping at the first match.
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
+/// Who reported usage: a scoped vendor API key (`mlk_...`, scope `usage:write`) or one of
+/// the keys configured in `[metering] api_keys`.
+pub(crate) enum UsageCaller {
+    Key(marketlink_core::ApiKey),
+    Configured,
+}
+
+/// Authenticates a usage report: scoped API keys first, then the configured keys' SHA-256
+/// digests, compared in constant time per key and without stopping at the first match.
+pub(crate) async fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<UsageCaller, AppError> {
+    let presented = crate::api_auth::presented_key(headers);
+    if let Some(key) = presented.filter(|k| k.starts_with("mlk_")) {
+        let key = crate::api_auth::verify(state, key).await?;
+        if !key.allows(marketlink_core::Scope::UsageWrite) {
+            return Err(AppError::Forbidden {
+                message: "this API key lacks the `usage:write` scope".into(),
+            });
+        }
+        state.keys.count(key.id, "usage", state.clock.now());
+        return Ok(UsageCaller::Key(key));
+    }
     let Some(presented) = presented else {
         return Err(AppError::Unauthorized {
             message: "an API key is required: `Authorization: Bearer <key>`".into(),
@@ -36,7 +47,7 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), App
         matched |= known.ct_eq(&digest);
     }
     if bool::from(matched) {
-        Ok(())
+        Ok(UsageCaller::Configured)
     } else {
         Err(AppError::Unauthorized {
             message: "the API key is not valid".into(),

@@ -53,14 +53,43 @@ async fn report(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, AppError> {
-    super::authorize(&state, &headers)?;
+    let caller = super::authorize(&state, &headers).await?;
     let inputs = parse(&body)?;
+    if let super::UsageCaller::Key(key) = &caller
+        && let Some(own) = key.tenant_id
+    {
+        limit_to_tenant(&state, &inputs, own).await?;
+    }
     let outcome = state
         .engine
         .ingest_usage(&inputs)
         .await
         .map_err(ingest_error)?;
     Ok((StatusCode::ACCEPTED, Json(outcome)))
+}
+
+/// A tenant-scoped key reports only for its own tenant; anything else looks missing.
+async fn limit_to_tenant(
+    state: &AppState,
+    inputs: &[UsageInput],
+    own: marketlink_core::TenantId,
+) -> Result<(), AppError> {
+    for input in inputs {
+        let tenant = match (&input.subscription_id, &input.tenant_id) {
+            (Some(id), _) => state
+                .store
+                .get_subscription(*id)
+                .await
+                .ok()
+                .and_then(|s| s.tenant_id),
+            (None, Some(tenant)) => Some(*tenant),
+            (None, None) => None,
+        };
+        if tenant != Some(own) {
+            return Err(AppError::NotFound("subscription"));
+        }
+    }
+    Ok(())
 }
 
 fn parse(body: &[u8]) -> Result<Vec<UsageInput>, AppError> {
