@@ -4,3 +4,4 @@ mod api;
 mod aws;
 mod azure;
 mod metering;
+mod webhooks;

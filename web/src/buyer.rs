@@ -454,6 +454,12 @@ async fn signup(
         Err(error) => return (jar, PageError::internal(&error).render(ctx.brand)),
     }
     tracing::info!(tenant = %tenant.id, "tenant created at sign-up");
+    let mut data = marketlink_engine::webhooks::tenant_data(&tenant);
+    data["owner"] = serde_json::json!({ "email": owner.email, "name": owner.name });
+    data["marketplace"] = serde_json::json!(purchase.subscription.marketplace);
+    if let Err(error) = state.engine.notify_vendor("tenant.created", data).await {
+        return (jar, PageError::internal(&error).render(ctx.brand));
+    }
     session.user = Some(SessionUser {
         user_id: owner.id,
         tenant_id: tenant.id,

@@ -38,6 +38,8 @@ pub struct Config {
     pub azure: Option<marketlink_azure::AzureConfig>,
     /// Usage reporting and delivery to the marketplaces.
     pub metering: MeteringConfig,
+    /// Provisioning webhooks to the vendor's product (Standard Webhooks); absent: none sent.
+    pub webhooks: Option<marketlink_engine::webhooks::WebhookSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,6 +285,18 @@ impl Config {
                 key: "catalog",
                 message,
             })?;
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.key().map_err(|message| ConfigError::BadValue {
+                key: "webhooks.secret",
+                message,
+            })?;
+            if !(webhooks.url.starts_with("https://") || webhooks.url.starts_with("http://")) {
+                return Err(ConfigError::BadValue {
+                    key: "webhooks.url",
+                    message: format!("`{}` must start with http:// or https://", webhooks.url),
+                });
+            }
+        }
         if let Some(secret) = &self.server.session_secret
             && secret.expose().len() < 64
         {

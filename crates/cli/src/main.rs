@@ -68,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         which: marketlink_cli::bench::BenchCommand,
     },
+    /// Provisioning webhooks to the vendor's product: list deliveries, replay one.
+    Webhooks {
+        #[command(subcommand)]
+        action: run::WebhookCommand,
+    },
     /// Manage the API keys the vendor's product uses (stored hashed; shown once).
     ApiKey {
         #[command(subcommand)]
@@ -147,6 +152,7 @@ fn main() -> std::process::ExitCode {
             },
             Command::Config => Ok(()),
             Command::ApiKey { action } => run::api_key(config, action).await,
+            Command::Webhooks { action } => run::webhooks(config, action).await,
             Command::Bench { which } => marketlink_cli::bench::run(which).await,
         }
     });

@@ -85,7 +85,8 @@ async fn command_engine(config: &Config) -> anyhow::Result<Engine> {
         Arc::new(config.catalog.clone()),
         config.changes.clone(),
     )
-    .with_metering(config.metering.settings()))
+    .with_metering(config.metering.settings())
+    .with_webhooks(config.webhooks.clone()))
 }
 
 /// `marketlink meter flush`: sends every closed hour now, as the worker would.
@@ -274,7 +275,8 @@ pub async fn serve_on(
             Arc::new(config.catalog.clone()),
             config.changes.clone(),
         )
-        .with_metering(config.metering.settings()),
+        .with_metering(config.metering.settings())
+        .with_webhooks(config.webhooks.clone()),
     );
     // The entitlement API answers from memory: load it before serving.
     let loaded = engine
@@ -540,6 +542,68 @@ pub async fn api_key(config: Config, action: ApiKeyCommand) -> anyhow::Result<()
                 })
                 .await?;
             println!("revoked {} ({})", revoked.prefix, revoked.name);
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum WebhookCommand {
+    /// Recent provisioning webhooks with their delivery state and last error.
+    List {
+        /// pending, done or dead.
+        #[arg(long, default_value = "dead")]
+        state: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Send a delivered or given-up webhook again (same webhook-id).
+    Replay { id: String },
+}
+
+pub async fn webhooks(config: Config, action: WebhookCommand) -> anyhow::Result<()> {
+    use marketlink_store::QueueState;
+
+    let store = open_store(&config).await?;
+    store.migrate().await.context("migration failed")?;
+    match action {
+        WebhookCommand::List { state, limit } => {
+            let state = match state.as_str() {
+                "pending" => QueueState::Pending,
+                "done" => QueueState::Done,
+                "dead" => QueueState::Dead,
+                other => anyhow::bail!("unknown state `{other}` (use pending, done or dead)"),
+            };
+            for job in store.outbox_list(state, limit).await? {
+                if job.kind != marketlink_engine::webhooks::WEBHOOK_JOB {
+                    continue;
+                }
+                println!(
+                    "{}  {:<36} attempts {:<3} {}",
+                    job.id,
+                    job.payload["type"].as_str().unwrap_or("?"),
+                    job.attempts,
+                    job.last_error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        WebhookCommand::Replay { id } => {
+            let id: uuid::Uuid = id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("`{id}` is not a webhook id"))?;
+            store.outbox_replay(id, SystemClock.now()).await?;
+            store
+                .audit(&marketlink_store::AuditEntry {
+                    id: uuid::Uuid::now_v7(),
+                    actor: "cli".into(),
+                    action: "webhook.replay".into(),
+                    target: Some(id.to_string()),
+                    detail: serde_json::json!({}),
+                    at: SystemClock.now(),
+                })
+                .await?;
+            println!("webhook {id} queued again; a running server sends it within a second");
         }
     }
     store.close().await;

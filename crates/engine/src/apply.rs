@@ -215,6 +215,14 @@ pub async fn apply_event(
         }
     };
     record(engine, &subscription, event, source, &outcome, now).await?;
+    if outcome == ApplyOutcome::Applied
+        && let Some(event_type) = webhook_type(&event.kind)
+    {
+        let current = engine.store.get_subscription(subscription.id).await?;
+        engine
+            .notify_vendor(event_type, crate::webhooks::subscription_data(&current))
+            .await?;
+    }
     tracing::info!(
         subscription = %subscription.id,
         marketplace = %subscription.external.marketplace,
@@ -223,6 +231,29 @@ pub async fn apply_event(
         "applied marketplace event"
     );
     Ok(outcome)
+}
+
+/// The provisioning webhook an applied event becomes.
+fn webhook_type(kind: &EventKind) -> Option<&'static str> {
+    use marketlink_core::Lifecycle::*;
+    Some(match kind {
+        EventKind::Lifecycle { event, .. } => match event {
+            Activate => "subscription.activated",
+            Fail => "subscription.failed",
+            Suspend => "subscription.suspended",
+            Reinstate => "subscription.reinstated",
+            BeginCancel => "subscription.cancellation_started",
+            Cancel => "subscription.cancelled",
+        },
+        EventKind::PlanChanged { .. } => "subscription.plan_changed",
+        EventKind::QuantityChanged { .. } => "subscription.quantity_changed",
+        EventKind::Renewed { .. } => "subscription.renewed",
+        EventKind::EntitlementsChanged { .. } => "entitlements.changed",
+        EventKind::ChangeRequested {
+            plan_id: Some(_), ..
+        } => "subscription.plan_changed",
+        EventKind::ChangeRequested { .. } => "subscription.quantity_changed",
+    })
 }
 
 async fn record(

@@ -16,6 +16,7 @@ mod outbox;
 mod policy;
 mod providers;
 mod receive;
+pub mod webhooks;
 pub mod worker;
 
 use std::sync::Arc;
@@ -53,6 +54,10 @@ pub struct Engine {
     pub metering: MeteringSettings,
     /// Every tenant's subscriptions in memory, for the entitlement check API.
     pub entitlements: Arc<entitlements::EntitlementIndex>,
+    /// Provisioning webhooks to the vendor's product, when configured.
+    pub webhooks: Option<webhooks::WebhookSettings>,
+    /// HTTP client for the vendor's webhook endpoint.
+    pub http: reqwest::Client,
 }
 
 impl Engine {
@@ -73,12 +78,23 @@ impl Engine {
             outbox_ready: Arc::new(Notify::new()),
             metering: MeteringSettings::default(),
             entitlements: Arc::new(entitlements::EntitlementIndex::new(catalog.clone())),
+            webhooks: None,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
         }
     }
 
     /// Replaces the metering settings.
     pub fn with_metering(mut self, metering: MeteringSettings) -> Self {
         self.metering = metering;
+        self
+    }
+
+    pub fn with_webhooks(mut self, webhooks: Option<webhooks::WebhookSettings>) -> Self {
+        self.webhooks = webhooks;
         self
     }
 }

@@ -73,6 +73,14 @@ impl Engine {
         )
         .await?;
         self.refresh_entitlements(&bound, "landing").await;
+        let mut data = crate::webhooks::subscription_data(&bound);
+        data["registration"] = serde_json::json!({
+            "buyer_email": purchase.buyer_email,
+            "display_name": purchase.display_name,
+            "customer_id": external.customer_id,
+            "customer_account_id": external.customer_account_id,
+        });
+        self.notify_vendor("subscription.linked", data).await?;
         let vendor_activates = self
             .providers
             .get(&external.marketplace)
@@ -180,6 +188,19 @@ impl Engine {
         )
         .await
         .map_err(|e| marketlink_core::ProviderError::retryable(e.to_string()))?;
+        if outcome == "applied" {
+            let current = self
+                .store
+                .get_subscription(id)
+                .await
+                .map_err(|e| marketlink_core::ProviderError::retryable(e.to_string()))?;
+            self.notify_vendor(
+                "subscription.activated",
+                crate::webhooks::subscription_data(&current),
+            )
+            .await
+            .map_err(|e| marketlink_core::ProviderError::retryable(e.to_string()))?;
+        }
         Ok(())
     }
 

@@ -4,7 +4,12 @@
 use marketlink_core::{Lifecycle, SubscriptionId};
 use marketlink_store::{QueueItem, StoreError};
 
-use crate::{Engine, backoff::Backoff, onboarding::ACTIVATE_JOB};
+use crate::{
+    Engine,
+    backoff::Backoff,
+    onboarding::ACTIVATE_JOB,
+    webhooks::{DeliveryError, WEBHOOK_JOB},
+};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxRun {
@@ -21,15 +26,22 @@ impl Engine {
     ) -> Result<OutboxRun, StoreError> {
         let claimed = self
             .store
-            .outbox_claim(
-                self.clock.now(),
-                time::Duration::minutes(2),
-                limit,
-                Some(ACTIVATE_JOB),
-            )
+            .outbox_claim(self.clock.now(), time::Duration::minutes(2), limit, None)
             .await?;
         let mut run = OutboxRun::default();
         for job in claimed {
+            if job.kind == WEBHOOK_JOB {
+                self.finish_webhook(&job, backoff, &mut run).await?;
+                continue;
+            }
+            if job.kind != ACTIVATE_JOB {
+                let reason = format!("unknown outbox job kind `{}`", job.kind);
+                self.store
+                    .outbox_bury(&job, &reason, self.clock.now())
+                    .await?;
+                run.buried += 1;
+                continue;
+            }
             let result = match subscription_of(&job) {
                 Some(id) => self.activate(id).await,
                 None => Err(marketlink_core::ProviderError::Configuration(
@@ -81,6 +93,38 @@ impl Engine {
             }
         }
         Ok(run)
+    }
+}
+
+impl Engine {
+    async fn finish_webhook(
+        &self,
+        job: &QueueItem,
+        backoff: &Backoff,
+        run: &mut OutboxRun,
+    ) -> Result<(), StoreError> {
+        match self.deliver(job).await {
+            Ok(()) => {
+                self.store.outbox_complete(job, self.clock.now()).await?;
+                run.done += 1;
+            }
+            Err(DeliveryError::Retry(error, retry_after)) if !backoff.exhausted(job.attempts) => {
+                let at = self.clock.now() + backoff.delay(job.attempts, retry_after);
+                tracing::warn!(job = %job.id, %error, retry_at = %at, "vendor webhook will be retried");
+                self.store
+                    .outbox_retry(job, &error, at, self.clock.now())
+                    .await?;
+                run.retried += 1;
+            }
+            Err(DeliveryError::Retry(error, _)) | Err(DeliveryError::Permanent(error)) => {
+                tracing::error!(job = %job.id, %error, "vendor webhook given up; replay it once the endpoint works");
+                self.store
+                    .outbox_bury(job, &error, self.clock.now())
+                    .await?;
+                run.buried += 1;
+            }
+        }
+        Ok(())
     }
 }
 

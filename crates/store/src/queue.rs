@@ -307,6 +307,27 @@ impl Store {
         self.requeue(Table::Outbox, id, now).await
     }
 
+    /// Sends a finished or dead outbox job again (an operator replays a webhook). The job
+    /// keeps its id, so a receiver that saw it already can tell.
+    pub async fn outbox_replay(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+        let updated = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE outbox_jobs SET state = 'pending', next_attempt_at = $1, updated_at = $1, \
+                 attempts = 0, lease_id = NULL, locked_until = NULL \
+                 WHERE id = $2 AND state IN ('done', 'dead')",
+            )
+            .bind(millis(now))
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if updated == 0 {
+            return Err(StoreError::NotFound("finished outbox job"));
+        }
+        Ok(())
+    }
+
     /// Pending items and the age of the oldest, for metrics and readiness.
     pub async fn inbox_backlog(
         &self,
