@@ -174,3 +174,53 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An AWS buyer of the classic demo product, signed up in `client` as `email`: landing page,
+/// then the sign-up form. The subscription stays pending until the test confirms it.
+pub async fn aws_buyer_signs_up(
+    stack: &Stack,
+    client: &reqwest::Client,
+    offer: marketlink_sandbox::aws::OfferKind,
+    account: &str,
+    email: &str,
+) -> marketlink_sandbox::aws::Purchase {
+    let purchase = stack
+        .aws
+        .purchase("mlsandboxclassic0000000001", offer, account)
+        .expect("sandbox purchase");
+    client
+        .post(format!("{}/aws/landing", stack.app_url))
+        .form(&[(
+            "x-amzn-marketplace-token",
+            purchase.registration_token.as_str(),
+        )])
+        .send()
+        .await
+        .expect("landing");
+    let html = client
+        .get(format!("{}/signup", stack.app_url))
+        .send()
+        .await
+        .expect("sign-up page")
+        .text()
+        .await
+        .expect("sign-up page body");
+    let signed_up = client
+        .post(format!("{}/signup", stack.app_url))
+        .form(&[
+            ("csrf", csrf(&html).as_str()),
+            ("name", "Customer"),
+            ("company", "Customer Inc"),
+            ("email", email),
+            ("password", "correct-horse-battery"),
+        ])
+        .send()
+        .await
+        .expect("sign-up");
+    assert_eq!(
+        signed_up.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "sign-up succeeds"
+    );
+    purchase
+}

@@ -1,7 +1,7 @@
 //! The vendor's API: keys, scopes, revocation, tenant isolation, and the entitlement check.
 
 use marketlink_core::{ApiKey, Scope, TenantId};
-use marketlink_e2e::{Stack, browser, csrf, eventually, start};
+use marketlink_e2e::{Stack, aws_buyer_signs_up, browser, eventually, start};
 use marketlink_sandbox::aws::{OfferKind, SubscriptionAction};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -17,39 +17,7 @@ async fn key(stack: &Stack, scopes: Vec<Scope>, tenant: Option<TenantId>) -> (Ap
 async fn customer(stack: &Stack, email: &str, offer: OfferKind) -> (TenantId, String) {
     // One AWS account per customer: the same account would be the same AWS customer.
     let account = format!("{:012}", email.bytes().map(u64::from).sum::<u64>() * 7919);
-    let purchase = stack
-        .aws
-        .purchase("mlsandboxclassic0000000001", offer, &account)
-        .unwrap();
-    let client = browser();
-    client
-        .post(format!("{}/aws/landing", stack.app_url))
-        .form(&[(
-            "x-amzn-marketplace-token",
-            purchase.registration_token.as_str(),
-        )])
-        .send()
-        .await
-        .unwrap();
-    let html = client
-        .get(format!("{}/signup", stack.app_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    client
-        .post(format!("{}/signup", stack.app_url))
-        .form(&[
-            ("csrf", csrf(&html).as_str()),
-            ("name", "Customer"),
-            ("email", email),
-            ("password", "correct-horse-battery"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let purchase = aws_buyer_signs_up(stack, &browser(), offer, &account, email).await;
     let (user, _) = stack
         .store
         .find_user_by_email(email)

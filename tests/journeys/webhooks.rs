@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use axum::{Router, body::Bytes, http::HeaderMap, http::StatusCode as AxumStatus, routing::post};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
-use marketlink_e2e::{browser, csrf, eventually, start_full};
+use marketlink_e2e::{aws_buyer_signs_up, browser, eventually, start_full};
 use marketlink_engine::webhooks::WebhookSettings;
 use marketlink_sandbox::aws::{OfferKind, SubscriptionAction};
 use serde_json::Value;
@@ -96,44 +96,14 @@ async fn lifecycle_webhooks_are_signed_retried_and_replayable() {
         },
     )
     .await;
-    let purchase = stack
-        .aws
-        .purchase(
-            "mlsandboxclassic0000000001",
-            OfferKind::Subscription,
-            "444455556666",
-        )
-        .unwrap();
-    let client = browser();
-    client
-        .post(format!("{}/aws/landing", stack.app_url))
-        .form(&[(
-            "x-amzn-marketplace-token",
-            purchase.registration_token.as_str(),
-        )])
-        .send()
-        .await
-        .unwrap();
-    let html = client
-        .get(format!("{}/signup", stack.app_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    client
-        .post(format!("{}/signup", stack.app_url))
-        .form(&[
-            ("csrf", csrf(&html).as_str()),
-            ("name", "Hook Test"),
-            ("company", "Hooks Inc"),
-            ("email", "hooks@example.com"),
-            ("password", "correct-horse-battery"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let purchase = aws_buyer_signs_up(
+        &stack,
+        &browser(),
+        OfferKind::Subscription,
+        "444455556666",
+        "hooks@example.com",
+    )
+    .await;
     stack
         .aws
         .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)

@@ -310,6 +310,22 @@ struct SignupPage {
     signed_in_as: Option<String>,
 }
 
+/// A form that acts on the pending purchase: the CSRF token must match and a purchase must
+/// be waiting in the session.
+fn checked_purchase(
+    session: &Session,
+    csrf: &str,
+    brand: &Branding,
+) -> Result<crate::session::PendingPurchase, Box<Response>> {
+    if !session.csrf_matches(csrf) {
+        return Err(Box::new(PageError::forbidden_form().render(brand)));
+    }
+    session
+        .purchase
+        .clone()
+        .ok_or_else(|| Box::new(no_purchase_page().render(brand)))
+}
+
 fn no_purchase_page() -> PageError {
     PageError::new(
         StatusCode::BAD_REQUEST,
@@ -385,11 +401,9 @@ async fn signup(
 ) -> Reply {
     let ctx = Ctx::new(&state);
     let mut session = Session::load(&jar, state.clock.now());
-    if !session.csrf_matches(&form.csrf) {
-        return (jar, PageError::forbidden_form().render(ctx.brand));
-    }
-    let Some(pending) = session.purchase.clone() else {
-        return (jar, no_purchase_page().render(ctx.brand));
+    let pending = match checked_purchase(&session, &form.csrf, ctx.brand) {
+        Ok(pending) => pending,
+        Err(page) => return (jar, *page),
     };
     let purchase = &pending.purchase;
     let again = |status: StatusCode, message: String, session: &Session| {
@@ -481,11 +495,9 @@ async fn link(
 ) -> Reply {
     let ctx = Ctx::new(&state);
     let session = Session::load(&jar, state.clock.now());
-    if !session.csrf_matches(&form.csrf) {
-        return (jar, PageError::forbidden_form().render(ctx.brand));
-    }
-    let Some(pending) = session.purchase.clone() else {
-        return (jar, no_purchase_page().render(ctx.brand));
+    let pending = match checked_purchase(&session, &form.csrf, ctx.brand) {
+        Ok(pending) => pending,
+        Err(page) => return (jar, *page),
     };
     if session.user.is_none() {
         return (jar, Redirect::to("/signup").into_response());
@@ -513,11 +525,9 @@ async fn contact(
 ) -> Reply {
     let ctx = Ctx::new(&state);
     let mut session = Session::load(&jar, state.clock.now());
-    if !session.csrf_matches(&form.csrf) {
-        return (jar, PageError::forbidden_form().render(ctx.brand));
-    }
-    let Some(pending) = session.purchase.clone() else {
-        return (jar, no_purchase_page().render(ctx.brand));
+    let pending = match checked_purchase(&session, &form.csrf, ctx.brand) {
+        Ok(pending) => pending,
+        Err(page) => return (jar, *page),
     };
     let email = form.email.trim().to_lowercase();
     if form.name.trim().is_empty() || !marketlink_core::tenant::looks_like_email(&email) {

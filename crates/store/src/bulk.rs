@@ -2,7 +2,7 @@
 
 use marketlink_core::{Subscription, Tenant};
 
-use crate::{Store, StoreError, millis, on_pool};
+use crate::{Store, StoreError, millis, on_pool, rows::bind_subscription};
 
 /// Rows per multi-row INSERT (18 bind parameters each stays under SQLite's limit).
 const CHUNK: usize = 500;
@@ -67,26 +67,7 @@ impl Store {
             on_pool!(self, |pool| {
                 let mut query = sqlx::query(&sql);
                 for s in chunk {
-                    let term = s.term.as_ref();
-                    query = query
-                        .bind(s.id.0)
-                        .bind(s.tenant_id.map(|t| t.0))
-                        .bind(s.external.marketplace.as_str())
-                        .bind(&s.external.external_id)
-                        .bind(&s.external.product_code)
-                        .bind(&s.external.customer_id)
-                        .bind(&s.external.customer_account_id)
-                        .bind(&s.external.license_arn)
-                        .bind(s.product_id.as_ref().map(|p| p.as_str()))
-                        .bind(s.plan_id.as_ref().map(|p| p.as_str()))
-                        .bind(s.quantity.map(i64::from))
-                        .bind(s.status.as_str())
-                        .bind(s.free_trial)
-                        .bind(term.and_then(|t| t.start).map(millis))
-                        .bind(term.and_then(|t| t.end).map(millis))
-                        .bind(term.and_then(|t| t.unit.as_deref()))
-                        .bind(millis(s.created_at))
-                        .bind(millis(s.updated_at));
+                    query = bind_subscription!(query, s);
                 }
                 query.execute(pool).await?;
             });

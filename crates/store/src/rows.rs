@@ -100,3 +100,31 @@ impl TryFrom<SubscriptionRow> for Subscription {
         })
     }
 }
+
+/// Binds a subscription's columns in `SUBSCRIPTION_COLUMNS` order, for single and bulk inserts.
+macro_rules! bind_subscription {
+    ($query:expr, $s:expr) => {{
+        let s = $s;
+        let term = s.term.as_ref();
+        $query
+            .bind(s.id.0)
+            .bind(s.tenant_id.map(|t| t.0))
+            .bind(s.external.marketplace.as_str())
+            .bind(&s.external.external_id)
+            .bind(&s.external.product_code)
+            .bind(&s.external.customer_id)
+            .bind(&s.external.customer_account_id)
+            .bind(&s.external.license_arn)
+            .bind(s.product_id.as_ref().map(|p| p.as_str()))
+            .bind(s.plan_id.as_ref().map(|p| p.as_str()))
+            .bind(s.quantity.map(i64::from))
+            .bind(s.status.as_str())
+            .bind(s.free_trial)
+            .bind(term.and_then(|t| t.start).map($crate::millis))
+            .bind(term.and_then(|t| t.end).map($crate::millis))
+            .bind(term.and_then(|t| t.unit.as_deref()))
+            .bind($crate::millis(s.created_at))
+            .bind($crate::millis(s.updated_at))
+    }};
+}
+pub(crate) use bind_subscription;

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::{
     Store, StoreError, millis, on_pool,
-    rows::{SUBSCRIPTION_COLUMNS, SubscriptionRow},
+    rows::{SUBSCRIPTION_COLUMNS, SubscriptionRow, bind_subscription},
 };
 
 /// Narrows [`Store::list_subscriptions`]; every field is optional.
@@ -32,33 +32,17 @@ impl Store {
         subscription: &Subscription,
     ) -> Result<Subscription, StoreError> {
         let s = subscription;
-        let term = s.term.as_ref();
         on_pool!(self, |pool| {
-            sqlx::query(
+            bind_subscription!(
+                sqlx::query(
                 "INSERT INTO subscriptions (id, tenant_id, marketplace, external_id, product_code, \
                  customer_id, customer_account_id, license_arn, product_id, plan_id, quantity, \
                  status, free_trial, term_start, term_end, term_unit, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
                  ON CONFLICT (marketplace, external_id) DO NOTHING",
+            ),
+                s
             )
-            .bind(s.id.0)
-            .bind(s.tenant_id.map(|t| t.0))
-            .bind(s.external.marketplace.as_str())
-            .bind(&s.external.external_id)
-            .bind(&s.external.product_code)
-            .bind(&s.external.customer_id)
-            .bind(&s.external.customer_account_id)
-            .bind(&s.external.license_arn)
-            .bind(s.product_id.as_ref().map(|p| p.as_str()))
-            .bind(s.plan_id.as_ref().map(|p| p.as_str()))
-            .bind(s.quantity.map(i64::from))
-            .bind(s.status.as_str())
-            .bind(s.free_trial)
-            .bind(term.and_then(|t| t.start).map(millis))
-            .bind(term.and_then(|t| t.end).map(millis))
-            .bind(term.and_then(|t| t.unit.as_deref()))
-            .bind(millis(s.created_at))
-            .bind(millis(s.updated_at))
             .execute(pool)
             .await?;
         });
