@@ -4,30 +4,35 @@ use marketlink_core::{Subscription, Tenant};
 
 use crate::{Store, StoreError, millis, on_pool, rows::bind_subscription};
 
-/// Rows per multi-row INSERT (18 bind parameters each stays under SQLite's limit).
-const CHUNK: usize = 500;
+/// Rows per multi-row INSERT: large enough to amortise round trips, small enough that binding
+/// (which looks each `$N` up by name) stays cheap.
+const CHUNK: usize = 50;
+
+/// `INSERT ... VALUES ($1, .. $cols), ...` for `rows` rows.
+fn multi_row_insert(head: &str, cols: usize, rows: usize) -> String {
+    let mut sql = String::from(head);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        let params: Vec<String> = (1..=cols).map(|c| format!("${}", row * cols + c)).collect();
+        sql.push('(');
+        sql.push_str(&params.join(", "));
+        sql.push(')');
+    }
+    sql
+}
 
 impl Store {
     pub async fn insert_tenants_bulk(&self, tenants: &[Tenant]) -> Result<(), StoreError> {
-        for chunk in tenants.chunks(CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO tenants (id, name, company, contact_email, created_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let b = i * 5;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5
-                ));
-            }
-            on_pool!(self, |pool| {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for chunk in tenants.chunks(CHUNK) {
+                let sql = multi_row_insert(
+                    "INSERT INTO tenants (id, name, company, contact_email, created_at) VALUES ",
+                    5,
+                    chunk.len(),
+                );
                 let mut query = sqlx::query(&sql);
                 for t in chunk {
                     query = query
@@ -37,9 +42,10 @@ impl Store {
                         .bind(&t.contact_email)
                         .bind(millis(t.created_at));
                 }
-                query.execute(pool).await?;
-            });
-        }
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -47,31 +53,25 @@ impl Store {
         &self,
         subscriptions: &[Subscription],
     ) -> Result<(), StoreError> {
-        const COLS: usize = 18;
-        for chunk in subscriptions.chunks(CHUNK) {
-            let mut sql = String::from(
-                "INSERT INTO subscriptions (id, tenant_id, marketplace, external_id, product_code, \
-                 customer_id, customer_account_id, license_arn, product_id, plan_id, quantity, \
-                 status, free_trial, term_start, term_end, term_unit, created_at, updated_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let params: Vec<String> =
-                    (1..=COLS).map(|c| format!("${}", i * COLS + c)).collect();
-                sql.push('(');
-                sql.push_str(&params.join(", "));
-                sql.push(')');
-            }
-            on_pool!(self, |pool| {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for chunk in subscriptions.chunks(CHUNK) {
+                let sql = multi_row_insert(
+                    "INSERT INTO subscriptions (id, tenant_id, marketplace, external_id, \
+                     product_code, customer_id, customer_account_id, license_arn, product_id, \
+                     plan_id, quantity, status, free_trial, term_start, term_end, term_unit, \
+                     created_at, updated_at) VALUES ",
+                    18,
+                    chunk.len(),
+                );
                 let mut query = sqlx::query(&sql);
                 for s in chunk {
                     query = bind_subscription!(query, s);
                 }
-                query.execute(pool).await?;
-            });
-        }
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 }

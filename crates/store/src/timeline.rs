@@ -155,31 +155,35 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<(marketlink_core::Subscription, Vec<Entitlement>)>, StoreError> {
         let rows: Vec<crate::rows::SubscriptionRow> = on_pool!(self, |pool| {
+            // Row-value comparisons let both databases walk the (updated_at, id) index.
             sqlx::query_as(&format!(
                 "SELECT {} FROM subscriptions WHERE tenant_id IS NOT NULL \
-                 AND (updated_at > $1 OR (updated_at = $1 AND ($3 IS NULL OR id > $3))) \
-                 ORDER BY updated_at, id LIMIT $2",
+                 AND (updated_at, id) > ($1, $3) ORDER BY updated_at, id LIMIT $2",
                 crate::rows::SUBSCRIPTION_COLUMNS
             ))
             .bind(since)
             .bind(i64::from(limit))
-            .bind(after_id)
+            .bind(after_id.unwrap_or(Uuid::nil()))
             .fetch_all(pool)
             .await?
         });
-        let Some(until) = rows.last().map(|r| r.updated_at) else {
+        let Some((until, until_id)) = rows.last().map(|r| (r.updated_at, r.id)) else {
             return Ok(Vec::new());
         };
-        // One query for the whole batch's entitlements, not one per subscription.
+        // One query for the whole batch's entitlements, bounded by the batch's (updated_at, id)
+        // range so a bulk import sharing one timestamp is not rescanned for every batch.
         let ents: Vec<(Uuid, String, Json<EntitlementValue>, Option<i64>)> =
             on_pool!(self, |pool| {
                 sqlx::query_as(
                 "SELECT e.subscription_id, e.dimension, e.value, e.expires_at FROM entitlements e \
                  JOIN subscriptions s ON s.id = e.subscription_id \
-                 WHERE s.tenant_id IS NOT NULL AND s.updated_at >= $1 AND s.updated_at <= $2",
+                 WHERE s.tenant_id IS NOT NULL \
+                 AND (s.updated_at, s.id) > ($1, $3) AND (s.updated_at, s.id) <= ($2, $4)",
             )
             .bind(since)
             .bind(until)
+            .bind(after_id.unwrap_or(Uuid::nil()))
+            .bind(until_id)
             .fetch_all(pool)
             .await?
             });

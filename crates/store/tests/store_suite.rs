@@ -814,3 +814,59 @@ async fn zero_hours_fill_from_first_sight(store: &Store) {
     assert_eq!(reported[0].quantity.to_string(), "3");
 }
 story!(usage_zero_hours, zero_hours_fill_from_first_sight);
+
+async fn changed_subscriptions_page_by_time_and_id(store: &Store) {
+    use marketlink_core::{Entitlement, EntitlementValue};
+
+    let acme = tenant("Acme");
+    store.create_tenant(&acme).await.unwrap();
+    let mut ids = Vec::new();
+    // Three subscriptions changed in the same millisecond, and one never bound (not loaded).
+    for i in 0..3 {
+        let mut s = Subscription::pending(aws_ref(&format!("c{i}"), "prod"), T0);
+        s.tenant_id = Some(acme.id);
+        store
+            .insert_subscriptions_bulk(std::slice::from_ref(&s))
+            .await
+            .unwrap();
+        ids.push(s.id);
+    }
+    store
+        .upsert_subscription(&Subscription::pending(aws_ref("unbound", "prod"), T0))
+        .await
+        .unwrap();
+    let seats = Entitlement {
+        dimension: "seats".into(),
+        value: EntitlementValue::Integer(3),
+        expires_at: None,
+    };
+    store
+        .replace_entitlements(ids[2], &[seats.clone()], T0)
+        .await
+        .unwrap();
+
+    let first = store.changed_subscriptions(0, None, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let last = &first[1].0;
+    let since = i64::try_from(last.updated_at.unix_timestamp_nanos() / 1_000_000).unwrap();
+    let rest = store
+        .changed_subscriptions(since, Some(last.id.0), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1, "the page boundary loses and repeats nothing");
+    let mut all: Vec<_> = first.iter().chain(rest.iter()).map(|(s, _)| s.id).collect();
+    all.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(all, expected);
+    let with_seats = first
+        .iter()
+        .chain(rest.iter())
+        .find(|(s, _)| s.id == ids[2])
+        .unwrap();
+    assert_eq!(with_seats.1, vec![seats]);
+}
+story!(
+    changed_subscriptions,
+    changed_subscriptions_page_by_time_and_id
+);
