@@ -841,7 +841,7 @@ async fn changed_subscriptions_page_by_time_and_id(store: &Store) {
         expires_at: None,
     };
     store
-        .replace_entitlements(ids[2], &[seats.clone()], T0)
+        .replace_entitlements(ids[2], std::slice::from_ref(&seats), T0)
         .await
         .unwrap();
 
