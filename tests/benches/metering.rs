@@ -148,7 +148,7 @@ async fn bench_ingest(dir: &tempfile::TempDir) {
 async fn raw_insert(url: &str, inputs: &[UsageInput], batch: usize) -> f64 {
     let now = SystemClock.now().unix_timestamp() * 1000;
     macro_rules! run_raw {
-        ($pool:expr, $blob:literal) => {{
+        ($pool:expr, $blob:literal, $rows:expr) => {{
             let pool = $pool;
             sqlx::query(concat!(
                 "CREATE TABLE raw_events (id ", $blob, " PRIMARY KEY, subscription_id ", $blob,
@@ -159,35 +159,39 @@ async fn raw_insert(url: &str, inputs: &[UsageInput], batch: usize) -> f64 {
             .await
             .unwrap();
             let started = Instant::now();
-            for chunk in inputs.chunks(batch) {
-                let mut sql = String::from(
-                    "INSERT INTO raw_events (id, subscription_id, dimension, hour, occurred_at, quantity_micros, idempotency_key, received_at) VALUES ",
-                );
-                for i in 0..chunk.len() {
-                    if i > 0 {
-                        sql.push(',');
-                    }
-                    let b = i * 8;
-                    sql.push_str(&format!(
-                        "(${},${},${},${},${},${},${},${})",
-                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
-                    ));
-                }
-                let mut q = sqlx::query(&sql);
-                for e in chunk {
-                    let t = e.timestamp.unix_timestamp() * 1000;
-                    q = q
-                        .bind(uuid::Uuid::now_v7())
-                        .bind(e.subscription_id.unwrap().0)
-                        .bind(&e.dimension)
-                        .bind(t - t % 3_600_000)
-                        .bind(t)
-                        .bind(e.quantity.micros())
-                        .bind(e.idempotency_key.as_deref())
-                        .bind(now);
-                }
+            // Each API batch is one transaction, written as multi-row statements of at most
+            // `$rows` rows (SQLite looks each `$N` up by name, so wider statements bind slower).
+            for batch_inputs in inputs.chunks(batch) {
                 let mut tx = pool.begin().await.unwrap();
-                q.execute(&mut *tx).await.unwrap();
+                for chunk in batch_inputs.chunks($rows) {
+                    let mut sql = String::from(
+                        "INSERT INTO raw_events (id, subscription_id, dimension, hour, occurred_at, quantity_micros, idempotency_key, received_at) VALUES ",
+                    );
+                    for i in 0..chunk.len() {
+                        if i > 0 {
+                            sql.push(',');
+                        }
+                        let b = i * 8;
+                        sql.push_str(&format!(
+                            "(${},${},${},${},${},${},${},${})",
+                            b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                        ));
+                    }
+                    let mut q = sqlx::query(&sql);
+                    for e in chunk {
+                        let t = e.timestamp.unix_timestamp() * 1000;
+                        q = q
+                            .bind(uuid::Uuid::now_v7())
+                            .bind(e.subscription_id.unwrap().0)
+                            .bind(&e.dimension)
+                            .bind(t - t % 3_600_000)
+                            .bind(t)
+                            .bind(e.quantity.micros())
+                            .bind(e.idempotency_key.as_deref())
+                            .bind(now);
+                    }
+                    q.execute(&mut *tx).await.unwrap();
+                }
                 tx.commit().await.unwrap();
             }
             let rate = inputs.len() as f64 / started.elapsed().as_secs_f64();
@@ -202,10 +206,15 @@ async fn raw_insert(url: &str, inputs: &[UsageInput], batch: usize) -> f64 {
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
         run_raw!(
             sqlx::SqlitePool::connect_with(options).await.unwrap(),
-            "BLOB"
+            "BLOB",
+            marketlink_store::Backend::Sqlite.insert_rows()
         )
     } else {
-        run_raw!(sqlx::PgPool::connect(url).await.unwrap(), "UUID")
+        run_raw!(
+            sqlx::PgPool::connect(url).await.unwrap(),
+            "UUID",
+            marketlink_store::Backend::Postgres.insert_rows()
+        )
     }
 }
 

@@ -4,10 +4,6 @@ use marketlink_core::{Subscription, Tenant};
 
 use crate::{Store, StoreError, millis, on_pool, rows::bind_subscription};
 
-/// Rows per multi-row INSERT: large enough to amortise round trips, small enough that binding
-/// (which looks each `$N` up by name) stays cheap.
-const CHUNK: usize = 50;
-
 /// `INSERT ... VALUES ($1, .. $cols), ...` for `rows` rows.
 fn multi_row_insert(head: &str, cols: usize, rows: usize) -> String {
     let mut sql = String::from(head);
@@ -27,7 +23,7 @@ impl Store {
     pub async fn insert_tenants_bulk(&self, tenants: &[Tenant]) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            for chunk in tenants.chunks(CHUNK) {
+            for chunk in tenants.chunks(self.backend().insert_rows()) {
                 let sql = multi_row_insert(
                     "INSERT INTO tenants (id, name, company, contact_email, created_at) VALUES ",
                     5,
@@ -55,7 +51,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            for chunk in subscriptions.chunks(CHUNK) {
+            for chunk in subscriptions.chunks(self.backend().insert_rows()) {
                 let sql = multi_row_insert(
                     "INSERT INTO subscriptions (id, tenant_id, marketplace, external_id, \
                      product_code, customer_id, customer_account_id, license_arn, product_id, \

@@ -49,6 +49,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// Rows per multi-row INSERT. SQLite resolves each `$N` parameter by name, which grows
+    /// with the statement's width, so it gets narrow statements; PostgreSQL wide ones.
+    pub fn insert_rows(self) -> usize {
+        match self {
+            Backend::Sqlite => 50,
+            Backend::Postgres => 1000,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Pool {
     Sqlite(SqlitePool),

@@ -22,9 +22,6 @@ use crate::{
     rows::{SUBSCRIPTION_COLUMNS, SubscriptionRow},
 };
 
-/// Rows per multi-row INSERT: keeps the bound parameters under SQLite's limit.
-const INSERT_CHUNK: usize = 1000;
-
 /// One usage event as the vendor reported it, validated and resolved to a subscription.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewUsageEvent {
@@ -238,7 +235,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             // 1. The raw events; a known idempotency key inserts nothing.
             let mut inserted: HashSet<Uuid> = HashSet::with_capacity(events.len());
-            for chunk in events.chunks(INSERT_CHUNK) {
+            for chunk in events.chunks(self.backend().insert_rows()) {
                 let sql = values_sql(
                     "INSERT INTO usage_events (id, subscription_id, dimension, hour, occurred_at, \
                      quantity_micros, idempotency_key, allocations, received_at) VALUES ",
@@ -278,7 +275,7 @@ impl Store {
             }
             let groups: Vec<(HourKey, Group<'_>)> = groups.into_iter().collect();
             let mut hour_ids: HashMap<HourKey, Uuid> = HashMap::with_capacity(groups.len());
-            for chunk in groups.chunks(INSERT_CHUNK) {
+            for chunk in groups.chunks(self.backend().insert_rows()) {
                 let sql = values_sql(
                     "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, hour, \
                      quantity_micros, next_attempt_at, state, attempts, created_at, updated_at) \
@@ -389,7 +386,7 @@ impl Store {
                 .iter()
                 .flat_map(|h| dimensions.iter().map(move |d| (*h, d)))
                 .collect();
-            for chunk in rows.chunks(INSERT_CHUNK) {
+            for chunk in rows.chunks(self.backend().insert_rows()) {
                 let sql = values_sql(
                     "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, hour, \
                      next_attempt_at, quantity_micros, state, attempts, created_at, updated_at) \
@@ -525,7 +522,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         let mut settled = 0;
-        for chunk in settlements.chunks(INSERT_CHUNK) {
+        for chunk in settlements.chunks(self.backend().insert_rows()) {
             let sql = values_sql(
                 "WITH v (id, state, next_at, record_id, outcome, err) AS (VALUES ",
                 chunk.len(),
