@@ -1,5 +1,6 @@
 //! End-to-end journeys through the real server and the marketplace sandboxes.
 
+mod admin;
 mod api;
 mod aws;
 mod azure;

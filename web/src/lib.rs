@@ -2,6 +2,7 @@
 //! authorise and call the store or a provider; the domain rules live in `marketlink-core`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod admin;
 mod api;
 pub mod api_auth;
 mod buyer;
@@ -10,7 +11,7 @@ mod health;
 mod inbound;
 mod manage;
 pub mod pages;
-mod password;
+pub mod password;
 pub mod session;
 mod state;
 mod vendor_api;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(manage::routes())
         .merge(vendor_api::routes())
+        .merge(admin::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))

@@ -68,6 +68,9 @@ pub struct Session {
     pub sign_in: Option<PendingSignIn>,
     #[serde(default)]
     pub buyer: Option<SignedInBuyer>,
+    /// The operator signed in to the admin portal.
+    #[serde(default)]
+    pub admin: Option<String>,
 }
 
 /// A URL-safe random string with `bytes` bytes of entropy from the OS-seeded CSPRNG.
@@ -86,6 +89,7 @@ impl Session {
             purchase: None,
             sign_in: None,
             buyer: None,
+            admin: None,
         }
     }
 

@@ -18,6 +18,8 @@ pub struct WebSettings {
     /// Mark cookies `Secure` (https only). Off only for a plain-http local demo.
     pub secure_cookies: bool,
     pub branding: Branding,
+    /// Operators allowed into the admin portal.
+    pub admins: Vec<crate::admin::AdminUser>,
     /// Where buyers and marketplaces reach us, e.g. `https://billing.example.com`.
     pub public_url: String,
     /// Largest request body accepted, in bytes.
@@ -44,6 +46,7 @@ impl Default for WebSettings {
             session_key: Key::generate(),
             secure_cookies: false,
             branding: Branding::default(),
+            admins: Vec::new(),
             public_url: "http://127.0.0.1:8080".into(),
             body_limit_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),

@@ -38,6 +38,8 @@ pub struct Config {
     pub azure: Option<marketlink_azure::AzureConfig>,
     /// Usage reporting and delivery to the marketplaces.
     pub metering: MeteringConfig,
+    /// The operators' admin portal at /admin.
+    pub admin: AdminConfig,
     /// Provisioning webhooks to the vendor's product (Standard Webhooks); absent: none sent.
     pub webhooks: Option<marketlink_engine::webhooks::WebhookSettings>,
 }
@@ -156,6 +158,14 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("migrate_on_start", &self.migrate_on_start)
             .finish()
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Operators: `{ email, password_hash }`, the hash from `marketlink admin hash-password`.
+    /// Empty: nobody can sign in to the portal.
+    pub users: Vec<marketlink_web::admin::AdminUser>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

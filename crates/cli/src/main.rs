@@ -68,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         which: marketlink_cli::bench::BenchCommand,
     },
+    /// The admin portal's operators.
+    Admin {
+        #[command(subcommand)]
+        action: run::AdminCommand,
+    },
     /// Provisioning webhooks to the vendor's product: list deliveries, replay one.
     Webhooks {
         #[command(subcommand)]
@@ -153,6 +158,7 @@ fn main() -> std::process::ExitCode {
             Command::Config => Ok(()),
             Command::ApiKey { action } => run::api_key(config, action).await,
             Command::Webhooks { action } => run::webhooks(config, action).await,
+            Command::Admin { action } => run::admin(action).await,
             Command::Bench { which } => marketlink_cli::bench::run(which).await,
         }
     });

@@ -304,6 +304,7 @@ pub async fn serve_on(
             },
             secure_cookies: config.secure_cookies(),
             branding: config.branding.clone(),
+            admins: config.admin.users.clone(),
             public_url: config.server.public_url.clone(),
             body_limit_bytes: config.server.body_limit_bytes,
             request_timeout: config.request_timeout(),
@@ -608,4 +609,27 @@ pub async fn webhooks(config: Config, action: WebhookCommand) -> anyhow::Result<
     }
     store.close().await;
     Ok(())
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// Read a password on standard input and print its Argon2id hash for `[admin] users`.
+    HashPassword,
+}
+
+pub async fn admin(action: AdminCommand) -> anyhow::Result<()> {
+    match action {
+        AdminCommand::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("cannot read the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            if let Err(message) = marketlink_web::password::check_strength(&password) {
+                anyhow::bail!(message);
+            }
+            println!("{}", marketlink_web::password::hash(password).await?);
+            Ok(())
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! where the dialects differ (row locking) each backend gets its own statement.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod api_keys;
 mod bulk;
 mod error;

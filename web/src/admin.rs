@@ -1,0 +1,656 @@
+//! The operators' admin portal: tenants, subscriptions by marketplace and status, a
+//! subscription's timeline, dead letters with retry, manual set-up requests. Behind its own
+//! sign-in (`[admin] users`), every form CSRF-protected, lists paged by cursor.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::{
+    Form, Router,
+    extract::{Path, Query, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use axum_extra::extract::PrivateCookieJar;
+use marketlink_core::{Marketplace, SubscriptionId, SubscriptionStatus, TenantId};
+use marketlink_store::{QueueState, SubscriptionFilter};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AppState,
+    pages::{Branding, PageError, render},
+    password,
+    session::Session,
+};
+
+const PAGE: u32 = 50;
+
+/// An operator allowed into the portal; the hash comes from `marketlink admin hash-password`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUser {
+    pub email: String,
+    pub password_hash: String,
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/login", get(login_page).post(login))
+        .route("/admin/logout", post(logout))
+        .route("/admin", get(overview))
+        .route("/admin/tenants", get(tenants))
+        .route("/admin/subscriptions", get(subscriptions))
+        .route("/admin/subscriptions/{id}", get(subscription))
+        .route("/admin/dead", get(dead))
+        .route("/admin/dead/{queue}/{id}/retry", post(retry))
+        .route("/admin/onboarding", get(onboarding))
+}
+
+#[derive(Template)]
+#[template(path = "admin_login.html")]
+struct LoginPage {
+    brand: Branding,
+    csrf: String,
+    error: Option<String>,
+}
+
+struct Cell {
+    text: String,
+    href: Option<String>,
+}
+
+fn cell(text: impl ToString) -> Cell {
+    Cell {
+        text: text.to_string(),
+        href: None,
+    }
+}
+
+fn link(text: impl ToString, href: String) -> Cell {
+    Cell {
+        text: text.to_string(),
+        href: Some(href),
+    }
+}
+
+struct Row {
+    cells: Vec<Cell>,
+    action: Option<(String, String)>,
+}
+
+type Table = (String, Vec<&'static str>, Vec<Row>);
+
+#[derive(Template)]
+#[template(path = "admin_table.html")]
+struct TablePage {
+    brand: Branding,
+    csrf: String,
+    title: String,
+    notice: Option<String>,
+    filters: Vec<(&'static str, &'static str, String)>,
+    tables: Vec<Table>,
+    next: Option<String>,
+}
+
+/// The signed-in operator's session; `None` sends the browser to the sign-in page.
+fn operator(state: &AppState, jar: &PrivateCookieJar) -> Option<Session> {
+    Some(Session::load(jar, state.clock.now())).filter(|s| s.admin.is_some())
+}
+
+fn to_login() -> Response {
+    Redirect::to("/admin/login").into_response()
+}
+
+fn when(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+) -> (PrivateCookieJar, Response) {
+    let session = Session::load(&jar, state.clock.now());
+    let page = LoginPage {
+        brand: state.settings.branding.clone(),
+        csrf: session.csrf.clone(),
+        error: None,
+    };
+    let jar = session.save(jar, state.clock.now(), state.settings.secure_cookies);
+    (jar, render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf: String,
+    email: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Form(form): Form<LoginForm>,
+) -> (PrivateCookieJar, Response) {
+    let mut session = Session::load(&jar, state.clock.now());
+    if !session.csrf_matches(&form.csrf) {
+        return (
+            jar,
+            PageError::forbidden_form().render(&state.settings.branding),
+        );
+    }
+    let email = form.email.trim().to_lowercase();
+    let admin = state
+        .settings
+        .admins
+        .iter()
+        .find(|a| a.email.to_lowercase() == email);
+    // Verify against a dummy hash for unknown emails so timing reveals nothing.
+    let hash = admin
+        .map(|a| a.password_hash.clone())
+        .unwrap_or_else(|| password::DUMMY_HASH.into());
+    let ok = password::verify(form.password.clone(), hash).await && admin.is_some();
+    if !ok {
+        tracing::warn!(%email, "admin sign-in refused");
+        let page = LoginPage {
+            brand: state.settings.branding.clone(),
+            csrf: session.csrf.clone(),
+            error: Some("That email and password do not match an operator.".into()),
+        };
+        return (jar, render(StatusCode::UNAUTHORIZED, &page));
+    }
+    session.admin = Some(email.clone());
+    let _ = state
+        .store
+        .audit(&marketlink_store::AuditEntry {
+            id: uuid::Uuid::now_v7(),
+            actor: format!("admin:{email}"),
+            action: "admin.sign_in".into(),
+            target: None,
+            detail: serde_json::json!({}),
+            at: state.clock.now(),
+        })
+        .await;
+    let jar = session.save(jar, state.clock.now(), state.settings.secure_cookies);
+    (jar, Redirect::to("/admin").into_response())
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Form(form): Form<CsrfForm>,
+) -> (PrivateCookieJar, Response) {
+    let session = Session::load(&jar, state.clock.now());
+    if !session.csrf_matches(&form.csrf) {
+        return (
+            jar,
+            PageError::forbidden_form().render(&state.settings.branding),
+        );
+    }
+    let fresh = Session::reset(state.clock.now());
+    let jar = fresh.save(jar, state.clock.now(), state.settings.secure_cookies);
+    (jar, Redirect::to("/admin/login").into_response())
+}
+
+fn page(state: &AppState, session: &Session, title: &str, tables: Vec<Table>) -> TablePage {
+    TablePage {
+        brand: state.settings.branding.clone(),
+        csrf: session.csrf.clone(),
+        title: title.into(),
+        notice: None,
+        filters: Vec::new(),
+        tables,
+        next: None,
+    }
+}
+
+fn internal(error: &dyn std::fmt::Display, brand: &Branding) -> Response {
+    PageError::internal(error).render(brand)
+}
+
+async fn overview(State(state): State<AppState>, jar: PrivateCookieJar) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let brand = &state.settings.branding;
+    let (tenants, counts, backlog) = match (
+        state.store.tenant_count().await,
+        state.store.subscription_counts().await,
+        state.store.inbox_backlog(state.clock.now()).await,
+    ) {
+        (Ok(t), Ok(c), Ok(b)) => (t, c, b),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return internal(&e, brand),
+    };
+    let rows = counts
+        .into_iter()
+        .map(|(marketplace, status, count)| Row {
+            cells: vec![
+                cell(&marketplace),
+                link(
+                    &status,
+                    format!("/admin/subscriptions?marketplace={marketplace}&status={status}"),
+                ),
+                cell(count),
+            ],
+            action: None,
+        })
+        .collect();
+    let health = vec![
+        Row {
+            cells: vec![cell("Tenants"), cell(tenants)],
+            action: None,
+        },
+        Row {
+            cells: vec![cell("Marketplace messages waiting"), cell(backlog.0)],
+            action: None,
+        },
+        Row {
+            cells: vec![
+                cell("Oldest waiting message"),
+                cell(
+                    backlog
+                        .1
+                        .map(|d| format!("{}s", d.whole_seconds()))
+                        .unwrap_or_else(|| "—".into()),
+                ),
+            ],
+            action: None,
+        },
+    ];
+    render(
+        StatusCode::OK,
+        &page(
+            &state,
+            &session,
+            "Overview",
+            vec![
+                ("Health".into(), vec!["", ""], health),
+                (
+                    "Subscriptions".into(),
+                    vec!["Marketplace", "Status", "Count"],
+                    rows,
+                ),
+            ],
+        ),
+    )
+}
+
+async fn tenants(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let q = query.get("q").cloned().unwrap_or_default();
+    let after = query.get("after").and_then(|a| a.parse::<TenantId>().ok());
+    let list = match state.store.search_tenants(Some(&q), after, PAGE).await {
+        Ok(list) => list,
+        Err(e) => return internal(&e, &state.settings.branding),
+    };
+    let next = (list.len() == PAGE as usize)
+        .then(|| {
+            list.last()
+                .map(|t| format!("/admin/tenants?q={}&after={}", urlencode(&q), t.id))
+        })
+        .flatten();
+    let rows = list
+        .into_iter()
+        .map(|t| Row {
+            cells: vec![
+                link(&t.name, format!("/admin/subscriptions?tenant={}", t.id)),
+                cell(t.company.unwrap_or_default()),
+                cell(&t.contact_email),
+                cell(when(t.created_at)),
+            ],
+            action: None,
+        })
+        .collect();
+    let mut page = page(
+        &state,
+        &session,
+        "Tenants",
+        vec![(
+            "Tenants".into(),
+            vec!["Name", "Company", "Contact", "Created"],
+            rows,
+        )],
+    );
+    page.filters = vec![("q", "Name or email", q)];
+    page.next = next;
+    render(StatusCode::OK, &page)
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn subscriptions(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let get = |k: &str| {
+        query
+            .get(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let marketplace = get("marketplace");
+    let status = get("status");
+    let tenant = get("tenant");
+    let filter = SubscriptionFilter {
+        tenant_id: tenant.as_deref().and_then(|t| t.parse().ok()),
+        marketplace: marketplace
+            .as_deref()
+            .and_then(|m| Marketplace::parse(m).ok()),
+        status: status.as_deref().and_then(SubscriptionStatus::parse),
+        after: get("after").and_then(|a| a.parse::<SubscriptionId>().ok()),
+        limit: PAGE,
+    };
+    let list = match state.store.list_subscriptions(&filter).await {
+        Ok(list) => list,
+        Err(e) => return internal(&e, &state.settings.branding),
+    };
+    let next = (list.len() == PAGE as usize)
+        .then(|| {
+            list.last().map(|s| {
+                format!(
+                    "/admin/subscriptions?marketplace={}&status={}&tenant={}&after={}",
+                    marketplace.clone().unwrap_or_default(),
+                    status.clone().unwrap_or_default(),
+                    tenant.clone().unwrap_or_default(),
+                    s.id
+                )
+            })
+        })
+        .flatten();
+    let rows = list
+        .into_iter()
+        .map(|s| Row {
+            cells: vec![
+                link(s.id, format!("/admin/subscriptions/{}", s.id)),
+                cell(&s.external.marketplace),
+                cell(&s.external.product_code),
+                cell(s.status),
+                cell(s.plan_id.map(|p| p.to_string()).unwrap_or_default()),
+                cell(
+                    s.tenant_id
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "(not linked)".into()),
+                ),
+            ],
+            action: None,
+        })
+        .collect();
+    let mut page = page(
+        &state,
+        &session,
+        "Subscriptions",
+        vec![(
+            "Subscriptions".into(),
+            vec!["Id", "Marketplace", "Product", "Status", "Plan", "Tenant"],
+            rows,
+        )],
+    );
+    page.filters = vec![
+        (
+            "marketplace",
+            "Marketplace (aws, azure)",
+            marketplace.unwrap_or_default(),
+        ),
+        (
+            "status",
+            "Status (active, pending, …)",
+            status.unwrap_or_default(),
+        ),
+        ("tenant", "Tenant id", tenant.unwrap_or_default()),
+    ];
+    page.next = next;
+    render(StatusCode::OK, &page)
+}
+
+async fn subscription(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let brand = &state.settings.branding;
+    let Ok(id) = id.parse::<SubscriptionId>() else {
+        return PageError::new(
+            StatusCode::NOT_FOUND,
+            "Subscription not found",
+            "No such subscription.",
+        )
+        .render(brand);
+    };
+    let s = match state.store.get_subscription(id).await {
+        Ok(s) => s,
+        Err(marketlink_store::StoreError::NotFound(_)) => {
+            return PageError::new(
+                StatusCode::NOT_FOUND,
+                "Subscription not found",
+                "No such subscription.",
+            )
+            .render(brand);
+        }
+        Err(e) => return internal(&e, brand),
+    };
+    let timeline = state.store.timeline(id, 500).await.unwrap_or_default();
+    let facts = vec![
+        ("Marketplace", s.external.marketplace.to_string()),
+        ("External id", s.external.external_id.clone()),
+        ("Customer", s.external.customer_id.clone()),
+        ("Product", s.external.product_code.clone()),
+        ("Status", s.status.to_string()),
+        ("Plan", s.plan_id.map(|p| p.to_string()).unwrap_or_default()),
+        (
+            "Quantity",
+            s.quantity.map(|q| q.to_string()).unwrap_or_default(),
+        ),
+        (
+            "Tenant",
+            s.tenant_id.map(|t| t.to_string()).unwrap_or_default(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| Row {
+        cells: vec![cell(k), cell(v)],
+        action: None,
+    })
+    .collect();
+    let events = timeline
+        .into_iter()
+        .map(|e| Row {
+            cells: vec![
+                cell(when(e.recorded_at)),
+                cell(e.source),
+                cell(e.kind),
+                cell(e.outcome),
+            ],
+            action: None,
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &page(
+            &state,
+            &session,
+            &format!("Subscription {id}"),
+            vec![
+                ("Facts".into(), vec!["", ""], facts),
+                (
+                    "Timeline: every marketplace notification and our action".into(),
+                    vec!["When", "From", "What", "Result"],
+                    events,
+                ),
+            ],
+        ),
+    )
+}
+
+async fn dead(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let brand = &state.settings.branding;
+    let (inbox, outbox) = match (
+        state.store.inbox_list(QueueState::Dead, 200).await,
+        state.store.outbox_list(QueueState::Dead, 200).await,
+    ) {
+        (Ok(i), Ok(o)) => (i, o),
+        (Err(e), _) | (_, Err(e)) => return internal(&e, brand),
+    };
+    let rows = |queue: &'static str, items: Vec<marketlink_store::QueueItem>| -> Vec<Row> {
+        items
+            .into_iter()
+            .map(|item| Row {
+                cells: vec![
+                    cell(when(item.updated_at)),
+                    cell(&item.marketplace),
+                    cell(&item.kind),
+                    cell(item.attempts),
+                    cell(item.last_error.unwrap_or_default()),
+                ],
+                action: Some((
+                    format!("/admin/dead/{queue}/{}/retry", item.id),
+                    "Retry".into(),
+                )),
+            })
+            .collect()
+    };
+    let mut page = page(
+        &state,
+        &session,
+        "Dead letters",
+        vec![
+            (
+                "Marketplace messages we could not apply".into(),
+                vec!["When", "Marketplace", "Kind", "Attempts", "Last error", ""],
+                rows("inbox", inbox),
+            ),
+            (
+                "Calls and webhooks we gave up on".into(),
+                vec!["When", "Target", "Kind", "Attempts", "Last error", ""],
+                rows("outbox", outbox),
+            ),
+        ],
+    );
+    page.notice = query
+        .get("retried")
+        .map(|_| "Queued again; the workers pick it up within a second.".into());
+    render(StatusCode::OK, &page)
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Path((queue, id)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let brand = &state.settings.branding;
+    if !session.csrf_matches(&form.csrf) {
+        return PageError::forbidden_form().render(brand);
+    }
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return PageError::new(StatusCode::NOT_FOUND, "Not found", "No such dead letter.")
+            .render(brand);
+    };
+    let now = state.clock.now();
+    let result = match queue.as_str() {
+        "inbox" => state.store.inbox_requeue(id, now).await,
+        "outbox" => state.store.outbox_requeue(id, now).await,
+        _ => Err(marketlink_store::StoreError::NotFound("queue")),
+    };
+    match result {
+        Ok(()) => {
+            let _ = state
+                .store
+                .audit(&marketlink_store::AuditEntry {
+                    id: uuid::Uuid::now_v7(),
+                    actor: format!("admin:{}", session.admin.clone().unwrap_or_default()),
+                    action: format!("{queue}.requeue"),
+                    target: Some(id.to_string()),
+                    detail: serde_json::json!({}),
+                    at: now,
+                })
+                .await;
+            state.engine.inbox_ready.notify_one();
+            state.engine.outbox_ready.notify_one();
+            Redirect::to("/admin/dead?retried=1").into_response()
+        }
+        Err(marketlink_store::StoreError::NotFound(_)) => PageError::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "That item is not dead any more.",
+        )
+        .render(brand),
+        Err(e) => internal(&e, brand),
+    }
+}
+
+async fn onboarding(State(state): State<AppState>, jar: PrivateCookieJar) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let list = match state.store.list_onboarding_requests("open", 200).await {
+        Ok(list) => list,
+        Err(e) => return internal(&e, &state.settings.branding),
+    };
+    let rows = list
+        .into_iter()
+        .map(|r| Row {
+            cells: vec![
+                cell(when(r.created_at)),
+                cell(&r.name),
+                cell(&r.email),
+                cell(r.company.unwrap_or_default()),
+                cell(&r.purchase.subscription.marketplace),
+                cell(&r.purchase.subscription.customer_id),
+                cell(r.message.unwrap_or_default()),
+            ],
+            action: None,
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        &page(
+            &state,
+            &session,
+            "Set-up requests",
+            vec![(
+                "Buyers waiting for a hand-held set-up".into(),
+                vec![
+                    "When",
+                    "Name",
+                    "Email",
+                    "Company",
+                    "Marketplace",
+                    "Customer",
+                    "Message",
+                ],
+                rows,
+            )],
+        ),
+    )
+}
