@@ -45,6 +45,10 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/dead", get(dead))
         .route("/admin/dead/{queue}/{id}/retry", post(retry))
         .route("/admin/onboarding", get(onboarding))
+        .route("/admin/usage", get(usage))
+        .route("/admin/api-keys", get(keys_page).post(create_key))
+        .route("/admin/api-keys/{prefix}/revoke", post(revoke_key))
+        .route("/admin/audit", get(audit))
 }
 
 #[derive(Template)]
@@ -653,4 +657,308 @@ async fn onboarding(State(state): State<AppState>, jar: PrivateCookieJar) -> Res
             )],
         ),
     )
+}
+
+async fn usage(State(state): State<AppState>, jar: PrivateCookieJar) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let brand = &state.settings.branding;
+    let now = state.clock.now();
+    let backlog = match state.store.usage_backlog(now).await {
+        Ok(b) => b,
+        Err(e) => return internal(&e, brand),
+    };
+    let mut summary: Vec<Row> = backlog
+        .by_state
+        .iter()
+        .map(|(s, n)| Row {
+            cells: vec![cell(s), cell(n)],
+            action: None,
+        })
+        .collect();
+    summary.push(Row {
+        cells: vec![
+            cell("closed hours waiting"),
+            cell(format!(
+                "{}{}",
+                backlog.due,
+                backlog
+                    .oldest_due_hour
+                    .map(|h| format!(" (oldest {})", when(h)))
+                    .unwrap_or_default()
+            )),
+        ],
+        action: None,
+    });
+    let mut tables = vec![(
+        "Hourly totals by state".to_string(),
+        vec!["State", "Hours"],
+        summary,
+    )];
+    for (title, state_name) in [
+        (
+            "Dead letters: usage the marketplace did not bill",
+            marketlink_store::UsageHourState::Dead,
+        ),
+        (
+            "Quantity mismatches to investigate",
+            marketlink_store::UsageHourState::Mismatch,
+        ),
+    ] {
+        let rows = match state.store.usage_hours_in(state_name, 100).await {
+            Ok(rows) => rows,
+            Err(e) => return internal(&e, brand),
+        };
+        tables.push((
+            title.to_string(),
+            vec![
+                "Hour",
+                "Marketplace",
+                "Subscription",
+                "Dimension",
+                "Quantity",
+                "Attempts",
+                "Why",
+            ],
+            rows.into_iter()
+                .map(|h| Row {
+                    cells: vec![
+                        cell(when(h.hour)),
+                        cell(&h.marketplace),
+                        link(
+                            h.subscription_id,
+                            format!("/admin/subscriptions/{}", h.subscription_id),
+                        ),
+                        cell(&h.dimension),
+                        cell(h.quantity),
+                        cell(h.attempts),
+                        cell(h.last_error.or(h.outcome).unwrap_or_default()),
+                    ],
+                    action: None,
+                })
+                .collect(),
+        ));
+    }
+    render(StatusCode::OK, &page(&state, &session, "Usage", tables))
+}
+
+#[derive(Template)]
+#[template(path = "admin_keys.html")]
+struct KeysPage {
+    brand: Branding,
+    csrf: String,
+    created: Option<String>,
+    error: Option<String>,
+    keys: Vec<(String, String, String, String, String, bool)>,
+}
+
+async fn keys_view(
+    state: &AppState,
+    session: &Session,
+    created: Option<String>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let keys = match state.store.list_api_keys().await {
+        Ok(keys) => keys,
+        Err(e) => return internal(&e, &state.settings.branding),
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| {
+            let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+            (
+                k.prefix,
+                k.name,
+                scopes.join(", "),
+                k.tenant_id
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "all".into()),
+                when(k.created_at),
+                k.revoked_at.is_some(),
+            )
+        })
+        .collect();
+    render(
+        status,
+        &KeysPage {
+            brand: state.settings.branding.clone(),
+            csrf: session.csrf.clone(),
+            created,
+            error,
+            keys,
+        },
+    )
+}
+
+async fn keys_page(State(state): State<AppState>, jar: PrivateCookieJar) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    keys_view(&state, &session, None, None, StatusCode::OK).await
+}
+
+async fn audit_entry(
+    state: &AppState,
+    session: &Session,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) {
+    let entry = marketlink_store::AuditEntry {
+        id: uuid::Uuid::now_v7(),
+        actor: format!("admin:{}", session.admin.clone().unwrap_or_default()),
+        action: action.into(),
+        target: Some(target.into()),
+        detail,
+        at: state.clock.now(),
+    };
+    if let Err(error) = state.store.audit(&entry).await {
+        tracing::error!(%error, "cannot write the audit log");
+    }
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    axum_extra::extract::Form(form): axum_extra::extract::Form<KeyForm>,
+) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    if !session.csrf_matches(&form.csrf) {
+        return PageError::forbidden_form().render(&state.settings.branding);
+    }
+    let scopes: Result<Vec<marketlink_core::Scope>, String> =
+        form.scope.iter().map(|s| s.parse()).collect();
+    let invalid = |message: String| {
+        keys_view(
+            &state,
+            &session,
+            None,
+            Some(message),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+    };
+    let scopes = match scopes {
+        Ok(scopes) if !scopes.is_empty() => scopes,
+        Ok(_) => return invalid("Choose at least one scope.".into()).await,
+        Err(message) => return invalid(message).await,
+    };
+    let name = form.name.trim();
+    if name.is_empty() {
+        return invalid("Give the key a name.".into()).await;
+    }
+    let tenant = match form.tenant.trim() {
+        "" => None,
+        raw => match raw.parse::<TenantId>() {
+            Ok(id) if state.store.get_tenant(id).await.is_ok() => Some(id),
+            _ => return invalid(format!("There is no tenant `{raw}`.")).await,
+        },
+    };
+    let (key, plaintext, hash) = crate::api_auth::new_key(name, scopes, tenant, state.clock.now());
+    if let Err(e) = state.store.create_api_key(&key, &hash).await {
+        return internal(&e, &state.settings.branding);
+    }
+    audit_entry(
+        &state,
+        &session,
+        "api_key.create",
+        &key.prefix,
+        serde_json::json!({ "name": key.name, "scopes": key.scopes, "tenant_id": key.tenant_id }),
+    )
+    .await;
+    keys_view(&state, &session, Some(plaintext), None, StatusCode::CREATED).await
+}
+
+#[derive(Deserialize)]
+struct KeyForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    scope: Vec<String>,
+    #[serde(default)]
+    tenant: String,
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Path(prefix): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    if !session.csrf_matches(&form.csrf) {
+        return PageError::forbidden_form().render(&state.settings.branding);
+    }
+    match state.store.revoke_api_key(&prefix, state.clock.now()).await {
+        Ok(key) => {
+            audit_entry(
+                &state,
+                &session,
+                "api_key.revoke",
+                &key.prefix,
+                serde_json::json!({ "name": key.name }),
+            )
+            .await;
+            Redirect::to("/admin/api-keys").into_response()
+        }
+        Err(marketlink_store::StoreError::NotFound(_)) => PageError::new(
+            StatusCode::NOT_FOUND,
+            "No such key",
+            "There is no key with that prefix.",
+        )
+        .render(&state.settings.branding),
+        Err(e) => internal(&e, &state.settings.branding),
+    }
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let actor = query
+        .get("actor")
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty());
+    let entries = match state.store.audit_log(actor.as_deref(), 200).await {
+        Ok(entries) => entries,
+        Err(e) => return internal(&e, &state.settings.branding),
+    };
+    let rows = entries
+        .into_iter()
+        .map(|e| Row {
+            cells: vec![
+                cell(when(e.at)),
+                cell(&e.actor),
+                cell(&e.action),
+                cell(e.target.unwrap_or_default()),
+                cell(e.detail),
+            ],
+            action: None,
+        })
+        .collect();
+    let mut page = page(
+        &state,
+        &session,
+        "Audit log",
+        vec![(
+            "Newest first".into(),
+            vec!["When", "Who", "What", "On", "Detail"],
+            rows,
+        )],
+    );
+    page.filters = vec![(
+        "actor",
+        "Actor, e.g. cli or admin:ops@…",
+        actor.unwrap_or_default(),
+    )];
+    render(StatusCode::OK, &page)
 }
