@@ -394,9 +394,16 @@ impl AwsSandbox {
             let acct = opt_str(r, "CustomerAWSAccountId")?;
             let arn = opt_str(r, "LicenseArn")?;
             // Find the agreement the record bills.
-            let agreement = st
-                .agreements
-                .values()
+            let candidates = match (ci, arn) {
+                (Some(ci), _) => st.agreements_for(&format!("ci:{ci}")),
+                (None, Some(arn)) => st.agreements_for(&format!("arn:{arn}")),
+                (None, None) => match acct {
+                    Some(acct) => st.agreements_for(&format!("acct:{acct}")),
+                    None => Vec::new(),
+                },
+            };
+            let agreement = candidates
+                .into_iter()
                 .filter(|a| a.product_code == product.product_code && a.meterable())
                 .find(|a| match (ci, acct, arn) {
                     (Some(ci), _, _) => a.customer_identifier == ci,
@@ -405,26 +412,28 @@ impl AwsSandbox {
                     }
                     (None, Some(acct), None) => a.buyer_account_id == acct,
                     _ => false,
-                })
-                .cloned();
+                });
             let Some(agreement) = agreement else {
                 unsub += 1;
                 results.push(json!({"UsageRecord": r, "Status": "CustomerNotSubscribed"}));
                 continue;
             };
             let hour = hour_of(c.timestamp);
-            let existing = st.ledger.iter().find(|m| {
-                m.product_code == product.product_code
-                    && m.dimension == dimension
-                    && m.hour == hour
-                    && m.customer_identifier.as_deref() == ci
-                    && m.customer_aws_account_id.as_deref() == acct
-                    && m.license_arn.as_deref() == arn
-            });
+            let key = (
+                product.product_code.clone(),
+                dimension.to_owned(),
+                hour,
+                ci.map(str::to_owned),
+                acct.map(str::to_owned),
+                arn.map(str::to_owned),
+            );
+            let existing = st
+                .ledger_find(&key)
+                .map(|m| (m.quantity.clone(), m.metering_record_id.clone()));
             match existing {
-                Some(m) if m.quantity == c.quantity => {
+                Some((quantity, record_id)) if quantity == c.quantity => {
                     ok += 1;
-                    results.push(json!({"UsageRecord": r, "MeteringRecordId": m.metering_record_id, "Status": "Success"}));
+                    results.push(json!({"UsageRecord": r, "MeteringRecordId": record_id, "Status": "Success"}));
                 }
                 Some(_) => {
                     dup += 1;
@@ -432,7 +441,7 @@ impl AwsSandbox {
                 }
                 None => {
                     let id = uuid::Uuid::new_v4().to_string();
-                    st.ledger.push(MeteredRecord {
+                    st.ledger_push(MeteredRecord {
                         metering_record_id: id.clone(),
                         product_code: product.product_code.clone(),
                         agreement_id: agreement.agreement_id.clone(),

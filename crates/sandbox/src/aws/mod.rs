@@ -215,6 +215,81 @@ struct SandboxState {
     call_log: VecDeque<CallLogEntry>,
     #[serde(skip)]
     injected: Vec<(String, InjectedError, u32)>,
+    /// Ledger position by dedup key, so BatchMeterUsage does not scan the whole ledger.
+    #[serde(skip)]
+    ledger_index: HashMap<LedgerKey, usize>,
+    /// Agreement ids by `ci:<CustomerIdentifier>`, `arn:<LicenseArn>` and `acct:<account>`.
+    #[serde(skip)]
+    agreement_index: HashMap<String, Vec<String>>,
+}
+
+/// What AWS de-duplicates usage on: product, dimension, hour and the buyer's identity.
+pub(crate) type LedgerKey = (
+    String,
+    String,
+    OffsetDateTime,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+impl SandboxState {
+    fn ledger_key(m: &MeteredRecord) -> LedgerKey {
+        (
+            m.product_code.clone(),
+            m.dimension.clone(),
+            m.hour,
+            m.customer_identifier.clone(),
+            m.customer_aws_account_id.clone(),
+            m.license_arn.clone(),
+        )
+    }
+
+    /// The ledger entry under `key`, rebuilding the index after a state file was loaded.
+    pub(crate) fn ledger_find(&mut self, key: &LedgerKey) -> Option<&MeteredRecord> {
+        if self.ledger_index.len() != self.ledger.len() {
+            self.ledger_index = self
+                .ledger
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (Self::ledger_key(m), i))
+                .collect();
+        }
+        self.ledger_index.get(key).map(|&i| &self.ledger[i])
+    }
+
+    pub(crate) fn ledger_push(&mut self, record: MeteredRecord) {
+        self.ledger_index
+            .insert(Self::ledger_key(&record), self.ledger.len());
+        self.ledger.push(record);
+    }
+
+    /// Agreements a record may bill, looked up by one of the index keys. The index is rebuilt
+    /// whenever the number of agreements changed (purchases, a loaded state file).
+    pub(crate) fn agreements_for(&mut self, key: &str) -> Vec<Agreement> {
+        let indexed: usize = self.agreement_index.values().map(Vec::len).sum();
+        if indexed != self.agreements.len() * 3 {
+            self.agreement_index.clear();
+            for a in self.agreements.values() {
+                for k in [
+                    format!("ci:{}", a.customer_identifier),
+                    format!("arn:{}", a.license_arn),
+                    format!("acct:{}", a.buyer_account_id),
+                ] {
+                    self.agreement_index
+                        .entry(k)
+                        .or_default()
+                        .push(a.agreement_id.clone());
+                }
+            }
+        }
+        self.agreement_index
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.agreements.get(id).cloned())
+            .collect()
+    }
 }
 
 /// The AWS Marketplace emulator: configuration plus in-memory state. `Send + Sync`; share it
