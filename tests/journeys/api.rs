@@ -205,3 +205,125 @@ async fn a_tenant_key_sees_nothing_of_another_tenant() {
     let missing = get(TenantId::new()).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+/// Seed 003: one tenant holds products from both marketplaces, and the check API sees both.
+#[tokio::test]
+async fn one_tenant_two_products_both_marketplaces() {
+    use marketlink_sandbox::azure::PurchaseRequest;
+
+    let stack = start(|_| {}).await;
+    let (_, read) = key(&stack, vec![Scope::EntitlementsRead], None).await;
+    // AWS first: the classic product, which the catalog calls `analytics`.
+    let (tenant, agreement) = customer(&stack, "both@example.com", OfferKind::Subscription).await;
+    stack
+        .aws
+        .send_subscription_event(&agreement, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    // Then Microsoft: the same person buys the Azure listing and links it to the same account.
+    let purchase = stack
+        .azure
+        .purchase(PurchaseRequest {
+            offer_id: "contoso-analytics".into(),
+            plan_id: "pro".into(),
+            quantity: Some(3),
+            buyer_object_id: "11111111-aaaa-4bbb-8ccc-000000000001".into(),
+            subscription_name: None,
+            is_test: false,
+        })
+        .await
+        .unwrap();
+    let client = marketlink_e2e::browser_trusting(&stack.azure.ca_pem);
+    let landed = client.get(&purchase.landing_url).send().await.unwrap();
+    let authorize = landed.headers()["location"].to_str().unwrap().to_owned();
+    let page = client
+        .get(&authorize)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let form = page
+        .split("<form")
+        .find(|f| f.contains("name=\"user\" value=\"11111111-aaaa-4bbb-8ccc-000000000001\""))
+        .unwrap();
+    let fields: Vec<(String, String)> = form
+        .split("<input")
+        .skip(1)
+        .filter_map(|input| {
+            let attr = |name: &str| {
+                input
+                    .split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .map(str::to_owned)
+            };
+            Some((attr("name")?, attr("value")?.replace("&amp;", "&")))
+        })
+        .collect();
+    let signed_in = client.post(&authorize).form(&fields).send().await.unwrap();
+    let callback = signed_in.headers()["location"].to_str().unwrap().to_owned();
+    client.get(&callback).send().await.unwrap();
+    let signup = client
+        .get(format!("{}/signup", stack.app_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let linked = client
+        .post(format!("{}/signin", stack.app_url))
+        .form(&[
+            ("csrf", marketlink_e2e::csrf(&signup).as_str()),
+            ("email", "both@example.com"),
+            ("password", "correct-horse-battery"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(linked.status(), StatusCode::SEE_OTHER);
+    let azure_sub = stack
+        .store
+        .find_subscription(
+            &marketlink_core::Marketplace::AZURE,
+            &purchase.subscription_id.to_string(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        azure_sub.tenant_id,
+        Some(tenant),
+        "one tenant, both marketplaces"
+    );
+
+    // The check API answers from both: the Azure `pro` plan grants exports.
+    eventually("both subscriptions active in the index", || async {
+        let response = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/tenants/{tenant}/entitlements",
+                stack.app_url
+            ))
+            .bearer_auth(&read)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        let subs = body["subscriptions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        subs.len() == 2 && subs.iter().all(|s| s["status"] == "active")
+    })
+    .await;
+    let (_, exports) = check(
+        &stack,
+        &read,
+        &format!("tenant={tenant}&product=analytics&feature=exports"),
+    )
+    .await;
+    assert_eq!(exports["allowed"], true, "{exports}");
+    assert_eq!(exports["plan_id"], "pro");
+}
