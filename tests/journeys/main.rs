@@ -5,4 +5,5 @@ mod api;
 mod aws;
 mod azure;
 mod metering;
+mod people;
 mod webhooks;

@@ -12,6 +12,7 @@ mod inbound;
 mod manage;
 pub mod pages;
 pub mod password;
+mod people;
 pub mod session;
 mod state;
 mod vendor_api;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(manage::routes())
         .merge(vendor_api::routes())
         .merge(admin::routes())
+        .merge(people::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))

@@ -10,6 +10,7 @@ mod admin;
 mod api_keys;
 mod bulk;
 mod error;
+mod invites;
 mod onboarding;
 mod queue;
 mod rows;
@@ -30,6 +31,7 @@ use sqlx::{
 pub use crate::{
     api_keys::AuditEntry,
     error::StoreError,
+    invites::Invite,
     onboarding::OnboardingRequest,
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
     subscriptions::SubscriptionFilter,

@@ -1,0 +1,12 @@
+-- Invitations to join a tenant. Only a SHA-256 of the token is kept; the link is shown once.
+CREATE TABLE user_invites (
+    token_hash  TEXT PRIMARY KEY NOT NULL,
+    tenant_id   UUID NOT NULL REFERENCES tenants (id),
+    email       TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    invited_by  TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    accepted_at BIGINT
+);
+CREATE INDEX user_invites_by_tenant ON user_invites (tenant_id);
