@@ -85,14 +85,21 @@ fn types(r: &Receiver) -> Vec<String> {
 #[tokio::test]
 async fn lifecycle_webhooks_are_signed_retried_and_replayable() {
     let (url, hooks) = receiver(1).await;
+    let hash = marketlink_web::password::hash("operator passphrase 42".into())
+        .await
+        .unwrap();
     let stack = start_full(
         |_| {},
         |_| {},
-        |config| {
+        move |config| {
             config.webhooks = Some(WebhookSettings {
                 url,
                 secret: SECRET.into(),
             });
+            config.admin.users = vec![marketlink_web::admin::AdminUser {
+                email: "ops@vendor.example".into(),
+                password_hash: hash,
+            }];
         },
     )
     .await;
@@ -170,6 +177,59 @@ async fn lifecycle_webhooks_are_signed_retried_and_replayable() {
             .filter(|(seen, _, _)| seen == &id)
             .count()
             == 2
+    })
+    .await;
+
+    // Operators see deliveries in the admin portal and replay from there too.
+    let ops = browser();
+    let login = ops
+        .get(format!("{}/admin/login", stack.app_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    ops.post(format!("{}/admin/login", stack.app_url))
+        .form(&[
+            ("csrf", marketlink_e2e::csrf(&login).as_str()),
+            ("email", "ops@vendor.example"),
+            ("password", "operator passphrase 42"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let page = ops
+        .get(format!("{}/admin/webhooks", stack.app_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&id) && page.contains("subscription.activated"),
+        "{page}"
+    );
+    let replayed = ops
+        .post(format!(
+            "{}/admin/webhooks/{}/replay",
+            stack.app_url, activated.id
+        ))
+        .form(&[("csrf", marketlink_e2e::csrf(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), reqwest::StatusCode::SEE_OTHER);
+    eventually("replayed from the portal", || async {
+        hooks
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(seen, _, _)| seen == &id)
+            .count()
+            == 3
     })
     .await;
 }

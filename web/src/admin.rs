@@ -49,6 +49,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/api-keys", get(keys_page).post(create_key))
         .route("/admin/api-keys/{prefix}/revoke", post(revoke_key))
         .route("/admin/audit", get(audit))
+        .route("/admin/webhooks", get(webhooks))
+        .route("/admin/webhooks/{id}/replay", post(replay_webhook))
 }
 
 #[derive(Template)]
@@ -961,4 +963,99 @@ async fn audit(
         actor.unwrap_or_default(),
     )];
     render(StatusCode::OK, &page)
+}
+
+/// Provisioning webhooks to the vendor's product: waiting, delivered, given up; replayable.
+async fn webhooks(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let mut tables = Vec::new();
+    for (caption, queue_state, replayable) in [
+        (
+            "Given up (replay once the endpoint works)",
+            QueueState::Dead,
+            true,
+        ),
+        ("Waiting or retrying", QueueState::Pending, false),
+        ("Delivered", QueueState::Done, true),
+    ] {
+        let jobs = match state.store.outbox_list(queue_state, 100).await {
+            Ok(jobs) => jobs,
+            Err(e) => return internal(&e, &state.settings.branding),
+        };
+        let rows = jobs
+            .into_iter()
+            .filter(|job| job.kind == marketlink_engine::webhooks::WEBHOOK_JOB)
+            .map(|job| Row {
+                cells: vec![
+                    cell(when(job.updated_at)),
+                    cell(format!("msg_{}", job.id.simple())),
+                    cell(job.payload["type"].as_str().unwrap_or("?")),
+                    cell(job.attempts),
+                    cell(job.last_error.clone().unwrap_or_default()),
+                ],
+                action: replayable.then(|| {
+                    (
+                        format!("/admin/webhooks/{}/replay", job.id),
+                        "Replay".into(),
+                    )
+                }),
+            })
+            .collect();
+        tables.push((
+            caption.to_string(),
+            vec!["When", "webhook-id", "Type", "Attempts", "Last error", ""],
+            rows,
+        ));
+    }
+    let mut page = page(&state, &session, "Webhook deliveries", tables);
+    page.notice = query
+        .get("replayed")
+        .map(|_| "Queued again with the same webhook-id.".into());
+    render(StatusCode::OK, &page)
+}
+
+async fn replay_webhook(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Some(session) = operator(&state, &jar) else {
+        return to_login();
+    };
+    let brand = &state.settings.branding;
+    if !session.csrf_matches(&form.csrf) {
+        return PageError::forbidden_form().render(brand);
+    }
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        return PageError::new(StatusCode::NOT_FOUND, "Not found", "No such webhook.")
+            .render(brand);
+    };
+    match state.store.outbox_replay(id, state.clock.now()).await {
+        Ok(()) => {
+            audit_entry(
+                &state,
+                &session,
+                "webhook.replay",
+                &id.to_string(),
+                serde_json::json!({}),
+            )
+            .await;
+            state.engine.outbox_ready.notify_one();
+            Redirect::to("/admin/webhooks?replayed=1").into_response()
+        }
+        Err(marketlink_store::StoreError::NotFound(_)) => PageError::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "That webhook is still being sent or does not exist.",
+        )
+        .render(brand),
+        Err(e) => internal(&e, brand),
+    }
 }
