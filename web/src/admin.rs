@@ -166,18 +166,15 @@ async fn login(
         };
         return (jar, render(StatusCode::UNAUTHORIZED, &page));
     }
-    session.admin = Some(email.clone());
-    let _ = state
-        .store
-        .audit(&marketlink_store::AuditEntry {
-            id: uuid::Uuid::now_v7(),
-            actor: format!("admin:{email}"),
-            action: "admin.sign_in".into(),
-            target: None,
-            detail: serde_json::json!({}),
-            at: state.clock.now(),
-        })
-        .await;
+    session.admin = Some(email);
+    audit_entry(
+        &state,
+        &session,
+        "admin.sign_in",
+        None,
+        serde_json::json!({}),
+    )
+    .await;
     let jar = session.save(jar, state.clock.now(), state.settings.secure_cookies);
     (jar, Redirect::to("/admin").into_response())
 }
@@ -590,17 +587,14 @@ async fn retry(
     };
     match result {
         Ok(()) => {
-            let _ = state
-                .store
-                .audit(&marketlink_store::AuditEntry {
-                    id: uuid::Uuid::now_v7(),
-                    actor: format!("admin:{}", session.admin.clone().unwrap_or_default()),
-                    action: format!("{queue}.requeue"),
-                    target: Some(id.to_string()),
-                    detail: serde_json::json!({}),
-                    at: now,
-                })
-                .await;
+            audit_entry(
+                &state,
+                &session,
+                &format!("{queue}.requeue"),
+                Some(&id.to_string()),
+                serde_json::json!({}),
+            )
+            .await;
             state.engine.inbox_ready.notify_one();
             state.engine.outbox_ready.notify_one();
             Redirect::to("/admin/dead?retried=1").into_response()
@@ -805,17 +799,16 @@ async fn audit_entry(
     state: &AppState,
     session: &Session,
     action: &str,
-    target: &str,
+    target: Option<&str>,
     detail: serde_json::Value,
 ) {
-    let entry = marketlink_store::AuditEntry {
-        id: uuid::Uuid::now_v7(),
-        actor: format!("admin:{}", session.admin.clone().unwrap_or_default()),
-        action: action.into(),
-        target: Some(target.into()),
+    let entry = marketlink_store::AuditEntry::new(
+        format!("admin:{}", session.admin.clone().unwrap_or_default()),
+        action,
+        target.map(str::to_owned),
         detail,
-        at: state.clock.now(),
-    };
+        state.clock.now(),
+    );
     if let Err(error) = state.store.audit(&entry).await {
         tracing::error!(%error, "cannot write the audit log");
     }
@@ -867,7 +860,7 @@ async fn create_key(
         &state,
         &session,
         "api_key.create",
-        &key.prefix,
+        Some(&key.prefix),
         serde_json::json!({ "name": key.name, "scopes": key.scopes, "tenant_id": key.tenant_id }),
     )
     .await;
@@ -902,7 +895,7 @@ async fn revoke_key(
                 &state,
                 &session,
                 "api_key.revoke",
-                &key.prefix,
+                Some(&key.prefix),
                 serde_json::json!({ "name": key.name }),
             )
             .await;
@@ -1043,7 +1036,7 @@ async fn replay_webhook(
                 &state,
                 &session,
                 "webhook.replay",
-                &id.to_string(),
+                Some(&id.to_string()),
                 serde_json::json!({}),
             )
             .await;

@@ -14,8 +14,8 @@ use axum::{
 use axum_extra::extract::PrivateCookieJar;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use marketlink_core::{
-    EntitlementValue, LandingToken, MarketplaceProvider, ProviderError, ResolvedPurchase, Role,
-    SubscriptionStatus, Tenant, User,
+    LandingToken, MarketplaceProvider, ProviderError, ResolvedPurchase, Role, SubscriptionStatus,
+    Tenant, User,
 };
 use marketlink_engine::ClaimError;
 use marketlink_store::SubscriptionFilter;
@@ -815,15 +815,7 @@ async fn account(
         let mut details: Vec<String> = entitlements
             .iter()
             .filter(|e| e.dimension != "plan")
-            .map(|e| {
-                let value = match &e.value {
-                    EntitlementValue::Integer(v) => v.to_string(),
-                    EntitlementValue::Double(v) => v.to_string(),
-                    EntitlementValue::Boolean(v) => v.to_string(),
-                    EntitlementValue::String(v) => v.clone(),
-                };
-                format!("{}: {value}", e.dimension)
-            })
+            .map(|e| format!("{}: {}", e.dimension, e.value))
             .collect();
         if let Some(quantity) = s.quantity
             && !entitlements.iter().any(|e| e.dimension == "quantity")

@@ -10,7 +10,7 @@ use axum::{
     routing::{get, post},
 };
 use axum_extra::extract::PrivateCookieJar;
-use marketlink_core::{EntitlementValue, PlanId, Role, Subscription, SubscriptionId};
+use marketlink_core::{PlanId, Role, Subscription, SubscriptionId};
 use marketlink_engine::{ChangeError, VendorChange};
 use serde::Deserialize;
 
@@ -153,15 +153,7 @@ async fn render_page(
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|e| {
-            let value = match e.value {
-                EntitlementValue::Integer(v) => v.to_string(),
-                EntitlementValue::Double(v) => v.to_string(),
-                EntitlementValue::Boolean(v) => v.to_string(),
-                EntitlementValue::String(v) => v,
-            };
-            (e.dimension, value)
-        })
+        .map(|e| (e.dimension, e.value.to_string()))
         .collect();
     let timeline = state
         .store

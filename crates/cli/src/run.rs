@@ -496,14 +496,13 @@ pub async fn api_key(config: Config, action: ApiKeyCommand) -> anyhow::Result<()
                 marketlink_web::api_auth::new_key(&name, scopes, tenant, now);
             store.create_api_key(&key, &hash).await?;
             store
-                .audit(&AuditEntry {
-                    id: uuid::Uuid::now_v7(),
-                    actor: "cli".into(),
-                    action: "api_key.create".into(),
-                    target: Some(key.prefix.clone()),
-                    detail: serde_json::json!({ "name": key.name, "scopes": key.scopes, "tenant_id": key.tenant_id }),
-                    at: now,
-                })
+                .audit(&AuditEntry::new(
+                    "cli",
+                    "api_key.create",
+                    Some(key.prefix.clone()),
+                    serde_json::json!({ "name": key.name, "scopes": key.scopes, "tenant_id": key.tenant_id }),
+                    now,
+                ))
                 .await?;
             println!("{plaintext}");
             eprintln!(
@@ -533,14 +532,13 @@ pub async fn api_key(config: Config, action: ApiKeyCommand) -> anyhow::Result<()
         ApiKeyCommand::Revoke { key } => {
             let revoked = store.revoke_api_key(&key, now).await?;
             store
-                .audit(&AuditEntry {
-                    id: uuid::Uuid::now_v7(),
-                    actor: "cli".into(),
-                    action: "api_key.revoke".into(),
-                    target: Some(revoked.prefix.clone()),
-                    detail: serde_json::json!({ "name": revoked.name }),
-                    at: now,
-                })
+                .audit(&AuditEntry::new(
+                    "cli",
+                    "api_key.revoke",
+                    Some(revoked.prefix.clone()),
+                    serde_json::json!({ "name": revoked.name }),
+                    now,
+                ))
                 .await?;
             println!("revoked {} ({})", revoked.prefix, revoked.name);
         }
@@ -595,14 +593,13 @@ pub async fn webhooks(config: Config, action: WebhookCommand) -> anyhow::Result<
                 .map_err(|_| anyhow::anyhow!("`{id}` is not a webhook id"))?;
             store.outbox_replay(id, SystemClock.now()).await?;
             store
-                .audit(&marketlink_store::AuditEntry {
-                    id: uuid::Uuid::now_v7(),
-                    actor: "cli".into(),
-                    action: "webhook.replay".into(),
-                    target: Some(id.to_string()),
-                    detail: serde_json::json!({}),
-                    at: SystemClock.now(),
-                })
+                .audit(&marketlink_store::AuditEntry::new(
+                    "cli",
+                    "webhook.replay",
+                    Some(id.to_string()),
+                    serde_json::json!({}),
+                    SystemClock.now(),
+                ))
                 .await?;
             println!("webhook {id} queued again; a running server sends it within a second");
         }

@@ -12,6 +12,17 @@ pub enum EntitlementValue {
     String(String),
 }
 
+impl std::fmt::Display for EntitlementValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Integer(v) => write!(f, "{v}"),
+            Self::Double(v) => write!(f, "{v}"),
+            Self::Boolean(v) => write!(f, "{v}"),
+            Self::String(v) => f.write_str(v),
+        }
+    }
+}
+
 /// One contract dimension (AWS GetEntitlements) or the plan quantity (Azure seats).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entitlement {

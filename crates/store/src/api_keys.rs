@@ -59,6 +59,26 @@ pub struct AuditEntry {
     pub at: OffsetDateTime,
 }
 
+impl AuditEntry {
+    /// A new line of the log, with a fresh time-ordered id.
+    pub fn new(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        target: Option<String>,
+        detail: serde_json::Value,
+        at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            actor: actor.into(),
+            action: action.into(),
+            target,
+            detail,
+            at,
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct AuditRow {
     id: Uuid,
