@@ -224,3 +224,64 @@ pub async fn aws_buyer_signs_up(
     );
     purchase
 }
+
+/// Follows the landing page through the sandbox's sign-in page as `user`; returns the
+/// response of our sign-in callback.
+pub async fn azure_land_and_sign_in(
+    client: &reqwest::Client,
+    landing_url: &str,
+    user: &str,
+) -> reqwest::Response {
+    let landed = client.get(landing_url).send().await.expect("sign-in step");
+    assert_eq!(
+        landed.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "sign-in comes first"
+    );
+    let authorize = landed.headers()["location"]
+        .to_str()
+        .expect("sign-in step")
+        .to_owned();
+    let page = client
+        .get(&authorize)
+        .send()
+        .await
+        .expect("sign-in step")
+        .text()
+        .await
+        .expect("sign-in step");
+    // The sign-in page has one form per test user; submit the one for `user`.
+    let form = page
+        .split("<form")
+        .find(|f| f.contains(&format!("name=\"user\" value=\"{user}\"")))
+        .expect("a sign-in form for the user");
+    let mut fields = Vec::new();
+    for input in form.split("<input").skip(1) {
+        let attr = |name: &str| {
+            input
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .map(str::to_owned)
+        };
+        if let (Some(name), Some(value)) = (attr("name"), attr("value")) {
+            fields.push((name, value.replace("&amp;", "&")));
+        }
+    }
+    let signed_in = client
+        .post(&authorize)
+        .form(&fields)
+        .send()
+        .await
+        .expect("sign-in step");
+    assert!(
+        signed_in.status().is_redirection(),
+        "{}",
+        signed_in.status()
+    );
+    let callback = signed_in.headers()["location"]
+        .to_str()
+        .expect("sign-in step")
+        .to_owned();
+    client.get(&callback).send().await.expect("sign-in step")
+}

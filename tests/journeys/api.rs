@@ -234,37 +234,12 @@ async fn one_tenant_two_products_both_marketplaces() {
         .await
         .unwrap();
     let client = marketlink_e2e::browser_trusting(&stack.azure.ca_pem);
-    let landed = client.get(&purchase.landing_url).send().await.unwrap();
-    let authorize = landed.headers()["location"].to_str().unwrap().to_owned();
-    let page = client
-        .get(&authorize)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let form = page
-        .split("<form")
-        .find(|f| f.contains("name=\"user\" value=\"11111111-aaaa-4bbb-8ccc-000000000001\""))
-        .unwrap();
-    let fields: Vec<(String, String)> = form
-        .split("<input")
-        .skip(1)
-        .filter_map(|input| {
-            let attr = |name: &str| {
-                input
-                    .split(&format!("{name}=\""))
-                    .nth(1)
-                    .and_then(|rest| rest.split('"').next())
-                    .map(str::to_owned)
-            };
-            Some((attr("name")?, attr("value")?.replace("&amp;", "&")))
-        })
-        .collect();
-    let signed_in = client.post(&authorize).form(&fields).send().await.unwrap();
-    let callback = signed_in.headers()["location"].to_str().unwrap().to_owned();
-    client.get(&callback).send().await.unwrap();
+    marketlink_e2e::azure_land_and_sign_in(
+        &client,
+        &purchase.landing_url,
+        "11111111-aaaa-4bbb-8ccc-000000000001",
+    )
+    .await;
     let signup = client
         .get(format!("{}/signup", stack.app_url))
         .send()

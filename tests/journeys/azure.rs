@@ -2,7 +2,10 @@
 //! marketplace-side changes through the webhook.
 
 use marketlink_core::{Marketplace, PlanId, Subscription, SubscriptionStatus};
-use marketlink_e2e::{Stack, browser_trusting, csrf, eventually, start, start_with};
+use marketlink_e2e::{
+    Stack, azure_land_and_sign_in as land_and_sign_in, browser_trusting, csrf, eventually, start,
+    start_with,
+};
 use marketlink_sandbox::azure::{MarketplaceAction, PurchaseRequest};
 use reqwest::{Client, StatusCode};
 
@@ -23,52 +26,6 @@ async fn buy(stack: &Stack, plan: &str, quantity: Option<i64>, buyer: &str) -> (
         .await
         .unwrap();
     (purchase.subscription_id.to_string(), purchase.landing_url)
-}
-
-/// Follows the landing page through the sandbox's sign-in page as `user`; returns the
-/// response of our sign-in callback.
-async fn land_and_sign_in(client: &Client, landing_url: &str, user: &str) -> reqwest::Response {
-    let landed = client.get(landing_url).send().await.unwrap();
-    assert_eq!(
-        landed.status(),
-        StatusCode::SEE_OTHER,
-        "sign-in comes first"
-    );
-    let authorize = landed.headers()["location"].to_str().unwrap().to_owned();
-    let page = client
-        .get(&authorize)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    // The sign-in page has one form per test user; submit the one for `user`.
-    let form = page
-        .split("<form")
-        .find(|f| f.contains(&format!("name=\"user\" value=\"{user}\"")))
-        .expect("a sign-in form for the user");
-    let mut fields = Vec::new();
-    for input in form.split("<input").skip(1) {
-        let attr = |name: &str| {
-            input
-                .split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .map(str::to_owned)
-        };
-        if let (Some(name), Some(value)) = (attr("name"), attr("value")) {
-            fields.push((name, value.replace("&amp;", "&")));
-        }
-    }
-    let signed_in = client.post(&authorize).form(&fields).send().await.unwrap();
-    assert!(
-        signed_in.status().is_redirection(),
-        "{}",
-        signed_in.status()
-    );
-    let callback = signed_in.headers()["location"].to_str().unwrap().to_owned();
-    client.get(&callback).send().await.unwrap()
 }
 
 async fn sign_up(stack: &Stack, client: &Client, email: &str) -> reqwest::Response {
