@@ -168,4 +168,67 @@ async fn operators_see_tenants_subscriptions_and_retry_dead_letters() {
         .await
         .unwrap();
     assert!(log.iter().any(|e| e.action == "inbox.requeue"), "{log:?}");
+
+    // A dead usage hour is shown with its reason and can be sent again.
+    let now = marketlink_core::Clock::now(&marketlink_core::SystemClock);
+    let hour = marketlink_engine::metering::hour_floor(now);
+    stack
+        .store
+        .usage_ingest(
+            &[marketlink_store::NewUsageEvent {
+                id: uuid::Uuid::now_v7(),
+                subscription_id: sub.id,
+                marketplace: "aws".into(),
+                dimension: "api_calls".into(),
+                occurred_at: now,
+                hour,
+                quantity: marketlink_core::Quantity::from_units(3),
+                idempotency_key: None,
+                allocations: vec![],
+            }],
+            now,
+        )
+        .await
+        .unwrap();
+    // The running flusher leaves the current hour alone; claim it by hand and bury it.
+    let claim = stack
+        .store
+        .usage_claim(now, hour, time::Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    let settlements: Vec<_> = claim
+        .hours
+        .iter()
+        .map(|h| {
+            let reason = "CustomerNotEntitledException: not entitled".to_owned();
+            (h.id, marketlink_store::UsageSettlement::Dead { reason })
+        })
+        .collect();
+    assert_eq!(settlements.len(), 1);
+    stack
+        .store
+        .usage_settle(claim.lease_id, &settlements, now)
+        .await
+        .unwrap();
+    let usage = text(format!("{}/admin/usage", stack.app_url)).await;
+    assert!(usage.contains("CustomerNotEntitledException") && usage.contains("Send again"));
+    let resent = ops
+        .post(format!(
+            "{}/admin/dead/usage/{}/retry",
+            stack.app_url, settlements[0].0
+        ))
+        .form(&[("csrf", csrf(&usage).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resent.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resent.headers()["location"], "/admin/usage?retried=1");
+    let hours = stack.store.usage_hours_of(sub.id).await.unwrap();
+    assert_ne!(hours[0].state, marketlink_store::UsageHourState::Dead);
+    let log = stack
+        .store
+        .audit_log(Some("admin:ops@vendor.example"), 10)
+        .await
+        .unwrap();
+    assert!(log.iter().any(|e| e.action == "usage.requeue"), "{log:?}");
 }

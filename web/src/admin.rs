@@ -583,6 +583,7 @@ async fn retry(
     let result = match queue.as_str() {
         "inbox" => state.store.inbox_requeue(id, now).await,
         "outbox" => state.store.outbox_requeue(id, now).await,
+        "usage" => state.store.usage_requeue(id, now).await,
         _ => Err(marketlink_store::StoreError::NotFound("queue")),
     };
     match result {
@@ -597,7 +598,11 @@ async fn retry(
             .await;
             state.engine.inbox_ready.notify_one();
             state.engine.outbox_ready.notify_one();
-            Redirect::to("/admin/dead?retried=1").into_response()
+            if queue == "usage" {
+                Redirect::to("/admin/usage?retried=1").into_response()
+            } else {
+                Redirect::to("/admin/dead?retried=1").into_response()
+            }
         }
         Err(marketlink_store::StoreError::NotFound(_)) => PageError::new(
             StatusCode::NOT_FOUND,
@@ -655,7 +660,11 @@ async fn onboarding(State(state): State<AppState>, jar: PrivateCookieJar) -> Res
     )
 }
 
-async fn usage(State(state): State<AppState>, jar: PrivateCookieJar) -> Response {
+async fn usage(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let Some(session) = operator(&state, &jar) else {
         return to_login();
     };
@@ -716,9 +725,17 @@ async fn usage(State(state): State<AppState>, jar: PrivateCookieJar) -> Response
                 "Quantity",
                 "Attempts",
                 "Why",
+                "",
             ],
             rows.into_iter()
                 .map(|h| Row {
+                    // Dead hours can be sent again once the cause is fixed; mismatches cannot.
+                    action: (state_name == marketlink_store::UsageHourState::Dead).then(|| {
+                        (
+                            format!("/admin/dead/usage/{}/retry", h.id),
+                            "Send again".to_owned(),
+                        )
+                    }),
                     cells: vec![
                         cell(when(h.hour)),
                         cell(&h.marketplace),
@@ -731,12 +748,15 @@ async fn usage(State(state): State<AppState>, jar: PrivateCookieJar) -> Response
                         cell(h.attempts),
                         cell(h.last_error.or(h.outcome).unwrap_or_default()),
                     ],
-                    action: None,
                 })
                 .collect(),
         ));
     }
-    render(StatusCode::OK, &page(&state, &session, "Usage", tables))
+    let mut page = page(&state, &session, "Usage", tables);
+    page.notice = query
+        .get("retried")
+        .map(|_| "Queued again; the next flush sends the same record.".into());
+    render(StatusCode::OK, &page)
 }
 
 #[derive(Template)]

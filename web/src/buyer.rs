@@ -27,7 +27,10 @@ use crate::{
     AppState,
     pages::{Branding, PageError, render},
     password,
-    session::{PendingSignIn, SIGN_IN_LIFETIME, Session, SessionUser, SignedInBuyer, random_token},
+    session::{
+        PendingSignIn, SIGN_IN_LIFETIME, Session, SessionUser, SignedInBuyer, current_user,
+        random_token,
+    },
 };
 
 pub fn routes() -> Router<AppState> {
@@ -791,6 +794,18 @@ async fn account(
     let Some(user) = session.user.clone() else {
         return (jar, Redirect::to("/signin").into_response());
     };
+    match current_user(&state.store, &session).await {
+        Ok(Some(_)) => {}
+        // Removed from the account since signing in: the session ends here.
+        Ok(None) => {
+            let fresh = Session::reset(state.clock.now());
+            return (
+                ctx.save(fresh, jar),
+                Redirect::to("/signin").into_response(),
+            );
+        }
+        Err(error) => return (jar, PageError::internal(&error).render(ctx.brand)),
+    }
     let tenant = match state.store.get_tenant(user.tenant_id).await {
         Ok(tenant) => tenant,
         Err(error) => return (jar, PageError::internal(&error).render(ctx.brand)),

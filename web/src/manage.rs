@@ -18,7 +18,7 @@ use crate::{
     AppState,
     buyer::{marketplace_name, status_words},
     pages::{Branding, PageError, render},
-    session::{Session, SessionUser},
+    session::{Session, SessionUser, current_user},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -84,6 +84,11 @@ async fn page(
     let Some(user) = session.user.clone() else {
         return Redirect::to("/signin").into_response();
     };
+    match current_user(&state.store, &session).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Redirect::to("/signin").into_response(),
+        Err(error) => return PageError::internal(&error).render(brand),
+    }
     let subscription = match owned(&state, &user, &id).await {
         Ok(s) => s,
         Err(page) => return page.render(brand),
@@ -298,8 +303,9 @@ async fn apply(
         Ok(s) => s,
         Err(page) => return page.render(brand),
     };
-    match state.store.get_user(user.user_id).await {
-        Ok(u) if matches!(u.role, Role::Owner | Role::Admin) => {}
+    match current_user(&state.store, &session).await {
+        Ok(Some(u)) if matches!(u.role, Role::Owner | Role::Admin) => {}
+        Ok(None) => return Redirect::to("/signin").into_response(),
         Ok(_) => {
             return PageError::new(
                 StatusCode::FORBIDDEN,

@@ -10,7 +10,7 @@ use axum::{
     routing::{get, post},
 };
 use axum_extra::extract::PrivateCookieJar;
-use marketlink_core::{Role, User};
+use marketlink_core::{PeopleChangeRefused, Role, User, UserId};
 use marketlink_store::{Invite, StoreError};
 use serde::Deserialize;
 use time::Duration;
@@ -20,7 +20,7 @@ use crate::{
     api_auth::hash_secret,
     pages::{Branding, PageError, render},
     password,
-    session::{Session, SessionUser, random_token},
+    session::{Session, SessionUser, current_user, random_token},
 };
 
 const INVITE_LIFETIME: Duration = Duration::days(7);
@@ -29,6 +29,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/account/users", get(users_page))
         .route("/account/users/invite", post(invite))
+        .route("/account/users/{id}/role", post(change_role))
+        .route("/account/users/{id}/remove", post(remove))
         .route("/invite/{token}", get(accept_page).post(accept))
 }
 
@@ -38,11 +40,46 @@ struct UsersPage {
     brand: Branding,
     csrf: String,
     tenant_name: String,
-    users: Vec<(String, String, String)>,
+    users: Vec<Person>,
     invites: Vec<(String, String, String)>,
     can_invite: bool,
     invite_link: Option<String>,
+    notice: Option<String>,
     error: Option<String>,
+}
+
+/// One row of the people table, with what the viewer may do to it.
+struct Person {
+    id: String,
+    email: String,
+    name: String,
+    role: &'static str,
+    /// Roles the viewer may give this person (empty: no change offered).
+    roles: Vec<&'static str>,
+    removable: bool,
+}
+
+impl Person {
+    fn new(viewer: &User, person: User) -> Self {
+        let yourself = viewer.id == person.id;
+        let roles = if yourself {
+            Vec::new()
+        } else {
+            [Role::Owner, Role::Admin, Role::Member]
+                .into_iter()
+                .filter(|to| viewer.role.may_change(person.role, Some(*to)).is_ok())
+                .map(Role::as_str)
+                .collect()
+        };
+        Self {
+            id: person.id.0.to_string(),
+            removable: !yourself && viewer.role.may_change(person.role, None).is_ok(),
+            email: person.email,
+            name: person.name.unwrap_or_default(),
+            role: person.role.as_str(),
+            roles: if roles.len() > 1 { roles } else { Vec::new() },
+        }
+    }
 }
 
 async fn render_users(
@@ -50,6 +87,7 @@ async fn render_users(
     session: &Session,
     user: &SessionUser,
     invite_link: Option<String>,
+    notice: Option<String>,
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
@@ -72,16 +110,7 @@ async fn render_users(
             brand: brand.clone(),
             csrf: session.csrf.clone(),
             tenant_name: tenant.name,
-            users: users
-                .into_iter()
-                .map(|u| {
-                    (
-                        u.email,
-                        u.name.unwrap_or_default(),
-                        u.role.as_str().to_owned(),
-                    )
-                })
-                .collect(),
+            users: users.into_iter().map(|u| Person::new(&me, u)).collect(),
             invites: invites
                 .into_iter()
                 .map(|i| {
@@ -94,6 +123,7 @@ async fn render_users(
                 .collect(),
             can_invite: matches!(me.role, Role::Owner | Role::Admin),
             invite_link,
+            notice,
             error,
         },
     )
@@ -101,10 +131,15 @@ async fn render_users(
 
 async fn users_page(State(state): State<AppState>, jar: PrivateCookieJar) -> Response {
     let session = Session::load(&jar, state.clock.now());
-    let Some(user) = session.user.clone() else {
+    let user = match current_user(&state.store, &session).await {
+        Ok(Some(_)) => session.user.clone(),
+        Ok(None) => None,
+        Err(e) => return PageError::internal(&e).render(&state.settings.branding),
+    };
+    let Some(user) = user else {
         return Redirect::to("/signin").into_response();
     };
-    render_users(&state, &session, &user, None, None, StatusCode::OK).await
+    render_users(&state, &session, &user, None, None, None, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -150,6 +185,7 @@ async fn invite(
                 &session,
                 &user,
                 None,
+                None,
                 Some(message),
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
@@ -163,6 +199,7 @@ async fn invite(
             &session,
             &user,
             None,
+            None,
             Some(message),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
@@ -175,6 +212,7 @@ async fn invite(
                 &state,
                 &session,
                 &user,
+                None,
                 None,
                 Some(message),
                 StatusCode::CONFLICT,
@@ -211,7 +249,139 @@ async fn invite(
         &user,
         Some(link),
         None,
+        None,
         StatusCode::CREATED,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    csrf: String,
+    role: String,
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn change_role(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<RoleForm>,
+) -> Response {
+    let role = Role::parse(&form.role);
+    if role.is_none() {
+        return PageError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unknown role",
+            format!(
+                "`{}` is not a role: choose owner, admin or member.",
+                form.role
+            ),
+        )
+        .render(&state.settings.branding);
+    }
+    change_person(&state, &jar, &id, &form.csrf, role).await
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    change_person(&state, &jar, &id, &form.csrf, None).await
+}
+
+/// Gives someone of the viewer's tenant a new role, or removes them (`to: None`), if the
+/// viewer's role allows it; the store keeps at least one owner.
+async fn change_person(
+    state: &AppState,
+    jar: &PrivateCookieJar,
+    id: &str,
+    csrf: &str,
+    to: Option<Role>,
+) -> Response {
+    let brand = &state.settings.branding;
+    let session = Session::load(jar, state.clock.now());
+    if !session.csrf_matches(csrf) {
+        return PageError::forbidden_form().render(brand);
+    }
+    let me = match current_user(&state.store, &session).await {
+        Ok(Some(me)) => me,
+        Ok(None) => return Redirect::to("/signin").into_response(),
+        Err(e) => return PageError::internal(&e).render(brand),
+    };
+    let Some(viewer) = session.user.clone() else {
+        return Redirect::to("/signin").into_response();
+    };
+    let (session, viewer) = (&session, &viewer);
+    let refused = |status, message: String| async move {
+        render_users(state, session, viewer, None, None, Some(message), status).await
+    };
+    // Someone of another tenant, or no one: the same answer, so ids reveal nothing.
+    let target = match uuid::Uuid::parse_str(id) {
+        Ok(uuid) => match state.store.get_user(UserId(uuid)).await {
+            Ok(user) if user.tenant_id == me.tenant_id => user,
+            Ok(_) | Err(StoreError::NotFound(_)) => {
+                return PageError::new(
+                    StatusCode::NOT_FOUND,
+                    "No such person",
+                    "This person is not part of your account (any more).",
+                )
+                .action("/account/users", "Back to people")
+                .render(brand);
+            }
+            Err(e) => return PageError::internal(&e).render(brand),
+        },
+        Err(_) => {
+            return PageError::new(
+                StatusCode::NOT_FOUND,
+                "No such person",
+                "The link is incomplete.",
+            )
+            .action("/account/users", "Back to people")
+            .render(brand);
+        }
+    };
+    if target.id == me.id {
+        return refused(
+            StatusCode::FORBIDDEN,
+            PeopleChangeRefused::Yourself.to_string(),
+        )
+        .await;
+    }
+    if let Err(refusal) = me.role.may_change(target.role, to) {
+        return refused(StatusCode::FORBIDDEN, refusal.to_string()).await;
+    }
+    match state.store.change_user(me.tenant_id, target.id, to).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(message)) => return refused(StatusCode::CONFLICT, message).await,
+        Err(StoreError::NotFound(_)) => return Redirect::to("/account/users").into_response(),
+        Err(e) => return PageError::internal(&e).render(brand),
+    }
+    let notice = match to {
+        Some(role) => format!("{} is now {}.", target.email, role.as_str()),
+        None => format!("{} was removed from the account.", target.email),
+    };
+    tracing::info!(
+        tenant = %me.tenant_id,
+        by = %me.email,
+        user = %target.email,
+        role = to.map_or("removed", Role::as_str),
+        "account membership changed"
+    );
+    render_users(
+        state,
+        session,
+        viewer,
+        None,
+        Some(notice),
+        None,
+        StatusCode::OK,
     )
     .await
 }

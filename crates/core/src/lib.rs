@@ -34,5 +34,5 @@ pub use quantity::Quantity;
 pub use subscription::{
     ExternalRef, IllegalTransition, Lifecycle, Subscription, SubscriptionStatus, Term, Transition,
 };
-pub use tenant::{Role, Tenant, User};
+pub use tenant::{PeopleChangeRefused, Role, Tenant, User};
 pub use usage::{UsageAllocation, UsageOutcome, UsageRecord};

@@ -96,6 +96,25 @@ mod tests {
         assert!(!looks_like_email("a b@c.d"));
         assert!(looks_like_email("a.b+c@d.example"));
     }
+
+    #[test]
+    fn owners_manage_everyone_admins_everyone_but_owners_members_no_one() {
+        use PeopleChangeRefused::*;
+        use Role::*;
+        let roles = [Owner, Admin, Member];
+        for from in roles {
+            for to in roles.map(Some).into_iter().chain([None]) {
+                assert_eq!(Owner.may_change(from, to), Ok(()));
+                assert_eq!(Member.may_change(from, to), Err(NotAManager));
+                let expected = if from == Owner || to == Some(Owner) {
+                    Err(OwnersOnly)
+                } else {
+                    Ok(())
+                };
+                assert_eq!(Admin.may_change(from, to), expected, "{from:?} -> {to:?}");
+            }
+        }
+    }
 }
 
 /// What a user may do in their tenant's account center.
@@ -122,6 +141,34 @@ impl Role {
             "admin" => Some(Self::Admin),
             "member" => Some(Self::Member),
             _ => None,
+        }
+    }
+}
+
+/// Why a change to someone's place in a tenant is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeopleChangeRefused {
+    #[error("only owners and admins can change who belongs to the account")]
+    NotAManager,
+    #[error("only an owner can change an owner or make someone an owner")]
+    OwnersOnly,
+    #[error("you cannot change your own role or remove yourself; ask another owner")]
+    Yourself,
+    #[error("the account must keep at least one owner")]
+    LastOwner,
+}
+
+impl Role {
+    /// Whether `self` may move someone from `from` to `to` (`None`: remove them). Owners manage
+    /// everyone; admins manage admins and members but never owners. Keeping one owner is the
+    /// store's check, as only it sees the whole tenant atomically.
+    pub fn may_change(self, from: Role, to: Option<Role>) -> Result<(), PeopleChangeRefused> {
+        match self {
+            Role::Member => Err(PeopleChangeRefused::NotAManager),
+            Role::Admin if from == Role::Owner || to == Some(Role::Owner) => {
+                Err(PeopleChangeRefused::OwnersOnly)
+            }
+            Role::Admin | Role::Owner => Ok(()),
         }
     }
 }

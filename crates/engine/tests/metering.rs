@@ -739,3 +739,52 @@ async fn two_flushers_on_postgres_never_send_a_record_twice() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_dead_hour_sent_again_by_an_operator_is_delivered_with_the_same_record() {
+    let provider = Counting::new(Marketplace::AWS);
+    let h = harness(provider.clone(), T0 + Duration::hours(2)).await;
+    let sub = subscription(&h.engine.store, Marketplace::AWS, "c1").await;
+    h.engine
+        .ingest_usage(&[input(sub.id, "api_calls", "4", T0)])
+        .await
+        .unwrap();
+    provider.outcomes.lock().unwrap().insert(
+        "api_calls".into(),
+        UsageOutcome::Rejected {
+            code: "CustomerNotEntitledException".into(),
+            detail: "not entitled".into(),
+        },
+    );
+    assert_eq!(h.engine.flush_usage().await.unwrap().dead, 1);
+    let dead = h
+        .engine
+        .store
+        .usage_hours_in(UsageHourState::Dead, 10)
+        .await
+        .unwrap();
+    // Only dead hours can be sent again.
+    let now = h.clock.now();
+    let delivered_id = Uuid::now_v7();
+    assert!(matches!(
+        h.engine.store.usage_requeue(delivered_id, now).await,
+        Err(marketlink_store::StoreError::NotFound(_))
+    ));
+    // The operator fixed the entitlement and sends the hour again.
+    provider.outcomes.lock().unwrap().clear();
+    h.engine.store.usage_requeue(dead[0].id, now).await.unwrap();
+    let run = h.engine.flush_usage().await.unwrap();
+    assert_eq!(run.delivered, 1, "{run:?}");
+    let rows = h.engine.store.usage_hours_of(sub.id).await.unwrap();
+    assert_eq!(rows[0].state, UsageHourState::Delivered);
+    let sent = provider.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0], sent[1],
+        "the identical frozen record went out again"
+    );
+    assert!(matches!(
+        h.engine.store.usage_requeue(dead[0].id, now).await,
+        Err(marketlink_store::StoreError::NotFound(_))
+    ));
+}

@@ -673,6 +673,28 @@ impl Store {
             oldest_due_hour: due.1.map(from_millis).transpose()?,
         })
     }
+
+    /// Sends a dead hour again (an operator fixed the cause): the identical frozen record goes
+    /// out on the next flush, with a fresh attempt budget. Only dead hours qualify; a
+    /// mismatch is the marketplace holding another quantity, which resending cannot fix.
+    pub async fn usage_requeue(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+        let updated = on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE usage_hours SET state = 'sending', next_attempt_at = $1, attempts = 0, \
+                 lease_id = NULL, locked_until = NULL, outcome = 'requeued', updated_at = $1 \
+                 WHERE id = $2 AND state = 'dead'",
+            )
+            .bind(millis(now))
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if updated == 0 {
+            return Err(StoreError::NotFound("dead usage hour"));
+        }
+        Ok(())
+    }
 }
 
 /// `prefix ($1..$k extra), ($k+1..$2k extra), ... suffix`. In `extra`, `$0` stands for the

@@ -145,4 +145,66 @@ impl Store {
             .map(|row| row.into_user().map(|(user, _)| user))
             .collect()
     }
+
+    /// Gives a user of `tenant` another role, or removes them (`role: None`) with their
+    /// pending sessions' access (pages look the user up on every request). Refused with
+    /// [`StoreError::Conflict`] when the tenant would be left without an owner; the owner count
+    /// is read in the same transaction (and the rows locked on PostgreSQL) so two owners
+    /// demoting each other at once cannot both succeed.
+    pub async fn change_user(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        role: Option<Role>,
+    ) -> Result<User, StoreError> {
+        let lock = match self.backend() {
+            crate::Backend::Postgres => " FOR UPDATE",
+            crate::Backend::Sqlite => "",
+        };
+        let row: UserRow = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let owners: Vec<Uuid> = sqlx::query_scalar(&format!(
+                "SELECT id FROM users WHERE tenant_id = $1 AND role = 'owner'{lock}"
+            ))
+            .bind(tenant.0)
+            .fetch_all(&mut *tx)
+            .await?;
+            let row: UserRow = sqlx::query_as(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND tenant_id = $2"
+            ))
+            .bind(user.0)
+            .bind(tenant.0)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("user"))?;
+            let stays_owner = role == Some(Role::Owner);
+            if row.role == Role::Owner.as_str() && !stays_owner && owners.len() <= 1 {
+                return Err(StoreError::Conflict(
+                    marketlink_core::PeopleChangeRefused::LastOwner.to_string(),
+                ));
+            }
+            match role {
+                Some(role) => {
+                    sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+                        .bind(role.as_str())
+                        .bind(user.0)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM users WHERE id = $1")
+                        .bind(user.0)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            row
+        });
+        let (mut changed, _) = row.into_user()?;
+        if let Some(role) = role {
+            changed.role = role;
+        }
+        Ok(changed)
+    }
 }

@@ -513,6 +513,60 @@ async fn users_belong_to_one_tenant_and_emails_are_unique(store: &Store) {
 }
 story!(users, users_belong_to_one_tenant_and_emails_are_unique);
 
+async fn roles_change_and_people_leave_but_one_owner_stays(store: &Store) {
+    use marketlink_core::{Role, User};
+
+    let acme = tenant("Acme");
+    let owner = User::new(acme.id, "owner@acme.example", None, Role::Owner, T0).unwrap();
+    store
+        .create_tenant_with_owner(&acme, &owner, None)
+        .await
+        .unwrap();
+    let dev = User::new(acme.id, "dev@acme.example", None, Role::Member, T0).unwrap();
+    store.create_user(&dev, None).await.unwrap();
+
+    // The only owner can neither step down nor leave.
+    for change in [Some(Role::Admin), Some(Role::Member), None] {
+        assert!(matches!(
+            store.change_user(acme.id, owner.id, change).await,
+            Err(StoreError::Conflict(m)) if m.contains("at least one owner")
+        ));
+    }
+    // A second owner makes it possible.
+    let promoted = store
+        .change_user(acme.id, dev.id, Some(Role::Owner))
+        .await
+        .unwrap();
+    assert_eq!(promoted.role, Role::Owner);
+    assert_eq!(store.get_user(dev.id).await.unwrap().role, Role::Owner);
+    store
+        .change_user(acme.id, owner.id, Some(Role::Admin))
+        .await
+        .unwrap();
+    // Another tenant's id does not reach this user.
+    let other = tenant("Other");
+    store.create_tenant(&other).await.unwrap();
+    assert!(matches!(
+        store.change_user(other.id, owner.id, None).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.change_user(acme.id, owner.id, None).await.unwrap();
+    assert!(matches!(
+        store.get_user(owner.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.list_users(acme.id).await.unwrap().len(), 1);
+    // The email is free again.
+    assert!(
+        store
+            .find_user_by_email("owner@acme.example")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+story!(people, roles_change_and_people_leave_but_one_owner_stays);
+
 // ---- Metering (ADR 0005) ----
 
 fn usage_event(
