@@ -51,12 +51,67 @@ pub async fn start_full(
     tune_azure: impl FnOnce(&mut AzureSandboxConfig),
     tune_config: impl FnOnce(&mut Config),
 ) -> Stack {
+    launch(tune, tune_azure, tune_config, None, 1).await.0
+}
+
+/// `replicas` marketlink servers sharing one database at `database_url` (and a session
+/// secret, as a deployment behind a load balancer would), with one set of sandboxes. The
+/// stack's `app_url` is the first replica, which the sandboxes notify; the other replicas'
+/// URLs come second. Every replica runs its own workers.
+pub async fn start_replicas(database_url: &str, replicas: usize) -> (Stack, Vec<String>) {
+    launch(
+        |_| {},
+        |_| {},
+        |config| {
+            config.server.session_secret =
+                Some(serde_json::from_value(serde_json::json!("r".repeat(64))).expect("secret"));
+        },
+        Some(database_url.to_owned()),
+        replicas,
+    )
+    .await
+}
+
+/// A new, empty PostgreSQL database on the test server; its URL.
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::{Connection, Executor};
+    let admin = std::env::var("MARKETLINK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("marketlink_e2e_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL test server (MARKETLINK_TEST_POSTGRES_URL)");
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create database");
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+async fn launch(
+    tune: impl FnOnce(&mut AwsSandboxConfig),
+    tune_azure: impl FnOnce(&mut AzureSandboxConfig),
+    tune_config: impl FnOnce(&mut Config),
+    database: Option<String>,
+    replicas: usize,
+) -> (Stack, Vec<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let shutdown = CancellationToken::new();
-    let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind app");
-    let app_url = format!("http://{}", app_listener.local_addr().expect("addr"));
+    let mut listeners = Vec::with_capacity(replicas);
+    for _ in 0..replicas.max(1) {
+        listeners.push(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind app"),
+        );
+    }
+    let urls: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("http://{}", l.local_addr().expect("addr")))
+        .collect();
+    let app_url = urls[0].clone();
     let mut scenario = AwsSandboxConfig {
         // Tests send lifecycle events explicitly.
         subscribe_delay_ms: 3_600_000,
@@ -77,7 +132,8 @@ pub async fn start_full(
         .trim_start_matches("http://")
         .parse()
         .expect("sandbox addr");
-    let database = format!("sqlite:{}", dir.path().join("e2e.db").display());
+    let database =
+        database.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("e2e.db").display()));
     let mut azure_scenario = AzureSandboxConfig::default();
     tune_azure(&mut azure_scenario);
     let azure = sandbox::start_azure(
@@ -96,25 +152,33 @@ pub async fn start_full(
     }
     config.azure = Some(sandbox::azure_provider_config(&azure, &app_url));
     tune_config(&mut config);
-    let providers = run::providers(&config, Arc::new(SystemClock))
-        .await
-        .expect("providers");
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let result = run::serve_on(config, providers, app_listener, stop, move |_| {
-            let _ = ready_tx.send(());
-        })
-        .await;
-        if let Err(error) = result {
-            eprintln!("server stopped: {error:#}");
-        }
-    });
-    ready_rx.await.expect("server starts");
+    // Replicas start together, as a rolling deployment would: each migrates on start.
+    let mut ready = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        let config = config.clone();
+        let providers = run::providers(&config, Arc::new(SystemClock))
+            .await
+            .expect("providers");
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let result = run::serve_on(config, providers, listener, stop, move |_| {
+                let _ = ready_tx.send(());
+            })
+            .await;
+            if let Err(error) = result {
+                eprintln!("server stopped: {error:#}");
+            }
+        });
+        ready.push(ready_rx);
+    }
+    for ready_rx in ready {
+        ready_rx.await.expect("server starts");
+    }
     let store = Store::connect(&database, &StoreOptions::default())
         .await
         .expect("store");
-    Stack {
+    let stack = Stack {
         app_url,
         aws_url: aws.base_url.clone(),
         aws: aws.sandbox,
@@ -122,7 +186,8 @@ pub async fn start_full(
         store,
         shutdown,
         _dir: dir,
-    }
+    };
+    (stack, urls.into_iter().skip(1).collect())
 }
 
 /// A browser: keeps cookies, does not follow redirects (tests look at each step).

@@ -6,4 +6,5 @@ mod aws;
 mod azure;
 mod metering;
 mod people;
+mod replicas;
 mod webhooks;
