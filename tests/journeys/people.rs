@@ -9,10 +9,10 @@ async fn page(client: &Client, url: String) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
-/// `owner` invites `email` with `role`; the invited person accepts in a browser of their own.
-async fn invite_and_join(stack: &Stack, owner: &Client, email: &str, role: &str) -> Client {
+/// Posts the invitation form as `owner`; the response.
+async fn post_invite(stack: &Stack, owner: &Client, email: &str, role: &str) -> reqwest::Response {
     let people = page(owner, format!("{}/account/users", stack.app_url)).await;
-    let invited = owner
+    owner
         .post(format!("{}/account/users/invite", stack.app_url))
         .form(&[
             ("csrf", csrf(&people).as_str()),
@@ -21,7 +21,12 @@ async fn invite_and_join(stack: &Stack, owner: &Client, email: &str, role: &str)
         ])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `owner` invites `email` with `role`; the one-time link shown.
+async fn invite(stack: &Stack, owner: &Client, email: &str, role: &str) -> String {
+    let invited = post_invite(stack, owner, email, role).await;
     assert_eq!(invited.status(), StatusCode::CREATED);
     let html = invited.text().await.unwrap();
     let start = html.find("/invite/").expect("the link is shown");
@@ -29,20 +34,33 @@ async fn invite_and_join(stack: &Stack, owner: &Client, email: &str, role: &str)
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect();
-    let link = format!("{}/invite/{token}", stack.app_url);
-    let person = browser();
-    let form = page(&person, link.clone()).await;
-    let joined = person
-        .post(&link)
+    format!("{}/invite/{token}", stack.app_url)
+}
+
+/// Accepts the invitation at `link` with `password`, in `person`'s browser.
+async fn accept(person: &Client, link: &str, password: &str) -> StatusCode {
+    let form = page(person, link.to_owned()).await;
+    person
+        .post(link)
         .form(&[
             ("csrf", csrf(&form).as_str()),
             ("name", "Someone"),
-            ("password", "correct-horse-battery"),
+            ("password", password),
         ])
         .send()
         .await
-        .unwrap();
-    assert_eq!(joined.status(), StatusCode::SEE_OTHER);
+        .unwrap()
+        .status()
+}
+
+/// `owner` invites `email` with `role`; the invited person accepts in a browser of their own.
+async fn invite_and_join(stack: &Stack, owner: &Client, email: &str, role: &str) -> Client {
+    let link = invite(stack, owner, email, role).await;
+    let person = browser();
+    assert_eq!(
+        accept(&person, &link, "correct-horse-battery").await,
+        StatusCode::SEE_OTHER
+    );
     person
 }
 
@@ -93,85 +111,27 @@ async fn an_owner_invites_a_member_who_can_look_but_not_change() {
         "owner@acme.example",
     )
     .await;
-    let people = owner
-        .get(format!("{}/account/users", stack.app_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let people = page(&owner, format!("{}/account/users", stack.app_url)).await;
     assert!(people.contains("owner@acme.example") && people.contains("Invite someone"));
-    let bad = owner
-        .post(format!("{}/account/users/invite", stack.app_url))
-        .form(&[
-            ("csrf", csrf(&people).as_str()),
-            ("email", "not-an-email"),
-            ("role", "member"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let bad = post_invite(&stack, &owner, "not-an-email", "member").await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let invited = owner
-        .post(format!("{}/account/users/invite", stack.app_url))
-        .form(&[
-            ("csrf", csrf(&people).as_str()),
-            ("email", "Dev@Acme.example"),
-            ("role", "member"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(invited.status(), StatusCode::CREATED);
-    let html = invited.text().await.unwrap();
-    let start = html.find("/invite/").expect("the link is shown");
-    let token: String = html[start + "/invite/".len()..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
-    let link = format!("{}/invite/{token}", stack.app_url);
+    let link = invite(&stack, &owner, "Dev@Acme.example", "member").await;
 
     let member = browser();
-    let form = member
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(form.contains("dev@acme.example"));
-    let weak = member
-        .post(&link)
-        .form(&[
-            ("csrf", csrf(&form).as_str()),
-            ("name", "Dev"),
-            ("password", "short"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(weak.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let joined = member
-        .post(&link)
-        .form(&[
-            ("csrf", csrf(&form).as_str()),
-            ("name", "Dev"),
-            ("password", "correct-horse-battery"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(joined.status(), StatusCode::SEE_OTHER);
-    let account = member
-        .get(format!("{}/account", stack.app_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert!(
+        page(&member, link.clone())
+            .await
+            .contains("dev@acme.example")
+    );
+    assert_eq!(
+        accept(&member, &link, "short").await,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        accept(&member, &link, "correct-horse-battery").await,
+        StatusCode::SEE_OTHER
+    );
+    let account = page(&member, format!("{}/account", stack.app_url)).await;
     assert!(
         account.contains("Contoso Analytics"),
         "the member sees the tenant's subscriptions"
@@ -182,14 +142,7 @@ async fn an_owner_invites_a_member_who_can_look_but_not_change() {
     assert_eq!(again.status(), StatusCode::GONE);
 
     // A member cannot invite.
-    let member_people = member
-        .get(format!("{}/account/users", stack.app_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let member_people = page(&member, format!("{}/account/users", stack.app_url)).await;
     assert!(!member_people.contains("Invite someone"));
     let refused = member
         .post(format!("{}/account/users/invite", stack.app_url))
