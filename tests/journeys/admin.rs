@@ -212,6 +212,12 @@ async fn operators_see_tenants_subscriptions_and_retry_dead_letters() {
         .unwrap();
     let usage = text(format!("{}/admin/usage", stack.app_url)).await;
     assert!(usage.contains("CustomerNotEntitledException") && usage.contains("Send again"));
+    // The per-hour view counts the buried total as failed: Sent 0, Waiting 0, Failed 1.
+    assert!(usage.contains("Sent and pending per hour"), "{usage}");
+    assert!(
+        usage.contains("<td>aws</td><td>0</td><td>0</td><td>1</td><td>0</td>"),
+        "{usage}"
+    );
     let resent = ops
         .post(format!(
             "{}/admin/dead/usage/{}/retry",

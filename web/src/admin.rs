@@ -696,11 +696,47 @@ async fn usage(
         ],
         action: None,
     });
-    let mut tables = vec![(
-        "Hourly totals by state".to_string(),
-        vec!["State", "Hours"],
-        summary,
-    )];
+    let recent = match state
+        .store
+        .usage_by_hour(now - time::Duration::hours(48))
+        .await
+    {
+        Ok(recent) => recent,
+        Err(e) => return internal(&e, brand),
+    };
+    let mut tables = vec![
+        (
+            "Hourly totals by state".to_string(),
+            vec!["State", "Hours"],
+            summary,
+        ),
+        (
+            "Sent and pending per hour (last 48 hours; one row per subscription and dimension)"
+                .to_string(),
+            vec![
+                "Hour",
+                "Marketplace",
+                "Sent",
+                "Waiting",
+                "Failed",
+                "Skipped",
+            ],
+            recent
+                .into_iter()
+                .map(|h| Row {
+                    cells: vec![
+                        cell(when(h.hour)),
+                        cell(&h.marketplace),
+                        cell(h.delivered),
+                        cell(h.waiting),
+                        cell(h.failed),
+                        cell(h.skipped),
+                    ],
+                    action: None,
+                })
+                .collect(),
+        ),
+    ];
     for (title, state_name) in [
         (
             "Dead letters: usage the marketplace did not bill",

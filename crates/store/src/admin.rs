@@ -53,4 +53,50 @@ impl Store {
         });
         Ok(count)
     }
+
+    /// Hourly totals per hour and marketplace since `since`, newest first: how many were
+    /// delivered, are still waiting (open or sending), failed (dead or mismatched) or were
+    /// skipped. For the portal's "usage sent and pending per hour".
+    pub async fn usage_by_hour(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> Result<Vec<UsageHourSummary>, StoreError> {
+        let rows: Vec<(i64, String, i64, i64, i64, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT hour, marketplace, \
+                 SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN state IN ('open', 'sending') THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN state IN ('dead', 'mismatch') THEN 1 ELSE 0 END), \
+                 SUM(CASE WHEN state = 'skipped' THEN 1 ELSE 0 END) \
+                 FROM usage_hours WHERE hour >= $1 \
+                 GROUP BY hour, marketplace ORDER BY hour DESC, marketplace",
+            )
+            .bind(crate::millis(since))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(hour, marketplace, delivered, waiting, failed, skipped)| {
+                Ok(UsageHourSummary {
+                    hour: crate::from_millis(hour)?,
+                    marketplace,
+                    delivered,
+                    waiting,
+                    failed,
+                    skipped,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One hour of one marketplace's usage, counted by outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageHourSummary {
+    pub hour: time::OffsetDateTime,
+    pub marketplace: String,
+    pub delivered: i64,
+    pub waiting: i64,
+    pub failed: i64,
+    pub skipped: i64,
 }

@@ -29,6 +29,7 @@ use sqlx::{
 };
 
 pub use crate::{
+    admin::UsageHourSummary,
     api_keys::AuditEntry,
     error::StoreError,
     invites::Invite,

@@ -924,3 +924,59 @@ story!(
     changed_subscriptions,
     changed_subscriptions_page_by_time_and_id
 );
+
+async fn usage_is_counted_per_hour_for_operators(store: &Store) {
+    use marketlink_store::{UsageHourSummary, UsageSettlement};
+    let sub = store
+        .upsert_subscription(&Subscription::pending(aws_ref("meter-9", "prod-a"), T0))
+        .await
+        .unwrap();
+    let batch = vec![
+        usage_event(&sub, "api_calls", T0, 2, None),
+        usage_event(&sub, "storage_gb", T0, 1, None),
+        usage_event(&sub, "api_calls", T0 + Duration::hours(1), 1, None),
+        usage_event(&sub, "api_calls", T0 - Duration::hours(5), 1, None),
+    ];
+    store.usage_ingest(&batch, T0).await.unwrap();
+    // The two totals of 10:00 are sent: one delivered, one dead.
+    let claim = store
+        .usage_claim(T0 + Duration::hours(2), T0, Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    let at_ten: Vec<_> = claim.hours.iter().filter(|h| h.hour == T0).collect();
+    assert_eq!(at_ten.len(), 2);
+    let settlements = vec![
+        (
+            at_ten[0].id,
+            UsageSettlement::Delivered {
+                marketplace_id: None,
+                outcome: "Success".into(),
+            },
+        ),
+        (
+            at_ten[1].id,
+            UsageSettlement::Dead {
+                reason: "refused".into(),
+            },
+        ),
+    ];
+    store
+        .usage_settle(claim.lease_id, &settlements, T0 + Duration::hours(2))
+        .await
+        .unwrap();
+    let summary = store.usage_by_hour(T0 - Duration::hours(1)).await.unwrap();
+    let row = |hour, delivered, waiting, failed| UsageHourSummary {
+        hour,
+        marketplace: "aws".into(),
+        delivered,
+        waiting,
+        failed,
+        skipped: 0,
+    };
+    // Newest first; 05:00 is before `since`; 11:00 is still open.
+    assert_eq!(
+        summary,
+        vec![row(T0 + Duration::hours(1), 0, 1, 0), row(T0, 1, 0, 1)]
+    );
+}
+story!(usage_by_hour, usage_is_counted_per_hour_for_operators);
