@@ -45,6 +45,8 @@ struct SubscriptionPage {
     plan: String,
     quantity: Option<u32>,
     entitlements: Vec<(String, String)>,
+    /// Trial end, term end or renewal, start: label and date.
+    term: Vec<(String, String)>,
     can_manage: bool,
     manage_hint: Option<String>,
     plans: Vec<(String, String)>,
@@ -153,7 +155,13 @@ async fn render_page(
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|e| (e.dimension, e.value.to_string()))
+        .map(|e| {
+            let until = e
+                .expires_at
+                .map(|at| format!(" (until {})", at.date()))
+                .unwrap_or_default();
+            (e.dimension, format!("{}{until}", e.value))
+        })
         .collect();
     let timeline = state
         .store
@@ -172,6 +180,26 @@ async fn render_page(
         })
         .collect();
     let (status_text, status_class) = status_words(s.status);
+    let mut term = Vec::new();
+    if let Some(t) = &s.term {
+        if let Some(start) = t.start {
+            term.push(("Started".to_owned(), start.date().to_string()));
+        }
+        if let Some(end) = t.end {
+            let label = match (s.free_trial, s.status) {
+                (true, _) => "Free trial ends",
+                (
+                    false,
+                    marketlink_core::SubscriptionStatus::UnsubscribePending
+                    | marketlink_core::SubscriptionStatus::Cancelled,
+                ) => "Ends",
+                (false, _) => "Renews",
+            };
+            term.push((label.to_owned(), end.date().to_string()));
+        }
+    } else if s.free_trial {
+        term.push(("Offer".to_owned(), "Free trial".to_owned()));
+    }
     let product = s
         .product_id
         .as_ref()
@@ -195,6 +223,7 @@ async fn render_page(
                 .unwrap_or_else(|| "—".into()),
             quantity: s.quantity,
             entitlements,
+            term,
             can_manage,
             manage_hint,
             plans,
