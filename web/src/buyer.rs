@@ -858,7 +858,7 @@ fn overview_details(
         .map(|e| {
             let until = e
                 .expires_at
-                .map(|at| format!(" until {}", at.date()))
+                .map(|at| format!(" until {}", human_date(at)))
                 .unwrap_or_default();
             format!("{}: {}{until}", e.dimension.replace('_', " "), e.value)
         })
@@ -868,7 +868,7 @@ fn overview_details(
     {
         details.push(format!("quantity: {quantity}"));
     }
-    let end = s.term.as_ref().and_then(|t| t.end).map(|end| end.date());
+    let end = s.term.as_ref().and_then(|t| t.end).map(human_date);
     match (s.free_trial, end, s.status) {
         (true, Some(end), _) => details.push(format!("free trial until {end}")),
         (true, None, _) => details.push("free trial".into()),
@@ -881,6 +881,14 @@ fn overview_details(
         (false, _, _) => {}
     }
     details
+}
+
+/// A date as people read it, without a time or hyphens to break on: `20 Nov 2027`.
+pub(crate) fn human_date(at: time::OffsetDateTime) -> String {
+    at.format(time::macros::format_description!(
+        "[day padding:none] [month repr:short] [year]"
+    ))
+    .unwrap_or_else(|_| at.date().to_string())
 }
 
 fn capitalise(message: &str) -> String {

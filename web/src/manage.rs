@@ -155,12 +155,14 @@ async fn render_page(
         .await
         .unwrap_or_default()
         .into_iter()
+        // Plan and quantity have their own lines above.
+        .filter(|e| e.dimension != "plan" && e.dimension != "quantity")
         .map(|e| {
             let until = e
                 .expires_at
-                .map(|at| format!(" (until {})", at.date()))
+                .map(|at| format!(" (until {})", crate::buyer::human_date(at)))
                 .unwrap_or_default();
-            (e.dimension, format!("{}{until}", e.value))
+            (e.dimension.replace('_', " "), format!("{}{until}", e.value))
         })
         .collect();
     let timeline = state
@@ -174,16 +176,25 @@ async fn render_page(
         .map(|e| {
             let when = e
                 .recorded_at
-                .format(&time::format_description::well_known::Rfc3339)
+                .format(time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+                ))
                 .unwrap_or_default();
-            (when, e.source, e.kind, e.outcome)
+            // A marketplace message is recorded under its inbox id; the buyer needs to know
+            // where the change came from, not our queue's ids.
+            let source = if e.source.starts_with("inbox:") {
+                "marketplace".to_owned()
+            } else {
+                e.source
+            };
+            (when, source, e.kind, e.outcome)
         })
         .collect();
     let (status_text, status_class) = status_words(s.status);
     let mut term = Vec::new();
     if let Some(t) = &s.term {
         if let Some(start) = t.start {
-            term.push(("Started".to_owned(), start.date().to_string()));
+            term.push(("Started".to_owned(), crate::buyer::human_date(start)));
         }
         if let Some(end) = t.end {
             let label = match (s.free_trial, s.status) {
@@ -195,7 +206,7 @@ async fn render_page(
                 ) => "Ends",
                 (false, _) => "Renews",
             };
-            term.push((label.to_owned(), end.date().to_string()));
+            term.push((label.to_owned(), crate::buyer::human_date(end)));
         }
     } else if s.free_trial {
         term.push(("Offer".to_owned(), "Free trial".to_owned()));
