@@ -70,6 +70,18 @@ async fn read_key(stack: &Stack) -> String {
     plaintext
 }
 
+/// A screenshot of one of our pages, after checking its basic accessibility (the sandboxes'
+/// pages stand in for the marketplaces' and get a plain `browser.screenshot`).
+async fn shot(browser: &Browser, name: &str) {
+    let problems = browser.accessibility_problems().await;
+    assert!(
+        problems.is_empty(),
+        "{name} ({}): {problems:?}",
+        browser.url().await
+    );
+    browser.screenshot(name).await;
+}
+
 /// Fails when the page is wider than the viewport (sideways scrolling on a phone).
 async fn assert_fits(browser: &Browser, what: &str) {
     let overflow = browser
@@ -124,7 +136,7 @@ async fn aws_purchase_registration_access_and_cancellation() {
         )
         .await;
     assert!(logo.as_i64().unwrap_or(0) > 0, "the vendor's logo is shown");
-    browser.screenshot("aws-02-signup").await;
+    shot(&browser, "aws-02-signup").await;
     browser.fill_labelled("Your name", "Ada Lovelace").await;
     browser.fill_labelled("Company", "Analytical Engines").await;
     browser.fill_labelled("Work email", "ada@example.com").await;
@@ -138,7 +150,7 @@ async fn aws_purchase_registration_access_and_cancellation() {
         pending.contains("Waiting for the marketplace to confirm"),
         "{pending}"
     );
-    browser.screenshot("aws-03-account-pending").await;
+    shot(&browser, "aws-03-account-pending").await;
 
     // The session cookie: encrypted, HttpOnly, SameSite=Lax; not Secure on plain http.
     let cookies = browser.cookies().await;
@@ -190,7 +202,7 @@ async fn aws_purchase_registration_access_and_cancellation() {
         link.contains("ada@example.com") && link.contains("Free trial"),
         "{link}"
     );
-    browser.screenshot("aws-05-link-second-product").await;
+    shot(&browser, "aws-05-link-second-product").await;
     browser
         .submit("//button[text()='Link to my account']")
         .await;
@@ -198,14 +210,14 @@ async fn aws_purchase_registration_access_and_cancellation() {
         .wait_for_text("Contoso Analytics for Teams", false)
         .await;
     assert!(both.contains("free trial"), "{both}");
-    browser.screenshot("aws-06-account-two-products").await;
+    shot(&browser, "aws-06-account-two-products").await;
 
     // The same overview on a phone: no sideways scrolling.
     browser.narrow(Some(390)).await;
     browser.refresh().await;
     browser.wait_for_text("Active", false).await;
     assert_fits(&browser, "the account overview").await;
-    browser.screenshot("aws-07-account-phone").await;
+    shot(&browser, "aws-07-account-phone").await;
     browser.narrow(None).await;
 
     browser
@@ -218,7 +230,7 @@ async fn aws_purchase_registration_access_and_cancellation() {
         ) && detail.contains("seats"),
         "{detail}"
     );
-    browser.screenshot("aws-08-subscription").await;
+    shot(&browser, "aws-08-subscription").await;
 
     // The buyer cancels on AWS Marketplace: unsubscribe-pending, then unsubscribe-success.
     browser
@@ -229,7 +241,7 @@ async fn aws_purchase_registration_access_and_cancellation() {
         .await;
     browser.goto(&format!("{}/account", stack.app_url)).await;
     browser.wait_for_text("Cancelling", true).await;
-    browser.screenshot("aws-09-account-cancelling").await;
+    shot(&browser, "aws-09-account-cancelling").await;
     browser
         .goto(&format!("{}/aws/buyer/agreements", stack.aws_url))
         .await;
@@ -239,7 +251,7 @@ async fn aws_purchase_registration_access_and_cancellation() {
     browser.goto(&format!("{}/account", stack.app_url)).await;
     let cancelled = browser.wait_for_text("Cancelled", true).await;
     assert!(!cancelled.contains("Cancelling"), "{cancelled}");
-    browser.screenshot("aws-10-account-cancelled").await;
+    shot(&browser, "aws-10-account-cancelled").await;
     eventually("the check API refuses after cancellation", || async {
         check(&stack, &key, tenant, "dashboards").await["allowed"] == false
     })
@@ -288,7 +300,7 @@ async fn azure_purchase_sign_in_activation_plan_change_and_unsubscribe() {
         email.as_str().is_some_and(|e| e.starts_with("alice@")),
         "email prefilled from the sign-in: {email}"
     );
-    browser.screenshot("azure-03-signup").await;
+    shot(&browser, "azure-03-signup").await;
     browser.fill_labelled("Your name", "Alice Buyer").await;
     browser.fill_labelled("Password", PASSWORD).await;
     browser.submit("//button[text()='Create account']").await;
@@ -299,7 +311,7 @@ async fn azure_purchase_sign_in_activation_plan_change_and_unsubscribe() {
     // Activation goes through the outbox to the marketplace.
     let active = browser.wait_for_text("Active", true).await;
     assert!(active.contains("pro"), "{active}");
-    browser.screenshot("azure-04-account-active").await;
+    shot(&browser, "azure-04-account-active").await;
     let id = stack
         .store
         .list_subscriptions(&marketlink_store::SubscriptionFilter {
@@ -325,9 +337,7 @@ async fn azure_purchase_sign_in_activation_plan_change_and_unsubscribe() {
         .await;
     let changed = browser.wait_for_text("basic", true).await;
     assert!(changed.contains("Active"), "{changed}");
-    browser
-        .screenshot("azure-06-subscription-plan-changed")
-        .await;
+    shot(&browser, "azure-06-subscription-plan-changed").await;
 
     // Unsubscribe on the marketplace.
     browser.goto(&portal).await;
@@ -336,7 +346,7 @@ async fn azure_purchase_sign_in_activation_plan_change_and_unsubscribe() {
         .goto(&format!("{}/account/subscriptions/{id}", stack.app_url))
         .await;
     browser.wait_for_text("Cancelled", true).await;
-    browser.screenshot("azure-07-subscription-cancelled").await;
+    shot(&browser, "azure-07-subscription-cancelled").await;
     let stored = stack.store.get_subscription(id).await.expect("store");
     assert_eq!(stored.status, SubscriptionStatus::Cancelled);
 }
@@ -365,7 +375,7 @@ async fn expired_and_invalid_links_explain_what_to_do() {
         invalid.contains("What you can do") && invalid.contains("Set up your account"),
         "{invalid}"
     );
-    browser.screenshot("error-aws-invalid-token").await;
+    shot(&browser, "error-aws-invalid-token").await;
 
     let purchase = stack
         .aws
@@ -395,7 +405,7 @@ async fn expired_and_invalid_links_explain_what_to_do() {
         .wait_for_text("This subscription link has expired", false)
         .await;
     assert!(expired.contains("Return to AWS Marketplace"), "{expired}");
-    browser.screenshot("error-aws-expired-token").await;
+    shot(&browser, "error-aws-expired-token").await;
 
     browser.goto(&azure.landing_url).await;
     browser
@@ -406,14 +416,14 @@ async fn expired_and_invalid_links_explain_what_to_do() {
     // Microsoft answers an expired token like an unknown one; the page covers both.
     let expired = browser.wait_for_text("Configure account now", false).await;
     assert!(expired.contains("expired link is refused"), "{expired}");
-    browser.screenshot("error-azure-expired-token").await;
+    shot(&browser, "error-azure-expired-token").await;
 
     browser.goto(&format!("{}/signup", stack.app_url)).await;
     let nothing = browser
         .wait_for_text("There is no subscription waiting to be set up", false)
         .await;
     assert!(nothing.contains("Sign in to your account"), "{nothing}");
-    browser.screenshot("error-no-pending-purchase").await;
+    shot(&browser, "error-no-pending-purchase").await;
 }
 
 /// The admin portal: sign-in, overview, tenants, subscriptions, a timeline, usage, and an API
@@ -454,34 +464,71 @@ async fn admin_portal_main_views() {
         .expect("subscribe-success");
     let tenant = tenant_of(&stack, "buyer@acme.example").await;
 
+    // Another buyer asks the vendor's team to set the account up (the manual path).
+    let other = stack
+        .aws
+        .purchase(CONCURRENT, OfferKind::Contract, "777788889999")
+        .expect("purchase");
+    let landing = reqwest::Url::parse_with_params(
+        &format!("{}/aws/landing", stack.app_url),
+        [("x-amzn-marketplace-token", &other.registration_token)],
+    )
+    .expect("landing URL");
+    browser.goto(landing.as_str()).await;
+    browser
+        .wait_for_text("Prefer that we set it up for you?", false)
+        .await;
+    browser.fill("#contact-name", "Grace Hopper").await;
+    browser.fill("#contact-email", "grace@navy.example").await;
+    browser.fill("#contact-company", "Navy Labs").await;
+    browser
+        .fill("#contact-message", "Please call after 10am.")
+        .await;
+    browser
+        .submit("//button[text()='Ask for a set-up call']")
+        .await;
+    let thanks = browser
+        .wait_for_text("We are setting up your account", false)
+        .await;
+    assert!(thanks.contains("grace@navy.example"), "{thanks}");
+    shot(&browser, "onboarding-requested").await;
+
     browser.goto(&format!("{}/admin", stack.app_url)).await;
     browser.wait_for_text("Admin sign-in", false).await;
-    browser.screenshot("admin-01-sign-in").await;
+    shot(&browser, "admin-01-sign-in").await;
     browser.fill_labelled("Email", "ops@vendor.example").await;
     browser.fill_labelled("Password", OPERATOR).await;
     browser.submit("//button[text()='Sign in']").await;
     let overview = browser.wait_for_text("Overview", false).await;
     assert!(overview.contains("aws"), "{overview}");
-    browser.screenshot("admin-02-overview").await;
+    shot(&browser, "admin-02-overview").await;
 
     browser.submit("//nav//a[text()='Tenants']").await;
     let tenants = browser.wait_for_text("buyer@acme.example", false).await;
     assert!(tenants.contains("Customer Inc"), "{tenants}");
-    browser.screenshot("admin-03-tenants").await;
+    shot(&browser, "admin-03-tenants").await;
 
     browser.submit("//nav//a[text()='Subscriptions']").await;
     browser.wait_for_text(CLASSIC, true).await;
-    browser.screenshot("admin-04-subscriptions").await;
+    shot(&browser, "admin-04-subscriptions").await;
     browser
         .submit("//table//a[contains(@href, '/admin/subscriptions/')]")
         .await;
     let timeline = browser.wait_for_text("registered", false).await;
     assert!(timeline.contains("lifecycle:activate"), "{timeline}");
-    browser.screenshot("admin-05-subscription-timeline").await;
+    shot(&browser, "admin-05-subscription-timeline").await;
+
+    browser.submit("//nav//a[text()='Set-up requests']").await;
+    let requests = browser.wait_for_text("grace@navy.example", false).await;
+    assert!(
+        requests.contains("Navy Labs") && requests.contains("Please call after 10am."),
+        "{requests}"
+    );
+    shot(&browser, "admin-06-set-up-requests").await;
 
     browser.submit("//nav//a[text()='Usage']").await;
     browser.wait_for_text("Usage", false).await;
-    browser.screenshot("admin-06-usage").await;
+    shot(&browser, "admin-07-usage").await;
 
     browser.submit("//nav//a[text()='API keys']").await;
     browser.wait_for_text("Create a key", false).await;
@@ -492,7 +539,7 @@ async fn admin_portal_main_views() {
     browser.submit("//button[text()='Create key']").await;
     let created = browser.wait_for_text("Your new key", false).await;
     assert!(created.contains("product backend"), "{created}");
-    browser.screenshot("admin-07-api-keys").await;
+    shot(&browser, "admin-08-api-keys").await;
     let key = browser
         .script(
             "return document.querySelector('[role=status] code').textContent;",

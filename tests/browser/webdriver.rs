@@ -389,6 +389,30 @@ impl Browser {
         std::fs::write(&path, png).expect("screenshot written");
     }
 
+    /// Basic accessibility of the page, checked in the browser: a language, one `<h1>`, every
+    /// visible field named by a label (or aria-label), every image with an `alt`. Returns the
+    /// problems found.
+    pub async fn accessibility_problems(&self) -> Vec<String> {
+        let script = "const problems = [];\
+            if (!document.documentElement.lang) problems.push('<html> has no lang');\
+            const h1 = document.querySelectorAll('h1').length;\
+            if (h1 !== 1) problems.push(h1 + ' <h1> elements');\
+            for (const f of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {\
+              if (!f.labels.length && !f.getAttribute('aria-label')) problems.push('unlabelled field ' + (f.name || f.id));\
+            }\
+            for (const img of document.querySelectorAll('img:not([alt])')) problems.push('image without alt ' + img.src.slice(0, 40));\
+            return problems;";
+        self.script(script, json!([]))
+            .await
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|p| p.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The browser's cookies for the current page, as WebDriver reports them.
     pub async fn cookies(&self) -> Vec<Value> {
         self.get("/cookie")
