@@ -325,6 +325,20 @@ async fn azure_purchase_sign_in_activation_plan_change_and_unsubscribe() {
         .expect("the Microsoft subscription")
         .id;
 
+    // Product access follows the plan: pro includes exports.
+    let key = read_key(&stack).await;
+    let tenant = stack
+        .store
+        .get_subscription(id)
+        .await
+        .expect("store")
+        .tenant_id
+        .expect("linked");
+    eventually("pro allows exports", || async {
+        check(&stack, &key, tenant, "exports").await["allowed"] == true
+    })
+    .await;
+
     // On the marketplace: change plan to basic. Microsoft calls our webhook.
     browser.goto(&portal).await;
     browser
@@ -338,6 +352,10 @@ async fn azure_purchase_sign_in_activation_plan_change_and_unsubscribe() {
     let changed = browser.wait_for_text("basic", true).await;
     assert!(changed.contains("Active"), "{changed}");
     shot(&browser, "azure-06-subscription-plan-changed").await;
+    eventually("basic no longer allows exports", || async {
+        check(&stack, &key, tenant, "exports").await["reason"] == "feature_not_in_plan"
+    })
+    .await;
 
     // Unsubscribe on the marketplace.
     browser.goto(&portal).await;
