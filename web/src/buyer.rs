@@ -267,7 +267,7 @@ async fn resolve_and_continue(
             StatusCode::BAD_REQUEST,
             "This subscription link is not valid",
             format!(
-                "{} did not recognise the token this page was opened with.",
+                "{} did not recognise the token this page was opened with. Set-up links are short-lived: an old, copied or already expired link is refused.",
                 marketplace_name(&marketplace)
             ),
         )
@@ -759,7 +759,8 @@ struct SubscriptionRow {
     plan: String,
     status: String,
     status_class: &'static str,
-    details: String,
+    /// Contract dimensions, trial end, term: one fact per line.
+    details: Vec<String>,
 }
 
 #[derive(Template)]
@@ -825,27 +826,7 @@ async fn account(
     let mut rows = Vec::with_capacity(subscriptions.len());
     for s in subscriptions {
         let entitlements = state.store.entitlements(s.id).await.unwrap_or_default();
-        // The plan has its own column; a seat count may come both as an entitlement and as
-        // the subscription's quantity: show each fact once.
-        let mut details: Vec<String> = entitlements
-            .iter()
-            .filter(|e| e.dimension != "plan")
-            .map(|e| format!("{}: {}", e.dimension, e.value))
-            .collect();
-        if let Some(quantity) = s.quantity
-            && !entitlements.iter().any(|e| e.dimension == "quantity")
-        {
-            details.push(format!("quantity: {quantity}"));
-        }
-        if s.free_trial {
-            let until = s
-                .term
-                .as_ref()
-                .and_then(|t| t.end)
-                .map(|end| format!(" until {}", end.date()))
-                .unwrap_or_default();
-            details.push(format!("free trial{until}"));
-        }
+        let details = overview_details(&s, &entitlements);
         let (status, status_class) = status_words(s.status);
         rows.push(SubscriptionRow {
             id: s.id.to_string(),
@@ -862,20 +843,67 @@ async fn account(
                 .unwrap_or_else(|| "—".into()),
             status: status.into(),
             status_class,
-            details: details.join(", "),
+            details,
         });
     }
     let page = AccountPage {
         brand: state.settings.branding.clone(),
         csrf: session.csrf.clone(),
         email: user.email,
-        tenant_name: tenant.name,
+        // The company names the account when the buyer gave one; else the person's name.
+        tenant_name: tenant.company.unwrap_or(tenant.name),
         notice: query
             .contains_key("linked")
             .then(|| "Your subscription is linked to this account.".to_owned()),
         subscriptions: rows,
     };
     (ctx.save(session, jar), render(StatusCode::OK, &page))
+}
+
+/// What the buyer bought beyond the plan: contract dimensions (the plan has its own column; a
+/// seat count may come both as an entitlement and as the quantity: each fact once), the end of
+/// a free trial, and when the term renews or ends.
+fn overview_details(
+    s: &marketlink_core::Subscription,
+    entitlements: &[marketlink_core::Entitlement],
+) -> Vec<String> {
+    let mut details: Vec<String> = entitlements
+        .iter()
+        .filter(|e| e.dimension != "plan")
+        .map(|e| {
+            let until = e
+                .expires_at
+                .map(|at| format!(" until {}", human_date(at)))
+                .unwrap_or_default();
+            format!("{}: {}{until}", e.dimension.replace('_', " "), e.value)
+        })
+        .collect();
+    if let Some(quantity) = s.quantity
+        && !entitlements.iter().any(|e| e.dimension == "quantity")
+    {
+        details.push(format!("quantity: {quantity}"));
+    }
+    let end = s.term.as_ref().and_then(|t| t.end).map(human_date);
+    match (s.free_trial, end, s.status) {
+        (true, Some(end), _) => details.push(format!("free trial until {end}")),
+        (true, None, _) => details.push("free trial".into()),
+        (
+            false,
+            Some(end),
+            SubscriptionStatus::UnsubscribePending | SubscriptionStatus::Cancelled,
+        ) => details.push(format!("ends {end}")),
+        (false, Some(end), SubscriptionStatus::Active) => details.push(format!("renews {end}")),
+        (false, _, _) => {}
+    }
+    details
+}
+
+/// A date as people read it, without a time or hyphens to break on: `20 Nov 2027`.
+pub(crate) fn human_date(at: time::OffsetDateTime) -> String {
+    at.format(time::macros::format_description!(
+        "[day padding:none] [month repr:short] [year]"
+    ))
+    .unwrap_or_else(|_| at.date().to_string())
 }
 
 fn capitalise(message: &str) -> String {

@@ -45,6 +45,8 @@ struct SubscriptionPage {
     plan: String,
     quantity: Option<u32>,
     entitlements: Vec<(String, String)>,
+    /// Trial end, term end or renewal, start: label and date.
+    term: Vec<(String, String)>,
     can_manage: bool,
     manage_hint: Option<String>,
     plans: Vec<(String, String)>,
@@ -158,7 +160,15 @@ async fn render_page(
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|e| (e.dimension, e.value.to_string()))
+        // Plan and quantity have their own lines above.
+        .filter(|e| e.dimension != "plan" && e.dimension != "quantity")
+        .map(|e| {
+            let until = e
+                .expires_at
+                .map(|at| format!(" (until {})", crate::buyer::human_date(at)))
+                .unwrap_or_default();
+            (e.dimension.replace('_', " "), format!("{}{until}", e.value))
+        })
         .collect();
     let timeline = state
         .store
@@ -171,12 +181,41 @@ async fn render_page(
         .map(|e| {
             let when = e
                 .recorded_at
-                .format(&time::format_description::well_known::Rfc3339)
+                .format(time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+                ))
                 .unwrap_or_default();
-            (when, e.source, e.kind, e.outcome)
+            // A marketplace message is recorded under its inbox id; the buyer needs to know
+            // where the change came from, not our queue's ids.
+            let source = if e.source.starts_with("inbox:") {
+                "marketplace".to_owned()
+            } else {
+                e.source
+            };
+            (when, source, e.kind, e.outcome)
         })
         .collect();
     let (status_text, status_class) = status_words(s.status);
+    let mut term = Vec::new();
+    if let Some(t) = &s.term {
+        if let Some(start) = t.start {
+            term.push(("Started".to_owned(), crate::buyer::human_date(start)));
+        }
+        if let Some(end) = t.end {
+            let label = match (s.free_trial, s.status) {
+                (true, _) => "Free trial ends",
+                (
+                    false,
+                    marketlink_core::SubscriptionStatus::UnsubscribePending
+                    | marketlink_core::SubscriptionStatus::Cancelled,
+                ) => "Ends",
+                (false, _) => "Renews",
+            };
+            term.push((label.to_owned(), crate::buyer::human_date(end)));
+        }
+    } else if s.free_trial {
+        term.push(("Offer".to_owned(), "Free trial".to_owned()));
+    }
     let product = s
         .product_id
         .as_ref()
@@ -200,6 +239,7 @@ async fn render_page(
                 .unwrap_or_else(|| "—".into()),
             quantity: s.quantity,
             entitlements,
+            term,
             can_manage,
             manage_hint,
             plans,

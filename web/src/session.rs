@@ -176,6 +176,7 @@ pub async fn current_user(
 
 #[cfg(test)]
 mod tests {
+    use axum::response::IntoResponse;
     use axum_extra::extract::cookie::Key;
     use marketlink_core::ExternalRef;
     use time::macros::datetime;
@@ -214,6 +215,21 @@ mod tests {
         let cookie = jar.get(COOKIE).unwrap();
         assert!(cookie.http_only().unwrap_or(false));
         assert!(cookie.secure().unwrap_or(false));
+        assert_eq!(cookie.same_site(), Some(SameSite::Lax));
+        assert_eq!(cookie.path(), Some("/"));
+        // Encrypted: neither the CSRF token nor the purchase can be read from the cookie.
+        let sent = jar
+            .clone()
+            .into_response()
+            .headers()
+            .get(axum::http::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_default();
+        assert!(sent.starts_with(COOKIE) && !sent.contains(&csrf) && !sent.contains("c/p"));
+        // On plain http (a local run), not Secure, so the browser keeps it.
+        let local = Session::load(&jar, T0).save(PrivateCookieJar::new(key.clone()), T0, false);
+        assert!(!local.get(COOKIE).unwrap().secure().unwrap_or(false));
 
         let reread = Session::load(&jar, T0 + Duration::minutes(5));
         assert_eq!(reread.csrf, csrf);
