@@ -210,6 +210,15 @@ async fn aws_purchase_registration_access_and_cancellation() {
         .wait_for_text("Contoso Analytics for Teams", false)
         .await;
     assert!(both.contains("free trial"), "{both}");
+    // AWS confirms the trial too (over EventBridge and SQS for this product): its end shows.
+    browser
+        .goto(&format!("{}/aws/buyer/agreements", stack.aws_url))
+        .await;
+    browser
+        .submit(&agreement_button(CONCURRENT, "Send subscribe-success"))
+        .await;
+    browser.goto(&format!("{}/account", stack.app_url)).await;
+    browser.wait_for_text("free trial until", true).await;
     shot(&browser, "aws-06-account-two-products").await;
 
     // The same overview on a phone: no sideways scrolling.
