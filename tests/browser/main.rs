@@ -210,6 +210,15 @@ async fn aws_purchase_registration_access_and_cancellation() {
         .wait_for_text("Contoso Analytics for Teams", false)
         .await;
     assert!(both.contains("free trial"), "{both}");
+    // AWS confirms the trial too (over EventBridge and SQS for this product): its end shows.
+    browser
+        .goto(&format!("{}/aws/buyer/agreements", stack.aws_url))
+        .await;
+    browser
+        .submit(&agreement_button(CONCURRENT, "Send subscribe-success"))
+        .await;
+    browser.goto(&format!("{}/account", stack.app_url)).await;
+    browser.wait_for_text("free trial until", true).await;
     shot(&browser, "aws-06-account-two-products").await;
 
     // The same overview on a phone: no sideways scrolling.
@@ -256,7 +265,26 @@ async fn aws_purchase_registration_access_and_cancellation() {
         check(&stack, &key, tenant, "dashboards").await["allowed"] == false
     })
     .await;
+
+    // Sign out, then back in with the keyboard only: Tab reaches the skip link first, then
+    // the form's fields, each with a visible focus ring; Enter submits.
+    browser.submit("//button[text()='Sign out']").await;
+    browser.wait_for_text("Sign in", false).await;
+    assert!(browser.url().await.ends_with("/signin"));
+    shot(&browser, "sign-in").await;
+    browser.keys(&TAB.to_string()).await;
+    assert_eq!(browser.focused().await, ("Skip to content".into(), true));
+    browser.keys(&format!("{TAB}{TAB}")).await;
+    assert_eq!(browser.focused().await, ("email".into(), true));
+    browser.keys(&format!("ada@example.com{TAB}")).await;
+    assert_eq!(browser.focused().await, ("password".into(), true));
+    browser.keys(&format!("{PASSWORD}{ENTER}")).await;
+    browser.wait_for_text("Analytical Engines", false).await;
+    assert!(browser.url().await.ends_with("/account"));
 }
+
+const TAB: char = '\u{E004}';
+const ENTER: char = '\u{E007}';
 
 /// Microsoft: the sandbox's portal → landing with ?token → Entra sign-in page → sign-up →
 /// activated → the buyer changes plan on the marketplace (webhook) → our pages show it →

@@ -80,7 +80,7 @@ impl Driver {
     }
 }
 
-/// One headless Chromium session. Screenshots go to `$MARKETLINK_SCREENSHOTS`, else
+/// One headless Chromium session. Screenshots go to `$MARKETLINK_TEST_SCREENSHOTS`, else
 /// `<target dir>/test-output/screenshots`.
 pub struct Browser {
     http: reqwest::Client,
@@ -95,7 +95,7 @@ pub struct Element {
 }
 
 pub fn screenshot_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("MARKETLINK_SCREENSHOTS") {
+    if let Ok(dir) = std::env::var("MARKETLINK_TEST_SCREENSHOTS") {
         return PathBuf::from(dir);
     }
     let target = std::env::var("CARGO_TARGET_DIR")
@@ -387,6 +387,42 @@ impl Browser {
             .expect("a base64 screenshot");
         let path = self.shots.join(format!("{name}.png"));
         std::fs::write(&path, png).expect("screenshot written");
+    }
+
+    /// Types on the keyboard into whatever has focus, as a person would (WebDriver key actions).
+    /// `\u{E004}` is Tab, `\u{E007}` is Enter.
+    pub async fn keys(&self, text: &str) {
+        let actions: Vec<Value> = text
+            .chars()
+            .flat_map(|c| {
+                let key = c.to_string();
+                [
+                    json!({ "type": "keyDown", "value": key }),
+                    json!({ "type": "keyUp", "value": key }),
+                ]
+            })
+            .collect();
+        self.post(
+            "/actions",
+            json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": actions }] }),
+        )
+        .await;
+        self.call(reqwest::Method::DELETE, "/actions", None).await;
+    }
+
+    /// What has keyboard focus: its tag, id or text, and whether a focus ring is drawn.
+    pub async fn focused(&self) -> (String, bool) {
+        let found = self
+            .script(
+                "const e = document.activeElement; const s = getComputedStyle(e);\
+                 return [e.id || e.textContent.trim() || e.tagName, s.outlineStyle !== 'none' && s.outlineWidth !== '0px'];",
+                json!([]),
+            )
+            .await;
+        (
+            found[0].as_str().unwrap_or_default().to_owned(),
+            found[1] == true,
+        )
     }
 
     /// Basic accessibility of the page, checked in the browser: a language, one `<h1>`, every

@@ -108,8 +108,12 @@ fn to_login() -> Response {
     Redirect::to("/admin/login").into_response()
 }
 
+/// A timestamp in UTC to the second: operators compare it with logs, and it stays on one line.
 fn when(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
+    t.to_offset(time::UtcOffset::UTC)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        ))
         .unwrap_or_default()
 }
 

@@ -883,7 +883,7 @@ fn overview_details(
     {
         details.push(format!("quantity: {quantity}"));
     }
-    let end = s.term.as_ref().and_then(|t| t.end).map(human_date);
+    let end = term_end(s, entitlements).map(human_date);
     match (s.free_trial, end, s.status) {
         (true, Some(end), _) => details.push(format!("free trial until {end}")),
         (true, None, _) => details.push("free trial".into()),
@@ -896,6 +896,19 @@ fn overview_details(
         (false, _, _) => {}
     }
     details
+}
+
+/// When the subscription's term ends. A free trial on AWS carries no term: it ends when its
+/// entitlements do, so the earliest entitlement expiry stands in.
+pub(crate) fn term_end(
+    s: &marketlink_core::Subscription,
+    entitlements: &[marketlink_core::Entitlement],
+) -> Option<time::OffsetDateTime> {
+    s.term.as_ref().and_then(|t| t.end).or_else(|| {
+        s.free_trial
+            .then(|| entitlements.iter().filter_map(|e| e.expires_at).min())
+            .flatten()
+    })
 }
 
 /// A date as people read it, without a time or hyphens to break on: `20 Nov 2027`.

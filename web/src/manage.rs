@@ -154,11 +154,9 @@ async fn render_page(
             Err(error) => tracing::warn!(%error, "cannot list available plans"),
         }
     }
-    let entitlements = state
-        .store
-        .entitlements(s.id)
-        .await
-        .unwrap_or_default()
+    let stored = state.store.entitlements(s.id).await.unwrap_or_default();
+    let trial_or_term_end = crate::buyer::term_end(s, &stored);
+    let entitlements = stored
         .into_iter()
         // Plan and quantity have their own lines above.
         .filter(|e| e.dimension != "plan" && e.dimension != "quantity")
@@ -197,24 +195,22 @@ async fn render_page(
         .collect();
     let (status_text, status_class) = status_words(s.status);
     let mut term = Vec::new();
-    if let Some(t) = &s.term {
-        if let Some(start) = t.start {
-            term.push(("Started".to_owned(), crate::buyer::human_date(start)));
+    if let Some(start) = s.term.as_ref().and_then(|t| t.start) {
+        term.push(("Started".to_owned(), crate::buyer::human_date(start)));
+    }
+    match (trial_or_term_end, s.free_trial, s.status) {
+        (Some(end), true, _) => {
+            term.push(("Free trial ends".to_owned(), crate::buyer::human_date(end)));
         }
-        if let Some(end) = t.end {
-            let label = match (s.free_trial, s.status) {
-                (true, _) => "Free trial ends",
-                (
-                    false,
-                    marketlink_core::SubscriptionStatus::UnsubscribePending
-                    | marketlink_core::SubscriptionStatus::Cancelled,
-                ) => "Ends",
-                (false, _) => "Renews",
-            };
-            term.push((label.to_owned(), crate::buyer::human_date(end)));
-        }
-    } else if s.free_trial {
-        term.push(("Offer".to_owned(), "Free trial".to_owned()));
+        (None, true, _) => term.push(("Offer".to_owned(), "Free trial".to_owned())),
+        (
+            Some(end),
+            false,
+            marketlink_core::SubscriptionStatus::UnsubscribePending
+            | marketlink_core::SubscriptionStatus::Cancelled,
+        ) => term.push(("Ends".to_owned(), crate::buyer::human_date(end))),
+        (Some(end), false, _) => term.push(("Renews".to_owned(), crate::buyer::human_date(end))),
+        (None, false, _) => {}
     }
     let product = s
         .product_id
