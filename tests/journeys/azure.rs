@@ -128,6 +128,16 @@ async fn purchase_sign_in_activate_change_and_unsubscribe() {
         s.plan_id == Some(PlanId::new("basic"))
     })
     .await;
+    // The stored entitlements follow: the plan read back from the marketplace right after
+    // the change is applied (the flat-rate plan has no seats any more).
+    let stored = subscription(&stack, &id).await.unwrap();
+    eventually("entitlements follow the plan change", || async {
+        let entitlements = stack.store.entitlements(stored.id).await.unwrap();
+        let plan = entitlements.iter().find(|e| e.dimension == "plan");
+        plan.is_some_and(|e| e.value.to_string() == "basic")
+            && !entitlements.iter().any(|e| e.dimension == "quantity")
+    })
+    .await;
     stack
         .azure
         .marketplace_action(subscription_id, MarketplaceAction::Suspend)

@@ -147,17 +147,17 @@ pub async fn apply_event(
         }
         EventKind::PlanChanged { plan_id } => {
             subscription.plan_id = Some(plan_id.clone());
-            terms(engine, &subscription, as_of).await?
+            changed_terms(engine, &subscription, as_of, source).await?
         }
         EventKind::QuantityChanged { quantity } => {
             subscription.quantity = Some(*quantity);
-            terms(engine, &subscription, as_of).await?
+            changed_terms(engine, &subscription, as_of, source).await?
         }
         EventKind::Renewed { term } => {
             if let Some(term) = term {
                 subscription.term = Some(term.clone());
             }
-            terms(engine, &subscription, as_of).await?
+            changed_terms(engine, &subscription, as_of, source).await?
         }
         EventKind::EntitlementsChanged { entitlements } => {
             engine
@@ -208,7 +208,7 @@ pub async fn apply_event(
                     if let Some(quantity) = quantity {
                         subscription.quantity = Some(*quantity);
                     }
-                    terms(engine, &subscription, as_of).await?
+                    changed_terms(engine, &subscription, as_of, source).await?
                 }
                 Err(reason) => ApplyOutcome::Refused(reason),
             }
@@ -277,6 +277,21 @@ async fn record(
             recorded_at: now,
         })
         .await
+}
+
+/// [`terms`], then the stored entitlements (plan, seats, expiries) re-read from the
+/// marketplace, so they never contradict the subscription's new terms.
+async fn changed_terms(
+    engine: &Engine,
+    subscription: &Subscription,
+    as_of: time::OffsetDateTime,
+    source: &str,
+) -> Result<ApplyOutcome, StoreError> {
+    let outcome = terms(engine, subscription, as_of).await?;
+    if outcome == ApplyOutcome::Applied {
+        engine.refresh_entitlements(subscription, source).await;
+    }
+    Ok(outcome)
 }
 
 async fn terms(
