@@ -5,5 +5,6 @@ mod api;
 mod aws;
 mod azure;
 mod metering;
+mod ops;
 mod people;
 mod webhooks;

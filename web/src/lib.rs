@@ -10,6 +10,8 @@ mod error;
 mod health;
 mod inbound;
 mod manage;
+pub mod metrics;
+pub mod openapi;
 pub mod pages;
 pub mod password;
 mod people;
@@ -40,6 +42,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// in the response), a trace span per request, a body size cap and a request timeout.
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
+    if settings.metrics.enabled {
+        metrics::install();
+    }
     Router::new()
         .merge(health::routes())
         .merge(inbound::routes(&state))
@@ -47,10 +52,13 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(manage::routes())
         .merge(vendor_api::routes())
+        .merge(openapi::routes())
+        .merge(metrics::routes())
         .merge(admin::routes())
         .merge(people::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))
         .with_state(state)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

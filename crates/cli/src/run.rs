@@ -27,7 +27,14 @@ pub fn init_tracing(log: &LogConfig) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match log.format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().with_current_span(true))
+            // Every enclosing span's fields, so lines logged deep inside a request still
+            // carry the `http` span's `request_id`.
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true),
+            )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
     };
@@ -266,6 +273,10 @@ pub async fn serve_on(
             pending.len()
         );
     }
+    if config.server.metrics {
+        // Before the workers start, so their first marketplace calls are counted.
+        marketlink_web::metrics::install();
+    }
     let clock: Arc<dyn marketlink_core::Clock> = Arc::new(SystemClock);
     let engine = Arc::new(
         Engine::new(
@@ -308,6 +319,14 @@ pub async fn serve_on(
             public_url: config.server.public_url.clone(),
             body_limit_bytes: config.server.body_limit_bytes,
             request_timeout: config.request_timeout(),
+            metrics: marketlink_web::metrics::MetricsSettings {
+                enabled: config.server.metrics,
+                token: config
+                    .server
+                    .metrics_token
+                    .as_ref()
+                    .map(|t| t.expose().to_owned()),
+            },
         },
     });
     let address = listener.local_addr()?;
