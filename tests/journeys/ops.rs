@@ -425,6 +425,30 @@ async fn metrics_count_requests_marketplace_calls_usage_and_backlogs() {
         StatusCode::NOT_FOUND
     );
 
+    // Two Microsoft buyers land: each landing resolves the token with the marketplace API,
+    // which needs the publisher's API token (fetched once, then from the cache).
+    for _ in 0..2 {
+        let purchase = stack
+            .azure
+            .purchase(marketlink_sandbox::azure::PurchaseRequest {
+                offer_id: "contoso-analytics".into(),
+                plan_id: "pro".into(),
+                quantity: Some(3),
+                buyer_object_id: "11111111-aaaa-4bbb-8ccc-000000000001".into(),
+                subscription_name: None,
+                is_test: false,
+            })
+            .await
+            .unwrap();
+        let client = marketlink_e2e::browser_trusting(&stack.azure.ca_pem);
+        marketlink_e2e::azure_land_and_sign_in(
+            &client,
+            &purchase.landing_url,
+            "11111111-aaaa-4bbb-8ccc-000000000001",
+        )
+        .await;
+    }
+
     // A job scheduled for tomorrow waits in the outbox.
     stack
         .store
@@ -505,6 +529,20 @@ async fn metrics_count_requests_marketplace_calls_usage_and_backlogs() {
     assert!(value("marketlink_marketplace_calls_total", &resolve) >= 1.0);
     let duration = value("marketlink_marketplace_call_duration_seconds_sum", &resolve);
     assert!(duration > 0.0 && duration < 30.0, "{duration}");
+
+    let azure_resolve = [
+        ("provider", "azure"),
+        ("operation", "resolve"),
+        ("outcome", "ok"),
+    ];
+    assert!(value("marketlink_marketplace_calls_total", &azure_resolve) >= 2.0);
+    let token = |result| {
+        value(
+            "marketlink_token_cache_total",
+            &[("provider", "azure"), ("result", result)],
+        )
+    };
+    assert!(token("miss") >= 1.0 && token("hit") >= 1.0);
 
     // Usage in: one accepted, one duplicate; the open hour is in the database.
     assert!(value("marketlink_usage_events_total", &[("result", "accepted")]) >= 1.0);

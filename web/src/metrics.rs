@@ -149,6 +149,8 @@ pub async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // The request's `http` span (web::router) gets the template too, for log queries.
+    tracing::Span::current().record("route", route.as_str());
     let response = next.run(request).await;
     let labels = [
         ("method", method),
