@@ -374,6 +374,22 @@ mod tests {
         assert!(html.contains("DELETE"));
     }
 
+    /// `UsageAccepted` describes the engine's `IngestOutcome`, which the usage API answers
+    /// with: the same fields, all required.
+    #[test]
+    fn the_usage_answer_schema_matches_what_is_sent() {
+        let sent = serde_json::to_value(marketlink_store::IngestOutcome::default()).unwrap();
+        let mut sent: Vec<&String> = sent.as_object().unwrap().keys().collect();
+        sent.sort();
+        let spec = serde_json::to_value(spec()).unwrap();
+        let schema = &spec["components"]["schemas"]["UsageAccepted"];
+        let mut described: Vec<&String> =
+            schema["properties"].as_object().unwrap().keys().collect();
+        described.sort();
+        assert_eq!(sent, described);
+        assert_eq!(schema["required"].as_array().unwrap().len(), sent.len());
+    }
+
     /// `docs/openapi.json` is what the code generates, so the published contract cannot
     /// drift from the routes.
     #[test]
