@@ -5,6 +5,7 @@ mod api;
 mod aws;
 mod azure;
 mod metering;
+mod ops;
 mod people;
 mod replicas;
 mod webhooks;

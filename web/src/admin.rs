@@ -27,11 +27,21 @@ use crate::{
 const PAGE: u32 = 50;
 
 /// An operator allowed into the portal; the hash comes from `marketlink admin hash-password`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminUser {
     pub email: String,
     pub password_hash: String,
+}
+
+impl std::fmt::Debug for AdminUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash can be attacked offline: keep it out of logs (the configuration is Debug).
+        f.debug_struct("AdminUser")
+            .field("email", &self.email)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
 }
 
 pub fn routes() -> Router<AppState> {

@@ -87,6 +87,7 @@ impl KeyCache {
                 "check" => "check",
                 "entitlements" => "entitlements",
                 "tenants" => "tenants",
+                "api_keys" => "api_keys",
                 "usage" => "usage",
                 _ => "other",
             };
@@ -94,7 +95,8 @@ impl KeyCache {
         }
     }
 
-    fn forget(&self, prefix: &str) {
+    /// Drops a cached key, so a revocation applies on this replica at once.
+    pub(crate) fn forget(&self, prefix: &str) {
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -387,7 +387,8 @@ async fn signup_page(State(state): State<AppState>, jar: PrivateCookieJar) -> Re
     (ctx.save(session, jar), render(StatusCode::OK, &page))
 }
 
-#[derive(Debug, Deserialize)]
+// No Debug: it holds a password.
+#[derive(Deserialize)]
 struct SignupForm {
     csrf: String,
     name: String,
@@ -664,7 +665,8 @@ async fn signin_page(State(state): State<AppState>, jar: PrivateCookieJar) -> Re
     (ctx.save(session, jar), render(StatusCode::OK, &page))
 }
 
-#[derive(Debug, Deserialize)]
+// No Debug: it holds a password.
+#[derive(Deserialize)]
 struct SigninForm {
     csrf: String,
     email: String,

@@ -10,6 +10,8 @@ mod error;
 mod health;
 mod inbound;
 mod manage;
+pub mod metrics;
+pub mod openapi;
 pub mod pages;
 pub mod password;
 mod people;
@@ -40,6 +42,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// in the response), a trace span per request, a body size cap and a request timeout.
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
+    if settings.metrics.enabled {
+        metrics::install();
+    }
     Router::new()
         .merge(health::routes())
         .merge(inbound::routes(&state))
@@ -47,10 +52,13 @@ pub fn router(state: AppState) -> Router {
         .merge(api::routes())
         .merge(manage::routes())
         .merge(vendor_api::routes())
+        .merge(openapi::routes())
+        .merge(metrics::routes())
         .merge(admin::routes())
         .merge(people::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))
         .with_state(state)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -68,13 +76,25 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!(
                         "http",
                         method = %request.method(),
-                        path = %request.uri().path(),
+                        path = %loggable_path(request.uri().path()),
+                        // The route template, recorded once the router has matched.
+                        route = tracing::field::Empty,
                         request_id = %request_id,
                     )
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The request path as logged: invitation links carry their one-time token in the path, and
+/// a token must never reach the logs. (Query strings, where landing tokens travel, are not
+/// logged at all.)
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/invite/") {
+        Some(token) if !token.is_empty() => "/invite/<redacted>".into(),
+        _ => path.into(),
+    }
 }
 
 /// Writes the API keys' use counters to the store every few seconds until `shutdown`.
@@ -135,5 +155,17 @@ pub async fn serve(
             tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn invitation_tokens_stay_out_of_logged_paths() {
+        assert_eq!(
+            super::loggable_path("/invite/abcDEF123"),
+            "/invite/<redacted>"
+        );
+        assert_eq!(super::loggable_path("/api/v1/check"), "/api/v1/check");
     }
 }

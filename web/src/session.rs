@@ -39,7 +39,7 @@ pub struct PendingPurchase {
 }
 
 /// A buyer sign-in under way: the landing token waits here until the buyer comes back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingSignIn {
     pub marketplace: Marketplace,
     pub token: String,
@@ -48,6 +48,19 @@ pub struct PendingSignIn {
     pub nonce: String,
     pub pkce_verifier: String,
     pub expires_at: i64,
+}
+
+impl std::fmt::Debug for PendingSignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The landing token and the PKCE verifier are bearer secrets: never in logs.
+        f.debug_struct("PendingSignIn")
+            .field("marketplace", &self.marketplace)
+            .field("token", &"<redacted>")
+            .field("free_trial_hint", &self.free_trial_hint)
+            .field("pkce_verifier", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,5 +280,32 @@ mod tests {
         assert!(session.csrf_matches(&session.csrf.clone()));
         assert!(!session.csrf_matches(""));
         assert!(!session.csrf_matches("forged"));
+    }
+
+    #[test]
+    fn sign_in_secrets_never_print() {
+        let pending = PendingSignIn {
+            marketplace: marketlink_core::Marketplace::AZURE,
+            token: "landing-token-value".into(),
+            free_trial_hint: false,
+            state: "state-value".into(),
+            nonce: "nonce-value".into(),
+            pkce_verifier: "pkce-verifier-value".into(),
+            expires_at: 0,
+        };
+        let printed = format!("{pending:?}");
+        for secret in [
+            "landing-token",
+            "pkce-verifier",
+            "nonce-value",
+            "state-value",
+        ] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        let admin = crate::admin::AdminUser {
+            email: "ops@example.com".into(),
+            password_hash: "$argon2id$v=19$secret-hash".into(),
+        };
+        assert!(!format!("{admin:?}").contains("secret-hash"));
     }
 }

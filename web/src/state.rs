@@ -25,6 +25,8 @@ pub struct WebSettings {
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
+    /// `GET /metrics` (Prometheus).
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 impl std::fmt::Debug for WebSettings {
@@ -36,6 +38,7 @@ impl std::fmt::Debug for WebSettings {
             .field("public_url", &self.public_url)
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("request_timeout", &self.request_timeout)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -50,6 +53,10 @@ impl Default for WebSettings {
             public_url: "http://127.0.0.1:8080".into(),
             body_limit_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            metrics: crate::metrics::MetricsSettings {
+                enabled: true,
+                token: None,
+            },
         }
     }
 }

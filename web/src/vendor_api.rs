@@ -5,11 +5,13 @@ use axum::{
     extract::{Path, Query, State},
     routing::get,
 };
-use marketlink_core::{ProductId, Scope, TenantId};
+use marketlink_core::{Entitlement, ProductId, Scope, SubscriptionId, TenantId};
 use marketlink_engine::entitlements::{Decision, Grant};
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::{AppError, AppState, api_auth::ApiCaller};
+use crate::{AppError, AppState, api_auth::ApiCaller, openapi::ErrorBody};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/check", get(check)).route(
@@ -18,25 +20,80 @@ pub fn routes() -> Router<AppState> {
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CheckQuery {
+    /// The tenant id.
+    #[param(format = Uuid, required = true)]
     tenant: Option<String>,
+    /// The catalog product id.
+    #[param(required = true)]
     product: Option<String>,
+    /// A feature of the plan or a contract dimension.
     feature: Option<String>,
+    /// How many are wanted (seats, a contract dimension's amount); not negative.
     quantity: Option<i64>,
 }
 
-fn tenant_id(raw: &str) -> Result<TenantId, AppError> {
+/// The answer of a check.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CheckAnswer {
+    allowed: bool,
+    /// `allowed`, `not_subscribed`, `pending`, `suspended`, `cancelled`, `contract_expired`,
+    /// `feature_not_in_plan` or `quantity_exceeded`.
+    #[schema(value_type = String, example = "allowed")]
+    reason: marketlink_engine::entitlements::Reason,
+    /// A sentence for people.
+    detail: String,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    subscription_id: Option<SubscriptionId>,
+    #[schema(value_type = Option<String>)]
+    plan_id: Option<marketlink_core::PlanId>,
+    /// Where the customer can subscribe or upgrade.
+    subscribe_url: Option<String>,
+    /// The limit that applied, for quantity checks.
+    limit: Option<i64>,
+}
+
+impl From<Decision> for CheckAnswer {
+    fn from(d: Decision) -> Self {
+        Self {
+            allowed: d.allowed,
+            reason: d.reason,
+            detail: d.detail,
+            subscription_id: d.subscription_id,
+            plan_id: d.plan_id,
+            subscribe_url: d.subscribe_url,
+            limit: d.limit,
+        }
+    }
+}
+
+pub(crate) fn tenant_id(raw: &str) -> Result<TenantId, AppError> {
     raw.parse()
         .map_err(|_| AppError::bad_request("invalid_tenant", format!("`{raw}` is not a tenant id")))
 }
 
-/// `GET /api/v1/check?tenant=&product=&feature=&quantity=`: allow or deny, with the reason.
-async fn check(
+/// May the tenant use this feature of this product? Allow or deny, with the reason. Answered
+/// from memory.
+#[utoipa::path(
+    get,
+    path = "/api/v1/check",
+    tag = "entitlements",
+    params(CheckQuery),
+    responses(
+        (status = 200, description = "The decision", body = CheckAnswer),
+        (status = 400, description = "Missing or invalid tenant, product or quantity", body = ErrorBody),
+        (status = 401, description = "No or an invalid API key", body = ErrorBody),
+        (status = 403, description = "The key lacks the `entitlements:read` scope", body = ErrorBody),
+        (status = 404, description = "The tenant is not visible to this key", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn check(
     State(state): State<AppState>,
     caller: ApiCaller,
     Query(query): Query<CheckQuery>,
-) -> Result<Json<Decision>, AppError> {
+) -> Result<Json<CheckAnswer>, AppError> {
     caller.require(Scope::EntitlementsRead)?;
     let tenant = tenant_id(
         query
@@ -65,31 +122,107 @@ async fn check(
     }
     let now = state.clock.now();
     state.keys.count(caller.key.id, "check", now);
-    Ok(Json(state.engine.entitlements.check(
-        tenant,
-        &product,
-        query.feature.as_deref().filter(|f| !f.is_empty()),
-        query.quantity,
-        now,
-    )))
+    Ok(Json(
+        state
+            .engine
+            .entitlements
+            .check(
+                tenant,
+                &product,
+                query.feature.as_deref().filter(|f| !f.is_empty()),
+                query.quantity,
+                now,
+            )
+            .into(),
+    ))
 }
 
-#[derive(Debug, Serialize)]
-struct TenantEntitlements {
+/// Every subscription of a tenant with what it grants.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TenantEntitlements {
+    #[schema(value_type = String, format = Uuid)]
     tenant_id: TenantId,
     subscriptions: Vec<GrantView>,
 }
 
-#[derive(Debug, Serialize)]
-struct GrantView {
-    #[serde(flatten)]
-    grant: Grant,
+/// One subscription as the entitlement index holds it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct GrantView {
+    #[schema(value_type = String, format = Uuid)]
+    subscription_id: SubscriptionId,
+    /// `aws` or `azure`.
+    marketplace: String,
+    /// The catalog product, once known.
+    #[schema(value_type = Option<String>)]
+    product_id: Option<ProductId>,
+    /// AWS ProductCode or Azure offer id.
+    product_code: String,
+    /// `pending`, `active`, `suspended`, `unsubscribe_pending`, `cancelled` or `failed`.
+    #[schema(value_type = String, example = "active")]
+    status: marketlink_core::SubscriptionStatus,
+    #[schema(value_type = Option<String>)]
+    plan_id: Option<marketlink_core::PlanId>,
+    quantity: Option<u32>,
+    free_trial: bool,
+    /// Contract dimensions (AWS) or the seat count (Microsoft).
+    entitlements: Vec<EntitlementView>,
     /// Features the current plan grants, from the catalog.
     features: Vec<String>,
 }
 
-/// `GET /api/v1/tenants/{id}/entitlements`: every subscription of the tenant.
-async fn tenant_entitlements(
+/// One contract dimension or the plan quantity.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EntitlementView {
+    dimension: String,
+    /// `{"type": "integer" | "double" | "boolean" | "string", "value": ...}`.
+    #[schema(value_type = Object, example = json!({"type": "integer", "value": 10}))]
+    value: marketlink_core::EntitlementValue,
+    #[serde(with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+}
+
+impl From<Entitlement> for EntitlementView {
+    fn from(e: Entitlement) -> Self {
+        Self {
+            dimension: e.dimension,
+            value: e.value,
+            expires_at: e.expires_at,
+        }
+    }
+}
+
+impl GrantView {
+    fn new(grant: Grant, features: Vec<String>) -> Self {
+        Self {
+            subscription_id: grant.subscription_id,
+            marketplace: grant.marketplace,
+            product_id: grant.product_id,
+            product_code: grant.product_code,
+            status: grant.status,
+            plan_id: grant.plan_id,
+            quantity: grant.quantity,
+            free_trial: grant.free_trial,
+            entitlements: grant.entitlements.into_iter().map(Into::into).collect(),
+            features,
+        }
+    }
+}
+
+/// Every subscription of the tenant, with its entitlements and the plan's features.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{id}/entitlements",
+    tag = "entitlements",
+    params(("id" = String, Path, format = Uuid, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The tenant's subscriptions", body = TenantEntitlements),
+        (status = 400, description = "`id` is not a tenant id", body = ErrorBody),
+        (status = 401, description = "No or an invalid API key", body = ErrorBody),
+        (status = 403, description = "The key lacks the `entitlements:read` scope", body = ErrorBody),
+        (status = 404, description = "No such tenant, or not visible to this key", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn tenant_entitlements(
     State(state): State<AppState>,
     caller: ApiCaller,
     Path(id): Path<String>,
@@ -121,7 +254,7 @@ async fn tenant_entitlements(
                 })
                 .map(|plan| plan.features.clone())
                 .unwrap_or_default();
-            GrantView { grant, features }
+            GrantView::new(grant, features)
         })
         .collect();
     Ok(Json(TenantEntitlements {

@@ -120,6 +120,11 @@ pub struct ServerConfig {
     pub session_secret: Option<Secret>,
     /// Mark cookies Secure (https only). Default: on when `public_url` is https.
     pub secure_cookies: Option<bool>,
+    /// Serve Prometheus metrics at `/metrics`.
+    pub metrics: bool,
+    /// When set, `/metrics` answers only `Authorization: Bearer <metrics_token>` (compared in
+    /// constant time). At least 16 characters.
+    pub metrics_token: Option<Secret>,
 }
 
 /// A configuration secret: deserialised as a string, never printed.
@@ -171,7 +176,10 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines; `text` is accepted too.
+    #[serde(alias = "text")]
     Pretty,
+    /// One JSON object per line, with the fields of every enclosing span (`request_id`).
     Json,
 }
 
@@ -193,6 +201,8 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 20,
             session_secret: None,
             secure_cookies: None,
+            metrics: true,
+            metrics_token: None,
         }
     }
 }
@@ -331,6 +341,14 @@ impl Config {
             return Err(ConfigError::BadValue {
                 key: "metering.api_keys",
                 message: "every key must be at least 16 characters".into(),
+            });
+        }
+        if let Some(token) = &self.server.metrics_token
+            && token.expose().len() < 16
+        {
+            return Err(ConfigError::BadValue {
+                key: "server.metrics_token",
+                message: "must be at least 16 characters".into(),
             });
         }
         if self.server.body_limit_bytes < 1024 {
@@ -519,6 +537,29 @@ mod tests {
     fn missing_file_is_an_error() {
         let err = Config::load_from(Some(Path::new("/nonexistent/m.toml")), no_env()).unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+
+    #[test]
+    fn log_format_takes_text_and_json() {
+        let f = file("[log]\nformat = \"text\"\n");
+        let config = Config::load_from(Some(f.path()), no_env()).unwrap();
+        assert_eq!(config.log.format, LogFormat::Pretty);
+        let f = file("[log]\nformat = \"json\"\n");
+        let config = Config::load_from(Some(f.path()), no_env()).unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn metrics_token_is_checked_and_not_printed() {
+        let f = file("[server]\nmetrics_token = \"short\"\n");
+        let err = Config::load_from(Some(f.path()), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.metrics_token"), "{err}");
+        let f = file("[server]\nmetrics = false\nmetrics_token = \"scrape-token-0123456789\"\n");
+        let config = Config::load_from(Some(f.path()), no_env()).unwrap();
+        assert!(!config.server.metrics);
+        assert!(!format!("{config:?}").contains("scrape-token"));
     }
 
     #[test]

@@ -63,6 +63,8 @@ enum Command {
     },
     /// Print the annotated example configuration.
     Config,
+    /// Print the vendor API's OpenAPI 3.1 description (what `docs/openapi.json` holds).
+    Openapi,
     /// Measure performance; figures are printed for comparison run to run.
     Bench {
         #[command(subcommand)]
@@ -100,9 +102,16 @@ enum MeterCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Command::Config = cli.command {
-        print!("{}", config::EXAMPLE);
-        return std::process::ExitCode::SUCCESS;
+    match cli.command {
+        Command::Config => {
+            print!("{}", config::EXAMPLE);
+            return std::process::ExitCode::SUCCESS;
+        }
+        Command::Openapi => {
+            print!("{}", marketlink_web::openapi::json());
+            return std::process::ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     let base = match &cli.command {
         Command::Demo { aws_sandbox, .. } => Some(config::demo_base(*aws_sandbox)),
@@ -155,7 +164,7 @@ fn main() -> std::process::ExitCode {
                 MeterCommand::Flush => run::meter_flush(config).await,
                 MeterCommand::Status => run::meter_status(config).await,
             },
-            Command::Config => Ok(()),
+            Command::Config | Command::Openapi => Ok(()),
             Command::ApiKey { action } => run::api_key(config, action).await,
             Command::Webhooks { action } => run::webhooks(config, action).await,
             Command::Admin { action } => run::admin(action).await,

@@ -346,6 +346,19 @@ impl Store {
         ))
     }
 
+    /// Outbox jobs per kind and state (`pending` or `dead`), for metrics.
+    pub async fn outbox_backlog(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT kind, state, COUNT(*) FROM outbox_jobs WHERE state <> 'done' \
+                 GROUP BY kind, state ORDER BY kind, state",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
     async fn insert_item(
         &self,
         table: Table,

@@ -405,6 +405,51 @@ async fn concurrent_claimers_never_share_a_job(store: &Store) {
 }
 story!(concurrent_claims, concurrent_claimers_never_share_a_job);
 
+async fn outbox_backlog_counts_waiting_and_dead_jobs_by_kind(store: &Store) {
+    for (kind, key) in [
+        ("webhook", "w1"),
+        ("webhook", "w2"),
+        ("webhook", "w3"),
+        ("activate", "a1"),
+    ] {
+        store
+            .outbox_enqueue(
+                &NewJob {
+                    marketplace: "aws".into(),
+                    kind: kind.into(),
+                    dedup_key: key.into(),
+                    payload: serde_json::json!({}),
+                    run_at: T0,
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+    }
+    let claimed = store
+        .outbox_claim(T0, Duration::minutes(5), 10, None)
+        .await
+        .unwrap();
+    for item in &claimed {
+        match item.dedup_key.as_str() {
+            "w1" => store.outbox_complete(item, T0).await.unwrap(),
+            "a1" => store.outbox_bury(item, "refused", T0).await.unwrap(),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        store.outbox_backlog().await.unwrap(),
+        vec![
+            ("activate".to_string(), "dead".to_string(), 1),
+            ("webhook".to_string(), "pending".to_string(), 2),
+        ]
+    );
+}
+story!(
+    outbox_backlog,
+    outbox_backlog_counts_waiting_and_dead_jobs_by_kind
+);
+
 async fn timeline_and_entitlements(store: &Store) {
     use marketlink_core::{Entitlement, EntitlementValue};
     use marketlink_store::TimelineEntry;

@@ -65,8 +65,12 @@ impl TokenSource {
         if let Some(cached) = cache.as_ref()
             && now < cached.refresh_at
         {
+            metrics::counter!("marketlink_token_cache_total", "provider" => "azure", "result" => "hit")
+                .increment(1);
             return Ok(cached.token.clone());
         }
+        metrics::counter!("marketlink_token_cache_total", "provider" => "azure", "result" => "miss")
+            .increment(1);
         let fresh = self.fetch(now).await?;
         let token = fresh.token.clone();
         *cache = Some(fresh);

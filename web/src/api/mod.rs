@@ -1,6 +1,9 @@
 //! The vendor-facing JSON API (`/api/v1/...`), authenticated by API key.
+//! (`/api/v1/check` and `/api/v1/tenants/{id}/entitlements` live in `vendor_api`.)
 
-mod usage;
+pub(crate) mod keys;
+pub(crate) mod tenants;
+pub(crate) mod usage;
 
 use axum::{Router, http::HeaderMap};
 use sha2::{Digest, Sha256};
@@ -9,7 +12,10 @@ use subtle::ConstantTimeEq;
 use crate::{AppError, AppState};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(usage::routes())
+    Router::new()
+        .merge(usage::routes())
+        .merge(tenants::routes())
+        .merge(keys::routes())
 }
 
 /// Who reported usage: a scoped vendor API key (`mlk_...`, scope `usage:write`) or one of

@@ -27,28 +27,56 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/usage", post(report))
 }
 
-#[derive(Deserialize)]
+/// One usage event. Name the subscription by `subscription_id`, or by `tenant_id` and
+/// `product` (the catalog id).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RawEvent {
+#[schema(as = UsageEvent)]
+pub(crate) struct RawEvent {
+    #[schema(format = Uuid)]
     subscription_id: Option<String>,
+    #[schema(format = Uuid)]
     tenant_id: Option<String>,
     product: Option<String>,
     dimension: String,
+    /// Not negative; a number or a decimal string such as `"1.5"`.
+    #[schema(value_type = f64, example = 120)]
     quantity: Value,
+    /// RFC 3339, e.g. `2026-11-25T10:42:00Z`.
+    #[schema(format = DateTime)]
     timestamp: String,
+    /// The same key twice is stored once.
     idempotency_key: Option<String>,
+    /// AWS cost-allocation tags: parts of `quantity` with their tags.
     #[serde(default)]
     allocations: Vec<RawAllocation>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RawAllocation {
+#[schema(as = UsageAllocation)]
+pub(crate) struct RawAllocation {
+    #[schema(value_type = f64)]
     quantity: Value,
     tags: BTreeMap<String, String>,
 }
 
-async fn report(
+/// Reports usage: one event, an array, or `{"events": [...]}`; stored entirely or not at all.
+#[utoipa::path(
+    post,
+    path = "/api/v1/usage",
+    tag = "usage",
+    request_body = crate::openapi::UsageBody,
+    responses(
+        (status = 202, description = "The whole batch is committed", body = crate::openapi::UsageAccepted),
+        (status = 400, description = "Malformed JSON, bad quantity, unknown dimension, timestamp out of window, batch too large, subscription not active", body = crate::openapi::ErrorBody),
+        (status = 401, description = "No or an invalid API key", body = crate::openapi::ErrorBody),
+        (status = 403, description = "The key lacks the `usage:write` scope", body = crate::openapi::ErrorBody),
+        (status = 404, description = "Unknown subscription", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Usage for an hour already sent", body = crate::openapi::ErrorBody),
+    ),
+)]
+pub(crate) async fn report(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,

@@ -47,6 +47,22 @@ impl FlushRun {
     }
 }
 
+impl FlushRun {
+    /// Adds this round's settlements to `marketlink_usage_hours_settled_total`.
+    fn record_metrics(&self) {
+        for (outcome, count) in [
+            ("delivered", self.delivered),
+            ("mismatch", self.mismatched),
+            ("skipped", self.skipped),
+            ("retried", self.retried),
+            ("dead", self.dead),
+        ] {
+            metrics::counter!("marketlink_usage_hours_settled_total", "outcome" => outcome)
+                .increment(count as u64);
+        }
+    }
+}
+
 /// Which marketplaces expect a record for every active hour, zero included (AWS, seed 001).
 /// Microsoft refuses quantities of zero.
 fn takes_zero_records(marketplace: &Marketplace) -> bool {
@@ -107,6 +123,7 @@ impl Engine {
         for result in results {
             run.add(&result?);
         }
+        run.record_metrics();
         Ok(run)
     }
 

@@ -211,7 +211,8 @@ impl Engine {
                 allocations: input.allocations.clone(),
             });
         }
-        self.store
+        let outcome = self
+            .store
             .usage_ingest(&events, now)
             .await
             .map_err(|error| IngestError {
@@ -220,7 +221,12 @@ impl Engine {
                     StoreError::Conflict(message) => IngestErrorKind::HourAlreadySent(message),
                     other => IngestErrorKind::Store(other),
                 },
-            })
+            })?;
+        metrics::counter!("marketlink_usage_events_total", "result" => "accepted")
+            .increment(outcome.accepted as u64);
+        metrics::counter!("marketlink_usage_events_total", "result" => "duplicate")
+            .increment(outcome.duplicates as u64);
+        Ok(outcome)
     }
 
     async fn resolve_usage_subscription(
