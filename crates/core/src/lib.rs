@@ -8,6 +8,7 @@
 pub mod apikey;
 pub mod catalog;
 pub mod clock;
+pub mod diagnosis;
 pub mod entitlement;
 pub mod event;
 pub mod ids;
@@ -21,6 +22,7 @@ pub mod usage;
 pub use apikey::{ApiKey, Scope};
 pub use catalog::{Catalog, Dimension, DimensionKind, Listing, Plan, Product};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use diagnosis::{Diagnosis, DiagnosisStatus, DiagnosisSummary};
 pub use entitlement::{Entitlement, EntitlementValue};
 pub use event::{EventKind, MarketplaceEvent};
 pub use ids::{PlanId, ProductId, SubscriptionId, TenantId, UserId};

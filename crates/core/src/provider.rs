@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::{
-    Entitlement, ExternalRef, Marketplace, MarketplaceEvent, PlanId, Term, UsageOutcome,
+    Diagnosis, Entitlement, ExternalRef, Marketplace, MarketplaceEvent, PlanId, Term, UsageOutcome,
     UsageRecord,
 };
 
@@ -324,6 +324,13 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
     async fn ack(&self, receipt: &str) -> Result<(), ProviderError> {
         let _ = receipt;
         Ok(())
+    }
+
+    /// Checks this provider's configuration against the marketplace with harmless calls
+    /// (credentials, product codes, queues, tokens) for `marketlink doctor`. Never fails:
+    /// every problem is a [`Diagnosis`] saying in plain words what is wrong and what to do.
+    async fn diagnose(&self) -> Vec<Diagnosis> {
+        Vec::new()
     }
 
     /// Turns a stored, authenticated message into domain events, confirming with the
