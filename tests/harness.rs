@@ -22,6 +22,8 @@ pub struct Stack {
     pub azure: AzureSandboxHandle,
     /// A second handle on the application's database, for assertions.
     pub store: Store,
+    /// The configuration the server runs with (pointed at both sandboxes).
+    pub config: Config,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -99,6 +101,7 @@ pub async fn start_full(
     let providers = run::providers(&config, Arc::new(SystemClock))
         .await
         .expect("providers");
+    let served_config = config.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -120,6 +123,7 @@ pub async fn start_full(
         aws: aws.sandbox,
         azure,
         store,
+        config: served_config,
         shutdown,
         _dir: dir,
     }

@@ -4,6 +4,7 @@ mod admin;
 mod api;
 mod aws;
 mod azure;
+mod doctor;
 mod metering;
 mod people;
 mod webhooks;

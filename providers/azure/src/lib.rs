@@ -28,6 +28,7 @@
 
 mod client;
 pub mod config;
+mod diagnose;
 mod http;
 mod jwt;
 mod metering;

@@ -723,6 +723,10 @@ impl MarketplaceProvider for AzureProvider {
         let sub = self.subscription(&notice.subscription_id).await?;
         Ok(self.events_for(&op, &sub, message.received_at))
     }
+
+    async fn diagnose(&self) -> Vec<marketlink_core::Diagnosis> {
+        self.run_diagnosis().await
+    }
 }
 
 #[cfg(test)]
