@@ -16,6 +16,7 @@ pub mod marketplace;
 pub mod provider;
 pub mod quantity;
 pub mod subscription;
+pub mod survey;
 pub mod tenant;
 pub mod usage;
 
@@ -36,5 +37,6 @@ pub use quantity::Quantity;
 pub use subscription::{
     ExternalRef, IllegalTransition, Lifecycle, Subscription, SubscriptionStatus, Term, Transition,
 };
+pub use survey::MarketplaceView;
 pub use tenant::{PeopleChangeRefused, Role, Tenant, User};
 pub use usage::{UsageAllocation, UsageOutcome, UsageRecord};

@@ -30,6 +30,7 @@ mod known;
 mod metering;
 pub mod sns;
 mod sqs;
+mod survey;
 
 use std::{sync::Arc, time::Duration};
 
@@ -290,5 +291,12 @@ impl MarketplaceProvider for AwsProvider {
 
     async fn diagnose(&self) -> Vec<Diagnosis> {
         self.run_diagnosis().await
+    }
+
+    async fn survey(
+        &self,
+        known: &[ExternalRef],
+    ) -> Result<Vec<marketlink_core::MarketplaceView>, ProviderError> {
+        self.survey_known(known).await
     }
 }

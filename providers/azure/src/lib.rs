@@ -36,6 +36,7 @@ pub mod model;
 pub mod oidc;
 mod provider;
 pub mod sign_in;
+mod survey;
 mod token;
 mod webhook;
 

@@ -727,6 +727,13 @@ impl MarketplaceProvider for AzureProvider {
     async fn diagnose(&self) -> Vec<marketlink_core::Diagnosis> {
         self.run_diagnosis().await
     }
+
+    async fn survey(
+        &self,
+        _known: &[ExternalRef],
+    ) -> Result<Vec<marketlink_core::MarketplaceView>, ProviderError> {
+        self.survey_subscriptions().await
+    }
 }
 
 #[cfg(test)]
