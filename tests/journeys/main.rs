@@ -7,4 +7,5 @@ mod azure;
 mod doctor;
 mod metering;
 mod people;
+mod reconcile;
 mod webhooks;

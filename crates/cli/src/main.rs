@@ -68,6 +68,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare subscriptions with the marketplaces' own view; repair what is safe (missed
+    /// notifications, stuck activations) and report the rest.
+    Reconcile {
+        /// Only report; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the annotated example configuration.
     Config,
     /// Measure performance; figures are printed for comparison run to run.
@@ -179,6 +186,7 @@ fn main() -> std::process::ExitCode {
             Command::Admin { action } => run::admin(action).await,
             Command::Bench { which } => marketlink_cli::bench::run(which).await,
             Command::Doctor { .. } => Ok(()),
+            Command::Reconcile { dry_run } => run::reconcile(config, dry_run).await,
         };
         done.map(|()| std::process::ExitCode::SUCCESS)
     });

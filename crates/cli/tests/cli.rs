@@ -183,6 +183,7 @@ fn every_command_has_help() {
         vec!["demo", "--help"],
         vec!["config", "--help"],
         vec!["doctor", "--help"],
+        vec!["reconcile", "--help"],
     ] {
         let output = Command::new(BIN).args(&args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
