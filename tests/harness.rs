@@ -22,6 +22,8 @@ pub struct Stack {
     pub azure: AzureSandboxHandle,
     /// A second handle on the application's database, for assertions.
     pub store: Store,
+    /// The configuration the server runs with (pointed at both sandboxes).
+    pub config: Config,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -152,6 +154,7 @@ async fn launch(
     }
     config.azure = Some(sandbox::azure_provider_config(&azure, &app_url));
     tune_config(&mut config);
+    let served_config = config.clone();
     // Replicas start together, as a rolling deployment would: each migrates on start.
     let mut ready = Vec::with_capacity(listeners.len());
     for listener in listeners {
@@ -184,6 +187,7 @@ async fn launch(
         aws: aws.sandbox,
         azure,
         store,
+        config: served_config,
         shutdown,
         _dir: dir,
     };

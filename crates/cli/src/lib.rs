@@ -4,5 +4,6 @@
 
 pub mod bench;
 pub mod config;
+pub mod doctor;
 pub mod run;
 pub mod sandbox;

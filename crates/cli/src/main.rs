@@ -61,6 +61,20 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         vendor_url: String,
     },
+    /// Check the configuration, database, public URL and marketplace credentials, and say
+    /// what is wrong. Exit code 1 when any check fails.
+    Doctor {
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare subscriptions with the marketplaces' own view; repair what is safe (missed
+    /// notifications, stuck activations) and report the rest.
+    Reconcile {
+        /// Only report; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the annotated example configuration.
     Config,
     /// Print the vendor API's OpenAPI 3.1 description (what `docs/openapi.json` holds).
@@ -136,7 +150,18 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        if let Command::Doctor { json } = cli.command {
+            return marketlink_cli::doctor::run(config, json)
+                .await
+                .map(|healthy| {
+                    if healthy {
+                        std::process::ExitCode::SUCCESS
+                    } else {
+                        std::process::ExitCode::from(1)
+                    }
+                });
+        }
+        let done = match cli.command {
             Command::Serve => run::serve(config).await,
             Command::Migrate { dry_run } => run::migrate(config, dry_run).await,
             Command::Demo {
@@ -169,10 +194,13 @@ fn main() -> std::process::ExitCode {
             Command::Webhooks { action } => run::webhooks(config, action).await,
             Command::Admin { action } => run::admin(action).await,
             Command::Bench { which } => marketlink_cli::bench::run(which).await,
-        }
+            Command::Doctor { .. } => Ok(()),
+            Command::Reconcile { dry_run } => run::reconcile(config, dry_run).await,
+        };
+        done.map(|()| std::process::ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("marketlink: {error:#}");
             std::process::ExitCode::FAILURE

@@ -182,6 +182,8 @@ fn every_command_has_help() {
         vec!["migrate", "--help"],
         vec!["demo", "--help"],
         vec!["config", "--help"],
+        vec!["doctor", "--help"],
+        vec!["reconcile", "--help"],
     ] {
         let output = Command::new(BIN).args(&args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
@@ -192,4 +194,93 @@ fn every_command_has_help() {
     }
     let example = Command::new(BIN).arg("config").output().unwrap();
     assert!(String::from_utf8_lossy(&example.stdout).contains("[database]"));
+}
+
+/// `marketlink doctor` as an operator runs it, against an AWS sandbox: exit 0 when the
+/// configuration works, 1 with the cause on stdout when the secret key is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_exits_1_and_names_the_cause() {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let aws = marketlink_cli::sandbox::start_aws(
+        "127.0.0.1:0".parse().unwrap(),
+        marketlink_sandbox::aws::AwsSandboxConfig::default(),
+        &marketlink_cli::sandbox::VendorUrls::for_public_url("http://127.0.0.1:9"),
+        std::sync::Arc::new(marketlink_core::SystemClock),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let sandbox = aws.base_url;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.toml"),
+        format!(
+            r#"
+[database]
+url = "sqlite:doctor.db"
+
+[[catalog.products]]
+id = "analytics"
+name = "Analytics"
+[[catalog.products.listings]]
+marketplace = "aws"
+product_code = "mlsandboxclassic0000000001"
+[[catalog.products.plans]]
+id = "basic"
+
+[aws]
+endpoint_url = "{sandbox}"
+sqs_queue_urls = ["{sandbox}/111122223333/aws-mp-sns-notifications"]
+
+[aws.credentials]
+access_key_id = "AKIASANDBOX"
+secret_access_key = "sandbox-secret"
+
+[[aws.products]]
+product_code = "mlsandboxclassic0000000001"
+notification_mode = "sns"
+identity_mode = "classic"
+subscription_topic_arn = "arn:aws:sns:us-east-1:111122223333:aws-mp-subscription-notification-mlsandboxclassic0000000001"
+"#
+        ),
+    )
+    .unwrap();
+    let run = |extra: Vec<(&'static str, &'static str)>, args: Vec<&'static str>| {
+        let mut command = marketlink(dir.path());
+        command.args(["--config", "m.toml"]).args(args);
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+
+    let migrated = run(vec![], vec!["migrate"]).await.unwrap();
+    assert!(migrated.status.success());
+    let good = run(vec![], vec!["doctor"]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert_eq!(good.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("0 failure(s)"), "{stdout}");
+    assert!(stdout.contains("ok    aws.credentials"), "{stdout}");
+
+    let broken = run(
+        vec![("MARKETLINK_AWS__CREDENTIALS__SECRET_ACCESS_KEY", "wrong")],
+        vec!["doctor"],
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&broken.stdout);
+    assert_eq!(broken.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  aws.credentials"), "{stdout}");
+    assert!(stdout.contains("secret_access_key is wrong"), "{stdout}");
+
+    let json = run(
+        vec![("MARKETLINK_AWS__CREDENTIALS__SECRET_ACCESS_KEY", "wrong")],
+        vec!["doctor", "--json"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(json.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["summary"]["failures"], 1, "{report}");
+    shutdown.cancel();
 }

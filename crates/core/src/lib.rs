@@ -8,6 +8,7 @@
 pub mod apikey;
 pub mod catalog;
 pub mod clock;
+pub mod diagnosis;
 pub mod entitlement;
 pub mod event;
 pub mod ids;
@@ -15,12 +16,14 @@ pub mod marketplace;
 pub mod provider;
 pub mod quantity;
 pub mod subscription;
+pub mod survey;
 pub mod tenant;
 pub mod usage;
 
 pub use apikey::{ApiKey, Scope};
 pub use catalog::{Catalog, Dimension, DimensionKind, Listing, Plan, Product};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use diagnosis::{Diagnosis, DiagnosisStatus, DiagnosisSummary};
 pub use entitlement::{Entitlement, EntitlementValue};
 pub use event::{EventKind, MarketplaceEvent};
 pub use ids::{PlanId, ProductId, SubscriptionId, TenantId, UserId};
@@ -34,5 +37,6 @@ pub use quantity::Quantity;
 pub use subscription::{
     ExternalRef, IllegalTransition, Lifecycle, Subscription, SubscriptionStatus, Term, Transition,
 };
+pub use survey::MarketplaceView;
 pub use tenant::{PeopleChangeRefused, Role, Tenant, User};
 pub use usage::{UsageAllocation, UsageOutcome, UsageRecord};

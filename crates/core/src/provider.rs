@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::{
-    Entitlement, ExternalRef, Marketplace, MarketplaceEvent, PlanId, Term, UsageOutcome,
-    UsageRecord,
+    Diagnosis, Entitlement, ExternalRef, Marketplace, MarketplaceEvent, MarketplaceView, PlanId,
+    Term, UsageOutcome, UsageRecord,
 };
 
 /// The opaque token a buyer's browser brings to the landing page.
@@ -324,6 +324,24 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
     async fn ack(&self, receipt: &str) -> Result<(), ProviderError> {
         let _ = receipt;
         Ok(())
+    }
+
+    /// Checks this provider's configuration against the marketplace with harmless calls
+    /// (credentials, product codes, queues, tokens) for `marketlink doctor`. Never fails:
+    /// every problem is a [`Diagnosis`] saying in plain words what is wrong and what to do.
+    async fn diagnose(&self) -> Vec<Diagnosis> {
+        Vec::new()
+    }
+
+    /// The marketplace's own view of subscriptions, for reconciliation: every subscription it
+    /// lists (Azure), or what it says about each of `known` (AWS reads entitlements per
+    /// customer). Read-only.
+    async fn survey(&self, known: &[ExternalRef]) -> Result<Vec<MarketplaceView>, ProviderError> {
+        let _ = known;
+        Err(ProviderError::Unsupported {
+            marketplace: self.marketplace(),
+            operation: "surveying subscriptions",
+        })
     }
 
     /// Turns a stored, authenticated message into domain events, confirming with the

@@ -16,6 +16,7 @@ mod outbox;
 mod policy;
 mod providers;
 mod receive;
+pub mod reconcile;
 pub mod webhooks;
 pub mod worker;
 

@@ -18,6 +18,10 @@ pub struct WorkerSettings {
     pub backoff: Backoff,
     /// How often the entitlement index loads what changed in the database.
     pub index_interval: Duration,
+    /// How often to reconcile with the marketplaces (`None`: never); the first run comes one
+    /// interval after start-up.
+    pub reconcile_interval: Option<Duration>,
+    pub reconcile: crate::reconcile::ReconcileSettings,
 }
 
 impl Default for WorkerSettings {
@@ -29,6 +33,8 @@ impl Default for WorkerSettings {
             pull_batch: 10,
             backoff: Backoff::default(),
             index_interval: Duration::from_millis(500),
+            reconcile_interval: None,
+            reconcile: crate::reconcile::ReconcileSettings::default(),
         }
     }
 }
@@ -39,7 +45,7 @@ pub struct Worker {
     pub handle: JoinHandle<()>,
 }
 
-/// Starts the inbox, outbox, queue-polling and usage-flushing loops.
+/// Starts the inbox, outbox, queue-polling, usage-flushing and (when set) reconciliation loops.
 pub fn spawn(
     engine: Arc<Engine>,
     settings: WorkerSettings,
@@ -154,7 +160,35 @@ pub fn spawn(
             }
         })
     };
-    vec![
+    let mut workers = Vec::new();
+    if let Some(interval) = settings.reconcile_interval {
+        let engine = engine.clone();
+        let shutdown = shutdown.clone();
+        let run = settings.reconcile;
+        workers.push(Worker {
+            name: "reconcile",
+            handle: tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(interval) => {},
+                    }
+                    match engine.reconcile(&run).await {
+                        Ok(report) => tracing::info!(
+                            surveyed = report.surveyed,
+                            drift = report.items.len(),
+                            repaired = report.repaired,
+                            report_only = report.report_only,
+                            failed = report.failed,
+                            "reconciled with the marketplaces"
+                        ),
+                        Err(error) => tracing::error!(error = ?error, "reconciliation failed"),
+                    }
+                }
+            }),
+        });
+    }
+    workers.extend([
         Worker {
             name: "metering",
             handle: metering,
@@ -175,7 +209,8 @@ pub fn spawn(
             name: "queue-poller",
             handle: pull,
         },
-    ]
+    ]);
+    workers
 }
 
 /// Waits for every worker to stop, logging each.

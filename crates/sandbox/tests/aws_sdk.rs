@@ -1091,6 +1091,74 @@ async fn sqs_carries_signed_sns_envelopes() {
     assert_eq!(got.messages()[0].body(), Some("hello"));
 }
 
+#[tokio::test]
+async fn sqs_get_queue_attributes_counts_messages() {
+    use aws_sdk_sqs::{
+        operation::get_queue_attributes::GetQueueAttributesError, types::QueueAttributeName,
+    };
+    let h = start().await;
+    let sqs = sqs(&h.url);
+    let url = h.sb.sns_queue_url();
+    for body in ["one", "two"] {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    // One in flight, one waiting.
+    sqs.receive_message().queue_url(&url).send().await.unwrap();
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attrs = out.attributes().unwrap();
+    assert_eq!(
+        attrs
+            .get(&QueueAttributeName::ApproximateNumberOfMessages)
+            .map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        attrs
+            .get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .map(String::as_str),
+        Some("1")
+    );
+    assert!(!attrs.contains_key(&QueueAttributeName::QueueArn));
+    let all = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        all.attributes()
+            .unwrap()
+            .get(&QueueAttributeName::QueueArn)
+            .map(String::as_str),
+        Some("arn:aws:sqs:us-east-1:111122223333:aws-mp-sns-notifications")
+    );
+    let err = sqs
+        .get_queue_attributes()
+        .queue_url(format!("{}/111122223333/nope", h.url))
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        matches!(err, GetQueueAttributesError::QueueDoesNotExist(_)),
+        "{err:?}"
+    );
+}
+
 async fn verify_sns_with_openssl(h: &Harness, env: &serde_json::Value) {
     use base64::Engine;
     let map = env.as_object().unwrap();

@@ -8,6 +8,8 @@
 //! - Notifications: SNS envelopes over HTTP (`/aws/sns`, channel `sns-http`) or SQS (`sqs`),
 //!   signature-verified; EventBridge events over SQS (`sqs`) or an API destination
 //!   (`/aws/events`, channel `eventbridge-http`, shared-secret header).
+//! - Doctor (`diagnose`): GetEntitlements per product code, GetQueueAttributes per queue,
+//!   notification channel configuration, failures explained in plain words.
 //!
 //! Every AWS call goes through the official SDK clients with an optional endpoint override, so
 //! the same code runs against the marketlink sandbox and real AWS. SDK retries are off: the
@@ -21,12 +23,14 @@
 
 mod agreement;
 pub mod config;
+mod diagnose;
 mod errors;
 mod events;
 mod known;
 mod metering;
 pub mod sns;
 mod sqs;
+mod survey;
 
 use std::{sync::Arc, time::Duration};
 
@@ -36,7 +40,7 @@ pub use config::{
 };
 use errors::RetryPolicy;
 use marketlink_core::{
-    AuthenticatedMessage, Capabilities, ChangeOutcome, Clock, Entitlement, ExternalRef,
+    AuthenticatedMessage, Capabilities, ChangeOutcome, Clock, Diagnosis, Entitlement, ExternalRef,
     InboundEndpoint, InboundMessage, LandingToken, Marketplace, MarketplaceEvent,
     MarketplaceProvider, PlanId, ProviderError, PulledMessage, ResolvedPurchase, UsageOutcome,
     UsageRecord,
@@ -283,5 +287,16 @@ impl MarketplaceProvider for AwsProvider {
         message: &AuthenticatedMessage,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         self.interpret_message(message).await
+    }
+
+    async fn diagnose(&self) -> Vec<Diagnosis> {
+        self.run_diagnosis().await
+    }
+
+    async fn survey(
+        &self,
+        known: &[ExternalRef],
+    ) -> Result<Vec<marketlink_core::MarketplaceView>, ProviderError> {
+        self.survey_known(known).await
     }
 }

@@ -28,6 +28,7 @@
 
 mod client;
 pub mod config;
+mod diagnose;
 mod http;
 mod jwt;
 mod metering;
@@ -35,6 +36,7 @@ pub mod model;
 pub mod oidc;
 mod provider;
 pub mod sign_in;
+mod survey;
 mod token;
 mod webhook;
 

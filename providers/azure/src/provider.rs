@@ -723,6 +723,17 @@ impl MarketplaceProvider for AzureProvider {
         let sub = self.subscription(&notice.subscription_id).await?;
         Ok(self.events_for(&op, &sub, message.received_at))
     }
+
+    async fn diagnose(&self) -> Vec<marketlink_core::Diagnosis> {
+        self.run_diagnosis().await
+    }
+
+    async fn survey(
+        &self,
+        _known: &[ExternalRef],
+    ) -> Result<Vec<marketlink_core::MarketplaceView>, ProviderError> {
+        self.survey_subscriptions().await
+    }
 }
 
 #[cfg(test)]

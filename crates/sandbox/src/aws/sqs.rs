@@ -1,5 +1,5 @@
 //! SQS-compatible queues (awsJson1.0, `X-Amz-Target: AmazonSQS.*`): GetQueueUrl, SendMessage,
-//! ReceiveMessage (with long polling), DeleteMessage, ChangeMessageVisibility.
+//! ReceiveMessage (with long polling), DeleteMessage, ChangeMessageVisibility, GetQueueAttributes.
 
 use std::time::Duration as StdDuration;
 
@@ -202,6 +202,19 @@ impl AwsSandbox {
                 self.persist(&st);
                 Ok((json!({}), format!("{name}: visibility {timeout}s")))
             }
+            "GetQueueAttributes" => {
+                let url = queue_url(input)?;
+                let name = self.queue_name_from_url(&url)?.to_owned();
+                let mut wanted: Vec<String> = Vec::new();
+                if let Some(Value::Array(a)) = input.get("AttributeNames") {
+                    wanted.extend(a.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+                }
+                let attributes = self.queue_attributes(&name, &wanted)?;
+                Ok((
+                    json!({"Attributes": attributes}),
+                    format!("{name}: {} attribute(s)", attributes.len()),
+                ))
+            }
             _ => Err(AwsError::new(
                 StatusCode::BAD_REQUEST,
                 "UnsupportedOperation",
@@ -209,6 +222,69 @@ impl AwsSandbox {
             )
             .with_query_error("AWS.SimpleQueueService.UnsupportedOperation", "Sender")),
         }
+    }
+
+    /// The attributes SQS reports that the sandbox can know; unknown names are refused like
+    /// SQS does.
+    fn queue_attributes(
+        &self,
+        name: &str,
+        wanted: &[String],
+    ) -> Result<serde_json::Map<String, Value>, AwsError> {
+        const KNOWN: &[&str] = &[
+            "All",
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "VisibilityTimeout",
+            "QueueArn",
+        ];
+        if let Some(unknown) = wanted.iter().find(|w| !KNOWN.contains(&w.as_str())) {
+            return Err(AwsError::bad_request(
+                "InvalidAttributeName",
+                format!("Unknown Attribute {unknown}."),
+            )
+            .with_query_error("InvalidAttributeName", "Sender"));
+        }
+        let now = self.now();
+        let st = self.lock();
+        let queue = st.queues.get(name).ok_or_else(non_existent_queue)?;
+        let all = wanted.iter().any(|w| w == "All");
+        let want = |k: &str| all || wanted.iter().any(|w| w == k);
+        let visible = queue
+            .messages
+            .iter()
+            .filter(|m| m.visible_at <= now)
+            .count();
+        let mut attrs = serde_json::Map::new();
+        if want("ApproximateNumberOfMessages") {
+            attrs.insert(
+                "ApproximateNumberOfMessages".into(),
+                visible.to_string().into(),
+            );
+        }
+        if want("ApproximateNumberOfMessagesNotVisible") {
+            attrs.insert(
+                "ApproximateNumberOfMessagesNotVisible".into(),
+                (queue.messages.len() - visible).to_string().into(),
+            );
+        }
+        if want("VisibilityTimeout") {
+            attrs.insert(
+                "VisibilityTimeout".into(),
+                queue.visibility_timeout_secs.to_string().into(),
+            );
+        }
+        if want("QueueArn") {
+            attrs.insert(
+                "QueueArn".into(),
+                format!(
+                    "arn:aws:sqs:{}:{}:{name}",
+                    self.config.region, self.config.seller_account_id
+                )
+                .into(),
+            );
+        }
+        Ok(attrs)
     }
 
     fn receive(

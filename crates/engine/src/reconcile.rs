@@ -1,0 +1,510 @@
+//! Reconciliation: compares our subscriptions with the marketplaces' own view and repairs
+//! what is safe to repair.
+//!
+//! Missed webhooks and stuck activations are the most common complaint about marketplace
+//! integrations. Repairs go through [`apply_event`], the same path marketplace events take, so
+//! the timeline records them (source `reconcile`), vendor webhooks fire and the entitlement
+//! index follows. Never repaired, only reported: subscriptions we never saw (there is no
+//! tenant to bind them to) and anything that would bring a cancelled or failed subscription
+//! back.
+
+use std::collections::HashMap;
+
+use marketlink_core::{
+    Entitlement, EventKind, Lifecycle, Marketplace, MarketplaceEvent, MarketplaceView, PlanId,
+    ProviderError, Subscription, SubscriptionId, SubscriptionStatus,
+};
+use marketlink_store::{NewJob, QueueState, StoreError, SubscriptionFilter};
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use crate::{ApplyOutcome, Engine, apply::apply_event, onboarding::ACTIVATE_JOB};
+
+/// The timeline source of every repair.
+pub const SOURCE: &str = "reconcile";
+
+/// How a run behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileSettings {
+    /// Report only; change nothing.
+    pub dry_run: bool,
+    /// A claimed subscription pending for longer than this, while the marketplace waits for
+    /// our activation, counts as stuck.
+    pub stuck_after: Duration,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            stuck_after: Duration::minutes(15),
+        }
+    }
+}
+
+/// What differs between us and the marketplace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "drift", rename_all = "snake_case")]
+pub enum Drift {
+    StatusMismatch {
+        ours: SubscriptionStatus,
+        theirs: SubscriptionStatus,
+    },
+    PlanMismatch {
+        ours: Option<PlanId>,
+        theirs: PlanId,
+    },
+    QuantityMismatch {
+        ours: Option<u32>,
+        theirs: u32,
+    },
+    EntitlementsDiffer {
+        ours: usize,
+        theirs: usize,
+    },
+    /// The marketplace has it; we never saw it (a lost notification, a buyer who never
+    /// reached the landing page).
+    UnknownToUs {
+        theirs: Option<SubscriptionStatus>,
+    },
+    /// Claimed by a tenant, pending too long, while the marketplace waits for our activation.
+    StuckPending {
+        #[serde(with = "time::serde::rfc3339")]
+        since: OffsetDateTime,
+    },
+}
+
+/// What was done about a drift.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", content = "detail", rename_all = "snake_case")]
+pub enum Action {
+    Repaired(String),
+    /// Dry run: this would have been done.
+    WouldRepair(String),
+    /// Not safe to repair automatically: an operator decides.
+    ReportOnly(String),
+    /// The repair was tried and did not go through.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DriftItem {
+    pub marketplace: Marketplace,
+    pub external_id: String,
+    pub subscription_id: Option<SubscriptionId>,
+    #[serde(flatten)]
+    pub drift: Drift,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ReconcileReport {
+    /// Subscriptions the marketplaces told us about.
+    pub surveyed: usize,
+    pub items: Vec<DriftItem>,
+    pub repaired: usize,
+    pub report_only: usize,
+    pub failed: usize,
+    /// Marketplaces that could not be surveyed, and why.
+    pub skipped: Vec<(Marketplace, String)>,
+}
+
+impl ReconcileReport {
+    fn push(&mut self, item: DriftItem) {
+        match &item.action {
+            Action::Repaired(_) => self.repaired += 1,
+            Action::ReportOnly(_) | Action::WouldRepair(_) => self.report_only += 1,
+            Action::Failed(_) => self.failed += 1,
+        }
+        self.items.push(item);
+    }
+}
+
+/// The lifecycle event that moves `ours` to `theirs`, when that is safe.
+fn lifecycle_towards(
+    ours: SubscriptionStatus,
+    theirs: SubscriptionStatus,
+) -> Result<Lifecycle, String> {
+    use SubscriptionStatus::*;
+    if (ours, theirs) == (Failed, Pending) {
+        return Err(
+            "our activation gave up while the marketplace still waits for it: see the dead activation job's error; once fixed, the buyer buys again or an operator activates at the marketplace"
+                .into(),
+        );
+    }
+    if ours.is_terminal() {
+        return Err(format!(
+            "we hold it {ours}; the marketplace says {theirs}: bringing an ended subscription back needs an operator"
+        ));
+    }
+    match (ours, theirs) {
+        (Pending, Active) => Ok(Lifecycle::Activate),
+        (Suspended, Active) => Ok(Lifecycle::Reinstate),
+        (UnsubscribePending, Active) => Err(
+            "we hold a cancellation under way; the marketplace says active: an operator decides"
+                .into(),
+        ),
+        (_, Suspended) => Ok(Lifecycle::Suspend),
+        (_, UnsubscribePending) => Ok(Lifecycle::BeginCancel),
+        (_, Cancelled) => Ok(Lifecycle::Cancel),
+        (Pending, Failed) => Ok(Lifecycle::Fail),
+        (_, theirs) => Err(format!(
+            "no safe way from {ours} to {theirs}: an operator decides"
+        )),
+    }
+}
+
+/// Entitlements compared as sets, to the millisecond the store keeps.
+fn same_entitlements(a: &[Entitlement], b: &[Entitlement]) -> bool {
+    let key = |e: &Entitlement| {
+        (
+            e.dimension.clone(),
+            serde_json::to_string(&e.value).unwrap_or_default(),
+            e.expires_at.map(|t| t.unix_timestamp_nanos() / 1_000_000),
+        )
+    };
+    let mut a: Vec<_> = a.iter().map(key).collect();
+    let mut b: Vec<_> = b.iter().map(key).collect();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+impl Engine {
+    /// Compares every marketplace's view with ours and repairs what is safe.
+    pub async fn reconcile(
+        &self,
+        settings: &ReconcileSettings,
+    ) -> Result<ReconcileReport, StoreError> {
+        let mut report = ReconcileReport::default();
+        let providers: Vec<_> = self.providers.iter().cloned().collect();
+        for provider in providers {
+            let marketplace = provider.marketplace();
+            let ours = self.all_subscriptions(&marketplace).await?;
+            let known: Vec<_> = ours
+                .iter()
+                .filter(|s| !s.status.is_terminal())
+                .map(|s| s.external.clone())
+                .collect();
+            let views = match provider.survey(&known).await {
+                Ok(views) => views,
+                Err(ProviderError::Unsupported { .. }) => {
+                    report
+                        .skipped
+                        .push((marketplace.clone(), "surveying is not supported".into()));
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%marketplace, %error, "reconciliation: survey failed");
+                    report
+                        .skipped
+                        .push((marketplace.clone(), error.to_string()));
+                    continue;
+                }
+            };
+            report.surveyed += views.len();
+            let by_id: HashMap<&str, &Subscription> = ours
+                .iter()
+                .map(|s| (s.external.external_id.as_str(), s))
+                .collect();
+            for view in &views {
+                match by_id.get(view.subscription.external_id.as_str()) {
+                    Some(sub) => self.compare(sub, view, settings, &mut report).await?,
+                    None => report.push(DriftItem {
+                        marketplace: marketplace.clone(),
+                        external_id: view.subscription.external_id.clone(),
+                        subscription_id: None,
+                        drift: Drift::UnknownToUs {
+                            theirs: view.status,
+                        },
+                        action: Action::ReportOnly(
+                            "no tenant to bind it to: the buyer must open the landing page (send them the listing), or an operator links it".into(),
+                        ),
+                    }),
+                }
+            }
+        }
+        for item in &report.items {
+            tracing::info!(
+                marketplace = %item.marketplace,
+                external_id = %item.external_id,
+                drift = ?item.drift,
+                action = ?item.action,
+                "reconciliation drift"
+            );
+        }
+        Ok(report)
+    }
+
+    async fn all_subscriptions(
+        &self,
+        marketplace: &Marketplace,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list_subscriptions(&SubscriptionFilter {
+                    tenant_id: None,
+                    marketplace: Some(marketplace.clone()),
+                    status: None,
+                    after,
+                    limit: 500,
+                })
+                .await?;
+            let done = page.len() < 500;
+            after = page.last().map(|s| s.id);
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn compare(
+        &self,
+        sub: &Subscription,
+        view: &MarketplaceView,
+        settings: &ReconcileSettings,
+        report: &mut ReconcileReport,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let item = |drift: Drift, action: Action| DriftItem {
+            marketplace: sub.external.marketplace.clone(),
+            external_id: sub.external.external_id.clone(),
+            subscription_id: Some(sub.id),
+            drift,
+            action,
+        };
+        if let Some(theirs) = view.status {
+            if theirs != sub.status {
+                let drift = Drift::StatusMismatch {
+                    ours: sub.status,
+                    theirs,
+                };
+                let action = match lifecycle_towards(sub.status, theirs) {
+                    Ok(lifecycle) => {
+                        self.repair(
+                            sub,
+                            EventKind::Lifecycle {
+                                event: lifecycle,
+                                reason: Some("reconciliation".into()),
+                            },
+                            settings,
+                        )
+                        .await?
+                    }
+                    Err(reason) => Action::ReportOnly(reason),
+                };
+                report.push(item(drift, action));
+            } else if sub.status == SubscriptionStatus::Pending
+                && sub.tenant_id.is_some()
+                && now - sub.created_at >= settings.stuck_after
+                && self
+                    .providers
+                    .get(&sub.external.marketplace)
+                    .is_some_and(|p| p.capabilities().vendor_activates)
+            {
+                let action = self.rerun_activation(sub, settings).await?;
+                report.push(item(
+                    Drift::StuckPending {
+                        since: sub.created_at,
+                    },
+                    action,
+                ));
+            }
+        }
+        if let Some(theirs) = &view.plan_id
+            && sub.plan_id.as_ref() != Some(theirs)
+        {
+            let action = self
+                .repair(
+                    sub,
+                    EventKind::PlanChanged {
+                        plan_id: theirs.clone(),
+                    },
+                    settings,
+                )
+                .await?;
+            report.push(item(
+                Drift::PlanMismatch {
+                    ours: sub.plan_id.clone(),
+                    theirs: theirs.clone(),
+                },
+                action,
+            ));
+        }
+        if let Some(theirs) = view.quantity
+            && sub.quantity != Some(theirs)
+        {
+            let action = self
+                .repair(
+                    sub,
+                    EventKind::QuantityChanged { quantity: theirs },
+                    settings,
+                )
+                .await?;
+            report.push(item(
+                Drift::QuantityMismatch {
+                    ours: sub.quantity,
+                    theirs,
+                },
+                action,
+            ));
+        }
+        if let Some(theirs) = &view.entitlements {
+            let ours = self.store.entitlements(sub.id).await?;
+            if !same_entitlements(&ours, theirs) {
+                let action = self
+                    .repair(
+                        sub,
+                        EventKind::EntitlementsChanged {
+                            entitlements: theirs.clone(),
+                        },
+                        settings,
+                    )
+                    .await?;
+                report.push(item(
+                    Drift::EntitlementsDiffer {
+                        ours: ours.len(),
+                        theirs: theirs.len(),
+                    },
+                    action,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the marketplace's state as an event from `reconcile`.
+    async fn repair(
+        &self,
+        sub: &Subscription,
+        kind: EventKind,
+        settings: &ReconcileSettings,
+    ) -> Result<Action, StoreError> {
+        let what = describe(&kind);
+        if settings.dry_run {
+            return Ok(Action::WouldRepair(what));
+        }
+        let event = MarketplaceEvent {
+            subscription: sub.external.clone(),
+            occurred_at: self.clock.now(),
+            kind,
+            free_trial: None,
+        };
+        Ok(match apply_event(self, &event, SOURCE).await {
+            Ok(ApplyOutcome::Applied) | Ok(ApplyOutcome::Unchanged) => Action::Repaired(what),
+            Ok(ApplyOutcome::Stale) => {
+                Action::Failed(format!("{what}: a newer statement is already applied"))
+            }
+            Ok(ApplyOutcome::Refused(reason)) => Action::Failed(format!("{what}: {reason}")),
+            Err(crate::apply::ApplyError::Store(e)) => return Err(e),
+            Err(crate::apply::ApplyError::Provider(e)) => Action::Failed(format!("{what}: {e}")),
+        })
+    }
+
+    async fn activation_job(
+        &self,
+        key: &str,
+        state: QueueState,
+    ) -> Result<Option<marketlink_store::QueueItem>, StoreError> {
+        let jobs = self.store.outbox_list(state, 10_000).await?;
+        Ok(jobs
+            .into_iter()
+            .find(|j| j.kind == ACTIVATE_JOB && j.dedup_key == key))
+    }
+
+    /// Puts a stuck activation back in line: the dead or finished job again, or a new one.
+    async fn rerun_activation(
+        &self,
+        sub: &Subscription,
+        settings: &ReconcileSettings,
+    ) -> Result<Action, StoreError> {
+        let key = sub.id.to_string();
+        let now = self.clock.now();
+        if self
+            .activation_job(&key, QueueState::Pending)
+            .await?
+            .is_some()
+        {
+            return Ok(Action::ReportOnly(
+                "the activation is queued and retrying: see its last error in the admin portal"
+                    .into(),
+            ));
+        }
+        if settings.dry_run {
+            return Ok(Action::WouldRepair("run the activation again".into()));
+        }
+        let action = if let Some(dead) = self.activation_job(&key, QueueState::Dead).await? {
+            self.store.outbox_requeue(dead.id, now).await?;
+            format!(
+                "requeued the activation that gave up ({})",
+                dead.last_error.as_deref().unwrap_or("no error recorded")
+            )
+        } else if let Some(done) = self.activation_job(&key, QueueState::Done).await? {
+            self.store.outbox_replay(done.id, now).await?;
+            "ran the finished activation again".to_owned()
+        } else {
+            self.store
+                .outbox_enqueue(
+                    &NewJob {
+                        marketplace: sub.external.marketplace.to_string(),
+                        kind: ACTIVATE_JOB.into(),
+                        dedup_key: sub.id.to_string(),
+                        payload: serde_json::json!({ "subscription_id": sub.id }),
+                        run_at: now,
+                    },
+                    now,
+                )
+                .await?;
+            "queued an activation".to_owned()
+        };
+        self.outbox_ready.notify_one();
+        self.record(
+            sub.id,
+            SOURCE,
+            "activation_requeued",
+            "applied",
+            serde_json::json!({ "action": action }),
+        )
+        .await?;
+        Ok(Action::Repaired(action))
+    }
+}
+
+fn describe(kind: &EventKind) -> String {
+    match kind {
+        EventKind::Lifecycle { event, .. } => format!("{event} as the marketplace says"),
+        EventKind::PlanChanged { plan_id } => format!("plan set to {plan_id}"),
+        EventKind::QuantityChanged { quantity } => format!("quantity set to {quantity}"),
+        EventKind::EntitlementsChanged { entitlements } => format!(
+            "entitlements replaced with the marketplace's {}",
+            entitlements.len()
+        ),
+        EventKind::Renewed { .. } => "term renewed".into(),
+        EventKind::ChangeRequested { .. } => "change answered".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SubscriptionStatus::*;
+
+    #[test]
+    fn never_brings_an_ended_subscription_back() {
+        assert!(lifecycle_towards(Cancelled, Active).is_err());
+        assert!(lifecycle_towards(Failed, Active).is_err());
+        assert!(lifecycle_towards(UnsubscribePending, Active).is_err());
+        assert_eq!(lifecycle_towards(Pending, Active), Ok(Lifecycle::Activate));
+        assert_eq!(
+            lifecycle_towards(Suspended, Active),
+            Ok(Lifecycle::Reinstate)
+        );
+        assert_eq!(lifecycle_towards(Active, Cancelled), Ok(Lifecycle::Cancel));
+        assert_eq!(lifecycle_towards(Active, Suspended), Ok(Lifecycle::Suspend));
+        assert!(lifecycle_towards(Active, Pending).is_err());
+    }
+}

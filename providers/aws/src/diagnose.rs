@@ -1,0 +1,298 @@
+//! `marketlink doctor` for AWS: harmless calls that prove the credentials, product codes and
+//! queues work, and plain words for what to fix when they do not.
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use marketlink_core::Diagnosis;
+
+use crate::{
+    AwsProvider,
+    config::{NotificationMode, ProductConfig},
+    errors::AwsFailure,
+};
+
+/// Codes that mean AWS refused who we are, whichever API we called.
+const UNKNOWN_KEY: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidAccessKeyId",
+];
+const BAD_SECRET: &[&str] = &[
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+];
+const EXPIRED: &[&str] = &["ExpiredToken", "ExpiredTokenException", "RequestExpired"];
+
+/// Why AWS refused the credentials, in plain words; `None` when the failure is about something
+/// else.
+fn credential_problem(f: &AwsFailure, key_id: &str) -> Option<String> {
+    let code = f.code.as_str();
+    if UNKNOWN_KEY.contains(&code) {
+        Some(format!(
+            "AWS does not recognise access key {key_id} ({code}): check aws.credentials.access_key_id, and that the key is active in IAM"
+        ))
+    } else if BAD_SECRET.contains(&code) {
+        Some(format!(
+            "AWS rejected the signature of access key {key_id} ({code}): aws.credentials.secret_access_key is wrong (or the clock is far off)"
+        ))
+    } else if EXPIRED.contains(&code) {
+        Some(format!(
+            "the session token of access key {key_id} has expired ({code}): configure long-lived IAM user keys, or refresh aws.credentials.session_token"
+        ))
+    } else if code == "MissingAuthenticationTokenException" || code == "MissingAuthenticationToken"
+    {
+        Some(format!(
+            "AWS saw no credentials on the request ({code}): check the [aws.credentials] section"
+        ))
+    } else {
+        None
+    }
+}
+
+fn unreachable(f: &AwsFailure, endpoint: Option<&str>) -> Option<String> {
+    matches!(f.code.as_str(), "DispatchFailure" | "Timeout").then(|| {
+        format!(
+            "cannot reach AWS{} ({}): check the network, proxy and aws.endpoint_url",
+            endpoint.map(|e| format!(" at {e}")).unwrap_or_default(),
+            f.code
+        )
+    })
+}
+
+impl AwsProvider {
+    pub(crate) async fn run_diagnosis(&self) -> Vec<Diagnosis> {
+        let mut out = Vec::new();
+        let key_id = self
+            .config
+            .credentials
+            .as_ref()
+            .map(|c| c.access_key_id.clone())
+            .unwrap_or_default();
+        let endpoint = self.config.endpoint_url.as_deref();
+
+        // Each product code costs one GetEntitlements call; the same calls prove the credentials.
+        let mut probes = Vec::new();
+        for product in &self.config.products {
+            probes.push((product, self.probe_product(product).await));
+        }
+        let refused = probes.iter().find_map(|(_, r)| {
+            r.as_ref()
+                .err()
+                .and_then(|f| credential_problem(f, &key_id).or_else(|| unreachable(f, endpoint)))
+        });
+        match &refused {
+            Some(problem) => out.push(Diagnosis::failed("aws.credentials", problem.clone())),
+            None if probes.iter().any(|(_, r)| r.is_ok()) => out.push(Diagnosis::ok(
+                "aws.credentials",
+                format!("AWS accepted access key {key_id}"),
+            )),
+            None => out.push(Diagnosis::warning(
+                "aws.credentials",
+                format!(
+                    "access key {key_id} is configured, but no call succeeded to prove it (see the product checks)"
+                ),
+            )),
+        }
+        for (product, result) in &probes {
+            out.push(self.product_diagnosis(product, result, refused.is_some()));
+        }
+
+        for queue_url in &self.config.sqs_queue_urls {
+            out.push(
+                self.queue_diagnosis(queue_url, &key_id, refused.is_some())
+                    .await,
+            );
+        }
+        out.extend(self.channel_diagnoses());
+        out
+    }
+
+    /// GetEntitlements for the product, one result at most: read-only, free, and it fails with
+    /// the codes that matter (unknown product, access denied, bad credentials).
+    async fn probe_product(&self, product: &ProductConfig) -> Result<usize, AwsFailure> {
+        self.entitlement
+            .get_entitlements()
+            .product_code(&product.product_code)
+            .max_results(1)
+            .send()
+            .await
+            .map(|page| page.entitlements().len())
+            .map_err(AwsFailure::from_sdk)
+    }
+
+    fn product_diagnosis(
+        &self,
+        product: &ProductConfig,
+        result: &Result<usize, AwsFailure>,
+        credentials_refused: bool,
+    ) -> Diagnosis {
+        let code = &product.product_code;
+        let check = format!("aws.product.{code}");
+        let f = match result {
+            Ok(_) => {
+                return Diagnosis::ok(
+                    check,
+                    format!("AWS Marketplace knows product code {code} (GetEntitlements answered)"),
+                );
+            }
+            Err(f) => f,
+        };
+        if credentials_refused {
+            return Diagnosis::warning(
+                check,
+                "not checked: AWS refused the credentials (see aws.credentials)",
+            );
+        }
+        let detail = match f.code.as_str() {
+            "InvalidProductCodeException" => format!(
+                "AWS Marketplace does not know product code {code}: copy it from the AMMP product page (Products > SaaS > product > Product code)"
+            ),
+            "InvalidParameterException" if f.message.to_lowercase().contains("product") => {
+                format!(
+                    "AWS Marketplace refused product code {code} ({}): copy the product code from the AMMP product page",
+                    f.message
+                )
+            }
+            "AccessDeniedException" | "AccessDenied" => format!(
+                "the IAM user may not read entitlements of {code} ({}): allow aws-marketplace:GetEntitlements, aws-marketplace:ResolveCustomer and aws-marketplace:BatchMeterUsage (policy AWSMarketplaceMeteringFullAccess), from the seller account that owns the product",
+                f.message
+            ),
+            "DisabledApiException" => format!(
+                "the Entitlement API is disabled for {code}: the listing may not be published yet, or belongs to another seller account"
+            ),
+            _ if f.is_retryable() => format!(
+                "AWS did not answer for {code} ({}: {}): try again; if it persists check the region ({})",
+                f.code, f.message, self.config.entitlement_region
+            ),
+            _ => format!(
+                "GetEntitlements for {code} failed ({}: {})",
+                f.code, f.message
+            ),
+        };
+        Diagnosis::failed(check, detail)
+    }
+
+    async fn queue_diagnosis(
+        &self,
+        queue_url: &str,
+        key_id: &str,
+        credentials_refused: bool,
+    ) -> Diagnosis {
+        let check = format!("aws.sqs.{}", queue_name(queue_url));
+        let result = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(AwsFailure::from_sdk);
+        let f = match result {
+            Ok(out) => {
+                let count = |name: QueueAttributeName| {
+                    out.attributes()
+                        .and_then(|a| a.get(&name))
+                        .cloned()
+                        .unwrap_or_else(|| "?".into())
+                };
+                return Diagnosis::ok(
+                    check,
+                    format!(
+                        "queue {queue_url} is readable: {} message(s) waiting, {} in flight",
+                        count(QueueAttributeName::ApproximateNumberOfMessages),
+                        count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                    ),
+                );
+            }
+            Err(f) => f,
+        };
+        if credentials_refused && credential_problem(&f, key_id).is_some() {
+            return Diagnosis::warning(
+                check,
+                "not checked: AWS refused the credentials (see aws.credentials)",
+            );
+        }
+        let detail = match f.code.as_str() {
+            "QueueDoesNotExist" | "AWS.SimpleQueueService.NonExistentQueue" => format!(
+                "queue {queue_url} does not exist: check aws.sqs_queue_urls (the URL names region, account and queue) and aws.region ({})",
+                self.config.region
+            ),
+            "AccessDenied" | "AccessDeniedException" => format!(
+                "the IAM user may not use queue {queue_url}: allow sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility and sqs:GetQueueAttributes on it"
+            ),
+            _ => credential_problem(&f, key_id)
+                .or_else(|| unreachable(&f, Some(queue_url)))
+                .unwrap_or_else(|| {
+                    format!(
+                        "GetQueueAttributes on {queue_url} failed ({}: {})",
+                        f.code, f.message
+                    )
+                }),
+        };
+        Diagnosis::failed(check, detail)
+    }
+
+    /// How notifications reach us, from the configuration alone (AWS cannot tell us whether the
+    /// marketplace's SNS topics have a confirmed subscription to our endpoint).
+    fn channel_diagnoses(&self) -> Vec<Diagnosis> {
+        let mut out = Vec::new();
+        let has_queues = !self.config.sqs_queue_urls.is_empty();
+        let sns_products: Vec<&str> = self
+            .config
+            .products
+            .iter()
+            .filter(|p| p.notification_mode == NotificationMode::Sns)
+            .map(|p| p.product_code.as_str())
+            .collect();
+        if !sns_products.is_empty() {
+            out.push(if has_queues {
+                Diagnosis::ok(
+                    "aws.sns",
+                    format!(
+                        "SNS notifications for {} are expected through the SQS queues above (subscribe each queue to the product's topics)",
+                        sns_products.join(", ")
+                    ),
+                )
+            } else {
+                Diagnosis::warning(
+                    "aws.sns",
+                    format!(
+                        "no SQS queue is configured, so SNS notifications for {} must come over HTTPS to <public_url>/aws/sns: subscribe that URL to the product's topics while marketlink is running; it confirms the subscription itself. An unconfirmed subscription loses every notification",
+                        sns_products.join(", ")
+                    ),
+                )
+            });
+        }
+        let eventbridge = self
+            .config
+            .products
+            .iter()
+            .any(|p| p.notification_mode == NotificationMode::Eventbridge);
+        if eventbridge {
+            out.push(match (&self.config.eventbridge_secret, has_queues) {
+                (Some(_), _) => Diagnosis::ok(
+                    "aws.eventbridge",
+                    format!(
+                        "EventBridge API destination secret is set: the connection must send it in header {}",
+                        self.config.eventbridge_secret_header
+                    ),
+                ),
+                (None, true) => Diagnosis::ok(
+                    "aws.eventbridge",
+                    "EventBridge events are expected through the SQS queues above (the /aws/events endpoint is off: no aws.eventbridge_secret)",
+                ),
+                (None, false) => Diagnosis::failed(
+                    "aws.eventbridge",
+                    "an EventBridge listing is configured but there is neither an SQS queue (aws.sqs_queue_urls) nor aws.eventbridge_secret for the /aws/events API destination: no agreement event can reach marketlink",
+                ),
+            });
+        }
+        out
+    }
+}
+
+/// The queue's name, the last segment of its URL.
+fn queue_name(url: &str) -> &str {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
+}
