@@ -233,6 +233,19 @@ impl MarketplaceProvider for Metered {
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         timed(&self.name, "interpret", self.inner.interpret(message)).await
     }
+
+    // Every defaulted method must be forwarded here, or the wrapper silently answers with the
+    // default (tests/journeys/doctor.rs and reconcile.rs go through this wrapper).
+    async fn diagnose(&self) -> Vec<marketlink_core::Diagnosis> {
+        self.inner.diagnose().await
+    }
+
+    async fn survey(
+        &self,
+        known: &[ExternalRef],
+    ) -> Result<Vec<marketlink_core::MarketplaceView>, ProviderError> {
+        timed(&self.name, "survey", self.inner.survey(known)).await
+    }
 }
 
 struct MeteredSignIn {
