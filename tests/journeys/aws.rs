@@ -141,15 +141,23 @@ async fn new_account_and_the_whole_sns_lifecycle() {
         .unwrap();
     wait_status(&stack, &purchase, SubscriptionStatus::Cancelled).await;
 
-    let timeline = stack.store.timeline(stored.id, 50).await.unwrap();
-    let applied: Vec<&str> = timeline
+    // The timeline line is written just after the status it reports.
+    eventually("the timeline records the whole lifecycle", || async {
+        let timeline = stack.store.timeline(stored.id, 50).await.unwrap();
+        let applied: Vec<&str> = timeline
+            .iter()
+            .filter(|e| e.outcome == "applied")
+            .map(|e| e.kind.as_str())
+            .collect();
+        [
+            "lifecycle:activate",
+            "lifecycle:begin_cancel",
+            "lifecycle:cancel",
+        ]
         .iter()
-        .filter(|e| e.outcome == "applied")
-        .map(|e| e.kind.as_str())
-        .collect();
-    assert!(applied.contains(&"lifecycle:activate"), "{applied:?}");
-    assert!(applied.contains(&"lifecycle:begin_cancel"), "{applied:?}");
-    assert!(applied.contains(&"lifecycle:cancel"), "{applied:?}");
+        .all(|kind| applied.contains(kind))
+    })
+    .await;
 }
 
 #[tokio::test]
