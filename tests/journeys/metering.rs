@@ -388,3 +388,154 @@ async fn scoped_api_keys_report_usage() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Two marketlink replicas on one PostgreSQL database flush at the same time into the AWS
+/// sandbox: every hour reaches the marketplace's ledger, and no record is ever sent twice
+/// (the sandbox's call log counts what was sent, before its de-duplication).
+#[tokio::test]
+async fn two_flushers_on_postgres_send_every_record_once() {
+    use sqlx::{Connection, Executor};
+    if std::env::var("MARKETLINK_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
+        return;
+    }
+    let stack = start(|_| {}).await;
+    let admin = std::env::var("MARKETLINK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("marketlink_flushers_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let replica = || async {
+        Store::connect(&url, &StoreOptions::default())
+            .await
+            .unwrap()
+    };
+    let store = replica().await;
+    store.migrate().await.unwrap();
+
+    let addr = stack.aws_url.trim_start_matches("http://").parse().unwrap();
+    let mut config = Config::load_over(Some(&demo_base(addr)), None).unwrap();
+    config.azure = None;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine = |store: Store, providers: Providers| {
+        let mut settings = config.metering.settings();
+        settings.claim_limit = 10;
+        settings.concurrency = 2;
+        Engine::new(
+            store,
+            providers,
+            clock.clone(),
+            Arc::new(config.catalog.clone()),
+            config.changes.clone(),
+        )
+        .with_metering(settings)
+    };
+    let a = engine(
+        store.clone(),
+        run::providers(&config, clock.clone()).await.unwrap(),
+    );
+    let b = engine(
+        replica().await,
+        run::providers(&config, clock.clone()).await.unwrap(),
+    );
+
+    // 8 buyers with 12 closed hours each.
+    let now = SystemClock.now();
+    let mut customers = Vec::new();
+    let mut inputs = Vec::new();
+    for n in 0..8u32 {
+        let account = format!("{:012}", 500_000_000_000u64 + u64::from(n));
+        let purchase = stack
+            .aws
+            .purchase(CLASSIC, OfferKind::Subscription, &account)
+            .unwrap();
+        stack
+            .aws
+            .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)
+            .await
+            .unwrap();
+        let mut sub = Subscription::pending(
+            ExternalRef {
+                customer_account_id: Some(account),
+                ..external(&purchase)
+            },
+            now,
+        );
+        sub.product_id = Some(ProductId::new("analytics"));
+        let sub = store.upsert_subscription(&sub).await.unwrap();
+        store
+            .apply_lifecycle(sub.id, Lifecycle::Activate, now)
+            .await
+            .unwrap();
+        for h in 2..14u32 {
+            inputs.push(marketlink_engine::metering::UsageInput {
+                subscription_id: Some(sub.id),
+                tenant_id: None,
+                product: None,
+                dimension: "api_calls".into(),
+                quantity: marketlink_core::Quantity::from_units(n * 100 + h),
+                timestamp: hour_floor(now) - Duration::hours(i64::from(h)) + Duration::minutes(30),
+                idempotency_key: None,
+                allocations: vec![],
+            });
+        }
+        customers.push(purchase.customer_identifier);
+    }
+    a.ingest_usage(&inputs).await.unwrap();
+
+    let (ra, rb) = tokio::join!(a.flush_usage(), b.flush_usage());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.delivered + rb.delivered, 96, "{ra:?} {rb:?}");
+    assert!(
+        ra.claimed > 0 && rb.claimed > 0,
+        "both replicas worked: {ra:?} {rb:?}"
+    );
+    assert_eq!((ra.lost_leases, rb.lost_leases), (0, 0));
+
+    // What the marketplace was sent, call by call ("<product>: N records, ...").
+    let sent: usize = stack
+        .aws
+        .call_log()
+        .iter()
+        .filter(|c| c.operation == "BatchMeterUsage")
+        .map(|c| {
+            let (_, rest) = c.summary.split_once(": ").unwrap();
+            rest.split(' ').next().unwrap().parse::<usize>().unwrap()
+        })
+        .sum();
+    assert_eq!(sent, 96, "a record was sent more than once");
+    let ledger: Vec<_> = stack
+        .aws
+        .metered_records()
+        .into_iter()
+        .filter(|r| {
+            r.customer_identifier
+                .as_ref()
+                .is_some_and(|c| customers.contains(c))
+        })
+        .collect();
+    assert_eq!(ledger.len(), 96);
+    for input in &inputs {
+        let hour = hour_floor(input.timestamp);
+        assert_eq!(
+            ledger
+                .iter()
+                .filter(|r| r.hour == hour && r.quantity == input.quantity.to_string())
+                .count(),
+            1,
+            "{hour} {}",
+            input.quantity
+        );
+    }
+    let backlog = store.usage_backlog(now).await.unwrap();
+    assert_eq!(backlog.by_state.get("delivered"), Some(&96));
+    store.close().await;
+    b.store.close().await;
+    if std::env::var("MARKETLINK_TEST_NO_DESTROY").as_deref() != Ok("1") {
+        conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await
+            .unwrap();
+    }
+}

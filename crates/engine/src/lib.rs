@@ -53,6 +53,8 @@ pub struct Engine {
     pub outbox_ready: Arc<Notify>,
     /// Usage ingest and flush settings (`[metering]`); see [`Engine::with_metering`].
     pub metering: MeteringSettings,
+    /// Group commit of usage ingest (one writer per engine).
+    pub(crate) ingest_writer: metering::IngestWriter,
     /// Every tenant's subscriptions in memory, for the entitlement check API.
     pub entitlements: Arc<entitlements::EntitlementIndex>,
     /// Provisioning webhooks to the vendor's product, when configured.
@@ -78,6 +80,7 @@ impl Engine {
             inbox_ready: Arc::new(Notify::new()),
             outbox_ready: Arc::new(Notify::new()),
             metering: MeteringSettings::default(),
+            ingest_writer: metering::IngestWriter::default(),
             entitlements: Arc::new(entitlements::EntitlementIndex::new(catalog.clone())),
             webhooks: None,
             http: reqwest::Client::builder()

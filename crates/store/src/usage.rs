@@ -218,24 +218,26 @@ pub struct UsageBacklog {
 
 type HourKey = (Uuid, String, i64);
 
-impl Store {
-    /// Stores a batch of events and adds them to their hourly totals, in one transaction.
-    /// Events whose idempotency key is already stored are skipped. Refused as a whole with
-    /// [`StoreError::Conflict`] when an event belongs to an hour already sent.
-    pub async fn usage_ingest(
-        &self,
-        events: &[NewUsageEvent],
-        now: OffsetDateTime,
-    ) -> Result<IngestOutcome, StoreError> {
-        if events.is_empty() {
-            return Ok(IngestOutcome::default());
-        }
-        let now_ms = millis(now);
-        let accepted = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+impl StoreError {
+    /// The database could not do the work, for a reason described in words (e.g. the group
+    /// commit a batch was part of failed): reported like any database error.
+    pub fn unavailable(message: String) -> Self {
+        Self::Database(sqlx::Error::Io(std::io::Error::other(message)))
+    }
+}
+
+/// One batch of [`Store::usage_ingest`] inside the open transaction (or savepoint) `$tx`:
+/// the raw events, then the new ones folded into their hourly totals. Evaluates to the
+/// batch's outcome; on `Err` the caller rolls `$tx` back. A macro so that the same statements
+/// serve both backends' transaction types.
+macro_rules! ingest_batch {
+    ($tx:ident, $rows:expr, $events:expr, $now:expr) => {
+        async {
+            let events: &[NewUsageEvent] = $events;
+            let now_ms = millis($now);
             // 1. The raw events; a known idempotency key inserts nothing.
             let mut inserted: HashSet<Uuid> = HashSet::with_capacity(events.len());
-            for chunk in events.chunks(self.backend().insert_rows()) {
+            for chunk in events.chunks($rows) {
                 let sql = values_sql(
                     "INSERT INTO usage_events (id, subscription_id, dimension, hour, occurred_at, \
                      quantity_micros, idempotency_key, allocations, received_at) VALUES ",
@@ -257,7 +259,7 @@ impl Store {
                         .bind((!e.allocations.is_empty()).then_some(Json(&e.allocations)))
                         .bind(now_ms);
                 }
-                inserted.extend(query.fetch_all(&mut *tx).await?);
+                inserted.extend(query.fetch_all(&mut *$tx).await?);
             }
             // 2. Fold the new ones into hourly totals (one row per key per statement).
             type Group<'a> = (&'a str, i64, BTreeMap<String, i64>);
@@ -275,7 +277,7 @@ impl Store {
             }
             let groups: Vec<(HourKey, Group<'_>)> = groups.into_iter().collect();
             let mut hour_ids: HashMap<HourKey, Uuid> = HashMap::with_capacity(groups.len());
-            for chunk in groups.chunks(self.backend().insert_rows()) {
+            for chunk in groups.chunks($rows) {
                 let sql = values_sql(
                     "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, hour, \
                      quantity_micros, next_attempt_at, state, attempts, created_at, updated_at) \
@@ -299,16 +301,13 @@ impl Store {
                         .bind(*qty)
                         .bind(now_ms);
                 }
-                for (id, sub, dim, hour) in query.fetch_all(&mut *tx).await? {
+                for (id, sub, dim, hour) in query.fetch_all(&mut *$tx).await? {
                     hour_ids.insert((sub, dim, hour), id);
                 }
             }
             if let Some(((_, dim, hour), _)) =
                 groups.iter().find(|(key, _)| !hour_ids.contains_key(key))
             {
-                // Roll the whole batch back now: on PostgreSQL the refused upsert holds the
-                // frozen row's lock until then, which would hide it from flushers.
-                tx.rollback().await?;
                 return Err(StoreError::Conflict(format!(
                     "usage of `{dim}` for the hour starting {} has already been sent to the \
                      marketplace; report it in a later hour",
@@ -329,17 +328,108 @@ impl Store {
                     .bind(*id)
                     .bind(tags.as_str())
                     .bind(*qty)
-                    .execute(&mut *tx)
+                    .execute(&mut *$tx)
                     .await?;
                 }
             }
+            Ok::<_, StoreError>(IngestOutcome {
+                accepted: inserted.len(),
+                duplicates: events.len() - inserted.len(),
+            })
+        }
+        .await
+    };
+}
+
+impl Store {
+    /// Stores a batch of events and adds them to their hourly totals, in one transaction.
+    /// Events whose idempotency key is already stored are skipped. Refused as a whole with
+    /// [`StoreError::Conflict`] when an event belongs to an hour already sent.
+    pub async fn usage_ingest(
+        &self,
+        events: &[NewUsageEvent],
+        now: OffsetDateTime,
+    ) -> Result<IngestOutcome, StoreError> {
+        self.usage_ingest_group(&[(events, now)])
+            .await?
+            .pop()
+            .unwrap_or(Ok(IngestOutcome::default()))
+    }
+
+    /// Group commit: stores several independent batches in one transaction, so concurrent
+    /// requests share one commit (and one writer: SQLite takes one at a time). Each batch is
+    /// still all or nothing on its own — a savepoint each when there are several — and gets its
+    /// own result, as [`Store::usage_ingest`] would give it. The outer error means nothing was
+    /// stored (the transaction could not begin or commit).
+    pub async fn usage_ingest_group(
+        &self,
+        batches: &[(&[NewUsageEvent], OffsetDateTime)],
+    ) -> Result<Vec<Result<IngestOutcome, StoreError>>, StoreError> {
+        let mut results = Vec::with_capacity(batches.len());
+        if batches.iter().all(|(events, _)| events.is_empty()) {
+            results.resize_with(batches.len(), || Ok(IngestOutcome::default()));
+            return Ok(results);
+        }
+        let rows = self.backend().insert_rows();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            if let [(events, now)] = batches {
+                match ingest_batch!(tx, rows, events, *now) {
+                    Ok(accepted) => results.push(Ok(accepted)),
+                    Err(e) => {
+                        // Roll back now: on PostgreSQL a refused upsert holds the frozen row's
+                        // lock until then, which would hide it from flushers.
+                        tx.rollback().await?;
+                        return Ok(vec![Err(e)]);
+                    }
+                }
+            } else {
+                for (events, now) in batches {
+                    let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
+                    match ingest_batch!(savepoint, rows, events, *now) {
+                        Ok(accepted) => {
+                            savepoint.commit().await?;
+                            results.push(Ok(accepted));
+                        }
+                        Err(e) => {
+                            savepoint.rollback().await?;
+                            results.push(Err(e));
+                        }
+                    }
+                }
+            }
             tx.commit().await?;
-            inserted.len()
         });
-        Ok(IngestOutcome {
-            accepted,
-            duplicates: events.len() - accepted,
-        })
+        Ok(results)
+    }
+
+    /// The subscriptions with these ids (unknown ids are left out), a few queries for a whole
+    /// batch rather than one per subscription.
+    pub async fn usage_subscriptions(
+        &self,
+        ids: &[SubscriptionId],
+    ) -> Result<HashMap<SubscriptionId, Subscription>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(self.backend().insert_rows()) {
+            // A few fixed list lengths keep the prepared statements reused.
+            let width = chunk.len().next_power_of_two();
+            let sql = format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id IN ({})",
+                placeholders(1, width)
+            );
+            let rows: Vec<SubscriptionRow> = on_pool!(self, |pool| {
+                let mut query = sqlx::query_as(&sql);
+                for i in 0..width {
+                    query = query.bind(chunk[i.min(chunk.len() - 1)].0);
+                }
+                query.fetch_all(pool).await?
+            });
+            for row in rows {
+                let subscription = Subscription::try_from(row)?;
+                found.insert(subscription.id, subscription);
+            }
+        }
+        Ok(found)
     }
 
     /// Creates zero-quantity totals for a subscription's closed hours that have none, from
@@ -359,34 +449,97 @@ impl Store {
         oldest: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
+        self.usage_fill_zero_hours_of(
+            &[(subscription, marketplace, dimensions)],
+            first_hour,
+            through,
+            oldest,
+            now,
+        )
+        .await
+    }
+
+    /// [`Store::usage_fill_zero_hours`] for many subscriptions (`(id, marketplace,
+    /// dimensions)`) in one transaction. Subscriptions whose cursor is already past `through`
+    /// (the usual case between two hours) cost one indexed read each.
+    pub async fn usage_fill_zero_hours_of(
+        &self,
+        subscriptions: &[(SubscriptionId, &str, &[String])],
+        first_hour: OffsetDateTime,
+        through: OffsetDateTime,
+        oldest: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        if subscriptions.is_empty() {
+            return Ok(0);
+        }
+        let rows = self.backend().insert_rows();
+        let through_ms = millis(through);
         let created = on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO usage_cursors (subscription_id, zero_from) VALUES ($1, $2) \
-                 ON CONFLICT (subscription_id) DO NOTHING",
-            )
-            .bind(subscription.0)
-            .bind(millis(first_hour))
-            .execute(&mut *tx)
-            .await?;
-            let from: i64 = sqlx::query_scalar(
-                "SELECT zero_from FROM usage_cursors WHERE subscription_id = $1",
-            )
-            .bind(subscription.0)
-            .fetch_one(&mut *tx)
-            .await?;
-            let mut hours = Vec::new();
-            let mut hour = from.max(millis(oldest));
-            while hour <= millis(through) {
-                hours.push(hour);
-                hour += 3_600_000;
+            // Where each subscription's zero rows start: its cursor, created on first sight.
+            let mut cursors: HashMap<Uuid, i64> = HashMap::with_capacity(subscriptions.len());
+            for chunk in subscriptions.chunks(rows) {
+                let sql = format!(
+                    "SELECT subscription_id, zero_from FROM usage_cursors WHERE subscription_id IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut query = sqlx::query_as::<_, (Uuid, i64)>(&sql);
+                for (id, _, _) in chunk {
+                    query = query.bind(id.0);
+                }
+                cursors.extend(query.fetch_all(&mut *tx).await?);
+            }
+            let missing: Vec<Uuid> = subscriptions
+                .iter()
+                .map(|(id, _, _)| id.0)
+                .filter(|id| !cursors.contains_key(id))
+                .collect();
+            for chunk in missing.chunks(rows) {
+                let sql = values_sql(
+                    "INSERT INTO usage_cursors (subscription_id, zero_from) VALUES ",
+                    chunk.len(),
+                    2,
+                    "",
+                    " ON CONFLICT (subscription_id) DO NOTHING",
+                );
+                let mut query = sqlx::query(&sql);
+                for id in chunk {
+                    query = query.bind(*id).bind(millis(first_hour));
+                }
+                query.execute(&mut *tx).await?;
+                // Read back: a concurrent flusher may have created some first.
+                let sql = format!(
+                    "SELECT subscription_id, zero_from FROM usage_cursors WHERE subscription_id IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut query = sqlx::query_as::<_, (Uuid, i64)>(&sql);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                cursors.extend(query.fetch_all(&mut *tx).await?);
+            }
+            // Zero rows for the closed hours each one has not covered yet.
+            let mut behind = Vec::new();
+            let mut zero_rows: Vec<(Uuid, &str, i64, &String)> = Vec::new();
+            for (id, marketplace, dimensions) in subscriptions {
+                let Some(from) = cursors.get(&id.0).copied() else {
+                    continue;
+                };
+                if from > through_ms {
+                    continue;
+                }
+                behind.push(id.0);
+                let mut hour = from.max(millis(oldest));
+                while hour <= through_ms {
+                    for d in dimensions.iter() {
+                        zero_rows.push((id.0, marketplace, hour, d));
+                    }
+                    hour += 3_600_000;
+                }
             }
             let mut created = 0;
-            let rows: Vec<(i64, &String)> = hours
-                .iter()
-                .flat_map(|h| dimensions.iter().map(move |d| (*h, d)))
-                .collect();
-            for chunk in rows.chunks(self.backend().insert_rows()) {
+            for chunk in zero_rows.chunks(rows) {
                 let sql = values_sql(
                     "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, hour, \
                      next_attempt_at, quantity_micros, state, attempts, created_at, updated_at) \
@@ -397,23 +550,31 @@ impl Store {
                     " ON CONFLICT (subscription_id, dimension, hour) DO NOTHING",
                 );
                 let mut query = sqlx::query(&sql);
-                for (hour, dim) in chunk {
+                for (sub, marketplace, hour, dim) in chunk {
                     query = query
                         .bind(Uuid::now_v7())
-                        .bind(subscription.0)
-                        .bind(marketplace)
+                        .bind(*sub)
+                        .bind(*marketplace)
                         .bind(dim.as_str())
                         .bind(*hour)
                         .bind(millis(now));
                 }
                 created += query.execute(&mut *tx).await?.rows_affected();
             }
-            let next = from.max(millis(through) + 3_600_000);
-            sqlx::query("UPDATE usage_cursors SET zero_from = $1 WHERE subscription_id = $2 AND zero_from < $1")
-                .bind(next)
-                .bind(subscription.0)
-                .execute(&mut *tx)
-                .await?;
+            // Cursors move past `through` (never back).
+            let next = through_ms + 3_600_000;
+            for chunk in behind.chunks(rows) {
+                let sql = format!(
+                    "UPDATE usage_cursors SET zero_from = $1 \
+                     WHERE zero_from < $1 AND subscription_id IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                let mut query = sqlx::query(&sql).bind(next);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.execute(&mut *tx).await?;
+            }
             tx.commit().await?;
             created
         });
@@ -432,20 +593,43 @@ impl Store {
         limit: u32,
     ) -> Result<UsageClaim, StoreError> {
         let lock = match self.backend() {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Postgres => "FOR UPDATE OF h SKIP LOCKED",
             Backend::Sqlite => "",
+        };
+        // Three kinds of due hours, each read in claim order from an index and cut at
+        // `limit`, so a claim costs O(limit) however much history the table holds; the first
+        // `limit` of their union are the first `limit` due hours overall. On PostgreSQL each
+        // kind locks its rows with SKIP LOCKED (re-checking its condition on the latest row
+        // version), so concurrent flushers never claim the same hour and each goes on to the
+        // next free ones.
+        let due = |from: &str, condition: &str| {
+            format!(
+                "SELECT id, hour FROM (SELECT h.id, h.hour FROM {from} WHERE {condition} \
+                 AND (h.locked_until IS NULL OR h.locked_until <= $3) \
+                 ORDER BY h.hour, h.id LIMIT $5 {lock}) AS d"
+            )
         };
         let sql = format!(
             "UPDATE usage_hours SET state = 'sending', lease_id = $1, locked_until = $2, \
              attempts = attempts + 1, updated_at = $3, sent_quantity_micros = quantity_micros, \
              first_sent_at = COALESCE(first_sent_at, $3) \
-             WHERE id IN (SELECT id FROM usage_hours WHERE \
-               ((state = 'open' AND (hour <= $4 OR subscription_id IN \
-                   (SELECT id FROM subscriptions WHERE status = 'unsubscribe_pending'))) \
-                OR (state = 'sending' AND next_attempt_at <= $3)) \
-               AND (locked_until IS NULL OR locked_until <= $3) \
-               ORDER BY hour, id LIMIT $5 {lock}) \
-             RETURNING {HOUR_COLUMNS}"
+             WHERE id IN (SELECT id FROM ({} UNION {} UNION {}) AS due ORDER BY hour, id LIMIT $5) \
+             RETURNING {HOUR_COLUMNS}",
+            // Closed hours.
+            due("usage_hours h", "h.state = 'open' AND h.hour <= $4"),
+            // Final usage: every open hour of a subscription in its unsubscribe-pending window.
+            // From those few subscriptions to their hours by `usage_hours_key` (CROSS JOIN
+            // fixes SQLite's join order, `|| ''` keeps it off the state index).
+            due(
+                "subscriptions s CROSS JOIN usage_hours h",
+                "s.status = 'unsubscribe_pending' AND h.subscription_id = s.id \
+                 AND h.state || '' = 'open'"
+            ),
+            // Retries due, and hours whose flusher's lease expired.
+            due(
+                "usage_hours h",
+                "h.state = 'sending' AND h.next_attempt_at <= $3"
+            ),
         );
         let lease_id = Uuid::now_v7();
         type Claimed = (
@@ -512,77 +696,27 @@ impl Store {
         })
     }
 
-    /// Records what came of sending claimed hours, in one statement per chunk. Hours whose lease
-    /// was taken over meanwhile are left alone (their new holder settles them). Returns how
-    /// many were settled.
+    /// Records what came of sending claimed hours, in one transaction of one statement per
+    /// chunk. Hours whose lease was taken over meanwhile are left alone (their new holder
+    /// settles them). Returns how many were settled.
     pub async fn usage_settle(
         &self,
         lease_id: Uuid,
         settlements: &[(Uuid, UsageSettlement)],
         now: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        let mut settled = 0;
-        for chunk in settlements.chunks(self.backend().insert_rows()) {
-            let sql = values_sql(
-                "WITH v (id, state, next_at, record_id, outcome, err) AS (VALUES ",
-                chunk.len(),
-                6,
-                "",
-                ") UPDATE usage_hours SET state = v.state, next_attempt_at = v.next_at, \
-                 marketplace_record_id = COALESCE(v.record_id, usage_hours.marketplace_record_id), \
-                 outcome = v.outcome, last_error = v.err, lease_id = NULL, locked_until = NULL, \
-                 updated_at = $0 FROM v WHERE usage_hours.id = v.id AND usage_hours.lease_id = $0",
-            );
-            // `$0` in the suffix: two trailing parameters (now, lease) after the rows.
-            let n = chunk.len() * 6;
-            let sql = sql
-                .replacen("updated_at = $0", &format!("updated_at = ${}", n + 1), 1)
-                .replacen("lease_id = $0", &format!("lease_id = ${}", n + 2), 1);
-            settled += on_pool!(self, |pool| {
+        if settlements.is_empty() {
+            return Ok(0);
+        }
+        let rows = self.backend().insert_rows();
+        let settled = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            let mut settled = 0;
+            for chunk in settlements.chunks(rows) {
+                let sql = settle_sql(chunk.len());
                 let mut query = sqlx::query(&sql);
                 for (id, settlement) in chunk {
-                    let (state, next_at, record_id, outcome, err): (
-                        UsageHourState,
-                        OffsetDateTime,
-                        Option<&str>,
-                        String,
-                        Option<&str>,
-                    ) = match settlement {
-                        UsageSettlement::Delivered {
-                            marketplace_id,
-                            outcome,
-                        } => (
-                            UsageHourState::Delivered,
-                            now,
-                            marketplace_id.as_deref(),
-                            outcome.clone(),
-                            None,
-                        ),
-                        UsageSettlement::Retry { error, at } => (
-                            UsageHourState::Sending,
-                            *at,
-                            None,
-                            "retry".to_owned(),
-                            Some(error.as_str()),
-                        ),
-                        UsageSettlement::Mismatch { detail } => (
-                            UsageHourState::Mismatch,
-                            now,
-                            None,
-                            "quantity_mismatch".to_owned(),
-                            Some(detail.as_str()),
-                        ),
-                        UsageSettlement::Dead { reason } => (
-                            UsageHourState::Dead,
-                            now,
-                            None,
-                            "dead".to_owned(),
-                            Some(reason.as_str()),
-                        ),
-                        UsageSettlement::Skipped { reason } => {
-                            (UsageHourState::Skipped, now, None, reason.clone(), None)
-                        }
-                    };
+                    let (state, next_at, record_id, outcome, err) = settle_row(settlement, now);
                     query = query
                         .bind(*id)
                         .bind(state.as_str())
@@ -591,14 +725,16 @@ impl Store {
                         .bind(outcome)
                         .bind(err);
                 }
-                query
+                settled += query
                     .bind(millis(now))
                     .bind(lease_id)
-                    .execute(pool)
+                    .execute(&mut *tx)
                     .await?
-                    .rows_affected()
-            });
-        }
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            settled
+        });
         Ok(settled)
     }
 
@@ -697,6 +833,73 @@ impl Store {
     }
 }
 
+/// The bulk settle statement for `rows` settlements: `(id, state, next_at, record_id,
+/// outcome, err)` per row, then `now` and the lease.
+fn settle_sql(rows: usize) -> String {
+    let n = rows * 6;
+    values_sql(
+        "WITH v (id, state, next_at, record_id, outcome, err) AS (VALUES ",
+        rows,
+        6,
+        "",
+        ") UPDATE usage_hours SET state = v.state, next_attempt_at = v.next_at, \
+         marketplace_record_id = COALESCE(v.record_id, usage_hours.marketplace_record_id), \
+         outcome = v.outcome, last_error = v.err, lease_id = NULL, locked_until = NULL, \
+         updated_at = $NOW FROM v WHERE usage_hours.id = v.id AND usage_hours.lease_id = $LEASE",
+    )
+    .replacen("$NOW", &format!("${}", n + 1), 1)
+    .replacen("$LEASE", &format!("${}", n + 2), 1)
+}
+
+/// A settlement as the columns it sets: state, next attempt, record id, outcome, error.
+fn settle_row(
+    settlement: &UsageSettlement,
+    now: OffsetDateTime,
+) -> (
+    UsageHourState,
+    OffsetDateTime,
+    Option<&str>,
+    String,
+    Option<&str>,
+) {
+    match settlement {
+        UsageSettlement::Delivered {
+            marketplace_id,
+            outcome,
+        } => (
+            UsageHourState::Delivered,
+            now,
+            marketplace_id.as_deref(),
+            outcome.clone(),
+            None,
+        ),
+        UsageSettlement::Retry { error, at } => (
+            UsageHourState::Sending,
+            *at,
+            None,
+            "retry".to_owned(),
+            Some(error.as_str()),
+        ),
+        UsageSettlement::Mismatch { detail } => (
+            UsageHourState::Mismatch,
+            now,
+            None,
+            "quantity_mismatch".to_owned(),
+            Some(detail.as_str()),
+        ),
+        UsageSettlement::Dead { reason } => (
+            UsageHourState::Dead,
+            now,
+            None,
+            "dead".to_owned(),
+            Some(reason.as_str()),
+        ),
+        UsageSettlement::Skipped { reason } => {
+            (UsageHourState::Skipped, now, None, reason.clone(), None)
+        }
+    }
+}
+
 /// `prefix ($1..$k extra), ($k+1..$2k extra), ... suffix`. In `extra`, `$0` stands for the
 /// row's last parameter (so literal columns can repeat it).
 fn values_sql(prefix: &str, rows: usize, columns: usize, extra: &str, suffix: &str) -> String {
@@ -721,6 +924,12 @@ fn values_sql(prefix: &str, rows: usize, columns: usize, extra: &str, suffix: &s
     }
     sql.push_str(suffix);
     sql
+}
+
+/// `$first,$first+1,...` for `n` parameters: an `IN (...)` list.
+fn placeholders(first: usize, n: usize) -> String {
+    let list: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    list.join(",")
 }
 
 /// A tag set as a canonical text key (sorted pairs as JSON).

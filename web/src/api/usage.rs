@@ -102,14 +102,18 @@ async fn limit_to_tenant(
     inputs: &[UsageInput],
     own: marketlink_core::TenantId,
 ) -> Result<(), AppError> {
+    // The batch's subscriptions in one read, not one per event.
+    let mut ids: Vec<_> = inputs.iter().filter_map(|i| i.subscription_id).collect();
+    ids.sort_unstable_by_key(|id| id.0);
+    ids.dedup();
+    let subscriptions = state
+        .store
+        .usage_subscriptions(&ids)
+        .await
+        .map_err(AppError::from)?;
     for input in inputs {
         let tenant = match (&input.subscription_id, &input.tenant_id) {
-            (Some(id), _) => state
-                .store
-                .get_subscription(*id)
-                .await
-                .ok()
-                .and_then(|s| s.tenant_id),
+            (Some(id), _) => subscriptions.get(id).and_then(|s| s.tenant_id),
             (None, Some(tenant)) => Some(*tenant),
             (None, None) => None,
         };

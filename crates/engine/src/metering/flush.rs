@@ -5,12 +5,13 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use futures_util::{StreamExt, stream};
 use marketlink_core::{
-    Marketplace, MarketplaceProvider, ProviderError, Quantity, SubscriptionStatus, UsageOutcome,
-    UsageRecord,
+    Marketplace, MarketplaceProvider, ProviderError, Quantity, Subscription, SubscriptionId,
+    SubscriptionStatus, UsageOutcome, UsageRecord,
 };
 use marketlink_store::{StoreError, SubscriptionFilter, UsageClaim, UsageHour, UsageSettlement};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{delivery_deadline, hour_floor, metered_dimensions};
@@ -115,14 +116,42 @@ impl Engine {
         if !skipped.is_empty() {
             run.add(&self.settle(lease, skipped).await?);
         }
-        let results: Vec<Result<FlushRun, StoreError>> = stream::iter(batches)
-            .map(|(marketplace, batch)| self.send_batch(lease, marketplace, batch))
-            .buffer_unordered(self.metering.concurrency.max(1))
-            .collect()
-            .await;
-        for result in results {
-            run.add(&result?);
-        }
+        // Calls run `concurrency` at a time; their outcomes go to one settling loop that
+        // records whatever has arrived in one transaction, so settling keeps up with many calls
+        // in flight instead of each call queueing for the database's write lock.
+        let (outcomes, mut arrived) = mpsc::unbounded_channel::<Vec<(Uuid, UsageSettlement)>>();
+        let concurrency = self.metering.concurrency.max(1);
+        let sends = async move {
+            let calls = stream::iter(batches)
+                .map(|(marketplace, batch)| {
+                    let outcomes = &outcomes;
+                    async move {
+                        let (calls, settlements) = self.send_batch(marketplace, batch).await;
+                        // Fails only once settling stopped on an error, which is reported
+                        // below; those hours stay leased and are resent after the lease.
+                        let _ = outcomes.send(settlements);
+                        calls
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .fold(0, |calls, n| async move { calls + n })
+                .await;
+            // The last sender: settling ends once it has recorded everything.
+            drop(outcomes);
+            calls
+        };
+        let settles = async {
+            let mut run = FlushRun::default();
+            let mut ready = Vec::new();
+            while arrived.recv_many(&mut ready, 256).await > 0 {
+                let settlements: Vec<(Uuid, UsageSettlement)> = ready.drain(..).flatten().collect();
+                run.add(&self.settle(lease, settlements).await?);
+            }
+            Ok::<_, StoreError>(run)
+        };
+        let (calls, settled) = tokio::join!(sends, settles);
+        run.add(&settled?);
+        run.calls += calls;
         run.record_metrics();
         Ok(run)
     }
@@ -199,12 +228,12 @@ impl Engine {
         (skipped, batches)
     }
 
+    /// Sends one batch; returns the calls made (0 or 1) and every record's settlement.
     async fn send_batch(
         &self,
-        lease: Uuid,
         marketplace: Marketplace,
         batch: Vec<(UsageHour, UsageRecord)>,
-    ) -> Result<FlushRun, StoreError> {
+    ) -> (usize, Vec<(Uuid, UsageSettlement)>) {
         let records: Vec<UsageRecord> = batch.iter().map(|(_, r)| r.clone()).collect();
         let provider: Option<Arc<dyn MarketplaceProvider>> =
             self.providers.get(&marketplace).cloned();
@@ -256,9 +285,7 @@ impl Engine {
                     .collect()
             }
         };
-        let mut run = self.settle(lease, settlements).await?;
-        run.calls = usize::from(provider.is_some());
-        Ok(run)
+        (usize::from(provider.is_some()), settlements)
     }
 
     fn settlement(&self, hour: &UsageHour, outcome: UsageOutcome) -> UsageSettlement {
@@ -371,27 +398,23 @@ impl Engine {
                         ..Default::default()
                     })
                     .await?;
-                for subscription in &page {
-                    if !takes_zero_records(&subscription.external.marketplace) {
-                        continue;
-                    }
-                    let dimensions = metered_dimensions(&self.catalog, subscription);
-                    if dimensions.is_empty() {
-                        continue;
-                    }
-                    created += self
-                        .store
-                        .usage_fill_zero_hours(
-                            subscription.id,
-                            subscription.external.marketplace.as_str(),
-                            &dimensions,
-                            hour_floor(now),
-                            through,
-                            oldest,
-                            now,
-                        )
-                        .await?;
-                }
+                let wanted: Vec<(&Subscription, Vec<String>)> = page
+                    .iter()
+                    .filter(|s| takes_zero_records(&s.external.marketplace))
+                    .map(|s| (s, metered_dimensions(&self.catalog, s)))
+                    .filter(|(_, dimensions)| !dimensions.is_empty())
+                    .collect();
+                let wanted: Vec<(SubscriptionId, &str, &[String])> = wanted
+                    .iter()
+                    .map(|(s, dimensions)| {
+                        (s.id, s.external.marketplace.as_str(), dimensions.as_slice())
+                    })
+                    .collect();
+                // One transaction per page of subscriptions.
+                created += self
+                    .store
+                    .usage_fill_zero_hours_of(&wanted, hour_floor(now), through, oldest, now)
+                    .await?;
                 match page.last() {
                     Some(last) if page.len() == 500 => after = Some(last.id),
                     _ => break,

@@ -1,13 +1,14 @@
 //! Usage in: validate every event, resolve its subscription, store the batch durably.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Mutex};
 
 use marketlink_core::{
     ProductId, Quantity, Subscription, SubscriptionId, SubscriptionStatus, TenantId,
     UsageAllocation,
 };
-use marketlink_store::{IngestOutcome, NewUsageEvent, StoreError, SubscriptionFilter};
+use marketlink_store::{IngestOutcome, NewUsageEvent, Store, StoreError, SubscriptionFilter};
 use time::{Duration, OffsetDateTime};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{delivery_deadline, hour_floor, metered_dimensions, product_of};
@@ -134,6 +135,19 @@ impl Engine {
             });
         }
         let now = self.clock.now();
+        // Subscriptions named by id are read in one go for the whole batch.
+        let mut by_id: Vec<SubscriptionId> =
+            inputs.iter().filter_map(|i| i.subscription_id).collect();
+        by_id.sort_unstable_by_key(|id| id.0);
+        by_id.dedup();
+        let mut known = self
+            .store
+            .usage_subscriptions(&by_id)
+            .await
+            .map_err(|e| IngestError {
+                index: None,
+                kind: IngestErrorKind::Store(e),
+            })?;
         let mut resolved: HashMap<Target, (Subscription, Vec<String>)> = HashMap::new();
         let mut events = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
@@ -145,10 +159,14 @@ impl Engine {
                 _ => return Err(IngestError::at(i, IngestErrorKind::MissingSubscription)),
             };
             if !resolved.contains_key(&target) {
-                let subscription = self
-                    .resolve_usage_subscription(&target)
-                    .await
-                    .map_err(|kind| IngestError::at(i, kind))?;
+                let subscription = match &target {
+                    Target::Id(id) => known
+                        .remove(id)
+                        .ok_or(IngestErrorKind::UnknownSubscription)
+                        .and_then(accepting_usage),
+                    Target::TenantProduct(..) => self.resolve_usage_subscription(&target).await,
+                }
+                .map_err(|kind| IngestError::at(i, kind))?;
                 let dimensions = metered_dimensions(&self.catalog, &subscription);
                 resolved.insert(target.clone(), (subscription, dimensions));
             }
@@ -212,8 +230,8 @@ impl Engine {
             });
         }
         let outcome = self
-            .store
-            .usage_ingest(&events, now)
+            .ingest_writer
+            .write(&self.store, events, now)
             .await
             .map_err(|error| IngestError {
                 index: None,
@@ -266,10 +284,108 @@ impl Engine {
                 }
             }
         };
-        if !subscription.status.accepts_usage() {
-            return Err(IngestErrorKind::SubscriptionNotActive(subscription.status));
-        }
+        accepting_usage(subscription)
+    }
+}
+
+fn accepting_usage(subscription: Subscription) -> Result<Subscription, IngestErrorKind> {
+    if subscription.status.accepts_usage() {
         Ok(subscription)
+    } else {
+        Err(IngestErrorKind::SubscriptionNotActive(subscription.status))
+    }
+}
+
+/// How many waiting requests one group commit takes at most.
+const MAX_GROUP: usize = 64;
+
+/// A request waiting for the writer.
+struct Pending {
+    events: Vec<NewUsageEvent>,
+    now: OffsetDateTime,
+    reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
+}
+
+/// Group commit for usage ingest: one writer task takes every request that is waiting when it
+/// gets to write and stores them in one transaction ([`Store::usage_ingest_group`]; each
+/// batch still all or nothing on its own). Concurrent API requests thus share a commit instead
+/// of queueing for SQLite's write lock (whose busy handler sleeps in milliseconds) or paying a
+/// WAL flush each on PostgreSQL. A request is answered only after its group committed, and
+/// the write goes on even if the caller gives up waiting (a dropped HTTP request), so a group
+/// is never left half-answered.
+#[derive(Default)]
+pub(crate) struct IngestWriter {
+    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+}
+
+impl IngestWriter {
+    async fn write(
+        &self,
+        store: &Store,
+        events: Vec<NewUsageEvent>,
+        now: OffsetDateTime,
+    ) -> Result<IngestOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending { events, now, reply };
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let pending = match queue.as_ref() {
+                Some(sender) => match sender.send(pending) {
+                    Ok(()) => None,
+                    // The writer is gone (its runtime shut down): start another.
+                    Err(mpsc::error::SendError(back)) => Some(back),
+                },
+                None => Some(pending),
+            };
+            if let Some(pending) = pending {
+                let (sender, receiver) = mpsc::unbounded_channel();
+                tokio::spawn(run_writer(store.clone(), receiver));
+                // Cannot fail: the receiver is alive in the task just spawned.
+                let _ = sender.send(pending);
+                *queue = Some(sender);
+            }
+        }
+        wait(answer).await
+    }
+}
+
+async fn wait(
+    answer: oneshot::Receiver<Result<IngestOutcome, StoreError>>,
+) -> Result<IngestOutcome, StoreError> {
+    answer.await.unwrap_or_else(|_| {
+        Err(StoreError::unavailable(
+            "the usage writer stopped before answering".into(),
+        ))
+    })
+}
+
+async fn run_writer(store: Store, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let batches: Vec<(&[NewUsageEvent], OffsetDateTime)> =
+            group.iter().map(|p| (p.events.as_slice(), p.now)).collect();
+        let results = store.usage_ingest_group(&batches).await;
+        drop(batches);
+        match results {
+            Ok(results) => {
+                for (pending, result) in group.drain(..).zip(results) {
+                    // The caller may have gone; its batch is stored all the same.
+                    let _ = pending.reply.send(result);
+                }
+            }
+            Err(error) => {
+                // Nothing of the group was stored. The first caller gets the error itself, the
+                // others its description (a store error is not cloneable).
+                let message = format!("the shared commit failed: {error}");
+                let mut first = Some(error);
+                for pending in group.drain(..) {
+                    let error = first
+                        .take()
+                        .unwrap_or_else(|| StoreError::unavailable(message.clone()));
+                    let _ = pending.reply.send(Err(error));
+                }
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use time::{Duration, OffsetDateTime, Time};
 
 use crate::backoff::Backoff;
 
+pub(crate) use self::ingest::IngestWriter;
 pub use self::{
     flush::FlushRun,
     ingest::{IngestError, IngestErrorKind, UsageInput},

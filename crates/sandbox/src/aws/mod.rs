@@ -221,6 +221,10 @@ struct SandboxState {
     /// Agreement ids by `ci:<CustomerIdentifier>`, `arn:<LicenseArn>` and `acct:<account>`.
     #[serde(skip)]
     agreement_index: HashMap<String, Vec<String>>,
+    /// How many agreements `agreement_index` was built from (summing its lists on every
+    /// lookup cost O(agreements) per metered record).
+    #[serde(skip)]
+    agreement_indexed: usize,
 }
 
 /// What AWS de-duplicates usage on: product, dimension, hour and the buyer's identity.
@@ -267,8 +271,8 @@ impl SandboxState {
     /// Agreements a record may bill, looked up by one of the index keys. The index is rebuilt
     /// whenever the number of agreements changed (purchases, a loaded state file).
     pub(crate) fn agreements_for(&mut self, key: &str) -> Vec<Agreement> {
-        let indexed: usize = self.agreement_index.values().map(Vec::len).sum();
-        if indexed != self.agreements.len() * 3 {
+        if self.agreement_indexed != self.agreements.len() || self.agreement_index.is_empty() {
+            self.agreement_indexed = self.agreements.len();
             self.agreement_index.clear();
             for a in self.agreements.values() {
                 for k in [
