@@ -86,11 +86,11 @@ async fn page(
     let Some(user) = session.user.clone() else {
         return Redirect::to("/signin").into_response();
     };
-    match current_user(&state.store, &session).await {
-        Ok(Some(_)) => {}
+    let me = match current_user(&state.store, &session).await {
+        Ok(Some(me)) => me,
         Ok(None) => return Redirect::to("/signin").into_response(),
         Err(error) => return PageError::internal(&error).render(brand),
-    }
+    };
     let subscription = match owned(&state, &user, &id).await {
         Ok(s) => s,
         Err(page) => return page.render(brand),
@@ -98,6 +98,7 @@ async fn page(
     render_page(
         &state,
         &session,
+        me.role,
         &subscription,
         query.get("notice").cloned(),
         None,
@@ -106,26 +107,19 @@ async fn page(
     .await
 }
 
+/// The subscription page for a signed-in viewer whose current `role` the caller has read.
 async fn render_page(
     state: &AppState,
     session: &Session,
+    role: Role,
     s: &Subscription,
     notice: Option<String>,
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    let user_role = match &session.user {
-        Some(user) => state
-            .store
-            .get_user(user.user_id)
-            .await
-            .map(|u| u.role)
-            .ok(),
-        None => None,
-    };
     let provider = state.engine.providers.get(&s.external.marketplace);
     let capabilities = provider.map(|p| p.capabilities()).unwrap_or_default();
-    let may_manage = matches!(user_role, Some(Role::Owner | Role::Admin));
+    let may_manage = matches!(role, Role::Owner | Role::Admin);
     let live = s.status == marketlink_core::SubscriptionStatus::Active;
     let can_manage = may_manage && live && capabilities.vendor_changes_plan;
     let manage_hint = if !capabilities.vendor_changes_plan {
@@ -339,8 +333,8 @@ async fn apply(
         Ok(s) => s,
         Err(page) => return page.render(brand),
     };
-    match current_user(&state.store, &session).await {
-        Ok(Some(u)) if matches!(u.role, Role::Owner | Role::Admin) => {}
+    let role = match current_user(&state.store, &session).await {
+        Ok(Some(me)) if matches!(me.role, Role::Owner | Role::Admin) => me.role,
         Ok(None) => return Redirect::to("/signin").into_response(),
         Ok(_) => {
             return PageError::new(
@@ -351,11 +345,12 @@ async fn apply(
             .render(brand);
         }
         Err(error) => return PageError::internal(&error).render(brand),
-    }
+    };
     let Some(change) = change else {
         return render_page(
             &state,
             &session,
+            role,
             &subscription,
             None,
             Some(invalid.into()),
@@ -386,5 +381,14 @@ async fn apply(
         StatusCode::CONFLICT,
         "This change cannot be made from here for this subscription.".into(),
     ));
-    render_page(&state, &session, &subscription, None, Some(message), status).await
+    render_page(
+        &state,
+        &session,
+        role,
+        &subscription,
+        None,
+        Some(message),
+        status,
+    )
+    .await
 }

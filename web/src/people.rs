@@ -85,7 +85,7 @@ impl Person {
 async fn render_users(
     state: &AppState,
     session: &Session,
-    user: &SessionUser,
+    me: &User,
     invite_link: Option<String>,
     notice: Option<String>,
     error: Option<String>,
@@ -93,14 +93,13 @@ async fn render_users(
 ) -> Response {
     let brand = &state.settings.branding;
     let now = state.clock.now();
-    let (tenant, users, invites, me) = match (
-        state.store.get_tenant(user.tenant_id).await,
-        state.store.list_users(user.tenant_id).await,
-        state.store.open_invites(user.tenant_id, now).await,
-        state.store.get_user(user.user_id).await,
+    let (tenant, users, invites) = match (
+        state.store.get_tenant(me.tenant_id).await,
+        state.store.list_users(me.tenant_id).await,
+        state.store.open_invites(me.tenant_id, now).await,
     ) {
-        (Ok(t), Ok(u), Ok(i), Ok(m)) => (t, u, i, m),
-        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
+        (Ok(t), Ok(u), Ok(i)) => (t, u, i),
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
             return PageError::internal(&e).render(brand);
         }
     };
@@ -110,7 +109,7 @@ async fn render_users(
             brand: brand.clone(),
             csrf: session.csrf.clone(),
             tenant_name: tenant.name,
-            users: users.into_iter().map(|u| Person::new(&me, u)).collect(),
+            users: users.into_iter().map(|u| Person::new(me, u)).collect(),
             invites: invites
                 .into_iter()
                 .map(|i| {
@@ -131,15 +130,12 @@ async fn render_users(
 
 async fn users_page(State(state): State<AppState>, jar: PrivateCookieJar) -> Response {
     let session = Session::load(&jar, state.clock.now());
-    let user = match current_user(&state.store, &session).await {
-        Ok(Some(_)) => session.user.clone(),
-        Ok(None) => None,
+    let me = match current_user(&state.store, &session).await {
+        Ok(Some(me)) => me,
+        Ok(None) => return Redirect::to("/signin").into_response(),
         Err(e) => return PageError::internal(&e).render(&state.settings.branding),
     };
-    let Some(user) = user else {
-        return Redirect::to("/signin").into_response();
-    };
-    render_users(&state, &session, &user, None, None, None, StatusCode::OK).await
+    render_users(&state, &session, &me, None, None, None, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -159,11 +155,9 @@ async fn invite(
     if !session.csrf_matches(&form.csrf) {
         return PageError::forbidden_form().render(brand);
     }
-    let Some(user) = session.user.clone() else {
-        return Redirect::to("/signin").into_response();
-    };
-    match state.store.get_user(user.user_id).await {
-        Ok(me) if matches!(me.role, Role::Owner | Role::Admin) => {}
+    let me = match current_user(&state.store, &session).await {
+        Ok(Some(me)) if matches!(me.role, Role::Owner | Role::Admin) => me,
+        Ok(None) => return Redirect::to("/signin").into_response(),
         Ok(_) => {
             return PageError::new(
                 StatusCode::FORBIDDEN,
@@ -173,7 +167,7 @@ async fn invite(
             .render(brand);
         }
         Err(e) => return PageError::internal(&e).render(brand),
-    }
+    };
     let email = form.email.trim().to_lowercase();
     let role = match form.role.as_str() {
         "member" => Role::Member,
@@ -183,7 +177,7 @@ async fn invite(
             return render_users(
                 &state,
                 &session,
-                &user,
+                &me,
                 None,
                 None,
                 Some(message),
@@ -197,7 +191,7 @@ async fn invite(
         return render_users(
             &state,
             &session,
-            &user,
+            &me,
             None,
             None,
             Some(message),
@@ -211,7 +205,7 @@ async fn invite(
             return render_users(
                 &state,
                 &session,
-                &user,
+                &me,
                 None,
                 None,
                 Some(message),
@@ -225,10 +219,10 @@ async fn invite(
     let now = state.clock.now();
     let token = random_token(32);
     let invite = Invite {
-        tenant_id: user.tenant_id,
+        tenant_id: me.tenant_id,
         email: email.clone(),
         role,
-        invited_by: user.email.clone(),
+        invited_by: me.email.clone(),
         expires_at: now + INVITE_LIFETIME,
     };
     if let Err(e) = state
@@ -238,7 +232,7 @@ async fn invite(
     {
         return PageError::internal(&e).render(brand);
     }
-    tracing::info!(tenant = %user.tenant_id, invited = %email, "invitation created");
+    tracing::info!(tenant = %me.tenant_id, invited = %email, "invitation created");
     let link = format!(
         "{}/invite/{token}",
         state.settings.public_url.trim_end_matches('/')
@@ -246,7 +240,7 @@ async fn invite(
     render_users(
         &state,
         &session,
-        &user,
+        &me,
         Some(link),
         None,
         None,
@@ -315,10 +309,7 @@ async fn change_person(
         Ok(None) => return Redirect::to("/signin").into_response(),
         Err(e) => return PageError::internal(&e).render(brand),
     };
-    let Some(viewer) = session.user.clone() else {
-        return Redirect::to("/signin").into_response();
-    };
-    let (session, viewer) = (&session, &viewer);
+    let (session, viewer) = (&session, &me);
     let refused = |status, message: String| async move {
         render_users(state, session, viewer, None, None, Some(message), status).await
     };
