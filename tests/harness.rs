@@ -74,11 +74,22 @@ pub async fn start_replicas(database_url: &str, replicas: usize) -> (Stack, Vec<
     .await
 }
 
+/// Whether this machine runs without PostgreSQL (`MARKETLINK_TEST_SKIP_POSTGRES=1`; CI never
+/// sets it): journeys that need it return early.
+pub fn postgres_skipped() -> bool {
+    std::env::var("MARKETLINK_TEST_SKIP_POSTGRES").as_deref() == Ok("1")
+}
+
+/// The PostgreSQL test server's admin URL (`MARKETLINK_TEST_POSTGRES_URL`).
+pub fn postgres_admin_url() -> String {
+    std::env::var("MARKETLINK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
 /// A new, empty PostgreSQL database on the test server; its URL.
 pub async fn fresh_postgres_database() -> String {
     use sqlx::{Connection, Executor};
-    let admin = std::env::var("MARKETLINK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin = postgres_admin_url();
     let name = format!("marketlink_e2e_{}", uuid::Uuid::now_v7().simple());
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
@@ -90,6 +101,22 @@ pub async fn fresh_postgres_database() -> String {
         .rsplit_once('/')
         .map_or(admin.as_str(), |(base, _)| base);
     format!("{base}/{name}")
+}
+
+/// Drops a database made by [`fresh_postgres_database`], unless
+/// `MARKETLINK_TEST_NO_DESTROY=1` keeps it for inspection.
+pub async fn drop_postgres_database(url: &str) {
+    use sqlx::{Connection, Executor};
+    if std::env::var("MARKETLINK_TEST_NO_DESTROY").as_deref() == Ok("1") {
+        return;
+    }
+    let name = url.rsplit_once('/').map_or(url, |(_, name)| name);
+    let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .expect("PostgreSQL test server");
+    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await
+        .expect("drop database");
 }
 
 async fn launch(

@@ -23,16 +23,10 @@ use marketlink_engine::{
 };
 use marketlink_sandbox::aws::{AwsSandboxConfig, OfferKind, SubscriptionAction};
 use marketlink_store::{Store, StoreOptions};
-use sqlx::{Connection, Executor};
 use time::Duration;
 
 const CLASSIC: &str = "mlsandboxclassic0000000001";
 const KEY: &str = "bench-usage-key-0123456789";
-
-fn pg_admin() -> String {
-    std::env::var("MARKETLINK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 async fn open(backend: &str, dir: &tempfile::TempDir) -> (Store, String) {
     let url = if backend == "sqlite" {
@@ -43,13 +37,7 @@ async fn open(backend: &str, dir: &tempfile::TempDir) -> (Store, String) {
                 .display()
         )
     } else {
-        let name = format!("marketlink_bench_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = sqlx::PgConnection::connect(&pg_admin()).await.unwrap();
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-        format!("{}/{name}", pg_admin().rsplit_once('/').unwrap().0)
+        marketlink_e2e::fresh_postgres_database().await
     };
     let store = Store::connect(&url, &StoreOptions::default())
         .await

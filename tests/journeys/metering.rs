@@ -394,19 +394,11 @@ async fn scoped_api_keys_report_usage() {
 /// (the sandbox's call log counts what was sent, before its de-duplication).
 #[tokio::test]
 async fn two_flushers_on_postgres_send_every_record_once() {
-    use sqlx::{Connection, Executor};
-    if std::env::var("MARKETLINK_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
+    if marketlink_e2e::postgres_skipped() {
         return;
     }
     let stack = start(|_| {}).await;
-    let admin = std::env::var("MARKETLINK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let name = format!("marketlink_flushers_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    conn.execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = marketlink_e2e::fresh_postgres_database().await;
     let replica = || async {
         Store::connect(&url, &StoreOptions::default())
             .await
@@ -533,9 +525,5 @@ async fn two_flushers_on_postgres_send_every_record_once() {
     assert_eq!(backlog.by_state.get("delivered"), Some(&96));
     store.close().await;
     b.store.close().await;
-    if std::env::var("MARKETLINK_TEST_NO_DESTROY").as_deref() != Ok("1") {
-        conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-            .await
-            .unwrap();
-    }
+    marketlink_e2e::drop_postgres_database(&url).await;
 }

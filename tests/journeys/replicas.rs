@@ -17,6 +17,9 @@ const KEY: &str = "demo-usage-key-0123";
 
 #[tokio::test]
 async fn two_replicas_on_one_postgres_database_share_sessions_and_do_everything_once() {
+    if marketlink_e2e::postgres_skipped() {
+        return;
+    }
     let database = fresh_postgres_database().await;
     // Both replicas start at once and migrate the same empty database.
     let (stack, others) = start_replicas(&database, 2).await;
@@ -122,4 +125,6 @@ async fn two_replicas_on_one_postgres_database_share_sessions_and_do_everything_
         .filter(|e| e.kind == "lifecycle:activate" && e.outcome == "applied")
         .count();
     assert_eq!(activations, 1, "{timeline:?}");
+    drop(stack);
+    marketlink_e2e::drop_postgres_database(&database).await;
 }
