@@ -133,76 +133,109 @@ async fn bench_ingest(dir: &tempfile::TempDir) {
     }
 }
 
+/// The same rows written by plain sqlx, one transaction per batch, into an identical table
+/// without the unique key, aggregation or validation, with the statement shape the store uses
+/// on that backend (ADR 0008): multi-row `VALUES` with `?` parameters, 256 rows a statement,
+/// on SQLite; one `INSERT … SELECT FROM UNNEST(arrays)` per batch on PostgreSQL.
 async fn raw_insert(url: &str, inputs: &[UsageInput], batch: usize) -> f64 {
     let now = SystemClock.now().unix_timestamp() * 1000;
-    macro_rules! run_raw {
-        ($pool:expr, $blob:literal, $rows:expr) => {{
-            let pool = $pool;
-            sqlx::query(concat!(
-                "CREATE TABLE raw_events (id ", $blob, " PRIMARY KEY, subscription_id ", $blob,
-                " NOT NULL, dimension TEXT NOT NULL, hour BIGINT NOT NULL, occurred_at BIGINT NOT NULL, \
-                 quantity_micros BIGINT NOT NULL, idempotency_key TEXT, received_at BIGINT NOT NULL)"
-            ))
-            .execute(&pool)
-            .await
-            .unwrap();
-            let started = Instant::now();
-            // Each API batch is one transaction, written as multi-row statements of at most
-            // `$rows` rows (SQLite looks each `$N` up by name, so wider statements bind slower).
-            for batch_inputs in inputs.chunks(batch) {
-                let mut tx = pool.begin().await.unwrap();
-                for chunk in batch_inputs.chunks($rows) {
-                    let mut sql = String::from(
-                        "INSERT INTO raw_events (id, subscription_id, dimension, hour, occurred_at, quantity_micros, idempotency_key, received_at) VALUES ",
-                    );
-                    for i in 0..chunk.len() {
-                        if i > 0 {
-                            sql.push(',');
-                        }
-                        let b = i * 8;
-                        sql.push_str(&format!(
-                            "(${},${},${},${},${},${},${},${})",
-                            b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
-                        ));
-                    }
-                    let mut q = sqlx::query(&sql);
-                    for e in chunk {
-                        let t = e.timestamp.unix_timestamp() * 1000;
-                        q = q
-                            .bind(uuid::Uuid::now_v7())
-                            .bind(e.subscription_id.unwrap().0)
-                            .bind(&e.dimension)
-                            .bind(t - t % 3_600_000)
-                            .bind(t)
-                            .bind(e.quantity.micros())
-                            .bind(e.idempotency_key.as_deref())
-                            .bind(now);
-                    }
-                    q.execute(&mut *tx).await.unwrap();
-                }
-                tx.commit().await.unwrap();
-            }
-            let rate = inputs.len() as f64 / started.elapsed().as_secs_f64();
-            pool.close().await;
-            rate
-        }};
-    }
+    let hour = |e: &UsageInput| {
+        let t = e.timestamp.unix_timestamp() * 1000;
+        (t - t % 3_600_000, t)
+    };
+    let create = |id: &str| {
+        format!(
+            "CREATE TABLE raw_events (id {id} PRIMARY KEY, subscription_id {id} NOT NULL, \
+             dimension TEXT NOT NULL, hour BIGINT NOT NULL, occurred_at BIGINT NOT NULL, \
+             quantity_micros BIGINT NOT NULL, idempotency_key TEXT, received_at BIGINT NOT NULL)"
+        )
+    };
+    const COLUMNS: &str = "id, subscription_id, dimension, hour, occurred_at, quantity_micros, idempotency_key, received_at";
     if url.starts_with("sqlite:") {
         let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
         let options = options
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
-        run_raw!(
-            sqlx::SqlitePool::connect_with(options).await.unwrap(),
-            "BLOB",
-            marketlink_store::Backend::Sqlite.insert_rows()
-        )
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::query(&create("BLOB")).execute(&pool).await.unwrap();
+        let started = Instant::now();
+        for batch_inputs in inputs.chunks(batch) {
+            let mut tx = pool.begin().await.unwrap();
+            for chunk in batch_inputs.chunks(256) {
+                let rows = vec!["(?,?,?,?,?,?,?,?)"; chunk.len()].join(",");
+                let sql = format!("INSERT INTO raw_events ({COLUMNS}) VALUES {rows}");
+                let mut q = sqlx::query(&sql);
+                for e in chunk {
+                    let (hour, t) = hour(e);
+                    q = q
+                        .bind(uuid::Uuid::now_v7())
+                        .bind(e.subscription_id.unwrap().0)
+                        .bind(&e.dimension)
+                        .bind(hour)
+                        .bind(t)
+                        .bind(e.quantity.micros())
+                        .bind(e.idempotency_key.as_deref())
+                        .bind(now);
+                }
+                q.execute(&mut *tx).await.unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        let rate = inputs.len() as f64 / started.elapsed().as_secs_f64();
+        pool.close().await;
+        rate
     } else {
-        run_raw!(
-            sqlx::PgPool::connect(url).await.unwrap(),
-            "UUID",
-            marketlink_store::Backend::Postgres.insert_rows()
-        )
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(&create("UUID")).execute(&pool).await.unwrap();
+        let sql = format!(
+            "INSERT INTO raw_events ({COLUMNS}) SELECT * FROM UNNEST($1::uuid[], $2::uuid[], \
+             $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::int8[])"
+        );
+        let started = Instant::now();
+        for chunk in inputs.chunks(batch) {
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query(&sql)
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|_| uuid::Uuid::now_v7())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|e| e.subscription_id.unwrap().0)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|e| e.dimension.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(chunk.iter().map(|e| hour(e).0).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|e| hour(e).1).collect::<Vec<_>>())
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|e| e.quantity.micros())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|e| e.idempotency_key.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(vec![now; chunk.len()])
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let rate = inputs.len() as f64 / started.elapsed().as_secs_f64();
+        pool.close().await;
+        rate
     }
 }
 
@@ -302,7 +335,10 @@ async fn bench_flush(dir: &tempfile::TempDir) {
     let addr = aws.base_url.trim_start_matches("http://").parse().unwrap();
     let mut config = Config::load_over(Some(&demo_base(addr)), None).unwrap();
     config.azure = None;
-    config.metering.concurrency = 16;
+    config.metering.concurrency = std::env::var("BENCH_FLUSH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     config.metering.settle_secs = 0;
     let (store, _) = open("sqlite", dir).await;
     // 20 closed hours per buyer.
@@ -316,7 +352,7 @@ async fn bench_flush(dir: &tempfile::TempDir) {
             .await
             .unwrap(),
     );
-    let mut inputs = Vec::with_capacity(rows);
+    let mut subscriptions = Vec::with_capacity(buyers);
     for b in 0..buyers {
         let purchase = aws
             .sandbox
@@ -330,10 +366,15 @@ async fn bench_flush(dir: &tempfile::TempDir) {
             .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)
             .await
             .unwrap();
-        let sub = active_subscription(&store, &purchase.customer_identifier).await;
-        for h in 0..hours_per_sub {
+        subscriptions.push(active_subscription(&store, &purchase.customer_identifier).await);
+    }
+    // Usage arrives hour by hour, as it does in production (a backlog builds up while the
+    // flusher is down): each hour's totals are written together.
+    let mut inputs = Vec::with_capacity(rows);
+    'hours: for h in (0..hours_per_sub).rev() {
+        for sub in &subscriptions {
             if inputs.len() == rows {
-                break;
+                break 'hours;
             }
             inputs.push(UsageInput {
                 subscription_id: Some(sub.id),

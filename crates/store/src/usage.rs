@@ -9,11 +9,10 @@
 //! the lease expires and is then claimed again and resent identically: the marketplaces
 //! de-duplicate identical records, so a resend is never billed twice.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use marketlink_core::{Quantity, Subscription, SubscriptionId, UsageAllocation};
 use serde::Serialize;
-use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -216,7 +215,7 @@ pub struct UsageBacklog {
     pub oldest_due_hour: Option<OffsetDateTime>,
 }
 
-type HourKey = (Uuid, String, i64);
+pub(crate) type HourKey = (Uuid, String, i64);
 
 impl StoreError {
     /// The database could not do the work, for a reason described in words (e.g. the group
@@ -226,183 +225,7 @@ impl StoreError {
     }
 }
 
-/// One batch of [`Store::usage_ingest`] inside the open transaction (or savepoint) `$tx`:
-/// the raw events, then the new ones folded into their hourly totals. Evaluates to the
-/// batch's outcome; on `Err` the caller rolls `$tx` back. A macro so that the same statements
-/// serve both backends' transaction types.
-macro_rules! ingest_batch {
-    ($tx:ident, $rows:expr, $events:expr, $now:expr) => {
-        async {
-            let events: &[NewUsageEvent] = $events;
-            let now_ms = millis($now);
-            // 1. The raw events; a known idempotency key inserts nothing.
-            let mut inserted: HashSet<Uuid> = HashSet::with_capacity(events.len());
-            for chunk in events.chunks($rows) {
-                let sql = values_sql(
-                    "INSERT INTO usage_events (id, subscription_id, dimension, hour, occurred_at, \
-                     quantity_micros, idempotency_key, allocations, received_at) VALUES ",
-                    chunk.len(),
-                    9,
-                    "",
-                    " ON CONFLICT DO NOTHING RETURNING id",
-                );
-                let mut query = sqlx::query_scalar::<_, Uuid>(&sql);
-                for e in chunk {
-                    query = query
-                        .bind(e.id)
-                        .bind(e.subscription_id.0)
-                        .bind(&e.dimension)
-                        .bind(millis(e.hour))
-                        .bind(millis(e.occurred_at))
-                        .bind(e.quantity.micros())
-                        .bind(e.idempotency_key.as_deref())
-                        .bind((!e.allocations.is_empty()).then_some(Json(&e.allocations)))
-                        .bind(now_ms);
-                }
-                inserted.extend(query.fetch_all(&mut *$tx).await?);
-            }
-            // 2. Fold the new ones into hourly totals (one row per key per statement).
-            type Group<'a> = (&'a str, i64, BTreeMap<String, i64>);
-            let mut groups: BTreeMap<HourKey, Group<'_>> = BTreeMap::new();
-            for e in events.iter().filter(|e| inserted.contains(&e.id)) {
-                let entry = groups
-                    .entry((e.subscription_id.0, e.dimension.clone(), millis(e.hour)))
-                    .or_insert((e.marketplace.as_str(), 0, BTreeMap::new()));
-                entry.1 = entry.1.checked_add(e.quantity.micros()).ok_or_else(|| {
-                    StoreError::Conflict("usage quantity overflows an hourly total".into())
-                })?;
-                for a in &e.allocations {
-                    *entry.2.entry(tags_key(&a.tags)).or_insert(0) += a.quantity.micros();
-                }
-            }
-            let groups: Vec<(HourKey, Group<'_>)> = groups.into_iter().collect();
-            let mut hour_ids: HashMap<HourKey, Uuid> = HashMap::with_capacity(groups.len());
-            for chunk in groups.chunks($rows) {
-                let sql = values_sql(
-                    "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, hour, \
-                     quantity_micros, next_attempt_at, state, attempts, created_at, updated_at) \
-                     VALUES ",
-                    chunk.len(),
-                    7,
-                    ", 'open', 0, $0, $0",
-                    " ON CONFLICT (subscription_id, dimension, hour) DO UPDATE \
-                     SET quantity_micros = usage_hours.quantity_micros + excluded.quantity_micros, \
-                     updated_at = excluded.updated_at WHERE usage_hours.state = 'open' \
-                     RETURNING id, subscription_id, dimension, hour",
-                );
-                let mut query = sqlx::query_as::<_, (Uuid, Uuid, String, i64)>(&sql);
-                for ((sub, dim, hour), (marketplace, qty, _)) in chunk {
-                    query = query
-                        .bind(Uuid::now_v7())
-                        .bind(*sub)
-                        .bind(*marketplace)
-                        .bind(dim.as_str())
-                        .bind(*hour)
-                        .bind(*qty)
-                        .bind(now_ms);
-                }
-                for (id, sub, dim, hour) in query.fetch_all(&mut *$tx).await? {
-                    hour_ids.insert((sub, dim, hour), id);
-                }
-            }
-            if let Some(((_, dim, hour), _)) =
-                groups.iter().find(|(key, _)| !hour_ids.contains_key(key))
-            {
-                return Err(StoreError::Conflict(format!(
-                    "usage of `{dim}` for the hour starting {} has already been sent to the \
-                     marketplace; report it in a later hour",
-                    from_millis(*hour)?
-                )));
-            }
-            // 3. Allocation tags (rare): summed per tag set.
-            for (key, (_, _, allocations)) in &groups {
-                let Some(id) = hour_ids.get(key) else {
-                    continue;
-                };
-                for (tags, qty) in allocations {
-                    sqlx::query(
-                        "INSERT INTO usage_allocations (usage_hour_id, tags, quantity_micros) \
-                         VALUES ($1, $2, $3) ON CONFLICT (usage_hour_id, tags) DO UPDATE \
-                         SET quantity_micros = usage_allocations.quantity_micros + excluded.quantity_micros",
-                    )
-                    .bind(*id)
-                    .bind(tags.as_str())
-                    .bind(*qty)
-                    .execute(&mut *$tx)
-                    .await?;
-                }
-            }
-            Ok::<_, StoreError>(IngestOutcome {
-                accepted: inserted.len(),
-                duplicates: events.len() - inserted.len(),
-            })
-        }
-        .await
-    };
-}
-
 impl Store {
-    /// Stores a batch of events and adds them to their hourly totals, in one transaction.
-    /// Events whose idempotency key is already stored are skipped. Refused as a whole with
-    /// [`StoreError::Conflict`] when an event belongs to an hour already sent.
-    pub async fn usage_ingest(
-        &self,
-        events: &[NewUsageEvent],
-        now: OffsetDateTime,
-    ) -> Result<IngestOutcome, StoreError> {
-        self.usage_ingest_group(&[(events, now)])
-            .await?
-            .pop()
-            .unwrap_or(Ok(IngestOutcome::default()))
-    }
-
-    /// Group commit: stores several independent batches in one transaction, so concurrent
-    /// requests share one commit (and one writer: SQLite takes one at a time). Each batch is
-    /// still all or nothing on its own — a savepoint each when there are several — and gets its
-    /// own result, as [`Store::usage_ingest`] would give it. The outer error means nothing was
-    /// stored (the transaction could not begin or commit).
-    pub async fn usage_ingest_group(
-        &self,
-        batches: &[(&[NewUsageEvent], OffsetDateTime)],
-    ) -> Result<Vec<Result<IngestOutcome, StoreError>>, StoreError> {
-        let mut results = Vec::with_capacity(batches.len());
-        if batches.iter().all(|(events, _)| events.is_empty()) {
-            results.resize_with(batches.len(), || Ok(IngestOutcome::default()));
-            return Ok(results);
-        }
-        let rows = self.backend().insert_rows();
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            if let [(events, now)] = batches {
-                match ingest_batch!(tx, rows, events, *now) {
-                    Ok(accepted) => results.push(Ok(accepted)),
-                    Err(e) => {
-                        // Roll back now: on PostgreSQL a refused upsert holds the frozen row's
-                        // lock until then, which would hide it from flushers.
-                        tx.rollback().await?;
-                        return Ok(vec![Err(e)]);
-                    }
-                }
-            } else {
-                for (events, now) in batches {
-                    let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
-                    match ingest_batch!(savepoint, rows, events, *now) {
-                        Ok(accepted) => {
-                            savepoint.commit().await?;
-                            results.push(Ok(accepted));
-                        }
-                        Err(e) => {
-                            savepoint.rollback().await?;
-                            results.push(Err(e));
-                        }
-                    }
-                }
-            }
-            tx.commit().await?;
-        });
-        Ok(results)
-    }
-
     /// The subscriptions with these ids (unknown ids are left out), a few queries for a whole
     /// batch rather than one per subscription.
     pub async fn usage_subscriptions(
@@ -696,9 +519,10 @@ impl Store {
         })
     }
 
-    /// Records what came of sending claimed hours, in one transaction of one statement per
-    /// chunk. Hours whose lease was taken over meanwhile are left alone (their new holder
-    /// settles them). Returns how many were settled.
+    /// Records what came of sending claimed hours, in one transaction: one statement on
+    /// PostgreSQL (the settlements bound as arrays), a few on SQLite (multi-row `VALUES` with
+    /// `?` parameters). Hours whose lease was taken over meanwhile are left alone (their new
+    /// holder settles them). Returns how many were settled.
     pub async fn usage_settle(
         &self,
         lease_id: Uuid,
@@ -708,33 +532,65 @@ impl Store {
         if settlements.is_empty() {
             return Ok(0);
         }
-        let rows = self.backend().insert_rows();
-        let settled = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let mut settled = 0;
-            for chunk in settlements.chunks(rows) {
-                let sql = settle_sql(chunk.len());
-                let mut query = sqlx::query(&sql);
-                for (id, settlement) in chunk {
-                    let (state, next_at, record_id, outcome, err) = settle_row(settlement, now);
-                    query = query
-                        .bind(*id)
-                        .bind(state.as_str())
-                        .bind(millis(next_at))
-                        .bind(record_id)
-                        .bind(outcome)
-                        .bind(err);
+        let rows: Vec<SettleRow<'_>> = settlements
+            .iter()
+            .map(|(id, settlement)| settle_row(*id, settlement, now))
+            .collect();
+        const SET: &str = "UPDATE usage_hours SET state = v.state, next_attempt_at = v.next_at, \
+            marketplace_record_id = COALESCE(v.record_id, usage_hours.marketplace_record_id), \
+            outcome = v.outcome, last_error = v.err, lease_id = NULL, locked_until = NULL, ";
+        let settled = match &self.pool {
+            crate::Pool::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let mut settled = 0;
+                for chunk in crate::ingest::sqlite_chunks(&rows) {
+                    let sql = crate::ingest::rows_sql(
+                        "WITH v (id, state, next_at, record_id, outcome, err) AS (VALUES ",
+                        "(?,?,?,?,?,?)",
+                        chunk.len(),
+                        &format!(
+                            ") {SET} updated_at = ? FROM v \
+                             WHERE usage_hours.id = v.id AND usage_hours.lease_id = ?"
+                        ),
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for r in chunk {
+                        query = query
+                            .bind(r.id)
+                            .bind(r.state.as_str())
+                            .bind(r.next_at)
+                            .bind(r.record_id)
+                            .bind(r.outcome)
+                            .bind(r.error);
+                    }
+                    settled += query
+                        .bind(millis(now))
+                        .bind(lease_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
                 }
-                settled += query
-                    .bind(millis(now))
-                    .bind(lease_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                tx.commit().await?;
+                settled
             }
-            tx.commit().await?;
-            settled
-        });
+            crate::Pool::Postgres(pool) => sqlx::query(&format!(
+                "{SET} updated_at = $7 FROM UNNEST($1::uuid[], $2::text[], $3::int8[], \
+                     $4::text[], $5::text[], $6::text[]) \
+                     AS v (id, state, next_at, record_id, outcome, err) \
+                     WHERE usage_hours.id = v.id AND usage_hours.lease_id = $8"
+            ))
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.next_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.record_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.outcome).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.error).collect::<Vec<_>>())
+            .bind(millis(now))
+            .bind(lease_id)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        };
         Ok(settled)
     }
 
@@ -833,69 +689,52 @@ impl Store {
     }
 }
 
-/// The bulk settle statement for `rows` settlements: `(id, state, next_at, record_id,
-/// outcome, err)` per row, then `now` and the lease.
-fn settle_sql(rows: usize) -> String {
-    let n = rows * 6;
-    values_sql(
-        "WITH v (id, state, next_at, record_id, outcome, err) AS (VALUES ",
-        rows,
-        6,
-        "",
-        ") UPDATE usage_hours SET state = v.state, next_attempt_at = v.next_at, \
-         marketplace_record_id = COALESCE(v.record_id, usage_hours.marketplace_record_id), \
-         outcome = v.outcome, last_error = v.err, lease_id = NULL, locked_until = NULL, \
-         updated_at = $NOW FROM v WHERE usage_hours.id = v.id AND usage_hours.lease_id = $LEASE",
-    )
-    .replacen("$NOW", &format!("${}", n + 1), 1)
-    .replacen("$LEASE", &format!("${}", n + 2), 1)
+/// A settlement as the columns it sets.
+struct SettleRow<'a> {
+    id: Uuid,
+    state: UsageHourState,
+    /// Unix milliseconds of the next attempt.
+    next_at: i64,
+    record_id: Option<&'a str>,
+    outcome: &'a str,
+    error: Option<&'a str>,
 }
 
-/// A settlement as the columns it sets: state, next attempt, record id, outcome, error.
-fn settle_row(
-    settlement: &UsageSettlement,
-    now: OffsetDateTime,
-) -> (
-    UsageHourState,
-    OffsetDateTime,
-    Option<&str>,
-    String,
-    Option<&str>,
-) {
+fn settle_row(id: Uuid, settlement: &UsageSettlement, now: OffsetDateTime) -> SettleRow<'_> {
+    let row = |state, next_at, record_id, outcome, error| SettleRow {
+        id,
+        state,
+        next_at: millis(next_at),
+        record_id,
+        outcome,
+        error,
+    };
     match settlement {
         UsageSettlement::Delivered {
             marketplace_id,
             outcome,
-        } => (
+        } => row(
             UsageHourState::Delivered,
             now,
             marketplace_id.as_deref(),
-            outcome.clone(),
+            outcome,
             None,
         ),
-        UsageSettlement::Retry { error, at } => (
-            UsageHourState::Sending,
-            *at,
-            None,
-            "retry".to_owned(),
-            Some(error.as_str()),
-        ),
-        UsageSettlement::Mismatch { detail } => (
+        UsageSettlement::Retry { error, at } => {
+            row(UsageHourState::Sending, *at, None, "retry", Some(error))
+        }
+        UsageSettlement::Mismatch { detail } => row(
             UsageHourState::Mismatch,
             now,
             None,
-            "quantity_mismatch".to_owned(),
-            Some(detail.as_str()),
+            "quantity_mismatch",
+            Some(detail),
         ),
-        UsageSettlement::Dead { reason } => (
-            UsageHourState::Dead,
-            now,
-            None,
-            "dead".to_owned(),
-            Some(reason.as_str()),
-        ),
+        UsageSettlement::Dead { reason } => {
+            row(UsageHourState::Dead, now, None, "dead", Some(reason))
+        }
         UsageSettlement::Skipped { reason } => {
-            (UsageHourState::Skipped, now, None, reason.clone(), None)
+            row(UsageHourState::Skipped, now, None, reason, None)
         }
     }
 }
@@ -933,7 +772,7 @@ fn placeholders(first: usize, n: usize) -> String {
 }
 
 /// A tag set as a canonical text key (sorted pairs as JSON).
-fn tags_key(tags: &[(String, String)]) -> String {
+pub(crate) fn tags_key(tags: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = tags.iter().collect();
     sorted.sort();
     serde_json::to_string(&sorted).unwrap_or_default()

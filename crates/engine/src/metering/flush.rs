@@ -77,33 +77,47 @@ impl Engine {
     }
 
     /// Flushes everything due: zero-fill, then claim-send-settle rounds until nothing is left
-    /// to claim. What the metering worker and `marketlink meter flush` run.
+    /// to claim. What the metering worker and `marketlink meter flush` run. The next round is
+    /// claimed while the current one's calls are in flight, so the database and the
+    /// marketplace work at the same time.
     pub async fn flush_usage(&self) -> Result<FlushRun, StoreError> {
         let mut total = FlushRun {
             zero_created: self.fill_zero_hours().await?,
             ..FlushRun::default()
         };
+        let full = |claim: &UsageClaim| claim.hours.len() >= self.metering.claim_limit as usize;
+        let mut claim = self.claim_usage().await?;
         loop {
-            let run = self.flush_round().await?;
-            total.add(&run);
-            if run.claimed < self.metering.claim_limit as usize {
+            if !full(&claim) {
+                total.add(&self.send_claim(claim).await?);
                 return Ok(total);
             }
+            let (run, next) = tokio::join!(self.send_claim(claim), self.claim_usage());
+            total.add(&run?);
+            claim = next?;
         }
     }
 
     /// One round: claims up to `claim_limit` hours, sends and settles them.
     pub async fn flush_round(&self) -> Result<FlushRun, StoreError> {
+        let claim = self.claim_usage().await?;
+        self.send_claim(claim).await
+    }
+
+    async fn claim_usage(&self) -> Result<UsageClaim, StoreError> {
         let now = self.clock.now();
-        let claim = self
-            .store
+        self.store
             .usage_claim(
                 now,
                 self.closed_through(now),
                 self.metering.lease,
                 self.metering.claim_limit,
             )
-            .await?;
+            .await
+    }
+
+    /// Sends the claimed hours and settles each one.
+    async fn send_claim(&self, claim: UsageClaim) -> Result<FlushRun, StoreError> {
         let mut run = FlushRun {
             claimed: claim.hours.len(),
             ..FlushRun::default()

@@ -403,7 +403,8 @@ impl AwsSandbox {
                 },
             };
             let agreement = candidates
-                .into_iter()
+                .iter()
+                .filter_map(|id| st.agreements.get(id))
                 .filter(|a| a.product_code == product.product_code && a.meterable())
                 .find(|a| match (ci, acct, arn) {
                     (Some(ci), _, _) => a.customer_identifier == ci,
@@ -412,8 +413,9 @@ impl AwsSandbox {
                     }
                     (None, Some(acct), None) => a.buyer_account_id == acct,
                     _ => false,
-                });
-            let Some(agreement) = agreement else {
+                })
+                .map(|a| a.agreement_id.clone());
+            let Some(agreement_id) = agreement else {
                 unsub += 1;
                 results.push(json!({"UsageRecord": r, "Status": "CustomerNotSubscribed"}));
                 continue;
@@ -444,7 +446,7 @@ impl AwsSandbox {
                     st.ledger_push(MeteredRecord {
                         metering_record_id: id.clone(),
                         product_code: product.product_code.clone(),
-                        agreement_id: agreement.agreement_id.clone(),
+                        agreement_id,
                         customer_identifier: ci.map(str::to_owned),
                         customer_aws_account_id: acct.map(str::to_owned),
                         license_arn: arn.map(str::to_owned),

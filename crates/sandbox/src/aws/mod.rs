@@ -270,7 +270,8 @@ impl SandboxState {
 
     /// Agreements a record may bill, looked up by one of the index keys. The index is rebuilt
     /// whenever the number of agreements changed (purchases, a loaded state file).
-    pub(crate) fn agreements_for(&mut self, key: &str) -> Vec<Agreement> {
+    /// Ids only: a record needs a few fields of one of them, not copies of all.
+    pub(crate) fn agreements_for(&mut self, key: &str) -> Vec<String> {
         if self.agreement_indexed != self.agreements.len() || self.agreement_index.is_empty() {
             self.agreement_indexed = self.agreements.len();
             self.agreement_index.clear();
@@ -287,12 +288,7 @@ impl SandboxState {
                 }
             }
         }
-        self.agreement_index
-            .get(key)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.agreements.get(id).cloned())
-            .collect()
+        self.agreement_index.get(key).cloned().unwrap_or_default()
     }
 }
 

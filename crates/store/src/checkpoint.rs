@@ -1,0 +1,44 @@
+//! SQLite WAL checkpoints off the request path (ADR 0008).
+//!
+//! By default the connection whose commit pushes the WAL past 1,000 pages copies it back into
+//! the database file and syncs it, inside that commit: a request that happened to commit then
+//! waited milliseconds, which was the usage API's p99. Automatic checkpoints are off instead
+//! and this task runs a passive checkpoint every second, which runs beside readers and
+//! writers and never blocks them.
+
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tokio::{task::JoinHandle, time::MissedTickBehavior};
+
+/// How often the WAL is copied back into the database file.
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// The checkpointing task; stops when the last handle to the store is dropped.
+#[derive(Debug)]
+pub(crate) struct Checkpointer(JoinHandle<()>);
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) fn spawn(pool: SqlitePool) -> Checkpointer {
+    Checkpointer(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(INTERVAL);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                return;
+            }
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(%error, "SQLite WAL checkpoint failed; retrying in a second");
+            }
+        }
+    }))
+}
