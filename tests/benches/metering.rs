@@ -130,6 +130,9 @@ async fn bench_ingest(dir: &tempfile::TempDir) {
             100.0 * ours / raw_rate
         );
         store.close().await;
+        if backend == "postgres" {
+            marketlink_e2e::drop_postgres_database(&url).await;
+        }
     }
 }
 
@@ -340,7 +343,8 @@ async fn bench_flush(dir: &tempfile::TempDir) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     config.metering.settle_secs = 0;
-    let (store, _) = open("sqlite", dir).await;
+    let backend = std::env::var("BENCH_FLUSH_BACKEND").unwrap_or_else(|_| "sqlite".into());
+    let (store, url) = open(&backend, dir).await;
     // 20 closed hours per buyer.
     let hours_per_sub = 20;
     let buyers = rows.div_ceil(hours_per_sub);
@@ -397,7 +401,7 @@ async fn bench_flush(dir: &tempfile::TempDir) {
     let run = engine_.flush_usage().await.unwrap();
     let elapsed = started.elapsed();
     println!(
-        "flush: {rows} hourly rows to the AWS sandbox over loopback HTTP in {elapsed:.2?} ({:.0} rows/s, {} calls, {} delivered, {} zero rows created)",
+        "flush ({backend}): {rows} hourly rows to the AWS sandbox over loopback HTTP in {elapsed:.2?} ({:.0} rows/s, {} calls, {} delivered, {} zero rows created)",
         rows as f64 / elapsed.as_secs_f64(),
         run.calls,
         run.delivered,
@@ -406,6 +410,10 @@ async fn bench_flush(dir: &tempfile::TempDir) {
     assert_eq!(run.delivered, rows + run.zero_created as usize);
     assert_eq!(aws.sandbox.metered_records().len(), run.delivered);
     shutdown.cancel();
+    store.close().await;
+    if backend == "postgres" {
+        marketlink_e2e::drop_postgres_database(&url).await;
+    }
 }
 
 fn main() {

@@ -193,7 +193,7 @@ async fn operators_see_tenants_subscriptions_and_retry_dead_letters() {
     // The running flusher leaves the current hour alone; claim it by hand and bury it.
     let claim = stack
         .store
-        .usage_claim(now, hour, time::Duration::minutes(5), 10)
+        .usage_claim(now, hour, time::Duration::minutes(5), 10, |_| false)
         .await
         .unwrap();
     let settlements: Vec<_> = claim

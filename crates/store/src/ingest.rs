@@ -476,6 +476,7 @@ impl Store {
                 .map(|_| Ok(IngestOutcome::default()))
                 .collect());
         }
+        let _turn = self.write_turn().await;
         Ok(match &self.pool {
             Pool::Sqlite(pool) => group_commit!(pool, sqlite_batch, batches),
             Pool::Postgres(pool) => group_commit!(pool, postgres_batch, batches),

@@ -106,6 +106,8 @@ pub struct Store {
     pool: Pool,
     /// SQLite only: WAL checkpoints in the background.
     _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
+    /// SQLite only: see [`Store::write_turn`].
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Store {
@@ -151,14 +153,29 @@ impl Store {
                 redact_url(url)
             )));
         };
-        let checkpointer = match &pool {
-            Pool::Sqlite(pool) => Some(Arc::new(checkpoint::spawn(pool.clone()))),
-            Pool::Postgres(_) => None,
+        let (checkpointer, write_gate) = match &pool {
+            Pool::Sqlite(pool) => (
+                Some(Arc::new(checkpoint::spawn(pool.clone()))),
+                Some(Arc::default()),
+            ),
+            Pool::Postgres(_) => (None, None),
         };
         Ok(Self {
             pool,
             _checkpointer: checkpointer,
+            write_gate,
         })
+    }
+
+    /// Waits for this process's turn to write, on SQLite. SQLite takes one writer at a time
+    /// and makes the others poll for its lock, sleeping 1, 2, 5, 10 … ms in between; the busy
+    /// write paths (usage ingest, claims, settlements) queue here instead, in order and
+    /// without sleeping. PostgreSQL locks rows, not the database: no turn is taken.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -9,7 +9,7 @@
 //! the lease expires and is then claimed again and resent identically: the marketplaces
 //! de-duplicate identical records, so a resend is never billed twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use marketlink_core::{Quantity, Subscription, SubscriptionId, UsageAllocation};
 use serde::Serialize;
@@ -227,32 +227,42 @@ impl StoreError {
 
 impl Store {
     /// The subscriptions with these ids (unknown ids are left out), a few queries for a whole
-    /// batch rather than one per subscription.
+    /// batch rather than one per subscription: one `= ANY(array)` on PostgreSQL, `IN` lists of
+    /// a few fixed widths on SQLite (so the prepared statements are reused).
     pub async fn usage_subscriptions(
         &self,
         ids: &[SubscriptionId],
     ) -> Result<HashMap<SubscriptionId, Subscription>, StoreError> {
-        let mut found = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(self.backend().insert_rows()) {
-            // A few fixed list lengths keep the prepared statements reused.
-            let width = chunk.len().next_power_of_two();
-            let sql = format!(
-                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id IN ({})",
-                placeholders(1, width)
-            );
-            let rows: Vec<SubscriptionRow> = on_pool!(self, |pool| {
-                let mut query = sqlx::query_as(&sql);
-                for i in 0..width {
-                    query = query.bind(chunk[i.min(chunk.len() - 1)].0);
+        let mut rows: Vec<SubscriptionRow> = Vec::with_capacity(ids.len());
+        match &self.pool {
+            crate::Pool::Sqlite(pool) => {
+                for chunk in crate::ingest::sqlite_chunks(ids) {
+                    let sql = crate::ingest::rows_sql(
+                        &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id IN ("),
+                        "?",
+                        chunk.len(),
+                        ")",
+                    );
+                    let mut query = sqlx::query_as(&sql);
+                    for id in chunk {
+                        query = query.bind(id.0);
+                    }
+                    rows.extend(query.fetch_all(pool).await?);
                 }
-                query.fetch_all(pool).await?
-            });
-            for row in rows {
-                let subscription = Subscription::try_from(row)?;
-                found.insert(subscription.id, subscription);
             }
+            crate::Pool::Postgres(pool) if !ids.is_empty() => {
+                rows = sqlx::query_as(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ANY($1)"
+                ))
+                .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+                .fetch_all(pool)
+                .await?;
+            }
+            crate::Pool::Postgres(_) => {}
         }
-        Ok(found)
+        rows.into_iter()
+            .map(|row| Subscription::try_from(row).map(|s| (s.id, s)))
+            .collect()
     }
 
     /// Creates zero-quantity totals for a subscription's closed hours that have none, from
@@ -298,6 +308,7 @@ impl Store {
         }
         let rows = self.backend().insert_rows();
         let through_ms = millis(through);
+        let _turn = self.write_turn().await;
         let created = on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             // Where each subscription's zero rows start: its cursor, created on first sight.
@@ -408,12 +419,16 @@ impl Store {
     /// `closed_through`, or any open hour of a subscription in its unsubscribe-pending window:
     /// its final usage), and hours already sending whose retry is due or whose lease expired.
     /// Claimed hours are `sending`, quantity frozen, leased until `now + lease`.
+    ///
+    /// The claim carries the subscriptions of its hours but those `known` to the caller (from
+    /// an earlier claim).
     pub async fn usage_claim(
         &self,
         now: OffsetDateTime,
         closed_through: OffsetDateTime,
         lease: time::Duration,
         limit: u32,
+        known: impl Fn(SubscriptionId) -> bool,
     ) -> Result<UsageClaim, StoreError> {
         let lock = match self.backend() {
             Backend::Postgres => "FOR UPDATE OF h SKIP LOCKED",
@@ -455,12 +470,9 @@ impl Store {
             ),
         );
         let lease_id = Uuid::now_v7();
-        type Claimed = (
-            Vec<UsageHourRow>,
-            Vec<SubscriptionRow>,
-            Vec<(Uuid, String, i64)>,
-        );
-        let (rows, subs, allocations): Claimed = on_pool!(self, |pool| {
+        type Claimed = (Vec<UsageHourRow>, Vec<(Uuid, String, i64)>);
+        let turn = self.write_turn().await;
+        let (rows, allocations): Claimed = on_pool!(self, |pool| {
             let rows: Vec<UsageHourRow> = sqlx::query_as(&sql)
                 .bind(lease_id)
                 .bind(millis(now + lease))
@@ -469,16 +481,10 @@ impl Store {
                 .bind(i64::from(limit))
                 .fetch_all(pool)
                 .await?;
+            drop(turn);
             if rows.is_empty() {
-                (rows, Vec::new(), Vec::new())
+                (rows, Vec::new())
             } else {
-                let subs = sqlx::query_as(&format!(
-                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id IN \
-                     (SELECT subscription_id FROM usage_hours WHERE lease_id = $1)"
-                ))
-                .bind(lease_id)
-                .fetch_all(pool)
-                .await?;
                 let allocations = sqlx::query_as(
                     "SELECT usage_hour_id, tags, quantity_micros FROM usage_allocations \
                      WHERE usage_hour_id IN (SELECT id FROM usage_hours WHERE lease_id = $1)",
@@ -486,9 +492,18 @@ impl Store {
                 .bind(lease_id)
                 .fetch_all(pool)
                 .await?;
-                (rows, subs, allocations)
+                (rows, allocations)
             }
         });
+        let mut missing: Vec<SubscriptionId> = rows
+            .iter()
+            .map(|r| SubscriptionId(r.subscription_id))
+            .filter(|id| !known(*id))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        missing.sort_unstable_by_key(|id| id.0);
+        let subscriptions = self.usage_subscriptions(&missing).await?;
         let mut by_hour: HashMap<Uuid, Vec<UsageAllocation>> = HashMap::new();
         for (hour_id, tags, micros) in allocations {
             let tags: Vec<(String, String)> = serde_json::from_str(&tags)
@@ -508,10 +523,6 @@ impl Store {
             }
         }
         hours.sort_by_key(|h| (h.hour, h.id));
-        let subscriptions = subs
-            .into_iter()
-            .map(|row| Subscription::try_from(row).map(|s| (s.id, s)))
-            .collect::<Result<HashMap<_, _>, _>>()?;
         Ok(UsageClaim {
             lease_id,
             hours,
@@ -539,6 +550,7 @@ impl Store {
         const SET: &str = "UPDATE usage_hours SET state = v.state, next_attempt_at = v.next_at, \
             marketplace_record_id = COALESCE(v.record_id, usage_hours.marketplace_record_id), \
             outcome = v.outcome, last_error = v.err, lease_id = NULL, locked_until = NULL, ";
+        let _turn = self.write_turn().await;
         let settled = match &self.pool {
             crate::Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;

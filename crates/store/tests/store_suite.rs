@@ -695,7 +695,13 @@ async fn a_group_commit_keeps_each_batch_all_or_nothing(store: &Store) {
         .await
         .unwrap();
     let claim = store
-        .usage_claim(T0 + Duration::hours(2), T0, Duration::minutes(5), 10)
+        .usage_claim(
+            T0 + Duration::hours(2),
+            T0,
+            Duration::minutes(5),
+            10,
+            |_| false,
+        )
         .await
         .unwrap();
     assert_eq!(claim.hours.len(), 1);
@@ -796,7 +802,7 @@ async fn claimed_hours_are_frozen_leased_and_settled_once(store: &Store) {
     // Only the closed hour (10:00, closed through 11:00) is claimed; 12:00 is still open.
     let lease = Duration::minutes(5);
     let claim = store
-        .usage_claim(now, T0 + Duration::hours(1), lease, 10)
+        .usage_claim(now, T0 + Duration::hours(1), lease, 10, |_| false)
         .await
         .unwrap();
     assert_eq!(claim.hours.len(), 1);
@@ -809,7 +815,7 @@ async fn claimed_hours_are_frozen_leased_and_settled_once(store: &Store) {
     assert_eq!(claim.subscriptions[&sub.id].id, sub.id);
     // A second flusher gets nothing while the lease holds.
     let other = store
-        .usage_claim(now, T0 + Duration::hours(1), lease, 10)
+        .usage_claim(now, T0 + Duration::hours(1), lease, 10, |_| false)
         .await
         .unwrap();
     assert!(other.hours.is_empty());
@@ -840,7 +846,7 @@ async fn claimed_hours_are_frozen_leased_and_settled_once(store: &Store) {
     // The holder crashed: after the lease, another flusher takes the identical record over.
     let later = now + lease + Duration::seconds(1);
     let taken = store
-        .usage_claim(later, T0 + Duration::hours(1), lease, 10)
+        .usage_claim(later, T0 + Duration::hours(1), lease, 10, |_| false)
         .await
         .unwrap();
     assert_eq!(taken.hours.len(), 1);
@@ -877,7 +883,7 @@ async fn claimed_hours_are_frozen_leased_and_settled_once(store: &Store) {
     // Retry keeps it frozen and due later; dead letters keep the reason.
     let much_later = T0 + Duration::hours(4);
     let claim = store
-        .usage_claim(much_later, T0 + Duration::hours(2), lease, 10)
+        .usage_claim(much_later, T0 + Duration::hours(2), lease, 10, |_| false)
         .await
         .unwrap();
     assert_eq!(claim.hours.len(), 1);
@@ -897,12 +903,12 @@ async fn claimed_hours_are_frozen_leased_and_settled_once(store: &Store) {
         .await
         .unwrap();
     let not_yet = store
-        .usage_claim(much_later, T0 + Duration::hours(2), lease, 10)
+        .usage_claim(much_later, T0 + Duration::hours(2), lease, 10, |_| false)
         .await
         .unwrap();
     assert!(not_yet.hours.is_empty());
     let due = store
-        .usage_claim(retry_at, T0 + Duration::hours(2), lease, 10)
+        .usage_claim(retry_at, T0 + Duration::hours(2), lease, 10, |_| false)
         .await
         .unwrap();
     assert_eq!(due.hours.len(), 1);
@@ -1077,7 +1083,13 @@ async fn usage_is_counted_per_hour_for_operators(store: &Store) {
     store.usage_ingest(&batch, T0).await.unwrap();
     // The two totals of 10:00 are sent: one delivered, one dead.
     let claim = store
-        .usage_claim(T0 + Duration::hours(2), T0, Duration::minutes(5), 10)
+        .usage_claim(
+            T0 + Duration::hours(2),
+            T0,
+            Duration::minutes(5),
+            10,
+            |_| false,
+        )
         .await
         .unwrap();
     let at_ten: Vec<_> = claim.hours.iter().filter(|h| h.hour == T0).collect();

@@ -1,7 +1,10 @@
 //! Usage out: zero-fill, claim closed hours, send them in batches of at most 25 per provider
 //! call, and settle every record with its own outcome.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
 use futures_util::{StreamExt, stream};
 use marketlink_core::{
@@ -64,6 +67,9 @@ impl FlushRun {
     }
 }
 
+/// How many subscriptions one flush run keeps between claims before it starts over.
+const MAX_CACHED_SUBSCRIPTIONS: usize = 100_000;
+
 /// Which marketplaces expect a record for every active hour, zero included (AWS, seed 001).
 /// Microsoft refuses quantities of zero.
 fn takes_zero_records(marketplace: &Marketplace) -> bool {
@@ -86,13 +92,25 @@ impl Engine {
             ..FlushRun::default()
         };
         let full = |claim: &UsageClaim| claim.hours.len() >= self.metering.claim_limit as usize;
-        let mut claim = self.claim_usage().await?;
+        // Subscriptions met by earlier claims of this run are not read again.
+        let mut subscriptions: HashMap<SubscriptionId, Subscription> = HashMap::new();
+        let mut claim = self.claim_usage(&subscriptions).await?;
         loop {
+            subscriptions.extend(std::mem::take(&mut claim.subscriptions));
             if !full(&claim) {
-                total.add(&self.send_claim(claim).await?);
+                total.add(&self.send_claim(claim, &subscriptions).await?);
                 return Ok(total);
             }
-            let (run, next) = tokio::join!(self.send_claim(claim), self.claim_usage());
+            if subscriptions.len() > MAX_CACHED_SUBSCRIPTIONS {
+                // Keep what this round sends; the next claim reads the others again.
+                let current: HashSet<SubscriptionId> =
+                    claim.hours.iter().map(|h| h.subscription_id).collect();
+                subscriptions.retain(|id, _| current.contains(id));
+            }
+            let (run, next) = tokio::join!(
+                self.send_claim(claim, &subscriptions),
+                self.claim_usage(&subscriptions)
+            );
             total.add(&run?);
             claim = next?;
         }
@@ -100,11 +118,15 @@ impl Engine {
 
     /// One round: claims up to `claim_limit` hours, sends and settles them.
     pub async fn flush_round(&self) -> Result<FlushRun, StoreError> {
-        let claim = self.claim_usage().await?;
-        self.send_claim(claim).await
+        let claim = self.claim_usage(&HashMap::new()).await?;
+        let subscriptions = claim.subscriptions.clone();
+        self.send_claim(claim, &subscriptions).await
     }
 
-    async fn claim_usage(&self) -> Result<UsageClaim, StoreError> {
+    async fn claim_usage(
+        &self,
+        known: &HashMap<SubscriptionId, Subscription>,
+    ) -> Result<UsageClaim, StoreError> {
         let now = self.clock.now();
         self.store
             .usage_claim(
@@ -112,12 +134,17 @@ impl Engine {
                 self.closed_through(now),
                 self.metering.lease,
                 self.metering.claim_limit,
+                |id| known.contains_key(&id),
             )
             .await
     }
 
     /// Sends the claimed hours and settles each one.
-    async fn send_claim(&self, claim: UsageClaim) -> Result<FlushRun, StoreError> {
+    async fn send_claim(
+        &self,
+        claim: UsageClaim,
+        subscriptions: &HashMap<SubscriptionId, Subscription>,
+    ) -> Result<FlushRun, StoreError> {
         let mut run = FlushRun {
             claimed: claim.hours.len(),
             ..FlushRun::default()
@@ -126,7 +153,7 @@ impl Engine {
             return Ok(run);
         }
         let lease = claim.lease_id;
-        let (skipped, batches) = self.prepare(claim);
+        let (skipped, batches) = self.prepare(claim, subscriptions);
         if !skipped.is_empty() {
             run.add(&self.settle(lease, skipped).await?);
         }
@@ -176,6 +203,7 @@ impl Engine {
     fn prepare(
         &self,
         claim: UsageClaim,
+        subscriptions: &HashMap<SubscriptionId, Subscription>,
     ) -> (
         Vec<(Uuid, UsageSettlement)>,
         Vec<(Marketplace, Vec<(UsageHour, UsageRecord)>)>,
@@ -184,7 +212,7 @@ impl Engine {
         let mut by_marketplace: BTreeMap<Marketplace, Vec<(UsageHour, UsageRecord)>> =
             BTreeMap::new();
         for hour in claim.hours {
-            let Some(subscription) = claim.subscriptions.get(&hour.subscription_id) else {
+            let Some(subscription) = subscriptions.get(&hour.subscription_id) else {
                 skipped.push((
                     hour.id,
                     UsageSettlement::Dead {
@@ -232,11 +260,11 @@ impl Engine {
         }
         let size = self.metering.batch_size.clamp(1, super::MAX_BATCH);
         let mut batches = Vec::new();
-        for (marketplace, mut records) in by_marketplace {
-            while !records.is_empty() {
-                let rest = records.split_off(records.len().min(size));
-                batches.push((marketplace.clone(), records));
-                records = rest;
+        for (marketplace, records) in by_marketplace {
+            // Taken from the front in one pass (splitting the rest off each time copied it).
+            let mut records = records.into_iter().peekable();
+            while records.peek().is_some() {
+                batches.push((marketplace.clone(), records.by_ref().take(size).collect()));
             }
         }
         (skipped, batches)
