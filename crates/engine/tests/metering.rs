@@ -443,6 +443,57 @@ async fn hourly_totals_zero_records_and_batches_of_25() {
     assert_eq!(ids.len(), sent.len());
 }
 
+/// A flush of many claims: the next claim is taken while the current one is sent, and the
+/// subscriptions met by an earlier claim are not read again. Every hour goes out once, with its
+/// own subscription's identity.
+#[tokio::test]
+async fn many_claims_in_one_flush_send_every_hour_once_to_its_own_customer() {
+    let provider = Counting::new(Marketplace::AWS);
+    let start = T0 + Duration::hours(20) + Duration::minutes(10);
+    let mut h = harness(provider.clone(), start).await;
+    h.engine.metering.claim_limit = 7;
+    let mut subs = Vec::new();
+    for c in 0..3 {
+        subs.push(subscription(&h.engine.store, Marketplace::AWS, &format!("cust-{c}")).await);
+    }
+    // Hour by hour, as usage arrives: 12 hours × 3 subscriptions = 36 totals, 6 claims.
+    let mut events = Vec::new();
+    for i in 0..12 {
+        for (n, sub) in subs.iter().enumerate() {
+            let qty = format!("{}", 1 + i * 3 + n as i64);
+            events.push(input(sub.id, "api_calls", &qty, T0 + Duration::hours(i)));
+        }
+    }
+    h.engine.ingest_usage(&events).await.unwrap();
+    let run = h.engine.flush_usage().await.unwrap();
+    // No zero rows: active hours count from when the engine first saw the subscriptions.
+    assert_eq!(run.zero_created, 0, "{run:?}");
+    let sent = provider.sent();
+    let usage: Vec<_> = sent.iter().filter(|r| r.dimension == "api_calls").collect();
+    assert_eq!(usage.len(), 36, "{run:?}");
+    assert_eq!(run.delivered, sent.len(), "{run:?}");
+    for i in 0..12 {
+        for (n, sub) in subs.iter().enumerate() {
+            let record = usage
+                .iter()
+                .find(|r| {
+                    r.hour == T0 + Duration::hours(i)
+                        && r.subscription.customer_id == sub.external.customer_id
+                })
+                .unwrap_or_else(|| panic!("hour {i} of customer {n} was not sent"));
+            assert_eq!(
+                record.quantity.to_string(),
+                format!("{}", 1 + i * 3 + n as i64)
+            );
+        }
+    }
+    let mut ids: Vec<Uuid> = sent.iter().map(|r| r.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), sent.len(), "a record went out twice");
+    assert_eq!(h.engine.flush_usage().await.unwrap().claimed, 0);
+}
+
 #[tokio::test]
 async fn retries_honour_retry_after_then_dead_letter() {
     let provider = Counting::new(Marketplace::AWS);
