@@ -19,6 +19,10 @@ use crate::{
     usage::{HourKey, tags_key},
 };
 
+/// Up to this many events a statement, SQLite ingest reads the new ids back directly; wider
+/// statements are counted instead (see [`sqlite_batch`]).
+const READ_BACK_ROWS: usize = 16;
+
 /// The widest SQLite statement, in rows; narrower chunks are powers of two.
 const SQLITE_ROWS: usize = 256;
 
@@ -138,6 +142,16 @@ async fn sqlite_batch(
     // 1. The raw events; a known idempotency key inserts nothing.
     let mut stored: Vec<&NewUsageEvent> = Vec::with_capacity(events.len());
     for chunk in sqlite_chunks(events) {
+        if chunk.len() <= READ_BACK_ROWS {
+            // A few rows: reading them back costs less than two more statements.
+            let ids: HashSet<Uuid> = sqlite_insert_events(tx, chunk, now_ms, " RETURNING id")
+                .await?
+                .ids()
+                .into_iter()
+                .collect();
+            stored.extend(chunk.iter().filter(|e| ids.contains(&e.id)));
+            continue;
+        }
         sqlx::query("SAVEPOINT usage_events_chunk")
             .execute(&mut *tx)
             .await?;
