@@ -144,6 +144,57 @@ const HOUR_COLUMNS: &str = "id, subscription_id, marketplace, dimension, hour, q
     state, attempts, next_attempt_at, lease_id, sent_quantity_micros, marketplace_record_id, \
     outcome, last_error, updated_at";
 
+/// A lease's hours on SQLite as one JSON array of [`HOUR_COLUMNS`] (ids in hex).
+const SQLITE_LEASED_HOURS: &str = "SELECT json_group_array(json_array(hex(id), \
+    hex(subscription_id), marketplace, dimension, hour, quantity_micros, state, attempts, \
+    next_attempt_at, hex(lease_id), sent_quantity_micros, marketplace_record_id, outcome, \
+    last_error, updated_at)) FROM usage_hours WHERE lease_id = $1";
+
+type LeasedHourJson = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+fn leased_hours_from_json(json: &str) -> Result<Vec<UsageHourRow>, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("leased hours: {e}"));
+    let uuid = |hex: &str| Uuid::parse_str(hex).map_err(|e| corrupt(&e));
+    let rows: Vec<LeasedHourJson> = serde_json::from_str(json).map_err(|e| corrupt(&e))?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(UsageHourRow {
+                id: uuid(&r.0)?,
+                subscription_id: uuid(&r.1)?,
+                marketplace: r.2,
+                dimension: r.3,
+                hour: r.4,
+                quantity_micros: r.5,
+                state: r.6,
+                attempts: r.7,
+                next_attempt_at: r.8,
+                lease_id: (!r.9.is_empty()).then(|| uuid(&r.9)).transpose()?,
+                sent_quantity_micros: r.10,
+                marketplace_record_id: r.11,
+                outcome: r.12,
+                last_error: r.13,
+                updated_at: r.14,
+            })
+        })
+        .collect()
+}
+
 fn quantity(micros: i64) -> Result<Quantity, StoreError> {
     Quantity::from_micros(micros).map_err(|e| StoreError::Corrupt(format!("quantity: {e}")))
 }
@@ -451,8 +502,7 @@ impl Store {
             "UPDATE usage_hours SET state = 'sending', lease_id = $1, locked_until = $2, \
              attempts = attempts + 1, updated_at = $3, sent_quantity_micros = quantity_micros, \
              first_sent_at = COALESCE(first_sent_at, $3) \
-             WHERE id IN (SELECT id FROM ({} UNION {} UNION {}) AS due ORDER BY hour, id LIMIT $5) \
-             RETURNING {HOUR_COLUMNS}",
+             WHERE id IN (SELECT id FROM ({} UNION {} UNION {}) AS due ORDER BY hour, id LIMIT $5)",
             // Closed hours.
             due("usage_hours h", "h.state = 'open' AND h.hour <= $4"),
             // Final usage: every open hour of a subscription in its unsubscribe-pending window.
@@ -470,31 +520,52 @@ impl Store {
             ),
         );
         let lease_id = Uuid::now_v7();
-        type Claimed = (Vec<UsageHourRow>, Vec<(Uuid, String, i64)>);
         let turn = self.write_turn().await;
-        let (rows, allocations): Claimed = on_pool!(self, |pool| {
-            let rows: Vec<UsageHourRow> = sqlx::query_as(&sql)
-                .bind(lease_id)
-                .bind(millis(now + lease))
-                .bind(millis(now))
-                .bind(millis(closed_through))
-                .bind(i64::from(limit))
-                .fetch_all(pool)
-                .await?;
-            drop(turn);
-            if rows.is_empty() {
-                (rows, Vec::new())
-            } else {
-                let allocations = sqlx::query_as(
+        let rows: Vec<UsageHourRow> = match &self.pool {
+            crate::Pool::Sqlite(pool) => {
+                sqlx::query(&sql)
+                    .bind(lease_id)
+                    .bind(millis(now + lease))
+                    .bind(millis(now))
+                    .bind(millis(closed_through))
+                    .bind(i64::from(limit))
+                    .execute(pool)
+                    .await?;
+                drop(turn);
+                // One JSON row rather than a message per row from the driver's thread, which
+                // cost more than the claim itself.
+                let json: String = sqlx::query_scalar(SQLITE_LEASED_HOURS)
+                    .bind(lease_id)
+                    .fetch_one(pool)
+                    .await?;
+                leased_hours_from_json(&json)?
+            }
+            crate::Pool::Postgres(pool) => {
+                let rows = sqlx::query_as(&format!("{sql} RETURNING {HOUR_COLUMNS}"))
+                    .bind(lease_id)
+                    .bind(millis(now + lease))
+                    .bind(millis(now))
+                    .bind(millis(closed_through))
+                    .bind(i64::from(limit))
+                    .fetch_all(pool)
+                    .await?;
+                drop(turn);
+                rows
+            }
+        };
+        let allocations: Vec<(Uuid, String, i64)> = if rows.is_empty() {
+            Vec::new()
+        } else {
+            on_pool!(self, |pool| {
+                sqlx::query_as(
                     "SELECT usage_hour_id, tags, quantity_micros FROM usage_allocations \
                      WHERE usage_hour_id IN (SELECT id FROM usage_hours WHERE lease_id = $1)",
                 )
                 .bind(lease_id)
                 .fetch_all(pool)
-                .await?;
-                (rows, allocations)
-            }
-        });
+                .await?
+            })
+        };
         let mut missing: Vec<SubscriptionId> = rows
             .iter()
             .map(|r| SubscriptionId(r.subscription_id))
