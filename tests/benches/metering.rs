@@ -39,9 +39,14 @@ async fn open(backend: &str, dir: &tempfile::TempDir) -> (Store, String) {
     } else {
         marketlink_e2e::fresh_postgres_database().await
     };
-    let store = Store::connect(&url, &StoreOptions::default())
-        .await
-        .unwrap();
+    let mut options = StoreOptions::default();
+    if let Some(ms) = std::env::var("BENCH_CHECKPOINT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.checkpoint_interval = StdDuration::from_millis(ms);
+    }
+    let store = Store::connect(&url, &options).await.unwrap();
     store.migrate().await.unwrap();
     (store, url)
 }

@@ -190,6 +190,9 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// Apply pending migrations when `serve` starts.
     pub migrate_on_start: bool,
+    /// SQLite only: milliseconds between background WAL checkpoints (ADR 0008). Shorter keeps
+    /// request latency tails low under steady writes; longer does less I/O in bulk work.
+    pub sqlite_checkpoint_ms: u64,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
@@ -198,6 +201,7 @@ impl std::fmt::Debug for DatabaseConfig {
         f.debug_struct("DatabaseConfig")
             .field("url", &marketlink_store::redact_url(&self.url))
             .field("max_connections", &self.max_connections)
+            .field("sqlite_checkpoint_ms", &self.sqlite_checkpoint_ms)
             .field("migrate_on_start", &self.migrate_on_start)
             .finish()
     }
@@ -251,6 +255,7 @@ impl Default for DatabaseConfig {
             url: "sqlite:marketlink.db".into(),
             max_connections: 10,
             migrate_on_start: true,
+            sqlite_checkpoint_ms: 250,
         }
     }
 }

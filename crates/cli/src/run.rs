@@ -58,6 +58,7 @@ where
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let options = StoreOptions {
         max_connections: config.database.max_connections,
+        checkpoint_interval: std::time::Duration::from_millis(config.database.sqlite_checkpoint_ms),
         ..StoreOptions::default()
     };
     Store::connect(&config.database.url, &options)

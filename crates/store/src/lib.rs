@@ -89,6 +89,8 @@ pub(crate) use on_pool;
 pub struct StoreOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// SQLite: how often the WAL is checkpointed in the background (ADR 0008).
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for StoreOptions {
@@ -96,6 +98,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            checkpoint_interval: Duration::from_millis(250),
         }
     }
 }
@@ -155,7 +158,10 @@ impl Store {
         };
         let (checkpointer, write_gate) = match &pool {
             Pool::Sqlite(pool) => (
-                Some(Arc::new(checkpoint::spawn(pool.clone()))),
+                Some(Arc::new(checkpoint::spawn(
+                    pool.clone(),
+                    options.checkpoint_interval,
+                ))),
                 Some(Arc::default()),
             ),
             Pool::Postgres(_) => (None, None),
