@@ -59,6 +59,11 @@ pub(crate) fn rows_sql(prefix: &str, row: &str, rows: usize, suffix: &str) -> St
     sql
 }
 
+/// One column of a PostgreSQL array bind: `f` of every item.
+pub(crate) fn column<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    items.iter().map(f).collect()
+}
+
 /// The new events of a batch, summed per subscription, dimension and hour: `(marketplace,
 /// quantity, allocated quantity per tag set)`.
 type Group<'a> = (&'a str, i64, BTreeMap<String, i64>);
@@ -333,38 +338,13 @@ async fn postgres_batch(
          $7::text[], $8::text[]) AS e (id, sub, dim, hour, occurred, qty, key, alloc) \
          ON CONFLICT DO NOTHING RETURNING id"
     ))
-    .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
-    .bind(
-        events
-            .iter()
-            .map(|e| e.subscription_id.0)
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|e| e.dimension.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(events.iter().map(|e| millis(e.hour)).collect::<Vec<_>>())
-    .bind(
-        events
-            .iter()
-            .map(|e| millis(e.occurred_at))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|e| e.quantity.micros())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|e| e.idempotency_key.as_deref())
-            .collect::<Vec<_>>(),
-    )
+    .bind(column(events, |e| e.id))
+    .bind(column(events, |e| e.subscription_id.0))
+    .bind(column(events, |e| e.dimension.as_str()))
+    .bind(column(events, |e| millis(e.hour)))
+    .bind(column(events, |e| millis(e.occurred_at)))
+    .bind(column(events, |e| e.quantity.micros()))
+    .bind(column(events, |e| e.idempotency_key.as_deref()))
     .bind(events.iter().map(allocations_json).collect::<Vec<_>>())
     .bind(now_ms)
     .fetch_all(&mut *tx)
@@ -380,17 +360,12 @@ async fn postgres_batch(
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[], \
              $6::int8[]) AS h (id, sub, marketplace, dim, hour, qty) {HOUR_UPSERT}"
         ))
-        .bind(groups.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
-        .bind(groups.iter().map(|((sub, _, _), _)| *sub).collect::<Vec<_>>())
-        .bind(groups.iter().map(|(_, (m, _, _))| *m).collect::<Vec<_>>())
-        .bind(
-            groups
-                .iter()
-                .map(|((_, d, _), _)| d.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(groups.iter().map(|((_, _, h), _)| *h).collect::<Vec<_>>())
-        .bind(groups.iter().map(|(_, (_, q, _))| *q).collect::<Vec<_>>())
+        .bind(column(&groups, |_| Uuid::now_v7()))
+        .bind(column(&groups, |((sub, _, _), _)| *sub))
+        .bind(column(&groups, |(_, (m, _, _))| *m))
+        .bind(column(&groups, |((_, d, _), _)| d.as_str()))
+        .bind(column(&groups, |((_, _, h), _)| *h))
+        .bind(column(&groups, |(_, (_, q, _))| *q))
         .bind(now_ms)
         .fetch_all(&mut *tx)
         .await?;
@@ -406,14 +381,9 @@ async fn postgres_batch(
             "INSERT INTO usage_allocations (usage_hour_id, tags, quantity_micros) \
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) {ALLOCATION_UPSERT}"
         ))
-        .bind(allocations.iter().map(|(id, _, _)| *id).collect::<Vec<_>>())
-        .bind(
-            allocations
-                .iter()
-                .map(|(_, t, _)| t.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(allocations.iter().map(|(_, _, q)| *q).collect::<Vec<_>>())
+        .bind(column(&allocations, |(id, _, _)| *id))
+        .bind(column(&allocations, |(_, t, _)| t.as_str()))
+        .bind(column(&allocations, |(_, _, q)| *q))
         .execute(&mut *tx)
         .await?;
     }

@@ -305,7 +305,7 @@ impl Store {
                 rows = sqlx::query_as(&format!(
                     "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ANY($1)"
                 ))
-                .bind(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+                .bind(crate::ingest::column(ids, |id| id.0))
                 .fetch_all(pool)
                 .await?;
             }
@@ -662,12 +662,12 @@ impl Store {
                      AS v (id, state, next_at, record_id, outcome, err) \
                      WHERE usage_hours.id = v.id AND usage_hours.lease_id = $8"
             ))
-            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.state.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.next_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.record_id).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.outcome).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.error).collect::<Vec<_>>())
+            .bind(crate::ingest::column(&rows, |r| r.id))
+            .bind(crate::ingest::column(&rows, |r| r.state.as_str()))
+            .bind(crate::ingest::column(&rows, |r| r.next_at))
+            .bind(crate::ingest::column(&rows, |r| r.record_id))
+            .bind(crate::ingest::column(&rows, |r| r.outcome))
+            .bind(crate::ingest::column(&rows, |r| r.error))
             .bind(millis(now))
             .bind(lease_id)
             .execute(pool)
