@@ -170,10 +170,12 @@ async fn aws_purchase_registration_access_and_cancellation() {
     // The marketplace confirms (subscribe-success over SNS).
     let tenant = tenant_of(&stack, "ada@example.com").await;
     let key = read_key(&stack).await;
-    assert_eq!(
-        check(&stack, &key, tenant, "dashboards").await["reason"],
-        "pending"
-    );
+    // The check API answers from the entitlement index, which follows the database within
+    // its sync interval.
+    eventually("the check API says pending", || async {
+        check(&stack, &key, tenant, "dashboards").await["reason"] == "pending"
+    })
+    .await;
     browser
         .goto(&format!("{}/aws/buyer/agreements", stack.aws_url))
         .await;

@@ -156,6 +156,21 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method.clone(), path, body).await {
+            Ok(value) => value,
+            Err((status, message)) => {
+                panic!("WebDriver {method} {path} failed ({status}): {message}")
+            }
+        }
+    }
+
+    /// A WebDriver call whose failure (status and message) the caller handles.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (reqwest::StatusCode, Value)> {
         let url = format!("{}{path}", self.session);
         let mut request = self.http.request(method.clone(), &url);
         if let Some(body) = body {
@@ -166,12 +181,11 @@ impl Browser {
         let response = request.send().await.expect("chromedriver answers");
         let status = response.status();
         let value: Value = response.json().await.expect("chromedriver answers JSON");
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {path} failed ({status}): {}",
-            value["value"]["message"]
-        );
-        value["value"].clone()
+        if status.is_success() {
+            Ok(value["value"].clone())
+        } else {
+            Err((status, value["value"]["message"].clone()))
+        }
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -198,16 +212,26 @@ impl Browser {
         self.post("/refresh", json!({})).await;
     }
 
-    /// The page's visible text.
+    /// The page's visible text; empty while the page is being replaced (a form just
+    /// submitted: the body found may be gone by the time its text is asked for).
     pub async fn text(&self) -> String {
         let Some(body) = self.find_all("body").await.into_iter().next() else {
             return String::new();
         };
-        self.get(&format!("/element/{}/text", body.id))
+        match self
+            .try_call(
+                reqwest::Method::GET,
+                &format!("/element/{}/text", body.id),
+                None,
+            )
             .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        {
+            Ok(text) => text.as_str().unwrap_or_default().to_owned(),
+            Err((_, message)) if message.to_string().contains("stale element") => String::new(),
+            Err((status, message)) => {
+                panic!("WebDriver: reading the page's text failed ({status}): {message}")
+            }
+        }
     }
 
     pub async fn title(&self) -> String {
