@@ -27,18 +27,25 @@ impl Drop for Checkpointer {
 pub(crate) fn spawn(pool: SqlitePool, interval: Duration) -> Checkpointer {
     let interval = interval.max(Duration::from_millis(10));
     Checkpointer(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
+        // The first checkpoint after one interval: a short command (`migrate`, `doctor`)
+        // has nothing to checkpoint; closing the pool checkpoints anyway.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             if pool.is_closed() {
                 return;
             }
-            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                 .execute(&pool)
                 .await
             {
-                tracing::warn!(%error, "SQLite WAL checkpoint failed; retrying at the next tick");
+                Ok(_) => {}
+                // The store was closed while the checkpoint waited for a connection.
+                Err(_) if pool.is_closed() => return,
+                Err(error) => {
+                    tracing::warn!(%error, "SQLite WAL checkpoint failed; retrying at the next tick");
+                }
             }
         }
     }))
