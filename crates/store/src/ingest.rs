@@ -88,7 +88,8 @@ fn aggregate<'a>(
     Ok(groups.into_iter().collect())
 }
 
-/// An hour the upsert did not return is frozen (claimed for sending): the batch is refused.
+/// An hour missing from `hour_ids` (the open hours the upsert returned or a lookup found) is
+/// frozen, claimed for sending: the batch is refused.
 fn refuse_frozen(
     groups: &[(HourKey, Group<'_>)],
     hour_ids: &HashMap<HourKey, Uuid>,
@@ -123,8 +124,7 @@ const HOUR_INSERT: &str = "INSERT INTO usage_hours (id, subscription_id, marketp
     hour, quantity_micros, next_attempt_at, created_at, updated_at, state, attempts) ";
 const HOUR_UPSERT: &str = " ON CONFLICT (subscription_id, dimension, hour) DO UPDATE \
     SET quantity_micros = usage_hours.quantity_micros + excluded.quantity_micros, \
-    updated_at = excluded.updated_at WHERE usage_hours.state = 'open' \
-    RETURNING id, subscription_id, dimension, hour";
+    updated_at = excluded.updated_at WHERE usage_hours.state = 'open'";
 const ALLOCATION_UPSERT: &str = " ON CONFLICT (usage_hour_id, tags) DO UPDATE \
     SET quantity_micros = usage_allocations.quantity_micros + excluded.quantity_micros";
 
@@ -149,31 +149,27 @@ async fn sqlite_batch(
     for chunk in sqlite_chunks(events) {
         if chunk.len() <= READ_BACK_ROWS {
             // A few rows: reading them back costs less than two more statements.
-            let ids: HashSet<Uuid> = sqlite_insert_events(tx, chunk, now_ms, " RETURNING id")
-                .await?
-                .ids()
-                .into_iter()
-                .collect();
-            stored.extend(chunk.iter().filter(|e| ids.contains(&e.id)));
+            stored.extend(sqlite_insert_new_events(tx, chunk, now_ms).await?);
             continue;
         }
         sqlx::query("SAVEPOINT usage_events_chunk")
             .execute(&mut *tx)
             .await?;
-        let inserted = sqlite_insert_events(tx, chunk, now_ms, "").await?;
-        if inserted.rows_affected() == chunk.len() as u64 {
+        let inserted = sqlx::query_with(
+            &sqlite_events_insert(chunk.len(), ""),
+            sqlite_event_args(chunk, now_ms)?,
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == chunk.len() as u64 {
             stored.extend(chunk);
         } else {
             // Some were known: write the chunk again, this time told which rows were new.
             sqlx::query("ROLLBACK TO usage_events_chunk")
                 .execute(&mut *tx)
                 .await?;
-            let ids: HashSet<Uuid> = sqlite_insert_events(tx, chunk, now_ms, " RETURNING id")
-                .await?
-                .ids()
-                .into_iter()
-                .collect();
-            stored.extend(chunk.iter().filter(|e| ids.contains(&e.id)));
+            stored.extend(sqlite_insert_new_events(tx, chunk, now_ms).await?);
         }
         sqlx::query("RELEASE usage_events_chunk")
             .execute(&mut *tx)
@@ -232,19 +228,21 @@ async fn sqlite_batch(
     })
 }
 
-/// Inserts a chunk of events, skipping known ones; `returning` is empty or ` RETURNING id`.
-async fn sqlite_insert_events(
-    tx: &mut SqliteConnection,
-    chunk: &[NewUsageEvent],
-    now_ms: i64,
-    returning: &str,
-) -> Result<SqliteInsert, StoreError> {
-    let sql = rows_sql(
+/// The multi-row insert of `rows` events, skipping known ones, then `returning`.
+fn sqlite_events_insert(rows: usize, returning: &str) -> String {
+    rows_sql(
         &format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES "),
         "(?,?,?,?,?,?,?,?,?)",
-        chunk.len(),
+        rows,
         &format!(" ON CONFLICT DO NOTHING{returning}"),
-    );
+    )
+}
+
+/// The parameters of [`sqlite_events_insert`] for `chunk`.
+fn sqlite_event_args(
+    chunk: &[NewUsageEvent],
+    now_ms: i64,
+) -> Result<SqliteArguments<'_>, StoreError> {
     let mut args = SqliteArguments::default();
     for e in chunk {
         args.add(e.id).map_err(sqlx::Error::Encode)?;
@@ -260,41 +258,24 @@ async fn sqlite_insert_events(
         args.add(allocations_json(e)).map_err(sqlx::Error::Encode)?;
         args.add(now_ms).map_err(sqlx::Error::Encode)?;
     }
-    Ok(if returning.is_empty() {
-        SqliteInsert::Count(
-            sqlx::query_with(&sql, args)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-        )
-    } else {
-        SqliteInsert::Ids(
-            sqlx::query_scalar_with(&sql, args)
-                .fetch_all(&mut *tx)
-                .await?,
-        )
-    })
+    Ok(args)
 }
 
-enum SqliteInsert {
-    Count(u64),
-    Ids(Vec<Uuid>),
-}
-
-impl SqliteInsert {
-    fn rows_affected(&self) -> u64 {
-        match self {
-            Self::Count(n) => *n,
-            Self::Ids(ids) => ids.len() as u64,
-        }
-    }
-
-    fn ids(self) -> Vec<Uuid> {
-        match self {
-            Self::Count(_) => Vec::new(),
-            Self::Ids(ids) => ids,
-        }
-    }
+/// Inserts a chunk of events and returns those that were new (their ids read back).
+async fn sqlite_insert_new_events<'e>(
+    tx: &mut SqliteConnection,
+    chunk: &'e [NewUsageEvent],
+    now_ms: i64,
+) -> Result<Vec<&'e NewUsageEvent>, StoreError> {
+    let ids: HashSet<Uuid> = sqlx::query_scalar_with(
+        &sqlite_events_insert(chunk.len(), " RETURNING id"),
+        sqlite_event_args(chunk, now_ms)?,
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    Ok(chunk.iter().filter(|e| ids.contains(&e.id)).collect())
 }
 
 /// The ids of these hourly totals that are still open.
@@ -358,7 +339,8 @@ async fn postgres_batch(
         let rows: Vec<(Uuid, Uuid, String, i64)> = sqlx::query_as(&format!(
             "{HOUR_INSERT} SELECT id, sub, marketplace, dim, hour, qty, $7::int8, $7::int8, $7::int8, 'open', 0 \
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[], \
-             $6::int8[]) AS h (id, sub, marketplace, dim, hour, qty) {HOUR_UPSERT}"
+             $6::int8[]) AS h (id, sub, marketplace, dim, hour, qty) {HOUR_UPSERT} \
+             RETURNING id, subscription_id, dimension, hour"
         ))
         .bind(column(&groups, |_| Uuid::now_v7()))
         .bind(column(&groups, |((sub, _, _), _)| *sub))

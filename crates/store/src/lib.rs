@@ -175,7 +175,7 @@ impl Store {
 
     /// Waits for this process's turn to write, on SQLite. SQLite takes one writer at a time
     /// and makes the others poll for its lock, sleeping 1, 2, 5, 10 … ms in between; the busy
-    /// write paths (usage ingest, claims, settlements) queue here instead, in order and
+    /// write paths (usage ingest, claims, settlements, zero-filling) queue here instead, in order and
     /// without sleeping. PostgreSQL locks rows, not the database: no turn is taken.
     pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match &self.write_gate {

@@ -121,7 +121,9 @@ pub struct UsageHour {
     pub updated_at: OffsetDateTime,
 }
 
-#[derive(sqlx::FromRow)]
+/// A row of `usage_hours`: from the driver, or from the JSON array of a SQLite claim (whose
+/// ids are hex strings).
+#[derive(sqlx::FromRow, serde::Deserialize)]
 struct UsageHourRow {
     id: Uuid,
     subscription_id: Uuid,
@@ -144,56 +146,12 @@ const HOUR_COLUMNS: &str = "id, subscription_id, marketplace, dimension, hour, q
     state, attempts, next_attempt_at, lease_id, sent_quantity_micros, marketplace_record_id, \
     outcome, last_error, updated_at";
 
-/// A lease's hours on SQLite as one JSON array of [`HOUR_COLUMNS`] (ids in hex).
+/// A lease's hours on SQLite as one JSON array of [`HOUR_COLUMNS`] (ids in hex), in
+/// [`UsageHourRow`]'s field order.
 const SQLITE_LEASED_HOURS: &str = "SELECT json_group_array(json_array(hex(id), \
     hex(subscription_id), marketplace, dimension, hour, quantity_micros, state, attempts, \
     next_attempt_at, hex(lease_id), sent_quantity_micros, marketplace_record_id, outcome, \
     last_error, updated_at)) FROM usage_hours WHERE lease_id = $1";
-
-type LeasedHourJson = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    String,
-    i64,
-    i64,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-);
-
-fn leased_hours_from_json(json: &str) -> Result<Vec<UsageHourRow>, StoreError> {
-    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("leased hours: {e}"));
-    let uuid = |hex: &str| Uuid::parse_str(hex).map_err(|e| corrupt(&e));
-    let rows: Vec<LeasedHourJson> = serde_json::from_str(json).map_err(|e| corrupt(&e))?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(UsageHourRow {
-                id: uuid(&r.0)?,
-                subscription_id: uuid(&r.1)?,
-                marketplace: r.2,
-                dimension: r.3,
-                hour: r.4,
-                quantity_micros: r.5,
-                state: r.6,
-                attempts: r.7,
-                next_attempt_at: r.8,
-                lease_id: (!r.9.is_empty()).then(|| uuid(&r.9)).transpose()?,
-                sent_quantity_micros: r.10,
-                marketplace_record_id: r.11,
-                outcome: r.12,
-                last_error: r.13,
-                updated_at: r.14,
-            })
-        })
-        .collect()
-}
 
 fn quantity(micros: i64) -> Result<Quantity, StoreError> {
     Quantity::from_micros(micros).map_err(|e| StoreError::Corrupt(format!("quantity: {e}")))
@@ -538,7 +496,8 @@ impl Store {
                     .bind(lease_id)
                     .fetch_one(pool)
                     .await?;
-                leased_hours_from_json(&json)?
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("leased hours: {e}")))?
             }
             crate::Pool::Postgres(pool) => {
                 let rows = sqlx::query_as(&format!("{sql} RETURNING {HOUR_COLUMNS}"))

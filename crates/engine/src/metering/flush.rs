@@ -116,13 +116,6 @@ impl Engine {
         }
     }
 
-    /// One round: claims up to `claim_limit` hours, sends and settles them.
-    pub async fn flush_round(&self) -> Result<FlushRun, StoreError> {
-        let claim = self.claim_usage(&HashMap::new()).await?;
-        let subscriptions = claim.subscriptions.clone();
-        self.send_claim(claim, &subscriptions).await
-    }
-
     async fn claim_usage(
         &self,
         known: &HashMap<SubscriptionId, Subscription>,
