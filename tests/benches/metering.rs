@@ -15,7 +15,7 @@ use marketlink_cli::{
 };
 use marketlink_core::{
     Clock, ExternalRef, Lifecycle, Marketplace, ProductId, Quantity, Subscription, SubscriptionId,
-    SystemClock,
+    SystemClock, UsageRecord,
 };
 use marketlink_engine::{
     Engine,
@@ -369,13 +369,11 @@ async fn bench_flush(dir: &tempfile::TempDir) {
     let hours_per_sub = 20;
     let buyers = rows.div_ceil(hours_per_sub);
     let now = SystemClock.now();
-    let engine_ = engine(
-        store.clone(),
-        &config,
-        run::providers(&config, Arc::new(SystemClock))
-            .await
-            .unwrap(),
-    );
+    let providers = run::providers(&config, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let aws_provider = providers.get(&Marketplace::AWS).unwrap().clone();
+    let engine_ = engine(store.clone(), &config, providers);
     let mut subscriptions = Vec::with_capacity(buyers);
     for b in 0..buyers {
         let purchase = aws
@@ -429,11 +427,61 @@ async fn bench_flush(dir: &tempfile::TempDir) {
     );
     assert_eq!(run.delivered, rows + run.zero_created as usize);
     assert_eq!(aws.sandbox.metered_records().len(), run.delivered);
+    wire_floor(
+        aws_provider,
+        &subscriptions,
+        &inputs,
+        config.metering.concurrency,
+    )
+    .await;
     shutdown.cancel();
     store.close().await;
     if backend == "postgres" {
         marketlink_e2e::drop_postgres_database(&url).await;
     }
+}
+
+/// The marketplace side of a flush alone: the same records, in batches of 25 with the flush's
+/// concurrency, through the AWS provider (the real SDK) to the sandbox, with no database. They
+/// were just delivered, so the sandbox answers from its de-duplication index, as it does for a
+/// resend; its per-record work is the same lookup a first delivery makes before storing.
+async fn wire_floor(
+    provider: Arc<dyn marketlink_core::MarketplaceProvider>,
+    subscriptions: &[Subscription],
+    inputs: &[UsageInput],
+    concurrency: usize,
+) {
+    use futures_util::StreamExt;
+    let by_id: std::collections::HashMap<SubscriptionId, &Subscription> =
+        subscriptions.iter().map(|s| (s.id, s)).collect();
+    let records: Vec<UsageRecord> = inputs
+        .iter()
+        .map(|e| UsageRecord {
+            id: uuid::Uuid::now_v7(),
+            subscription: by_id[&e.subscription_id.unwrap()].external.clone(),
+            plan_id: None,
+            dimension: e.dimension.clone(),
+            hour: hour_floor(e.timestamp),
+            quantity: e.quantity,
+            allocations: vec![],
+        })
+        .collect();
+    let started = Instant::now();
+    let accepted: usize = futures_util::stream::iter(records.chunks(25))
+        .map(|batch| {
+            let provider = provider.clone();
+            async move { provider.report_usage(batch).await.unwrap().len() }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .fold(0, |n, k| async move { n + k })
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(accepted, records.len());
+    println!(
+        "flush wire floor: the same {} records through the AWS SDK to the sandbox, no database: {elapsed:.2?} ({:.0} records/s)",
+        records.len(),
+        records.len() as f64 / elapsed.as_secs_f64()
+    );
 }
 
 fn main() {

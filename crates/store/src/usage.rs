@@ -146,12 +146,11 @@ const HOUR_COLUMNS: &str = "id, subscription_id, marketplace, dimension, hour, q
     state, attempts, next_attempt_at, lease_id, sent_quantity_micros, marketplace_record_id, \
     outcome, last_error, updated_at";
 
-/// A lease's hours on SQLite as one JSON array of [`HOUR_COLUMNS`] (ids in hex), in
-/// [`UsageHourRow`]'s field order.
-const SQLITE_LEASED_HOURS: &str = "SELECT json_group_array(json_array(hex(id), \
-    hex(subscription_id), marketplace, dimension, hour, quantity_micros, state, attempts, \
-    next_attempt_at, hex(lease_id), sent_quantity_micros, marketplace_record_id, outcome, \
-    last_error, updated_at)) FROM usage_hours WHERE lease_id = $1";
+/// [`HOUR_COLUMNS`] of an hour about to be claimed, as the elements of a SQLite `json_array`
+/// (ids in hex), in [`UsageHourRow`]'s field order. The lease is left out: the claim sets it.
+const SQLITE_HOUR_JSON: &str = "hex(id), hex(subscription_id), marketplace, dimension, hour, \
+    quantity_micros, state, attempts, next_attempt_at, NULL, sent_quantity_micros, \
+    marketplace_record_id, outcome, last_error, updated_at";
 
 fn quantity(micros: i64) -> Result<Quantity, StoreError> {
     Quantity::from_micros(micros).map_err(|e| StoreError::Corrupt(format!("quantity: {e}")))
@@ -456,11 +455,8 @@ impl Store {
                  ORDER BY h.hour, h.id LIMIT $5 {lock}) AS d"
             )
         };
-        let sql = format!(
-            "UPDATE usage_hours SET state = 'sending', lease_id = $1, locked_until = $2, \
-             attempts = attempts + 1, updated_at = $3, sent_quantity_micros = quantity_micros, \
-             first_sent_at = COALESCE(first_sent_at, $3) \
-             WHERE id IN (SELECT id FROM ({} UNION {} UNION {}) AS due ORDER BY hour, id LIMIT $5)",
+        let due_ids = format!(
+            "SELECT id FROM ({} UNION {} UNION {}) AS due ORDER BY hour, id LIMIT $5",
             // Closed hours.
             due("usage_hours h", "h.state = 'open' AND h.hour <= $4"),
             // Final usage: every open hour of a subscription in its unsubscribe-pending window.
@@ -477,30 +473,64 @@ impl Store {
                 "h.state = 'sending' AND h.next_attempt_at <= $3"
             ),
         );
+        let mark = format!(
+            "UPDATE usage_hours SET state = 'sending', lease_id = $1, locked_until = $2, \
+             attempts = attempts + 1, updated_at = $3, sent_quantity_micros = quantity_micros, \
+             first_sent_at = COALESCE(first_sent_at, $3) WHERE id IN ({due_ids})"
+        );
         let lease_id = Uuid::now_v7();
         let turn = self.write_turn().await;
         let rows: Vec<UsageHourRow> = match &self.pool {
             crate::Pool::Sqlite(pool) => {
-                sqlx::query(&sql)
-                    .bind(lease_id)
-                    .bind(millis(now + lease))
-                    .bind(millis(now))
-                    .bind(millis(closed_through))
-                    .bind(i64::from(limit))
-                    .execute(pool)
-                    .await?;
+                // Read the due hours, then mark the same ones, in one transaction that holds
+                // the write lock from its start. The rows come back as one JSON row rather
+                // than a message per row from the driver's thread (`RETURNING`), which cost
+                // more than the claim itself; the claim's own changes are applied below.
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                // CROSS JOIN: from the due ids to their rows, never the other way round.
+                let json: String = sqlx::query_scalar(&format!(
+                    "SELECT json_group_array(json_array({SQLITE_HOUR_JSON})) FROM \
+                     ({due_ids}) AS claimed CROSS JOIN usage_hours USING (id)"
+                ))
+                .bind(lease_id)
+                .bind(millis(now + lease))
+                .bind(millis(now))
+                .bind(millis(closed_through))
+                .bind(i64::from(limit))
+                .fetch_one(&mut *tx)
+                .await?;
+                let mut rows: Vec<UsageHourRow> = serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("due hours: {e}")))?;
+                if !rows.is_empty() {
+                    let marked = sqlx::query(&mark)
+                        .bind(lease_id)
+                        .bind(millis(now + lease))
+                        .bind(millis(now))
+                        .bind(millis(closed_through))
+                        .bind(i64::from(limit))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if marked != rows.len() as u64 {
+                        return Err(StoreError::Corrupt(format!(
+                            "claim read {} due hours but marked {marked}",
+                            rows.len()
+                        )));
+                    }
+                    tx.commit().await?;
+                }
                 drop(turn);
-                // One JSON row rather than a message per row from the driver's thread, which
-                // cost more than the claim itself.
-                let json: String = sqlx::query_scalar(SQLITE_LEASED_HOURS)
-                    .bind(lease_id)
-                    .fetch_one(pool)
-                    .await?;
-                serde_json::from_str(&json)
-                    .map_err(|e| StoreError::Corrupt(format!("leased hours: {e}")))?
+                for row in &mut rows {
+                    row.state = UsageHourState::Sending.as_str().to_owned();
+                    row.attempts += 1;
+                    row.lease_id = Some(lease_id);
+                    row.sent_quantity_micros = Some(row.quantity_micros);
+                    row.updated_at = millis(now);
+                }
+                rows
             }
             crate::Pool::Postgres(pool) => {
-                let rows = sqlx::query_as(&format!("{sql} RETURNING {HOUR_COLUMNS}"))
+                let rows = sqlx::query_as(&format!("{mark} RETURNING {HOUR_COLUMNS}"))
                     .bind(lease_id)
                     .bind(millis(now + lease))
                     .bind(millis(now))
@@ -512,19 +542,8 @@ impl Store {
                 rows
             }
         };
-        let allocations: Vec<(Uuid, String, i64)> = if rows.is_empty() {
-            Vec::new()
-        } else {
-            on_pool!(self, |pool| {
-                sqlx::query_as(
-                    "SELECT usage_hour_id, tags, quantity_micros FROM usage_allocations \
-                     WHERE usage_hour_id IN (SELECT id FROM usage_hours WHERE lease_id = $1)",
-                )
-                .bind(lease_id)
-                .fetch_all(pool)
-                .await?
-            })
-        };
+        // A claimed hour is frozen: its allocations no longer change.
+        let allocations = self.usage_allocations_of(&rows).await?;
         let mut missing: Vec<SubscriptionId> = rows
             .iter()
             .map(|r| SubscriptionId(r.subscription_id))
@@ -560,6 +579,40 @@ impl Store {
         })
     }
 
+    /// The cost-allocation tags of these hours: `(hour id, tags JSON, micros)`.
+    async fn usage_allocations_of(
+        &self,
+        rows: &[UsageHourRow],
+    ) -> Result<Vec<(Uuid, String, i64)>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        const COLUMNS: &str = "SELECT usage_hour_id, tags, quantity_micros FROM usage_allocations";
+        Ok(match &self.pool {
+            crate::Pool::Sqlite(pool) => {
+                let ids = serde_json::to_string(
+                    &rows
+                        .iter()
+                        .map(|r| r.id.simple().to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(|e| StoreError::Corrupt(format!("hour ids: {e}")))?;
+                sqlx::query_as(&format!(
+                    "{COLUMNS} WHERE usage_hour_id IN (SELECT unhex(value) FROM json_each($1))"
+                ))
+                .bind(ids)
+                .fetch_all(pool)
+                .await?
+            }
+            crate::Pool::Postgres(pool) => {
+                sqlx::query_as(&format!("{COLUMNS} WHERE usage_hour_id = ANY($1)"))
+                    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+                    .fetch_all(pool)
+                    .await?
+            }
+        })
+    }
+
     /// Records what came of sending claimed hours, in one transaction: one statement on
     /// PostgreSQL (the settlements bound as arrays), a few on SQLite (multi-row `VALUES` with
     /// `?` parameters). Hours whose lease was taken over meanwhile are left alone (their new
@@ -590,9 +643,12 @@ impl Store {
                         "WITH v (id, state, next_at, record_id, outcome, err) AS (VALUES ",
                         "(?,?,?,?,?,?)",
                         chunk.len(),
+                        // `id IN (…)` makes SQLite look each settled hour up by key; with
+                        // only the join, it scans the whole table once a chunk is large.
                         &format!(
                             ") {SET} updated_at = ? FROM v \
-                             WHERE usage_hours.id = v.id AND usage_hours.lease_id = ?"
+                             WHERE usage_hours.id IN (SELECT id FROM v) \
+                             AND usage_hours.id = v.id AND usage_hours.lease_id = ?"
                         ),
                     );
                     let mut query = sqlx::query(&sql);
