@@ -1,7 +1,10 @@
 //! Metering benchmarks (ADR 0005). `cargo bench -p marketlink-e2e --bench metering [-- WHICH]`
 //! with WHICH among `ingest`, `api`, `flush` (all by default). PostgreSQL is taken from
-//! `MARKETLINK_TEST_POSTGRES_URL` (default the local test server); `BENCH_FLUSH_ROWS` sets the
-//! flush size (default 1,000,000).
+//! `MARKETLINK_TEST_POSTGRES_URL` (default the local test server). Ingest runs one client, then
+//! four at once, each against plain sqlx. Flush settings: `BENCH_FLUSH_ROWS` (default
+//! 1,000,000), `BENCH_FLUSH_BACKEND` (`sqlite` or `postgres`), `BENCH_FLUSH_CONCURRENCY` (calls
+//! in flight, default 64), `BENCH_CHECKPOINT_MS` (SQLite checkpoint interval); after the flush
+//! the same records go through the AWS SDK to the sandbox again with no database ("wire floor").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::{
@@ -9,6 +12,7 @@ use std::{
     time::{Duration as StdDuration, Instant},
 };
 
+use futures_util::StreamExt;
 use marketlink_cli::{
     config::{Config, demo_base},
     run, sandbox,
@@ -91,7 +95,7 @@ async fn active_subscription(store: &Store, customer: &str) -> Subscription {
     store.get_subscription(sub.id).await.unwrap()
 }
 
-fn events(subs: &[SubscriptionId], n: usize) -> Vec<UsageInput> {
+fn events(subs: &[SubscriptionId], n: usize, key_prefix: &str) -> Vec<UsageInput> {
     let now = SystemClock.now();
     (0..n)
         .map(|i| UsageInput {
@@ -101,7 +105,7 @@ fn events(subs: &[SubscriptionId], n: usize) -> Vec<UsageInput> {
             dimension: "api_calls".into(),
             quantity: Quantity::from_units(1 + (i % 7) as u32),
             timestamp: now - Duration::minutes((i % 600) as i64),
-            idempotency_key: Some(format!("evt-{i}")),
+            idempotency_key: Some(format!("{key_prefix}-{i}")),
             allocations: vec![],
         })
         .collect()
@@ -110,6 +114,7 @@ fn events(subs: &[SubscriptionId], n: usize) -> Vec<UsageInput> {
 async fn bench_ingest(dir: &tempfile::TempDir) {
     const N: usize = 200_000;
     const BATCH: usize = 1_000;
+    const CLIENTS: usize = 4;
     for backend in ["sqlite", "postgres"] {
         let (store, url) = open(backend, dir).await;
         let config = config();
@@ -121,21 +126,29 @@ async fn bench_ingest(dir: &tempfile::TempDir) {
             v
         };
         let engine = engine(store.clone(), &config, marketlink_engine::Providers::new());
-        let inputs = events(&subs, N);
-        let started = Instant::now();
-        for chunk in inputs.chunks(BATCH) {
-            engine.ingest_usage(chunk).await.unwrap();
+        // One client sending batch after batch, then several at once (the API's group commit
+        // puts batches that wait together into one transaction); each against plain sqlx
+        // writing the same rows with as many clients (one connection on SQLite: one writer).
+        for (clients, prefix) in [(1, "evt"), (CLIENTS, "evt-concurrent")] {
+            let inputs = events(&subs, N, prefix);
+            let started = Instant::now();
+            futures_util::stream::iter(inputs.chunks(BATCH))
+                .for_each_concurrent(clients, |chunk| {
+                    let engine = &engine;
+                    async move {
+                        engine.ingest_usage(chunk).await.unwrap();
+                    }
+                })
+                .await;
+            let ours = N as f64 / started.elapsed().as_secs_f64();
+            let raw_rate = raw_insert(&url, &inputs, BATCH, false, clients).await;
+            let keyed_rate = raw_insert(&url, &inputs, BATCH, true, clients).await;
+            println!(
+                "ingest {backend}, {clients} client(s): {N} events in batches of {BATCH}: {ours:.0} events/s; raw sqlx insert {raw_rate:.0} rows/s; ratio {:.0}% (raw with the idempotency key's unique index: {keyed_rate:.0} rows/s, ratio {:.0}%)",
+                100.0 * ours / raw_rate,
+                100.0 * ours / keyed_rate
+            );
         }
-        let ours = N as f64 / started.elapsed().as_secs_f64();
-        // The same rows with plain sqlx: one multi-row INSERT per batch into an identical table
-        // without constraints, aggregation or validation.
-        let raw_rate = raw_insert(&url, &inputs, BATCH, false).await;
-        let keyed_rate = raw_insert(&url, &inputs, BATCH, true).await;
-        println!(
-            "ingest {backend}: {N} events in batches of {BATCH}: {ours:.0} events/s; raw sqlx insert {raw_rate:.0} rows/s; ratio {:.0}% (raw with the idempotency key's unique index: {keyed_rate:.0} rows/s, ratio {:.0}%)",
-            100.0 * ours / raw_rate,
-            100.0 * ours / keyed_rate
-        );
         store.close().await;
         if backend == "postgres" {
             marketlink_e2e::drop_postgres_database(&url).await;
@@ -143,19 +156,22 @@ async fn bench_ingest(dir: &tempfile::TempDir) {
     }
 }
 
-/// The same rows written by plain sqlx, one transaction per batch, into an identical table
+/// The same rows written by plain sqlx, one transaction per batch (`clients` at a time), into an identical table
 /// without the unique key, aggregation or validation, with the statement shape the store uses
 /// on that backend (ADR 0008): multi-row `VALUES` with `?` parameters, 256 rows a statement,
 /// on SQLite; one `INSERT … SELECT FROM UNNEST(arrays)` per batch on PostgreSQL.
 ///
 /// With `keyed`, the table also has the idempotency key's unique index, as `usage_events` does:
 /// the floor of what any ingest with that guarantee can do.
-async fn raw_insert(url: &str, inputs: &[UsageInput], batch: usize, keyed: bool) -> f64 {
-    let table = if keyed {
-        "raw_keyed_events"
-    } else {
-        "raw_events"
-    };
+async fn raw_insert(
+    url: &str,
+    inputs: &[UsageInput],
+    batch: usize,
+    keyed: bool,
+    clients: usize,
+) -> f64 {
+    let table = format!("raw_{}events_{clients}", if keyed { "keyed_" } else { "" });
+    let table = table.as_str();
     let now = SystemClock.now().unix_timestamp() * 1000;
     let hour = |e: &UsageInput| {
         let t = e.timestamp.unix_timestamp() * 1000;
@@ -174,88 +190,109 @@ async fn raw_insert(url: &str, inputs: &[UsageInput], batch: usize, keyed: bool)
         )
     };
     const COLUMNS: &str = "id, subscription_id, dimension, hour, occurred_at, quantity_micros, idempotency_key, received_at";
+    let batches = || futures_util::stream::iter(inputs.chunks(batch));
     if url.starts_with("sqlite:") {
         let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
         let options = options
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        // One connection: SQLite has one writer, and more connections would only meet in
+        // its busy handler's sleeps.
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
         sqlx::query(&create("BLOB")).execute(&pool).await.unwrap();
         let started = Instant::now();
-        for batch_inputs in inputs.chunks(batch) {
-            let mut tx = pool.begin().await.unwrap();
-            for chunk in batch_inputs.chunks(256) {
-                let rows = vec!["(?,?,?,?,?,?,?,?)"; chunk.len()].join(",");
-                let sql = format!("INSERT INTO {table} ({COLUMNS}) VALUES {rows}");
-                let mut q = sqlx::query(&sql);
-                for e in chunk {
-                    let (hour, t) = hour(e);
-                    q = q
-                        .bind(uuid::Uuid::now_v7())
-                        .bind(e.subscription_id.unwrap().0)
-                        .bind(&e.dimension)
-                        .bind(hour)
-                        .bind(t)
-                        .bind(e.quantity.micros())
-                        .bind(e.idempotency_key.as_deref())
-                        .bind(now);
+        batches()
+            .for_each_concurrent(clients, |batch_inputs| {
+                let pool = &pool;
+                async move {
+                    let mut tx = pool.begin().await.unwrap();
+                    for chunk in batch_inputs.chunks(256) {
+                        let rows = vec!["(?,?,?,?,?,?,?,?)"; chunk.len()].join(",");
+                        let sql = format!("INSERT INTO {table} ({COLUMNS}) VALUES {rows}");
+                        let mut q = sqlx::query(&sql);
+                        for e in chunk {
+                            let (hour, t) = hour(e);
+                            q = q
+                                .bind(uuid::Uuid::now_v7())
+                                .bind(e.subscription_id.unwrap().0)
+                                .bind(&e.dimension)
+                                .bind(hour)
+                                .bind(t)
+                                .bind(e.quantity.micros())
+                                .bind(e.idempotency_key.as_deref())
+                                .bind(now);
+                        }
+                        q.execute(&mut *tx).await.unwrap();
+                    }
+                    tx.commit().await.unwrap();
                 }
-                q.execute(&mut *tx).await.unwrap();
-            }
-            tx.commit().await.unwrap();
-        }
+            })
+            .await;
         let rate = inputs.len() as f64 / started.elapsed().as_secs_f64();
         pool.close().await;
         rate
     } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(clients as u32)
+            .connect(url)
+            .await
+            .unwrap();
         sqlx::query(&create("UUID")).execute(&pool).await.unwrap();
         let sql = format!(
             "INSERT INTO {table} ({COLUMNS}) SELECT * FROM UNNEST($1::uuid[], $2::uuid[], \
              $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::int8[])"
         );
         let started = Instant::now();
-        for chunk in inputs.chunks(batch) {
-            let mut tx = pool.begin().await.unwrap();
-            sqlx::query(&sql)
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|_| uuid::Uuid::now_v7())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|e| e.subscription_id.unwrap().0)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|e| e.dimension.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(chunk.iter().map(|e| hour(e).0).collect::<Vec<_>>())
-                .bind(chunk.iter().map(|e| hour(e).1).collect::<Vec<_>>())
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|e| e.quantity.micros())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    chunk
-                        .iter()
-                        .map(|e| e.idempotency_key.as_deref())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(vec![now; chunk.len()])
-                .execute(&mut *tx)
-                .await
-                .unwrap();
-            tx.commit().await.unwrap();
-        }
+        batches()
+            .for_each_concurrent(clients, |chunk| {
+                let (pool, sql) = (&pool, &sql);
+                async move {
+                    let mut tx = pool.begin().await.unwrap();
+                    sqlx::query(sql)
+                        .bind(
+                            chunk
+                                .iter()
+                                .map(|_| uuid::Uuid::now_v7())
+                                .collect::<Vec<_>>(),
+                        )
+                        .bind(
+                            chunk
+                                .iter()
+                                .map(|e| e.subscription_id.unwrap().0)
+                                .collect::<Vec<_>>(),
+                        )
+                        .bind(
+                            chunk
+                                .iter()
+                                .map(|e| e.dimension.as_str())
+                                .collect::<Vec<_>>(),
+                        )
+                        .bind(chunk.iter().map(|e| hour(e).0).collect::<Vec<_>>())
+                        .bind(chunk.iter().map(|e| hour(e).1).collect::<Vec<_>>())
+                        .bind(
+                            chunk
+                                .iter()
+                                .map(|e| e.quantity.micros())
+                                .collect::<Vec<_>>(),
+                        )
+                        .bind(
+                            chunk
+                                .iter()
+                                .map(|e| e.idempotency_key.as_deref())
+                                .collect::<Vec<_>>(),
+                        )
+                        .bind(vec![now; chunk.len()])
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                }
+            })
+            .await;
         let rate = inputs.len() as f64 / started.elapsed().as_secs_f64();
         pool.close().await;
         rate
@@ -451,7 +488,6 @@ async fn wire_floor(
     inputs: &[UsageInput],
     concurrency: usize,
 ) {
-    use futures_util::StreamExt;
     let by_id: std::collections::HashMap<SubscriptionId, &Subscription> =
         subscriptions.iter().map(|s| (s.id, s)).collect();
     let records: Vec<UsageRecord> = inputs
