@@ -152,6 +152,18 @@ const SQLITE_HOUR_JSON: &str = "hex(id), hex(subscription_id), marketplace, dime
     quantity_micros, state, attempts, next_attempt_at, NULL, sent_quantity_micros, \
     marketplace_record_id, outcome, last_error, updated_at";
 
+/// The ids of these hours as a JSON array of hex strings, for `json_each` on SQLite: one
+/// parameter however many hours.
+fn sqlite_id_list(rows: &[UsageHourRow]) -> Result<String, StoreError> {
+    serde_json::to_string(
+        &rows
+            .iter()
+            .map(|r| r.id.simple().to_string())
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| StoreError::Corrupt(format!("hour ids: {e}")))
+}
+
 fn quantity(micros: i64) -> Result<Quantity, StoreError> {
     Quantity::from_micros(micros).map_err(|e| StoreError::Corrupt(format!("quantity: {e}")))
 }
@@ -473,11 +485,9 @@ impl Store {
                 "h.state = 'sending' AND h.next_attempt_at <= $3"
             ),
         );
-        let mark = format!(
-            "UPDATE usage_hours SET state = 'sending', lease_id = $1, locked_until = $2, \
-             attempts = attempts + 1, updated_at = $3, sent_quantity_micros = quantity_micros, \
-             first_sent_at = COALESCE(first_sent_at, $3) WHERE id IN ({due_ids})"
-        );
+        const MARK: &str = "UPDATE usage_hours SET state = 'sending', lease_id = $1, \
+            locked_until = $2, attempts = attempts + 1, updated_at = $3, \
+            sent_quantity_micros = quantity_micros, first_sent_at = COALESCE(first_sent_at, $3)";
         let lease_id = Uuid::now_v7();
         let turn = self.write_turn().await;
         let rows: Vec<UsageHourRow> = match &self.pool {
@@ -502,15 +512,18 @@ impl Store {
                 let mut rows: Vec<UsageHourRow> = serde_json::from_str(&json)
                     .map_err(|e| StoreError::Corrupt(format!("due hours: {e}")))?;
                 if !rows.is_empty() {
-                    let marked = sqlx::query(&mark)
-                        .bind(lease_id)
-                        .bind(millis(now + lease))
-                        .bind(millis(now))
-                        .bind(millis(closed_through))
-                        .bind(i64::from(limit))
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+                    // The hours just read, by id: the write lock is held, so they are still
+                    // the due ones.
+                    let marked = sqlx::query(&format!(
+                        "{MARK} WHERE id IN (SELECT unhex(value) FROM json_each($4))"
+                    ))
+                    .bind(lease_id)
+                    .bind(millis(now + lease))
+                    .bind(millis(now))
+                    .bind(sqlite_id_list(&rows)?)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                     if marked != rows.len() as u64 {
                         return Err(StoreError::Corrupt(format!(
                             "claim read {} due hours but marked {marked}",
@@ -530,14 +543,16 @@ impl Store {
                 rows
             }
             crate::Pool::Postgres(pool) => {
-                let rows = sqlx::query_as(&format!("{mark} RETURNING {HOUR_COLUMNS}"))
-                    .bind(lease_id)
-                    .bind(millis(now + lease))
-                    .bind(millis(now))
-                    .bind(millis(closed_through))
-                    .bind(i64::from(limit))
-                    .fetch_all(pool)
-                    .await?;
+                let rows = sqlx::query_as(&format!(
+                    "{MARK} WHERE id IN ({due_ids}) RETURNING {HOUR_COLUMNS}"
+                ))
+                .bind(lease_id)
+                .bind(millis(now + lease))
+                .bind(millis(now))
+                .bind(millis(closed_through))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?;
                 drop(turn);
                 rows
             }
@@ -590,17 +605,10 @@ impl Store {
         const COLUMNS: &str = "SELECT usage_hour_id, tags, quantity_micros FROM usage_allocations";
         Ok(match &self.pool {
             crate::Pool::Sqlite(pool) => {
-                let ids = serde_json::to_string(
-                    &rows
-                        .iter()
-                        .map(|r| r.id.simple().to_string())
-                        .collect::<Vec<_>>(),
-                )
-                .map_err(|e| StoreError::Corrupt(format!("hour ids: {e}")))?;
                 sqlx::query_as(&format!(
                     "{COLUMNS} WHERE usage_hour_id IN (SELECT unhex(value) FROM json_each($1))"
                 ))
-                .bind(ids)
+                .bind(sqlite_id_list(rows)?)
                 .fetch_all(pool)
                 .await?
             }
