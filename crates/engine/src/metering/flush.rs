@@ -269,7 +269,7 @@ impl Engine {
         marketplace: Marketplace,
         batch: Vec<(UsageHour, UsageRecord)>,
     ) -> (usize, Vec<(Uuid, UsageSettlement)>) {
-        let records: Vec<UsageRecord> = batch.iter().map(|(_, r)| r.clone()).collect();
+        let (batch, records): (Vec<UsageHour>, Vec<UsageRecord>) = batch.into_iter().unzip();
         let provider: Option<Arc<dyn MarketplaceProvider>> =
             self.providers.get(&marketplace).cloned();
         let result = match &provider {
@@ -282,7 +282,7 @@ impl Engine {
             Ok(outcomes) if outcomes.len() == batch.len() => batch
                 .iter()
                 .zip(outcomes)
-                .map(|((hour, _), outcome)| (hour.id, self.settlement(hour, outcome)))
+                .map(|(hour, outcome)| (hour.id, self.settlement(hour, outcome)))
                 .collect(),
             Ok(outcomes) => {
                 let error = format!(
@@ -292,7 +292,7 @@ impl Engine {
                 );
                 batch
                     .iter()
-                    .map(|(hour, _)| (hour.id, self.retry(hour, &error, None)))
+                    .map(|hour| (hour.id, self.retry(hour, &error, None)))
                     .collect()
             }
             Err(error) => {
@@ -307,7 +307,7 @@ impl Engine {
                 tracing::warn!(%marketplace, records = batch.len(), %error, "usage batch failed");
                 batch
                     .iter()
-                    .map(|(hour, _)| {
+                    .map(|hour| {
                         let settlement = if retryable {
                             self.retry(hour, &error.to_string(), retry_after)
                         } else {
