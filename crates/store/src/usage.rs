@@ -525,13 +525,16 @@ impl Store {
                     .await?
                     .rows_affected();
                     if marked != rows.len() as u64 {
+                        tx.rollback().await?;
                         return Err(StoreError::Corrupt(format!(
                             "claim read {} due hours but marked {marked}",
                             rows.len()
                         )));
                     }
-                    tx.commit().await?;
                 }
+                // Also when nothing was due: the write lock must be released before the turn
+                // is, not by the rollback a dropped transaction only queues.
+                tx.commit().await?;
                 drop(turn);
                 for row in &mut rows {
                     row.state = UsageHourState::Sending.as_str().to_owned();
