@@ -4,10 +4,10 @@
 //! the database file and syncs it, inside that commit: a request that happened to commit then
 //! waited milliseconds, which was the usage API's p99. Automatic checkpoints are off instead
 //! and this task runs a passive checkpoint every `[database] sqlite_checkpoint_ms` (250 ms by
-//! default), beside readers and writers, which it never blocks. Its `fsync` still slows the disk for a moment; measured with the
-//! usage API at 1,000 requests a second, a checkpoint every second let WAL grow enough that each
-//! sync stalled requests for ~10 ms (p99 1.3–6.9 ms), every quarter second kept p99 at
-//! 1.4–2.0 ms, and none at all gave 0.8 ms.
+//! default), beside readers and writers, which it never blocks. Its `fsync` still slows the
+//! disk for a moment; measured with the usage API at 1,000 requests a second, a checkpoint
+//! every second let WAL grow enough that each sync stalled requests for ~10 ms (p99
+//! 1.3–6.9 ms), every quarter second kept p99 at 1.4–2.0 ms, and none at all gave 0.8 ms.
 
 use std::time::Duration;
 

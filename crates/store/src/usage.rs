@@ -617,7 +617,7 @@ impl Store {
             }
             crate::Pool::Postgres(pool) => {
                 sqlx::query_as(&format!("{COLUMNS} WHERE usage_hour_id = ANY($1)"))
-                    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+                    .bind(crate::ingest::column(rows, |r| r.id))
                     .fetch_all(pool)
                     .await?
             }
