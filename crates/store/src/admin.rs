@@ -61,6 +61,7 @@ impl Store {
         &self,
         since: time::OffsetDateTime,
     ) -> Result<Vec<UsageHourSummary>, StoreError> {
+        self.usage_fold().await?;
         let rows: Vec<(i64, String, i64, i64, i64, i64)> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT hour, marketplace, \

@@ -1,6 +1,7 @@
-//! Usage ingest (ADR 0005): a batch of events is stored in `usage_events` and folded into its
-//! hourly totals in `usage_hours`, in one transaction, so an event is either stored and
-//! counted or not at all.
+//! Usage ingest (ADR 0005, 0010): a batch of events is appended to the ledger
+//! (`usage_events`) in one transaction, all or nothing, after checking that none of its hours
+//! has been claimed for sending. The events reach their hourly totals when the next claim
+//! folds them ([`crate::fold`]).
 //!
 //! The statements are shaped per backend for throughput (ADR 0008): PostgreSQL takes a whole
 //! batch as one `INSERT … SELECT FROM UNNEST(arrays)` per table, one bind per column, so its
@@ -8,15 +9,14 @@
 //! anonymous `?` parameters (a `$N` parameter is looked up by name, a cost that grows with the
 //! statement's width), in a few fixed widths so that the statement cache serves every batch.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use sqlx::{Arguments, PgConnection, SqliteConnection, sqlite::SqliteArguments};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    IngestOutcome, NewUsageEvent, Pool, Store, StoreError, from_millis, millis,
-    usage::{HourKey, tags_key},
+    IngestOutcome, NewUsageEvent, Pool, Store, StoreError, fold::hour_already_sent, millis,
 };
 
 /// Up to this many events a statement, SQLite ingest reads the new ids back directly; wider
@@ -64,69 +64,16 @@ pub(crate) fn column<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U>
     items.iter().map(f).collect()
 }
 
-/// The new events of a batch, summed per subscription, dimension and hour: `(marketplace,
-/// quantity, allocated quantity per tag set)`.
-type Group<'a> = (&'a str, i64, BTreeMap<String, i64>);
-
-/// Sums the events that were stored (not duplicates) per hourly total, in key order (so
-/// concurrent writers upsert in the same order and cannot deadlock).
-fn aggregate<'a>(
-    stored: impl Iterator<Item = &'a NewUsageEvent>,
-) -> Result<Vec<(HourKey, Group<'a>)>, StoreError> {
-    let mut groups: BTreeMap<HourKey, Group<'a>> = BTreeMap::new();
-    for e in stored {
-        let entry = groups
-            .entry((e.subscription_id.0, e.dimension.clone(), millis(e.hour)))
-            .or_insert((e.marketplace.as_str(), 0, BTreeMap::new()));
-        entry.1 = entry.1.checked_add(e.quantity.micros()).ok_or_else(|| {
-            StoreError::Conflict("usage quantity overflows an hourly total".into())
-        })?;
-        for a in &e.allocations {
-            *entry.2.entry(tags_key(&a.tags)).or_insert(0) += a.quantity.micros();
-        }
-    }
-    Ok(groups.into_iter().collect())
-}
-
-/// An hour missing from `hour_ids` (the open hours the upsert returned or a lookup found) is
-/// frozen, claimed for sending: the batch is refused.
-fn refuse_frozen(
-    groups: &[(HourKey, Group<'_>)],
-    hour_ids: &HashMap<HourKey, Uuid>,
-) -> Result<(), StoreError> {
-    match groups.iter().find(|(key, _)| !hour_ids.contains_key(key)) {
-        Some(((_, dimension, hour), _)) => Err(StoreError::Conflict(format!(
-            "usage of `{dimension}` for the hour starting {} has already been sent to the \
-             marketplace; report it in a later hour",
-            from_millis(*hour)?
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// Allocation tags (rare): `(hour id, tag set, quantity)` to add to `usage_allocations`.
-fn allocation_rows(
-    groups: &[(HourKey, Group<'_>)],
-    hour_ids: &HashMap<HourKey, Uuid>,
-) -> Vec<(Uuid, String, i64)> {
-    let mut rows = Vec::new();
-    for (key, (_, _, allocations)) in groups {
-        if let Some(id) = hour_ids.get(key) {
-            rows.extend(allocations.iter().map(|(tags, q)| (*id, tags.clone(), *q)));
-        }
-    }
-    rows
-}
-
 const EVENT_COLUMNS: &str = "id, subscription_id, dimension, hour, occurred_at, quantity_micros, \
     idempotency_key, allocations, received_at";
-const HOUR_INSERT: &str = "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, \
-    hour, quantity_micros, next_attempt_at, created_at, updated_at, state, attempts) ";
-const HOUR_UPSERT: &str = " ON CONFLICT (subscription_id, dimension, hour) DO UPDATE \
-    SET quantity_micros = usage_hours.quantity_micros + excluded.quantity_micros, \
-    updated_at = excluded.updated_at WHERE usage_hours.state = 'open'";
-const ALLOCATION_UPSERT: &str = " ON CONFLICT (usage_hour_id, tags) DO UPDATE \
-    SET quantity_micros = usage_allocations.quantity_micros + excluded.quantity_micros";
+
+/// The distinct hours of the events that were stored (not duplicates), in key order.
+fn hours_of<'a>(stored: impl Iterator<Item = &'a NewUsageEvent>) -> Vec<(Uuid, &'a str, i64)> {
+    let hours: BTreeSet<(Uuid, &str, i64)> = stored
+        .map(|e| (e.subscription_id.0, e.dimension.as_str(), millis(e.hour)))
+        .collect();
+    hours.into_iter().collect()
+}
 
 fn allocations_json(event: &NewUsageEvent) -> Option<String> {
     (!event.allocations.is_empty())
@@ -175,52 +122,24 @@ async fn sqlite_batch(
             .execute(&mut *tx)
             .await?;
     }
-    // 2. The new ones folded into their hourly totals.
-    let groups = aggregate(stored.iter().copied())?;
-    for chunk in sqlite_chunks(&groups) {
+    // 2. None of their hours may have been claimed for sending (frozen). Nothing comes back
+    // unless one has: `|| ''` keeps SQLite on the key index, off the state one.
+    let hours = hours_of(stored.iter().copied());
+    for chunk in sqlite_chunks(&hours) {
         let sql = rows_sql(
-            &format!("{HOUR_INSERT} VALUES "),
-            "(?,?,?,?,?,?,?,?,?,'open',0)",
-            chunk.len(),
-            HOUR_UPSERT,
-        );
-        let mut query = sqlx::query(&sql);
-        for ((sub, dimension, hour), (marketplace, quantity, _)) in chunk {
-            query = query
-                .bind(Uuid::now_v7())
-                .bind(*sub)
-                .bind(*marketplace)
-                .bind(dimension.as_str())
-                .bind(*hour)
-                .bind(*quantity)
-                .bind(now_ms)
-                .bind(now_ms)
-                .bind(now_ms);
-        }
-        // An upsert counts each row it inserted or added to; a frozen hour is not counted.
-        if query.execute(&mut *tx).await?.rows_affected() < chunk.len() as u64 {
-            refuse_frozen(chunk, &sqlite_hour_ids(tx, chunk).await?)?;
-        }
-    }
-    // 3. Allocation tags (rare), summed per tag set.
-    let tagged: Vec<(HourKey, Group<'_>)> = groups
-        .iter()
-        .filter(|(_, (_, _, allocations))| !allocations.is_empty())
-        .cloned()
-        .collect();
-    let allocations = allocation_rows(&tagged, &sqlite_hour_ids(tx, &tagged).await?);
-    for chunk in sqlite_chunks(&allocations) {
-        let sql = rows_sql(
-            "INSERT INTO usage_allocations (usage_hour_id, tags, quantity_micros) VALUES ",
+            "SELECT dimension, hour FROM usage_hours WHERE state || '' <> 'open' \
+             AND (subscription_id, dimension, hour) IN (VALUES ",
             "(?,?,?)",
             chunk.len(),
-            ALLOCATION_UPSERT,
+            ") LIMIT 1",
         );
-        let mut query = sqlx::query(&sql);
-        for (id, tags, quantity) in chunk {
-            query = query.bind(*id).bind(tags.as_str()).bind(*quantity);
+        let mut query = sqlx::query_as::<_, (String, i64)>(&sql);
+        for (sub, dimension, hour) in chunk {
+            query = query.bind(*sub).bind(*dimension).bind(*hour);
         }
-        query.execute(&mut *tx).await?;
+        if let Some((dimension, hour)) = query.fetch_optional(&mut *tx).await? {
+            return Err(hour_already_sent(&dimension, hour));
+        }
     }
     Ok(IngestOutcome {
         accepted: stored.len(),
@@ -278,31 +197,6 @@ async fn sqlite_insert_new_events<'e>(
     Ok(chunk.iter().filter(|e| ids.contains(&e.id)).collect())
 }
 
-/// The ids of these hourly totals that are still open.
-async fn sqlite_hour_ids(
-    tx: &mut SqliteConnection,
-    groups: &[(HourKey, Group<'_>)],
-) -> Result<HashMap<HourKey, Uuid>, StoreError> {
-    let mut ids = HashMap::with_capacity(groups.len());
-    for chunk in sqlite_chunks(groups) {
-        let sql = rows_sql(
-            "SELECT id, subscription_id, dimension, hour FROM usage_hours \
-             WHERE state = 'open' AND (subscription_id, dimension, hour) IN (VALUES ",
-            "(?,?,?)",
-            chunk.len(),
-            ")",
-        );
-        let mut query = sqlx::query_as::<_, (Uuid, Uuid, String, i64)>(&sql);
-        for ((sub, dimension, hour), _) in chunk {
-            query = query.bind(*sub).bind(dimension.as_str()).bind(*hour);
-        }
-        for (id, sub, dimension, hour) in query.fetch_all(&mut *tx).await? {
-            ids.insert((sub, dimension, hour), id);
-        }
-    }
-    Ok(ids)
-}
-
 /// One batch on PostgreSQL, inside the open transaction or savepoint `tx`: one statement per
 /// table, the batch bound as one array per column.
 async fn postgres_batch(
@@ -332,42 +226,23 @@ async fn postgres_batch(
     .await?
     .into_iter()
     .collect();
-    // 2. The new ones folded into their hourly totals.
-    let groups = aggregate(events.iter().filter(|e| inserted.contains(&e.id)))?;
-    let mut hour_ids: HashMap<HourKey, Uuid> = HashMap::with_capacity(groups.len());
-    if !groups.is_empty() {
-        let rows: Vec<(Uuid, Uuid, String, i64)> = sqlx::query_as(&format!(
-            "{HOUR_INSERT} SELECT id, sub, marketplace, dim, hour, qty, $7::int8, $7::int8, $7::int8, 'open', 0 \
-             FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[], \
-             $6::int8[]) AS h (id, sub, marketplace, dim, hour, qty) {HOUR_UPSERT} \
-             RETURNING id, subscription_id, dimension, hour"
-        ))
-        .bind(column(&groups, |_| Uuid::now_v7()))
-        .bind(column(&groups, |((sub, _, _), _)| *sub))
-        .bind(column(&groups, |(_, (m, _, _))| *m))
-        .bind(column(&groups, |((_, d, _), _)| d.as_str()))
-        .bind(column(&groups, |((_, _, h), _)| *h))
-        .bind(column(&groups, |(_, (_, q, _))| *q))
-        .bind(now_ms)
-        .fetch_all(&mut *tx)
+    // 2. None of their hours may have been claimed for sending (frozen).
+    let hours = hours_of(events.iter().filter(|e| inserted.contains(&e.id)));
+    if !hours.is_empty() {
+        let frozen: Option<(String, i64)> = sqlx::query_as(
+            "SELECT h.dimension, h.hour \
+             FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) AS k (sub, dim, hour) \
+             JOIN usage_hours h ON h.subscription_id = k.sub AND h.dimension = k.dim \
+             AND h.hour = k.hour WHERE h.state <> 'open' LIMIT 1",
+        )
+        .bind(column(&hours, |(sub, _, _)| *sub))
+        .bind(column(&hours, |(_, dim, _)| *dim))
+        .bind(column(&hours, |(_, _, hour)| *hour))
+        .fetch_optional(&mut *tx)
         .await?;
-        for (id, sub, dimension, hour) in rows {
-            hour_ids.insert((sub, dimension, hour), id);
+        if let Some((dimension, hour)) = frozen {
+            return Err(hour_already_sent(&dimension, hour));
         }
-    }
-    refuse_frozen(&groups, &hour_ids)?;
-    // 3. Allocation tags, summed per tag set.
-    let allocations = allocation_rows(&groups, &hour_ids);
-    if !allocations.is_empty() {
-        sqlx::query(&format!(
-            "INSERT INTO usage_allocations (usage_hour_id, tags, quantity_micros) \
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) {ALLOCATION_UPSERT}"
-        ))
-        .bind(column(&allocations, |(id, _, _)| *id))
-        .bind(column(&allocations, |(_, t, _)| t.as_str()))
-        .bind(column(&allocations, |(_, _, q)| *q))
-        .execute(&mut *tx)
-        .await?;
     }
     Ok(IngestOutcome {
         accepted: inserted.len(),
@@ -386,8 +261,8 @@ macro_rules! group_commit {
             match $batch(&mut tx, events, *now).await {
                 Ok(outcome) => results.push(Ok(outcome)),
                 Err(e) => {
-                    // Roll back now: on PostgreSQL a refused upsert holds the frozen row's
-                    // lock until then, which would hide it from flushers.
+                    // Roll back now: on PostgreSQL the batch holds the ledger's write lock
+                    // until then, which would hold off the next claim.
                     tx.rollback().await?;
                     return Ok(vec![Err(e)]);
                 }
@@ -413,9 +288,9 @@ macro_rules! group_commit {
 }
 
 impl Store {
-    /// Stores a batch of events and adds them to their hourly totals, in one transaction.
-    /// Events whose idempotency key is already stored are skipped. Refused as a whole with
-    /// [`StoreError::Conflict`] when an event belongs to an hour already sent.
+    /// Stores a batch of events in one transaction; the next claim adds them to their hourly
+    /// totals. Events whose idempotency key is already stored are skipped. Refused as a whole
+    /// with [`StoreError::Conflict`] when a new event belongs to an hour already sent.
     pub async fn usage_ingest(
         &self,
         events: &[NewUsageEvent],

@@ -11,6 +11,7 @@ mod api_keys;
 mod bulk;
 mod checkpoint;
 mod error;
+mod fold;
 mod ingest;
 mod invites;
 mod onboarding;

@@ -1,9 +1,9 @@
 //! Metering: the raw usage ledger (`usage_events`), the hourly totals sent to marketplaces
 //! (`usage_hours`) and their delivery bookkeeping. See ADR 0005.
 //!
-//! Ingest writes a batch of events and folds them into their hourly totals in one
-//! transaction, so an event is either stored and counted or not at all. A flusher claims due
-//! hours with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL), which also marks them
+//! Ingest appends a batch of events to the ledger in one transaction, so an event is either
+//! stored or not at all; each claim first folds the events stored since the last one into
+//! their hourly totals (ADR 0010). A flusher claims due hours with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL), which also marks them
 //! `sending` — in flight, quantity frozen — before any marketplace call; it then settles each
 //! one with its outcome, presenting the lease. An hour whose flusher died stays `sending` until
 //! the lease expires and is then claimed again and resent identically: the marketplaces
@@ -326,6 +326,9 @@ impl Store {
         if subscriptions.is_empty() {
             return Ok(0);
         }
+        // Hours with usage stored but not folded yet are not empty: fold first, so that they
+        // are not counted as zero rows created.
+        self.usage_fold().await?;
         let rows = self.backend().insert_rows();
         let through_ms = millis(through);
         let _turn = self.write_turn().await;
@@ -497,6 +500,11 @@ impl Store {
                 // than a message per row from the driver's thread (`RETURNING`), which cost
                 // more than the claim itself; the claim's own changes are applied below.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                // Events stored before this claim reach their hours before any is frozen.
+                if let Err(e) = crate::fold::sqlite_fold(&mut tx).await {
+                    tx.rollback().await?;
+                    return Err(e);
+                }
                 // CROSS JOIN: from the due ids to their rows, never the other way round.
                 let json: String = sqlx::query_scalar(&format!(
                     "SELECT json_group_array(json_array({SQLITE_HOUR_JSON})) FROM \
@@ -546,6 +554,10 @@ impl Store {
                 rows
             }
             crate::Pool::Postgres(pool) => {
+                // The fold locks the ledger against writers until this transaction ends, so
+                // no event can reach an hour between its fold and its freezing.
+                let mut tx = pool.begin().await?;
+                crate::fold::postgres_fold(&mut tx).await?;
                 let rows = sqlx::query_as(&format!(
                     "{MARK} WHERE id IN ({due_ids}) RETURNING {HOUR_COLUMNS}"
                 ))
@@ -554,8 +566,9 @@ impl Store {
                 .bind(millis(now))
                 .bind(millis(closed_through))
                 .bind(i64::from(limit))
-                .fetch_all(pool)
+                .fetch_all(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 drop(turn);
                 rows
             }
@@ -703,12 +716,41 @@ impl Store {
         Ok(settled)
     }
 
+    /// Adds the events stored since the last fold to their hourly totals (ADR 0010); every
+    /// claim does this first. Readers of the totals call it so that they see all usage stored
+    /// so far. Returns how many hourly totals changed.
+    pub async fn usage_fold(&self) -> Result<usize, StoreError> {
+        let _turn = self.write_turn().await;
+        match &self.pool {
+            crate::Pool::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                match crate::fold::sqlite_fold(&mut tx).await {
+                    Ok(folded) => {
+                        tx.commit().await?;
+                        Ok(folded)
+                    }
+                    Err(e) => {
+                        tx.rollback().await?;
+                        Err(e)
+                    }
+                }
+            }
+            crate::Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let folded = crate::fold::postgres_fold(&mut tx).await?;
+                tx.commit().await?;
+                Ok(folded)
+            }
+        }
+    }
+
     /// Hourly totals in one state (newest hour first), e.g. the dead letters.
     pub async fn usage_hours_in(
         &self,
         state: UsageHourState,
         limit: u32,
     ) -> Result<Vec<UsageHour>, StoreError> {
+        self.usage_fold().await?;
         let rows: Vec<UsageHourRow> = on_pool!(self, |pool| {
             sqlx::query_as(&format!(
                 "SELECT {HOUR_COLUMNS} FROM usage_hours WHERE state = $1 \
@@ -727,6 +769,7 @@ impl Store {
         &self,
         subscription: SubscriptionId,
     ) -> Result<Vec<UsageHour>, StoreError> {
+        self.usage_fold().await?;
         let rows: Vec<UsageHourRow> = on_pool!(self, |pool| {
             sqlx::query_as(&format!(
                 "SELECT {HOUR_COLUMNS} FROM usage_hours WHERE subscription_id = $1 \
@@ -754,6 +797,7 @@ impl Store {
         &self,
         closed_through: OffsetDateTime,
     ) -> Result<UsageBacklog, StoreError> {
+        self.usage_fold().await?;
         type Counts = (Vec<(String, i64)>, (i64, Option<i64>));
         let (states, due): Counts = on_pool!(self, |pool| {
             let states = sqlx::query_as("SELECT state, COUNT(*) FROM usage_hours GROUP BY state")

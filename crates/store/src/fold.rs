@@ -1,0 +1,337 @@
+//! Folding usage into hourly totals (ADR 0010): the events stored since the last fold are
+//! summed per subscription, dimension and hour and added to `usage_hours` (and their tags to
+//! `usage_allocations`), then the watermark in `usage_fold` moves past them.
+//!
+//! A fold runs inside every claim, in the transaction that freezes hours, so an hour is never
+//! frozen with events of it still unfolded: on SQLite the claim holds the write lock from its
+//! start; on PostgreSQL it first locks the ledger against writers (`SHARE ROW EXCLUSIVE`), which
+//! waits for every request that is still inserting events and holds off new ones until the
+//! claim commits. A request that comes after finds the hour frozen and is refused (ingest).
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::{PgConnection, SqliteConnection};
+use uuid::Uuid;
+
+use crate::{
+    StoreError, from_millis,
+    ingest::{column, rows_sql, sqlite_chunks},
+    usage::{HourKey, tags_key},
+};
+use marketlink_core::UsageAllocation;
+
+/// Events summed into one hourly total: `(marketplace, quantity, allocated quantity per tag
+/// set)`.
+pub(crate) type Group<'a> = (&'a str, i64, BTreeMap<String, i64>);
+
+/// The unfolded events of one hour, as read from the ledger.
+#[derive(Debug, serde::Deserialize, sqlx::FromRow)]
+struct FoldRow {
+    subscription_id: Uuid,
+    /// `None` if the subscription is missing (never deleted: a corrupt database).
+    marketplace: Option<String>,
+    dimension: String,
+    hour: i64,
+    quantity_micros: i64,
+    /// The newest event in it (`received_at`): the hour's `updated_at`.
+    received_at: i64,
+}
+
+/// An unfolded event with cost-allocation tags (rare): `allocations` as stored (JSON).
+#[derive(Debug, serde::Deserialize, sqlx::FromRow)]
+struct TaggedRow {
+    subscription_id: Uuid,
+    dimension: String,
+    hour: i64,
+    allocations: String,
+}
+
+/// What one fold read: the hours to add to, and the ledger position it folded through.
+struct Unfolded {
+    rows: Vec<FoldRow>,
+    tagged: Vec<TaggedRow>,
+    through: i64,
+}
+
+impl Unfolded {
+    /// The hourly deltas in key order (so concurrent writers lock rows in the same order), and
+    /// the newest `received_at` among them.
+    fn groups(&self) -> Result<(Vec<(HourKey, Group<'_>)>, i64), StoreError> {
+        let mut groups: BTreeMap<HourKey, Group<'_>> = BTreeMap::new();
+        let mut newest = 0;
+        for row in &self.rows {
+            let marketplace = row.marketplace.as_deref().ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "usage events of unknown subscription {}",
+                    row.subscription_id
+                ))
+            })?;
+            newest = newest.max(row.received_at);
+            groups.insert(
+                (row.subscription_id, row.dimension.clone(), row.hour),
+                (marketplace, row.quantity_micros, BTreeMap::new()),
+            );
+        }
+        for row in &self.tagged {
+            let allocations: Vec<UsageAllocation> = serde_json::from_str(&row.allocations)
+                .map_err(|e| StoreError::Corrupt(format!("usage event allocations: {e}")))?;
+            let key = (row.subscription_id, row.dimension.clone(), row.hour);
+            let Some((_, _, tags)) = groups.get_mut(&key) else {
+                return Err(StoreError::Corrupt(
+                    "tagged usage event outside the hours being folded".into(),
+                ));
+            };
+            for a in allocations {
+                *tags.entry(tags_key(&a.tags)).or_insert(0) += a.quantity.micros();
+            }
+        }
+        Ok((groups.into_iter().collect(), newest))
+    }
+}
+
+/// The refusal of usage for an hour that has been claimed for sending.
+pub(crate) fn hour_already_sent(dimension: &str, hour: i64) -> StoreError {
+    match from_millis(hour) {
+        Ok(hour) => StoreError::Conflict(format!(
+            "usage of `{dimension}` for the hour starting {hour} has already been sent to the \
+             marketplace; report it in a later hour"
+        )),
+        Err(e) => e,
+    }
+}
+
+/// Deltas that found their hour frozen: the claim that froze it should have folded them
+/// first, so this is a broken invariant. Refused loudly rather than dropped.
+fn frozen_during_fold(
+    groups: &[(HourKey, Group<'_>)],
+    open: &HashMap<HourKey, Uuid>,
+) -> Result<(), StoreError> {
+    match groups.iter().find(|(key, _)| !open.contains_key(key)) {
+        Some(((sub, dimension, hour), _)) => Err(StoreError::Corrupt(format!(
+            "usage of `{dimension}` of subscription {sub} for hour {hour} reached its total \
+             after the hour was claimed; the events are kept in the ledger, unfolded"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Allocation rows to add: `(hour id, tag set, quantity)`.
+fn allocation_rows(
+    groups: &[(HourKey, Group<'_>)],
+    hour_ids: &HashMap<HourKey, Uuid>,
+) -> Vec<(Uuid, String, i64)> {
+    let mut rows = Vec::new();
+    for (key, (_, _, allocations)) in groups {
+        if let Some(id) = hour_ids.get(key) {
+            rows.extend(allocations.iter().map(|(tags, q)| (*id, tags.clone(), *q)));
+        }
+    }
+    rows
+}
+
+const HOUR_INSERT: &str = "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, \
+    hour, quantity_micros, next_attempt_at, created_at, updated_at, state, attempts) ";
+const HOUR_UPSERT: &str = " ON CONFLICT (subscription_id, dimension, hour) DO UPDATE \
+    SET quantity_micros = usage_hours.quantity_micros + excluded.quantity_micros, \
+    updated_at = excluded.updated_at WHERE usage_hours.state = 'open'";
+const ALLOCATION_UPSERT: &str = " ON CONFLICT (usage_hour_id, tags) DO UPDATE \
+    SET quantity_micros = usage_allocations.quantity_micros + excluded.quantity_micros";
+
+/// The hours of the unfolded events, summed in SQL: `$1` is the watermark.
+const UNFOLDED_HOURS: &str = "SELECT g.subscription_id AS subscription_id, \
+    s.marketplace AS marketplace, g.dimension AS dimension, g.hour AS hour, \
+    g.quantity_micros AS quantity_micros, g.received_at AS received_at FROM (SELECT subscription_id, dimension, hour, \
+    SUM(quantity_micros) AS quantity_micros, MAX(received_at) AS received_at \
+    FROM usage_events WHERE seq > $1 GROUP BY subscription_id, dimension, hour) AS g \
+    LEFT JOIN subscriptions s ON s.id = g.subscription_id";
+
+/// Folds every event past the watermark on SQLite, inside `tx`, which must hold the write
+/// lock (`BEGIN IMMEDIATE`). Returns how many hourly totals it added to.
+pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, StoreError> {
+    let watermark: i64 = sqlx::query_scalar("SELECT folded_through FROM usage_fold WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let through: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM usage_events")
+        .fetch_one(&mut *tx)
+        .await?;
+    let Some(through) = through.filter(|t| *t > watermark) else {
+        return Ok(0);
+    };
+    // One JSON row rather than a driver message per row (ADR 0008).
+    let json: String = sqlx::query_scalar(&format!(
+        "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
+         'marketplace', marketplace, 'dimension', dimension, 'hour', hour, \
+         'quantity_micros', quantity_micros, 'received_at', received_at)) \
+         FROM ({UNFOLDED_HOURS})"
+    ))
+    .bind(watermark)
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows: Vec<FoldRow> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("unfolded usage: {e}")))?;
+    let json: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
+         'dimension', dimension, 'hour', hour, 'allocations', allocations)) \
+         FROM usage_events WHERE seq > $1 AND allocations IS NOT NULL",
+    )
+    .bind(watermark)
+    .fetch_one(&mut *tx)
+    .await?;
+    let tagged: Vec<TaggedRow> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("unfolded usage tags: {e}")))?;
+    let unfolded = Unfolded {
+        rows,
+        tagged,
+        through,
+    };
+    let (groups, newest) = unfolded.groups()?;
+    for chunk in sqlite_chunks(&groups) {
+        let sql = rows_sql(
+            &format!("{HOUR_INSERT} VALUES "),
+            "(?,?,?,?,?,?,?,?,?,'open',0)",
+            chunk.len(),
+            HOUR_UPSERT,
+        );
+        let mut query = sqlx::query(&sql);
+        for ((sub, dimension, hour), (marketplace, quantity, _)) in chunk {
+            query = query
+                .bind(Uuid::now_v7())
+                .bind(*sub)
+                .bind(*marketplace)
+                .bind(dimension.as_str())
+                .bind(*hour)
+                .bind(*quantity)
+                .bind(newest)
+                .bind(newest)
+                .bind(newest);
+        }
+        // An upsert counts each row it inserted or added to; a frozen hour is not counted.
+        if query.execute(&mut *tx).await?.rows_affected() < chunk.len() as u64 {
+            frozen_during_fold(chunk, &sqlite_open_hour_ids(tx, chunk).await?)?;
+        }
+    }
+    let tagged: Vec<(HourKey, Group<'_>)> = groups
+        .iter()
+        .filter(|(_, (_, _, allocations))| !allocations.is_empty())
+        .cloned()
+        .collect();
+    let allocations = allocation_rows(&tagged, &sqlite_open_hour_ids(tx, &tagged).await?);
+    for chunk in sqlite_chunks(&allocations) {
+        let sql = rows_sql(
+            "INSERT INTO usage_allocations (usage_hour_id, tags, quantity_micros) VALUES ",
+            "(?,?,?)",
+            chunk.len(),
+            ALLOCATION_UPSERT,
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, tags, quantity) in chunk {
+            query = query.bind(*id).bind(tags.as_str()).bind(*quantity);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    sqlx::query("UPDATE usage_fold SET folded_through = $1 WHERE id = 1")
+        .bind(unfolded.through)
+        .execute(&mut *tx)
+        .await?;
+    Ok(groups.len())
+}
+
+/// The ids of these hourly totals that are still open.
+async fn sqlite_open_hour_ids(
+    tx: &mut SqliteConnection,
+    groups: &[(HourKey, Group<'_>)],
+) -> Result<HashMap<HourKey, Uuid>, StoreError> {
+    let mut ids = HashMap::with_capacity(groups.len());
+    for chunk in sqlite_chunks(groups) {
+        let sql = rows_sql(
+            "SELECT id, subscription_id, dimension, hour FROM usage_hours \
+             WHERE state = 'open' AND (subscription_id, dimension, hour) IN (VALUES ",
+            "(?,?,?)",
+            chunk.len(),
+            ")",
+        );
+        let mut query = sqlx::query_as::<_, (Uuid, Uuid, String, i64)>(&sql);
+        for ((sub, dimension, hour), _) in chunk {
+            query = query.bind(*sub).bind(dimension.as_str()).bind(*hour);
+        }
+        for (id, sub, dimension, hour) in query.fetch_all(&mut *tx).await? {
+            ids.insert((sub, dimension, hour), id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Folds every event past the watermark on PostgreSQL, inside `tx`. Takes the ledger's
+/// `SHARE ROW EXCLUSIVE` lock first (see the module doc), held until `tx` ends. Returns how
+/// many hourly totals it added to.
+pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreError> {
+    sqlx::query("LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let watermark: i64 = sqlx::query_scalar("SELECT folded_through FROM usage_fold WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let through: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM usage_events")
+        .fetch_one(&mut *tx)
+        .await?;
+    let Some(through) = through.filter(|t| *t > watermark) else {
+        return Ok(0);
+    };
+    // `::int8`: a sum beyond 64 bits is an error, not a silent numeric.
+    let rows: Vec<FoldRow> = sqlx::query_as(&format!(
+        "SELECT subscription_id, marketplace, dimension, hour, quantity_micros::int8, \
+         received_at::int8 FROM ({UNFOLDED_HOURS}) AS u"
+    ))
+    .bind(watermark)
+    .fetch_all(&mut *tx)
+    .await?;
+    let tagged: Vec<TaggedRow> = sqlx::query_as(
+        "SELECT subscription_id, dimension, hour, allocations::text AS allocations \
+         FROM usage_events WHERE seq > $1 AND allocations IS NOT NULL",
+    )
+    .bind(watermark)
+    .fetch_all(&mut *tx)
+    .await?;
+    let unfolded = Unfolded {
+        rows,
+        tagged,
+        through,
+    };
+    let (groups, newest) = unfolded.groups()?;
+    let open: HashMap<HourKey, Uuid> = sqlx::query_as::<_, (Uuid, Uuid, String, i64)>(&format!(
+        "{HOUR_INSERT} SELECT id, sub, marketplace, dim, hour, qty, $7::int8, $7::int8, $7::int8, \
+         'open', 0 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[], \
+         $6::int8[]) AS h (id, sub, marketplace, dim, hour, qty) {HOUR_UPSERT} \
+         RETURNING id, subscription_id, dimension, hour"
+    ))
+    .bind(column(&groups, |_| Uuid::now_v7()))
+    .bind(column(&groups, |((sub, _, _), _)| *sub))
+    .bind(column(&groups, |(_, (m, _, _))| *m))
+    .bind(column(&groups, |((_, d, _), _)| d.as_str()))
+    .bind(column(&groups, |((_, _, h), _)| *h))
+    .bind(column(&groups, |(_, (_, q, _))| *q))
+    .bind(newest)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|(id, sub, dimension, hour)| ((sub, dimension, hour), id))
+    .collect();
+    frozen_during_fold(&groups, &open)?;
+    let allocations = allocation_rows(&groups, &open);
+    if !allocations.is_empty() {
+        sqlx::query(&format!(
+            "INSERT INTO usage_allocations (usage_hour_id, tags, quantity_micros) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) {ALLOCATION_UPSERT}"
+        ))
+        .bind(column(&allocations, |(id, _, _)| *id))
+        .bind(column(&allocations, |(_, t, _)| t.as_str()))
+        .bind(column(&allocations, |(_, _, q)| *q))
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("UPDATE usage_fold SET folded_through = $1 WHERE id = 1")
+        .bind(unfolded.through)
+        .execute(&mut *tx)
+        .await?;
+    Ok(groups.len())
+}
