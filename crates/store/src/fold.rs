@@ -54,8 +54,10 @@ struct Unfolded {
 }
 
 impl Unfolded {
-    /// The hourly deltas in key order (so concurrent writers lock rows in the same order), and
-    /// the newest `received_at` among them.
+    /// The hourly deltas in claim order (hour, then subscription and dimension), and the newest
+    /// `received_at` among them. New totals are thereby written hour by hour, as claims read
+    /// them: a backlog folded at once would otherwise lay each hour's rows all over the table,
+    /// and every claim would touch a page per row.
     fn groups(&self) -> Result<(Vec<(HourKey, Group<'_>)>, i64), StoreError> {
         let mut groups: BTreeMap<HourKey, Group<'_>> = BTreeMap::new();
         let mut newest = 0;
@@ -85,7 +87,11 @@ impl Unfolded {
                 *tags.entry(tags_key(&a.tags)).or_insert(0) += a.quantity.micros();
             }
         }
-        Ok((groups.into_iter().collect(), newest))
+        let mut groups: Vec<(HourKey, Group<'_>)> = groups.into_iter().collect();
+        groups.sort_by(|((sub_a, dim_a, hour_a), _), ((sub_b, dim_b, hour_b), _)| {
+            (hour_a, sub_a, dim_a).cmp(&(hour_b, sub_b, dim_b))
+        });
+        Ok((groups, newest))
     }
 }
 
