@@ -151,13 +151,14 @@ const UNFOLDED_HOURS: &str = "SELECT g.subscription_id AS subscription_id, \
     FROM usage_events WHERE seq > $1 GROUP BY subscription_id, dimension, hour) AS g \
     LEFT JOIN subscriptions s ON s.id = g.subscription_id";
 
+/// The watermark and the newest event: nothing to fold unless the second is past the first.
+const WATERMARKS: &str =
+    "SELECT folded_through, (SELECT MAX(seq) FROM usage_events) FROM usage_fold WHERE id = 1";
+
 /// Folds every event past the watermark on SQLite, inside `tx`, which must hold the write
 /// lock (`BEGIN IMMEDIATE`). Returns how many hourly totals it added to.
 pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, StoreError> {
-    let watermark: i64 = sqlx::query_scalar("SELECT folded_through FROM usage_fold WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await?;
-    let through: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM usage_events")
+    let (watermark, through): (i64, Option<i64>) = sqlx::query_as(WATERMARKS)
         .fetch_one(&mut *tx)
         .await?;
     let Some(through) = through.filter(|t| *t > watermark) else {
@@ -274,10 +275,7 @@ pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreE
     sqlx::query("LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    let watermark: i64 = sqlx::query_scalar("SELECT folded_through FROM usage_fold WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await?;
-    let through: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM usage_events")
+    let (watermark, through): (i64, Option<i64>) = sqlx::query_as(WATERMARKS)
         .fetch_one(&mut *tx)
         .await?;
     let Some(through) = through.filter(|t| *t > watermark) else {
