@@ -158,9 +158,8 @@ const WATERMARKS: &str =
 /// Folds every event past the watermark on SQLite, inside `tx`, which must hold the write
 /// lock (`BEGIN IMMEDIATE`). Returns how many hourly totals it added to.
 pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, StoreError> {
-    let (watermark, through): (i64, Option<i64>) = sqlx::query_as(WATERMARKS)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (watermark, through): (i64, Option<i64>) =
+        sqlx::query_as(WATERMARKS).fetch_one(&mut *tx).await?;
     let Some(through) = through.filter(|t| *t > watermark) else {
         return Ok(0);
     };
@@ -275,9 +274,8 @@ pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreE
     sqlx::query("LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    let (watermark, through): (i64, Option<i64>) = sqlx::query_as(WATERMARKS)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (watermark, through): (i64, Option<i64>) =
+        sqlx::query_as(WATERMARKS).fetch_one(&mut *tx).await?;
     let Some(through) = through.filter(|t| *t > watermark) else {
         return Ok(0);
     };

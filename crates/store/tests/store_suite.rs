@@ -825,7 +825,8 @@ async fn usage_reaches_its_hours_when_a_claim_folds_it(store: &Store) {
         )
         .await
         .unwrap();
-    let mut claimed: Vec<(String, String, Vec<(String, String)>)> = claim
+    type Claimed = (String, String, Vec<(String, String)>);
+    let mut claimed: Vec<Claimed> = claim
         .hours
         .iter()
         .map(|h| {
