@@ -463,14 +463,16 @@ async fn bench_flush(dir: &tempfile::TempDir) {
     let mut engine_ = engine_;
     engine_.metering.claim_limit = 5_000;
     let started = Instant::now();
+    let cpu = cpu_time();
     let run = engine_.flush_usage().await.unwrap();
     let elapsed = started.elapsed();
     println!(
-        "flush ({backend}): {rows} hourly rows to the AWS sandbox over loopback HTTP in {elapsed:.2?} ({:.0} rows/s, {} calls, {} delivered, {} zero rows created)",
+        "flush ({backend}): {rows} hourly rows to the AWS sandbox over loopback HTTP in {elapsed:.2?} ({:.0} rows/s, {} calls, {} delivered, {} zero rows created; {})",
         rows as f64 / elapsed.as_secs_f64(),
         run.calls,
         run.delivered,
-        run.zero_created
+        run.zero_created,
+        cpu_used(cpu, elapsed)
     );
     assert_eq!(run.delivered, rows + run.zero_created as usize);
     assert_eq!(aws.sandbox.metered_records().len(), run.delivered);
@@ -513,6 +515,7 @@ async fn wire_floor(
         })
         .collect();
     let started = Instant::now();
+    let cpu = cpu_time();
     let accepted: usize = futures_util::stream::iter(records.chunks(25))
         .map(|batch| {
             let provider = provider.clone();
@@ -524,10 +527,39 @@ async fn wire_floor(
     let elapsed = started.elapsed();
     assert_eq!(accepted, records.len());
     println!(
-        "flush wire floor: the same {} records through the AWS SDK to the sandbox, no database: {elapsed:.2?} ({:.0} records/s)",
+        "flush wire floor: the same {} records through the AWS SDK to the sandbox, no database: {elapsed:.2?} ({:.0} records/s; {})",
         records.len(),
-        records.len() as f64 / elapsed.as_secs_f64()
+        records.len() as f64 / elapsed.as_secs_f64(),
+        cpu_used(cpu, elapsed)
     );
+}
+
+/// CPU time this process has used so far, all threads (user + system), from
+/// `/proc/self/stat` in clock ticks of 1/100 s (Linux's `USER_HZ`); zero elsewhere. SQLite,
+/// the sandbox and the SDK all run in this process, so it tells how many cores a step kept
+/// busy: a step needing more CPU seconds than cores × its goal cannot meet the goal here.
+fn cpu_time() -> StdDuration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name (in parentheses): utime and stime are the 12th and
+            // 13th of them.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    StdDuration::from_millis(ticks * 10)
+}
+
+/// "CPU 12.3 s, 1.9 cores": the CPU used since `since` over `elapsed`.
+fn cpu_used(since: StdDuration, elapsed: StdDuration) -> String {
+    let cpu = cpu_time().saturating_sub(since);
+    format!(
+        "CPU {:.1} s, {:.2} cores",
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() / elapsed.as_secs_f64()
+    )
 }
 
 fn main() {
