@@ -334,6 +334,12 @@ async fn every_validation_error_is_named() {
         kind(h.engine.ingest_usage(&[e]).await),
         IngestErrorKind::InvalidIdempotencyKey
     ));
+    // More than one marketplace record can carry; the largest allowed is accepted below.
+    let e = input(sub.id, "api_calls", "2147483647.000001", now);
+    assert!(matches!(
+        kind(h.engine.ingest_usage(&[e]).await),
+        IngestErrorKind::QuantityTooLarge(_)
+    ));
     // Not yet active (seed 000/001: no usage before subscribe-success / activation).
     let pending = store
         .upsert_subscription(&Subscription::pending(
@@ -370,6 +376,59 @@ async fn every_validation_error_is_named() {
         (1, 0, 1)
     );
     assert_eq!(store.usage_event_count(sub.id).await.unwrap(), 1);
+    h.engine
+        .ingest_usage(&[input(sub.id, "api_calls", "2147483647", now)])
+        .await
+        .unwrap();
+}
+
+/// Hourly totals saturate instead of overflowing (so one runaway hour cannot stop every
+/// fold), and the flusher dead-letters a saturated hour rather than bill it.
+#[tokio::test]
+async fn a_saturated_hour_is_dead_lettered_not_sent() {
+    let provider = Counting::new(Marketplace::AWS);
+    let start = T0 + Duration::hours(2);
+    let h = harness(provider.clone(), start).await;
+    let store = &h.engine.store;
+    let sub = subscription(store, Marketplace::AWS, "c1").await;
+    // Written past the engine's per-event cap, straight into the store.
+    let event = |micros: i64| marketlink_store::NewUsageEvent {
+        id: Uuid::now_v7(),
+        subscription_id: sub.id,
+        marketplace: "aws".into(),
+        dimension: "api_calls".into(),
+        occurred_at: T0,
+        hour: T0,
+        quantity: Quantity::from_micros(micros).unwrap(),
+        idempotency_key: None,
+        allocations: vec![],
+    };
+    store
+        .usage_ingest(&[event(i64::MAX), event(i64::MAX)], start)
+        .await
+        .unwrap();
+    store.usage_fold().await.unwrap();
+    store.usage_ingest(&[event(i64::MAX)], start).await.unwrap();
+    let hours = store.usage_hours_of(sub.id).await.unwrap();
+    assert_eq!(hours.len(), 1);
+    assert_eq!(
+        hours[0].quantity.micros(),
+        marketlink_store::MAX_HOUR_MICROS
+    );
+    let run = h.engine.flush_usage().await.unwrap();
+    assert_eq!(run.dead, 1, "{run:?}");
+    assert!(provider.sent().iter().all(|r| r.hour != T0));
+    let dead = store
+        .usage_hours_in(marketlink_store::UsageHourState::Dead, 10)
+        .await
+        .unwrap();
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("largest quantity")
+    );
 }
 
 #[tokio::test]

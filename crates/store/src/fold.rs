@@ -32,9 +32,21 @@ struct FoldRow {
     marketplace: Option<String>,
     dimension: String,
     hour: i64,
-    quantity_micros: i64,
+    /// The events' whole units and the sum of their fractions (in micro-units).
+    units: i64,
+    micros: i64,
     /// The newest event in it (`received_at`): the hour's `updated_at`.
     received_at: i64,
+}
+
+impl FoldRow {
+    /// The hour's added quantity in micro-units, saturating at [`MAX_HOUR_MICROS`].
+    fn quantity(&self) -> i64 {
+        self.units
+            .checked_mul(1_000_000)
+            .and_then(|q| q.checked_add(self.micros))
+            .map_or(MAX_HOUR_MICROS, |q| q.min(MAX_HOUR_MICROS))
+    }
 }
 
 /// An unfolded event with cost-allocation tags (rare): `allocations` as stored (JSON).
@@ -71,7 +83,7 @@ impl Unfolded {
             newest = newest.max(row.received_at);
             groups.insert(
                 (row.subscription_id, row.dimension.clone(), row.hour),
-                (marketplace, row.quantity_micros, BTreeMap::new()),
+                (marketplace, row.quantity(), BTreeMap::new()),
             );
         }
         for row in &self.tagged {
@@ -84,7 +96,8 @@ impl Unfolded {
                 ));
             };
             for a in allocations {
-                *tags.entry(tags_key(&a.tags)).or_insert(0) += a.quantity.micros();
+                let sum = tags.entry(tags_key(&a.tags)).or_insert(0);
+                *sum = sum.saturating_add(a.quantity.micros()).min(MAX_HOUR_MICROS);
             }
         }
         let mut groups: Vec<(HourKey, Group<'_>)> = groups.into_iter().collect();
@@ -137,17 +150,37 @@ fn allocation_rows(
 
 const HOUR_INSERT: &str = "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, \
     hour, quantity_micros, next_attempt_at, created_at, updated_at, state, attempts) ";
-const HOUR_UPSERT: &str = " ON CONFLICT (subscription_id, dimension, hour) DO UPDATE \
-    SET quantity_micros = usage_hours.quantity_micros + excluded.quantity_micros, \
-    updated_at = excluded.updated_at WHERE usage_hours.state = 'open'";
-const ALLOCATION_UPSERT: &str = " ON CONFLICT (usage_hour_id, tags) DO UPDATE \
-    SET quantity_micros = usage_allocations.quantity_micros + excluded.quantity_micros";
+/// The largest hourly total, in micro-units (about 4.6 trillion units): totals saturate here
+/// rather than overflow, so one runaway hour cannot make every fold fail. Two totals at the
+/// cap still add up without overflowing 64 bits. The flusher dead-letters an hour at the cap.
+pub const MAX_HOUR_MICROS: i64 = i64::MAX / 2;
 
-/// The hours of the unfolded events, summed in SQL: `$1` is the watermark.
+/// The upsert of an hourly total, saturating at [`MAX_HOUR_MICROS`] (`min` is SQLite's
+/// two-argument `MIN`, PostgreSQL's `LEAST`).
+fn hour_upsert(min: &str) -> String {
+    format!(
+        " ON CONFLICT (subscription_id, dimension, hour) DO UPDATE \
+         SET quantity_micros = {min}(usage_hours.quantity_micros + excluded.quantity_micros, \
+         {MAX_HOUR_MICROS}), updated_at = excluded.updated_at WHERE usage_hours.state = 'open'"
+    )
+}
+/// The upsert of an allocation, saturating like [`hour_upsert`].
+fn allocation_upsert(min: &str) -> String {
+    format!(
+        " ON CONFLICT (usage_hour_id, tags) DO UPDATE SET quantity_micros = \
+         {min}(usage_allocations.quantity_micros + excluded.quantity_micros, {MAX_HOUR_MICROS})"
+    )
+}
+
+/// The hours of the unfolded events, summed in SQL: `$1` is the watermark. Whole units and
+/// their fractions are summed apart, so the sums cannot overflow 64 bits (events carry at
+/// most 2^31 units); [`FoldRow::quantity`] puts them together, saturating.
 const UNFOLDED_HOURS: &str = "SELECT g.subscription_id AS subscription_id, \
     s.marketplace AS marketplace, g.dimension AS dimension, g.hour AS hour, \
-    g.quantity_micros AS quantity_micros, g.received_at AS received_at FROM (SELECT subscription_id, dimension, hour, \
-    SUM(quantity_micros) AS quantity_micros, MAX(received_at) AS received_at \
+    g.units AS units, g.micros AS micros, g.received_at AS received_at \
+    FROM (SELECT subscription_id, dimension, hour, \
+    SUM(quantity_micros / 1000000) AS units, SUM(quantity_micros % 1000000) AS micros, \
+    MAX(received_at) AS received_at \
     FROM usage_events WHERE seq > $1 GROUP BY subscription_id, dimension, hour) AS g \
     LEFT JOIN subscriptions s ON s.id = g.subscription_id";
 
@@ -167,7 +200,7 @@ pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
     let json: String = sqlx::query_scalar(&format!(
         "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
          'marketplace', marketplace, 'dimension', dimension, 'hour', hour, \
-         'quantity_micros', quantity_micros, 'received_at', received_at)) \
+         'units', units, 'micros', micros, 'received_at', received_at)) \
          FROM ({UNFOLDED_HOURS})"
     ))
     .bind(watermark)
@@ -196,7 +229,7 @@ pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
             &format!("{HOUR_INSERT} VALUES "),
             "(?,?,?,?,?,?,?,?,?,'open',0)",
             chunk.len(),
-            HOUR_UPSERT,
+            &hour_upsert("MIN"),
         );
         let mut query = sqlx::query(&sql);
         for ((sub, dimension, hour), (marketplace, quantity, _)) in chunk {
@@ -227,7 +260,7 @@ pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
             "INSERT INTO usage_allocations (usage_hour_id, tags, quantity_micros) VALUES ",
             "(?,?,?)",
             chunk.len(),
-            ALLOCATION_UPSERT,
+            &allocation_upsert("MIN"),
         );
         let mut query = sqlx::query(&sql);
         for (id, tags, quantity) in chunk {
@@ -279,9 +312,8 @@ pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreE
     let Some(through) = through.filter(|t| *t > watermark) else {
         return Ok(0);
     };
-    // `::int8`: a sum beyond 64 bits is an error, not a silent numeric.
     let rows: Vec<FoldRow> = sqlx::query_as(&format!(
-        "SELECT subscription_id, marketplace, dimension, hour, quantity_micros::int8, \
+        "SELECT subscription_id, marketplace, dimension, hour, units::int8, micros::int8, \
          received_at::int8 FROM ({UNFOLDED_HOURS}) AS u"
     ))
     .bind(watermark)
@@ -303,8 +335,9 @@ pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreE
     let open: HashMap<HourKey, Uuid> = sqlx::query_as::<_, (Uuid, Uuid, String, i64)>(&format!(
         "{HOUR_INSERT} SELECT id, sub, marketplace, dim, hour, qty, $7::int8, $7::int8, $7::int8, \
          'open', 0 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[], \
-         $6::int8[]) AS h (id, sub, marketplace, dim, hour, qty) {HOUR_UPSERT} \
-         RETURNING id, subscription_id, dimension, hour"
+         $6::int8[]) AS h (id, sub, marketplace, dim, hour, qty) {} \
+         RETURNING id, subscription_id, dimension, hour",
+        hour_upsert("LEAST")
     ))
     .bind(column(&groups, |_| Uuid::now_v7()))
     .bind(column(&groups, |((sub, _, _), _)| *sub))
@@ -323,7 +356,8 @@ pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreE
     if !allocations.is_empty() {
         sqlx::query(&format!(
             "INSERT INTO usage_allocations (usage_hour_id, tags, quantity_micros) \
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) {ALLOCATION_UPSERT}"
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) {}",
+            allocation_upsert("LEAST")
         ))
         .bind(column(&allocations, |(id, _, _)| *id))
         .bind(column(&allocations, |(_, t, _)| t.as_str()))

@@ -35,6 +35,7 @@ pub use crate::{
     admin::UsageHourSummary,
     api_keys::AuditEntry,
     error::StoreError,
+    fold::MAX_HOUR_MICROS,
     invites::Invite,
     onboarding::OnboardingRequest,
     queue::{InboxInsert, NewJob, QueueItem, QueueState},

@@ -216,6 +216,17 @@ impl Engine {
             };
             let marketplace = subscription.external.marketplace.clone();
             let quantity = hour.sent_quantity.unwrap_or(hour.quantity);
+            if quantity.micros() >= marketlink_store::MAX_HOUR_MICROS {
+                skipped.push((
+                    hour.id,
+                    UsageSettlement::Dead {
+                        reason: "the hourly total reached the largest quantity marketlink \
+                                 keeps; the usage reported for this hour needs a look"
+                            .into(),
+                    },
+                ));
+                continue;
+            }
             if quantity == Quantity::ZERO && !takes_zero_records(&marketplace) {
                 skipped.push((
                     hour.id,

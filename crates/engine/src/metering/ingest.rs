@@ -71,6 +71,8 @@ pub enum IngestErrorKind {
     InvalidAllocations(String),
     #[error("the idempotency key must be 1 to 200 characters")]
     InvalidIdempotencyKey,
+    #[error("quantity {0} is more than {MAX_EVENT_UNITS}, the most one event may carry")]
+    QuantityTooLarge(Quantity),
     #[error("{0}")]
     HourAlreadySent(String),
     #[error(transparent)]
@@ -107,6 +109,7 @@ impl IngestError {
             IngestErrorKind::TimestampTooOld { .. } => "timestamp_too_old",
             IngestErrorKind::InvalidAllocations(_) => "invalid_allocations",
             IngestErrorKind::InvalidIdempotencyKey => "invalid_idempotency_key",
+            IngestErrorKind::QuantityTooLarge(_) => "quantity_too_large",
             IngestErrorKind::HourAlreadySent(_) => "hour_already_sent",
             IngestErrorKind::Store(_) => "store",
         }
@@ -215,6 +218,12 @@ impl Engine {
                     },
                 ));
             }
+            if input.quantity > Quantity::from_units(MAX_EVENT_UNITS) {
+                return Err(IngestError::at(
+                    i,
+                    IngestErrorKind::QuantityTooLarge(input.quantity),
+                ));
+            }
             if let Some(key) = &input.idempotency_key
                 && (key.is_empty() || key.len() > 200)
             {
@@ -300,6 +309,10 @@ fn accepting_usage(subscription: Subscription) -> Result<Subscription, IngestErr
         Err(IngestErrorKind::SubscriptionNotActive(subscription.status))
     }
 }
+
+/// The largest quantity of one event: AWS's largest hourly record (its `Quantity` is a 32-bit
+/// integer). It also keeps hourly sums far from 64-bit overflow.
+pub const MAX_EVENT_UNITS: u32 = i32::MAX as u32;
 
 /// How many waiting requests one group commit takes at most.
 const MAX_GROUP: usize = 64;
