@@ -173,6 +173,24 @@ pub fn spawn(
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(interval) => {},
                     }
+                    // One replica per interval: the survey reads every subscription from the
+                    // marketplaces, whose APIs throttle.
+                    let span = time::Duration::try_from(interval).unwrap_or(time::Duration::HOUR);
+                    match engine
+                        .store
+                        .take_periodic_run("reconcile", engine.clock.now(), span)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::debug!("another replica reconciles this interval");
+                            continue;
+                        }
+                        Err(error) => {
+                            tracing::error!(error = ?error, "cannot take the reconciliation run");
+                            continue;
+                        }
+                    }
                     match engine.reconcile(&run).await {
                         Ok(report) => tracing::info!(
                             surveyed = report.surveyed,

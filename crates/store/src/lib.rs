@@ -15,6 +15,7 @@ mod fold;
 mod ingest;
 mod invites;
 mod onboarding;
+mod periodic;
 mod queue;
 mod rows;
 mod subscriptions;

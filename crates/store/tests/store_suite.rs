@@ -1320,3 +1320,55 @@ async fn usage_is_counted_per_hour_for_operators(store: &Store) {
     );
 }
 story!(usage_by_hour, usage_is_counted_per_hour_for_operators);
+
+// ---- Periodic jobs (ADR 0007) ----
+
+async fn each_periodic_run_goes_to_one_replica(store: &Store) {
+    let hour = Duration::hours(1);
+    assert!(
+        store
+            .take_periodic_run("reconcile", T0, hour)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .take_periodic_run("reconcile", T0, hour)
+            .await
+            .unwrap()
+    );
+    let almost = T0 + Duration::minutes(59);
+    assert!(
+        !store
+            .take_periodic_run("reconcile", almost, hour)
+            .await
+            .unwrap()
+    );
+    // Another job keeps its own schedule.
+    assert!(
+        store
+            .take_periodic_run("other", almost, hour)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_periodic_run("reconcile", T0 + hour, hour)
+            .await
+            .unwrap()
+    );
+    // Replicas asking at once: one of them gets the run.
+    let due = T0 + Duration::hours(3);
+    let askers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_periodic_run("reconcile", due, hour).await })
+        })
+        .collect();
+    let mut taken = 0;
+    for asker in askers {
+        taken += usize::from(asker.await.unwrap().unwrap());
+    }
+    assert_eq!(taken, 1);
+}
+story!(periodic_runs, each_periodic_run_goes_to_one_replica);
