@@ -178,7 +178,6 @@ async fn operators_see_tenants_subscriptions_and_retry_dead_letters() {
             &[marketlink_store::NewUsageEvent {
                 id: uuid::Uuid::now_v7(),
                 subscription_id: sub.id,
-                marketplace: "aws".into(),
                 dimension: "api_calls".into(),
                 occurred_at: now,
                 hour,

@@ -395,7 +395,6 @@ async fn a_saturated_hour_is_dead_lettered_not_sent() {
     let event = |micros: i64| marketlink_store::NewUsageEvent {
         id: Uuid::now_v7(),
         subscription_id: sub.id,
-        marketplace: "aws".into(),
         dimension: "api_calls".into(),
         occurred_at: T0,
         hour: T0,

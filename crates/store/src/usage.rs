@@ -26,8 +26,6 @@ use crate::{
 pub struct NewUsageEvent {
     pub id: Uuid,
     pub subscription_id: SubscriptionId,
-    /// The subscription's marketplace (stored on the hourly total).
-    pub marketplace: String,
     pub dimension: String,
     pub occurred_at: OffsetDateTime,
     /// Start of the hour `occurred_at` falls in.

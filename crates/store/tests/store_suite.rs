@@ -624,7 +624,6 @@ fn usage_event(
     marketlink_store::NewUsageEvent {
         id: uuid::Uuid::now_v7(),
         subscription_id: sub.id,
-        marketplace: sub.external.marketplace.to_string(),
         dimension: dimension.into(),
         occurred_at: at,
         hour: at.replace_minute(0).unwrap().replace_second(0).unwrap(),

@@ -234,7 +234,6 @@ impl Engine {
             events.push(NewUsageEvent {
                 id: Uuid::now_v7(),
                 subscription_id: subscription.id,
-                marketplace: marketplace.to_string(),
                 dimension: input.dimension.clone(),
                 occurred_at: timestamp,
                 hour,
