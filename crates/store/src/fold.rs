@@ -58,11 +58,10 @@ struct TaggedRow {
     allocations: String,
 }
 
-/// What one fold read: the hours to add to, and the ledger position it folded through.
+/// What one fold read: the hours to add to, and the tagged events among them.
 struct Unfolded {
     rows: Vec<FoldRow>,
     tagged: Vec<TaggedRow>,
-    through: i64,
 }
 
 impl Unfolded {
@@ -150,6 +149,7 @@ fn allocation_rows(
 
 const HOUR_INSERT: &str = "INSERT INTO usage_hours (id, subscription_id, marketplace, dimension, \
     hour, quantity_micros, next_attempt_at, created_at, updated_at, state, attempts) ";
+
 /// The largest hourly total, in micro-units (about 4.6 trillion units): totals saturate here
 /// rather than overflow, so one runaway hour cannot make every fold fail. Two totals at the
 /// cap still add up without overflowing 64 bits. The flusher dead-letters an hour at the cap.
@@ -164,6 +164,7 @@ fn hour_upsert(min: &str) -> String {
          {MAX_HOUR_MICROS}), updated_at = excluded.updated_at WHERE usage_hours.state = 'open'"
     )
 }
+
 /// The upsert of an allocation, saturating like [`hour_upsert`].
 fn allocation_upsert(min: &str) -> String {
     format!(
@@ -187,6 +188,9 @@ const UNFOLDED_HOURS: &str = "SELECT g.subscription_id AS subscription_id, \
 /// The watermark and the newest event: nothing to fold unless the second is past the first.
 const WATERMARKS: &str =
     "SELECT folded_through, (SELECT MAX(seq) FROM usage_events) FROM usage_fold WHERE id = 1";
+
+/// The last step of a fold: `$1` is the newest event folded.
+const MOVE_WATERMARK: &str = "UPDATE usage_fold SET folded_through = $1 WHERE id = 1";
 
 /// Folds every event past the watermark on SQLite, inside `tx`, which must hold the write
 /// lock (`BEGIN IMMEDIATE`). Returns how many hourly totals it added to.
@@ -218,11 +222,7 @@ pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
     .await?;
     let tagged: Vec<TaggedRow> = serde_json::from_str(&json)
         .map_err(|e| StoreError::Corrupt(format!("unfolded usage tags: {e}")))?;
-    let unfolded = Unfolded {
-        rows,
-        tagged,
-        through,
-    };
+    let unfolded = Unfolded { rows, tagged };
     let (groups, newest) = unfolded.groups()?;
     for chunk in sqlite_chunks(&groups) {
         let sql = rows_sql(
@@ -268,8 +268,8 @@ pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
         }
         query.execute(&mut *tx).await?;
     }
-    sqlx::query("UPDATE usage_fold SET folded_through = $1 WHERE id = 1")
-        .bind(unfolded.through)
+    sqlx::query(MOVE_WATERMARK)
+        .bind(through)
         .execute(&mut *tx)
         .await?;
     Ok(groups.len())
@@ -326,11 +326,7 @@ pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreE
     .bind(watermark)
     .fetch_all(&mut *tx)
     .await?;
-    let unfolded = Unfolded {
-        rows,
-        tagged,
-        through,
-    };
+    let unfolded = Unfolded { rows, tagged };
     let (groups, newest) = unfolded.groups()?;
     let open: HashMap<HourKey, Uuid> = sqlx::query_as::<_, (Uuid, Uuid, String, i64)>(&format!(
         "{HOUR_INSERT} SELECT id, sub, marketplace, dim, hour, qty, $7::int8, $7::int8, $7::int8, \
@@ -365,8 +361,8 @@ pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreE
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("UPDATE usage_fold SET folded_through = $1 WHERE id = 1")
-        .bind(unfolded.through)
+    sqlx::query(MOVE_WATERMARK)
+        .bind(through)
         .execute(&mut *tx)
         .await?;
     Ok(groups.len())

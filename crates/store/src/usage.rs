@@ -3,11 +3,12 @@
 //!
 //! Ingest appends a batch of events to the ledger in one transaction, so an event is either
 //! stored or not at all; each claim first folds the events stored since the last one into
-//! their hourly totals (ADR 0010). A flusher claims due hours with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL), which also marks them
-//! `sending` — in flight, quantity frozen — before any marketplace call; it then settles each
-//! one with its outcome, presenting the lease. An hour whose flusher died stays `sending` until
-//! the lease expires and is then claimed again and resent identically: the marketplaces
-//! de-duplicate identical records, so a resend is never billed twice.
+//! their hourly totals (ADR 0010). A flusher claims due hours with a lease (`FOR UPDATE SKIP
+//! LOCKED` on PostgreSQL), which also marks them `sending` — in flight, quantity frozen —
+//! before any marketplace call; it then settles each one with its outcome, presenting the
+//! lease. An hour whose flusher died stays `sending` until the lease expires and is then
+//! claimed again and resent identically: the marketplaces de-duplicate identical records, so
+//! a resend is never billed twice.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
