@@ -7,6 +7,7 @@ mod api;
 pub mod api_auth;
 mod buyer;
 mod error;
+pub mod extract;
 mod health;
 mod inbound;
 mod manage;
@@ -57,6 +58,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(people::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            pages::render_page_errors,
+        ))
         .with_state(state)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))

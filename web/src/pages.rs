@@ -120,6 +120,16 @@ impl PageError {
         .step("Try again in a few minutes.")
     }
 
+    /// Lets a handler return `Result<_, PageError>` and use `?`: the error travels in the
+    /// response's extensions and [`render_page_errors`] draws it with the vendor's branding.
+    pub fn into_page(self) -> Response {
+        let mut response = self.status.into_response();
+        response
+            .extensions_mut()
+            .insert(PendingPage(std::sync::Arc::new(self)));
+        response
+    }
+
     pub fn forbidden_form() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
@@ -127,5 +137,44 @@ impl PageError {
             "For your security, forms are only accepted from the page we showed you, and this one is too old or came from elsewhere.",
         )
         .step("Go back, reload the page and submit it again.")
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        self.into_page()
+    }
+}
+
+/// A [`PageError`] on its way out, waiting for [`render_page_errors`].
+#[derive(Clone)]
+struct PendingPage(std::sync::Arc<PageError>);
+
+/// Middleware: renders a [`PageError`] a handler returned, with the configured branding.
+pub async fn render_page_errors(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    response: Response,
+) -> Response {
+    match response.extensions().get::<PendingPage>() {
+        Some(PendingPage(page)) => {
+            let page = PageError {
+                status: page.status,
+                title: page.title.clone(),
+                explanation: page.explanation.clone(),
+                next_steps: page.next_steps.clone(),
+                action: page.action.clone(),
+            };
+            let (mut parts, _) = response.into_parts();
+            let rendered = page.render(&state.settings.branding);
+            // Keep what the handler set besides the page (cookies, for instance).
+            let (rendered_parts, body) = rendered.into_parts();
+            parts.status = rendered_parts.status;
+            for (name, value) in &rendered_parts.headers {
+                parts.headers.insert(name, value.clone());
+            }
+            parts.extensions.remove::<PendingPage>();
+            Response::from_parts(parts, body)
+        }
+        None => response,
     }
 }

@@ -78,6 +78,13 @@ pub struct App {
 #[derive(Clone)]
 pub struct AppState(pub Arc<App>);
 
+impl App {
+    /// The current time, from the engine's clock (a manual clock in tests).
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.engine.clock.now()
+    }
+}
+
 impl AppState {
     pub fn new(app: App) -> Self {
         Self(Arc::new(app))

@@ -15,6 +15,8 @@ pub mod ids;
 pub mod marketplace;
 pub mod provider;
 pub mod quantity;
+pub mod rules;
+pub mod secret;
 pub mod subscription;
 pub mod survey;
 pub mod tenant;
@@ -34,6 +36,8 @@ pub use provider::{
     PulledMessage, ResolvedPurchase,
 };
 pub use quantity::Quantity;
+pub use rules::{MarketplaceRules, UsageRules};
+pub use secret::Secret;
 pub use subscription::{
     ExternalRef, IllegalTransition, Lifecycle, Subscription, SubscriptionStatus, Term, Transition,
 };

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::{
-    Diagnosis, Entitlement, ExternalRef, Marketplace, MarketplaceEvent, MarketplaceView, PlanId,
-    Term, UsageOutcome, UsageRecord,
+    Diagnosis, Entitlement, ExternalRef, Marketplace, MarketplaceEvent, MarketplaceRules,
+    MarketplaceView, PlanId, Term, UsageOutcome, UsageRecord,
 };
 
 /// The opaque token a buyer's browser brings to the landing page.
@@ -214,6 +214,12 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
     fn marketplace(&self) -> Marketplace;
 
     fn capabilities(&self) -> Capabilities;
+
+    /// What differs on this marketplace (labels shown to buyers, how usage is taken). The
+    /// default is conservative; a provider declares its marketplace's own.
+    fn rules(&self) -> MarketplaceRules {
+        MarketplaceRules::generic(self.marketplace().to_string())
+    }
 
     /// Exchanges a landing-page token for the purchase it stands for. Call at once: tokens
     /// are short-lived.

@@ -5,6 +5,7 @@
 //! through `Arc<dyn MarketplaceProvider>`, the database only through `marketlink-store`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod accounts;
 mod apply;
 pub mod backoff;
 mod changes;

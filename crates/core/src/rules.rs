@@ -1,0 +1,109 @@
+//! What differs from one marketplace to the next, declared by its provider so that the engine
+//! and the web front end never test which marketplace they hold.
+
+use std::borrow::Cow;
+
+use time::{Date, Duration, Month, OffsetDateTime, Time};
+
+/// A marketplace's rules, as its provider declares them
+/// ([`MarketplaceProvider::rules`](crate::MarketplaceProvider::rules)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketplaceRules {
+    /// How buyers know the marketplace, e.g. "AWS Marketplace".
+    pub display_name: Cow<'static, str>,
+    /// What a buyer does to open the set-up link again, shown on landing errors.
+    pub return_step: Cow<'static, str>,
+    pub usage: UsageRules,
+}
+
+impl MarketplaceRules {
+    /// Conservative rules for a marketplace that declares none: the generic label, 25 records
+    /// a call, no zero records, no allocation tags, 24 hours to report.
+    pub fn generic(display_name: impl Into<Cow<'static, str>>) -> Self {
+        let display_name = display_name.into();
+        Self {
+            return_step: format!("Return to {display_name} and open the set-up link again.").into(),
+            display_name,
+            usage: UsageRules::default(),
+        }
+    }
+}
+
+/// How a marketplace takes metered usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRules {
+    /// The most records one `report_usage` call carries.
+    pub max_batch: usize,
+    /// A record is expected for every hour a subscription is active, zero included (AWS,
+    /// seed 001); otherwise a quantity of zero is refused (Microsoft) and never sent.
+    pub zero_hours: bool,
+    /// The marketplace takes cost-allocation tags on a record (AWS `UsageAllocations`).
+    pub allocations: bool,
+    /// How long after an hour its usage is still accepted.
+    pub window: Duration,
+    /// Usage of a past month is accepted only until this time of day on the 1st of the next
+    /// month, UTC (AWS: 06:00), even where the window would reach further.
+    pub month_close: Option<Time>,
+}
+
+impl Default for UsageRules {
+    fn default() -> Self {
+        Self {
+            max_batch: 25,
+            zero_hours: false,
+            allocations: false,
+            window: Duration::hours(24),
+            month_close: None,
+        }
+    }
+}
+
+impl UsageRules {
+    /// The last moment a record for `hour` is accepted.
+    pub fn deadline(&self, hour: OffsetDateTime) -> OffsetDateTime {
+        let window = hour + self.window;
+        let Some(close) = self.month_close else {
+            return window;
+        };
+        let (year, month) = match hour.month() {
+            Month::December => (hour.year() + 1, Month::January),
+            other => (hour.year(), other.next()),
+        };
+        match Date::from_calendar_date(year, month, 1) {
+            Ok(first) => window.min(first.with_time(close).assume_utc()),
+            Err(_) => window,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::{datetime, time};
+
+    use super::*;
+
+    #[test]
+    fn month_close_cuts_the_window_short() {
+        let rules = UsageRules {
+            month_close: Some(time!(06:00)),
+            ..UsageRules::default()
+        };
+        let h = datetime!(2026-03-10 14:00 UTC);
+        assert_eq!(rules.deadline(h), h + Duration::hours(24));
+        let last = datetime!(2026-03-31 23:00 UTC);
+        assert_eq!(rules.deadline(last), datetime!(2026-04-01 06:00 UTC));
+        let december = datetime!(2026-12-31 22:00 UTC);
+        assert_eq!(rules.deadline(december), datetime!(2027-01-01 06:00 UTC));
+        assert_eq!(
+            UsageRules::default().deadline(last),
+            last + Duration::hours(24)
+        );
+    }
+
+    #[test]
+    fn generic_rules_name_the_marketplace() {
+        let rules = MarketplaceRules::generic("Example Marketplace");
+        assert!(rules.return_step.contains("Example Marketplace"));
+        assert_eq!(rules.usage.max_batch, 25);
+    }
+}

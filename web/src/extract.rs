@@ -1,0 +1,92 @@
+//! Extractors that load who is calling, so page handlers start from a signed-in user or an
+//! operator instead of loading them by hand.
+
+use axum::{
+    extract::FromRequestParts,
+    http::request::Parts,
+    response::{IntoResponse, Redirect, Response},
+};
+use axum_extra::extract::PrivateCookieJar;
+use marketlink_core::User;
+
+use crate::{AppState, pages::PageError, session::Session};
+
+/// The browser's session and cookie jar, loaded at the current time. Anyone may hold one.
+pub struct Browser {
+    pub session: Session,
+    pub jar: PrivateCookieJar,
+}
+
+impl FromRequestParts<AppState> for Browser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let jar =
+            PrivateCookieJar::from_headers(&parts.headers, state.settings.session_key.clone());
+        let session = Session::load(&jar, state.now());
+        Ok(Self { session, jar })
+    }
+}
+
+impl Browser {
+    /// The jar with this session written back (its lifetime extended).
+    pub fn save(self, state: &AppState) -> PrivateCookieJar {
+        self.session
+            .save(self.jar, state.now(), state.settings.secure_cookies)
+    }
+}
+
+/// A signed-in buyer-side user, as the store knows them now (role included). Without one the
+/// browser is sent to `/signin`.
+pub struct SignedIn {
+    pub user: User,
+    pub browser: Browser,
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Ok(browser) = Browser::from_request_parts(parts, state).await;
+        let Some(session_user) = &browser.session.user else {
+            return Err(Redirect::to("/signin").into_response());
+        };
+        match state
+            .engine
+            .signed_in_user(session_user.user_id, session_user.tenant_id)
+            .await
+        {
+            Ok(Some(user)) => Ok(Self { user, browser }),
+            Ok(None) => Err(Redirect::to("/signin").into_response()),
+            Err(error) => Err(PageError::internal(&error).into_response()),
+        }
+    }
+}
+
+/// The operator signed in to the admin portal. Without one the browser is sent to
+/// `/admin/login`.
+pub struct Operator {
+    pub name: String,
+    pub browser: Browser,
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Ok(browser) = Browser::from_request_parts(parts, state).await;
+        match browser.session.admin.clone() {
+            Some(name) => Ok(Self { name, browser }),
+            None => Err(Redirect::to("/admin/login").into_response()),
+        }
+    }
+}
