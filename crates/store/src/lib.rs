@@ -8,11 +8,10 @@
 
 mod admin;
 mod api_keys;
+mod bind_lists;
 mod bulk;
 mod checkpoint;
 mod error;
-mod fold;
-mod ingest;
 mod invites;
 mod onboarding;
 mod periodic;
@@ -36,15 +35,14 @@ pub use crate::{
     admin::UsageHourSummary,
     api_keys::AuditEntry,
     error::StoreError,
-    fold::MAX_HOUR_MICROS,
     invites::Invite,
     onboarding::OnboardingRequest,
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
     subscriptions::SubscriptionFilter,
     timeline::TimelineEntry,
     usage::{
-        IngestOutcome, NewUsageEvent, UsageBacklog, UsageClaim, UsageHour, UsageHourState,
-        UsageSettlement,
+        IngestOutcome, MAX_HOUR_MICROS, NewUsageEvent, UsageBacklog, UsageClaim, UsageHour,
+        UsageHourState, UsageSettlement,
     },
 };
 
