@@ -2,7 +2,7 @@
 //!
 //! One [`Store`] with coarse, use-case-level methods over SQLite (the embedded default) or
 //! PostgreSQL (production), chosen by the database URL. Each query is written once with `$N`
-//! placeholders (both drivers accept them) and compiled for both backends by [`on_pool!`];
+//! placeholders (both drivers accept them) and compiled for both backends by `on_pool!`;
 //! where the dialects differ (row locking) each backend gets its own statement.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -10,12 +10,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use marketlink_core::UsageAllocation;
 use sqlx::{PgConnection, SqliteConnection};
 use uuid::Uuid;
 
-use marketlink_core::UsageAllocation;
-
-use super::types::{HourKey, tags_key};
 use crate::{
     Pool, Store, StoreError,
     bind_lists::{anonymous_rows, array_column, sqlite_chunks},
@@ -52,9 +50,19 @@ impl Store {
     }
 }
 
+/// One hourly total's identity: `(subscription, dimension, hour in Unix milliseconds)`.
+type HourKey = (Uuid, String, i64);
+
+/// A tag set as a canonical text key (sorted pairs as JSON).
+fn tags_key(tags: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = tags.iter().collect();
+    sorted.sort();
+    serde_json::to_string(&sorted).unwrap_or_default()
+}
+
 /// Events summed into one hourly total: `(marketplace, quantity, allocated quantity per tag
 /// set)`.
-pub(crate) type Group<'a> = (&'a str, i64, BTreeMap<String, i64>);
+type Group<'a> = (&'a str, i64, BTreeMap<String, i64>);
 
 /// The unfolded events of one hour, as read from the ledger.
 #[derive(Debug, serde::Deserialize, sqlx::FromRow)]
@@ -140,7 +148,7 @@ impl Unfolded {
 }
 
 /// The refusal of usage for an hour that has been claimed for sending.
-pub(crate) fn hour_already_sent(dimension: &str, hour: i64) -> StoreError {
+pub(super) fn hour_already_sent(dimension: &str, hour: i64) -> StoreError {
     match from_millis(hour) {
         Ok(hour) => StoreError::Conflict(format!(
             "usage of `{dimension}` for the hour starting {hour} has already been sent to the \
@@ -226,7 +234,7 @@ const MOVE_WATERMARK: &str = "UPDATE usage_fold SET folded_through = $1 WHERE id
 
 /// Folds every event past the watermark on SQLite, inside `tx`, which must hold the write
 /// lock (`BEGIN IMMEDIATE`). Returns how many hourly totals it added to.
-pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, StoreError> {
+pub(super) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, StoreError> {
     let (watermark, through): (i64, Option<i64>) =
         sqlx::query_as(WATERMARKS).fetch_one(&mut *tx).await?;
     let Some(through) = through.filter(|t| *t > watermark) else {
@@ -335,7 +343,7 @@ async fn sqlite_open_hour_ids(
 /// Folds every event past the watermark on PostgreSQL, inside `tx`. Takes the ledger's
 /// `SHARE ROW EXCLUSIVE` lock first (see the module doc), held until `tx` ends. Returns how
 /// many hourly totals it added to.
-pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreError> {
+pub(super) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreError> {
     sqlx::query("LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;

@@ -1,5 +1,4 @@
-//! The metering types the store's callers see, and the hour key and tag-set key the ledger's
-//! modules share.
+//! The metering types the store's callers see.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -149,14 +148,4 @@ pub struct UsageBacklog {
     /// The oldest hour not delivered yet among those.
     #[serde(with = "time::serde::rfc3339::option")]
     pub oldest_due_hour: Option<OffsetDateTime>,
-}
-
-/// One hourly total's identity: `(subscription, dimension, hour in Unix milliseconds)`.
-pub(crate) type HourKey = (Uuid, String, i64);
-
-/// A tag set as a canonical text key (sorted pairs as JSON).
-pub(crate) fn tags_key(tags: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = tags.iter().collect();
-    sorted.sort();
-    serde_json::to_string(&sorted).unwrap_or_default()
 }
