@@ -13,8 +13,10 @@ mod usage_ingest;
 use marketlink_core::{ExternalRef, Marketplace, Subscription, Tenant};
 use time::{OffsetDateTime, macros::datetime};
 
+/// The stories' clock: every timestamp is an offset from it.
 const T0: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
 
+/// An AWS subscription's marketplace reference.
 fn aws_ref(customer: &str, product: &str) -> ExternalRef {
     ExternalRef {
         marketplace: Marketplace::AWS,
@@ -26,10 +28,12 @@ fn aws_ref(customer: &str, product: &str) -> ExternalRef {
     }
 }
 
+/// A valid tenant called `name`.
 fn tenant(name: &str) -> Tenant {
     Tenant::new(name, Some("Acme Corp"), "ops@acme.example", T0).unwrap()
 }
 
+/// `units` of `dimension` reported at `at`, in the hour `at` falls in.
 fn usage_event(
     sub: &Subscription,
     dimension: &str,
