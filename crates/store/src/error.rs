@@ -38,4 +38,10 @@ impl StoreError {
             _ => Self::from(error),
         }
     }
+
+    /// The database could not do the work, for a reason described in words (e.g. the group
+    /// commit a batch was part of failed): reported like any database error.
+    pub fn unavailable(message: String) -> Self {
+        Self::Database(sqlx::Error::Io(std::io::Error::other(message)))
+    }
 }

@@ -2,17 +2,16 @@
 //!
 //! One [`Store`] with coarse, use-case-level methods over SQLite (the embedded default) or
 //! PostgreSQL (production), chosen by the database URL. Each query is written once with `$N`
-//! placeholders (both drivers accept them) and compiled for both backends by [`on_pool!`];
+//! placeholders (both drivers accept them) and compiled for both backends by `on_pool!`;
 //! where the dialects differ (row locking) each backend gets its own statement.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
 mod api_keys;
+mod bind_lists;
 mod bulk;
 mod checkpoint;
 mod error;
-mod fold;
-mod ingest;
 mod invites;
 mod onboarding;
 mod periodic;
@@ -36,15 +35,14 @@ pub use crate::{
     admin::UsageHourSummary,
     api_keys::AuditEntry,
     error::StoreError,
-    fold::MAX_HOUR_MICROS,
     invites::Invite,
     onboarding::OnboardingRequest,
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
     subscriptions::SubscriptionFilter,
     timeline::TimelineEntry,
     usage::{
-        IngestOutcome, NewUsageEvent, UsageBacklog, UsageClaim, UsageHour, UsageHourState,
-        UsageSettlement,
+        IngestOutcome, MAX_HOUR_MICROS, NewUsageEvent, UsageBacklog, UsageClaim, UsageHour,
+        UsageHourState, UsageSettlement,
     },
 };
 

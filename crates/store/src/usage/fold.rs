@@ -10,19 +10,59 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use marketlink_core::UsageAllocation;
 use sqlx::{PgConnection, SqliteConnection};
 use uuid::Uuid;
 
 use crate::{
-    StoreError, from_millis,
-    ingest::{column, rows_sql, sqlite_chunks},
-    usage::{HourKey, tags_key},
+    Pool, Store, StoreError,
+    bind_lists::{anonymous_rows, array_column, sqlite_chunks},
+    from_millis,
 };
-use marketlink_core::UsageAllocation;
+
+impl Store {
+    /// Adds the events stored since the last fold to their hourly totals (ADR 0010); every
+    /// claim does this first. Readers of the totals call it so that they see all usage stored
+    /// so far. Returns how many hourly totals changed.
+    pub async fn usage_fold(&self) -> Result<usize, StoreError> {
+        let _turn = self.write_turn().await;
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                match sqlite_fold(&mut tx).await {
+                    Ok(folded) => {
+                        tx.commit().await?;
+                        Ok(folded)
+                    }
+                    Err(e) => {
+                        tx.rollback().await?;
+                        Err(e)
+                    }
+                }
+            }
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let folded = postgres_fold(&mut tx).await?;
+                tx.commit().await?;
+                Ok(folded)
+            }
+        }
+    }
+}
+
+/// One hourly total's identity: `(subscription, dimension, hour in Unix milliseconds)`.
+type HourKey = (Uuid, String, i64);
+
+/// A tag set as a canonical text key (sorted pairs as JSON).
+fn tags_key(tags: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = tags.iter().collect();
+    sorted.sort();
+    serde_json::to_string(&sorted).unwrap_or_default()
+}
 
 /// Events summed into one hourly total: `(marketplace, quantity, allocated quantity per tag
 /// set)`.
-pub(crate) type Group<'a> = (&'a str, i64, BTreeMap<String, i64>);
+type Group<'a> = (&'a str, i64, BTreeMap<String, i64>);
 
 /// The unfolded events of one hour, as read from the ledger.
 #[derive(Debug, serde::Deserialize, sqlx::FromRow)]
@@ -108,7 +148,7 @@ impl Unfolded {
 }
 
 /// The refusal of usage for an hour that has been claimed for sending.
-pub(crate) fn hour_already_sent(dimension: &str, hour: i64) -> StoreError {
+pub(super) fn hour_already_sent(dimension: &str, hour: i64) -> StoreError {
     match from_millis(hour) {
         Ok(hour) => StoreError::Conflict(format!(
             "usage of `{dimension}` for the hour starting {hour} has already been sent to the \
@@ -194,7 +234,7 @@ const MOVE_WATERMARK: &str = "UPDATE usage_fold SET folded_through = $1 WHERE id
 
 /// Folds every event past the watermark on SQLite, inside `tx`, which must hold the write
 /// lock (`BEGIN IMMEDIATE`). Returns how many hourly totals it added to.
-pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, StoreError> {
+pub(super) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, StoreError> {
     let (watermark, through): (i64, Option<i64>) =
         sqlx::query_as(WATERMARKS).fetch_one(&mut *tx).await?;
     let Some(through) = through.filter(|t| *t > watermark) else {
@@ -225,7 +265,7 @@ pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
     let unfolded = Unfolded { rows, tagged };
     let (groups, newest) = unfolded.groups()?;
     for chunk in sqlite_chunks(&groups) {
-        let sql = rows_sql(
+        let sql = anonymous_rows(
             &format!("{HOUR_INSERT} VALUES "),
             "(?,?,?,?,?,?,?,?,?,'open',0)",
             chunk.len(),
@@ -256,7 +296,7 @@ pub(crate) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
         .collect();
     let allocations = allocation_rows(&tagged, &sqlite_open_hour_ids(tx, &tagged).await?);
     for chunk in sqlite_chunks(&allocations) {
-        let sql = rows_sql(
+        let sql = anonymous_rows(
             "INSERT INTO usage_allocations (usage_hour_id, tags, quantity_micros) VALUES ",
             "(?,?,?)",
             chunk.len(),
@@ -282,7 +322,7 @@ async fn sqlite_open_hour_ids(
 ) -> Result<HashMap<HourKey, Uuid>, StoreError> {
     let mut ids = HashMap::with_capacity(groups.len());
     for chunk in sqlite_chunks(groups) {
-        let sql = rows_sql(
+        let sql = anonymous_rows(
             "SELECT id, subscription_id, dimension, hour FROM usage_hours \
              WHERE state = 'open' AND (subscription_id, dimension, hour) IN (VALUES ",
             "(?,?,?)",
@@ -303,7 +343,7 @@ async fn sqlite_open_hour_ids(
 /// Folds every event past the watermark on PostgreSQL, inside `tx`. Takes the ledger's
 /// `SHARE ROW EXCLUSIVE` lock first (see the module doc), held until `tx` ends. Returns how
 /// many hourly totals it added to.
-pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreError> {
+pub(super) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreError> {
     sqlx::query("LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
@@ -335,12 +375,12 @@ pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreE
          RETURNING id, subscription_id, dimension, hour",
         hour_upsert("LEAST")
     ))
-    .bind(column(&groups, |_| Uuid::now_v7()))
-    .bind(column(&groups, |((sub, _, _), _)| *sub))
-    .bind(column(&groups, |(_, (m, _, _))| *m))
-    .bind(column(&groups, |((_, d, _), _)| d.as_str()))
-    .bind(column(&groups, |((_, _, h), _)| *h))
-    .bind(column(&groups, |(_, (_, q, _))| *q))
+    .bind(array_column(&groups, |_| Uuid::now_v7()))
+    .bind(array_column(&groups, |((sub, _, _), _)| *sub))
+    .bind(array_column(&groups, |(_, (m, _, _))| *m))
+    .bind(array_column(&groups, |((_, d, _), _)| d.as_str()))
+    .bind(array_column(&groups, |((_, _, h), _)| *h))
+    .bind(array_column(&groups, |(_, (_, q, _))| *q))
     .bind(newest)
     .fetch_all(&mut *tx)
     .await?
@@ -355,9 +395,9 @@ pub(crate) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreE
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) {}",
             allocation_upsert("LEAST")
         ))
-        .bind(column(&allocations, |(id, _, _)| *id))
-        .bind(column(&allocations, |(_, t, _)| t.as_str()))
-        .bind(column(&allocations, |(_, _, q)| *q))
+        .bind(array_column(&allocations, |(id, _, _)| *id))
+        .bind(array_column(&allocations, |(_, t, _)| t.as_str()))
+        .bind(array_column(&allocations, |(_, _, q)| *q))
         .execute(&mut *tx)
         .await?;
     }

@@ -1,7 +1,7 @@
 //! Usage ingest (ADR 0005, 0010): a batch of events is appended to the ledger
 //! (`usage_events`) in one transaction, all or nothing, after checking that none of its hours
 //! has been claimed for sending. The events reach their hourly totals when the next claim
-//! folds them ([`crate::fold`]).
+//! folds them ([`super::fold`]).
 //!
 //! The statements are shaped per backend for throughput (ADR 0008): PostgreSQL takes a whole
 //! batch as one `INSERT … SELECT FROM UNNEST(arrays)` per table, one bind per column, so its
@@ -15,54 +15,19 @@ use sqlx::{Arguments, PgConnection, SqliteConnection, sqlite::SqliteArguments};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::{
+    fold::hour_already_sent,
+    types::{IngestOutcome, NewUsageEvent},
+};
 use crate::{
-    IngestOutcome, NewUsageEvent, Pool, Store, StoreError, fold::hour_already_sent, millis,
+    Pool, Store, StoreError,
+    bind_lists::{anonymous_rows, array_column, sqlite_chunks},
+    millis,
 };
 
 /// Up to this many events a statement, SQLite ingest reads the new ids back directly; wider
 /// statements are counted instead (see [`sqlite_batch`]).
 const READ_BACK_ROWS: usize = 16;
-
-/// The widest SQLite statement, in rows; narrower chunks are powers of two.
-const SQLITE_ROWS: usize = 256;
-
-/// `items` in chunks of [`SQLITE_ROWS`] and then powers of two: at most nine statement shapes
-/// per table serve every batch size, each prepared once per connection.
-pub(crate) fn sqlite_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let n = if rest.len() >= SQLITE_ROWS {
-            SQLITE_ROWS
-        } else {
-            1 << rest.len().ilog2()
-        };
-        let (head, tail) = rest.split_at(n);
-        rest = tail;
-        Some(head)
-    })
-}
-
-/// `prefix row,row,…,row suffix` with `rows` copies of `row` (written with `?` parameters).
-pub(crate) fn rows_sql(prefix: &str, row: &str, rows: usize, suffix: &str) -> String {
-    let mut sql = String::with_capacity(prefix.len() + (row.len() + 1) * rows + suffix.len());
-    sql.push_str(prefix);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(row);
-    }
-    sql.push_str(suffix);
-    sql
-}
-
-/// One column of a PostgreSQL array bind: `f` of every item.
-pub(crate) fn column<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
-    items.iter().map(f).collect()
-}
 
 const EVENT_COLUMNS: &str = "id, subscription_id, dimension, hour, occurred_at, quantity_micros, \
     idempotency_key, allocations, received_at";
@@ -126,7 +91,7 @@ async fn sqlite_batch(
     // unless one has: `|| ''` keeps SQLite on the key index, off the state one.
     let hours = hours_of(stored.iter().copied());
     for chunk in sqlite_chunks(&hours) {
-        let sql = rows_sql(
+        let sql = anonymous_rows(
             "SELECT dimension, hour FROM usage_hours WHERE state || '' <> 'open' \
              AND (subscription_id, dimension, hour) IN (VALUES ",
             "(?,?,?)",
@@ -149,7 +114,7 @@ async fn sqlite_batch(
 
 /// The multi-row insert of `rows` events, skipping known ones, then `returning`.
 fn sqlite_events_insert(rows: usize, returning: &str) -> String {
-    rows_sql(
+    anonymous_rows(
         &format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES "),
         "(?,?,?,?,?,?,?,?,?)",
         rows,
@@ -213,13 +178,13 @@ async fn postgres_batch(
          $7::text[], $8::text[]) AS e (id, sub, dim, hour, occurred, qty, key, alloc) \
          ON CONFLICT DO NOTHING RETURNING id"
     ))
-    .bind(column(events, |e| e.id))
-    .bind(column(events, |e| e.subscription_id.0))
-    .bind(column(events, |e| e.dimension.as_str()))
-    .bind(column(events, |e| millis(e.hour)))
-    .bind(column(events, |e| millis(e.occurred_at)))
-    .bind(column(events, |e| e.quantity.micros()))
-    .bind(column(events, |e| e.idempotency_key.as_deref()))
+    .bind(array_column(events, |e| e.id))
+    .bind(array_column(events, |e| e.subscription_id.0))
+    .bind(array_column(events, |e| e.dimension.as_str()))
+    .bind(array_column(events, |e| millis(e.hour)))
+    .bind(array_column(events, |e| millis(e.occurred_at)))
+    .bind(array_column(events, |e| e.quantity.micros()))
+    .bind(array_column(events, |e| e.idempotency_key.as_deref()))
     .bind(events.iter().map(allocations_json).collect::<Vec<_>>())
     .bind(now_ms)
     .fetch_all(&mut *tx)
@@ -235,9 +200,9 @@ async fn postgres_batch(
              JOIN usage_hours h ON h.subscription_id = k.sub AND h.dimension = k.dim \
              AND h.hour = k.hour WHERE h.state <> 'open' LIMIT 1",
         )
-        .bind(column(&hours, |(sub, _, _)| *sub))
-        .bind(column(&hours, |(_, dim, _)| *dim))
-        .bind(column(&hours, |(_, _, hour)| *hour))
+        .bind(array_column(&hours, |(sub, _, _)| *sub))
+        .bind(array_column(&hours, |(_, dim, _)| *dim))
+        .bind(array_column(&hours, |(_, _, hour)| *hour))
         .fetch_optional(&mut *tx)
         .await?;
         if let Some((dimension, hour)) = frozen {
@@ -322,24 +287,5 @@ impl Store {
             Pool::Sqlite(pool) => group_commit!(pool, sqlite_batch, batches),
             Pool::Postgres(pool) => group_commit!(pool, postgres_batch, batches),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_chunks_use_few_widths() {
-        let items: Vec<u32> = (0..600).collect();
-        let widths: Vec<usize> = sqlite_chunks(&items).map(<[u32]>::len).collect();
-        assert_eq!(widths, vec![256, 256, 64, 16, 8]);
-        assert_eq!(sqlite_chunks(&items[..1]).count(), 1);
-        assert_eq!(sqlite_chunks(&items[..0]).count(), 0);
-    }
-
-    #[test]
-    fn rows_repeat_the_row_shape() {
-        assert_eq!(rows_sql("V ", "(?,?)", 3, ";"), "V (?,?),(?,?),(?,?);");
     }
 }
