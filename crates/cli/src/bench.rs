@@ -87,7 +87,49 @@ async fn entitlements(
     let store = Store::connect(&url, &StoreOptions::default()).await?;
     store.migrate().await?;
     let now = SystemClock.now();
-    let tenants: Vec<Tenant> = (0..subscriptions.div_ceil(2))
+    let tenants = tenants(subscriptions.div_ceil(2), now)?;
+    let rows = subscriptions_of(&tenants, subscriptions, now);
+
+    let started = Instant::now();
+    store
+        .insert_tenants_bulk(&tenants)
+        .await
+        .context("seeding tenants")?;
+    store
+        .insert_subscriptions_bulk(&rows)
+        .await
+        .context("seeding subscriptions")?;
+    let seeded = started.elapsed();
+
+    let index = Arc::new(EntitlementIndex::new(Arc::new(catalog())));
+    let started = Instant::now();
+    let loaded = index.sync(&store).await?;
+    let load = started.elapsed();
+    anyhow::ensure!(
+        loaded == subscriptions,
+        "loaded {loaded} of {subscriptions}"
+    );
+
+    let run = time_checks(&index, &tenants, checks, now);
+    println!("entitlement check benchmark");
+    println!("  store:            {}", marketlink_store::redact_url(&url));
+    println!(
+        "  subscriptions:    {subscriptions} ({} tenants)",
+        tenants.len()
+    );
+    println!("  seed:             {seeded:.2?}");
+    println!(
+        "  index load:       {:.2?} ({:.0} subscriptions/s)",
+        load,
+        subscriptions as f64 / load.as_secs_f64()
+    );
+    run.print(checks);
+    store.close().await;
+    Ok(())
+}
+
+fn tenants(count: usize, now: time::OffsetDateTime) -> anyhow::Result<Vec<Tenant>> {
+    let tenants = (0..count)
         .map(|i| {
             Tenant::new(
                 &format!("Tenant {i}"),
@@ -97,6 +139,15 @@ async fn entitlements(
             )
         })
         .collect::<Result<_, _>>()?;
+    Ok(tenants)
+}
+
+/// `count` subscriptions, two per tenant (one per product), in a mix of plans and statuses.
+fn subscriptions_of(
+    tenants: &[Tenant],
+    count: usize,
+    now: time::OffsetDateTime,
+) -> Vec<Subscription> {
     let statuses = [
         SubscriptionStatus::Active,
         SubscriptionStatus::Active,
@@ -105,7 +156,7 @@ async fn entitlements(
         SubscriptionStatus::Suspended,
         SubscriptionStatus::Cancelled,
     ];
-    let rows: Vec<Subscription> = (0..subscriptions)
+    (0..count)
         .map(|i| {
             let tenant = &tenants[i / 2];
             let product = i % 2;
@@ -131,28 +182,22 @@ async fn entitlements(
             s.status = statuses[i % statuses.len()];
             s
         })
-        .collect();
+        .collect()
+}
 
-    let started = Instant::now();
-    store
-        .insert_tenants_bulk(&tenants)
-        .await
-        .context("seeding tenants")?;
-    store
-        .insert_subscriptions_bulk(&rows)
-        .await
-        .context("seeding subscriptions")?;
-    let seeded = started.elapsed();
+/// The timed checks: each one's latency (sorted), the whole run, how many were allowed.
+struct CheckRun {
+    timings: Vec<Duration>,
+    total: Duration,
+    allowed: usize,
+}
 
-    let index = Arc::new(EntitlementIndex::new(Arc::new(catalog())));
-    let started = Instant::now();
-    let loaded = index.sync(&store).await?;
-    let load = started.elapsed();
-    anyhow::ensure!(
-        loaded == subscriptions,
-        "loaded {loaded} of {subscriptions}"
-    );
-
+fn time_checks(
+    index: &EntitlementIndex,
+    tenants: &[Tenant],
+    checks: usize,
+    now: time::OffsetDateTime,
+) -> CheckRun {
     let features = ["dashboards", "exports", "missing"];
     let products = [ProductId::new("analytics"), ProductId::new("reports")];
     let mut rng = 0x2545_f491_4f6c_dd1d_u64;
@@ -178,39 +223,40 @@ async fn entitlements(
     }
     let total = started.elapsed();
     timings.sort_unstable();
-    println!("entitlement check benchmark");
-    println!("  store:            {}", marketlink_store::redact_url(&url));
-    println!(
-        "  subscriptions:    {subscriptions} ({} tenants)",
-        tenants.len()
-    );
-    println!("  seed:             {seeded:.2?}");
-    println!(
-        "  index load:       {:.2?} ({:.0} subscriptions/s)",
-        load,
-        subscriptions as f64 / load.as_secs_f64()
-    );
-    println!(
-        "  checks:           {checks} in {:.2?} ({:.0}/s, {allowed} allowed)",
+    CheckRun {
+        timings,
         total,
-        checks as f64 / total.as_secs_f64()
-    );
-    println!(
-        "  latency:          p50 {:.2?}  p99 {:.2?}  p99.9 {:.2?}  max {:.2?}",
-        pct(&timings, 0.50),
-        pct(&timings, 0.99),
-        pct(&timings, 0.999),
-        timings.last().copied().unwrap_or_default()
-    );
-    let p99 = pct(&timings, 0.99);
-    println!(
-        "  goal p99 < 1 ms:  {}",
-        if p99 < Duration::from_millis(1) {
-            "met"
-        } else {
-            "NOT met"
-        }
-    );
-    store.close().await;
-    Ok(())
+        allowed,
+    }
+}
+
+impl CheckRun {
+    fn print(&self, checks: usize) {
+        let Self {
+            timings,
+            total,
+            allowed,
+        } = self;
+        println!(
+            "  checks:           {checks} in {:.2?} ({:.0}/s, {allowed} allowed)",
+            total,
+            checks as f64 / total.as_secs_f64()
+        );
+        println!(
+            "  latency:          p50 {:.2?}  p99 {:.2?}  p99.9 {:.2?}  max {:.2?}",
+            pct(timings, 0.50),
+            pct(timings, 0.99),
+            pct(timings, 0.999),
+            timings.last().copied().unwrap_or_default()
+        );
+        let p99 = pct(timings, 0.99);
+        println!(
+            "  goal p99 < 1 ms:  {}",
+            if p99 < Duration::from_millis(1) {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
 }

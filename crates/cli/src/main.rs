@@ -1,12 +1,12 @@
 //! `marketlink`: the one binary. Wires configuration → store → providers → web → workers.
 
-use marketlink_cli::{config, run};
-
-use std::path::PathBuf;
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-
-use config::Config;
+use marketlink_cli::{
+    config::{self, Config},
+    run,
+};
 
 /// Sell one SaaS product on AWS Marketplace and Microsoft's marketplace through one adapter.
 #[derive(Debug, Parser)]
@@ -114,16 +114,16 @@ enum MeterCommand {
     Status,
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Config => {
             print!("{}", config::EXAMPLE);
-            return std::process::ExitCode::SUCCESS;
+            return ExitCode::SUCCESS;
         }
         Command::Openapi => {
             print!("{}", marketlink_web::openapi::json());
-            return std::process::ExitCode::SUCCESS;
+            return ExitCode::SUCCESS;
         }
         _ => {}
     }
@@ -135,7 +135,7 @@ fn main() -> std::process::ExitCode {
         Ok(config) => config,
         Err(error) => {
             eprintln!("marketlink: {error}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
     run::init_tracing(&config.log);
@@ -146,64 +146,63 @@ fn main() -> std::process::ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("marketlink: cannot start the async runtime: {error}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        if let Command::Doctor { json } = cli.command {
-            return marketlink_cli::doctor::run(config, json)
-                .await
-                .map(|healthy| {
-                    if healthy {
-                        std::process::ExitCode::SUCCESS
-                    } else {
-                        std::process::ExitCode::from(1)
-                    }
-                });
+    match runtime.block_on(execute(cli.command, config)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("marketlink: {error:#}");
+            ExitCode::FAILURE
         }
-        let done = match cli.command {
-            Command::Serve => run::serve(config).await,
-            Command::Migrate { dry_run } => run::migrate(config, dry_run).await,
-            Command::Demo {
-                data_dir,
-                aws_sandbox,
-                azure_sandbox,
-            } => run::demo(config, data_dir, aws_sandbox, azure_sandbox).await,
-            Command::Sandbox {
+    }
+}
+
+/// Runs a command that needs the configuration; `doctor` exits 1 when a check failed.
+async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    let done = match command {
+        Command::Doctor { json } => {
+            let healthy = marketlink_cli::doctor::run(config, json).await?;
+            return Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        Command::Serve => run::serve(config).await,
+        Command::Migrate { dry_run } => run::migrate(config, dry_run).await,
+        Command::Demo {
+            data_dir,
+            aws_sandbox,
+            azure_sandbox,
+        } => run::demo(config, data_dir, aws_sandbox, azure_sandbox).await,
+        Command::Sandbox {
+            aws_bind,
+            aws_scenario,
+            azure_bind,
+            azure_scenario,
+            vendor_url,
+        } => {
+            run::sandbox(run::SandboxArgs {
                 aws_bind,
                 aws_scenario,
                 azure_bind,
                 azure_scenario,
                 vendor_url,
-            } => {
-                run::sandbox(run::SandboxArgs {
-                    aws_bind,
-                    aws_scenario,
-                    azure_bind,
-                    azure_scenario,
-                    vendor_url,
-                })
-                .await
-            }
-            Command::Meter { action } => match action {
-                MeterCommand::Flush => run::meter_flush(config).await,
-                MeterCommand::Status => run::meter_status(config).await,
-            },
-            Command::Config | Command::Openapi => Ok(()),
-            Command::ApiKey { action } => run::api_key(config, action).await,
-            Command::Webhooks { action } => run::webhooks(config, action).await,
-            Command::Admin { action } => run::admin(action).await,
-            Command::Bench { which } => marketlink_cli::bench::run(which).await,
-            Command::Doctor { .. } => Ok(()),
-            Command::Reconcile { dry_run } => run::reconcile(config, dry_run).await,
-        };
-        done.map(|()| std::process::ExitCode::SUCCESS)
-    });
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("marketlink: {error:#}");
-            std::process::ExitCode::FAILURE
+            })
+            .await
         }
-    }
+        Command::Meter { action } => match action {
+            MeterCommand::Flush => run::meter_flush(config).await,
+            MeterCommand::Status => run::meter_status(config).await,
+        },
+        // Handled in `main` before the configuration is loaded.
+        Command::Config | Command::Openapi => Ok(()),
+        Command::ApiKey { action } => run::api_key(config, action).await,
+        Command::Webhooks { action } => run::webhooks(config, action).await,
+        Command::Admin { action } => run::admin(action).await,
+        Command::Bench { which } => marketlink_cli::bench::run(which).await,
+        Command::Reconcile { dry_run } => run::reconcile(config, dry_run).await,
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }

@@ -196,26 +196,10 @@ fn every_command_has_help() {
     assert!(String::from_utf8_lossy(&example.stdout).contains("[database]"));
 }
 
-/// `marketlink doctor` as an operator runs it, against an AWS sandbox: exit 0 when the
-/// configuration works, 1 with the cause on stdout when the secret key is wrong.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn doctor_exits_1_and_names_the_cause() {
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let aws = marketlink_cli::sandbox::start_aws(
-        "127.0.0.1:0".parse().unwrap(),
-        marketlink_sandbox::aws::AwsSandboxConfig::default(),
-        &marketlink_cli::sandbox::VendorUrls::for_public_url("http://127.0.0.1:9"),
-        std::sync::Arc::new(marketlink_core::SystemClock),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let sandbox = aws.base_url;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("m.toml"),
-        format!(
-            r#"
+/// A configuration selling one product through the AWS sandbox at `sandbox`.
+fn doctor_config(sandbox: &str) -> String {
+    format!(
+        r#"
 [database]
 url = "sqlite:doctor.db"
 
@@ -242,9 +226,26 @@ notification_mode = "sns"
 identity_mode = "classic"
 subscription_topic_arn = "arn:aws:sns:us-east-1:111122223333:aws-mp-subscription-notification-mlsandboxclassic0000000001"
 "#
-        ),
     )
+}
+
+/// `marketlink doctor` as an operator runs it, against an AWS sandbox: exit 0 when the
+/// configuration works, 1 with the cause on stdout when the secret key is wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_exits_1_and_names_the_cause() {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let aws = marketlink_cli::sandbox::start_aws(
+        "127.0.0.1:0".parse().unwrap(),
+        marketlink_sandbox::aws::AwsSandboxConfig::default(),
+        &marketlink_cli::sandbox::VendorUrls::for_public_url("http://127.0.0.1:9"),
+        std::sync::Arc::new(marketlink_core::SystemClock),
+        shutdown.clone(),
+    )
+    .await
     .unwrap();
+    let sandbox = aws.base_url;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.toml"), doctor_config(&sandbox)).unwrap();
     let run = |extra: Vec<(&'static str, &'static str)>, args: Vec<&'static str>| {
         let mut command = marketlink(dir.path());
         command.args(["--config", "m.toml"]).args(args);

@@ -1,0 +1,87 @@
+//! `[metering]`: the usage API's keys and delivery of usage to the marketplaces.
+
+use std::time::Duration;
+
+use marketlink_core::Secret;
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeteringConfig {
+    /// Keys the vendor's product presents to `POST /api/v1/usage` (`Authorization: Bearer`).
+    /// Only their SHA-256 digests are kept in memory. Empty: the usage API refuses everything.
+    pub api_keys: Vec<Secret>,
+    /// How often closed hours are sent to the marketplaces.
+    pub flush_interval_secs: u64,
+    /// Records per marketplace call (1 to 25).
+    pub batch_size: usize,
+    /// Provider calls in flight at once.
+    pub concurrency: usize,
+    /// How long after an hour ends its total is sent (late events still count).
+    pub settle_secs: u64,
+    /// How long a flusher holds claimed hours before another replica may take them over.
+    pub lease_secs: u64,
+    /// Events accepted per request.
+    pub max_batch_events: usize,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            flush_interval_secs: 60,
+            batch_size: 25,
+            concurrency: 4,
+            settle_secs: 300,
+            lease_secs: 300,
+            max_batch_events: 10_000,
+        }
+    }
+}
+
+impl MeteringConfig {
+    /// The engine's settings; API keys become SHA-256 digests here.
+    pub fn settings(&self) -> marketlink_engine::metering::MeteringSettings {
+        use sha2::Digest;
+        let defaults = marketlink_engine::metering::MeteringSettings::default();
+        let secs = |s: u64| time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+        marketlink_engine::metering::MeteringSettings {
+            api_key_hashes: self
+                .api_keys
+                .iter()
+                .map(|k| sha2::Sha256::digest(k.expose().as_bytes()).into())
+                .collect(),
+            flush_interval: Duration::from_secs(self.flush_interval_secs),
+            batch_size: self.batch_size,
+            concurrency: self.concurrency,
+            settle: secs(self.settle_secs),
+            lease: secs(self.lease_secs),
+            max_batch_events: self.max_batch_events,
+            ..defaults
+        }
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=marketlink_engine::metering::MAX_BATCH).contains(&self.batch_size) {
+            return Err(ConfigError::BadValue {
+                key: "metering.batch_size",
+                message: "must be 1 to 25 (the marketplaces' limit per call)".into(),
+            });
+        }
+        if self.lease_secs < 30 || self.flush_interval_secs == 0 {
+            return Err(ConfigError::BadValue {
+                key: "metering.lease_secs",
+                message: "lease_secs must be at least 30 and flush_interval_secs at least 1".into(),
+            });
+        }
+        if self.api_keys.iter().any(|k| k.expose().len() < 16) {
+            return Err(ConfigError::BadValue {
+                key: "metering.api_keys",
+                message: "every key must be at least 16 characters".into(),
+            });
+        }
+        Ok(())
+    }
+}

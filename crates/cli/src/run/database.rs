@@ -1,0 +1,50 @@
+//! Opening the configured database and bringing its schema up to date.
+
+use anyhow::Context;
+use marketlink_store::{Store, StoreOptions, redact_url};
+
+use crate::config::Config;
+
+pub(super) async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        max_connections: config.database.max_connections,
+        checkpoint_interval: std::time::Duration::from_millis(config.database.sqlite_checkpoint_ms),
+        ..StoreOptions::default()
+    };
+    Store::connect(&config.database.url, &options)
+        .await
+        .with_context(|| format!("cannot open database {}", redact_url(&config.database.url)))
+}
+
+/// Refuses to go on with a schema older than this binary.
+pub(super) async fn ensure_migrated(store: &Store) -> anyhow::Result<()> {
+    let pending = store.pending_migrations().await?;
+    anyhow::ensure!(
+        pending.is_empty(),
+        "the database is missing {} migration(s); run `marketlink migrate`",
+        pending.len()
+    );
+    Ok(())
+}
+
+/// `marketlink migrate [--dry-run]`: applies (or lists) the pending migrations.
+pub async fn migrate(config: Config, dry_run: bool) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let pending = store.pending_migrations().await?;
+    if pending.is_empty() {
+        println!("database is up to date");
+    } else if dry_run {
+        println!("{} migration(s) would be applied:", pending.len());
+        for name in &pending {
+            println!("  {name}");
+        }
+    } else {
+        store.migrate().await.context("migration failed")?;
+        println!("applied {} migration(s):", pending.len());
+        for name in &pending {
+            println!("  {name}");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
