@@ -46,9 +46,17 @@ pub fn screenshot_dir() -> PathBuf {
     target.join("test-output/screenshots")
 }
 
-/// The result of a WebDriver command, or a test failure naming what was being done.
-fn ok<T>(result: Result<T, CmdError>, doing: &str) -> T {
-    result.unwrap_or_else(|error| panic!("WebDriver: {doing} failed: {error}"))
+/// How long one WebDriver command may take before the test fails (a hung Chromium).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a WebDriver command and returns its result; a failure or a hang fails the test,
+/// naming what was being done.
+async fn run<T>(command: impl Future<Output = Result<T, CmdError>>, doing: &str) -> T {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(error)) => panic!("WebDriver: {doing} failed: {error}"),
+        Err(_) => panic!("WebDriver: {doing} took over {COMMAND_TIMEOUT:?}"),
+    }
 }
 
 /// A CSS selector, or an XPath when it starts with `/`.
@@ -104,19 +112,21 @@ impl Browser {
     }
 
     pub async fn goto(&self, url: &str) {
-        ok(self.session.goto(url).await, &format!("opening {url}"));
+        run(self.session.goto(url), &format!("opening {url}")).await;
     }
 
     pub async fn url(&self) -> String {
-        ok(self.session.current_url().await, "reading the URL").to_string()
+        run(self.session.current_url(), "reading the URL")
+            .await
+            .to_string()
     }
 
     pub async fn refresh(&self) {
-        ok(self.session.refresh().await, "reloading the page");
+        run(self.session.refresh(), "reloading the page").await;
     }
 
     pub async fn title(&self) -> String {
-        ok(self.session.title().await, "reading the title")
+        run(self.session.title(), "reading the title").await
     }
 
     /// The page's visible text; empty while the page is being replaced (a form just
@@ -134,10 +144,11 @@ impl Browser {
 
     /// Elements matching a CSS selector, or an XPath when it starts with `/` (possibly none).
     pub async fn find_all(&self, selector: &str) -> Vec<Element> {
-        ok(
-            self.session.find_all(locate(selector)).await,
+        run(
+            self.session.find_all(locate(selector)),
             &format!("finding `{selector}`"),
         )
+        .await
     }
 
     /// The first element matching a selector (see `find_all`), waiting for it to appear.
@@ -159,7 +170,7 @@ impl Browser {
 
     pub async fn click(&self, selector: &str) {
         let element = self.find(selector).await;
-        ok(element.click().await, &format!("clicking `{selector}`"));
+        run(element.click(), &format!("clicking `{selector}`")).await;
     }
 
     /// Clicks something that loads a new page (a link, a submit button) and waits until the new
@@ -187,11 +198,12 @@ impl Browser {
     /// Replaces the value of a field, as a person typing would.
     pub async fn fill(&self, selector: &str, text: &str) {
         let element = self.find(selector).await;
-        ok(element.clear().await, &format!("clearing `{selector}`"));
-        ok(
-            element.send_keys(text).await,
+        run(element.clear(), &format!("clearing `{selector}`")).await;
+        run(
+            element.send_keys(text),
             &format!("typing into `{selector}`"),
-        );
+        )
+        .await;
     }
 
     /// Picks the `<option>` with `value` in a `<select>`.
@@ -220,7 +232,7 @@ impl Browser {
 
     /// Runs JavaScript in the page with `arguments`, and returns what it returns.
     pub async fn script_with(&self, script: &str, args: Vec<Value>) -> Value {
-        ok(self.session.execute(script, args).await, "running a script")
+        run(self.session.execute(script, args), "running a script").await
     }
 
     /// Polls the page (reloading it when `reload`) until its text contains `needle`.
@@ -252,21 +264,22 @@ impl Browser {
                 keys.then(KeyAction::Down { value: c })
                     .then(KeyAction::Up { value: c })
             });
-        ok(self.session.perform_actions(actions).await, "typing");
-        ok(self.session.release_actions().await, "releasing the keys");
+        run(self.session.perform_actions(actions), "typing").await;
+        run(self.session.release_actions(), "releasing the keys").await;
     }
 
     /// The browser's cookies for the current page.
     pub async fn cookies(&self) -> Vec<Cookie<'static>> {
-        ok(self.session.get_all_cookies().await, "reading the cookies")
+        run(self.session.get_all_cookies(), "reading the cookies").await
     }
 
     /// A Chrome DevTools command (see `devtools`), and its result.
     async fn devtools(&self, cmd: &'static str, params: Value) -> Value {
-        ok(
-            self.session.issue_cmd(DevTools::new(cmd, params)).await,
+        run(
+            self.session.issue_cmd(DevTools::new(cmd, params)),
             &format!("DevTools {cmd}"),
         )
+        .await
     }
 
     /// Emulates a phone-sized viewport (`Some(width)`) or goes back to the window's size.
