@@ -4,8 +4,9 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{
-    Agreement, AwsSandbox, DimensionKind, OfferKind,
+    AwsSandbox, DimensionKind, OfferKind,
     input::{opt_i64, opt_str},
+    state::Agreement,
     wire::AwsError,
 };
 

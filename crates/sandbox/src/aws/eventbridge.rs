@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Agreement, AwsSandbox, ProductConfig};
+use super::{AwsSandbox, ProductConfig, state::Agreement};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -81,4 +81,27 @@ pub fn event(sb: &AwsSandbox, kind: EventKind, ag: &Agreement, product: &Product
         "resources": [format!("arn:aws:aws-marketplace::aws:agreement:{}", ag.agreement_id)],
         "detail": detail,
     })
+}
+
+impl AwsSandbox {
+    /// Puts the `kind` event of `agreement` on the EventBridge queue.
+    pub(super) fn eventbridge_publish(
+        &self,
+        kind: EventKind,
+        agreement: &Agreement,
+        product: &ProductConfig,
+    ) {
+        let event = event(self, kind, agreement, product);
+        let now = self.now();
+        let mut st = self.lock();
+        st.push_queue_message(&self.config.eventbridge_queue_name, event.to_string(), now);
+        self.persist(&st);
+        drop(st);
+        self.log_call(
+            "events",
+            "PutEvents",
+            200,
+            format!("{} for {}", kind.detail_type(), agreement.agreement_id),
+        );
+    }
 }

@@ -13,7 +13,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{AwsSandbox, DimensionKind, NotificationMode, OfferKind, SubscriptionAction};
+use super::{AwsSandbox, DimensionKind, NotificationMode, OfferKind, state::SubscriptionAction};
 
 pub fn routes() -> Router<Arc<AwsSandbox>> {
     Router::new()

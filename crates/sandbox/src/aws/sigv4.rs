@@ -185,6 +185,28 @@ pub fn verify(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<(), AwsError> {
+    let bad_signature = |message: String| fail(flavor, Failure::BadSignature, message);
+    let auth = check_credential(creds, flavor, headers)?;
+    let amz_date = check_date_and_scope(creds, &auth, headers, now).map_err(bad_signature)?;
+    let payload_hash = payload_hash(headers, body).map_err(bad_signature)?;
+    let canonical_request = format!(
+        "{}\n{}\n{}\n{}\n{}\n{}",
+        method.as_str(),
+        canonical_uri(path),
+        canonical_query(query),
+        canonical_headers(&auth, headers),
+        auth.signed_headers.join(";"),
+        payload_hash
+    );
+    check_signature(creds, &auth, amz_date, &canonical_request).map_err(bad_signature)
+}
+
+/// The Authorization header, parsed, for the configured access key.
+fn check_credential<'h>(
+    creds: &Credentials<'_>,
+    flavor: ErrorFlavor,
+    headers: &'h HeaderMap,
+) -> Result<Authorization<'h>, AwsError> {
     let Some(auth_value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return Err(fail(
             flavor,
@@ -206,57 +228,51 @@ pub fn verify(
             "The security token included in the request is invalid.".into(),
         ));
     }
+    Ok(auth)
+}
+
+/// `X-Amz-Date` present, consistent with the credential scope and within the allowed skew;
+/// the scope's region is ours and `host` is signed. Returns `X-Amz-Date`.
+fn check_date_and_scope<'h>(
+    creds: &Credentials<'_>,
+    auth: &Authorization<'_>,
+    headers: &'h HeaderMap,
+    now: OffsetDateTime,
+) -> Result<&'h str, String> {
     let Some(amz_date) = headers.get("x-amz-date").and_then(|v| v.to_str().ok()) else {
-        return Err(fail(
-            flavor,
-            Failure::BadSignature,
+        return Err(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
                 .into(),
-        ));
+        );
     };
     let Ok(signed_at) = PrimitiveDateTime::parse(amz_date, AMZ_DATE) else {
-        return Err(fail(
-            flavor,
-            Failure::BadSignature,
-            format!("Invalid X-Amz-Date '{amz_date}'"),
-        ));
+        return Err(format!("Invalid X-Amz-Date '{amz_date}'"));
     };
     let signed_at = signed_at.assume_utc();
     if !amz_date.starts_with(auth.date) {
-        return Err(fail(
-            flavor,
-            Failure::BadSignature,
-            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP".into(),
-        ));
+        return Err("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP".into());
     }
     if auth.region != creds.region {
-        return Err(fail(
-            flavor,
-            Failure::BadSignature,
-            format!(
-                "Credential should be scoped to a valid region, not '{}'. ",
-                auth.region
-            ),
+        return Err(format!(
+            "Credential should be scoped to a valid region, not '{}'. ",
+            auth.region
         ));
     }
     if let Some(max) = creds.max_skew
         && (now - signed_at).abs() > max
     {
-        return Err(fail(
-            flavor,
-            Failure::BadSignature,
-            format!(
-                "Signature expired: {amz_date} is now earlier or later than the allowed clock skew."
-            ),
+        return Err(format!(
+            "Signature expired: {amz_date} is now earlier or later than the allowed clock skew."
         ));
     }
     if !auth.signed_headers.contains(&"host") {
-        return Err(fail(
-            flavor,
-            Failure::BadSignature,
-            "'Host' must be a signed header".into(),
-        ));
+        return Err("'Host' must be a signed header".into());
     }
+    Ok(amz_date)
+}
+
+/// The signed headers, lower-case name and whitespace-folded values, one per line.
+fn canonical_headers(auth: &Authorization<'_>, headers: &HeaderMap) -> String {
     let mut canonical_headers = String::new();
     for name in &auth.signed_headers {
         let values: Vec<String> = headers
@@ -274,6 +290,11 @@ pub fn verify(
         canonical_headers.push_str(&values.join(","));
         canonical_headers.push('\n');
     }
+    canonical_headers
+}
+
+/// The body's SHA-256 (hex); a declared `x-amz-content-sha256` must match it.
+fn payload_hash(headers: &HeaderMap, body: &[u8]) -> Result<String, String> {
     let payload_hash = match headers
         .get("x-amz-content-sha256")
         .and_then(|v| v.to_str().ok())
@@ -282,21 +303,20 @@ pub fn verify(
         _ => hex::encode(Sha256::digest(body)),
     };
     if payload_hash != hex::encode(Sha256::digest(body)) {
-        return Err(fail(
-            flavor,
-            Failure::BadSignature,
+        return Err(
             "The provided 'x-amz-content-sha256' header does not match what was computed.".into(),
-        ));
+        );
     }
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        method.as_str(),
-        canonical_uri(path),
-        canonical_query(query),
-        canonical_headers,
-        auth.signed_headers.join(";"),
-        payload_hash
-    );
+    Ok(payload_hash)
+}
+
+/// Derives the signing key from the secret and the scope and compares the signatures.
+fn check_signature(
+    creds: &Credentials<'_>,
+    auth: &Authorization<'_>,
+    amz_date: &str,
+    canonical_request: &str,
+) -> Result<(), String> {
     let scope = format!(
         "{}/{}/{}/aws4_request",
         auth.date, auth.region, auth.service
@@ -313,30 +333,15 @@ pub fn verify(
     let k_service = hmac(&k_region, auth.service.as_bytes());
     let k_signing = hmac(&k_service, b"aws4_request");
     let Ok(provided) = hex::decode(auth.signature) else {
-        return Err(fail(
-            flavor,
-            Failure::BadSignature,
-            "Malformed signature".into(),
-        ));
+        return Err("Malformed signature".into());
     };
-    let mut mac = match HmacSha256::new_from_slice(&k_signing) {
-        Ok(m) => m,
-        Err(_) => {
-            return Err(fail(
-                flavor,
-                Failure::BadSignature,
-                "Malformed signature".into(),
-            ));
-        }
+    let Ok(mut mac) = HmacSha256::new_from_slice(&k_signing) else {
+        return Err("Malformed signature".into());
     };
     mac.update(string_to_sign.as_bytes());
     // Constant-time comparison.
     if mac.verify_slice(&provided).is_err() {
-        return Err(fail(
-            flavor,
-            Failure::BadSignature,
-            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into(),
-        ));
+        return Err("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into());
     }
     Ok(())
 }

@@ -31,6 +31,14 @@ fn missing(key: &str) -> AwsError {
     .with_query_error("MissingParameter", "Sender")
 }
 
+fn invalid_receipt_handle(handle: &str) -> AwsError {
+    AwsError::bad_request(
+        "ReceiptHandleIsInvalid",
+        format!("The input receipt handle \"{handle}\" is not a valid receipt handle."),
+    )
+    .with_query_error("ReceiptHandleIsInvalid", "Sender")
+}
+
 /// Receipt handles carry the queue and message ids plus a per-receive nonce.
 fn receipt_handle(queue: &str, message_id: &str) -> String {
     format!("sbx:{queue}:{message_id}:{}", uuid::Uuid::new_v4().simple())
@@ -56,165 +64,13 @@ impl AwsSandbox {
     }
 
     pub(super) async fn sqs(&self, op: &str, input: &Value) -> Result<(Value, String), AwsError> {
-        let queue_url = |input: &Value| -> Result<String, AwsError> {
-            opt_str(input, "QueueUrl")?
-                .map(str::to_owned)
-                .ok_or_else(|| missing("QueueUrl"))
-        };
         match op {
-            "GetQueueUrl" => {
-                let name = req_str(input, "QueueName", "MissingParameter")
-                    .map_err(|_| missing("QueueName"))?;
-                if !self.lock().queues.contains_key(name) {
-                    return Err(non_existent_queue());
-                }
-                Ok((json!({"QueueUrl": self.queue_url(name)}), name.to_owned()))
-            }
-            "SendMessage" => {
-                let url = queue_url(input)?;
-                let name = self.queue_name_from_url(&url)?.to_owned();
-                let body = opt_str(input, "MessageBody")?
-                    .filter(|b| !b.is_empty())
-                    .ok_or_else(|| missing("MessageBody"))?;
-                if body.len() > 1024 * 1024 {
-                    return Err(invalid_parameter(
-                        "Message must be shorter than 1048576 bytes.",
-                    ));
-                }
-                let mut st = self.lock();
-                self.push_queue_message(&mut st, &name, body.to_owned());
-                let delay = opt_i64(input, "DelaySeconds")?.unwrap_or(0);
-                if !(0..=900).contains(&delay) {
-                    return Err(invalid_parameter("DelaySeconds must be between 0 and 900"));
-                }
-                let msg = st
-                    .queues
-                    .get_mut(&name)
-                    .and_then(|q| q.messages.last_mut())
-                    .ok_or_else(non_existent_queue)?;
-                msg.visible_at += Duration::seconds(delay);
-                let out = json!({"MessageId": msg.message_id, "MD5OfMessageBody": msg.md5});
-                self.persist(&st);
-                Ok((out, format!("{name}: 1 message")))
-            }
-            "ReceiveMessage" => {
-                let url = queue_url(input)?;
-                let name = self.queue_name_from_url(&url)?.to_owned();
-                let max = opt_i64(input, "MaxNumberOfMessages")?.unwrap_or(1);
-                if !(1..=10).contains(&max) {
-                    return Err(invalid_parameter(format!(
-                        "Value {max} for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided."
-                    )));
-                }
-                let wait = opt_i64(input, "WaitTimeSeconds")?.unwrap_or(0);
-                if !(0..=20).contains(&wait) {
-                    return Err(invalid_parameter(
-                        "WaitTimeSeconds must be between 0 and 20",
-                    ));
-                }
-                let visibility = opt_i64(input, "VisibilityTimeout")?;
-                if visibility.is_some_and(|v| !(0..=43_200).contains(&v)) {
-                    return Err(invalid_parameter(
-                        "VisibilityTimeout must be between 0 and 43200",
-                    ));
-                }
-                let mut wanted: Vec<String> = Vec::new();
-                for key in ["AttributeNames", "MessageSystemAttributeNames"] {
-                    if let Some(Value::Array(a)) = input.get(key) {
-                        wanted.extend(a.iter().filter_map(|v| v.as_str().map(str::to_owned)));
-                    }
-                }
-                let deadline = tokio::time::Instant::now() + StdDuration::from_secs(wait as u64);
-                loop {
-                    let messages = self.receive(&name, max as usize, visibility, &wanted);
-                    if !messages.is_empty() || tokio::time::Instant::now() >= deadline {
-                        let n = messages.len();
-                        return Ok((
-                            json!({"Messages": messages}),
-                            format!("{name}: {n} messages"),
-                        ));
-                    }
-                    tokio::time::sleep(StdDuration::from_millis(100)).await;
-                }
-            }
-            "DeleteMessage" => {
-                let url = queue_url(input)?;
-                let name = self.queue_name_from_url(&url)?.to_owned();
-                let handle =
-                    opt_str(input, "ReceiptHandle")?.ok_or_else(|| missing("ReceiptHandle"))?;
-                let Some((q, id)) = parse_receipt(handle).filter(|(q, _)| *q == name) else {
-                    return Err(AwsError::bad_request(
-                        "ReceiptHandleIsInvalid",
-                        format!(
-                            "The input receipt handle \"{handle}\" is not a valid receipt handle."
-                        ),
-                    )
-                    .with_query_error("ReceiptHandleIsInvalid", "Sender"));
-                };
-                let mut st = self.lock();
-                // Deleting an already-deleted message succeeds, as in SQS.
-                if let Some(queue) = st.queues.get_mut(q) {
-                    queue.messages.retain(|m| m.message_id != id);
-                }
-                self.persist(&st);
-                Ok((json!({}), format!("{name}: deleted {id}")))
-            }
-            "ChangeMessageVisibility" => {
-                let url = queue_url(input)?;
-                let name = self.queue_name_from_url(&url)?.to_owned();
-                let handle =
-                    opt_str(input, "ReceiptHandle")?.ok_or_else(|| missing("ReceiptHandle"))?;
-                let timeout = opt_i64(input, "VisibilityTimeout")?
-                    .ok_or_else(|| missing("VisibilityTimeout"))?;
-                if !(0..=43_200).contains(&timeout) {
-                    return Err(invalid_parameter(
-                        "VisibilityTimeout must be between 0 and 43200",
-                    ));
-                }
-                if parse_receipt(handle).is_none_or(|(q, _)| q != name) {
-                    return Err(AwsError::bad_request(
-                        "ReceiptHandleIsInvalid",
-                        format!(
-                            "The input receipt handle \"{handle}\" is not a valid receipt handle."
-                        ),
-                    )
-                    .with_query_error("ReceiptHandleIsInvalid", "Sender"));
-                }
-                let now = self.now();
-                let mut st = self.lock();
-                let msg = st
-                    .queues
-                    .get_mut(&name)
-                    .and_then(|q| {
-                        q.messages
-                            .iter_mut()
-                            .find(|m| m.receipt_handle.as_deref() == Some(handle))
-                    })
-                    .filter(|m| m.visible_at > now);
-                let Some(msg) = msg else {
-                    return Err(AwsError::bad_request(
-                        "MessageNotInflight",
-                        "The message referred to isn't in flight.",
-                    )
-                    .with_query_error("AWS.SimpleQueueService.MessageNotInflight", "Sender"));
-                };
-                msg.visible_at = now + Duration::seconds(timeout);
-                self.persist(&st);
-                Ok((json!({}), format!("{name}: visibility {timeout}s")))
-            }
-            "GetQueueAttributes" => {
-                let url = queue_url(input)?;
-                let name = self.queue_name_from_url(&url)?.to_owned();
-                let mut wanted: Vec<String> = Vec::new();
-                if let Some(Value::Array(a)) = input.get("AttributeNames") {
-                    wanted.extend(a.iter().filter_map(|v| v.as_str().map(str::to_owned)));
-                }
-                let attributes = self.queue_attributes(&name, &wanted)?;
-                Ok((
-                    json!({"Attributes": attributes}),
-                    format!("{name}: {} attribute(s)", attributes.len()),
-                ))
-            }
+            "GetQueueUrl" => self.get_queue_url(input),
+            "SendMessage" => self.send_message(input),
+            "ReceiveMessage" => self.receive_message(input).await,
+            "DeleteMessage" => self.delete_message(input),
+            "ChangeMessageVisibility" => self.change_message_visibility(input),
+            "GetQueueAttributes" => self.get_queue_attributes(input),
             _ => Err(AwsError::new(
                 StatusCode::BAD_REQUEST,
                 "UnsupportedOperation",
@@ -222,6 +78,154 @@ impl AwsSandbox {
             )
             .with_query_error("AWS.SimpleQueueService.UnsupportedOperation", "Sender")),
         }
+    }
+
+    /// The name of the existing queue the request's `QueueUrl` names.
+    fn queue_of(&self, input: &Value) -> Result<String, AwsError> {
+        let url = opt_str(input, "QueueUrl")?.ok_or_else(|| missing("QueueUrl"))?;
+        Ok(self.queue_name_from_url(url)?.to_owned())
+    }
+
+    fn get_queue_url(&self, input: &Value) -> Result<(Value, String), AwsError> {
+        let name =
+            req_str(input, "QueueName", "MissingParameter").map_err(|_| missing("QueueName"))?;
+        if !self.lock().queues.contains_key(name) {
+            return Err(non_existent_queue());
+        }
+        Ok((json!({"QueueUrl": self.queue_url(name)}), name.to_owned()))
+    }
+
+    fn send_message(&self, input: &Value) -> Result<(Value, String), AwsError> {
+        let name = self.queue_of(input)?;
+        let body = opt_str(input, "MessageBody")?
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| missing("MessageBody"))?;
+        if body.len() > 1024 * 1024 {
+            return Err(invalid_parameter(
+                "Message must be shorter than 1048576 bytes.",
+            ));
+        }
+        let now = self.now();
+        let mut st = self.lock();
+        st.push_queue_message(&name, body.to_owned(), now);
+        let delay = opt_i64(input, "DelaySeconds")?.unwrap_or(0);
+        if !(0..=900).contains(&delay) {
+            return Err(invalid_parameter("DelaySeconds must be between 0 and 900"));
+        }
+        let msg = st
+            .queues
+            .get_mut(&name)
+            .and_then(|q| q.messages.last_mut())
+            .ok_or_else(non_existent_queue)?;
+        msg.visible_at += Duration::seconds(delay);
+        let out = json!({"MessageId": msg.message_id, "MD5OfMessageBody": msg.md5});
+        self.persist(&st);
+        Ok((out, format!("{name}: 1 message")))
+    }
+
+    /// Long polling: waits up to `WaitTimeSeconds` for a visible message.
+    async fn receive_message(&self, input: &Value) -> Result<(Value, String), AwsError> {
+        let name = self.queue_of(input)?;
+        let max = opt_i64(input, "MaxNumberOfMessages")?.unwrap_or(1);
+        if !(1..=10).contains(&max) {
+            return Err(invalid_parameter(format!(
+                "Value {max} for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided."
+            )));
+        }
+        let wait = opt_i64(input, "WaitTimeSeconds")?.unwrap_or(0);
+        if !(0..=20).contains(&wait) {
+            return Err(invalid_parameter(
+                "WaitTimeSeconds must be between 0 and 20",
+            ));
+        }
+        let visibility = opt_i64(input, "VisibilityTimeout")?;
+        if visibility.is_some_and(|v| !(0..=43_200).contains(&v)) {
+            return Err(invalid_parameter(
+                "VisibilityTimeout must be between 0 and 43200",
+            ));
+        }
+        let mut wanted: Vec<String> = Vec::new();
+        for key in ["AttributeNames", "MessageSystemAttributeNames"] {
+            if let Some(Value::Array(a)) = input.get(key) {
+                wanted.extend(a.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(wait as u64);
+        loop {
+            let messages = self.receive(&name, max as usize, visibility, &wanted);
+            if !messages.is_empty() || tokio::time::Instant::now() >= deadline {
+                let n = messages.len();
+                return Ok((
+                    json!({"Messages": messages}),
+                    format!("{name}: {n} messages"),
+                ));
+            }
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+    }
+
+    fn delete_message(&self, input: &Value) -> Result<(Value, String), AwsError> {
+        let name = self.queue_of(input)?;
+        let handle = opt_str(input, "ReceiptHandle")?.ok_or_else(|| missing("ReceiptHandle"))?;
+        let Some((q, id)) = parse_receipt(handle).filter(|(q, _)| *q == name) else {
+            return Err(invalid_receipt_handle(handle));
+        };
+        let mut st = self.lock();
+        // Deleting an already-deleted message succeeds, as in SQS.
+        if let Some(queue) = st.queues.get_mut(q) {
+            queue.messages.retain(|m| m.message_id != id);
+        }
+        self.persist(&st);
+        Ok((json!({}), format!("{name}: deleted {id}")))
+    }
+
+    fn change_message_visibility(&self, input: &Value) -> Result<(Value, String), AwsError> {
+        let name = self.queue_of(input)?;
+        let handle = opt_str(input, "ReceiptHandle")?.ok_or_else(|| missing("ReceiptHandle"))?;
+        let timeout =
+            opt_i64(input, "VisibilityTimeout")?.ok_or_else(|| missing("VisibilityTimeout"))?;
+        if !(0..=43_200).contains(&timeout) {
+            return Err(invalid_parameter(
+                "VisibilityTimeout must be between 0 and 43200",
+            ));
+        }
+        if parse_receipt(handle).is_none_or(|(q, _)| q != name) {
+            return Err(invalid_receipt_handle(handle));
+        }
+        let now = self.now();
+        let mut st = self.lock();
+        let msg = st
+            .queues
+            .get_mut(&name)
+            .and_then(|q| {
+                q.messages
+                    .iter_mut()
+                    .find(|m| m.receipt_handle.as_deref() == Some(handle))
+            })
+            .filter(|m| m.visible_at > now);
+        let Some(msg) = msg else {
+            return Err(AwsError::bad_request(
+                "MessageNotInflight",
+                "The message referred to isn't in flight.",
+            )
+            .with_query_error("AWS.SimpleQueueService.MessageNotInflight", "Sender"));
+        };
+        msg.visible_at = now + Duration::seconds(timeout);
+        self.persist(&st);
+        Ok((json!({}), format!("{name}: visibility {timeout}s")))
+    }
+
+    fn get_queue_attributes(&self, input: &Value) -> Result<(Value, String), AwsError> {
+        let name = self.queue_of(input)?;
+        let mut wanted: Vec<String> = Vec::new();
+        if let Some(Value::Array(a)) = input.get("AttributeNames") {
+            wanted.extend(a.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+        }
+        let attributes = self.queue_attributes(&name, &wanted)?;
+        Ok((
+            json!({"Attributes": attributes}),
+            format!("{name}: {} attribute(s)", attributes.len()),
+        ))
     }
 
     /// The attributes SQS reports that the sandbox can know; unknown names are refused like

@@ -204,51 +204,8 @@ fn decode_item(d: &mut Decoder<'_>, depth: usize) -> Result<Value, String> {
             }
             Value::String(s)
         }
-        Type::Array | Type::ArrayIndef => {
-            let mut items = Vec::new();
-            match d.array().map_err(err)? {
-                Some(n) => {
-                    for _ in 0..n {
-                        items.push(decode_item(d, depth + 1)?);
-                    }
-                }
-                None => loop {
-                    if d.datatype().map_err(err)? == Type::Break {
-                        d.skip().map_err(err)?;
-                        break;
-                    }
-                    items.push(decode_item(d, depth + 1)?);
-                },
-            }
-            Value::Array(items)
-        }
-        Type::Map | Type::MapIndef => {
-            let mut map = Map::new();
-            let mut entry = |d: &mut Decoder<'_>| -> Result<(), String> {
-                let key = match decode_item(d, depth + 1)? {
-                    Value::String(s) => s,
-                    _ => return Err("CBOR map keys must be text strings".to_owned()),
-                };
-                let value = decode_item(d, depth + 1)?;
-                map.insert(key, value);
-                Ok(())
-            };
-            match d.map().map_err(err)? {
-                Some(n) => {
-                    for _ in 0..n {
-                        entry(d)?;
-                    }
-                }
-                None => loop {
-                    if d.datatype().map_err(err)? == Type::Break {
-                        d.skip().map_err(err)?;
-                        break;
-                    }
-                    entry(d)?;
-                },
-            }
-            Value::Object(map)
-        }
+        Type::Array | Type::ArrayIndef => decode_array(d, depth)?,
+        Type::Map | Type::MapIndef => decode_map(d, depth)?,
         Type::Tag => {
             let tag = d.tag().map_err(err)?;
             let inner = decode_item(d, depth + 1)?;
@@ -260,6 +217,54 @@ fn decode_item(d: &mut Decoder<'_>, depth: usize) -> Result<Value, String> {
         }
         other => return Err(format!("unsupported CBOR item {other}")),
     })
+}
+
+/// Calls `item` once per element of a definite or indefinite-length array or map.
+fn for_each_entry(
+    d: &mut Decoder<'_>,
+    len: Option<u64>,
+    mut item: impl FnMut(&mut Decoder<'_>) -> Result<(), String>,
+) -> Result<(), String> {
+    match len {
+        Some(n) => {
+            for _ in 0..n {
+                item(d)?;
+            }
+        }
+        None => loop {
+            if d.datatype().map_err(err)? == Type::Break {
+                d.skip().map_err(err)?;
+                break;
+            }
+            item(d)?;
+        },
+    }
+    Ok(())
+}
+
+fn decode_array(d: &mut Decoder<'_>, depth: usize) -> Result<Value, String> {
+    let mut items = Vec::new();
+    let len = d.array().map_err(err)?;
+    for_each_entry(d, len, |d| {
+        items.push(decode_item(d, depth + 1)?);
+        Ok(())
+    })?;
+    Ok(Value::Array(items))
+}
+
+fn decode_map(d: &mut Decoder<'_>, depth: usize) -> Result<Value, String> {
+    let mut map = Map::new();
+    let len = d.map().map_err(err)?;
+    for_each_entry(d, len, |d| {
+        let key = match decode_item(d, depth + 1)? {
+            Value::String(s) => s,
+            _ => return Err("CBOR map keys must be text strings".to_owned()),
+        };
+        let value = decode_item(d, depth + 1)?;
+        map.insert(key, value);
+        Ok(())
+    })?;
+    Ok(Value::Object(map))
 }
 
 // ---------------------------------------------------------------- JSON -> CBOR

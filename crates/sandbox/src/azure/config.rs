@@ -1,8 +1,9 @@
 //! Configuration of the Azure sandbox: publisher identity, registered apps, scenario (offers,
 //! plans, dimensions), test users and timings. Loadable from TOML; `Default` is the demo scenario.
 
-use std::{fmt, net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
+use marketlink_core::Secret;
 use serde::{Deserialize, Serialize};
 
 /// The marketplace SaaS API's resource / first-party app id (the `aud` of publisher tokens and the
@@ -10,23 +11,6 @@ use serde::{Deserialize, Serialize};
 pub const MARKETPLACE_RESOURCE_ID: &str = "20e940b3-4c77-4b0b-9a53-9e16a1b010a7";
 /// Microsoft Graph's resource id (the `aud` of delegated Graph tokens).
 pub const GRAPH_RESOURCE_ID: &str = "00000003-0000-0000-c000-000000000000";
-
-/// A string that never shows in `Debug` output (client secrets).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"[redacted]\"")
-    }
-}
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
 
 /// Shape of the JWT the sandbox puts on webhook calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -180,11 +164,11 @@ impl Default for AzureSandboxConfig {
             publisher_id: "contoso".into(),
             publisher_tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
             publisher_app_id: "5f3b2c1d-7a4e-4b8f-9c0d-1e2f3a4b5c6d".into(),
-            publisher_app_secret: Secret("sandbox-publisher-secret".into()),
+            publisher_app_secret: Secret::new("sandbox-publisher-secret"),
             marketplace_resource_id: MARKETPLACE_RESOURCE_ID.into(),
             other_apps: vec![ClientApp {
                 client_id: "0b6e4a3c-2d1f-4e5a-8b7c-9d0e1f2a3b4c".into(),
-                client_secret: Secret("sandbox-other-publisher-secret".into()),
+                client_secret: Secret::new("sandbox-other-publisher-secret"),
                 tenant_id: "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f".into(),
                 display_name: "Fabrikam (another publisher)".into(),
             }],

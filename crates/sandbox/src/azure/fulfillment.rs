@@ -16,12 +16,12 @@ use uuid::Uuid;
 
 use super::{
     Shared,
-    http::{
-        API_VERSION, AppState, authorize_publisher, check_api_version, fulfillment_error, json_ok,
-        parse_json,
-    },
+    auth::authorize_publisher,
+    config::AzureSandboxConfig,
+    errors::{ApiError, fulfillment_error},
+    http::{API_VERSION, AppState, check_api_version, json_ok, parse_json},
     state::{
-        Action, ApiError, OperationStatus, RequestSource, SubscriptionStatus, check_quantity,
+        Action, OperationStatus, RequestSource, Subscription, SubscriptionStatus, check_quantity,
         term_dates,
     },
     webhook,
@@ -334,64 +334,9 @@ async fn update_subscription(
         let sub = state.subscription_mut(id).ok_or_else(|| {
             ApiError::not_found(format!("The subscription '{id}' was not found."))
         })?;
-        if sub.status != SubscriptionStatus::Subscribed {
-            return Err(ApiError::bad_request(format!(
-                "The subscription is {}; only Subscribed subscriptions can change.",
-                sub.status.as_str()
-            )));
-        }
-        if !sub
-            .allowed_customer_operations
-            .iter()
-            .any(|o| o == "Update")
-        {
-            return Err(ApiError::bad_request("Update is not an allowed operation."));
-        }
-        if pending {
-            return Err(ApiError::conflict(
-                "Another operation is in progress on this subscription.",
-            ));
-        }
+        check_updatable(sub, pending)?;
         let previous = Some((sub.plan_id.clone(), sub.quantity));
-        let action = match (plan_id, quantity) {
-            (Some(_), Some(_)) | (None, None) => {
-                return Err(ApiError::bad_request(
-                    "Send either planId or quantity, not both and not neither.",
-                ));
-            }
-            (Some(plan_id), None) => {
-                let plan = shared.config.plan(&sub.offer_id, &plan_id).ok_or_else(|| {
-                    ApiError::bad_request(format!("The plan '{plan_id}' is not available."))
-                })?;
-                if plan.id == sub.plan_id {
-                    return Err(ApiError::bad_request(
-                        "The subscription already has this plan.",
-                    ));
-                }
-                sub.quantity = if plan.is_price_per_seat {
-                    Some(sub.quantity.unwrap_or(plan.min_quantity.unwrap_or(1)))
-                } else {
-                    None
-                };
-                sub.plan_id = plan.id.clone();
-                Action::ChangePlan
-            }
-            (None, Some(quantity)) => {
-                let plan = shared
-                    .config
-                    .plan(&sub.offer_id, &sub.plan_id)
-                    .ok_or_else(|| ApiError::bad_request("The current plan is not available."))?;
-                let quantity =
-                    check_quantity(plan, Some(quantity)).map_err(ApiError::bad_request)?;
-                if quantity == sub.quantity {
-                    return Err(ApiError::bad_request(
-                        "The subscription already has this quantity.",
-                    ));
-                }
-                sub.quantity = quantity;
-                Action::ChangeQuantity
-            }
-        };
+        let action = apply_update(&shared.config, sub, plan_id, quantity)?;
         sub.last_modified = now;
         state
             .record_operation(
@@ -406,6 +351,73 @@ async fn update_subscription(
     };
     webhook::dispatch(shared.clone(), op_id);
     Ok(accepted(operation_location(&shared, id, op_id)))
+}
+
+/// Only a Subscribed subscription that allows `Update` and has no operation in progress changes.
+fn check_updatable(sub: &Subscription, pending: bool) -> Result<(), ApiError> {
+    if sub.status != SubscriptionStatus::Subscribed {
+        return Err(ApiError::bad_request(format!(
+            "The subscription is {}; only Subscribed subscriptions can change.",
+            sub.status.as_str()
+        )));
+    }
+    if !sub
+        .allowed_customer_operations
+        .iter()
+        .any(|o| o == "Update")
+    {
+        return Err(ApiError::bad_request("Update is not an allowed operation."));
+    }
+    if pending {
+        return Err(ApiError::conflict(
+            "Another operation is in progress on this subscription.",
+        ));
+    }
+    Ok(())
+}
+
+/// Applies the publisher's PATCH (a new plan or a new quantity, never both) to `sub`.
+fn apply_update(
+    config: &AzureSandboxConfig,
+    sub: &mut Subscription,
+    plan_id: Option<String>,
+    quantity: Option<i64>,
+) -> Result<Action, ApiError> {
+    match (plan_id, quantity) {
+        (Some(_), Some(_)) | (None, None) => Err(ApiError::bad_request(
+            "Send either planId or quantity, not both and not neither.",
+        )),
+        (Some(plan_id), None) => {
+            let plan = config.plan(&sub.offer_id, &plan_id).ok_or_else(|| {
+                ApiError::bad_request(format!("The plan '{plan_id}' is not available."))
+            })?;
+            if plan.id == sub.plan_id {
+                return Err(ApiError::bad_request(
+                    "The subscription already has this plan.",
+                ));
+            }
+            sub.quantity = if plan.is_price_per_seat {
+                Some(sub.quantity.unwrap_or(plan.min_quantity.unwrap_or(1)))
+            } else {
+                None
+            };
+            sub.plan_id = plan.id.clone();
+            Ok(Action::ChangePlan)
+        }
+        (None, Some(quantity)) => {
+            let plan = config
+                .plan(&sub.offer_id, &sub.plan_id)
+                .ok_or_else(|| ApiError::bad_request("The current plan is not available."))?;
+            let quantity = check_quantity(plan, Some(quantity)).map_err(ApiError::bad_request)?;
+            if quantity == sub.quantity {
+                return Err(ApiError::bad_request(
+                    "The subscription already has this quantity.",
+                ));
+            }
+            sub.quantity = quantity;
+            Ok(Action::ChangeQuantity)
+        }
+    }
 }
 
 async fn delete_subscription(

@@ -159,6 +159,19 @@ impl TlsMaterial {
     }
 }
 
+/// A GUID derived from `parts` (stable object ids for service principals, pairwise subjects).
+pub fn derived_guid(parts: &[&str]) -> uuid::Uuid {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 /// Constant-time comparison for secrets.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();

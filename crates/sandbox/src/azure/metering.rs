@@ -19,13 +19,18 @@ use uuid::Uuid;
 
 use super::{
     Shared,
+    auth::authorize_publisher,
     config::AzureSandboxConfig,
-    http::{API_VERSION, AppState, authorize_publisher, json_ok, metering_error},
-    state::{ApiError, State as Ledger, SubscriptionStatus, UsageRecord, rfc3339},
+    errors::{ApiError, metering_error},
+    http::{API_VERSION, AppState, json_ok},
+    state::{State as Ledger, SubscriptionStatus, UsageRecord, rfc3339},
 };
 
-/// Largest batch the API takes.
-const MAX_BATCH: usize = 25;
+/// Microsoft's limit on usage events per `POST /batchUsageEvent`, enforced by the marketplace
+/// itself: a larger batch is refused whole with 400. Source: Microsoft Learn, "Marketplace
+/// metered billing APIs", section "Metered billing batch usage event"
+/// (https://learn.microsoft.com/partner-center/marketplace/marketplace-metering-service-apis).
+const MICROSOFT_BATCH_LIMIT: usize = 25;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -91,19 +96,31 @@ pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
 enum Outcome {
     Accepted(UsageRecord),
     Duplicate(UsageRecord),
-    Failed {
-        status: &'static str,
-        message: String,
-        target: &'static str,
-    },
+    Failed(Rejection),
 }
 
-fn fail(status: &'static str, message: impl Into<String>, target: &'static str) -> Outcome {
-    Outcome::Failed {
+/// Why an event was refused: its `status`/`code`, the message and the field at fault.
+struct Rejection {
+    status: &'static str,
+    message: String,
+    target: &'static str,
+}
+
+fn reject(status: &'static str, message: impl Into<String>, target: &'static str) -> Rejection {
+    Rejection {
         status,
         message: message.into(),
         target,
     }
+}
+
+/// A well-formed usage event.
+struct UsageEvent<'a> {
+    resource: Uuid,
+    quantity: f64,
+    dimension: &'a str,
+    start: OffsetDateTime,
+    plan_id: &'a str,
 }
 
 /// Applies the metering rules to one event and records it when accepted.
@@ -113,109 +130,155 @@ fn evaluate(
     event: &Value,
     now: OffsetDateTime,
 ) -> Outcome {
+    let checked = parse_event(event).and_then(|usage| {
+        let offer_id = check_billable(ledger, config, &usage, now)?;
+        Ok((usage, offer_id))
+    });
+    match checked {
+        Ok((usage, offer_id)) => record(ledger, &usage, offer_id, now),
+        Err(rejection) => Outcome::Failed(rejection),
+    }
+}
+
+/// The event's fields, each present and well formed.
+fn parse_event(event: &Value) -> Result<UsageEvent<'_>, Rejection> {
     if event.get("resourceUri").is_some() {
-        return fail(
+        return Err(reject(
             "BadArgument",
             "resourceUri is for managed applications; SaaS uses resourceId.",
             "ResourceUri",
-        );
+        ));
     }
-    let Some(resource) = event.get("resourceId").and_then(Value::as_str) else {
-        return fail("BadArgument", "The resourceId is required.", "ResourceId");
-    };
-    let Ok(resource) = Uuid::parse_str(resource) else {
-        return fail("BadArgument", "The resourceId is not a GUID.", "ResourceId");
-    };
-    let Some(quantity) = event.get("quantity").and_then(Value::as_f64) else {
-        return fail("BadArgument", "The quantity is required.", "Quantity");
-    };
+    let resource = event
+        .get("resourceId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| reject("BadArgument", "The resourceId is required.", "ResourceId"))?;
+    let resource = Uuid::parse_str(resource)
+        .map_err(|_| reject("BadArgument", "The resourceId is not a GUID.", "ResourceId"))?;
+    let quantity = event
+        .get("quantity")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| reject("BadArgument", "The quantity is required.", "Quantity"))?;
     if !quantity.is_finite() || quantity <= 0.0 {
-        return fail(
+        return Err(reject(
             "InvalidQuantity",
             "The quantity must be greater than 0.",
             "Quantity",
-        );
+        ));
     }
-    let Some(dimension) = event
+    let dimension = event
         .get("dimension")
         .and_then(Value::as_str)
         .filter(|d| !d.is_empty())
-    else {
-        return fail("BadArgument", "The dimension is required.", "Dimension");
-    };
-    let Some(start) = event.get("effectiveStartTime").and_then(Value::as_str) else {
-        return fail(
-            "BadArgument",
-            "The effectiveStartTime is required.",
-            "EffectiveStartTime",
-        );
-    };
-    let Some(start) = parse_time(start) else {
-        return fail(
+        .ok_or_else(|| reject("BadArgument", "The dimension is required.", "Dimension"))?;
+    let start = event
+        .get("effectiveStartTime")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            reject(
+                "BadArgument",
+                "The effectiveStartTime is required.",
+                "EffectiveStartTime",
+            )
+        })?;
+    let start = parse_time(start).ok_or_else(|| {
+        reject(
             "BadArgument",
             "The effectiveStartTime is not a valid date-time.",
             "EffectiveStartTime",
-        );
-    };
-    let Some(plan_id) = event
+        )
+    })?;
+    let plan_id = event
         .get("planId")
         .and_then(Value::as_str)
         .filter(|p| !p.is_empty())
-    else {
-        return fail("BadArgument", "The planId is required.", "PlanId");
-    };
-    let Some(sub) = ledger.subscription(resource) else {
-        return fail(
+        .ok_or_else(|| reject("BadArgument", "The planId is required.", "PlanId"))?;
+    Ok(UsageEvent {
+        resource,
+        quantity,
+        dimension,
+        start,
+        plan_id,
+    })
+}
+
+/// Whether the subscription may be billed for the event: active at `effectiveStartTime`, on
+/// this plan, a dimension of the plan, within the last 24 hours. Returns the offer id.
+fn check_billable(
+    ledger: &Ledger,
+    config: &AzureSandboxConfig,
+    usage: &UsageEvent<'_>,
+    now: OffsetDateTime,
+) -> Result<String, Rejection> {
+    let sub = ledger.subscription(usage.resource).ok_or_else(|| {
+        reject(
             "ResourceNotFound",
             "The resource was not found.",
             "ResourceId",
-        );
-    };
+        )
+    })?;
     let active = match sub.status {
         SubscriptionStatus::Subscribed => true,
-        SubscriptionStatus::Unsubscribed => sub.unsubscribed_at.is_some_and(|at| start < at),
+        SubscriptionStatus::Unsubscribed => sub.unsubscribed_at.is_some_and(|at| usage.start < at),
         _ => false,
     };
     if !active {
-        return fail(
+        return Err(reject(
             "ResourceNotActive",
             format!("The subscription is {}.", sub.status.as_str()),
             "ResourceId",
-        );
+        ));
     }
-    if plan_id != sub.plan_id {
-        return fail(
+    if usage.plan_id != sub.plan_id {
+        return Err(reject(
             "BadArgument",
-            format!("The planId '{plan_id}' is not the subscription's plan."),
+            format!(
+                "The planId '{}' is not the subscription's plan.",
+                usage.plan_id
+            ),
             "PlanId",
-        );
+        ));
     }
-    let Some(plan) = config.plan(&sub.offer_id, &sub.plan_id) else {
-        return fail("BadArgument", "The plan is not available.", "PlanId");
-    };
-    if !plan.dimensions.iter().any(|d| d.id == dimension) {
-        return fail(
+    let plan = config
+        .plan(&sub.offer_id, &sub.plan_id)
+        .ok_or_else(|| reject("BadArgument", "The plan is not available.", "PlanId"))?;
+    if !plan.dimensions.iter().any(|d| d.id == usage.dimension) {
+        return Err(reject(
             "InvalidDimension",
-            format!("The dimension '{dimension}' is not defined for the plan."),
+            format!(
+                "The dimension '{}' is not defined for the plan.",
+                usage.dimension
+            ),
             "Dimension",
-        );
+        ));
     }
-    if start < now - Duration::hours(24) {
-        return fail(
+    if usage.start < now - Duration::hours(24) {
+        return Err(reject(
             "Expired",
             "The effectiveStartTime is more than 24 hours in the past.",
             "EffectiveStartTime",
-        );
+        ));
     }
-    if start > now + Duration::minutes(5) {
-        return fail(
+    if usage.start > now + Duration::minutes(5) {
+        return Err(reject(
             "BadArgument",
             "The effectiveStartTime is in the future.",
             "EffectiveStartTime",
-        );
+        ));
     }
-    let hour = start.unix_timestamp().div_euclid(3600) * 3600;
-    let key = (resource, dimension.to_string(), hour);
+    Ok(sub.offer_id.clone())
+}
+
+/// Records a billable event, or returns the one already accepted for its resource, dimension
+/// and hour.
+fn record(
+    ledger: &mut Ledger,
+    usage: &UsageEvent<'_>,
+    offer_id: String,
+    now: OffsetDateTime,
+) -> Outcome {
+    let hour = usage.start.unix_timestamp().div_euclid(3600) * 3600;
+    let key = (usage.resource, usage.dimension.to_string(), hour);
     if let Some(existing) = ledger
         .usage_keys
         .get(&key)
@@ -226,12 +289,12 @@ fn evaluate(
     let record = UsageRecord {
         usage_event_id: Uuid::new_v4(),
         message_time: now,
-        resource_id: resource,
-        quantity,
-        dimension: dimension.to_string(),
-        effective_start_time: start,
-        plan_id: plan_id.to_string(),
-        offer_id: sub.offer_id.clone(),
+        resource_id: usage.resource,
+        quantity: usage.quantity,
+        dimension: usage.dimension.to_string(),
+        effective_start_time: usage.start,
+        plan_id: usage.plan_id.to_string(),
+        offer_id,
     };
     ledger.usage_keys.insert(key, ledger.usage.len());
     ledger.usage.push(record.clone());
@@ -268,11 +331,11 @@ async fn usage_event(
             status: StatusCode::CONFLICT,
             body: conflict_body(&accepted),
         }),
-        Outcome::Failed {
+        Outcome::Failed(Rejection {
             status,
             message,
             target,
-        } => Err(bad_request(status, &message, target)),
+        }) => Err(bad_request(status, &message, target)),
     }
 }
 
@@ -297,7 +360,7 @@ async fn batch_usage_event(
             "request",
         ));
     };
-    if events.is_empty() || events.len() > MAX_BATCH {
+    if events.is_empty() || events.len() > MICROSOFT_BATCH_LIMIT {
         return Err(bad_request(
             "BadArgument",
             "A batch carries between 1 and 25 usage events.",
@@ -319,9 +382,9 @@ async fn batch_usage_event(
                     item.insert("error".into(), conflict_body(&accepted));
                     Value::Object(item)
                 }
-                Outcome::Failed {
+                Outcome::Failed(Rejection {
                     status, message, ..
-                } => {
+                }) => {
                     let mut item = echo(event);
                     item.insert("status".into(), json!(status));
                     item.insert("messageTime".into(), json!(rfc3339(now)));

@@ -65,13 +65,16 @@
 //! Scenario TOML: every key of [`AzureSandboxConfig`] (snake case), missing ones take the
 //! defaults; see `crates/sandbox/scenarios/azure-default.toml`.
 
+mod auth;
 mod config;
 mod entra;
+mod errors;
 mod fulfillment;
 mod http;
 mod keys;
 mod metering;
 mod pages;
+mod routes;
 mod state;
 mod webhook;
 
@@ -91,7 +94,7 @@ use uuid::Uuid;
 pub use self::{
     config::{
         AzureSandboxConfig, ClientApp, DimensionConfig, GRAPH_RESOURCE_ID, MARKETPLACE_RESOURCE_ID,
-        OfferConfig, PlanConfig, Secret, TestUser, WebhookTokenVersion,
+        OfferConfig, PlanConfig, TestUser, WebhookTokenVersion,
     },
     state::{CallLogEntry, MarketplaceAction, PurchaseRequest, UsageRecord, WebhookAttempt},
 };
@@ -185,7 +188,7 @@ impl AzureSandbox {
             shutdown: shutdown_rx,
             ca_pem: tls.ca_pem.clone(),
         });
-        let app = http::router(shared.clone());
+        let app = routes::router(shared.clone());
         let server_handle = axum_server::Handle::<SocketAddr>::new();
         let server = if shared.config.tls {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls.server_config);

@@ -4,28 +4,15 @@
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
     Shared,
     config::WebhookTokenVersion,
-    keys::random_token,
-    state::{ApiError, MarketplaceAction, WebhookAttempt, rfc3339},
+    errors::ApiError,
+    keys::{derived_guid, random_token},
+    state::{MarketplaceAction, RequestSource, WebhookAttempt, rfc3339},
 };
-
-/// A GUID derived from `parts` (stable object ids for service principals, pairwise subjects).
-pub fn derived_guid(parts: &[&str]) -> Uuid {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
-    }
-    let digest = hasher.finalize();
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    uuid::Builder::from_random_bytes(bytes).into_uuid()
-}
 
 /// The bearer token on webhook calls (see the module docs for the claims).
 pub fn webhook_token(shared: &Shared) -> anyhow::Result<String> {
@@ -102,105 +89,132 @@ fn payload(shared: &Shared, operation: Uuid) -> Option<(Value, bool)> {
     obj.insert(
         "operationRequestSource".into(),
         json!(match op.source {
-            super::state::RequestSource::Azure => "Azure",
-            super::state::RequestSource::Partner => "Partner",
+            RequestSource::Azure => "Azure",
+            RequestSource::Partner => "Partner",
         }),
     );
     obj.insert("subscription".into(), sub.to_json(publisher));
     obj.insert("purchaseToken".into(), Value::Null);
-    let awaits_ack = op.action.awaits_ack() && op.source == super::state::RequestSource::Azure;
+    let awaits_ack = op.action.awaits_ack() && op.source == RequestSource::Azure;
     Some((body, awaits_ack))
 }
 
+/// How the deliveries of one webhook ended.
+enum Delivery {
+    /// The vendor answered 2xx.
+    Delivered,
+    /// The vendor answered 4xx to a change it may refuse.
+    Refused(u16),
+    /// Every attempt failed.
+    Undelivered,
+    /// The operation is gone or the sandbox shut down: nothing left to settle.
+    Abandoned,
+}
+
 async fn deliver(shared: Arc<Shared>, operation: Uuid) {
-    let config = &shared.config;
-    let max_attempts = config.webhook_max_attempts.max(1);
-    let mut delivered = false;
+    let (delivery, awaits_ack) = send_with_retries(&shared, operation).await;
+    if !awaits_ack {
+        return;
+    }
+    let now = shared.now();
+    match delivery {
+        Delivery::Abandoned => {}
+        Delivery::Refused(status) => {
+            shared.lock().settle_operation(
+                operation,
+                false,
+                Some(format!(
+                    "refused: the webhook was answered with HTTP {status}"
+                )),
+                now,
+            );
+        }
+        Delivery::Undelivered => {
+            shared.lock().settle_operation(
+                operation,
+                false,
+                Some("the webhook could not be delivered".into()),
+                now,
+            );
+        }
+        Delivery::Delivered => {
+            if !shared.sleep(shared.config.change_ack_timeout()).await {
+                return;
+            }
+            let now = shared.now();
+            // No-op when the publisher already PATCHed the operation.
+            shared.lock().settle_operation(operation, true, None, now);
+        }
+    }
+}
+
+/// Sends the webhook until the vendor takes it, refuses it, or the attempts run out; also
+/// returns whether the operation waits for the vendor's answer.
+async fn send_with_retries(shared: &Shared, operation: Uuid) -> (Delivery, bool) {
+    let max_attempts = shared.config.webhook_max_attempts.max(1);
     let mut awaits_ack = false;
     for attempt in 1..=max_attempts {
-        let Some((body, ack)) = payload(&shared, operation) else {
-            return;
+        let Some((body, ack)) = payload(shared, operation) else {
+            return (Delivery::Abandoned, awaits_ack);
         };
         awaits_ack = ack;
-        let action = match body.get("action").and_then(Value::as_str) {
-            Some("ChangePlan") => "ChangePlan",
-            Some("ChangeQuantity") => "ChangeQuantity",
-            Some("Suspend") => "Suspend",
-            Some("Reinstate") => "Reinstate",
-            Some("Renew") => "Renew",
-            _ => "Unsubscribe",
-        };
-        let (status, error) = match webhook_token(&shared) {
-            Err(e) => (None, Some(format!("minting the token: {e}"))),
-            Ok(token) => match shared
-                .http
-                .post(&config.webhook_url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-            {
-                Ok(response) => (Some(response.status().as_u16()), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
-        };
-        tracing::info!(%operation, attempt, ?status, "Azure sandbox webhook {action} delivery attempt {attempt}");
-        shared.lock().webhook_attempts.push(WebhookAttempt {
-            operation_id: operation,
-            action,
-            attempt,
-            at: rfc3339(shared.now()),
-            status,
-            error,
-        });
-        match status {
-            Some(s) if (200..300).contains(&s) => {
-                delivered = true;
-                break;
-            }
+        match send_once(shared, operation, attempt, &body).await {
+            Some(s) if (200..300).contains(&s) => return (Delivery::Delivered, awaits_ack),
             Some(s) if (400..500).contains(&s) && awaits_ack => {
-                let now = shared.now();
-                shared.lock().settle_operation(
-                    operation,
-                    false,
-                    Some(format!("refused: the webhook was answered with HTTP {s}")),
-                    now,
-                );
-                return;
+                return (Delivery::Refused(s), awaits_ack);
             }
             _ => {}
         }
         if attempt == max_attempts {
             break;
         }
-        let index = usize::try_from(attempt - 1).unwrap_or(usize::MAX);
-        let delay = config
-            .webhook_retry_delays_ms
-            .get(index)
-            .or(config.webhook_retry_delays_ms.last())
-            .copied()
-            .unwrap_or(1000);
-        if !shared.sleep(Duration::from_millis(delay)).await {
-            return;
+        if !shared.sleep(retry_delay(shared, attempt)).await {
+            return (Delivery::Abandoned, awaits_ack);
         }
     }
-    if !awaits_ack {
-        return;
-    }
-    if !delivered {
-        let now = shared.now();
-        shared.lock().settle_operation(
-            operation,
-            false,
-            Some("the webhook could not be delivered".into()),
-            now,
-        );
-        return;
-    }
-    if !shared.sleep(config.change_ack_timeout()).await {
-        return;
-    }
-    let now = shared.now();
-    // No-op when the publisher already PATCHed the operation.
-    shared.lock().settle_operation(operation, true, None, now);
+    (Delivery::Undelivered, awaits_ack)
+}
+
+/// One POST of the webhook, recorded in `webhook_attempts`; the vendor's HTTP status, if any.
+async fn send_once(shared: &Shared, operation: Uuid, attempt: u32, body: &Value) -> Option<u16> {
+    let action = match body.get("action").and_then(Value::as_str) {
+        Some("ChangePlan") => "ChangePlan",
+        Some("ChangeQuantity") => "ChangeQuantity",
+        Some("Suspend") => "Suspend",
+        Some("Reinstate") => "Reinstate",
+        Some("Renew") => "Renew",
+        _ => "Unsubscribe",
+    };
+    let (status, error) = match webhook_token(shared) {
+        Err(e) => (None, Some(format!("minting the token: {e}"))),
+        Ok(token) => match shared
+            .http
+            .post(&shared.config.webhook_url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+        {
+            Ok(response) => (Some(response.status().as_u16()), None),
+            Err(e) => (None, Some(e.to_string())),
+        },
+    };
+    tracing::info!(%operation, attempt, ?status, "Azure sandbox webhook {action} delivery attempt {attempt}");
+    shared.lock().webhook_attempts.push(WebhookAttempt {
+        operation_id: operation,
+        action,
+        attempt,
+        at: rfc3339(shared.now()),
+        status,
+        error,
+    });
+    status
+}
+
+/// The wait before attempt `attempt + 1` (the last configured delay repeats).
+fn retry_delay(shared: &Shared, attempt: u32) -> Duration {
+    let delays = &shared.config.webhook_retry_delays_ms;
+    let index = usize::try_from(attempt - 1).unwrap_or(usize::MAX);
+    let delay = delays.get(index).or(delays.last()).copied().unwrap_or(1000);
+    Duration::from_millis(delay)
 }

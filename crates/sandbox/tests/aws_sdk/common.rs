@@ -1,8 +1,10 @@
 #![allow(dead_code)]
-//! Shared test harness: serve the sandbox on an ephemeral port and build official SDK clients.
+//! Shared test harness: serve the sandbox on an ephemeral port, build official SDK clients, and
+//! send raw (independently signed) requests.
 
 use std::{sync::Arc, time::SystemTime};
 
+use aws_sdk_marketplacemetering::{primitives::DateTime, types::UsageRecord};
 use marketlink_core::clock::ManualClock;
 use marketlink_sandbox::aws::{AwsSandbox, AwsSandboxConfig};
 use time::OffsetDateTime;
@@ -110,4 +112,102 @@ pub fn sqs(url: &str) -> aws_sdk_sqs::Client {
         .retry_config(RetryConfig::disabled())
         .build();
     aws_sdk_sqs::Client::from_conf(conf)
+}
+
+pub fn record(customer: &str, dim: &str, qty: i32, at: time::OffsetDateTime) -> UsageRecord {
+    UsageRecord::builder()
+        .customer_identifier(customer)
+        .dimension(dim)
+        .quantity(qty)
+        .timestamp(DateTime::from_secs(at.unix_timestamp()))
+        .build()
+        .unwrap()
+}
+
+pub async fn raw_post(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<axum::body::Bytes>>();
+    let mut req = hyper::Request::builder()
+        .method("POST")
+        .uri(format!("{base}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(
+            req.body(Full::new(axum::body::Bytes::copy_from_slice(body)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+pub async fn raw_get(url: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<axum::body::Bytes>>();
+    let resp = client.get(url.parse().unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Sign a raw request with the independent `aws-sigv4` crate (what boto3 / older SDKs send).
+pub fn sigv4_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    service: &str,
+) -> Vec<(String, String)> {
+    use aws_sigv4::{
+        http_request::{SignableBody, SignableRequest, SigningSettings, sign},
+        sign::v4,
+    };
+    use aws_smithy_runtime_api::client::identity::Identity;
+    let identity: Identity =
+        aws_credential_types::Credentials::from_keys("AKIASANDBOX", "sandbox-secret", None).into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name(service)
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    all.push(("host", &host));
+    let signable = SignableRequest::new(
+        "POST",
+        url,
+        all.clone().into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    out.extend(
+        instructions
+            .headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    out
 }
