@@ -368,7 +368,7 @@ impl Config {
                 message: "must be at least 64 characters (e.g. `openssl rand -base64 48`)".into(),
             });
         }
-        if !(1..=marketlink_engine::metering::MAX_BATCH).contains(&self.metering.batch_size) {
+        if !(1..=25).contains(&self.metering.batch_size) {
             return Err(ConfigError::BadValue {
                 key: "metering.batch_size",
                 message: "must be 1 to 25 (the marketplaces' limit per call)".into(),
