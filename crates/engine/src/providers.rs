@@ -286,3 +286,17 @@ impl BuyerSignIn for MeteredSignIn {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marketplace_without_a_provider_gets_the_generic_rules() {
+        let marketplace = Marketplace::AZURE;
+        assert_eq!(
+            Providers::new().rules(&marketplace),
+            MarketplaceRules::generic(marketplace.to_string())
+        );
+    }
+}

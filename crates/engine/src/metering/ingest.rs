@@ -26,7 +26,8 @@ pub struct UsageInput {
     pub timestamp: OffsetDateTime,
     /// The same key twice (per subscription) is stored once.
     pub idempotency_key: Option<String>,
-    /// AWS cost-allocation tags; quantities must add up to `quantity`.
+    /// Cost-allocation tags, on a marketplace that takes them (AWS); quantities must add up
+    /// to `quantity`.
     pub allocations: Vec<UsageAllocation>,
 }
 
