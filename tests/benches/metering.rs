@@ -138,7 +138,7 @@ async fn bench_ingest(dir: &tempfile::TempDir) {
                 .for_each_concurrent(clients, |chunk| {
                     let engine = &engine;
                     async move {
-                        engine.ingest_usage(chunk).await.unwrap();
+                        engine.ingest_usage(chunk, None).await.unwrap();
                     }
                 })
                 .await;
@@ -450,7 +450,7 @@ async fn bench_flush(dir: &tempfile::TempDir) {
         }
     }
     for chunk in inputs.chunks(5_000) {
-        engine_.ingest_usage(chunk).await.unwrap();
+        engine_.ingest_usage(chunk, None).await.unwrap();
     }
     // The rows are aggregated before the flush is timed (ADR 0010: in production each claim
     // folds what arrived since the last one, so a backlog is folded as it builds up).

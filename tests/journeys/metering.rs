@@ -288,7 +288,7 @@ async fn crash_between_call_and_bookkeeping_bills_every_hour_once() {
             allocations: vec![],
         })
         .collect();
-    doomed.ingest_usage(&inputs).await.unwrap();
+    doomed.ingest_usage(&inputs, None).await.unwrap();
     let ledger = || {
         stack
             .aws
@@ -475,7 +475,7 @@ async fn two_flushers_on_postgres_send_every_record_once() {
         }
         customers.push(purchase.customer_identifier);
     }
-    a.ingest_usage(&inputs).await.unwrap();
+    a.ingest_usage(&inputs, None).await.unwrap();
 
     let (ra, rb) = tokio::join!(a.flush_usage(), b.flush_usage());
     let (ra, rb) = (ra.unwrap(), rb.unwrap());

@@ -5,8 +5,11 @@
 //! entitlements are always the full set re-read from the marketplace). Every event lands in
 //! the subscription's timeline with what we did about it.
 
-use marketlink_core::{EventKind, MarketplaceEvent, ProviderError, Subscription, Transition};
+use marketlink_core::{
+    EventKind, Lifecycle, MarketplaceEvent, PlanId, ProviderError, Subscription, Transition,
+};
 use marketlink_store::{StoreError, TimelineEntry};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::Engine;
@@ -91,6 +94,15 @@ async fn subscription_for(
     engine.store.upsert_subscription(&fresh).await
 }
 
+/// What [`decide`] made of an event.
+enum Decided {
+    /// Recorded, announced to the vendor when applied, and logged.
+    Outcome(ApplyOutcome),
+    /// The marketplace settled a change request before our answer: recorded only, since its
+    /// confirming notification carries the outcome.
+    SettledByMarketplace(ApplyOutcome),
+}
+
 /// Applies one event and records it in the timeline. `source` says where it came from, e.g.
 /// `inbox:<id>`.
 pub async fn apply_event(
@@ -100,118 +112,11 @@ pub async fn apply_event(
 ) -> Result<ApplyOutcome, ApplyError> {
     let now = engine.clock.now();
     let mut subscription = subscription_for(engine, event).await?;
-    let as_of = event.occurred_at;
-    let outcome = match &event.kind {
-        EventKind::Lifecycle {
-            event: lifecycle, ..
-        } => {
-            if let Some(trial) = event.free_trial.filter(|t| *t != subscription.free_trial) {
-                subscription.free_trial = trial;
-                engine
-                    .store
-                    .update_subscription_terms(&subscription, as_of, now)
-                    .await?;
-            }
-            match engine
-                .store
-                .apply_lifecycle(subscription.id, *lifecycle, now)
-                .await
-            {
-                Ok((active, Transition::Changed { .. })) => {
-                    if *lifecycle == marketlink_core::Lifecycle::Activate {
-                        // A contract's quantities become readable once it is active.
-                        engine.refresh_entitlements(&active, source).await;
-                    }
-                    ApplyOutcome::Applied
-                }
-                Ok((_, Transition::Unchanged(_))) => ApplyOutcome::Unchanged,
-                Err(StoreError::Domain(illegal))
-                    if *lifecycle == marketlink_core::Lifecycle::Reinstate =>
-                {
-                    // Microsoft: a Reinstate we cannot honour is answered by cancelling, so
-                    // the buyer is not billed for a subscription we no longer serve.
-                    let provider = engine.providers.get(&subscription.external.marketplace);
-                    match provider {
-                        Some(p) if p.capabilities().vendor_cancels => {
-                            p.cancel(&subscription.external).await?;
-                            ApplyOutcome::Refused(format!(
-                                "{illegal}; cancelled at the marketplace instead"
-                            ))
-                        }
-                        _ => ApplyOutcome::Refused(illegal.to_string()),
-                    }
-                }
-                Err(StoreError::Domain(illegal)) => ApplyOutcome::Refused(illegal.to_string()),
-                Err(other) => return Err(other.into()),
-            }
-        }
-        EventKind::PlanChanged { plan_id } => {
-            subscription.plan_id = Some(plan_id.clone());
-            changed_terms(engine, &subscription, as_of, source).await?
-        }
-        EventKind::QuantityChanged { quantity } => {
-            subscription.quantity = Some(*quantity);
-            changed_terms(engine, &subscription, as_of, source).await?
-        }
-        EventKind::Renewed { term } => {
-            if let Some(term) = term {
-                subscription.term = Some(term.clone());
-            }
-            changed_terms(engine, &subscription, as_of, source).await?
-        }
-        EventKind::EntitlementsChanged { entitlements } => {
-            engine
-                .store
-                .replace_entitlements(subscription.id, entitlements, now)
-                .await?;
-            ApplyOutcome::Applied
-        }
-        EventKind::ChangeRequested {
-            operation_id,
-            plan_id,
-            quantity,
-        } => {
-            let decision =
-                engine
-                    .policy
-                    .decide(&engine.catalog, &subscription, plan_id.as_ref(), *quantity);
-            let provider = engine
-                .providers
-                .get(&subscription.external.marketplace)
-                .ok_or_else(|| {
-                    ProviderError::Configuration(format!(
-                        "no provider for {}",
-                        subscription.external.marketplace
-                    ))
-                })?;
-            match provider
-                .respond_to_change(&subscription.external, operation_id, decision.is_ok())
-                .await
-            {
-                Ok(()) => {}
-                // Too late: the marketplace already settled the operation (Microsoft accepts
-                // on its own after 10 s). Its confirming notification carries the outcome.
-                Err(ProviderError::Rejected { code, message }) if code == "conflict" => {
-                    let outcome = ApplyOutcome::Refused(format!(
-                        "the marketplace settled this operation before our answer: {message}"
-                    ));
-                    record(engine, &subscription, event, source, &outcome, now).await?;
-                    return Ok(outcome);
-                }
-                Err(other) => return Err(other.into()),
-            }
-            match decision {
-                Ok(()) => {
-                    if let Some(plan) = plan_id {
-                        subscription.plan_id = Some(plan.clone());
-                    }
-                    if let Some(quantity) = quantity {
-                        subscription.quantity = Some(*quantity);
-                    }
-                    changed_terms(engine, &subscription, as_of, source).await?
-                }
-                Err(reason) => ApplyOutcome::Refused(reason),
-            }
+    let outcome = match decide(engine, &mut subscription, event, source, now).await? {
+        Decided::Outcome(outcome) => outcome,
+        Decided::SettledByMarketplace(outcome) => {
+            record(engine, &subscription, event, source, &outcome, now).await?;
+            return Ok(outcome);
         }
     };
     record(engine, &subscription, event, source, &outcome, now).await?;
@@ -231,6 +136,167 @@ pub async fn apply_event(
         "applied marketplace event"
     );
     Ok(outcome)
+}
+
+/// Applies the event to `subscription` (updated in place with the terms it states).
+async fn decide(
+    engine: &Engine,
+    subscription: &mut Subscription,
+    event: &MarketplaceEvent,
+    source: &str,
+    now: OffsetDateTime,
+) -> Result<Decided, ApplyError> {
+    let as_of = event.occurred_at;
+    let outcome = match &event.kind {
+        EventKind::Lifecycle {
+            event: lifecycle, ..
+        } => lifecycle_event(engine, subscription, event, *lifecycle, source, now).await?,
+        EventKind::PlanChanged { plan_id } => {
+            subscription.plan_id = Some(plan_id.clone());
+            changed_terms(engine, subscription, as_of, source).await?
+        }
+        EventKind::QuantityChanged { quantity } => {
+            subscription.quantity = Some(*quantity);
+            changed_terms(engine, subscription, as_of, source).await?
+        }
+        EventKind::Renewed { term } => {
+            if let Some(term) = term {
+                subscription.term = Some(term.clone());
+            }
+            changed_terms(engine, subscription, as_of, source).await?
+        }
+        EventKind::EntitlementsChanged { entitlements } => {
+            engine
+                .store
+                .replace_entitlements(subscription.id, entitlements, now)
+                .await?;
+            ApplyOutcome::Applied
+        }
+        EventKind::ChangeRequested {
+            operation_id,
+            plan_id,
+            quantity,
+        } => {
+            let request = ChangeRequest {
+                operation_id,
+                plan_id: plan_id.as_ref(),
+                quantity: *quantity,
+            };
+            return change_request(engine, subscription, request, as_of, source).await;
+        }
+    };
+    Ok(Decided::Outcome(outcome))
+}
+
+async fn lifecycle_event(
+    engine: &Engine,
+    subscription: &mut Subscription,
+    event: &MarketplaceEvent,
+    lifecycle: Lifecycle,
+    source: &str,
+    now: OffsetDateTime,
+) -> Result<ApplyOutcome, ApplyError> {
+    if let Some(trial) = event.free_trial.filter(|t| *t != subscription.free_trial) {
+        subscription.free_trial = trial;
+        engine
+            .store
+            .update_subscription_terms(subscription, event.occurred_at, now)
+            .await?;
+    }
+    Ok(
+        match engine
+            .store
+            .apply_lifecycle(subscription.id, lifecycle, now)
+            .await
+        {
+            Ok((active, Transition::Changed { .. })) => {
+                if lifecycle == Lifecycle::Activate {
+                    // A contract's quantities become readable once it is active.
+                    engine.refresh_entitlements(&active, source).await;
+                }
+                ApplyOutcome::Applied
+            }
+            Ok((_, Transition::Unchanged(_))) => ApplyOutcome::Unchanged,
+            Err(StoreError::Domain(illegal)) if lifecycle == Lifecycle::Reinstate => {
+                // Microsoft: a Reinstate we cannot honour is answered by cancelling, so the
+                // buyer is not billed for a subscription we no longer serve.
+                let provider = engine.providers.get(&subscription.external.marketplace);
+                match provider {
+                    Some(p) if p.capabilities().vendor_cancels => {
+                        p.cancel(&subscription.external).await?;
+                        ApplyOutcome::Refused(format!(
+                            "{illegal}; cancelled at the marketplace instead"
+                        ))
+                    }
+                    _ => ApplyOutcome::Refused(illegal.to_string()),
+                }
+            }
+            Err(StoreError::Domain(illegal)) => ApplyOutcome::Refused(illegal.to_string()),
+            Err(other) => return Err(other.into()),
+        },
+    )
+}
+
+/// A change the marketplace asks us to accept or refuse.
+struct ChangeRequest<'a> {
+    operation_id: &'a str,
+    plan_id: Option<&'a PlanId>,
+    quantity: Option<u32>,
+}
+
+/// Answers a change request by our policy, then applies it if we accepted.
+async fn change_request(
+    engine: &Engine,
+    subscription: &mut Subscription,
+    request: ChangeRequest<'_>,
+    as_of: OffsetDateTime,
+    source: &str,
+) -> Result<Decided, ApplyError> {
+    let decision = engine.policy.decide(
+        &engine.catalog,
+        subscription,
+        request.plan_id,
+        request.quantity,
+    );
+    let provider = engine
+        .providers
+        .get(&subscription.external.marketplace)
+        .ok_or_else(|| {
+            ProviderError::Configuration(format!(
+                "no provider for {}",
+                subscription.external.marketplace
+            ))
+        })?;
+    match provider
+        .respond_to_change(
+            &subscription.external,
+            request.operation_id,
+            decision.is_ok(),
+        )
+        .await
+    {
+        Ok(()) => {}
+        // Too late: the marketplace already settled the operation (Microsoft accepts on its
+        // own after 10 s). Its confirming notification carries the outcome.
+        Err(ProviderError::Rejected { code, message }) if code == "conflict" => {
+            return Ok(Decided::SettledByMarketplace(ApplyOutcome::Refused(
+                format!("the marketplace settled this operation before our answer: {message}"),
+            )));
+        }
+        Err(other) => return Err(other.into()),
+    }
+    Ok(Decided::Outcome(match decision {
+        Ok(()) => {
+            if let Some(plan) = request.plan_id {
+                subscription.plan_id = Some(plan.clone());
+            }
+            if let Some(quantity) = request.quantity {
+                subscription.quantity = Some(quantity);
+            }
+            changed_terms(engine, subscription, as_of, source).await?
+        }
+        Err(reason) => ApplyOutcome::Refused(reason),
+    }))
 }
 
 /// The provisioning webhook an applied event becomes.
@@ -262,7 +328,7 @@ async fn record(
     event: &MarketplaceEvent,
     source: &str,
     outcome: &ApplyOutcome,
-    now: time::OffsetDateTime,
+    now: OffsetDateTime,
 ) -> Result<(), StoreError> {
     engine
         .store
@@ -284,7 +350,7 @@ async fn record(
 async fn changed_terms(
     engine: &Engine,
     subscription: &Subscription,
-    as_of: time::OffsetDateTime,
+    as_of: OffsetDateTime,
     source: &str,
 ) -> Result<ApplyOutcome, StoreError> {
     let outcome = terms(engine, subscription, as_of).await?;
@@ -297,7 +363,7 @@ async fn changed_terms(
 async fn terms(
     engine: &Engine,
     subscription: &Subscription,
-    as_of: time::OffsetDateTime,
+    as_of: OffsetDateTime,
 ) -> Result<ApplyOutcome, StoreError> {
     let applied = engine
         .store

@@ -225,32 +225,8 @@ impl EntitlementIndex {
                 None,
             );
         };
-        match best.status {
-            SubscriptionStatus::Active => {}
-            SubscriptionStatus::Pending => {
-                return deny(
-                    Reason::Pending,
-                    "the marketplace has not confirmed the subscription yet".into(),
-                    Some(best),
-                    None,
-                );
-            }
-            SubscriptionStatus::Suspended => {
-                return deny(
-                    Reason::Suspended,
-                    "the subscription is suspended (payment issue)".into(),
-                    Some(best),
-                    None,
-                );
-            }
-            _ => {
-                return deny(
-                    Reason::Cancelled,
-                    "the subscription has ended".into(),
-                    Some(best),
-                    None,
-                );
-            }
+        if let Some((reason, detail)) = inactive(best.status) {
+            return deny(reason, detail.into(), Some(best), None);
         }
         // Among the active subscriptions (concurrent agreements), any one that allows wins.
         let mut last_denial = None;
@@ -352,5 +328,21 @@ impl EntitlementIndex {
             ));
         }
         Ok(limit)
+    }
+}
+
+/// Why a tenant whose best subscription has `status` is denied, unless it is active.
+fn inactive(status: SubscriptionStatus) -> Option<(Reason, &'static str)> {
+    match status {
+        SubscriptionStatus::Active => None,
+        SubscriptionStatus::Pending => Some((
+            Reason::Pending,
+            "the marketplace has not confirmed the subscription yet",
+        )),
+        SubscriptionStatus::Suspended => Some((
+            Reason::Suspended,
+            "the subscription is suspended (payment issue)",
+        )),
+        _ => Some((Reason::Cancelled, "the subscription has ended")),
     }
 }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use marketlink_core::{
     AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome,
     Entitlement, ExternalRef, InboundEndpoint, InboundMessage, LandingToken, Marketplace,
-    MarketplaceEvent, MarketplaceProvider, PlanId, ProviderError, PulledMessage, ResolvedPurchase,
-    UsageOutcome, UsageRecord,
+    MarketplaceEvent, MarketplaceProvider, MarketplaceRules, PlanId, ProviderError, PulledMessage,
+    ResolvedPurchase, UsageOutcome, UsageRecord,
 };
 
 #[derive(Clone, Default)]
@@ -41,6 +41,15 @@ impl Providers {
     /// Looks a provider up by the name used in URLs and stored rows.
     pub fn by_name(&self, name: &str) -> Option<&Arc<dyn MarketplaceProvider>> {
         Marketplace::parse(name).ok().and_then(|m| self.0.get(&m))
+    }
+
+    /// What differs on `marketplace`, as its provider declares it; the conservative generic
+    /// rules when no provider is configured for it.
+    pub fn rules(&self, marketplace: &Marketplace) -> MarketplaceRules {
+        match self.0.get(marketplace) {
+            Some(provider) => provider.rules(),
+            None => MarketplaceRules::generic(marketplace.to_string()),
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn MarketplaceProvider>> {
@@ -99,6 +108,10 @@ impl MarketplaceProvider for Metered {
 
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+
+    fn rules(&self) -> MarketplaceRules {
+        self.inner.rules()
     }
 
     async fn resolve(&self, token: &LandingToken) -> Result<ResolvedPurchase, ProviderError> {
@@ -271,5 +284,19 @@ impl BuyerSignIn for MeteredSignIn {
             self.inner.complete(code, pkce_verifier, nonce),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marketplace_without_a_provider_gets_the_generic_rules() {
+        let marketplace = Marketplace::AZURE;
+        assert_eq!(
+            Providers::new().rules(&marketplace),
+            MarketplaceRules::generic(marketplace.to_string())
+        );
     }
 }

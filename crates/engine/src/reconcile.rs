@@ -262,6 +262,7 @@ impl Engine {
         }
     }
 
+    /// Finds where `sub` differs from the marketplace's `view` and repairs or reports each.
     async fn compare(
         &self,
         sub: &Subscription,
@@ -269,112 +270,95 @@ impl Engine {
         settings: &ReconcileSettings,
         report: &mut ReconcileReport,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        let item = |drift: Drift, action: Action| DriftItem {
-            marketplace: sub.external.marketplace.clone(),
-            external_id: sub.external.external_id.clone(),
-            subscription_id: Some(sub.id),
-            drift,
-            action,
-        };
         if let Some(theirs) = view.status {
-            if theirs != sub.status {
-                let drift = Drift::StatusMismatch {
-                    ours: sub.status,
-                    theirs,
-                };
-                let action = match lifecycle_towards(sub.status, theirs) {
-                    Ok(lifecycle) => {
-                        self.repair(
-                            sub,
-                            EventKind::Lifecycle {
-                                event: lifecycle,
-                                reason: Some("reconciliation".into()),
-                            },
-                            settings,
-                        )
-                        .await?
-                    }
-                    Err(reason) => Action::ReportOnly(reason),
-                };
-                report.push(item(drift, action));
-            } else if sub.status == SubscriptionStatus::Pending
-                && sub.tenant_id.is_some()
-                && now - sub.created_at >= settings.stuck_after
-                && self
-                    .providers
-                    .get(&sub.external.marketplace)
-                    .is_some_and(|p| p.capabilities().vendor_activates)
-            {
-                let action = self.rerun_activation(sub, settings).await?;
-                report.push(item(
-                    Drift::StuckPending {
-                        since: sub.created_at,
-                    },
-                    action,
-                ));
-            }
+            self.compare_status(sub, theirs, settings, report).await?;
         }
         if let Some(theirs) = &view.plan_id
             && sub.plan_id.as_ref() != Some(theirs)
         {
-            let action = self
-                .repair(
-                    sub,
-                    EventKind::PlanChanged {
-                        plan_id: theirs.clone(),
-                    },
-                    settings,
-                )
-                .await?;
-            report.push(item(
-                Drift::PlanMismatch {
-                    ours: sub.plan_id.clone(),
-                    theirs: theirs.clone(),
-                },
-                action,
-            ));
+            let kind = EventKind::PlanChanged {
+                plan_id: theirs.clone(),
+            };
+            let action = self.repair(sub, kind, settings).await?;
+            let drift = Drift::PlanMismatch {
+                ours: sub.plan_id.clone(),
+                theirs: theirs.clone(),
+            };
+            report.push(drift_item(sub, drift, action));
         }
         if let Some(theirs) = view.quantity
             && sub.quantity != Some(theirs)
         {
-            let action = self
-                .repair(
-                    sub,
-                    EventKind::QuantityChanged { quantity: theirs },
-                    settings,
-                )
-                .await?;
-            report.push(item(
-                Drift::QuantityMismatch {
-                    ours: sub.quantity,
-                    theirs,
-                },
-                action,
-            ));
+            let kind = EventKind::QuantityChanged { quantity: theirs };
+            let action = self.repair(sub, kind, settings).await?;
+            let drift = Drift::QuantityMismatch {
+                ours: sub.quantity,
+                theirs,
+            };
+            report.push(drift_item(sub, drift, action));
         }
         if let Some(theirs) = &view.entitlements {
             let ours = self.store.entitlements(sub.id).await?;
             if !same_entitlements(&ours, theirs) {
-                let action = self
-                    .repair(
-                        sub,
-                        EventKind::EntitlementsChanged {
-                            entitlements: theirs.clone(),
-                        },
-                        settings,
-                    )
-                    .await?;
-                report.push(item(
-                    Drift::EntitlementsDiffer {
-                        ours: ours.len(),
-                        theirs: theirs.len(),
-                    },
-                    action,
-                ));
+                let kind = EventKind::EntitlementsChanged {
+                    entitlements: theirs.clone(),
+                };
+                let action = self.repair(sub, kind, settings).await?;
+                let drift = Drift::EntitlementsDiffer {
+                    ours: ours.len(),
+                    theirs: theirs.len(),
+                };
+                report.push(drift_item(sub, drift, action));
             }
         }
         Ok(())
+    }
+
+    /// A status the marketplace disagrees with, or an activation stuck while the marketplace
+    /// waits for it.
+    async fn compare_status(
+        &self,
+        sub: &Subscription,
+        theirs: SubscriptionStatus,
+        settings: &ReconcileSettings,
+        report: &mut ReconcileReport,
+    ) -> Result<(), StoreError> {
+        if theirs != sub.status {
+            let action = match lifecycle_towards(sub.status, theirs) {
+                Ok(lifecycle) => {
+                    let kind = EventKind::Lifecycle {
+                        event: lifecycle,
+                        reason: Some("reconciliation".into()),
+                    };
+                    self.repair(sub, kind, settings).await?
+                }
+                Err(reason) => Action::ReportOnly(reason),
+            };
+            let drift = Drift::StatusMismatch {
+                ours: sub.status,
+                theirs,
+            };
+            report.push(drift_item(sub, drift, action));
+        } else if self.stuck_pending(sub, settings) {
+            let action = self.rerun_activation(sub, settings).await?;
+            let drift = Drift::StuckPending {
+                since: sub.created_at,
+            };
+            report.push(drift_item(sub, drift, action));
+        }
+        Ok(())
+    }
+
+    /// Claimed, pending for longer than `stuck_after`, on a marketplace that waits for our
+    /// activation.
+    fn stuck_pending(&self, sub: &Subscription, settings: &ReconcileSettings) -> bool {
+        sub.status == SubscriptionStatus::Pending
+            && sub.tenant_id.is_some()
+            && self.clock.now() - sub.created_at >= settings.stuck_after
+            && self
+                .providers
+                .get(&sub.external.marketplace)
+                .is_some_and(|p| p.capabilities().vendor_activates)
     }
 
     /// Applies the marketplace's state as an event from `reconcile`.
@@ -471,6 +455,16 @@ impl Engine {
         )
         .await?;
         Ok(Action::Repaired(action))
+    }
+}
+
+fn drift_item(sub: &Subscription, drift: Drift, action: Action) -> DriftItem {
+    DriftItem {
+        marketplace: sub.external.marketplace.clone(),
+        external_id: sub.external.external_id.clone(),
+        subscription_id: Some(sub.id),
+        drift,
+        action,
     }
 }
 

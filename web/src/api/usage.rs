@@ -83,45 +83,17 @@ pub(crate) async fn report(
 ) -> Result<impl IntoResponse, AppError> {
     let caller = super::authorize(&state, &headers).await?;
     let inputs = parse(&body)?;
-    if let super::UsageCaller::Key(key) = &caller
-        && let Some(own) = key.tenant_id
-    {
-        limit_to_tenant(&state, &inputs, own).await?;
-    }
+    // A tenant-scoped key reports only for its own tenant; anything else looks missing.
+    let tenant_scope = match &caller {
+        super::UsageCaller::Key(key) => key.tenant_id,
+        super::UsageCaller::Configured => None,
+    };
     let outcome = state
         .engine
-        .ingest_usage(&inputs)
+        .ingest_usage(&inputs, tenant_scope)
         .await
         .map_err(ingest_error)?;
     Ok((StatusCode::ACCEPTED, Json(outcome)))
-}
-
-/// A tenant-scoped key reports only for its own tenant; anything else looks missing.
-async fn limit_to_tenant(
-    state: &AppState,
-    inputs: &[UsageInput],
-    own: marketlink_core::TenantId,
-) -> Result<(), AppError> {
-    // The batch's subscriptions in one read, not one per event.
-    let mut ids: Vec<_> = inputs.iter().filter_map(|i| i.subscription_id).collect();
-    ids.sort_unstable_by_key(|id| id.0);
-    ids.dedup();
-    let subscriptions = state
-        .store
-        .usage_subscriptions(&ids)
-        .await
-        .map_err(AppError::from)?;
-    for input in inputs {
-        let tenant = match (&input.subscription_id, &input.tenant_id) {
-            (Some(id), _) => subscriptions.get(id).and_then(|s| s.tenant_id),
-            (None, Some(tenant)) => Some(*tenant),
-            (None, None) => None,
-        };
-        if tenant != Some(own) {
-            return Err(AppError::NotFound("subscription"));
-        }
-    }
-    Ok(())
 }
 
 fn parse(body: &[u8]) -> Result<Vec<UsageInput>, AppError> {

@@ -64,7 +64,8 @@ impl MeteringConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=marketlink_engine::metering::MAX_BATCH).contains(&self.batch_size) {
+        // The largest batch any marketplace takes; each provider's own limit still applies.
+        if !(1..=25).contains(&self.batch_size) {
             return Err(ConfigError::BadValue {
                 key: "metering.batch_size",
                 message: "must be 1 to 25 (the marketplaces' limit per call)".into(),

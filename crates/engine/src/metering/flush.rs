@@ -1,5 +1,6 @@
-//! Usage out: zero-fill, claim closed hours, send them in batches of at most 25 per provider
-//! call, and settle every record with its own outcome.
+//! Usage out: zero-fill, claim closed hours, send them in batches no larger than the
+//! configured `batch_size` or the marketplace takes in one call, and settle every record with
+//! its own outcome.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -9,7 +10,7 @@ use std::{
 use futures_util::{StreamExt, stream};
 use marketlink_core::{
     Marketplace, MarketplaceProvider, ProviderError, Quantity, Subscription, SubscriptionId,
-    SubscriptionStatus, UsageOutcome, UsageRecord,
+    SubscriptionStatus, UsageOutcome, UsageRecord, UsageRules,
 };
 use marketlink_store::{StoreError, SubscriptionFilter, UsageClaim, UsageHour, UsageSettlement};
 use serde::Serialize;
@@ -17,13 +18,14 @@ use time::{Duration, OffsetDateTime};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{delivery_deadline, hour_floor, metered_dimensions};
+use super::{hour_floor, metered_dimensions};
 use crate::Engine;
 
 /// What one flush did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct FlushRun {
-    /// Zero-quantity hours created (AWS active hours without usage).
+    /// Zero-quantity hours created (active hours without usage, where the marketplace
+    /// expects them).
     pub zero_created: u64,
     pub claimed: usize,
     /// Provider calls (`report_usage`) made.
@@ -69,12 +71,6 @@ impl FlushRun {
 
 /// How many subscriptions one flush run keeps between claims before it starts over.
 const MAX_CACHED_SUBSCRIPTIONS: usize = 100_000;
-
-/// Which marketplaces expect a record for every active hour, zero included (AWS, seed 001).
-/// Microsoft refuses quantities of zero.
-fn takes_zero_records(marketplace: &Marketplace) -> bool {
-    *marketplace == Marketplace::AWS
-}
 
 impl Engine {
     /// The last hour that has closed (ended, plus the settle delay) at `now`.
@@ -190,8 +186,8 @@ impl Engine {
         Ok(run)
     }
 
-    /// Splits claimed hours into records per marketplace in batches of at most `batch_size`,
-    /// and settlements that need no call.
+    /// Splits claimed hours into records per marketplace, in batches of at most `batch_size`
+    /// and the marketplace's own limit, and settlements that need no call.
     #[expect(clippy::type_complexity, reason = "a private hand-off")]
     fn prepare(
         &self,
@@ -202,6 +198,7 @@ impl Engine {
         Vec<(Marketplace, Vec<(UsageHour, UsageRecord)>)>,
     ) {
         let mut skipped = Vec::new();
+        let mut rules: HashMap<Marketplace, UsageRules> = HashMap::new();
         let mut by_marketplace: BTreeMap<Marketplace, Vec<(UsageHour, UsageRecord)>> =
             BTreeMap::new();
         for hour in claim.hours {
@@ -214,57 +211,22 @@ impl Engine {
                 ));
                 continue;
             };
-            let marketplace = subscription.external.marketplace.clone();
-            let quantity = hour.sent_quantity.unwrap_or(hour.quantity);
-            if quantity.micros() >= marketlink_store::MAX_HOUR_MICROS {
-                skipped.push((
-                    hour.id,
-                    UsageSettlement::Dead {
-                        reason: "the hourly total reached the largest quantity marketlink \
-                                 keeps; the usage reported for this hour needs a look"
-                            .into(),
-                    },
-                ));
-                continue;
+            let marketplace = &subscription.external.marketplace;
+            let usage = rules
+                .entry(marketplace.clone())
+                .or_insert_with(|| self.providers.rules(marketplace).usage);
+            match record_of(&hour, subscription, usage) {
+                Ok(record) => by_marketplace
+                    .entry(marketplace.clone())
+                    .or_default()
+                    .push((hour, record)),
+                Err(settlement) => skipped.push((hour.id, settlement)),
             }
-            if quantity == Quantity::ZERO && !takes_zero_records(&marketplace) {
-                skipped.push((
-                    hour.id,
-                    UsageSettlement::Skipped {
-                        reason: "zero_not_sent".into(),
-                    },
-                ));
-                continue;
-            }
-            let allocated = hour
-                .allocations
-                .iter()
-                .try_fold(Quantity::ZERO, |sum, a| sum.checked_add(a.quantity));
-            let allocations = if allocated == Some(quantity) {
-                hour.allocations.clone()
-            } else {
-                if !hour.allocations.is_empty() {
-                    tracing::warn!(hour = %hour.id, "tagged and untagged usage in one hour: sending without allocations");
-                }
-                Vec::new()
-            };
-            let record = UsageRecord {
-                id: hour.id,
-                subscription: subscription.external.clone(),
-                plan_id: subscription.plan_id.as_ref().map(|p| p.0.clone()),
-                dimension: hour.dimension.clone(),
-                hour: hour.hour,
-                quantity,
-                allocations,
-            };
-            by_marketplace
-                .entry(marketplace)
-                .or_default()
-                .push((hour, record));
         }
-        let size = self.metering.batch_size.clamp(1, super::MAX_BATCH);
         let mut batches = Vec::new();
         for (marketplace, records) in by_marketplace {
+            let limit = rules.get(&marketplace).map_or(1, |r| r.max_batch);
+            let size = self.metering.batch_size.min(limit).max(1);
             // Taken from the front in one pass (splitting the rest off each time copied it).
             let mut records = records.into_iter().peekable();
             while records.peek().is_some() {
@@ -369,8 +331,8 @@ impl Engine {
         let backoff = &self.metering.backoff;
         let at = self.clock.now() + backoff.delay(hour.attempts, retry_after);
         let deadline = match Marketplace::parse(&hour.marketplace) {
-            Ok(m) => delivery_deadline(&m, hour.hour),
-            Err(_) => hour.hour + Duration::hours(24),
+            Ok(m) => self.providers.rules(&m).usage.deadline(hour.hour),
+            Err(_) => UsageRules::default().deadline(hour.hour),
         };
         if backoff.exhausted(hour.attempts) {
             UsageSettlement::Dead {
@@ -419,14 +381,32 @@ impl Engine {
         Ok(run)
     }
 
-    /// Creates zero-quantity hours for every AWS subscription that accepts usage, for its
+    /// Creates zero-quantity hours for every subscription that accepts usage on a marketplace
+    /// that expects a record for each active hour ([`UsageRules::zero_hours`]), for its
     /// metered dimensions, from the first hour the engine saw it accept usage.
     async fn fill_zero_hours(&self) -> Result<u64, StoreError> {
+        let mut created = 0;
+        for provider in self.providers.iter() {
+            let usage = provider.rules().usage;
+            if usage.zero_hours {
+                created += self
+                    .fill_zero_hours_of(provider.marketplace(), &usage)
+                    .await?;
+            }
+        }
+        Ok(created)
+    }
+
+    async fn fill_zero_hours_of(
+        &self,
+        marketplace: Marketplace,
+        usage: &UsageRules,
+    ) -> Result<u64, StoreError> {
         let now = self.clock.now();
         let through = self.closed_through(now);
         // Hours whose window closes before they could be sent are not worth creating.
-        let oldest = hour_floor(now + self.metering.delivery_margin - Duration::hours(24))
-            + Duration::hours(1);
+        let oldest =
+            hour_floor(now + self.metering.delivery_margin - usage.window) + Duration::hours(1);
         let mut created = 0;
         for status in [
             SubscriptionStatus::Active,
@@ -437,7 +417,7 @@ impl Engine {
                 let page = self
                     .store
                     .list_subscriptions(&SubscriptionFilter {
-                        marketplace: Some(Marketplace::AWS),
+                        marketplace: Some(marketplace.clone()),
                         status: Some(status),
                         after,
                         limit: 500,
@@ -446,7 +426,6 @@ impl Engine {
                     .await?;
                 let wanted: Vec<(&Subscription, Vec<String>)> = page
                     .iter()
-                    .filter(|s| takes_zero_records(&s.external.marketplace))
                     .map(|s| (s, metered_dimensions(&self.catalog, s)))
                     .filter(|(_, dimensions)| !dimensions.is_empty())
                     .collect();
@@ -469,4 +448,46 @@ impl Engine {
         }
         Ok(created)
     }
+}
+
+/// The record a claimed hour is sent as, or why it is settled without a call.
+fn record_of(
+    hour: &UsageHour,
+    subscription: &Subscription,
+    usage: &UsageRules,
+) -> Result<UsageRecord, UsageSettlement> {
+    let quantity = hour.sent_quantity.unwrap_or(hour.quantity);
+    if quantity.micros() >= marketlink_store::MAX_HOUR_MICROS {
+        return Err(UsageSettlement::Dead {
+            reason: "the hourly total reached the largest quantity marketlink keeps; the usage \
+                     reported for this hour needs a look"
+                .into(),
+        });
+    }
+    if quantity == Quantity::ZERO && !usage.zero_hours {
+        return Err(UsageSettlement::Skipped {
+            reason: "zero_not_sent".into(),
+        });
+    }
+    let allocated = hour
+        .allocations
+        .iter()
+        .try_fold(Quantity::ZERO, |sum, a| sum.checked_add(a.quantity));
+    let allocations = if allocated == Some(quantity) {
+        hour.allocations.clone()
+    } else {
+        if !hour.allocations.is_empty() {
+            tracing::warn!(hour = %hour.id, "tagged and untagged usage in one hour: sending without allocations");
+        }
+        Vec::new()
+    };
+    Ok(UsageRecord {
+        id: hour.id,
+        subscription: subscription.external.clone(),
+        plan_id: subscription.plan_id.as_ref().map(|p| p.0.clone()),
+        dimension: hour.dimension.clone(),
+        hour: hour.hour,
+        quantity,
+        allocations,
+    })
 }

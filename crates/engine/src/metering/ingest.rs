@@ -1,22 +1,16 @@
 //! Usage in: validate every event, resolve its subscription, store the batch durably.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::collections::HashMap;
 
 use marketlink_core::{
     ProductId, Quantity, Subscription, SubscriptionId, SubscriptionStatus, TenantId,
-    UsageAllocation,
+    UsageAllocation, UsageRules,
 };
-use marketlink_store::{
-    Backend, IngestOutcome, NewUsageEvent, Store, StoreError, SubscriptionFilter,
-};
+use marketlink_store::{IngestOutcome, NewUsageEvent, StoreError, SubscriptionFilter};
 use time::{Duration, OffsetDateTime};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{delivery_deadline, hour_floor, metered_dimensions, product_of};
+use super::{hour_floor, metered_dimensions, product_of};
 use crate::Engine;
 
 /// One usage event as reported by the vendor's product.
@@ -32,7 +26,8 @@ pub struct UsageInput {
     pub timestamp: OffsetDateTime,
     /// The same key twice (per subscription) is stored once.
     pub idempotency_key: Option<String>,
-    /// AWS cost-allocation tags; quantities must add up to `quantity`.
+    /// Cost-allocation tags, on a marketplace that takes them (AWS); quantities must add up
+    /// to `quantity`.
     pub allocations: Vec<UsageAllocation>,
 }
 
@@ -95,6 +90,10 @@ impl IngestError {
         }
     }
 
+    fn batch(kind: IngestErrorKind) -> Self {
+        Self { index: None, kind }
+    }
+
     /// A stable machine code for API clients.
     pub fn code(&self) -> &'static str {
         match self.kind {
@@ -116,32 +115,45 @@ impl IngestError {
     }
 }
 
+/// How an event names its subscription.
 #[derive(Clone, Hash, PartialEq, Eq)]
 enum Target {
     Id(SubscriptionId),
     TenantProduct(TenantId, ProductId),
 }
 
+impl Target {
+    fn of(input: &UsageInput) -> Option<Self> {
+        match (&input.subscription_id, &input.tenant_id, &input.product) {
+            (Some(id), _, _) => Some(Self::Id(*id)),
+            (None, Some(tenant), Some(product)) => {
+                Some(Self::TenantProduct(*tenant, product.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A subscription that accepts usage, with what its events are checked against.
+struct Accepting {
+    subscription: Subscription,
+    dimensions: Vec<String>,
+    rules: UsageRules,
+}
+
 impl Engine {
     /// Validates a batch and stores it in one transaction: all events or none. Answers only
     /// once the batch is committed.
-    pub async fn ingest_usage(&self, inputs: &[UsageInput]) -> Result<IngestOutcome, IngestError> {
-        let settings = &self.metering;
-        if inputs.is_empty() {
-            return Err(IngestError {
-                index: None,
-                kind: IngestErrorKind::EmptyBatch,
-            });
-        }
-        if inputs.len() > settings.max_batch_events {
-            return Err(IngestError {
-                index: None,
-                kind: IngestErrorKind::BatchTooLarge {
-                    got: inputs.len(),
-                    max: settings.max_batch_events,
-                },
-            });
-        }
+    ///
+    /// `tenant_scope` limits the batch to one tenant's subscriptions (`None`: any tenant). An
+    /// event outside it is refused as an unknown subscription, so the caller does not learn
+    /// that it exists.
+    pub async fn ingest_usage(
+        &self,
+        inputs: &[UsageInput],
+        tenant_scope: Option<TenantId>,
+    ) -> Result<IngestOutcome, IngestError> {
+        self.check_batch_size(inputs)?;
         let now = self.clock.now();
         // Subscriptions named by id are read in one go for the whole batch.
         let mut by_id: Vec<SubscriptionId> =
@@ -152,106 +164,152 @@ impl Engine {
             .store
             .usage_subscriptions(&by_id)
             .await
-            .map_err(|e| IngestError {
-                index: None,
-                kind: IngestErrorKind::Store(e),
-            })?;
-        let mut resolved: HashMap<Target, (Subscription, Vec<String>)> = HashMap::new();
+            .map_err(|e| IngestError::batch(IngestErrorKind::Store(e)))?;
+        if let Some(tenant) = tenant_scope {
+            within_tenant(inputs, &known, tenant)?;
+        }
+        let mut resolved: HashMap<Target, Accepting> = HashMap::new();
         let mut events = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
-            let target = match (&input.subscription_id, &input.tenant_id, &input.product) {
-                (Some(id), _, _) => Target::Id(*id),
-                (None, Some(tenant), Some(product)) => {
-                    Target::TenantProduct(*tenant, product.clone())
-                }
-                _ => return Err(IngestError::at(i, IngestErrorKind::MissingSubscription)),
-            };
+            let at = |kind| IngestError::at(i, kind);
+            let target =
+                Target::of(input).ok_or_else(|| at(IngestErrorKind::MissingSubscription))?;
             if !resolved.contains_key(&target) {
                 let subscription = match &target {
                     Target::Id(id) => known
                         .remove(id)
                         .ok_or(IngestErrorKind::UnknownSubscription)
                         .and_then(accepting_usage),
-                    Target::TenantProduct(..) => self.resolve_usage_subscription(&target).await,
+                    Target::TenantProduct(tenant, product) => {
+                        self.resolve_by_tenant(*tenant, product).await
+                    }
                 }
-                .map_err(|kind| IngestError::at(i, kind))?;
-                let dimensions = metered_dimensions(&self.catalog, &subscription);
-                resolved.insert(target.clone(), (subscription, dimensions));
+                .map_err(at)?;
+                resolved.insert(target.clone(), self.accepting(subscription));
             }
-            let Some((subscription, dimensions)) = resolved.get(&target) else {
-                return Err(IngestError::at(i, IngestErrorKind::UnknownSubscription));
+            let Some(accepting) = resolved.get(&target) else {
+                return Err(at(IngestErrorKind::UnknownSubscription));
             };
-            if !dimensions.contains(&input.dimension) {
-                return Err(IngestError::at(
-                    i,
-                    IngestErrorKind::UnknownDimension {
-                        dimension: input.dimension.clone(),
-                        known: if dimensions.is_empty() {
-                            "none".into()
-                        } else {
-                            dimensions.join(", ")
-                        },
-                    },
-                ));
-            }
-            let timestamp = input.timestamp.to_offset(time::UtcOffset::UTC);
-            if timestamp > now + settings.future_tolerance {
-                return Err(IngestError::at(
-                    i,
-                    IngestErrorKind::TimestampInFuture(timestamp),
-                ));
-            }
-            let hour = hour_floor(timestamp);
-            let marketplace = &subscription.external.marketplace;
-            let deadline = delivery_deadline(marketplace, hour);
-            let earliest_send = if subscription_final(subscription) {
-                now
-            } else {
-                now.max(hour + Duration::hours(1) + settings.settle)
-            };
-            if earliest_send + settings.delivery_margin > deadline {
-                return Err(IngestError::at(
-                    i,
-                    IngestErrorKind::TimestampTooOld {
-                        timestamp,
-                        deadline,
-                    },
-                ));
-            }
-            if input.quantity > Quantity::from_units(MAX_EVENT_UNITS) {
-                return Err(IngestError::at(
-                    i,
-                    IngestErrorKind::QuantityTooLarge(input.quantity),
-                ));
-            }
-            if let Some(key) = &input.idempotency_key
-                && (key.is_empty() || key.len() > 200)
-            {
-                return Err(IngestError::at(i, IngestErrorKind::InvalidIdempotencyKey));
-            }
-            check_allocations(input, marketplace)
-                .map_err(|m| IngestError::at(i, IngestErrorKind::InvalidAllocations(m)))?;
-            events.push(NewUsageEvent {
-                id: Uuid::now_v7(),
-                subscription_id: subscription.id,
+            events.push(self.validate(input, accepting, now).map_err(at)?);
+        }
+        self.store_usage(events, now).await
+    }
+
+    fn check_batch_size(&self, inputs: &[UsageInput]) -> Result<(), IngestError> {
+        let max = self.metering.max_batch_events;
+        if inputs.is_empty() {
+            Err(IngestError::batch(IngestErrorKind::EmptyBatch))
+        } else if inputs.len() > max {
+            Err(IngestError::batch(IngestErrorKind::BatchTooLarge {
+                got: inputs.len(),
+                max,
+            }))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn accepting(&self, subscription: Subscription) -> Accepting {
+        Accepting {
+            dimensions: metered_dimensions(&self.catalog, &subscription),
+            rules: self
+                .providers
+                .rules(&subscription.external.marketplace)
+                .usage,
+            subscription,
+        }
+    }
+
+    /// Checks one event against its subscription and the marketplace's rules.
+    fn validate(
+        &self,
+        input: &UsageInput,
+        accepting: &Accepting,
+        now: OffsetDateTime,
+    ) -> Result<NewUsageEvent, IngestErrorKind> {
+        let Accepting {
+            subscription,
+            dimensions,
+            rules,
+        } = accepting;
+        if !dimensions.contains(&input.dimension) {
+            return Err(IngestErrorKind::UnknownDimension {
                 dimension: input.dimension.clone(),
-                occurred_at: timestamp,
-                hour,
-                quantity: input.quantity,
-                idempotency_key: input.idempotency_key.clone(),
-                allocations: input.allocations.clone(),
+                known: if dimensions.is_empty() {
+                    "none".into()
+                } else {
+                    dimensions.join(", ")
+                },
             });
         }
+        let timestamp = input.timestamp.to_offset(time::UtcOffset::UTC);
+        let hour = self.check_timestamp(timestamp, subscription, rules, now)?;
+        if input.quantity > Quantity::from_units(MAX_EVENT_UNITS) {
+            return Err(IngestErrorKind::QuantityTooLarge(input.quantity));
+        }
+        if let Some(key) = &input.idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            return Err(IngestErrorKind::InvalidIdempotencyKey);
+        }
+        check_allocations(input, subscription, rules)
+            .map_err(IngestErrorKind::InvalidAllocations)?;
+        Ok(NewUsageEvent {
+            id: Uuid::now_v7(),
+            subscription_id: subscription.id,
+            dimension: input.dimension.clone(),
+            occurred_at: timestamp,
+            hour,
+            quantity: input.quantity,
+            idempotency_key: input.idempotency_key.clone(),
+            allocations: input.allocations.clone(),
+        })
+    }
+
+    /// The event's hour, if it can still be delivered before the marketplace's deadline
+    /// (with the configured margin) and is not in the future.
+    fn check_timestamp(
+        &self,
+        timestamp: OffsetDateTime,
+        subscription: &Subscription,
+        rules: &UsageRules,
+        now: OffsetDateTime,
+    ) -> Result<OffsetDateTime, IngestErrorKind> {
+        let settings = &self.metering;
+        if timestamp > now + settings.future_tolerance {
+            return Err(IngestErrorKind::TimestampInFuture(timestamp));
+        }
+        let hour = hour_floor(timestamp);
+        let deadline = rules.deadline(hour);
+        let earliest_send = if subscription_final(subscription) {
+            now
+        } else {
+            now.max(hour + Duration::hours(1) + settings.settle)
+        };
+        if earliest_send + settings.delivery_margin > deadline {
+            return Err(IngestErrorKind::TimestampTooOld {
+                timestamp,
+                deadline,
+            });
+        }
+        Ok(hour)
+    }
+
+    /// Stores a validated batch through the group-commit writer.
+    async fn store_usage(
+        &self,
+        events: Vec<NewUsageEvent>,
+        now: OffsetDateTime,
+    ) -> Result<IngestOutcome, IngestError> {
         let outcome = self
             .ingest_writer
             .write(&self.store, events, now)
             .await
-            .map_err(|error| IngestError {
-                index: None,
-                kind: match error {
+            .map_err(|error| {
+                IngestError::batch(match error {
                     StoreError::Conflict(message) => IngestErrorKind::HourAlreadySent(message),
                     other => IngestErrorKind::Store(other),
-                },
+                })
             })?;
         metrics::counter!("marketlink_usage_events_total", "result" => "accepted")
             .increment(outcome.accepted as u64);
@@ -260,45 +318,58 @@ impl Engine {
         Ok(outcome)
     }
 
-    async fn resolve_usage_subscription(
+    /// The one subscription of `product` that `tenant` may report usage for.
+    async fn resolve_by_tenant(
         &self,
-        target: &Target,
+        tenant: TenantId,
+        product: &ProductId,
     ) -> Result<Subscription, IngestErrorKind> {
-        let subscription = match target {
-            Target::Id(id) => match self.store.get_subscription(*id).await {
-                Ok(s) => s,
-                Err(StoreError::NotFound(_)) => return Err(IngestErrorKind::UnknownSubscription),
-                Err(e) => return Err(IngestErrorKind::Store(e)),
-            },
-            Target::TenantProduct(tenant, product) => {
-                let all = self
-                    .store
-                    .list_subscriptions(&SubscriptionFilter {
-                        tenant_id: Some(*tenant),
-                        limit: 1000,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(IngestErrorKind::Store)?;
-                let of_product: Vec<Subscription> = all
-                    .into_iter()
-                    .filter(|s| product_of(&self.catalog, s).is_some_and(|p| p.id == *product))
-                    .collect();
-                let mut accepting = of_product.iter().filter(|s| s.status.accepts_usage());
-                match (accepting.next(), accepting.next()) {
-                    (Some(one), None) => one.clone(),
-                    (Some(_), Some(_)) => return Err(IngestErrorKind::AmbiguousSubscription),
-                    (None, _) => {
-                        return Err(match of_product.last() {
-                            Some(s) => IngestErrorKind::SubscriptionNotActive(s.status),
-                            None => IngestErrorKind::UnknownSubscription,
-                        });
-                    }
-                }
+        let all = self
+            .store
+            .list_subscriptions(&SubscriptionFilter {
+                tenant_id: Some(tenant),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .map_err(IngestErrorKind::Store)?;
+        let of_product: Vec<Subscription> = all
+            .into_iter()
+            .filter(|s| product_of(&self.catalog, s).is_some_and(|p| p.id == *product))
+            .collect();
+        let mut accepting = of_product.iter().filter(|s| s.status.accepts_usage());
+        let subscription = match (accepting.next(), accepting.next()) {
+            (Some(one), None) => one.clone(),
+            (Some(_), Some(_)) => return Err(IngestErrorKind::AmbiguousSubscription),
+            (None, _) => {
+                return Err(match of_product.last() {
+                    Some(s) => IngestErrorKind::SubscriptionNotActive(s.status),
+                    None => IngestErrorKind::UnknownSubscription,
+                });
             }
         };
         accepting_usage(subscription)
     }
+}
+
+/// Refuses the batch if any event names a subscription outside `tenant`, or names none: to a
+/// caller limited to one tenant, another tenant's subscription looks missing.
+fn within_tenant(
+    inputs: &[UsageInput],
+    known: &HashMap<SubscriptionId, Subscription>,
+    tenant: TenantId,
+) -> Result<(), IngestError> {
+    for (i, input) in inputs.iter().enumerate() {
+        let theirs = match (&input.subscription_id, &input.tenant_id) {
+            (Some(id), _) => known.get(id).and_then(|s| s.tenant_id),
+            (None, Some(named)) => Some(*named),
+            (None, None) => None,
+        };
+        if theirs != Some(tenant) {
+            return Err(IngestError::at(i, IngestErrorKind::UnknownSubscription));
+        }
+    }
+    Ok(())
 }
 
 fn accepting_usage(subscription: Subscription) -> Result<Subscription, IngestErrorKind> {
@@ -313,126 +384,6 @@ fn accepting_usage(subscription: Subscription) -> Result<Subscription, IngestErr
 /// integer). It also keeps hourly sums far from 64-bit overflow.
 pub const MAX_EVENT_UNITS: u32 = i32::MAX as u32;
 
-/// How many waiting requests one group commit takes at most.
-const MAX_GROUP: usize = 64;
-
-/// Group commits in flight at once on PostgreSQL (each holds one pooled connection).
-const POSTGRES_WRITERS: usize = 4;
-
-/// A request waiting for the writer.
-struct Pending {
-    events: Vec<NewUsageEvent>,
-    now: OffsetDateTime,
-    reply: oneshot::Sender<Result<IngestOutcome, StoreError>>,
-}
-
-/// Group commit for usage ingest: a writer takes every request that is waiting when it gets to
-/// write and stores them in one transaction ([`Store::usage_ingest_group`]; each batch still
-/// all or nothing on its own). Concurrent API requests thus share a commit instead of queueing
-/// for SQLite's write lock (whose busy handler sleeps in milliseconds) or paying a WAL flush
-/// each on PostgreSQL. A request is answered only after its group committed, and the write
-/// goes on even if the caller gives up waiting (a dropped HTTP request), so a group is never
-/// left half-answered.
-///
-/// SQLite has one writer, so groups commit one after another. PostgreSQL commits
-/// [`POSTGRES_WRITERS`] groups at once: a request only appends to the ledger (ADR 0010), so
-/// concurrent groups share no rows and do not queue on one another's locks.
-#[derive(Default)]
-pub(crate) struct IngestWriter {
-    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
-}
-
-impl IngestWriter {
-    async fn write(
-        &self,
-        store: &Store,
-        events: Vec<NewUsageEvent>,
-        now: OffsetDateTime,
-    ) -> Result<IngestOutcome, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let pending = Pending { events, now, reply };
-        {
-            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            let pending = match queue.as_ref() {
-                Some(sender) => match sender.send(pending) {
-                    Ok(()) => None,
-                    // The writer is gone (its runtime shut down): start another.
-                    Err(mpsc::error::SendError(back)) => Some(back),
-                },
-                None => Some(pending),
-            };
-            if let Some(pending) = pending {
-                let (sender, receiver) = mpsc::unbounded_channel();
-                tokio::spawn(run_writer(store.clone(), receiver));
-                // Cannot fail: the receiver is alive in the task just spawned.
-                let _ = sender.send(pending);
-                *queue = Some(sender);
-            }
-        }
-        wait(answer).await
-    }
-}
-
-async fn wait(
-    answer: oneshot::Receiver<Result<IngestOutcome, StoreError>>,
-) -> Result<IngestOutcome, StoreError> {
-    answer.await.unwrap_or_else(|_| {
-        Err(StoreError::unavailable(
-            "the usage writer stopped before answering".into(),
-        ))
-    })
-}
-
-async fn run_writer(store: Store, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    let writers = Arc::new(Semaphore::new(match store.backend() {
-        Backend::Sqlite => 1,
-        Backend::Postgres => POSTGRES_WRITERS,
-    }));
-    loop {
-        // Wait for a free writer first: requests that arrive meanwhile join the next group.
-        let Ok(writer) = Arc::clone(&writers).acquire_owned().await else {
-            return;
-        };
-        let mut group = Vec::with_capacity(MAX_GROUP);
-        if queue.recv_many(&mut group, MAX_GROUP).await == 0 {
-            return;
-        }
-        let store = store.clone();
-        tokio::spawn(async move {
-            commit_group(&store, group).await;
-            drop(writer);
-        });
-    }
-}
-
-/// Stores one group and answers each of its requests.
-async fn commit_group(store: &Store, mut group: Vec<Pending>) {
-    let batches: Vec<(&[NewUsageEvent], OffsetDateTime)> =
-        group.iter().map(|p| (p.events.as_slice(), p.now)).collect();
-    let results = store.usage_ingest_group(&batches).await;
-    drop(batches);
-    match results {
-        Ok(results) => {
-            for (pending, result) in group.drain(..).zip(results) {
-                // The caller may have gone; its batch is stored all the same.
-                let _ = pending.reply.send(result);
-            }
-        }
-        Err(error) => {
-            // Nothing of the group was stored. The first caller gets the error itself, the
-            // others its description (a store error is not cloneable).
-            let message = format!("the shared commit failed: {error}");
-            let mut first = Some(error);
-            for pending in group.drain(..) {
-                let error = first
-                    .take()
-                    .unwrap_or_else(|| StoreError::unavailable(message.clone()));
-                let _ = pending.reply.send(Err(error));
-            }
-        }
-    }
-}
-
 /// In its unsubscribe-pending window a subscription's hours are sent at once (final usage),
 /// not after the hour closes.
 fn subscription_final(subscription: &Subscription) -> bool {
@@ -441,12 +392,14 @@ fn subscription_final(subscription: &Subscription) -> bool {
 
 fn check_allocations(
     input: &UsageInput,
-    marketplace: &marketlink_core::Marketplace,
+    subscription: &Subscription,
+    rules: &UsageRules,
 ) -> Result<(), String> {
     if input.allocations.is_empty() {
         return Ok(());
     }
-    if *marketplace != marketlink_core::Marketplace::AWS {
+    if !rules.allocations {
+        let marketplace = &subscription.external.marketplace;
         return Err(format!("{marketplace} does not take cost-allocation tags"));
     }
     let mut sum = Quantity::ZERO;

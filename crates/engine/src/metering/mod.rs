@@ -3,22 +3,20 @@
 
 mod flush;
 mod ingest;
+mod writer;
 
 use std::time::Duration as StdDuration;
 
-use marketlink_core::{Catalog, DimensionKind, Marketplace, Product, Subscription};
+use marketlink_core::{Catalog, DimensionKind, Product, Subscription};
 use time::{Duration, OffsetDateTime, Time};
 
 use crate::backoff::Backoff;
 
-pub(crate) use self::ingest::IngestWriter;
+pub(crate) use self::writer::IngestWriter;
 pub use self::{
     flush::FlushRun,
     ingest::{IngestError, IngestErrorKind, UsageInput},
 };
-
-/// The most records one provider call carries (both marketplaces take 25).
-pub const MAX_BATCH: usize = 25;
 
 /// How the metering engine behaves; `[metering]` in the configuration.
 #[derive(Debug, Clone)]
@@ -27,7 +25,8 @@ pub struct MeteringSettings {
     pub api_key_hashes: Vec<[u8; 32]>,
     /// How often the flusher runs.
     pub flush_interval: StdDuration,
-    /// Records per provider call (at most [`MAX_BATCH`]).
+    /// Records per provider call; each marketplace's own limit
+    /// ([`UsageRules::max_batch`](marketlink_core::UsageRules::max_batch)) caps it further.
     pub batch_size: usize,
     /// Hours claimed per flush round.
     pub claim_limit: u32,
@@ -52,7 +51,7 @@ impl Default for MeteringSettings {
         Self {
             api_key_hashes: Vec::new(),
             flush_interval: StdDuration::from_secs(60),
-            batch_size: MAX_BATCH,
+            batch_size: 25,
             claim_limit: 500,
             concurrency: 4,
             settle: Duration::minutes(5),
@@ -72,24 +71,6 @@ impl Default for MeteringSettings {
 /// The start of the hour `t` falls in.
 pub fn hour_floor(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_time(Time::MIDNIGHT) + Duration::hours(i64::from(t.hour()))
-}
-
-/// The last moment a record for `hour` is accepted: both marketplaces refuse usage 24 hours
-/// or more after the event; AWS takes the previous month's usage only until 06:00 UTC on the 1st.
-pub fn delivery_deadline(marketplace: &Marketplace, hour: OffsetDateTime) -> OffsetDateTime {
-    let window = hour + Duration::hours(24);
-    if *marketplace != Marketplace::AWS {
-        return window;
-    }
-    let (year, month) = if hour.month() == time::Month::December {
-        (hour.year() + 1, time::Month::January)
-    } else {
-        (hour.year(), hour.month().next())
-    };
-    match time::Date::from_calendar_date(year, month, 1) {
-        Ok(first) => window.min(first.with_hms(6, 0, 0).map_or(window, |t| t.assume_utc())),
-        Err(_) => window,
-    }
 }
 
 /// The catalog product a subscription belongs to.
@@ -134,29 +115,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hours_and_deadlines() {
+    fn hours_start_on_the_hour() {
         assert_eq!(
             hour_floor(datetime!(2026-11-25 10:59:59.9 UTC)),
             datetime!(2026-11-25 10:00 UTC)
         );
-        let h = datetime!(2026-11-25 10:00 UTC);
         assert_eq!(
-            delivery_deadline(&Marketplace::AWS, h),
-            datetime!(2026-11-26 10:00 UTC)
-        );
-        // Month end: AWS only until 06:00 UTC on the 1st.
-        let last = datetime!(2026-11-30 23:00 UTC);
-        assert_eq!(
-            delivery_deadline(&Marketplace::AWS, last),
-            datetime!(2026-12-01 06:00 UTC)
-        );
-        assert_eq!(
-            delivery_deadline(&Marketplace::AZURE, last),
-            datetime!(2026-12-01 23:00 UTC)
-        );
-        assert_eq!(
-            delivery_deadline(&Marketplace::AWS, datetime!(2026-12-31 22:00 UTC)),
-            datetime!(2027-01-01 06:00 UTC)
+            hour_floor(datetime!(2026-11-25 10:00 UTC)),
+            datetime!(2026-11-25 10:00 UTC)
         );
     }
 }

@@ -1,0 +1,35 @@
+//! The inbox worker: applies stored marketplace messages, woken when one arrives.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::WorkerSettings;
+use crate::Engine;
+
+pub(super) async fn run(
+    engine: Arc<Engine>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match engine
+            .process_inbox(settings.inbox_batch, &settings.backoff)
+            .await
+        {
+            Ok(run)
+                if run.processed + run.retried + run.buried == settings.inbox_batch as usize =>
+            {
+                // A full batch: there may be more right away.
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(error = ?error, "inbox pass failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = engine.inbox_ready.notified() => {},
+            () = tokio::time::sleep(settings.inbox_interval) => {},
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! A provider that plays scripted messages, for the fulfillment rules without a wire format.
+
+use std::sync::{
+    Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use async_trait::async_trait;
+use marketlink_core::{
+    AuthenticatedMessage, Capabilities, ChangeOutcome, Entitlement, ExternalRef, InboundMessage,
+    LandingToken, Marketplace, MarketplaceEvent, MarketplaceProvider, PlanId, ProviderError,
+    PulledMessage, ResolvedPurchase, UsageOutcome, UsageRecord,
+};
+
+use crate::harness::T0;
+
+/// A provider whose messages are JSON scripts: `{"key", "kind", "events": [...], "fail"}`.
+#[derive(Default)]
+pub(crate) struct Scripted {
+    /// Interpret failures still to produce, per message key: ("retry" | "permanent", count).
+    pub(crate) failures: Mutex<Vec<(String, &'static str, usize)>>,
+    pub(crate) responses: Mutex<Vec<(String, bool)>>,
+    pub(crate) queue: Mutex<Vec<PulledMessage>>,
+    pub(crate) acked: Mutex<Vec<String>>,
+    pub(crate) interpret_calls: AtomicUsize,
+    pub(crate) cancelled: Mutex<Vec<String>>,
+}
+
+fn unsupported(operation: &'static str) -> ProviderError {
+    ProviderError::Unsupported {
+        marketplace: Marketplace::parse("test").unwrap(),
+        operation,
+    }
+}
+
+#[async_trait]
+impl MarketplaceProvider for Scripted {
+    fn marketplace(&self) -> Marketplace {
+        Marketplace::parse("test").unwrap()
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            vendor_activates: false,
+            vendor_changes_plan: false,
+            vendor_cancels: true,
+        }
+    }
+    async fn resolve(&self, _: &LandingToken) -> Result<ResolvedPurchase, ProviderError> {
+        Err(unsupported("resolve"))
+    }
+    async fn activate(
+        &self,
+        _: &ExternalRef,
+        _: Option<&PlanId>,
+        _: Option<u32>,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+    async fn change_plan(
+        &self,
+        _: &ExternalRef,
+        _: &PlanId,
+    ) -> Result<ChangeOutcome, ProviderError> {
+        Err(unsupported("change_plan"))
+    }
+    async fn change_quantity(
+        &self,
+        _: &ExternalRef,
+        _: u32,
+    ) -> Result<ChangeOutcome, ProviderError> {
+        Err(unsupported("change_quantity"))
+    }
+    async fn cancel(&self, subscription: &ExternalRef) -> Result<ChangeOutcome, ProviderError> {
+        self.cancelled
+            .lock()
+            .unwrap()
+            .push(subscription.external_id.clone());
+        Ok(ChangeOutcome::Done)
+    }
+    async fn report_usage(&self, _: &[UsageRecord]) -> Result<Vec<UsageOutcome>, ProviderError> {
+        Err(unsupported("report_usage"))
+    }
+    async fn entitlements(&self, _: &ExternalRef) -> Result<Vec<Entitlement>, ProviderError> {
+        Ok(vec![])
+    }
+    async fn authenticate(
+        &self,
+        message: &InboundMessage,
+    ) -> Result<AuthenticatedMessage, ProviderError> {
+        if message.header("x-signature") != Some("valid") {
+            return Err(ProviderError::Unauthenticated("bad signature".into()));
+        }
+        let payload: serde_json::Value = serde_json::from_slice(&message.body)
+            .map_err(|e| ProviderError::Unauthenticated(e.to_string()))?;
+        Ok(AuthenticatedMessage {
+            marketplace: self.marketplace(),
+            dedup_key: payload["key"].as_str().unwrap_or_default().to_owned(),
+            kind: payload["kind"].as_str().unwrap_or_default().to_owned(),
+            received_at: T0,
+            payload,
+        })
+    }
+    async fn interpret(
+        &self,
+        message: &AuthenticatedMessage,
+    ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
+        self.interpret_calls.fetch_add(1, Ordering::SeqCst);
+        let mut failures = self.failures.lock().unwrap();
+        if let Some(entry) = failures
+            .iter_mut()
+            .find(|(key, _, left)| *key == message.dedup_key && *left > 0)
+        {
+            entry.2 -= 1;
+            return Err(match entry.1 {
+                "retry" => ProviderError::retryable("marketplace throttled"),
+                _ => ProviderError::NotFound("operation".into()),
+            });
+        }
+        Ok(serde_json::from_value(message.payload["events"].clone()).unwrap())
+    }
+    async fn respond_to_change(
+        &self,
+        _: &ExternalRef,
+        operation_id: &str,
+        accept: bool,
+    ) -> Result<(), ProviderError> {
+        if operation_id == "late" {
+            return Err(ProviderError::Rejected {
+                code: "conflict".into(),
+                message: "operation already Succeeded".into(),
+            });
+        }
+        self.responses
+            .lock()
+            .unwrap()
+            .push((operation_id.into(), accept));
+        Ok(())
+    }
+    async fn pull(&self, max: u32) -> Result<Vec<PulledMessage>, ProviderError> {
+        let mut queue = self.queue.lock().unwrap();
+        let n = queue.len().min(max as usize);
+        Ok(queue.drain(..n).collect())
+    }
+    async fn ack(&self, receipt: &str) -> Result<(), ProviderError> {
+        self.acked.lock().unwrap().push(receipt.into());
+        Ok(())
+    }
+}

@@ -1,0 +1,248 @@
+//! Receiving and applying marketplace messages: authentication, idempotency, order,
+//! retries and the queue.
+
+use std::sync::atomic::Ordering;
+
+use marketlink_core::{
+    Clock, EventKind, Lifecycle, Marketplace, ProductId, PulledMessage, SubscriptionStatus,
+};
+use marketlink_engine::{ChangePolicy, ReceiveError, Received, backoff::Backoff};
+use marketlink_store::QueueState;
+use time::Duration;
+
+use crate::harness::{T0, event, harness, lifecycle, message};
+
+#[tokio::test]
+async fn receive_authenticates_stores_once_and_names_unknown_marketplaces() {
+    let h = harness(ChangePolicy::default()).await;
+    let msg = message("m1", vec![]);
+    assert!(matches!(h.deliver(msg.clone()).await, Received::Stored(_)));
+    assert!(matches!(
+        h.deliver(msg.clone()).await,
+        Received::Duplicate(_)
+    ));
+    let mut forged = msg.clone();
+    forged.headers.clear();
+    assert!(matches!(
+        h.engine.receive("test", &forged).await,
+        Err(ReceiveError::Rejected(_))
+    ));
+    assert!(matches!(
+        h.engine.receive("nowhere", &msg).await,
+        Err(ReceiveError::UnknownMarketplace(_))
+    ));
+}
+
+#[tokio::test]
+async fn notification_before_landing_creates_and_activates_the_subscription() {
+    let h = harness(ChangePolicy::default()).await;
+    h.deliver(message(
+        "m1",
+        vec![event("sub-1", T0, lifecycle(Lifecycle::Activate))],
+    ))
+    .await;
+    let run = h.drain().await;
+    assert_eq!(run.processed, 1);
+    let sub = h
+        .engine
+        .store
+        .find_subscription(&Marketplace::parse("test").unwrap(), "sub-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub.status, SubscriptionStatus::Active);
+    assert_eq!(sub.tenant_id, None, "bound later, when the buyer registers");
+    assert_eq!(sub.product_id, Some(ProductId::new("analytics")));
+    let timeline: Vec<_> = h
+        .engine
+        .store
+        .timeline(sub.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind != "entitlements_read")
+        .collect();
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0].kind, "lifecycle:activate");
+    assert_eq!(timeline[0].outcome, "applied");
+}
+
+#[tokio::test]
+async fn duplicates_and_out_of_order_events_change_nothing_twice() {
+    let h = harness(ChangePolicy::default()).await;
+    let at = |m: i64| T0 + Duration::minutes(m);
+    h.deliver(message(
+        "a",
+        vec![event("s", at(0), lifecycle(Lifecycle::Activate))],
+    ))
+    .await;
+    // The same event again under another message id (a marketplace retry).
+    h.deliver(message(
+        "b",
+        vec![event("s", at(0), lifecycle(Lifecycle::Activate))],
+    ))
+    .await;
+    h.deliver(message(
+        "c",
+        vec![event(
+            "s",
+            at(10),
+            EventKind::QuantityChanged { quantity: 20 },
+        )],
+    ))
+    .await;
+    // An older quantity statement delivered late.
+    h.deliver(message(
+        "d",
+        vec![event(
+            "s",
+            at(5),
+            EventKind::QuantityChanged { quantity: 5 },
+        )],
+    ))
+    .await;
+    assert_eq!(h.drain().await.processed, 4);
+    let sub = h
+        .engine
+        .store
+        .find_subscription(&Marketplace::parse("test").unwrap(), "s")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sub.quantity, Some(20));
+    let outcomes: Vec<String> = h
+        .engine
+        .store
+        .timeline(sub.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind != "entitlements_read")
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(outcomes, ["applied", "unchanged", "applied", "stale"]);
+}
+
+#[tokio::test]
+async fn an_illegal_transition_is_recorded_not_retried() {
+    let h = harness(ChangePolicy::default()).await;
+    h.deliver(message(
+        "a",
+        vec![event("s", T0, lifecycle(Lifecycle::Cancel))],
+    ))
+    .await;
+    // subscribe-success arriving after the cancellation.
+    h.deliver(message(
+        "b",
+        vec![event("s", T0, lifecycle(Lifecycle::Activate))],
+    ))
+    .await;
+    let run = h.drain().await;
+    assert_eq!((run.processed, run.retried, run.buried), (2, 0, 0));
+    assert_eq!(h.status("s").await, SubscriptionStatus::Cancelled);
+    let sub = h
+        .engine
+        .store
+        .find_subscription(&Marketplace::parse("test").unwrap(), "s")
+        .await
+        .unwrap()
+        .unwrap();
+    let timeline = h.engine.store.timeline(sub.id, 10).await.unwrap();
+    assert!(
+        timeline[1].outcome.starts_with("refused: cannot activate"),
+        "{timeline:?}"
+    );
+}
+
+#[tokio::test]
+async fn retryable_failures_back_off_then_succeed_and_permanent_ones_are_kept_dead() {
+    let h = harness(ChangePolicy::default()).await;
+    h.provider.failures.lock().unwrap().extend([
+        ("slow".to_string(), "retry", 2),
+        ("bad".to_string(), "permanent", 1),
+    ]);
+    h.deliver(message(
+        "slow",
+        vec![event("s1", T0, lifecycle(Lifecycle::Activate))],
+    ))
+    .await;
+    h.deliver(message(
+        "bad",
+        vec![event("s2", T0, lifecycle(Lifecycle::Activate))],
+    ))
+    .await;
+    let first = h.drain().await;
+    assert_eq!((first.processed, first.retried, first.buried), (0, 1, 1));
+    // Not due yet: nothing happens until the clock passes the backoff.
+    assert_eq!(h.drain().await, Default::default());
+    h.clock.advance(Duration::minutes(1));
+    assert_eq!(h.drain().await.retried, 1);
+    h.clock.advance(Duration::minutes(1));
+    assert_eq!(h.drain().await.processed, 1);
+    assert_eq!(h.status("s1").await, SubscriptionStatus::Active);
+    let dead = h
+        .engine
+        .store
+        .inbox_list(QueueState::Dead, 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].last_error.as_deref().unwrap().contains("not found"));
+    // The operator requeues it after fixing the cause; it applies.
+    h.engine
+        .store
+        .inbox_requeue(dead[0].id, h.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(h.drain().await.processed, 1);
+    assert_eq!(h.status("s2").await, SubscriptionStatus::Active);
+}
+
+#[tokio::test]
+async fn retries_stop_after_the_attempt_limit() {
+    let h = harness(ChangePolicy::default()).await;
+    h.provider
+        .failures
+        .lock()
+        .unwrap()
+        .push(("flaky".to_string(), "retry", 1000));
+    h.deliver(message("flaky", vec![])).await;
+    let backoff = Backoff {
+        max_attempts: 3,
+        ..Backoff::default()
+    };
+    let mut buried = 0;
+    for _ in 0..5 {
+        buried += h.engine.process_inbox(10, &backoff).await.unwrap().buried;
+        h.clock.advance(Duration::hours(1));
+    }
+    assert_eq!(buried, 1);
+    assert_eq!(h.provider.interpret_calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn queue_messages_are_deleted_only_once_stored() {
+    let h = harness(ChangePolicy::default()).await;
+    let mut forged = message("x", vec![]);
+    forged.headers.clear();
+    h.provider.queue.lock().unwrap().extend([
+        PulledMessage {
+            message: message("q1", vec![]),
+            receipt: "r1".into(),
+        },
+        PulledMessage {
+            message: forged,
+            receipt: "r-forged".into(),
+        },
+        PulledMessage {
+            message: message("q1", vec![]),
+            receipt: "r1-again".into(),
+        },
+    ]);
+    assert_eq!(h.engine.pull_once(10).await, 1);
+    assert_eq!(
+        *h.provider.acked.lock().unwrap(),
+        vec!["r1".to_string(), "r1-again".to_string()],
+        "the forged message stays on its queue for the dead-letter queue"
+    );
+}
