@@ -138,14 +138,6 @@ async fn people_page(
     Ok(render(status, &page))
 }
 
-fn check_csrf(signed_in: &SignedIn, csrf: &str) -> Result<(), PageError> {
-    if signed_in.browser.session.csrf_matches(csrf) {
-        Ok(())
-    } else {
-        Err(PageError::forbidden_form())
-    }
-}
-
 async fn users_page(
     State(state): State<AppState>,
     signed_in: SignedIn,
@@ -165,7 +157,9 @@ async fn invite(
     signed_in: SignedIn,
     Form(form): Form<InviteForm>,
 ) -> Result<Response, PageError> {
-    check_csrf(&signed_in, &form.csrf)?;
+    if !signed_in.browser.session.csrf_matches(&form.csrf) {
+        return Err(PageError::forbidden_form());
+    }
     let token = random_token(32);
     let invited = state
         .engine
@@ -253,7 +247,9 @@ async fn change_person(
     csrf: &str,
     to: Option<Role>,
 ) -> Result<Response, PageError> {
-    check_csrf(signed_in, csrf)?;
+    if !signed_in.browser.session.csrf_matches(csrf) {
+        return Err(PageError::forbidden_form());
+    }
     let target = uuid::Uuid::parse_str(id)
         .map(UserId)
         .map_err(|_| no_such_person("The link is incomplete."))?;

@@ -11,7 +11,7 @@ use marketlink_core::{Scope, TenantId};
 use marketlink_store::StoreError;
 use serde::Deserialize;
 
-use super::{CsrfForm, actor, check_csrf, internal, table::when};
+use super::{CsrfForm, actor, internal, table::when};
 use crate::{
     AppState,
     api_auth::new_key,
@@ -98,7 +98,9 @@ pub(super) async fn create(
     operator: Operator,
     axum_extra::extract::Form(form): axum_extra::extract::Form<KeyForm>,
 ) -> Result<Response, PageError> {
-    check_csrf(&operator, &form.csrf)?;
+    if !operator.browser.session.csrf_matches(&form.csrf) {
+        return Err(PageError::forbidden_form());
+    }
     let refused = |why: String| keys_page(&state, &operator, Outcome::Refused(why));
     let scopes: Result<Vec<Scope>, String> = form.scope.iter().map(|s| s.parse()).collect();
     let scopes = match scopes {
@@ -138,7 +140,9 @@ pub(super) async fn revoke(
     Path(prefix): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Redirect, PageError> {
-    check_csrf(&operator, &form.csrf)?;
+    if !operator.browser.session.csrf_matches(&form.csrf) {
+        return Err(PageError::forbidden_form());
+    }
     match state
         .engine
         .revoke_api_key(&actor(&operator), None, &prefix)

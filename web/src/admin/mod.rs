@@ -68,15 +68,6 @@ struct CsrfForm {
     csrf: String,
 }
 
-/// Refuses a form that did not come from our page.
-fn check_csrf(operator: &Operator, csrf: &str) -> Result<(), PageError> {
-    if operator.browser.session.csrf_matches(csrf) {
-        Ok(())
-    } else {
-        Err(PageError::forbidden_form())
-    }
-}
-
 /// The operator as the audit log names them.
 fn actor(operator: &Operator) -> Actor {
     Actor::Operator(operator.name.clone())

@@ -13,7 +13,7 @@ use marketlink_engine::admin::DeadQueue;
 use marketlink_store::{OnboardingRequest, QueueItem, QueueState, StoreError};
 
 use super::{
-    CsrfForm, actor, check_csrf, internal,
+    CsrfForm, actor, internal,
     table::{Row, TablePage, cell, when},
 };
 use crate::{AppState, extract::Operator, pages::PageError};
@@ -81,7 +81,9 @@ pub(super) async fn retry(
     Path((queue, id)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Redirect, PageError> {
-    check_csrf(&operator, &form.csrf)?;
+    if !operator.browser.session.csrf_matches(&form.csrf) {
+        return Err(PageError::forbidden_form());
+    }
     let not_found = |explanation| PageError::new(StatusCode::NOT_FOUND, "Not found", explanation);
     let id = id
         .parse::<uuid::Uuid>()
@@ -156,7 +158,9 @@ pub(super) async fn replay_webhook(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Result<Redirect, PageError> {
-    check_csrf(&operator, &form.csrf)?;
+    if !operator.browser.session.csrf_matches(&form.csrf) {
+        return Err(PageError::forbidden_form());
+    }
     let not_found = |explanation| PageError::new(StatusCode::NOT_FOUND, "Not found", explanation);
     let id = id
         .parse::<uuid::Uuid>()
