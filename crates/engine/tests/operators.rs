@@ -77,7 +77,9 @@ async fn roles_change_only_as_the_viewers_role_allows() {
     let h = harness().await;
     let (tenant, owner) = h.tenant("acme").await;
     let admin = h.member(tenant.id, "admin@acme.example", Role::Admin).await;
-    let member = h.member(tenant.id, "member@acme.example", Role::Member).await;
+    let member = h
+        .member(tenant.id, "member@acme.example", Role::Member)
+        .await;
     let engine = &h.engine;
 
     let refused = engine.change_person(&member, admin.id, None).await;
@@ -85,12 +87,16 @@ async fn roles_change_only_as_the_viewers_role_allows() {
         refused,
         Err(PersonChangeError::Refused(PeopleChangeRefused::NotAManager))
     ));
-    let refused = engine.change_person(&admin, owner.id, Some(Role::Member)).await;
+    let refused = engine
+        .change_person(&admin, owner.id, Some(Role::Member))
+        .await;
     assert!(matches!(
         refused,
         Err(PersonChangeError::Refused(PeopleChangeRefused::OwnersOnly))
     ));
-    let refused = engine.change_person(&owner, owner.id, Some(Role::Member)).await;
+    let refused = engine
+        .change_person(&owner, owner.id, Some(Role::Member))
+        .await;
     assert!(matches!(
         refused,
         Err(PersonChangeError::Refused(PeopleChangeRefused::Yourself))
@@ -127,12 +133,18 @@ async fn someone_of_another_tenant_looks_like_no_one() {
 async fn invitations_are_checked_then_accepted_once() {
     let h = harness().await;
     let (tenant, owner) = h.tenant("acme").await;
-    let member = h.member(tenant.id, "member@acme.example", Role::Member).await;
+    let member = h
+        .member(tenant.id, "member@acme.example", Role::Member)
+        .await;
     let engine = &h.engine;
 
-    let refused = engine.invite(&member, "new@acme.example", "member", "h0").await;
+    let refused = engine
+        .invite(&member, "new@acme.example", "member", "h0")
+        .await;
     assert!(matches!(refused, Err(InviteError::NotAManager)));
-    let refused = engine.invite(&owner, "new@acme.example", "owner", "h0").await;
+    let refused = engine
+        .invite(&owner, "new@acme.example", "owner", "h0")
+        .await;
     assert!(matches!(refused, Err(InviteError::InvalidRole)));
     let refused = engine.invite(&owner, "not-an-email", "member", "h0").await;
     assert_eq!(
@@ -225,7 +237,14 @@ async fn a_tenant_bound_caller_finds_only_its_own_tenant() {
     let (acme, _) = h.tenant("acme").await;
     h.tenant("globex").await;
     let engine = &h.engine;
-    assert_eq!(engine.search_tenants(None, "", None, 50).await.unwrap().len(), 2);
+    assert_eq!(
+        engine
+            .search_tenants(None, "", None, 50)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     let own = engine
         .search_tenants(Some(acme.id), "", None, 50)
         .await
