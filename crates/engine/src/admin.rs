@@ -32,7 +32,7 @@ pub struct Overview {
 
 /// A subscription with everything that happened to it.
 #[derive(Debug)]
-pub struct SubscriptionDetail {
+pub struct SubscriptionHistory {
     pub subscription: Subscription,
     pub timeline: Vec<TimelineEntry>,
 }
@@ -104,7 +104,7 @@ impl Engine {
     }
 
     /// Subscriptions matching `filter`, a page at a time.
-    pub async fn subscriptions(
+    pub async fn list_subscriptions(
         &self,
         filter: &SubscriptionFilter,
     ) -> Result<Vec<Subscription>, StoreError> {
@@ -113,10 +113,10 @@ impl Engine {
 
     /// One subscription and its timeline. A timeline that cannot be read shows empty rather
     /// than hiding the subscription's facts.
-    pub async fn subscription_detail(
+    pub async fn subscription_history(
         &self,
         id: SubscriptionId,
-    ) -> Result<SubscriptionDetail, StoreError> {
+    ) -> Result<SubscriptionHistory, StoreError> {
         let subscription = self.store.get_subscription(id).await?;
         let timeline = self
             .store
@@ -126,7 +126,7 @@ impl Engine {
                 tracing::warn!(%error, subscription = %id, "cannot read the timeline");
                 Vec::new()
             });
-        Ok(SubscriptionDetail {
+        Ok(SubscriptionHistory {
             subscription,
             timeline,
         })

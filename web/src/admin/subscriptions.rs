@@ -92,7 +92,7 @@ pub(super) async fn list(
     let filters = Filters::from_query(&query);
     let list = state
         .engine
-        .subscriptions(&filters.to_store())
+        .list_subscriptions(&filters.to_store())
         .await
         .map_err(internal)?;
     let next = (list.len() == PAGE as usize)
@@ -144,7 +144,7 @@ pub(super) async fn one(
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
     let id = id.parse::<SubscriptionId>().map_err(|_| not_found())?;
-    let detail = match state.engine.subscription_detail(id).await {
+    let detail = match state.engine.subscription_history(id).await {
         Ok(detail) => detail,
         Err(StoreError::NotFound(_)) => return Err(not_found()),
         Err(error) => return Err(internal(error)),
