@@ -110,6 +110,16 @@ pub struct ApiCaller {
 }
 
 impl ApiCaller {
+    /// The caller as the audit log names it.
+    pub fn actor(&self) -> marketlink_engine::Actor {
+        marketlink_engine::Actor::ApiKey(self.key.prefix.clone())
+    }
+
+    /// Counts one call of `action` by this key.
+    pub fn count(&self, state: &AppState, action: &'static str) {
+        state.keys.count(self.key.id, action, state.now());
+    }
+
     pub fn require(&self, scope: Scope) -> Result<(), AppError> {
         if self.key.allows(scope) {
             Ok(())
@@ -167,8 +177,8 @@ pub async fn verify(state: &AppState, presented: &str) -> Result<ApiKey, AppErro
         Some(found) => found,
         None => {
             let found = state
-                .store
-                .find_api_key(key.prefix)
+                .engine
+                .api_key_for_verification(key.prefix)
                 .await
                 .map_err(|e| AppError::unavailable("cannot check the API key", e))?;
             let Some((record, hash)) = found else {

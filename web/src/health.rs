@@ -1,6 +1,7 @@
 //! Liveness and readiness probes.
 
 use axum::{Json, Router, extract::State, routing::get};
+use marketlink_engine::health::NotReady;
 use serde_json::{Value, json};
 
 use crate::{AppError, AppState};
@@ -18,23 +19,13 @@ async fn healthz() -> Json<Value> {
 
 /// The database answers and carries every migration this build expects.
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| AppError::unavailable("database unreachable", e))?;
-    let pending = state
-        .store
-        .pending_migrations()
-        .await
-        .map_err(|e| AppError::unavailable("database unreachable", e))?;
-    if !pending.is_empty() {
-        return Err(AppError::Unavailable {
-            message: format!(
-                "database is missing {} migration(s); run `marketlink migrate`",
-                pending.len()
-            ),
-        });
+    match state.engine.readiness().await {
+        Ok(()) => Ok(Json(json!({ "status": "ready", "database": "ok" }))),
+        Err(NotReady::Unreachable(error)) => {
+            Err(AppError::unavailable("database unreachable", error))
+        }
+        Err(NotReady::MissingMigrations(count)) => Err(AppError::Unavailable {
+            message: format!("database is missing {count} migration(s); run `marketlink migrate`"),
+        }),
     }
-    Ok(Json(json!({ "status": "ready", "database": "ok" })))
 }

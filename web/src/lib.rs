@@ -1,5 +1,6 @@
 //! marketlink-web: the HTTP front end (axum). Routes, pages and APIs stay thin: they parse,
-//! authorise and call the store or a provider; the domain rules live in `marketlink-core`.
+//! authorise, call an engine use case (`marketlink-engine`) and draw its answer; the domain
+//! rules live in the engine and `marketlink-core`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod admin;
@@ -18,7 +19,6 @@ pub mod password;
 mod people;
 pub mod session;
 mod state;
-mod vendor_api;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
@@ -52,7 +52,6 @@ pub fn router(state: AppState) -> Router {
         .merge(buyer::routes())
         .merge(api::routes())
         .merge(manage::routes())
-        .merge(vendor_api::routes())
         .merge(openapi::routes())
         .merge(metrics::routes())
         .merge(admin::routes())
@@ -102,7 +101,7 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Writes the API keys' use counters to the store every few seconds until `shutdown`.
+/// Writes the API keys' use counters to the database every few seconds until `shutdown`.
 pub async fn flush_key_use(state: AppState, shutdown: tokio_util::sync::CancellationToken) {
     loop {
         let stop = tokio::select! {
@@ -111,7 +110,7 @@ pub async fn flush_key_use(state: AppState, shutdown: tokio_util::sync::Cancella
         };
         let counts = state.keys.drain();
         if !counts.is_empty()
-            && let Err(error) = state.store.record_key_use(&counts, state.clock.now()).await
+            && let Err(error) = state.engine.record_key_use(&counts, state.now()).await
         {
             tracing::warn!(%error, "cannot record API key use; will retry");
             state.keys.restore(counts);

@@ -218,62 +218,56 @@ static OUTBOX_SERIES: Mutex<BTreeSet<(String, String)>> = Mutex::new(BTreeSet::n
 
 /// Reads the queues' backlogs into gauges; false when the database did not answer.
 async fn sample_backlogs(state: &AppState) -> bool {
-    let now = state.clock.now();
-    let store = &state.store;
+    let now = state.now();
+    let backlogs = state.engine.backlogs(now).await;
+    let inbox = backlogs.inbox.map(record_inbox);
+    let outbox = backlogs.outbox.map(record_outbox);
+    let usage = backlogs.usage.map(|usage| record_usage(&usage, now));
     let mut up = true;
-    match store.inbox_backlog(now).await {
-        Ok((count, oldest)) => {
-            metrics::gauge!("marketlink_inbox_backlog").set(count as f64);
-            metrics::gauge!("marketlink_inbox_oldest_age_seconds")
-                .set(oldest.map_or(0.0, |age| age.as_seconds_f64().max(0.0)));
-        }
-        Err(error) => {
-            tracing::warn!(%error, "metrics: cannot read the inbox backlog");
-            up = false;
-        }
-    }
-    match store.outbox_backlog().await {
-        Ok(rows) => {
-            let mut seen = OUTBOX_SERIES.lock().unwrap_or_else(|p| p.into_inner());
-            let current: BTreeSet<(String, String)> = rows
-                .iter()
-                .map(|(k, s, _)| (k.clone(), s.clone()))
-                .collect();
-            for (kind, job_state) in seen.difference(&current) {
-                metrics::gauge!("marketlink_outbox_backlog", "kind" => kind.clone(), "state" => job_state.clone())
-                    .set(0.0);
-            }
-            for (kind, job_state, count) in rows {
-                metrics::gauge!("marketlink_outbox_backlog", "kind" => kind, "state" => job_state)
-                    .set(count as f64);
-            }
-            seen.extend(current);
-        }
-        Err(error) => {
-            tracing::warn!(%error, "metrics: cannot read the outbox backlog");
-            up = false;
-        }
-    }
-    match store.usage_backlog(state.engine.closed_through(now)).await {
-        Ok(backlog) => {
-            for hour_state in marketlink_store::UsageHourState::ALL {
-                let name = hour_state.as_str();
-                let count = backlog.by_state.get(name).copied().unwrap_or(0);
-                metrics::gauge!("marketlink_usage_hours", "state" => name).set(count as f64);
-            }
-            metrics::gauge!("marketlink_usage_due_hours").set(backlog.due as f64);
-            metrics::gauge!("marketlink_usage_oldest_due_age_seconds").set(
-                backlog
-                    .oldest_due_hour
-                    .map_or(0.0, |hour| (now - hour).as_seconds_f64().max(0.0)),
-            );
-        }
-        Err(error) => {
-            tracing::warn!(%error, "metrics: cannot read the usage backlog");
+    for (what, result) in [("inbox", inbox), ("outbox", outbox), ("usage", usage)] {
+        if let Err(error) = result {
+            tracing::warn!(%error, "metrics: cannot read the {what} backlog");
             up = false;
         }
     }
     up
+}
+
+fn record_inbox((count, oldest): (i64, Option<time::Duration>)) {
+    metrics::gauge!("marketlink_inbox_backlog").set(count as f64);
+    metrics::gauge!("marketlink_inbox_oldest_age_seconds")
+        .set(oldest.map_or(0.0, |age| age.as_seconds_f64().max(0.0)));
+}
+
+fn record_outbox(rows: Vec<(String, String, i64)>) {
+    let mut seen = OUTBOX_SERIES.lock().unwrap_or_else(|p| p.into_inner());
+    let current: BTreeSet<(String, String)> = rows
+        .iter()
+        .map(|(k, s, _)| (k.clone(), s.clone()))
+        .collect();
+    for (kind, job_state) in seen.difference(&current) {
+        metrics::gauge!("marketlink_outbox_backlog", "kind" => kind.clone(), "state" => job_state.clone())
+            .set(0.0);
+    }
+    for (kind, job_state, count) in rows {
+        metrics::gauge!("marketlink_outbox_backlog", "kind" => kind, "state" => job_state)
+            .set(count as f64);
+    }
+    seen.extend(current);
+}
+
+fn record_usage(backlog: &marketlink_store::UsageBacklog, now: time::OffsetDateTime) {
+    for hour_state in marketlink_store::UsageHourState::ALL {
+        let name = hour_state.as_str();
+        let count = backlog.by_state.get(name).copied().unwrap_or(0);
+        metrics::gauge!("marketlink_usage_hours", "state" => name).set(count as f64);
+    }
+    metrics::gauge!("marketlink_usage_due_hours").set(backlog.due as f64);
+    metrics::gauge!("marketlink_usage_oldest_due_age_seconds").set(
+        backlog
+            .oldest_due_hour
+            .map_or(0.0, |hour| (now - hour).as_seconds_f64().max(0.0)),
+    );
 }
 
 #[cfg(test)]

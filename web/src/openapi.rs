@@ -12,10 +12,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use serde::Serialize;
 use serde_json::Value;
 use utoipa::{
-    Modify, OpenApi, ToSchema,
+    Modify, OpenApi,
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
@@ -33,8 +32,8 @@ use crate::{AppState, pages::Branding};
     ),
     paths(
         crate::api::usage::report,
-        crate::vendor_api::check,
-        crate::vendor_api::tenant_entitlements,
+        crate::api::entitlements::check,
+        crate::api::entitlements::tenant_entitlements,
         crate::api::tenants::list,
         crate::api::tenants::one,
         crate::api::keys::list,
@@ -71,54 +70,6 @@ impl Modify for Security {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
         );
     }
-}
-
-/// Every error: a stable machine `code` and a message for people.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct ErrorDetail {
-    #[schema(example = "forbidden")]
-    code: String,
-    message: String,
-}
-
-/// One event, an array of events, or `{"events": [...]}`.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(untagged)]
-#[expect(
-    dead_code,
-    reason = "describes the body; the handler parses it by hand"
-)]
-pub(crate) enum UsageBody {
-    One(crate::api::usage::RawEvent),
-    Many(Vec<crate::api::usage::RawEvent>),
-    Wrapped(UsageBatch),
-}
-
-#[derive(serde::Deserialize, ToSchema)]
-#[expect(
-    dead_code,
-    reason = "describes the body; the handler parses it by hand"
-)]
-pub(crate) struct UsageBatch {
-    events: Vec<crate::api::usage::RawEvent>,
-}
-
-/// What a usage report stored (the engine's `IngestOutcome`).
-#[derive(ToSchema)]
-#[expect(
-    dead_code,
-    reason = "describes the answer, serialised from the engine's type"
-)]
-pub(crate) struct UsageAccepted {
-    /// Events stored and counted.
-    accepted: u64,
-    /// Events whose idempotency key was already stored: ignored.
-    duplicates: u64,
 }
 
 /// The generated description.
@@ -234,128 +185,132 @@ fn type_name(schema: &Value) -> String {
 }
 
 fn docs_from(spec: &Value, brand: Branding) -> DocsPage {
-    let mut operations = Vec::new();
-    if let Some(paths) = spec["paths"].as_object() {
-        for (path, item) in paths {
-            let Some(item) = item.as_object() else {
-                continue;
-            };
-            for (method, op) in item {
-                let parameters = op["parameters"]
-                    .as_array()
-                    .map(|ps| {
-                        ps.iter()
-                            .map(|p| Field {
-                                name: format!("{} ({})", text(&p["name"]), text(&p["in"])),
-                                kind: type_name(&p["schema"]),
-                                required: p["required"].as_bool().unwrap_or(false),
-                                description: text(&p["description"]),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let request = op["requestBody"]["content"]["application/json"]["schema"]
-                    .as_object()
-                    .map(|_| {
-                        type_name(&op["requestBody"]["content"]["application/json"]["schema"])
-                    });
-                let responses = op["responses"]
-                    .as_object()
-                    .map(|rs| {
-                        rs.iter()
-                            .map(|(status, r)| {
-                                let schema = &r["content"]["application/json"]["schema"];
-                                (
-                                    status.clone(),
-                                    text(&r["description"]),
-                                    schema.as_object().map(|_| type_name(schema)),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                operations.push(Operation {
-                    method: method.to_uppercase(),
-                    anchor: format!("{method}-{path}")
-                        .replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
-                    path: path.clone(),
-                    summary: [text(&op["summary"]), text(&op["description"])]
-                        .into_iter()
-                        .filter(|s| !s.is_empty())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    tag: op["tags"]
-                        .as_array()
-                        .and_then(|t| t.first())
-                        .map(text)
-                        .unwrap_or_default(),
-                    parameters,
-                    request,
-                    responses,
-                });
-            }
-        }
-    }
-    operations.sort_by(|a, b| (&a.tag, &a.path).cmp(&(&b.tag, &b.path)));
-    let schemas = spec["components"]["schemas"]
-        .as_object()
-        .map(|schemas| {
-            schemas
-                .iter()
-                .map(|(name, schema)| {
-                    let required: Vec<&str> = schema["required"]
-                        .as_array()
-                        .map(|r| r.iter().filter_map(Value::as_str).collect())
-                        .unwrap_or_default();
-                    let mut fields: Vec<Field> = schema["properties"]
-                        .as_object()
-                        .map(|props| {
-                            props
-                                .iter()
-                                .map(|(prop, s)| Field {
-                                    name: prop.clone(),
-                                    kind: type_name(s),
-                                    required: required.contains(&prop.as_str()),
-                                    description: text(&s["description"]),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    // Flattened and one-of schemas list their parts.
-                    for key in ["allOf", "oneOf"] {
-                        if let Some(parts) = schema[key].as_array() {
-                            for part in parts {
-                                fields.push(Field {
-                                    name: if key == "allOf" {
-                                        "(all of)"
-                                    } else {
-                                        "(one of)"
-                                    }
-                                    .into(),
-                                    kind: type_name(part),
-                                    required: key == "allOf",
-                                    description: text(&part["description"]),
-                                });
-                            }
-                        }
-                    }
-                    SchemaDoc {
-                        name: name.clone(),
-                        description: text(&schema["description"]),
-                        fields,
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     DocsPage {
         brand,
         title: text(&spec["info"]["title"]),
         description: text(&spec["info"]["description"]),
         version: text(&spec["info"]["version"]),
-        operations,
-        schemas,
+        operations: operations(spec),
+        schemas: schemas(spec),
     }
+}
+
+/// Every operation, grouped by tag, then by path.
+fn operations(spec: &Value) -> Vec<Operation> {
+    let mut operations: Vec<Operation> = spec["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(path, item)| Some((path, item.as_object()?)))
+        .flat_map(|(path, item)| {
+            item.iter()
+                .map(move |(method, op)| operation(path, method, op))
+        })
+        .collect();
+    operations.sort_by(|a, b| (&a.tag, &a.path).cmp(&(&b.tag, &b.path)));
+    operations
+}
+
+fn operation(path: &str, method: &str, op: &Value) -> Operation {
+    let parameters = op["parameters"]
+        .as_array()
+        .map(|ps| ps.iter().map(parameter).collect())
+        .unwrap_or_default();
+    let request_schema = &op["requestBody"]["content"]["application/json"]["schema"];
+    let responses = op["responses"]
+        .as_object()
+        .map(|rs| {
+            rs.iter()
+                .map(|(status, r)| {
+                    let schema = &r["content"]["application/json"]["schema"];
+                    (
+                        status.clone(),
+                        text(&r["description"]),
+                        schema.as_object().map(|_| type_name(schema)),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Operation {
+        method: method.to_uppercase(),
+        anchor: format!("{method}-{path}").replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
+        path: path.to_owned(),
+        summary: [text(&op["summary"]), text(&op["description"])]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+        tag: op["tags"]
+            .as_array()
+            .and_then(|t| t.first())
+            .map(text)
+            .unwrap_or_default(),
+        parameters,
+        request: request_schema
+            .as_object()
+            .map(|_| type_name(request_schema)),
+        responses,
+    }
+}
+
+fn parameter(p: &Value) -> Field {
+    Field {
+        name: format!("{} ({})", text(&p["name"]), text(&p["in"])),
+        kind: type_name(&p["schema"]),
+        required: p["required"].as_bool().unwrap_or(false),
+        description: text(&p["description"]),
+    }
+}
+
+/// Every named schema with its fields.
+fn schemas(spec: &Value) -> Vec<SchemaDoc> {
+    spec["components"]["schemas"]
+        .as_object()
+        .map(|schemas| {
+            schemas
+                .iter()
+                .map(|(name, schema)| SchemaDoc {
+                    name: name.clone(),
+                    description: text(&schema["description"]),
+                    fields: fields(schema),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn fields(schema: &Value) -> Vec<Field> {
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut fields: Vec<Field> = schema["properties"]
+        .as_object()
+        .map(|props| {
+            props
+                .iter()
+                .map(|(prop, s)| Field {
+                    name: prop.clone(),
+                    kind: type_name(s),
+                    required: required.contains(&prop.as_str()),
+                    description: text(&s["description"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Flattened and one-of schemas list their parts.
+    for (key, name) in [("allOf", "(all of)"), ("oneOf", "(one of)")] {
+        for part in schema[key].as_array().into_iter().flatten() {
+            fields.push(Field {
+                name: name.into(),
+                kind: type_name(part),
+                required: key == "allOf",
+                description: text(&part["description"]),
+            });
+        }
+    }
+    fields
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! People in a tenant: the list, invitations by owners and admins (a link shown once, valid
-//! for 7 days, stored only as a SHA-256), and accepting one.
+//! for 7 days, stored only as a SHA-256), role changes and removals, and accepting an
+//! invitation. Who may do what is the engine's rule (`marketlink_engine::people`); these
+//! handlers parse forms and draw pages.
 
 use askama::Template;
 use axum::{
@@ -10,20 +12,20 @@ use axum::{
     routing::{get, post},
 };
 use axum_extra::extract::PrivateCookieJar;
-use marketlink_core::{PeopleChangeRefused, Role, User, UserId};
-use marketlink_store::{Invite, StoreError};
+use marketlink_core::{Role, User, UserId};
+use marketlink_engine::people::{
+    AcceptError, InviteError, OpenInvite, PersonChangeError, may_invite,
+};
 use serde::Deserialize;
-use time::Duration;
 
 use crate::{
     AppState,
     api_auth::hash_secret,
+    extract::{Browser, SignedIn},
     pages::{Branding, PageError, render},
     password,
-    session::{Session, SessionUser, current_user, random_token},
+    session::{SessionUser, random_token},
 };
-
-const INVITE_LIFETIME: Duration = Duration::days(7);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -82,60 +84,65 @@ impl Person {
     }
 }
 
-async fn render_users(
-    state: &AppState,
-    session: &Session,
-    me: &User,
-    invite_link: Option<String>,
-    notice: Option<String>,
-    error: Option<String>,
-    status: StatusCode,
-) -> Response {
-    let brand = &state.settings.branding;
-    let now = state.clock.now();
-    let (tenant, users, invites) = match (
-        state.store.get_tenant(me.tenant_id).await,
-        state.store.list_users(me.tenant_id).await,
-        state.store.open_invites(me.tenant_id, now).await,
-    ) {
-        (Ok(t), Ok(u), Ok(i)) => (t, u, i),
-        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => {
-            return PageError::internal(&e).render(brand);
-        }
-    };
-    render(
-        status,
-        &UsersPage {
-            brand: brand.clone(),
-            csrf: session.csrf.clone(),
-            tenant_name: tenant.name,
-            users: users.into_iter().map(|u| Person::new(me, u)).collect(),
-            invites: invites
-                .into_iter()
-                .map(|i| {
-                    (
-                        i.email,
-                        i.role.as_str().to_owned(),
-                        i.expires_at.date().to_string(),
-                    )
-                })
-                .collect(),
-            can_invite: matches!(me.role, Role::Owner | Role::Admin),
-            invite_link,
-            notice,
-            error,
-        },
-    )
+/// What the people page says above the list.
+enum Message {
+    None,
+    /// An invitation was created: its link, shown this once.
+    InviteLink(String),
+    Notice(String),
+    Error(String),
 }
 
-async fn users_page(State(state): State<AppState>, jar: PrivateCookieJar) -> Response {
-    let session = Session::load(&jar, state.clock.now());
-    let me = match current_user(&state.store, &session).await {
-        Ok(Some(me)) => me,
-        Ok(None) => return Redirect::to("/signin").into_response(),
-        Err(e) => return PageError::internal(&e).render(&state.settings.branding),
+/// The people page of `me`'s tenant, with `message`, answered with `status`.
+async fn people_page(
+    state: &AppState,
+    signed_in: &SignedIn,
+    status: StatusCode,
+    message: Message,
+) -> Result<Response, PageError> {
+    let me = &signed_in.user;
+    let people = state
+        .engine
+        .people(me.tenant_id)
+        .await
+        .map_err(|e| PageError::internal(&e))?;
+    let (invite_link, notice, error) = match message {
+        Message::None => (None, None, None),
+        Message::InviteLink(link) => (Some(link), None, None),
+        Message::Notice(notice) => (None, Some(notice), None),
+        Message::Error(error) => (None, None, Some(error)),
     };
-    render_users(&state, &session, &me, None, None, None, StatusCode::OK).await
+    let invites = people
+        .invites
+        .into_iter()
+        .map(|i| {
+            let expires = i.expires_at.date().to_string();
+            (i.email, i.role.as_str().to_owned(), expires)
+        })
+        .collect();
+    let page = UsersPage {
+        brand: state.settings.branding.clone(),
+        csrf: signed_in.browser.session.csrf.clone(),
+        tenant_name: people.tenant_name,
+        users: people
+            .users
+            .into_iter()
+            .map(|u| Person::new(me, u))
+            .collect(),
+        invites,
+        can_invite: may_invite(me.role),
+        invite_link,
+        notice,
+        error,
+    };
+    Ok(render(status, &page))
+}
+
+async fn users_page(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+) -> Result<Response, PageError> {
+    people_page(&state, &signed_in, StatusCode::OK, Message::None).await
 }
 
 #[derive(Deserialize)]
@@ -147,106 +154,45 @@ struct InviteForm {
 
 async fn invite(
     State(state): State<AppState>,
-    jar: PrivateCookieJar,
+    signed_in: SignedIn,
     Form(form): Form<InviteForm>,
-) -> Response {
-    let brand = &state.settings.branding;
-    let session = Session::load(&jar, state.clock.now());
-    if !session.csrf_matches(&form.csrf) {
-        return PageError::forbidden_form().render(brand);
+) -> Result<Response, PageError> {
+    if !signed_in.browser.session.csrf_matches(&form.csrf) {
+        return Err(PageError::forbidden_form());
     }
-    let me = match current_user(&state.store, &session).await {
-        Ok(Some(me)) if matches!(me.role, Role::Owner | Role::Admin) => me,
-        Ok(None) => return Redirect::to("/signin").into_response(),
-        Ok(_) => {
-            return PageError::new(
+    let token = random_token(32);
+    let invited = state
+        .engine
+        .invite(
+            &signed_in.user,
+            &form.email,
+            &form.role,
+            &hash_secret(&token),
+        )
+        .await;
+    let (status, message) = match invited {
+        Ok(()) => {
+            let public_url = state.settings.public_url.trim_end_matches('/');
+            let link = format!("{public_url}/invite/{token}");
+            (StatusCode::CREATED, Message::InviteLink(link))
+        }
+        Err(InviteError::NotAManager) => {
+            return Err(PageError::new(
                 StatusCode::FORBIDDEN,
                 "Only owners and admins can invite people",
                 "Ask an owner or admin of your account to invite them.",
-            )
-            .render(brand);
+            ));
         }
-        Err(e) => return PageError::internal(&e).render(brand),
-    };
-    let email = form.email.trim().to_lowercase();
-    let role = match form.role.as_str() {
-        "member" => Role::Member,
-        "admin" => Role::Admin,
-        _ => {
-            let message = "Choose member or admin.".to_owned();
-            return render_users(
-                &state,
-                &session,
-                &me,
-                None,
-                None,
-                Some(message),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
-        }
-    };
-    if !marketlink_core::tenant::looks_like_email(&email) {
-        let message = format!("`{email}` is not an email address.");
-        return render_users(
-            &state,
-            &session,
-            &me,
-            None,
-            None,
-            Some(message),
+        Err(error @ (InviteError::InvalidRole | InviteError::InvalidEmail(_))) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    }
-    match state.store.find_user_by_email(&email).await {
-        Ok(Some(_)) => {
-            let message = format!("{email} already has an account here.");
-            return render_users(
-                &state,
-                &session,
-                &me,
-                None,
-                None,
-                Some(message),
-                StatusCode::CONFLICT,
-            )
-            .await;
+            Message::Error(error.to_string()),
+        ),
+        Err(error @ InviteError::AlreadyHasAccount(_)) => {
+            (StatusCode::CONFLICT, Message::Error(error.to_string()))
         }
-        Ok(None) => {}
-        Err(e) => return PageError::internal(&e).render(brand),
-    }
-    let now = state.clock.now();
-    let token = random_token(32);
-    let invite = Invite {
-        tenant_id: me.tenant_id,
-        email: email.clone(),
-        role,
-        invited_by: me.email.clone(),
-        expires_at: now + INVITE_LIFETIME,
+        Err(InviteError::Store(error)) => return Err(PageError::internal(&error)),
     };
-    if let Err(e) = state
-        .store
-        .create_invite(&invite, &hash_secret(&token), now)
-        .await
-    {
-        return PageError::internal(&e).render(brand);
-    }
-    tracing::info!(tenant = %me.tenant_id, invited = %email, "invitation created");
-    let link = format!(
-        "{}/invite/{token}",
-        state.settings.public_url.trim_end_matches('/')
-    );
-    render_users(
-        &state,
-        &session,
-        &me,
-        Some(link),
-        None,
-        None,
-        StatusCode::CREATED,
-    )
-    .await
+    people_page(&state, &signed_in, status, message).await
 }
 
 #[derive(Deserialize)]
@@ -262,119 +208,79 @@ struct CsrfForm {
 
 async fn change_role(
     State(state): State<AppState>,
-    jar: PrivateCookieJar,
+    signed_in: SignedIn,
     Path(id): Path<String>,
     Form(form): Form<RoleForm>,
-) -> Response {
-    let role = Role::parse(&form.role);
-    if role.is_none() {
-        return PageError::new(
+) -> Result<Response, PageError> {
+    let Some(role) = Role::parse(&form.role) else {
+        return Err(PageError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Unknown role",
             format!(
                 "`{}` is not a role: choose owner, admin or member.",
                 form.role
             ),
-        )
-        .render(&state.settings.branding);
-    }
-    change_person(&state, &jar, &id, &form.csrf, role).await
+        ));
+    };
+    change_person(&state, &signed_in, &id, &form.csrf, Some(role)).await
 }
 
 async fn remove(
     State(state): State<AppState>,
-    jar: PrivateCookieJar,
+    signed_in: SignedIn,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
-) -> Response {
-    change_person(&state, &jar, &id, &form.csrf, None).await
+) -> Result<Response, PageError> {
+    change_person(&state, &signed_in, &id, &form.csrf, None).await
 }
 
-/// Gives someone of the viewer's tenant a new role, or removes them (`to: None`), if the
-/// viewer's role allows it; the store keeps at least one owner.
+fn no_such_person(explanation: &str) -> PageError {
+    PageError::new(StatusCode::NOT_FOUND, "No such person", explanation)
+        .action("/account/users", "Back to people")
+}
+
+/// Gives someone of the viewer's tenant a new role, or removes them (`to: None`).
 async fn change_person(
     state: &AppState,
-    jar: &PrivateCookieJar,
+    signed_in: &SignedIn,
     id: &str,
     csrf: &str,
     to: Option<Role>,
-) -> Response {
-    let brand = &state.settings.branding;
-    let session = Session::load(jar, state.clock.now());
-    if !session.csrf_matches(csrf) {
-        return PageError::forbidden_form().render(brand);
+) -> Result<Response, PageError> {
+    if !signed_in.browser.session.csrf_matches(csrf) {
+        return Err(PageError::forbidden_form());
     }
-    let me = match current_user(&state.store, &session).await {
-        Ok(Some(me)) => me,
-        Ok(None) => return Redirect::to("/signin").into_response(),
-        Err(e) => return PageError::internal(&e).render(brand),
-    };
-    let (session, viewer) = (&session, &me);
-    let refused = |status, message: String| async move {
-        render_users(state, session, viewer, None, None, Some(message), status).await
-    };
-    // Someone of another tenant, or no one: the same answer, so ids reveal nothing.
-    let target = match uuid::Uuid::parse_str(id) {
-        Ok(uuid) => match state.store.get_user(UserId(uuid)).await {
-            Ok(user) if user.tenant_id == me.tenant_id => user,
-            Ok(_) | Err(StoreError::NotFound(_)) => {
-                return PageError::new(
-                    StatusCode::NOT_FOUND,
-                    "No such person",
-                    "This person is not part of your account (any more).",
-                )
-                .action("/account/users", "Back to people")
-                .render(brand);
-            }
-            Err(e) => return PageError::internal(&e).render(brand),
-        },
-        Err(_) => {
-            return PageError::new(
-                StatusCode::NOT_FOUND,
-                "No such person",
-                "The link is incomplete.",
-            )
-            .action("/account/users", "Back to people")
-            .render(brand);
-        }
-    };
-    if target.id == me.id {
-        return refused(
-            StatusCode::FORBIDDEN,
-            PeopleChangeRefused::Yourself.to_string(),
-        )
+    let target = uuid::Uuid::parse_str(id)
+        .map(UserId)
+        .map_err(|_| no_such_person("The link is incomplete."))?;
+    let changed = state
+        .engine
+        .change_person(&signed_in.user, target, to)
         .await;
-    }
-    if let Err(refusal) = me.role.may_change(target.role, to) {
-        return refused(StatusCode::FORBIDDEN, refusal.to_string()).await;
-    }
-    match state.store.change_user(me.tenant_id, target.id, to).await {
-        Ok(_) => {}
-        Err(StoreError::Conflict(message)) => return refused(StatusCode::CONFLICT, message).await,
-        Err(StoreError::NotFound(_)) => return Redirect::to("/account/users").into_response(),
-        Err(e) => return PageError::internal(&e).render(brand),
-    }
-    let notice = match to {
-        Some(role) => format!("{} is now {}.", target.email, role.as_str()),
-        None => format!("{} was removed from the account.", target.email),
+    let (status, message) = match changed {
+        Ok(person) => {
+            let notice = match to {
+                Some(role) => format!("{} is now {}.", person.email, role.as_str()),
+                None => format!("{} was removed from the account.", person.email),
+            };
+            (StatusCode::OK, Message::Notice(notice))
+        }
+        // Someone of another tenant, or no one: the same answer, so ids reveal nothing.
+        Err(PersonChangeError::NoSuchPerson) => {
+            return Err(no_such_person(
+                "This person is not part of your account (any more).",
+            ));
+        }
+        Err(PersonChangeError::Refused(refusal)) => {
+            (StatusCode::FORBIDDEN, Message::Error(refusal.to_string()))
+        }
+        Err(PersonChangeError::Conflict(message)) => {
+            (StatusCode::CONFLICT, Message::Error(message))
+        }
+        Err(PersonChangeError::Gone) => return Ok(Redirect::to("/account/users").into_response()),
+        Err(PersonChangeError::Store(error)) => return Err(PageError::internal(&error)),
     };
-    tracing::info!(
-        tenant = %me.tenant_id,
-        by = %me.email,
-        user = %target.email,
-        role = to.map_or("removed", Role::as_str),
-        "account membership changed"
-    );
-    render_users(
-        state,
-        session,
-        viewer,
-        None,
-        Some(notice),
-        None,
-        StatusCode::OK,
-    )
-    .await
+    people_page(state, signed_in, status, message).await
 }
 
 #[derive(Template)]
@@ -388,6 +294,19 @@ struct AcceptPage {
     error: Option<String>,
 }
 
+impl AcceptPage {
+    fn new(state: &AppState, browser: &Browser, open: &OpenInvite, error: Option<String>) -> Self {
+        Self {
+            brand: state.settings.branding.clone(),
+            csrf: browser.session.csrf.clone(),
+            tenant_name: open.tenant_name.clone(),
+            email: open.invite.email.clone(),
+            role: open.invite.role.as_str().into(),
+            error,
+        }
+    }
+}
+
 fn invite_gone() -> PageError {
     PageError::new(
         StatusCode::GONE,
@@ -397,41 +316,23 @@ fn invite_gone() -> PageError {
     .step("Ask the person who invited you for a new invitation.")
 }
 
-async fn open(state: &AppState, token: &str) -> Result<(Invite, String), PageError> {
-    let invite = state
-        .store
-        .open_invite(&hash_secret(token), state.clock.now())
+async fn open(state: &AppState, token: &str) -> Result<OpenInvite, PageError> {
+    state
+        .engine
+        .open_invite(&hash_secret(token))
         .await
         .map_err(|e| PageError::internal(&e))?
-        .ok_or_else(invite_gone)?;
-    let tenant = state
-        .store
-        .get_tenant(invite.tenant_id)
-        .await
-        .map_err(|e| PageError::internal(&e))?;
-    Ok((invite, tenant.name))
+        .ok_or_else(invite_gone)
 }
 
 async fn accept_page(
     State(state): State<AppState>,
-    jar: PrivateCookieJar,
+    browser: Browser,
     Path(token): Path<String>,
-) -> (PrivateCookieJar, Response) {
-    let session = Session::load(&jar, state.clock.now());
-    let (invite, tenant_name) = match open(&state, &token).await {
-        Ok(found) => found,
-        Err(page) => return (jar, page.render(&state.settings.branding)),
-    };
-    let page = AcceptPage {
-        brand: state.settings.branding.clone(),
-        csrf: session.csrf.clone(),
-        tenant_name,
-        email: invite.email,
-        role: invite.role.as_str().into(),
-        error: None,
-    };
-    let jar = session.save(jar, state.clock.now(), state.settings.secure_cookies);
-    (jar, render(StatusCode::OK, &page))
+) -> Result<(PrivateCookieJar, Response), PageError> {
+    let open = open(&state, &token).await?;
+    let page = AcceptPage::new(&state, &browser, &open, None);
+    Ok((browser.save(&state), render(StatusCode::OK, &page)))
 }
 
 #[derive(Deserialize)]
@@ -443,71 +344,49 @@ struct AcceptForm {
 
 async fn accept(
     State(state): State<AppState>,
-    jar: PrivateCookieJar,
+    mut browser: Browser,
     Path(token): Path<String>,
     Form(form): Form<AcceptForm>,
-) -> (PrivateCookieJar, Response) {
-    let brand = &state.settings.branding;
-    let mut session = Session::load(&jar, state.clock.now());
-    if !session.csrf_matches(&form.csrf) {
-        return (jar, PageError::forbidden_form().render(brand));
+) -> Result<(PrivateCookieJar, Response), PageError> {
+    if !browser.session.csrf_matches(&form.csrf) {
+        return Err(PageError::forbidden_form());
     }
-    let (invite, tenant_name) = match open(&state, &token).await {
-        Ok(found) => found,
-        Err(page) => return (jar, page.render(brand)),
-    };
-    let again = |message: String| AcceptPage {
-        brand: brand.clone(),
-        csrf: session.csrf.clone(),
-        tenant_name: tenant_name.clone(),
-        email: invite.email.clone(),
-        role: invite.role.as_str().into(),
-        error: Some(message),
+    let open = open(&state, &token).await?;
+    let again = |status, message: String| {
+        let page = AcceptPage::new(&state, &browser, &open, Some(message));
+        render(status, &page)
     };
     if let Err(message) = password::check_strength(&form.password) {
-        return (
-            jar,
-            render(StatusCode::UNPROCESSABLE_ENTITY, &again(message)),
-        );
+        let page = again(StatusCode::UNPROCESSABLE_ENTITY, message);
+        return Ok((browser.jar, page));
     }
-    let now = state.clock.now();
-    let user = match User::new(
-        invite.tenant_id,
-        &invite.email,
-        Some(&form.name),
-        invite.role,
-        now,
-    ) {
-        Ok(user) => user,
-        Err(e) => {
-            return (
-                jar,
-                render(StatusCode::UNPROCESSABLE_ENTITY, &again(e.to_string())),
-            );
-        }
-    };
-    let hash = match password::hash(form.password.clone()).await {
-        Ok(hash) => hash,
-        Err(e) => return (jar, PageError::internal(&e).render(brand)),
-    };
-    match state
-        .store
-        .accept_invite(&hash_secret(&token), &user, &hash, now)
+    let hash = password::hash(form.password.clone())
         .await
-    {
-        Ok(()) => {}
-        Err(StoreError::NotFound(_)) => return (jar, invite_gone().render(brand)),
-        Err(StoreError::Conflict(message)) => {
-            return (jar, render(StatusCode::CONFLICT, &again(message)));
+        .map_err(|e| PageError::internal(&e))?;
+    let accepted = state
+        .engine
+        .accept_invite(&hash_secret(&token), &open.invite, &form.name, &hash)
+        .await;
+    let user = match accepted {
+        Ok(user) => user,
+        Err(AcceptError::Gone) => return Err(invite_gone()),
+        Err(AcceptError::Invalid(message)) => {
+            let page = again(StatusCode::UNPROCESSABLE_ENTITY, message);
+            return Ok((browser.jar, page));
         }
-        Err(e) => return (jar, PageError::internal(&e).render(brand)),
-    }
-    tracing::info!(tenant = %user.tenant_id, user = %user.email, "invitation accepted");
-    session.user = Some(SessionUser {
+        Err(AcceptError::Conflict(message)) => {
+            let page = again(StatusCode::CONFLICT, message);
+            return Ok((browser.jar, page));
+        }
+        Err(AcceptError::Store(error)) => return Err(PageError::internal(&error)),
+    };
+    browser.session.user = Some(SessionUser {
         user_id: user.id,
         tenant_id: user.tenant_id,
         email: user.email,
     });
-    let jar = session.save(jar, now, state.settings.secure_cookies);
-    (jar, Redirect::to("/account").into_response())
+    Ok((
+        browser.save(&state),
+        Redirect::to("/account").into_response(),
+    ))
 }

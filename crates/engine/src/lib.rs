@@ -6,18 +6,24 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+pub mod admin;
+pub mod api_keys;
 mod apply;
+pub mod audit;
 pub mod backoff;
 mod changes;
 pub mod entitlements;
+pub mod health;
 mod inbox;
 pub mod metering;
 mod onboarding;
 mod outbox;
+pub mod people;
 mod policy;
 mod providers;
 mod receive;
 pub mod reconcile;
+pub mod tenants;
 pub mod webhooks;
 pub mod worker;
 
@@ -31,6 +37,7 @@ use crate::metering::MeteringSettings;
 
 pub use crate::{
     apply::{ApplyOutcome, apply_event},
+    audit::Actor,
     changes::{ChangeError, VendorChange},
     inbox::InboxRun,
     onboarding::{ACTIVATE_JOB, ClaimError},

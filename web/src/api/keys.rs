@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::{AppError, AppState, api_auth::ApiCaller, openapi::ErrorBody};
+use super::{ErrorBody, tenant_id};
+use crate::{AppError, AppState, api_auth::ApiCaller};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -84,23 +85,6 @@ pub(crate) struct CreatedApiKey {
     secret: String,
 }
 
-fn actor(caller: &ApiCaller) -> String {
-    format!("key:{}", caller.key.prefix)
-}
-
-async fn audit(state: &AppState, caller: &ApiCaller, action: &str, key: &ApiKey) {
-    let entry = marketlink_store::AuditEntry::new(
-        actor(caller),
-        action,
-        Some(key.prefix.clone()),
-        serde_json::json!({ "name": key.name, "scopes": key.scopes, "tenant_id": key.tenant_id }),
-        state.clock.now(),
-    );
-    if let Err(error) = state.store.audit(&entry).await {
-        tracing::error!(%error, "cannot write the audit log");
-    }
-}
-
 /// Lists API keys, revoked ones included.
 #[utoipa::path(
     get,
@@ -117,25 +101,12 @@ pub(crate) async fn list(
     caller: ApiCaller,
 ) -> Result<Json<ApiKeyList>, AppError> {
     caller.require(Scope::Admin)?;
-    state
-        .keys
-        .count(caller.key.id, "api_keys", state.clock.now());
-    let keys = state.store.list_api_keys().await?;
+    caller.count(&state, "api_keys");
+    // A tenant-bound caller sees only keys bound to its tenant (not vendor-wide ones).
+    let keys = state.engine.api_keys(caller.key.tenant_id).await?;
     Ok(Json(ApiKeyList {
-        api_keys: keys
-            .into_iter()
-            .filter(|k| visible(&caller, k))
-            .map(ApiKeyView::from)
-            .collect(),
+        api_keys: keys.into_iter().map(ApiKeyView::from).collect(),
     }))
-}
-
-/// A tenant-bound caller sees only keys bound to its tenant (not vendor-wide ones).
-fn visible(caller: &ApiCaller, key: &ApiKey) -> bool {
-    match caller.key.tenant_id {
-        Some(own) => key.tenant_id == Some(own),
-        None => true,
-    }
 }
 
 /// Creates a key; the answer carries its secret, shown this once.
@@ -185,18 +156,19 @@ pub(crate) async fn create(
         .map(str::trim)
         .filter(|t| !t.is_empty())
     {
-        Some(raw) => Some(crate::vendor_api::tenant_id(raw)?),
+        Some(raw) => Some(tenant_id(raw)?),
         None => caller.key.tenant_id,
     };
     if let Some(tenant) = tenant {
         caller.require_tenant(tenant)?;
-        state.store.get_tenant(tenant).await?;
     }
-    let now = state.clock.now();
-    state.keys.count(caller.key.id, "api_keys", now);
-    let (key, secret, hash) = crate::api_auth::new_key(name, scopes, tenant, now);
-    state.store.create_api_key(&key, &hash).await?;
-    audit(&state, &caller, "api_key.create", &key).await;
+    caller.count(&state, "api_keys");
+    let (key, secret, hash) = crate::api_auth::new_key(name, scopes, tenant, state.now());
+    // A tenant that does not exist answers 404 `tenant`.
+    state
+        .engine
+        .create_api_key(&caller.actor(), &key, &hash)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiKey {
@@ -226,18 +198,12 @@ pub(crate) async fn revoke(
     Path(prefix): Path<String>,
 ) -> Result<Json<ApiKeyView>, AppError> {
     caller.require(Scope::Admin)?;
-    let now = state.clock.now();
-    state.keys.count(caller.key.id, "api_keys", now);
-    // By prefix only (the store also takes ids): look first, so a tenant-bound caller cannot
-    // learn of or touch another tenant's keys.
-    let Some((key, _)) = state.store.find_api_key(&prefix).await? else {
-        return Err(AppError::NotFound("API key"));
-    };
-    if !visible(&caller, &key) {
-        return Err(AppError::NotFound("API key"));
-    }
-    let revoked = state.store.revoke_api_key(&key.prefix, now).await?;
+    caller.count(&state, "api_keys");
+    // Another tenant's key looks missing to a tenant-bound caller.
+    let revoked = state
+        .engine
+        .revoke_api_key(&caller.actor(), caller.key.tenant_id, &prefix)
+        .await?;
     state.keys.forget(&revoked.prefix);
-    audit(&state, &caller, "api_key.revoke", &revoked).await;
     Ok(Json(revoked.into()))
 }

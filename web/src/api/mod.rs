@@ -1,13 +1,18 @@
-//! The vendor-facing JSON API (`/api/v1/...`), authenticated by API key.
-//! (`/api/v1/check` and `/api/v1/tenants/{id}/entitlements` live in `vendor_api`.)
+//! The vendor-facing JSON API (`/api/v1/...`), authenticated by API key: entitlement checks,
+//! usage reports, tenants and API keys. The types every handler shares (the error body, ids
+//! in paths) live here; `openapi` reads the handlers' annotations, never the other way.
 
+pub(crate) mod entitlements;
 pub(crate) mod keys;
 pub(crate) mod tenants;
 pub(crate) mod usage;
 
 use axum::{Router, http::HeaderMap};
+use marketlink_core::TenantId;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
 use crate::{AppError, AppState};
 
@@ -16,6 +21,26 @@ pub fn routes() -> Router<AppState> {
         .merge(usage::routes())
         .merge(tenants::routes())
         .merge(keys::routes())
+        .merge(entitlements::routes())
+}
+
+/// Every error: a stable machine `code` and a message for people.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    #[schema(example = "forbidden")]
+    code: String,
+    message: String,
+}
+
+/// A tenant id from a path or body; 400 `invalid_tenant` when it is not one.
+pub(crate) fn tenant_id(raw: &str) -> Result<TenantId, AppError> {
+    raw.parse()
+        .map_err(|_| AppError::bad_request("invalid_tenant", format!("`{raw}` is not a tenant id")))
 }
 
 /// Who reported usage: a scoped vendor API key (`mlk_...`, scope `usage:write`) or one of
@@ -39,7 +64,7 @@ pub(crate) async fn authorize(
                 message: "this API key lacks the `usage:write` scope".into(),
             });
         }
-        state.keys.count(key.id, "usage", state.clock.now());
+        state.keys.count(key.id, "usage", state.now());
         return Ok(UsageCaller::Key(key));
     }
     let Some(presented) = presented else {

@@ -7,18 +7,16 @@ use axum::{
     routing::get,
 };
 use marketlink_core::{Scope, Subscription, Tenant, TenantId};
-use marketlink_store::SubscriptionFilter;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{AppError, AppState, api_auth::ApiCaller, openapi::ErrorBody};
+use super::{ErrorBody, tenant_id};
+use crate::{AppError, AppState, api_auth::ApiCaller};
 
 /// Page size when `limit` is not given, and the most one page holds.
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 200;
-/// Subscriptions listed with one tenant; a tenant holds a handful in practice.
-const MAX_SUBSCRIPTIONS: u32 = 1000;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -126,13 +124,6 @@ pub(crate) struct TenantDetail {
     subscriptions: Vec<SubscriptionView>,
 }
 
-fn matches(tenant: &Tenant, q: &str) -> bool {
-    let q = q.trim().to_lowercase();
-    q.is_empty()
-        || tenant.name.to_lowercase().contains(&q)
-        || tenant.contact_email.to_lowercase().contains(&q)
-}
-
 /// Lists tenants, searching name and contact email.
 #[utoipa::path(
     get,
@@ -165,22 +156,13 @@ pub(crate) async fn list(
         })?),
         None => None,
     };
-    state
-        .keys
-        .count(caller.key.id, "tenants", state.clock.now());
+    caller.count(&state, "tenants");
     let q = query.q.as_deref().unwrap_or_default();
-    let tenants = match caller.key.tenant_id {
-        // A tenant-bound key: its own tenant is the whole list.
-        Some(own) => {
-            let tenant = state.store.get_tenant(own).await?;
-            if after.is_none_or(|a| own.0 > a.0) && matches(&tenant, q) {
-                vec![tenant]
-            } else {
-                Vec::new()
-            }
-        }
-        None => state.store.search_tenants(Some(q), after, limit).await?,
-    };
+    // A tenant-bound key: its own tenant is the whole list.
+    let tenants = state
+        .engine
+        .search_tenants(caller.key.tenant_id, q, after, limit)
+        .await?;
     let next = (tenants.len() == limit as usize)
         .then(|| tenants.last().map(|t| t.id.to_string()))
         .flatten();
@@ -210,22 +192,12 @@ pub(crate) async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<TenantDetail>, AppError> {
     caller.require(Scope::Admin)?;
-    let tenant = crate::vendor_api::tenant_id(&id)?;
+    let tenant = tenant_id(&id)?;
     caller.require_tenant(tenant)?;
-    state
-        .keys
-        .count(caller.key.id, "tenants", state.clock.now());
-    let found = state.store.get_tenant(tenant).await?;
-    let subscriptions = state
-        .store
-        .list_subscriptions(&SubscriptionFilter {
-            tenant_id: Some(tenant),
-            limit: MAX_SUBSCRIPTIONS,
-            ..SubscriptionFilter::default()
-        })
-        .await?;
+    caller.count(&state, "tenants");
+    let detail = state.engine.tenant_detail(tenant).await?;
     Ok(Json(TenantDetail {
-        tenant: found.into(),
-        subscriptions: subscriptions.into_iter().map(Into::into).collect(),
+        tenant: detail.tenant.into(),
+        subscriptions: detail.subscriptions.into_iter().map(Into::into).collect(),
     }))
 }

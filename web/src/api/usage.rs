@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+use super::ErrorBody;
 use crate::{AppError, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -61,19 +62,54 @@ pub(crate) struct RawAllocation {
     tags: BTreeMap<String, String>,
 }
 
+/// One event, an array of events, or `{"events": [...]}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[expect(
+    dead_code,
+    reason = "describes the body; the handler parses it by hand"
+)]
+pub(crate) enum UsageBody {
+    One(RawEvent),
+    Many(Vec<RawEvent>),
+    Wrapped(UsageBatch),
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "describes the body; the handler parses it by hand"
+)]
+pub(crate) struct UsageBatch {
+    events: Vec<RawEvent>,
+}
+
+/// What a usage report stored (the engine's `IngestOutcome`).
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "describes the answer, serialised from the engine's type"
+)]
+pub(crate) struct UsageAccepted {
+    /// Events stored and counted.
+    accepted: u64,
+    /// Events whose idempotency key was already stored: ignored.
+    duplicates: u64,
+}
+
 /// Reports usage: one event, an array, or `{"events": [...]}`; stored entirely or not at all.
 #[utoipa::path(
     post,
     path = "/api/v1/usage",
     tag = "usage",
-    request_body = crate::openapi::UsageBody,
+    request_body = UsageBody,
     responses(
-        (status = 202, description = "The whole batch is committed", body = crate::openapi::UsageAccepted),
-        (status = 400, description = "Malformed JSON, bad quantity, unknown dimension, timestamp out of window, batch too large, subscription not active", body = crate::openapi::ErrorBody),
-        (status = 401, description = "No or an invalid API key", body = crate::openapi::ErrorBody),
-        (status = 403, description = "The key lacks the `usage:write` scope", body = crate::openapi::ErrorBody),
-        (status = 404, description = "Unknown subscription", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Usage for an hour already sent", body = crate::openapi::ErrorBody),
+        (status = 202, description = "The whole batch is committed", body = UsageAccepted),
+        (status = 400, description = "Malformed JSON, bad quantity, unknown dimension, timestamp out of window, batch too large, subscription not active", body = ErrorBody),
+        (status = 401, description = "No or an invalid API key", body = ErrorBody),
+        (status = 403, description = "The key lacks the `usage:write` scope", body = ErrorBody),
+        (status = 404, description = "Unknown subscription", body = ErrorBody),
+        (status = 409, description = "Usage for an hour already sent", body = ErrorBody),
     ),
 )]
 pub(crate) async fn report(

@@ -1,4 +1,5 @@
-//! The API the vendor's product calls: entitlement checks and a tenant's entitlements.
+//! `GET /api/v1/check` and `GET /api/v1/tenants/{id}/entitlements`: what the vendor's
+//! product calls on its hot path, answered from the engine's in-memory entitlement index.
 
 use axum::{
     Json, Router,
@@ -11,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{AppError, AppState, api_auth::ApiCaller, openapi::ErrorBody};
+use super::{ErrorBody, tenant_id};
+use crate::{AppError, AppState, api_auth::ApiCaller};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/check", get(check)).route(
@@ -69,11 +71,6 @@ impl From<Decision> for CheckAnswer {
     }
 }
 
-pub(crate) fn tenant_id(raw: &str) -> Result<TenantId, AppError> {
-    raw.parse()
-        .map_err(|_| AppError::bad_request("invalid_tenant", format!("`{raw}` is not a tenant id")))
-}
-
 /// May the tenant use this feature of this product? Allow or deny, with the reason. Answered
 /// from memory.
 #[utoipa::path(
@@ -120,8 +117,8 @@ pub(crate) async fn check(
             "`quantity` must not be negative",
         ));
     }
-    let now = state.clock.now();
-    state.keys.count(caller.key.id, "check", now);
+    let now = state.now();
+    caller.count(&state, "check");
     Ok(Json(
         state
             .engine
@@ -230,13 +227,11 @@ pub(crate) async fn tenant_entitlements(
     caller.require(Scope::EntitlementsRead)?;
     let tenant = tenant_id(&id)?;
     caller.require_tenant(tenant)?;
-    state
-        .keys
-        .count(caller.key.id, "entitlements", state.clock.now());
+    caller.count(&state, "entitlements");
     let grants = state.engine.entitlements.subscriptions(tenant);
     if grants.is_empty() {
         // Distinguish "no such tenant" from "a tenant with nothing yet".
-        state.store.get_tenant(tenant).await?;
+        state.engine.tenant(tenant).await?;
     }
     let subscriptions = grants
         .into_iter()

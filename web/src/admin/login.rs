@@ -1,0 +1,103 @@
+//! Operators sign in with an email and password from `[admin] users`, and sign out.
+
+use askama::Template;
+use axum::{
+    Form,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use axum_extra::extract::PrivateCookieJar;
+use marketlink_engine::Actor;
+use serde::Deserialize;
+
+use super::{AdminUser, CsrfForm};
+use crate::{
+    AppState,
+    extract::Browser,
+    pages::{Branding, PageError, render},
+    password,
+    session::Session,
+};
+
+#[derive(Template)]
+#[template(path = "admin_login.html")]
+struct LoginPage {
+    brand: Branding,
+    csrf: String,
+    error: Option<String>,
+}
+
+pub(super) async fn page(
+    State(state): State<AppState>,
+    browser: Browser,
+) -> (PrivateCookieJar, Response) {
+    let page = LoginPage {
+        brand: state.settings.branding.clone(),
+        csrf: browser.session.csrf.clone(),
+        error: None,
+    };
+    (browser.save(&state), render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    csrf: String,
+    email: String,
+    password: String,
+}
+
+pub(super) async fn login(
+    State(state): State<AppState>,
+    mut browser: Browser,
+    Form(form): Form<LoginForm>,
+) -> Result<(PrivateCookieJar, Response), PageError> {
+    if !browser.session.csrf_matches(&form.csrf) {
+        return Err(PageError::forbidden_form());
+    }
+    let email = form.email.trim().to_lowercase();
+    if verified(&state.settings.admins, &email, form.password)
+        .await
+        .is_none()
+    {
+        tracing::warn!(%email, "admin sign-in refused");
+        let page = LoginPage {
+            brand: state.settings.branding.clone(),
+            csrf: browser.session.csrf.clone(),
+            error: Some("That email and password do not match an operator.".into()),
+        };
+        return Ok((browser.jar, render(StatusCode::UNAUTHORIZED, &page)));
+    }
+    state
+        .engine
+        .operator_signed_in(&Actor::Operator(email.clone()))
+        .await;
+    browser.session.admin = Some(email);
+    Ok((browser.save(&state), Redirect::to("/admin").into_response()))
+}
+
+/// The operator with this email, if the password is theirs. Unknown emails are checked
+/// against a dummy hash, so timing reveals nothing.
+async fn verified<'a>(
+    admins: &'a [AdminUser],
+    email: &str,
+    password: String,
+) -> Option<&'a AdminUser> {
+    let admin = admins.iter().find(|a| a.email.to_lowercase() == email);
+    let hash = admin.map_or_else(|| password::DUMMY_HASH.into(), |a| a.password_hash.clone());
+    let matches = password::verify(password, hash).await;
+    admin.filter(|_| matches)
+}
+
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    browser: Browser,
+    Form(form): Form<CsrfForm>,
+) -> Result<(PrivateCookieJar, Redirect), PageError> {
+    if !browser.session.csrf_matches(&form.csrf) {
+        return Err(PageError::forbidden_form());
+    }
+    let now = state.now();
+    let jar = Session::reset(now).save(browser.jar, now, state.settings.secure_cookies);
+    Ok((jar, Redirect::to("/admin/login")))
+}
