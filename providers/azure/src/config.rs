@@ -172,7 +172,10 @@ impl AzureConfig {
             ("tenant_id", self.tenant_id.as_str()),
             ("client_id", self.client_id.as_str()),
             ("client_secret", self.client_secret.expose()),
-            ("marketplace_resource_id", self.marketplace_resource_id.as_str()),
+            (
+                "marketplace_resource_id",
+                self.marketplace_resource_id.as_str(),
+            ),
             ("marketplace_app_id", self.marketplace_app_id.as_str()),
         ] {
             if value.trim().is_empty() {
