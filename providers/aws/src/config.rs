@@ -1,30 +1,9 @@
 //! `AwsConfig`: what the AWS adapter needs to know, read from the `[aws]` section of the
 //! marketlink configuration. Every key but `products` has a default.
 
-use std::fmt;
-
+use marketlink_core::ProviderError;
+pub use marketlink_core::Secret;
 use serde::Deserialize;
-
-/// A secret string: deserialized like a string, never printed.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
 
 /// How a listing tells us about lifecycle changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -163,6 +142,18 @@ impl Default for AwsConfig {
 }
 
 impl AwsConfig {
+    /// The listing of `product_code`, or the configuration error that names what is missing.
+    pub(crate) fn require_product(
+        &self,
+        product_code: &str,
+    ) -> Result<&ProductConfig, ProviderError> {
+        self.product(product_code).ok_or_else(|| {
+            ProviderError::Configuration(format!(
+                "AWS product code {product_code} is not listed in aws.products"
+            ))
+        })
+    }
+
     pub fn product(&self, product_code: &str) -> Option<&ProductConfig> {
         self.products
             .iter()

@@ -1,15 +1,22 @@
 //! marketlink-aws: the AWS Marketplace adapter behind `MarketplaceProvider`.
 //!
-//! - Landing tokens: `ResolveCustomer` (metering), free trial confirmed with the Agreement API
-//!   (`GetAgreementTerms`) for EventBridge listings.
-//! - Usage: `BatchMeterUsage`, grouped by product, at most 25 records a call, outcomes in input
-//!   order.
-//! - Entitlements: `GetEntitlements` (all pages).
-//! - Notifications: SNS envelopes over HTTP (`/aws/sns`, channel `sns-http`) or SQS (`sqs`),
-//!   signature-verified; EventBridge events over SQS (`sqs`) or an API destination
-//!   (`/aws/events`, channel `eventbridge-http`, shared-secret header).
-//! - Doctor (`diagnose`): GetEntitlements per product code, GetQueueAttributes per queue,
-//!   notification channel configuration, failures explained in plain words.
+//! This file holds the wiring: [`AwsProvider`] and its constructor, the inbound endpoints and
+//! channels. `provider` implements the trait by handing each call to one module per AWS API:
+//! - `resolve`: landing tokens through `ResolveCustomer`; for EventBridge listings the free
+//!   trial and term come from the Agreement API (`agreement`: DescribeAgreement,
+//!   GetAgreementTerms).
+//! - `metering`: `BatchMeterUsage`, grouped by product, at most 25 records a call, outcomes in
+//!   input order.
+//! - `entitlement`: `GetEntitlements` (all pages).
+//! - `events`: SNS envelopes over HTTP (`/aws/sns`, channel `sns-http`) or SQS (`sqs`),
+//!   signature-verified (`sns`); EventBridge events over SQS (`sqs`) or an API destination
+//!   (`/aws/events`, channel `eventbridge-http`, shared-secret header); both interpreted into
+//!   domain events. `sqs` pulls and deletes queued messages.
+//! - `diagnose` (`marketlink doctor`): GetEntitlements per product code, GetQueueAttributes per
+//!   queue, notification channel configuration, failures explained in plain words.
+//! - `survey` (reconciliation): GetEntitlements per known subscription.
+//!
+//! The marketplace's rules (`MarketplaceProvider::rules`) are declared in `provider`.
 //!
 //! Every AWS call goes through the official SDK clients with an optional endpoint override, so
 //! the same code runs against the marketlink sandbox and real AWS. SDK retries are off: the
@@ -24,27 +31,25 @@
 mod agreement;
 pub mod config;
 mod diagnose;
+mod entitlement;
 mod errors;
 mod events;
 mod known;
 mod metering;
+mod provider;
+mod refs;
+mod resolve;
 pub mod sns;
 mod sqs;
 mod survey;
 
 use std::{sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 pub use config::{
     AwsConfig, IdentityMode, NotificationMode, ProductConfig, Secret, StaticCredentials,
 };
 use errors::RetryPolicy;
-use marketlink_core::{
-    AuthenticatedMessage, Capabilities, ChangeOutcome, Clock, Diagnosis, Entitlement, ExternalRef,
-    InboundEndpoint, InboundMessage, LandingToken, Marketplace, MarketplaceEvent,
-    MarketplaceProvider, PlanId, ProviderError, PulledMessage, ResolvedPurchase, UsageOutcome,
-    UsageRecord,
-};
+use marketlink_core::{Clock, InboundEndpoint, ProviderError};
 
 /// HTTP endpoints the web front end mounts for AWS.
 pub const INBOUND_ENDPOINTS: &[InboundEndpoint] = &[
@@ -169,134 +174,5 @@ impl AwsProvider {
 
     pub fn config(&self) -> &AwsConfig {
         &self.config
-    }
-
-    fn unsupported(operation: &'static str) -> ProviderError {
-        ProviderError::Unsupported {
-            marketplace: Marketplace::AWS,
-            operation,
-        }
-    }
-}
-
-#[async_trait]
-impl MarketplaceProvider for AwsProvider {
-    fn marketplace(&self) -> Marketplace {
-        Marketplace::AWS
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            vendor_activates: false,
-            vendor_changes_plan: false,
-            vendor_cancels: false,
-        }
-    }
-
-    async fn resolve(&self, token: &LandingToken) -> Result<ResolvedPurchase, ProviderError> {
-        self.resolve_token(token).await
-    }
-
-    /// AWS activates by notification (subscribe-success / License Updated): nothing to call.
-    async fn activate(
-        &self,
-        _subscription: &ExternalRef,
-        _plan: Option<&PlanId>,
-        _quantity: Option<u32>,
-    ) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
-    async fn change_plan(
-        &self,
-        _subscription: &ExternalRef,
-        _plan: &PlanId,
-    ) -> Result<ChangeOutcome, ProviderError> {
-        Err(Self::unsupported(
-            "plan changes from the vendor (buyers change offers on AWS Marketplace)",
-        ))
-    }
-
-    async fn change_quantity(
-        &self,
-        _subscription: &ExternalRef,
-        _quantity: u32,
-    ) -> Result<ChangeOutcome, ProviderError> {
-        Err(Self::unsupported(
-            "quantity changes from the vendor (buyers amend contracts on AWS Marketplace)",
-        ))
-    }
-
-    async fn cancel(&self, _subscription: &ExternalRef) -> Result<ChangeOutcome, ProviderError> {
-        Err(Self::unsupported(
-            "cancellation from the vendor (buyers cancel on AWS Marketplace)",
-        ))
-    }
-
-    async fn report_usage(
-        &self,
-        records: &[UsageRecord],
-    ) -> Result<Vec<UsageOutcome>, ProviderError> {
-        self.meter(records).await
-    }
-
-    async fn entitlements(
-        &self,
-        subscription: &ExternalRef,
-    ) -> Result<Vec<Entitlement>, ProviderError> {
-        self.get_entitlements(subscription).await
-    }
-
-    async fn authenticate(
-        &self,
-        message: &InboundMessage,
-    ) -> Result<AuthenticatedMessage, ProviderError> {
-        self.authenticate_message(message).await
-    }
-
-    fn inbound_endpoints(&self) -> &'static [InboundEndpoint] {
-        INBOUND_ENDPOINTS
-    }
-
-    /// AWS POSTs the form field `x-amzn-marketplace-token`, plus
-    /// `x-amzn-marketplace-offer-type=free-trial` for trials (seed 000).
-    fn landing_token(&self, fields: &[(String, String)]) -> Option<LandingToken> {
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, v)| k == name && !v.trim().is_empty())
-                .map(|(_, v)| v.trim().to_owned())
-        };
-        field("x-amzn-marketplace-token").map(|token| LandingToken {
-            token,
-            free_trial_hint: field("x-amzn-marketplace-offer-type").as_deref()
-                == Some("free-trial"),
-        })
-    }
-
-    async fn pull(&self, max: u32) -> Result<Vec<PulledMessage>, ProviderError> {
-        self.pull_messages(max).await
-    }
-
-    async fn ack(&self, receipt: &str) -> Result<(), ProviderError> {
-        self.delete_message(receipt).await
-    }
-
-    async fn interpret(
-        &self,
-        message: &AuthenticatedMessage,
-    ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
-        self.interpret_message(message).await
-    }
-
-    async fn diagnose(&self) -> Vec<Diagnosis> {
-        self.run_diagnosis().await
-    }
-
-    async fn survey(
-        &self,
-        known: &[ExternalRef],
-    ) -> Result<Vec<marketlink_core::MarketplaceView>, ProviderError> {
-        self.survey_known(known).await
     }
 }

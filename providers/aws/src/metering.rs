@@ -1,238 +1,25 @@
-//! ResolveCustomer, BatchMeterUsage and GetEntitlements.
+//! BatchMeterUsage: hourly usage records, grouped by product, at most [`MAX_BATCH`] a call,
+//! outcomes in input order.
 
 use std::collections::BTreeMap;
 
-use aws_sdk_marketplaceentitlement::types::GetEntitlementFilterName;
 use aws_sdk_marketplacemetering::{
     primitives::DateTime,
     types::{Tag, UsageAllocation, UsageRecord as AwsUsageRecord, UsageRecordResultStatus},
 };
-use marketlink_core::{
-    Entitlement, EntitlementValue, ExternalRef, LandingToken, Marketplace, ProviderError,
-    ResolvedPurchase, UsageOutcome, UsageRecord,
-};
+use marketlink_core::{Marketplace, ProviderError, UsageOutcome, UsageRecord};
 
 use crate::{
     AwsProvider,
-    agreement::to_time,
-    config::{IdentityMode, NotificationMode, ProductConfig},
+    config::IdentityMode,
     errors::{AwsFailure, FailureClass},
 };
 
-/// BatchMeterUsage accepts at most 25 records per call.
+/// BatchMeterUsage accepts 1 to 25 records per call (aws.md, BatchMeterUsage); the provider's
+/// declared `UsageRules::max_batch` is this same constant.
 pub(crate) const MAX_BATCH: usize = 25;
 
-/// The reference for a classic (CustomerIdentifier + ProductCode) subscription.
-pub(crate) fn classic_ref(
-    customer_identifier: &str,
-    product_code: &str,
-    account: Option<&str>,
-    license_arn: Option<&str>,
-) -> ExternalRef {
-    ExternalRef {
-        marketplace: Marketplace::AWS,
-        external_id: ExternalRef::aws_classic_id(customer_identifier, product_code),
-        product_code: product_code.to_owned(),
-        customer_id: customer_identifier.to_owned(),
-        customer_account_id: account.map(str::to_owned),
-        license_arn: license_arn.map(str::to_owned),
-    }
-}
-
-/// The reference for a concurrent-agreements subscription: keyed on the LicenseArn, the buyer
-/// named by account id (the only buyer id EventBridge events carry, so `resolve` and events
-/// produce the same reference).
-pub(crate) fn concurrent_ref(license_arn: &str, product_code: &str, account: &str) -> ExternalRef {
-    ExternalRef {
-        marketplace: Marketplace::AWS,
-        external_id: license_arn.to_owned(),
-        product_code: product_code.to_owned(),
-        customer_id: account.to_owned(),
-        customer_account_id: Some(account.to_owned()),
-        license_arn: Some(license_arn.to_owned()),
-    }
-}
-
-fn incomplete(what: &str) -> ProviderError {
-    ProviderError::Rejected {
-        code: "IncompleteResponse".into(),
-        message: format!("ResolveCustomer returned no {what}"),
-    }
-}
-
 impl AwsProvider {
-    pub(crate) fn product_config(
-        &self,
-        product_code: &str,
-    ) -> Result<&ProductConfig, ProviderError> {
-        self.config.product(product_code).ok_or_else(|| {
-            ProviderError::Configuration(format!(
-                "AWS product code {product_code} is not listed in aws.products"
-            ))
-        })
-    }
-
-    pub(crate) async fn resolve_token(
-        &self,
-        token: &LandingToken,
-    ) -> Result<ResolvedPurchase, ProviderError> {
-        if token.token.trim().is_empty() {
-            return Err(ProviderError::InvalidToken(
-                "the x-amzn-marketplace-token is empty".into(),
-            ));
-        }
-        let out = self
-            .retry
-            .run("ResolveCustomer", || async {
-                self.metering
-                    .resolve_customer()
-                    .registration_token(&token.token)
-                    .send()
-                    .await
-                    .map_err(AwsFailure::from_sdk)
-            })
-            .await
-            .map_err(|f| f.into_provider_error("ResolveCustomer"))?;
-        let product_code = out
-            .product_code()
-            .ok_or_else(|| incomplete("ProductCode"))?;
-        let product = self.product_config(product_code)?;
-        let account = out.customer_aws_account_id();
-        let license_arn = out.license_arn();
-        let subscription = match product.identity_mode {
-            IdentityMode::Classic => {
-                let ci = out
-                    .customer_identifier()
-                    .filter(|c| !c.is_empty())
-                    .ok_or_else(|| incomplete("CustomerIdentifier for a classic listing"))?;
-                classic_ref(ci, product_code, account, license_arn)
-            }
-            IdentityMode::Concurrent => {
-                let arn = license_arn
-                    .ok_or_else(|| incomplete("LicenseArn for a concurrent-agreements listing"))?;
-                let account = account.ok_or_else(|| incomplete("CustomerAWSAccountId"))?;
-                concurrent_ref(arn, product_code, account)
-            }
-        };
-        let agreement_id = out.metadata().and_then(|m| m.agreement_id());
-        self.known.remember(agreement_id, &subscription);
-        let mut free_trial = token.free_trial_hint;
-        let mut term = None;
-        if product.notification_mode == NotificationMode::Eventbridge
-            && let Some(agreement_id) = agreement_id
-        {
-            match self.agreement_facts(agreement_id).await {
-                Ok(facts) => {
-                    free_trial = facts.free_trial;
-                    term = facts.term;
-                }
-                // The token is spent once resolved: do not fail the landing page for a detail.
-                Err(e) => tracing::warn!(
-                    agreement_id,
-                    error = %e,
-                    "cannot read the agreement terms; keeping the landing page's free-trial hint"
-                ),
-            }
-        }
-        Ok(ResolvedPurchase {
-            subscription,
-            plan_id: None,
-            quantity: None,
-            free_trial,
-            term,
-            display_name: None,
-            buyer_email: None,
-        })
-    }
-
-    // ------------------------------------------------------------------ entitlements
-
-    pub(crate) async fn get_entitlements(
-        &self,
-        subscription: &ExternalRef,
-    ) -> Result<Vec<Entitlement>, ProviderError> {
-        let product = self.product_config(&subscription.product_code)?;
-        let (name, value) = match (product.identity_mode, &subscription.license_arn) {
-            (IdentityMode::Classic, _) => (
-                GetEntitlementFilterName::CustomerIdentifier,
-                subscription.customer_id.clone(),
-            ),
-            (IdentityMode::Concurrent, Some(arn)) => {
-                (GetEntitlementFilterName::LicenseArn, arn.clone())
-            }
-            (IdentityMode::Concurrent, None) => (
-                GetEntitlementFilterName::CustomerAwsAccountId,
-                subscription
-                    .customer_account_id
-                    .clone()
-                    .unwrap_or_else(|| subscription.customer_id.clone()),
-            ),
-        };
-        let raw = self
-            .raw_entitlements(&subscription.product_code, name, value)
-            .await?;
-        Ok(raw
-            .iter()
-            .filter_map(|e| {
-                let dimension = e.dimension()?.to_owned();
-                let v = e.value()?;
-                let value = if let Some(i) = v.integer_value() {
-                    EntitlementValue::Integer(i64::from(i))
-                } else if let Some(d) = v.double_value() {
-                    EntitlementValue::Double(d)
-                } else if let Some(b) = v.boolean_value() {
-                    EntitlementValue::Boolean(b)
-                } else if let Some(s) = v.string_value() {
-                    EntitlementValue::String(s.to_owned())
-                } else {
-                    tracing::warn!(dimension, "entitlement without a value ignored");
-                    return None;
-                };
-                Some(Entitlement {
-                    dimension,
-                    value,
-                    expires_at: e.expiration_date().and_then(to_time),
-                })
-            })
-            .collect())
-    }
-
-    /// Every page of GetEntitlements for one filter.
-    pub(crate) async fn raw_entitlements(
-        &self,
-        product_code: &str,
-        name: GetEntitlementFilterName,
-        value: String,
-    ) -> Result<Vec<aws_sdk_marketplaceentitlement::types::Entitlement>, ProviderError> {
-        let mut all = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let page = self
-                .retry
-                .run("GetEntitlements", || async {
-                    self.entitlement
-                        .get_entitlements()
-                        .product_code(product_code)
-                        .filter(name.clone(), vec![value.clone()])
-                        .max_results(25)
-                        .set_next_token(next.clone())
-                        .send()
-                        .await
-                        .map_err(AwsFailure::from_sdk)
-                })
-                .await
-                .map_err(|f| f.into_provider_error("GetEntitlements"))?;
-            all.extend(page.entitlements().iter().cloned());
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
-                _ => break,
-            }
-        }
-        Ok(all)
-    }
-
-    // ------------------------------------------------------------------ metering
-
     /// BatchMeterUsage for any number of records: grouped by product (one ProductCode or one
     /// product's LicenseArns per call), 25 per call, outcomes returned in input order.
     ///

@@ -15,8 +15,9 @@
 //! # extra_ca_pem = "/path/to/sandbox-ca.pem"   (or the PEM text itself)
 //! ```
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
+pub use marketlink_core::Secret;
 use serde::{Deserialize, Serialize};
 
 /// Microsoft's public Entra authority.
@@ -26,33 +27,6 @@ pub const DEFAULT_MARKETPLACE_API_BASE: &str = "https://marketplaceapi.microsoft
 /// The marketplace SaaS API's resource id: the audience of our API tokens and the `azp`/`appid`
 /// of the tokens Microsoft puts on webhook calls.
 pub const MARKETPLACE_RESOURCE_ID: &str = "20e940b3-4c77-4b0b-9a53-9e16a1b010a7";
-
-/// A string that never shows in `Debug` output.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
-}
 
 /// Everything the Azure adapter needs. `Debug` never shows the client secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,7 +40,7 @@ pub struct AzureConfig {
     pub client_secret: Secret,
     /// Buyer sign-in on the landing page (Microsoft requires Entra ID SSO there).
     #[serde(default)]
-    pub sign_in: Option<crate::SignInConfig>,
+    pub sign_in: Option<crate::sign_in::SignInConfig>,
     /// Entra authority host; `https://login.microsoftonline.com` in production, the sandbox's
     /// `base_url` in tests and demos.
     #[serde(default = "default_authority_host")]
@@ -171,7 +145,7 @@ impl AzureConfig {
         Self {
             tenant_id: tenant_id.into(),
             client_id: client_id.into(),
-            client_secret: Secret(client_secret.into()),
+            client_secret: Secret::new(client_secret),
             sign_in: None,
             authority_host: default_authority_host(),
             marketplace_api_base: default_api_base(),
@@ -195,11 +169,14 @@ impl AzureConfig {
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, value) in [
-            ("tenant_id", &self.tenant_id),
-            ("client_id", &self.client_id),
-            ("client_secret", &self.client_secret.0),
-            ("marketplace_resource_id", &self.marketplace_resource_id),
-            ("marketplace_app_id", &self.marketplace_app_id),
+            ("tenant_id", self.tenant_id.as_str()),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose()),
+            (
+                "marketplace_resource_id",
+                self.marketplace_resource_id.as_str(),
+            ),
+            ("marketplace_app_id", self.marketplace_app_id.as_str()),
         ] {
             if value.trim().is_empty() {
                 return Err(ConfigError(format!("{name} is required")));

@@ -27,7 +27,8 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::{client::ApiClient, model::parse_time};
 
-/// Largest batch the API takes.
+/// Largest batch the API takes (azure.md, `batchUsageEvent`: up to 25 events); the provider's
+/// declared `UsageRules::max_batch` is this same constant.
 pub const MAX_BATCH: usize = 25;
 
 /// The hour a record belongs to, truncated and in UTC.

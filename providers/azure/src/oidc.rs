@@ -23,14 +23,13 @@
 use std::{sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use marketlink_core::Clock;
+use marketlink_core::{Clock, Secret};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::{
-    config::Secret,
     http::{Reply, error_detail, snippet},
     jwt::{Expectations, JwksCache, JwksSource, JwtError, claim, verify},
 };

@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
-use marketlink_core::{Clock, ProviderError};
+use marketlink_core::{Clock, ProviderError, Secret};
 use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
 
 use crate::{
-    config::{AzureConfig, Secret},
+    config::AzureConfig,
     http::{Reply, transport_error},
 };
 

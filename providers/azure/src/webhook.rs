@@ -1,5 +1,5 @@
-//! The webhook Microsoft POSTs to `/azure/webhook`: bearer-JWT authentication and a lenient view
-//! of the payload.
+//! The webhook Microsoft POSTs to `/azure/webhook`: bearer-JWT authentication, a lenient view
+//! of the payload, and its interpretation, confirmed by Get Operation, into domain events.
 //!
 //! The token (an Entra v2 access token, or v1) must be signed by a key of the publisher
 //! tenant's JWKS (RS256), have `aud` = our app id, `iss` in the accepted set, `tid` = our tenant,
@@ -14,13 +14,18 @@
 //! copies are safe to apply: `interpret` reads the operation's current status, and the engine's
 //! plan/quantity updates are idempotent.
 
-use marketlink_core::{AuthenticatedMessage, InboundMessage, Marketplace, ProviderError};
+use marketlink_core::{
+    AuthenticatedMessage, EventKind, InboundMessage, Lifecycle, Marketplace, MarketplaceEvent,
+    PlanId, ProviderError,
+};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::{
+    AzureProvider,
+    config::AzureConfig,
     jwt::{Expectations, JwtError, claim, verify},
-    provider::AzureProvider,
+    model::{OperationAction, OperationStatus, SaasOperation, SaasSubscription},
 };
 
 /// The channel name of the webhook endpoint.
@@ -86,6 +91,42 @@ fn bearer(message: &InboundMessage) -> Result<&str, ProviderError> {
     Ok(token.trim())
 }
 
+/// The token was issued by an accepted issuer of our tenant to the marketplace's app.
+fn check_claims(config: &AzureConfig, claims: &Map<String, Value>) -> Result<(), ProviderError> {
+    let issuer = claim(claims, "iss").unwrap_or_default();
+    if !config
+        .accepted_webhook_issuers()
+        .iter()
+        .any(|i| i == issuer)
+    {
+        return Err(unauthenticated(format!(
+            "the token issuer `{issuer}` is not accepted"
+        )));
+    }
+    let tenant = claim(claims, "tid")
+        .or_else(|| {
+            claim(
+                claims,
+                "http://schemas.microsoft.com/identity/claims/tenantid",
+            )
+        })
+        .unwrap_or_default();
+    if !tenant.eq_ignore_ascii_case(&config.tenant_id) {
+        return Err(unauthenticated(format!(
+            "the token tenant `{tenant}` is not the publisher tenant"
+        )));
+    }
+    let app = claim(claims, "azp")
+        .or_else(|| claim(claims, "appid"))
+        .unwrap_or_default();
+    if !app.eq_ignore_ascii_case(&config.marketplace_app_id) {
+        return Err(unauthenticated(format!(
+            "the token was issued to app `{app}`, not the marketplace"
+        )));
+    }
+    Ok(())
+}
+
 /// Verifies the webhook token, then parses the body.
 pub(crate) async fn authenticate(
     provider: &AzureProvider,
@@ -116,37 +157,7 @@ pub(crate) async fn authenticate(
             ProviderError::retryable(format!("cannot check the webhook token now: {reason}"))
         }
     })?;
-    let issuer = claim(&claims, "iss").unwrap_or_default();
-    if !config
-        .accepted_webhook_issuers()
-        .iter()
-        .any(|i| i == issuer)
-    {
-        return Err(unauthenticated(format!(
-            "the token issuer `{issuer}` is not accepted"
-        )));
-    }
-    let tenant = claim(&claims, "tid")
-        .or_else(|| {
-            claim(
-                &claims,
-                "http://schemas.microsoft.com/identity/claims/tenantid",
-            )
-        })
-        .unwrap_or_default();
-    if !tenant.eq_ignore_ascii_case(&config.tenant_id) {
-        return Err(unauthenticated(format!(
-            "the token tenant `{tenant}` is not the publisher tenant"
-        )));
-    }
-    let app = claim(&claims, "azp")
-        .or_else(|| claim(&claims, "appid"))
-        .unwrap_or_default();
-    if !app.eq_ignore_ascii_case(&config.marketplace_app_id) {
-        return Err(unauthenticated(format!(
-            "the token was issued to app `{app}`, not the marketplace"
-        )));
-    }
+    check_claims(config, &claims)?;
 
     let payload: Value =
         serde_json::from_slice(&message.body).map_err(|e| ProviderError::Rejected {
@@ -170,4 +181,115 @@ pub(crate) async fn authenticate(
         received_at: provider.clock.now(),
         payload,
     })
+}
+
+/// Confirms the webhook with Get Operation (never trusting the payload) and reads the
+/// subscription, then maps the operation as it is now. Failed/Conflict operations and
+/// unknown actions give no events. Safe to repeat.
+pub(crate) async fn interpret(
+    provider: &AzureProvider,
+    message: &AuthenticatedMessage,
+) -> Result<Vec<MarketplaceEvent>, ProviderError> {
+    let notice = Notice::from_payload(&message.payload)?;
+    let op = provider
+        .operation(&notice.subscription_id, &notice.operation_id)
+        .await?;
+    let same_subscription = op.subscription_id.is_empty()
+        || op
+            .subscription_id
+            .eq_ignore_ascii_case(&notice.subscription_id);
+    if !op.id.eq_ignore_ascii_case(&notice.operation_id)
+        || !same_subscription
+        || (!notice.action.is_empty() && op.action != notice.action)
+    {
+        return Err(ProviderError::Rejected {
+            code: "operation_mismatch".into(),
+            message: format!(
+                "the webhook says {} {} on {}, Get Operation says {} {} on {}",
+                notice.action,
+                notice.operation_id,
+                notice.subscription_id,
+                op.action,
+                op.id,
+                op.subscription_id
+            ),
+        });
+    }
+    let status = op.status();
+    if matches!(status, OperationStatus::Failed | OperationStatus::Conflict) {
+        tracing::info!(operation = %op.id, action = %op.action, status = %status.as_str(), "operation did not go through: nothing to apply");
+        return Ok(Vec::new());
+    }
+    let sub = provider.subscription(&notice.subscription_id).await?;
+    Ok(events_for(&op, &sub, message.received_at))
+}
+
+/// Maps a verified operation to events; `sub` is the subscription read alongside.
+fn events_for(
+    op: &SaasOperation,
+    sub: &SaasSubscription,
+    fallback_time: time::OffsetDateTime,
+) -> Vec<MarketplaceEvent> {
+    let status = op.status();
+    let occurred_at = op.time_stamp().unwrap_or(fallback_time);
+    let external = sub.external_ref();
+    let source = op.operation_request_source.as_deref().unwrap_or("Azure");
+    let event = |kind: EventKind| MarketplaceEvent {
+        subscription: external.clone(),
+        occurred_at,
+        kind,
+        free_trial: Some(sub.is_free_trial),
+    };
+    let lifecycle = |event: Lifecycle, why: &str| EventKind::Lifecycle {
+        event,
+        reason: Some(format!("{why} ({source}, operation {})", op.id)),
+    };
+    let in_progress = matches!(
+        status,
+        OperationStatus::InProgress | OperationStatus::NotStarted
+    );
+    let succeeded = status == OperationStatus::Succeeded;
+    let plan = op.plan_id.clone().map(PlanId::new);
+    match op.action() {
+        OperationAction::ChangePlan if in_progress => vec![event(EventKind::ChangeRequested {
+            operation_id: op.id.clone(),
+            plan_id: plan,
+            quantity: op.quantity,
+        })],
+        OperationAction::ChangeQuantity if in_progress => {
+            vec![event(EventKind::ChangeRequested {
+                operation_id: op.id.clone(),
+                plan_id: None,
+                quantity: op.quantity,
+            })]
+        }
+        OperationAction::ChangePlan if succeeded => {
+            let mut out = Vec::new();
+            if let Some(plan_id) = plan {
+                out.push(event(EventKind::PlanChanged { plan_id }));
+            }
+            if let Some(quantity) = op.quantity {
+                out.push(event(EventKind::QuantityChanged { quantity }));
+            }
+            out
+        }
+        OperationAction::ChangeQuantity if succeeded => op
+            .quantity
+            .map(|quantity| vec![event(EventKind::QuantityChanged { quantity })])
+            .unwrap_or_default(),
+        OperationAction::Suspend if succeeded => {
+            vec![event(lifecycle(Lifecycle::Suspend, "suspended"))]
+        }
+        // Reinstate: nothing to PATCH (current docs); the marketplace completes it.
+        OperationAction::Reinstate if succeeded || in_progress => {
+            vec![event(lifecycle(Lifecycle::Reinstate, "reinstated"))]
+        }
+        OperationAction::Renew if succeeded => {
+            vec![event(EventKind::Renewed { term: sub.term() })]
+        }
+        OperationAction::Unsubscribe if succeeded => {
+            vec![event(lifecycle(Lifecycle::Cancel, "unsubscribed"))]
+        }
+        _ => Vec::new(),
+    }
 }

@@ -1,0 +1,111 @@
+//! Inbound messages: authentication (SNS envelopes, EventBridge events) and interpretation into
+//! domain events.
+//!
+//! Mapping (aws.md, aws-eventbridge.md §4):
+//! | message | events |
+//! |---|---|
+//! | SNS `subscribe-success` | Lifecycle Activate (+ `free_trial` from `isFreeTrialTermPresent`) |
+//! | SNS `subscribe-fail` | Lifecycle Fail |
+//! | SNS `unsubscribe-pending` | Lifecycle BeginCancel (final metering window) |
+//! | SNS `unsubscribe-success` | Lifecycle Cancel |
+//! | SNS `entitlement-updated` | EntitlementsChanged (GetEntitlements, full set) |
+//! | SNS SubscriptionConfirmation | none; the SubscribeURL is fetched (confirmed) |
+//! | EB Purchase Agreement Created, intent NEW/REPLACE | none (do not grant before License Updated) |
+//! | EB Purchase Agreement Created, intent RENEW | Renewed { term } |
+//! | EB License Updated | Lifecycle Activate (+ free trial from GetAgreementTerms) + EntitlementsChanged |
+//! | EB Purchase Agreement Amended | EntitlementsChanged (re-read) |
+//! | EB Purchase Agreement Ended (CANCELLED/EXPIRED/TERMINATED) | Lifecycle BeginCancel (final metering window) |
+//! | EB Purchase Agreement Ended (RENEWED/REPLACED/…) | none (a successor agreement continues) |
+//! | EB License Deprovisioned | Lifecycle Cancel |
+//!
+//! Ended → BeginCancel and Deprovisioned → Cancel follow the current AWS text (aws-eventbridge.md
+//! §4: Ended starts the one-hour final-metering window, Deprovisioned closes it) and the sandbox
+//! (unsubscribe-pending ≙ Ended, unsubscribe-success ≙ Deprovisioned). The reverse mapping
+//! would cancel first and then meet an illegal Cancelled → BeginCancel transition.
+//!
+//! Authentication is in [`authenticate`]; SNS notifications are read in [`sns_notification`],
+//! EventBridge agreement events in [`eventbridge`].
+
+mod authenticate;
+mod eventbridge;
+mod sns_notification;
+
+use marketlink_core::{
+    AuthenticatedMessage, Entitlement, EventKind, ExternalRef, Lifecycle, MarketplaceEvent,
+    ProviderError,
+};
+use serde_json::Value;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::AwsProvider;
+
+fn unauthenticated(reason: impl Into<String>) -> ProviderError {
+    ProviderError::Unauthenticated(reason.into())
+}
+
+fn malformed(reason: impl Into<String>) -> ProviderError {
+    ProviderError::Rejected {
+        code: "MalformedMessage".into(),
+        message: reason.into(),
+    }
+}
+
+fn parse_time(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn lifecycle(
+    subscription: ExternalRef,
+    occurred_at: OffsetDateTime,
+    event: Lifecycle,
+    reason: &str,
+    free_trial: Option<bool>,
+) -> MarketplaceEvent {
+    MarketplaceEvent {
+        subscription,
+        occurred_at,
+        kind: EventKind::Lifecycle {
+            event,
+            reason: Some(reason.to_owned()),
+        },
+        free_trial,
+    }
+}
+
+fn entitlements_changed(
+    subscription: ExternalRef,
+    occurred_at: OffsetDateTime,
+    entitlements: Vec<Entitlement>,
+) -> MarketplaceEvent {
+    MarketplaceEvent {
+        subscription,
+        occurred_at,
+        kind: EventKind::EntitlementsChanged { entitlements },
+        free_trial: None,
+    }
+}
+
+impl AwsProvider {
+    /// Reads a stored message (as `authenticate` stored it) into domain events.
+    pub(crate) async fn interpret_message(
+        &self,
+        message: &AuthenticatedMessage,
+    ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
+        match str_at(&message.payload, "/source") {
+            Some("sns") => self.interpret_sns(&message.payload).await,
+            Some("eventbridge") => match message.payload.get("event") {
+                Some(event) => self.interpret_event(event).await,
+                None => Err(malformed("stored EventBridge payload without event")),
+            },
+            other => Err(malformed(format!(
+                "stored AWS payload of unknown source {other:?}"
+            ))),
+        }
+    }
+}
