@@ -55,7 +55,9 @@ fn load_tree(root: &Path) -> Vec<ModuleFile> {
         let syntax = syn::parse_file(&text)
             .unwrap_or_else(|e| panic!("cannot parse {}: {e}", path.display()));
         let owns_dir = module.is_empty()
-            || path.file_name().is_some_and(|n| n == "mod.rs" || n == "main.rs");
+            || path
+                .file_name()
+                .is_some_and(|n| n == "mod.rs" || n == "main.rs");
         let dir = if owns_dir {
             path.parent().map(Path::to_path_buf).unwrap_or_default()
         } else {
@@ -284,7 +286,11 @@ fn problems() -> Vec<String> {
         for crate_root in crate_roots(&root.join(krate)) {
             let files = load_tree(&crate_root);
             for file in &files {
-                let shown = file.path.strip_prefix(&root).unwrap_or(&file.path).display();
+                let shown = file
+                    .path
+                    .strip_prefix(&root)
+                    .unwrap_or(&file.path)
+                    .display();
                 if file.lines > MAX_FILE_LINES {
                     problems.push(format!("{shown}: {} lines", file.lines));
                 }
