@@ -11,6 +11,7 @@ pub mod backoff;
 mod changes;
 pub mod entitlements;
 mod inbox;
+mod landing;
 pub mod metering;
 mod onboarding;
 mod outbox;
@@ -18,6 +19,7 @@ mod policy;
 mod providers;
 mod receive;
 pub mod reconcile;
+mod signup;
 pub mod webhooks;
 pub mod worker;
 
@@ -30,14 +32,17 @@ use tokio::sync::Notify;
 use crate::metering::MeteringSettings;
 
 pub use crate::{
+    accounts::{AccountOverview, SignInCandidate, SubscriptionDetail},
     apply::{ApplyOutcome, apply_event},
-    changes::{ChangeError, VendorChange},
+    changes::{ChangeError, VendorChange, may_change_subscriptions},
     inbox::InboxRun,
+    landing::LandingError,
     onboarding::{ACTIVATE_JOB, ClaimError},
     outbox::OutboxRun,
     policy::ChangePolicy,
     providers::Providers,
     receive::{ReceiveError, Received},
+    signup::{ContactError, ContactRequest, NewAccount, SignUpError},
 };
 
 /// Everything the use cases need. Cheap to share behind an `Arc`.
