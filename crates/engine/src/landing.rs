@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use marketlink_core::{
-    BuyerSignIn, LandingToken, MarketplaceProvider, MarketplaceRules, ProviderError,
+    BuyerSignIn, LandingToken, Marketplace, MarketplaceProvider, MarketplaceRules, ProviderError,
     ResolvedPurchase,
 };
 
@@ -34,10 +34,10 @@ impl Engine {
     /// The rules of the marketplace named in a URL; generic ones (naming it as written) for a
     /// marketplace we do not sell through.
     pub fn marketplace_rules(&self, marketplace: &str) -> MarketplaceRules {
-        self.providers
-            .by_name(marketplace)
-            .map(|p| p.rules())
-            .unwrap_or_else(|| MarketplaceRules::generic(marketplace.to_owned()))
+        match Marketplace::parse(marketplace) {
+            Ok(known) => self.providers.rules(&known),
+            Err(_) => MarketplaceRules::generic(marketplace.to_owned()),
+        }
     }
 
     fn landing_provider(
