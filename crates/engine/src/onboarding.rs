@@ -6,7 +6,6 @@ use marketlink_core::{
     Lifecycle, ResolvedPurchase, Subscription, SubscriptionId, TenantId, Transition, User,
 };
 use marketlink_store::{NewJob, StoreError, TimelineEntry, signup::Claim};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::Engine;
@@ -54,25 +53,6 @@ impl Engine {
                 purchase.subscription.marketplace.to_string(),
             )),
         }
-    }
-
-    /// The subscription row a resolved purchase stands for, before it is stored.
-    pub(crate) fn fresh_subscription(
-        &self,
-        purchase: &ResolvedPurchase,
-        now: OffsetDateTime,
-    ) -> Subscription {
-        let external = &purchase.subscription;
-        let mut fresh = Subscription::pending(external.clone(), now);
-        fresh.product_id = self
-            .catalog
-            .by_listing(&external.marketplace, &external.product_code)
-            .map(|p| p.id.clone());
-        fresh.plan_id = purchase.plan_id.clone();
-        fresh.quantity = purchase.quantity;
-        fresh.free_trial = purchase.free_trial;
-        fresh.term = purchase.term.clone();
-        fresh
     }
 
     /// After the claim is committed: the timeline entry, the contract's entitlements, the

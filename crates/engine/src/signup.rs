@@ -3,12 +3,14 @@
 //!
 //! Sign-up stores the tenant, its owner, the subscription and the binding in one transaction;
 //! the vendor hears of it (`tenant.created`, `subscription.linked`) and activation is queued
-//! only after that commit, so a refused claim leaves no tenant and sends no webhook.
+//! only after that commit, so a refused claim leaves no tenant and sends no webhook. The row a
+//! resolved purchase becomes is drawn up here for linking (`onboarding`) as well.
 
 use marketlink_core::{
     ResolvedPurchase, Role, Subscription, Tenant, User, tenant::looks_like_email,
 };
 use marketlink_store::{OnboardingRequest, StoreError, signup::Claim};
+use time::OffsetDateTime;
 
 use crate::Engine;
 
@@ -103,6 +105,25 @@ impl Engine {
         self.notify_vendor("tenant.created", data).await?;
         self.announce_claim(&bound, purchase, tenant.id).await?;
         Ok(bound)
+    }
+
+    /// The subscription row a resolved purchase stands for, before it is stored.
+    pub(crate) fn fresh_subscription(
+        &self,
+        purchase: &ResolvedPurchase,
+        now: OffsetDateTime,
+    ) -> Subscription {
+        let external = &purchase.subscription;
+        let mut fresh = Subscription::pending(external.clone(), now);
+        fresh.product_id = self
+            .catalog
+            .by_listing(&external.marketplace, &external.product_code)
+            .map(|p| p.id.clone());
+        fresh.plan_id = purchase.plan_id.clone();
+        fresh.quantity = purchase.quantity;
+        fresh.free_trial = purchase.free_trial;
+        fresh.term = purchase.term.clone();
+        fresh
     }
 
     /// Records the buyer's request to be set up by the vendor's team. The request keeps the
