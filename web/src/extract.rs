@@ -40,7 +40,7 @@ impl Browser {
 }
 
 /// A signed-in buyer-side user, as the store knows them now (role included). Without one the
-/// browser is sent to `/signin`.
+/// browser is sent to `/signin`; a session whose user was removed is ended on the way.
 pub struct SignedIn {
     pub user: User,
     pub browser: Browser,
@@ -63,7 +63,14 @@ impl FromRequestParts<AppState> for SignedIn {
             .await
         {
             Ok(Some(user)) => Ok(Self { user, browser }),
-            Ok(None) => Err(Redirect::to("/signin").into_response()),
+            // Removed from the account since signing in: the session ends here.
+            Ok(None) => {
+                let ended = Browser {
+                    session: Session::reset(state.now()),
+                    jar: browser.jar,
+                };
+                Err((ended.save(state), Redirect::to("/signin")).into_response())
+            }
             Err(error) => Err(PageError::internal(&error).into_response()),
         }
     }

@@ -1,5 +1,7 @@
 //! A tenant's view of one subscription: facts, history, and the changes the vendor may start
-//! (plan, seats, cancellation) where the marketplace allows them.
+//! (plan, seats, cancellation) where the marketplace allows them and the user may.
+
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::{
@@ -9,16 +11,16 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use axum_extra::extract::PrivateCookieJar;
-use marketlink_core::{PlanId, Role, Subscription, SubscriptionId};
-use marketlink_engine::{ChangeError, VendorChange};
+use marketlink_core::{PlanId, Role, Subscription, SubscriptionId, SubscriptionStatus};
+use marketlink_engine::{ChangeError, SubscriptionDetail, VendorChange, may_change_subscriptions};
 use serde::Deserialize;
 
 use crate::{
     AppState,
-    buyer::{marketplace_name, status_words},
+    buyer::{human_date, status_words, term_end},
+    extract::SignedIn,
     pages::{Branding, PageError, render},
-    session::{Session, SessionUser, current_user},
+    session::Session,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -64,110 +66,155 @@ fn not_found() -> PageError {
     .action("/account", "Back to your subscriptions")
 }
 
-/// The subscription if it belongs to the signed-in user's tenant; another tenant's
-/// subscription is reported exactly like a missing one.
-async fn owned(state: &AppState, user: &SessionUser, id: &str) -> Result<Subscription, PageError> {
-    let id: SubscriptionId = id.parse().map_err(|_| not_found())?;
-    match state.store.get_subscription(id).await {
-        Ok(s) if s.tenant_id == Some(user.tenant_id) => Ok(s),
-        Ok(_) | Err(marketlink_store::StoreError::NotFound(_)) => Err(not_found()),
-        Err(error) => Err(PageError::internal(&error)),
-    }
+fn not_permitted() -> PageError {
+    PageError::new(
+        StatusCode::FORBIDDEN,
+        "Only owners and admins can change subscriptions",
+        "Ask an owner or admin of your account to make this change.",
+    )
 }
 
+/// The subscription if it belongs to the signed-in user's tenant; another tenant's
+/// subscription is reported exactly like a missing one.
+async fn owned(
+    state: &AppState,
+    signed_in: &SignedIn,
+    id: &str,
+) -> Result<Subscription, PageError> {
+    let id: SubscriptionId = id.parse().map_err(|_| not_found())?;
+    state
+        .engine
+        .tenant_subscription(signed_in.user.tenant_id, id)
+        .await
+        .map_err(|e| PageError::internal(&e))?
+        .ok_or_else(not_found)
+}
+
+/// `GET /account/subscriptions/{id}`.
 async fn page(
     State(state): State<AppState>,
-    jar: PrivateCookieJar,
+    signed_in: SignedIn,
     Path(id): Path<String>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
-) -> Response {
-    let brand = &state.settings.branding;
-    let session = Session::load(&jar, state.clock.now());
-    let Some(user) = session.user.clone() else {
-        return Redirect::to("/signin").into_response();
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    let subscription = owned(&state, &signed_in, &id).await?;
+    let viewer = Viewer {
+        session: &signed_in.browser.session,
+        role: signed_in.user.role,
     };
-    let me = match current_user(&state.store, &session).await {
-        Ok(Some(me)) => me,
-        Ok(None) => return Redirect::to("/signin").into_response(),
-        Err(error) => return PageError::internal(&error).render(brand),
-    };
-    let subscription = match owned(&state, &user, &id).await {
-        Ok(s) => s,
-        Err(page) => return page.render(brand),
-    };
-    render_page(
+    Ok(render_page(
         &state,
-        &session,
-        me.role,
+        viewer,
         &subscription,
         query.get("notice").cloned(),
         None,
         StatusCode::OK,
     )
-    .await
+    .await)
 }
 
-/// The subscription page for a signed-in viewer whose current `role` the caller has read.
+/// Who looks at the page: their session (for the form token) and their current role.
+#[derive(Clone, Copy)]
+struct Viewer<'a> {
+    session: &'a Session,
+    role: Role,
+}
+
 async fn render_page(
     state: &AppState,
-    session: &Session,
-    role: Role,
+    viewer: Viewer<'_>,
     s: &Subscription,
     notice: Option<String>,
     error: Option<String>,
     status: StatusCode,
 ) -> Response {
-    let provider = state.engine.providers.get(&s.external.marketplace);
-    let capabilities = provider.map(|p| p.capabilities()).unwrap_or_default();
-    let may_manage = matches!(role, Role::Owner | Role::Admin);
-    let live = s.status == marketlink_core::SubscriptionStatus::Active;
+    let capabilities = state.engine.capabilities_of(&s.external.marketplace);
+    let may_manage = may_change_subscriptions(viewer.role);
+    let live = s.status == SubscriptionStatus::Active;
     let can_manage = may_manage && live && capabilities.vendor_changes_plan;
+    let detail = state.engine.subscription_detail(s, can_manage).await;
     let manage_hint = if !capabilities.vendor_changes_plan {
         Some(format!(
             "Plan and contract changes for this subscription are made on {}.",
-            marketplace_name(s.external.marketplace.as_str())
+            detail.rules.display_name
         ))
     } else if !may_manage {
         Some("Only the account's owners and admins can change this subscription.".into())
     } else {
         None
     };
-    let mut plans = Vec::new();
-    if can_manage && let Some(provider) = provider {
-        match provider.available_plans(&s.external).await {
-            Ok(available) => {
-                plans = available
-                    .into_iter()
-                    .filter(|p| Some(&p.plan_id) != s.plan_id.as_ref())
-                    .map(|p| {
-                        let label = p.display_name.unwrap_or_else(|| p.plan_id.to_string());
-                        (p.plan_id.to_string(), label)
-                    })
-                    .collect();
-            }
-            Err(error) => tracing::warn!(%error, "cannot list available plans"),
-        }
-    }
-    let stored = state.store.entitlements(s.id).await.unwrap_or_default();
-    let trial_or_term_end = crate::buyer::term_end(s, &stored);
-    let entitlements = stored
-        .into_iter()
+    let (status_text, status_class) = status_words(s.status);
+    let page = SubscriptionPage {
+        brand: state.settings.branding.clone(),
+        csrf: viewer.session.csrf.clone(),
+        id: s.id.to_string(),
+        product: product_name(state, s),
+        marketplace: detail.rules.display_name.to_string(),
+        status: status_text.into(),
+        status_class,
+        plan: s
+            .plan_id
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "—".into()),
+        quantity: s.quantity,
+        term: term_lines(s, &detail),
+        plans: other_plans(s, &detail),
+        entitlements: entitlement_lines(&detail),
+        timeline: timeline_rows(&detail),
+        can_manage,
+        manage_hint,
+        notice,
+        error,
+    };
+    render(status, &page)
+}
+
+fn product_name(state: &AppState, s: &Subscription) -> String {
+    s.product_id
+        .as_ref()
+        .and_then(|p| state.engine.catalog.product(p))
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| s.external.product_code.clone())
+}
+
+/// The plans the subscription may move to: id and label.
+fn other_plans(s: &Subscription, detail: &SubscriptionDetail) -> Vec<(String, String)> {
+    detail
+        .plans
+        .iter()
+        .filter(|p| Some(&p.plan_id) != s.plan_id.as_ref())
+        .map(|p| {
+            let label = p
+                .display_name
+                .clone()
+                .unwrap_or_else(|| p.plan_id.to_string());
+            (p.plan_id.to_string(), label)
+        })
+        .collect()
+}
+
+fn entitlement_lines(detail: &SubscriptionDetail) -> Vec<(String, String)> {
+    detail
+        .entitlements
+        .iter()
         // Plan and quantity have their own lines above.
         .filter(|e| e.dimension != "plan" && e.dimension != "quantity")
         .map(|e| {
             let until = e
                 .expires_at
-                .map(|at| format!(" (until {})", crate::buyer::human_date(at)))
+                .map(|at| format!(" (until {})", human_date(at)))
                 .unwrap_or_default();
             (e.dimension.replace('_', " "), format!("{}{until}", e.value))
         })
-        .collect();
-    let timeline = state
-        .store
-        .timeline(s.id, 200)
-        .await
-        .unwrap_or_default()
-        .into_iter()
+        .collect()
+}
+
+/// The 30 latest timeline entries, newest first: when, where from, what, outcome.
+fn timeline_rows(detail: &SubscriptionDetail) -> Vec<(String, String, String, String)> {
+    detail
+        .timeline
+        .iter()
         .rev()
         .take(30)
         .map(|e| {
@@ -182,62 +229,31 @@ async fn render_page(
             let source = if e.source.starts_with("inbox:") {
                 "marketplace".to_owned()
             } else {
-                e.source
+                e.source.clone()
             };
-            (when, source, e.kind, e.outcome)
+            (when, source, e.kind.clone(), e.outcome.clone())
         })
-        .collect();
-    let (status_text, status_class) = status_words(s.status);
+        .collect()
+}
+
+/// Trial end, term end or renewal, start: label and date.
+fn term_lines(s: &Subscription, detail: &SubscriptionDetail) -> Vec<(String, String)> {
     let mut term = Vec::new();
     if let Some(start) = s.term.as_ref().and_then(|t| t.start) {
-        term.push(("Started".to_owned(), crate::buyer::human_date(start)));
+        term.push(("Started".to_owned(), human_date(start)));
     }
-    match (trial_or_term_end, s.free_trial, s.status) {
-        (Some(end), true, _) => {
-            term.push(("Free trial ends".to_owned(), crate::buyer::human_date(end)));
-        }
+    match (term_end(s, &detail.entitlements), s.free_trial, s.status) {
+        (Some(end), true, _) => term.push(("Free trial ends".to_owned(), human_date(end))),
         (None, true, _) => term.push(("Offer".to_owned(), "Free trial".to_owned())),
         (
             Some(end),
             false,
-            marketlink_core::SubscriptionStatus::UnsubscribePending
-            | marketlink_core::SubscriptionStatus::Cancelled,
-        ) => term.push(("Ends".to_owned(), crate::buyer::human_date(end))),
-        (Some(end), false, _) => term.push(("Renews".to_owned(), crate::buyer::human_date(end))),
+            SubscriptionStatus::UnsubscribePending | SubscriptionStatus::Cancelled,
+        ) => term.push(("Ends".to_owned(), human_date(end))),
+        (Some(end), false, _) => term.push(("Renews".to_owned(), human_date(end))),
         (None, false, _) => {}
     }
-    let product = s
-        .product_id
-        .as_ref()
-        .and_then(|p| state.engine.catalog.product(p))
-        .map(|p| p.name.clone())
-        .unwrap_or_else(|| s.external.product_code.clone());
-    render(
-        status,
-        &SubscriptionPage {
-            brand: state.settings.branding.clone(),
-            csrf: session.csrf.clone(),
-            id: s.id.to_string(),
-            product,
-            marketplace: marketplace_name(s.external.marketplace.as_str()).to_owned(),
-            status: status_text.into(),
-            status_class,
-            plan: s
-                .plan_id
-                .as_ref()
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "—".into()),
-            quantity: s.quantity,
-            entitlements,
-            term,
-            can_manage,
-            manage_hint,
-            plans,
-            timeline,
-            notice,
-            error,
-        },
-    )
+    term
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,21 +277,26 @@ struct CancelForm {
 
 async fn change_plan(
     State(state): State<AppState>,
-    jar: PrivateCookieJar,
+    signed_in: SignedIn,
     Path(id): Path<String>,
     Form(form): Form<PlanForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let plan = form.plan.trim();
     let change = (!plan.is_empty()).then(|| VendorChange::Plan(PlanId::new(plan)));
-    apply(state, jar, id, &form.csrf, change, "Choose a plan.").await
+    let asked = Asked {
+        csrf: &form.csrf,
+        change,
+        invalid: "Choose a plan.",
+    };
+    apply(&state, &signed_in, &id, asked).await
 }
 
 async fn change_quantity(
     State(state): State<AppState>,
-    jar: PrivateCookieJar,
+    signed_in: SignedIn,
     Path(id): Path<String>,
     Form(form): Form<QuantityForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let change = form
         .quantity
         .trim()
@@ -283,112 +304,90 @@ async fn change_quantity(
         .ok()
         .filter(|q| *q >= 1)
         .map(VendorChange::Quantity);
-    apply(
-        state,
-        jar,
-        id,
-        &form.csrf,
+    let asked = Asked {
+        csrf: &form.csrf,
         change,
-        "Enter a whole number of seats, at least 1.",
-    )
-    .await
+        invalid: "Enter a whole number of seats, at least 1.",
+    };
+    apply(&state, &signed_in, &id, asked).await
 }
 
 async fn cancel(
     State(state): State<AppState>,
-    jar: PrivateCookieJar,
+    signed_in: SignedIn,
     Path(id): Path<String>,
     Form(form): Form<CancelForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let change = (form.confirm == "yes").then_some(VendorChange::Cancel);
-    apply(
-        state,
-        jar,
-        id,
-        &form.csrf,
+    let asked = Asked {
+        csrf: &form.csrf,
         change,
-        "Tick the box to confirm the cancellation.",
-    )
-    .await
+        invalid: "Tick the box to confirm the cancellation.",
+    };
+    apply(&state, &signed_in, &id, asked).await
 }
 
-/// Checks the form, the user's right to change this subscription, then asks the marketplace.
-async fn apply(
-    state: AppState,
-    jar: PrivateCookieJar,
-    id: String,
-    csrf: &str,
+/// A change form as posted: its token, the change it asks for (none when the form is not
+/// filled in right) and what to tell the user then.
+struct Asked<'a> {
+    csrf: &'a str,
     change: Option<VendorChange>,
-    invalid: &str,
-) -> Response {
-    let brand = &state.settings.branding;
-    let session = Session::load(&jar, state.clock.now());
-    if !session.csrf_matches(csrf) {
-        return PageError::forbidden_form().render(brand);
+    invalid: &'a str,
+}
+
+/// Checks the form and the user's right to change this subscription, then asks the
+/// marketplace through the engine.
+async fn apply(
+    state: &AppState,
+    signed_in: &SignedIn,
+    id: &str,
+    asked: Asked<'_>,
+) -> Result<Response, PageError> {
+    let session = &signed_in.browser.session;
+    if !session.csrf_matches(asked.csrf) {
+        return Err(PageError::forbidden_form());
     }
-    let Some(user) = session.user.clone() else {
-        return Redirect::to("/signin").into_response();
+    let subscription = owned(state, signed_in, id).await?;
+    if !may_change_subscriptions(signed_in.user.role) {
+        return Err(not_permitted());
+    }
+    let viewer = Viewer {
+        session,
+        role: signed_in.user.role,
     };
-    let subscription = match owned(&state, &user, &id).await {
-        Ok(s) => s,
-        Err(page) => return page.render(brand),
+    let refused = |status: StatusCode, message: String| {
+        render_page(state, viewer, &subscription, None, Some(message), status)
     };
-    let role = match current_user(&state.store, &session).await {
-        Ok(Some(me)) if matches!(me.role, Role::Owner | Role::Admin) => me.role,
-        Ok(None) => return Redirect::to("/signin").into_response(),
-        Ok(_) => {
-            return PageError::new(
-                StatusCode::FORBIDDEN,
-                "Only owners and admins can change subscriptions",
-                "Ask an owner or admin of your account to make this change.",
-            )
-            .render(brand);
-        }
-        Err(error) => return PageError::internal(&error).render(brand),
+    let Some(change) = asked.change else {
+        return Ok(refused(StatusCode::UNPROCESSABLE_ENTITY, asked.invalid.into()).await);
     };
-    let Some(change) = change else {
-        return render_page(
-            &state,
-            &session,
-            role,
-            &subscription,
-            None,
-            Some(invalid.into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    };
-    let error = match state.engine.request_change(subscription.id, change).await {
+    let (status, message) = match state
+        .engine
+        .request_change_as(&signed_in.user, subscription.id, change)
+        .await
+    {
         Ok(_) => {
             let to = format!(
                 "/account/subscriptions/{}?notice=Your+change+was+sent+to+the+marketplace%3B+it+applies+once+confirmed.",
                 subscription.id
             );
-            return Redirect::to(&to).into_response();
+            return Ok(Redirect::to(&to).into_response());
         }
-        Err(ChangeError::NotOffered(_)) | Err(ChangeError::NotChangeable(_)) => None,
-        Err(ChangeError::Provider(error)) if !error.is_retryable() => Some((
+        Err(ChangeError::NotFound) => return Err(not_found()),
+        Err(ChangeError::NotPermitted) => return Err(not_permitted()),
+        Err(ChangeError::NotOffered(_)) | Err(ChangeError::NotChangeable(_)) => (
+            StatusCode::CONFLICT,
+            "This change cannot be made from here for this subscription.".to_owned(),
+        ),
+        Err(ChangeError::Provider(error)) if !error.is_retryable() => (
             StatusCode::CONFLICT,
             format!("The marketplace refused the change: {error}"),
-        )),
-        Err(ChangeError::Provider(error)) => Some((
+        ),
+        Err(ChangeError::Provider(error)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("The marketplace is not answering right now ({error}); try again in a minute."),
-        )),
-        Err(ChangeError::Store(error)) => return PageError::internal(&error).render(brand),
+        ),
+        Err(ChangeError::Store(error)) => return Err(PageError::internal(&error)),
     };
-    let (status, message) = error.unwrap_or((
-        StatusCode::CONFLICT,
-        "This change cannot be made from here for this subscription.".into(),
-    ));
-    render_page(
-        &state,
-        &session,
-        role,
-        &subscription,
-        None,
-        Some(message),
-        status,
-    )
-    .await
+    Ok(refused(status, message).await)
 }

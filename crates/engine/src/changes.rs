@@ -2,7 +2,9 @@
 //! all three; AWS changes start on the marketplace only). The marketplace confirms through
 //! its notification, which the inbox applies like any other.
 
-use marketlink_core::{ChangeOutcome, PlanId, ProviderError, SubscriptionId, SubscriptionStatus};
+use marketlink_core::{
+    ChangeOutcome, PlanId, ProviderError, Role, SubscriptionId, SubscriptionStatus, User,
+};
 use marketlink_store::StoreError;
 
 use crate::Engine;
@@ -20,13 +22,45 @@ pub enum ChangeError {
     NotOffered(String),
     #[error("the subscription is {0}; only an active subscription can be changed")]
     NotChangeable(SubscriptionStatus),
+    /// The subscription is not the user's tenant's (or does not exist).
+    #[error("there is no such subscription in this account")]
+    NotFound,
+    /// Only the account's owners and admins change subscriptions.
+    #[error("only owners and admins can change subscriptions")]
+    NotPermitted,
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
+/// Whether a buyer-side user in `role` may start changes to their tenant's subscriptions.
+pub fn may_change_subscriptions(role: Role) -> bool {
+    matches!(role, Role::Owner | Role::Admin)
+}
+
 impl Engine {
+    /// A change started from the account page by a signed-in `user`: only to their own
+    /// tenant's subscription, and only by its owners and admins.
+    pub async fn request_change_as(
+        &self,
+        user: &User,
+        id: SubscriptionId,
+        change: VendorChange,
+    ) -> Result<ChangeOutcome, ChangeError> {
+        if self
+            .tenant_subscription(user.tenant_id, id)
+            .await?
+            .is_none()
+        {
+            return Err(ChangeError::NotFound);
+        }
+        if !may_change_subscriptions(user.role) {
+            return Err(ChangeError::NotPermitted);
+        }
+        self.request_change(id, change).await
+    }
+
     /// Asks the marketplace for a change and records the request in the timeline.
     pub async fn request_change(
         &self,

@@ -15,6 +15,7 @@ mod changes;
 pub mod entitlements;
 pub mod health;
 mod inbox;
+mod landing;
 pub mod metering;
 mod onboarding;
 mod outbox;
@@ -23,6 +24,7 @@ mod policy;
 mod providers;
 mod receive;
 pub mod reconcile;
+mod signup;
 pub mod tenants;
 pub mod webhooks;
 pub mod worker;
@@ -36,15 +38,18 @@ use tokio::sync::Notify;
 use crate::metering::MeteringSettings;
 
 pub use crate::{
+    accounts::{AccountOverview, SignInCandidate, SubscriptionDetail},
     apply::{ApplyOutcome, apply_event},
     audit::Actor,
-    changes::{ChangeError, VendorChange},
+    changes::{ChangeError, VendorChange, may_change_subscriptions},
     inbox::InboxRun,
+    landing::LandingError,
     onboarding::{ACTIVATE_JOB, ClaimError},
     outbox::OutboxRun,
     policy::ChangePolicy,
     providers::Providers,
     receive::{ReceiveError, Received},
+    signup::{ContactError, ContactRequest, NewAccount, SignUpError},
 };
 
 /// Everything the use cases need. Cheap to share behind an `Arc`.

@@ -1,10 +1,11 @@
-//! Turning a resolved purchase into a subscription bound to a tenant, and activating it
-//! where the marketplace expects us to.
+//! Turning a resolved purchase into a subscription bound to a tenant (a signed-in user
+//! linking it, or any claim), announcing it to the vendor, and activating it where the
+//! marketplace expects us to. Sign-up's claim is in `signup`.
 
 use marketlink_core::{
-    Lifecycle, ResolvedPurchase, Subscription, SubscriptionId, TenantId, Transition,
+    Lifecycle, ResolvedPurchase, Subscription, SubscriptionId, TenantId, Transition, User,
 };
-use marketlink_store::{NewJob, StoreError, TimelineEntry};
+use marketlink_store::{NewJob, StoreError, TimelineEntry, signup::Claim};
 use uuid::Uuid;
 
 use crate::Engine;
@@ -21,44 +22,49 @@ pub enum ClaimError {
 }
 
 impl Engine {
+    /// A signed-in user adds a purchase to their own tenant. Any member may: the purchase was
+    /// resolved for this browser by the marketplace, so holding it is the buyer's proof.
+    pub async fn link_purchase(
+        &self,
+        user: &User,
+        purchase: &ResolvedPurchase,
+    ) -> Result<Subscription, ClaimError> {
+        let linked = self.claim_purchase(purchase, user.tenant_id).await?;
+        tracing::info!(subscription = %linked.id, tenant = %user.tenant_id, "subscription linked");
+        Ok(linked)
+    }
+
     /// Records the purchase the buyer just resolved (or finds the subscription a notification
-    /// created first), binds it to `tenant`, and queues activation where the marketplace
-    /// waits for us (Azure). AWS subscriptions stay pending until subscribe-success.
+    /// created first) and binds it to `tenant` in one transaction, then announces it (see
+    /// [`Engine::announce_claim`]). AWS subscriptions stay pending until subscribe-success.
     pub async fn claim_purchase(
         &self,
         purchase: &ResolvedPurchase,
         tenant: TenantId,
     ) -> Result<Subscription, ClaimError> {
         let now = self.clock.now();
-        let external = &purchase.subscription;
-        let mut fresh = Subscription::pending(external.clone(), now);
-        fresh.product_id = self
-            .catalog
-            .by_listing(&external.marketplace, &external.product_code)
-            .map(|p| p.id.clone());
-        fresh.plan_id = purchase.plan_id.clone();
-        fresh.quantity = purchase.quantity;
-        fresh.free_trial = purchase.free_trial;
-        fresh.term = purchase.term.clone();
-        let mut stored = self.store.upsert_subscription(&fresh).await?;
-        if stored.id != fresh.id {
-            // A notification got here first: fill in what the landing page learned.
-            stored.product_id = stored.product_id.or(fresh.product_id);
-            stored.plan_id = stored.plan_id.or(fresh.plan_id);
-            stored.quantity = stored.quantity.or(fresh.quantity);
-            stored.free_trial |= fresh.free_trial;
-            stored.term = stored.term.or(fresh.term);
-            self.store
-                .update_subscription_terms(&stored, now, now)
-                .await?;
-        }
-        let bound = match self.store.bind_subscription(stored.id, tenant, now).await {
-            Ok(bound) => bound,
-            Err(StoreError::Conflict(_)) => {
-                return Err(ClaimError::AlreadyLinked(external.marketplace.to_string()));
+        let fresh = self.fresh_subscription(purchase, now);
+        match self.store.claim_subscription(&fresh, tenant, now).await? {
+            Claim::Bound(bound) => {
+                self.announce_claim(&bound, purchase, tenant).await?;
+                Ok(*bound)
             }
-            Err(other) => return Err(other.into()),
-        };
+            Claim::LinkedElsewhere | Claim::EmailTaken(_) => Err(ClaimError::AlreadyLinked(
+                purchase.subscription.marketplace.to_string(),
+            )),
+        }
+    }
+
+    /// After the claim is committed: the timeline entry, the contract's entitlements, the
+    /// vendor's `subscription.linked` webhook, and activation where the marketplace waits for
+    /// us (Azure).
+    pub(crate) async fn announce_claim(
+        &self,
+        bound: &Subscription,
+        purchase: &ResolvedPurchase,
+        tenant: TenantId,
+    ) -> Result<(), StoreError> {
+        let external = &purchase.subscription;
         self.record(
             bound.id,
             "landing",
@@ -72,8 +78,8 @@ impl Engine {
             }),
         )
         .await?;
-        self.refresh_entitlements(&bound, "landing").await;
-        let mut data = crate::webhooks::subscription_data(&bound);
+        self.refresh_entitlements(bound, "landing").await;
+        let mut data = crate::webhooks::subscription_data(bound);
         data["registration"] = serde_json::json!({
             "buyer_email": purchase.buyer_email,
             "display_name": purchase.display_name,
@@ -86,6 +92,7 @@ impl Engine {
             .get(&external.marketplace)
             .is_some_and(|p| p.capabilities().vendor_activates);
         if vendor_activates && bound.status == marketlink_core::SubscriptionStatus::Pending {
+            let now = self.clock.now();
             self.store
                 .outbox_enqueue(
                     &NewJob {
@@ -100,7 +107,7 @@ impl Engine {
                 .await?;
             self.outbox_ready.notify_one();
         }
-        Ok(bound)
+        Ok(())
     }
 
     /// Reads the contract's entitlements from the marketplace (contracts are bought with

@@ -17,6 +17,7 @@ mod onboarding;
 mod periodic;
 mod queue;
 mod rows;
+pub mod signup;
 mod subscriptions;
 mod tenants;
 mod timeline;

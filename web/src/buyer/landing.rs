@@ -1,0 +1,215 @@
+//! Landing from a marketplace: the set-up token is resolved at once (after the marketplace's
+//! own sign-in where it asks for one) and the purchase waits in the session for sign-up.
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::{Path, Query, RawForm, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use axum_extra::extract::PrivateCookieJar;
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use marketlink_core::{BuyerSignIn, LandingToken, Marketplace, MarketplaceRules};
+use marketlink_engine::LandingError;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::Reply;
+use crate::{
+    AppState,
+    extract::Browser,
+    pages::PageError,
+    session::{PendingSignIn, SIGN_IN_LIFETIME, SignedInBuyer, random_token},
+};
+
+/// `GET|POST /{marketplace}/landing`: the URL registered with the marketplace.
+pub(super) async fn landing(
+    State(state): State<AppState>,
+    Path(marketplace): Path<String>,
+    browser: Browser,
+    RawForm(raw): RawForm,
+) -> Reply {
+    let fields: Vec<(String, String)> = form_urlencoded::parse(&raw).into_owned().collect();
+    let token = state
+        .engine
+        .landing_token(&marketplace, &fields)
+        .map_err(|error| landing_page(&error, &state.engine.marketplace_rules(&marketplace)))?;
+    let signed_in = browser
+        .session
+        .buyer
+        .as_ref()
+        .is_some_and(|b| b.marketplace.as_str() == marketplace);
+    match state.engine.buyer_sign_in(&marketplace) {
+        Some(sign_in) if !signed_in => {
+            let marketplace =
+                Marketplace::parse(&marketplace).map_err(|e| PageError::internal(&e))?;
+            Ok(start_sign_in(
+                &state,
+                browser,
+                marketplace,
+                &*sign_in,
+                token,
+            ))
+        }
+        _ => resolve_and_continue(&state, &marketplace, &token, browser).await,
+    }
+}
+
+/// Sends the buyer to the marketplace's identity provider; the token waits in the session.
+fn start_sign_in(
+    state: &AppState,
+    mut browser: Browser,
+    marketplace: Marketplace,
+    sign_in: &dyn BuyerSignIn,
+    token: LandingToken,
+) -> (PrivateCookieJar, Response) {
+    let verifier = random_token(32);
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let pending = PendingSignIn {
+        marketplace,
+        token: token.token,
+        free_trial_hint: token.free_trial_hint,
+        state: random_token(24),
+        nonce: random_token(24),
+        pkce_verifier: verifier,
+        expires_at: (state.now() + SIGN_IN_LIFETIME).unix_timestamp(),
+    };
+    let url = sign_in.authorize_url(&pending.state, &pending.nonce, &challenge);
+    browser.session.sign_in = Some(pending);
+    (browser.save(state), Redirect::to(&url).into_response())
+}
+
+/// `GET /{marketplace}/signin/callback`: back from the marketplace's identity provider.
+pub(super) async fn sign_in_callback(
+    State(state): State<AppState>,
+    Path(marketplace): Path<String>,
+    mut browser: Browser,
+    Query(query): Query<HashMap<String, String>>,
+) -> Reply {
+    let rules = state.engine.marketplace_rules(&marketplace);
+    let expired = || {
+        PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Your sign-in could not be completed",
+            "The sign-in took too long or was started in another browser window.",
+        )
+        .step(rules.return_step.clone())
+    };
+    let Some(pending) = browser.session.sign_in.take() else {
+        return Err(expired());
+    };
+    let state_ok = query
+        .get("state")
+        .is_some_and(|s| bool::from(s.as_bytes().ct_eq(pending.state.as_bytes())));
+    if !state_ok || pending.marketplace.as_str() != marketplace {
+        return Ok((browser.save(&state), expired().into_response()));
+    }
+    if let Some(error) = query.get("error") {
+        tracing::info!(%marketplace, %error, "buyer sign-in refused");
+        let page = PageError::new(
+            StatusCode::UNAUTHORIZED,
+            "You did not sign in",
+            "We need you to sign in with your work account to set up the subscription you bought.",
+        )
+        .step(rules.return_step.clone());
+        return Ok((browser.save(&state), page.into_response()));
+    }
+    let (Some(code), Some(sign_in)) = (query.get("code"), state.engine.buyer_sign_in(&marketplace))
+    else {
+        return Ok((browser.save(&state), expired().into_response()));
+    };
+    match sign_in
+        .complete(code, &pending.pkce_verifier, &pending.nonce)
+        .await
+    {
+        Ok(identity) => {
+            browser.session.buyer = Some(SignedInBuyer {
+                marketplace: pending.marketplace.clone(),
+                identity,
+            });
+            let token = LandingToken {
+                token: pending.token,
+                free_trial_hint: pending.free_trial_hint,
+            };
+            resolve_and_continue(&state, &marketplace, &token, browser).await
+        }
+        Err(error) => {
+            tracing::warn!(%marketplace, %error, "buyer sign-in failed");
+            let page = PageError::new(
+                StatusCode::UNAUTHORIZED,
+                "We could not verify your sign-in",
+                "Your identity provider's answer did not pass our checks.",
+            )
+            .step(rules.return_step.clone());
+            Ok((browser.save(&state), page.into_response()))
+        }
+    }
+}
+
+/// Resolves the token, then holds the purchase in the session and continues to sign-up.
+async fn resolve_and_continue(
+    state: &AppState,
+    marketplace: &str,
+    token: &LandingToken,
+    mut browser: Browser,
+) -> Reply {
+    match state.engine.resolve_landing(marketplace, token).await {
+        Ok(mut purchase) => {
+            if purchase.buyer_email.is_none() {
+                purchase.buyer_email = browser
+                    .session
+                    .buyer
+                    .as_ref()
+                    .and_then(|b| b.identity.email.clone());
+            }
+            browser.session.hold_purchase(purchase, state.now());
+            Ok((browser.save(state), Redirect::to("/signup").into_response()))
+        }
+        Err(error) => {
+            let page = landing_page(&error, &state.engine.marketplace_rules(marketplace));
+            Ok((browser.save(state), page.into_response()))
+        }
+    }
+}
+
+/// What the buyer reads when a landing fails, and how to start again.
+fn landing_page(error: &LandingError, rules: &MarketplaceRules) -> PageError {
+    let name = &rules.display_name;
+    let page = match error {
+        LandingError::UnknownMarketplace(marketplace) => {
+            return PageError::new(
+                StatusCode::NOT_FOUND,
+                "Unknown marketplace",
+                format!("This service does not sell through `{marketplace}`."),
+            );
+        }
+        LandingError::NoToken => PageError::new(
+            StatusCode::BAD_REQUEST,
+            "We could not find your subscription token",
+            format!(
+                "This page must be opened from {name} right after you subscribe; the link you followed has no subscription token."
+            ),
+        ),
+        LandingError::InvalidToken(_) => PageError::new(
+            StatusCode::BAD_REQUEST,
+            "This subscription link is not valid",
+            format!(
+                "{name} did not recognise the token this page was opened with. Set-up links are short-lived: an old, copied or already expired link is refused."
+            ),
+        ),
+        LandingError::ExpiredToken(_) => PageError::new(
+            StatusCode::GONE,
+            "This subscription link has expired",
+            "Set-up links are short-lived and can only be used for a limited time.",
+        ),
+        LandingError::Unavailable(_) => PageError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The marketplace is not answering right now",
+            format!("We could not confirm your subscription with {name} just now."),
+        )
+        .step("Wait a minute, then try again."),
+        LandingError::Failed(error) => return PageError::internal(error),
+    };
+    page.step(rules.return_step.clone())
+}

@@ -1,0 +1,41 @@
+//! The buyer's journey: landing from a marketplace, optional marketplace sign-in, sign-up or
+//! linking an existing account, and the account overview. One module per screen; the use
+//! cases behind them are the engine's, and the marketplaces' wording comes from their rules.
+
+mod account;
+mod landing;
+mod signin;
+mod signup;
+
+use axum::{
+    Router,
+    response::Response,
+    routing::{get, post},
+};
+use axum_extra::extract::PrivateCookieJar;
+
+use crate::{AppState, pages::PageError};
+
+pub(crate) use account::{human_date, status_words, term_end};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(signin::home))
+        .route(
+            "/{marketplace}/landing",
+            get(landing::landing).post(landing::landing),
+        )
+        .route(
+            "/{marketplace}/signin/callback",
+            get(landing::sign_in_callback),
+        )
+        .route("/signup", get(signup::signup_page).post(signup::signup))
+        .route("/signup/link", post(signup::link))
+        .route("/signup/contact", post(signup::contact))
+        .route("/signin", get(signin::signin_page).post(signin::signin))
+        .route("/signout", post(signin::signout))
+        .route("/account", get(account::account))
+}
+
+/// A page plus the cookie jar to send with it; a [`PageError`] leaves the session as it was.
+type Reply = Result<(PrivateCookieJar, Response), PageError>;
