@@ -311,8 +311,6 @@ async fn bench_api(dir: &tempfile::TempDir) {
         marketlink_engine::Providers::new(),
     ));
     let state = marketlink_web::AppState::new(marketlink_web::App {
-        store: store.clone(),
-        clock: Arc::new(SystemClock),
         engine,
         keys: Default::default(),
         settings: marketlink_web::WebSettings::default(),

@@ -171,22 +171,6 @@ impl Session {
     }
 }
 
-/// The signed-in user as the store knows them now. A session whose user was removed (or moved
-/// to another tenant) opens nothing any more, even though its cookie is still valid.
-pub async fn current_user(
-    store: &marketlink_store::Store,
-    session: &Session,
-) -> Result<Option<marketlink_core::User>, marketlink_store::StoreError> {
-    let Some(user) = &session.user else {
-        return Ok(None);
-    };
-    match store.get_user(user.user_id).await {
-        Ok(found) if found.tenant_id == user.tenant_id => Ok(Some(found)),
-        Ok(_) | Err(marketlink_store::StoreError::NotFound(_)) => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use axum::response::IntoResponse;

@@ -4,9 +4,7 @@ use std::{ops::Deref, sync::Arc, time::Duration};
 
 use axum::extract::FromRef;
 use axum_extra::extract::cookie::Key;
-use marketlink_core::Clock;
 use marketlink_engine::Engine;
-use marketlink_store::Store;
 
 use crate::pages::Branding;
 
@@ -63,10 +61,6 @@ impl Default for WebSettings {
 
 /// Everything a handler may use.
 pub struct App {
-    /// The database.
-    pub store: Store,
-    /// The time source (a manual clock in tests).
-    pub clock: Arc<dyn Clock>,
     /// Fulfillment use cases and the configured marketplace providers.
     pub engine: Arc<Engine>,
     /// Verified API keys (briefly cached) and their use counters.

@@ -61,12 +61,10 @@ pub async fn serve_on(
         marketlink_web::metrics::install();
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let engine = Arc::new(engine(&config, store.clone(), providers, clock.clone()));
+    let engine = Arc::new(engine(&config, store.clone(), providers, clock));
     load_entitlements(&engine, &store).await?;
     let workers = spawn_workers(&engine, &config, &shutdown);
     let state = AppState::new(App {
-        store: store.clone(),
-        clock,
         engine,
         keys: Default::default(),
         settings: web_settings(&config),
