@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use crate::{
     Store, StoreError, millis, on_pool,
+    users::insert_tenant_with_owner,
     rows::{SUBSCRIPTION_COLUMNS, SubscriptionRow, bind_subscription},
 };
 
@@ -144,33 +145,8 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO tenants (id, name, company, contact_email, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(tenant.id.0)
-            .bind(&tenant.name)
-            .bind(&tenant.company)
-            .bind(&tenant.contact_email)
-            .bind(millis(tenant.created_at))
-            .execute(&mut *tx)
-            .await?;
-            let owner_added = sqlx::query(
-                "INSERT INTO users (id, tenant_id, email, name, password_hash, role, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(owner.id.0)
-            .bind(tenant.id.0)
-            .bind(&owner.email)
-            .bind(&owner.name)
-            .bind(password_hash)
-            .bind(owner.role.as_str())
-            .bind(millis(owner.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::on_unique(e, email_taken));
-            match owner_added {
-                Ok(_) => {}
+            match insert_tenant_with_owner!(tx, tenant, owner, password_hash) {
+                Ok(()) => {}
                 Err(StoreError::Conflict(message)) => return Ok(Claim::EmailTaken(message)),
                 Err(error) => return Err(error),
             }
@@ -183,9 +159,4 @@ impl Store {
             }
         })
     }
-}
-
-/// Same words as `Store::create_user` uses for a taken email.
-fn email_taken() -> String {
-    "an account with this email address already exists; sign in instead".into()
 }

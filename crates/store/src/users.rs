@@ -37,9 +37,47 @@ impl UserRow {
     }
 }
 
-fn email_taken() -> String {
+pub(crate) fn email_taken() -> String {
     "an account with this email address already exists; sign in instead".into()
 }
+
+/// Inserts a tenant and its first user through the open transaction `$tx` (either backend),
+/// evaluating to `Result<(), StoreError>`; a taken email is a [`StoreError::Conflict`].
+macro_rules! insert_tenant_with_owner {
+    ($tx:ident, $tenant:expr, $owner:expr, $password_hash:expr) => {
+        async {
+            let (tenant, owner) = ($tenant, $owner);
+            sqlx::query(
+                "INSERT INTO tenants (id, name, company, contact_email, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(tenant.id.0)
+            .bind(&tenant.name)
+            .bind(&tenant.company)
+            .bind(&tenant.contact_email)
+            .bind($crate::millis(tenant.created_at))
+            .execute(&mut *$tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO users (id, tenant_id, email, name, password_hash, role, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(owner.id.0)
+            .bind(tenant.id.0)
+            .bind(&owner.email)
+            .bind(&owner.name)
+            .bind($password_hash)
+            .bind(owner.role.as_str())
+            .bind($crate::millis(owner.created_at))
+            .execute(&mut *$tx)
+            .await
+            .map_err(|e| $crate::StoreError::on_unique(e, $crate::users::email_taken))?;
+            Ok::<(), $crate::StoreError>(())
+        }
+        .await
+    };
+}
+pub(crate) use insert_tenant_with_owner;
 
 impl Store {
     /// Creates a tenant and its first user together, so no tenant exists without an owner.
@@ -51,31 +89,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO tenants (id, name, company, contact_email, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(tenant.id.0)
-            .bind(&tenant.name)
-            .bind(&tenant.company)
-            .bind(&tenant.contact_email)
-            .bind(millis(tenant.created_at))
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO users (id, tenant_id, email, name, password_hash, role, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(owner.id.0)
-            .bind(tenant.id.0)
-            .bind(&owner.email)
-            .bind(&owner.name)
-            .bind(password_hash)
-            .bind(owner.role.as_str())
-            .bind(millis(owner.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::on_unique(e, email_taken))?;
+            insert_tenant_with_owner!(tx, tenant, owner, password_hash)?;
             tx.commit().await?;
         });
         Ok(())
