@@ -8,8 +8,8 @@ use time::OffsetDateTime;
 
 use crate::{
     Store, StoreError, millis, on_pool,
-    users::insert_tenant_with_owner,
     rows::{SUBSCRIPTION_COLUMNS, SubscriptionRow, bind_subscription},
+    users::insert_tenant_with_owner,
 };
 
 /// How a claim ended. The refusals roll the whole transaction back.

@@ -24,6 +24,8 @@ pub(crate) struct Scripted {
     pub(crate) acked: Mutex<Vec<String>>,
     pub(crate) interpret_calls: AtomicUsize,
     pub(crate) cancelled: Mutex<Vec<String>>,
+    /// Waits for the vendor to activate (like Microsoft's), so a claim queues an activation.
+    pub(crate) vendor_activates: bool,
 }
 
 fn unsupported(operation: &'static str) -> ProviderError {
@@ -40,7 +42,7 @@ impl MarketplaceProvider for Scripted {
     }
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            vendor_activates: false,
+            vendor_activates: self.vendor_activates,
             vendor_changes_plan: false,
             vendor_cancels: true,
         }

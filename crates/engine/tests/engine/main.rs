@@ -7,3 +7,4 @@ mod fake;
 mod harness;
 mod inbox;
 mod index;
+mod signup;

@@ -5,99 +5,16 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use marketlink_core::{
-    AuthenticatedMessage, Capabilities, Catalog, ChangeOutcome, Entitlement, ExternalRef,
-    InboundMessage, LandingToken, ManualClock, Marketplace, MarketplaceEvent, MarketplaceProvider,
-    PlanId, ProviderError, ResolvedPurchase, SubscriptionStatus, UsageOutcome, UsageRecord,
+    Catalog, ExternalRef, ManualClock, Marketplace, PlanId, ResolvedPurchase, SubscriptionStatus,
 };
 use marketlink_engine::{
     ChangePolicy, ClaimError, Engine, NewAccount, Providers, SignUpError, webhooks::WebhookSettings,
 };
 use marketlink_store::{QueueState, Store, StoreOptions};
-use time::{OffsetDateTime, macros::datetime};
 use uuid::Uuid;
 
-const T0: OffsetDateTime = datetime!(2026-11-25 10:00 UTC);
-
-/// A marketplace that waits for the vendor to activate (like Microsoft's), so a claim also
-/// queues an activation job.
-struct Activating;
-
-fn unsupported(operation: &'static str) -> ProviderError {
-    ProviderError::Unsupported {
-        marketplace: Marketplace::parse("test").unwrap(),
-        operation,
-    }
-}
-
-#[async_trait]
-impl MarketplaceProvider for Activating {
-    fn marketplace(&self) -> Marketplace {
-        Marketplace::parse("test").unwrap()
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            vendor_activates: true,
-            vendor_changes_plan: false,
-            vendor_cancels: false,
-        }
-    }
-    async fn resolve(&self, _: &LandingToken) -> Result<ResolvedPurchase, ProviderError> {
-        Err(unsupported("resolve"))
-    }
-    async fn activate(
-        &self,
-        _: &ExternalRef,
-        _: Option<&PlanId>,
-        _: Option<u32>,
-    ) -> Result<(), ProviderError> {
-        Ok(())
-    }
-    async fn change_plan(
-        &self,
-        _: &ExternalRef,
-        _: &PlanId,
-    ) -> Result<ChangeOutcome, ProviderError> {
-        Err(unsupported("change_plan"))
-    }
-    async fn change_quantity(
-        &self,
-        _: &ExternalRef,
-        _: u32,
-    ) -> Result<ChangeOutcome, ProviderError> {
-        Err(unsupported("change_quantity"))
-    }
-    async fn cancel(&self, _: &ExternalRef) -> Result<ChangeOutcome, ProviderError> {
-        Err(unsupported("cancel"))
-    }
-    async fn report_usage(&self, _: &[UsageRecord]) -> Result<Vec<UsageOutcome>, ProviderError> {
-        Err(unsupported("report_usage"))
-    }
-    async fn entitlements(&self, _: &ExternalRef) -> Result<Vec<Entitlement>, ProviderError> {
-        Ok(vec![])
-    }
-    async fn authenticate(
-        &self,
-        _: &InboundMessage,
-    ) -> Result<AuthenticatedMessage, ProviderError> {
-        Err(ProviderError::Unauthenticated("not in these tests".into()))
-    }
-    async fn interpret(
-        &self,
-        _: &AuthenticatedMessage,
-    ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
-        Ok(vec![])
-    }
-    async fn respond_to_change(
-        &self,
-        _: &ExternalRef,
-        _: &str,
-        _: bool,
-    ) -> Result<(), ProviderError> {
-        Ok(())
-    }
-}
+use crate::{fake::Scripted, harness::T0};
 
 fn purchase(id: &str) -> ResolvedPurchase {
     ResolvedPurchase {
@@ -121,7 +38,10 @@ fn purchase(id: &str) -> ResolvedPurchase {
 fn engine(store: Store) -> Engine {
     Engine::new(
         store,
-        Providers::new().with(Arc::new(Activating)),
+        Providers::new().with(Arc::new(Scripted {
+            vendor_activates: true,
+            ..Scripted::default()
+        })),
         Arc::new(ManualClock::new(T0)),
         Arc::new(Catalog { products: vec![] }),
         ChangePolicy::default(),
