@@ -31,6 +31,14 @@ pub enum LandingError {
 }
 
 impl Engine {
+    /// How buyers know each marketplace we sell through, e.g. "AWS Marketplace".
+    pub fn marketplace_names(&self) -> Vec<String> {
+        self.providers
+            .iter()
+            .map(|p| p.rules().display_name.into_owned())
+            .collect()
+    }
+
     /// The rules of the marketplace named in a URL; generic ones (naming it as written) for a
     /// marketplace we do not sell through.
     pub fn marketplace_rules(&self, marketplace: &str) -> MarketplaceRules {

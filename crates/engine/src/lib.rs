@@ -1,8 +1,12 @@
-//! marketlink-engine: the fulfillment use cases, marketplace-neutral.
+//! marketlink-engine: every use case, marketplace-neutral (ADR 0004, ADR 0012).
 //!
-//! Receives what marketplaces tell us into the durable inbox, applies it to subscriptions
-//! through the core state machine, and runs the background workers. Providers are reached only
-//! through `Arc<dyn MarketplaceProvider>`, the database only through `marketlink-store`.
+//! The buyer's way in (`landing`, `signup`, `onboarding`, `accounts`, `changes`), the
+//! operator's and the vendor's (`admin`, `people`, `api_keys`, `tenants`, `audit`, `health`),
+//! notifications (`receive`, `inbox`, `apply`), what we tell marketplaces (`outbox`),
+//! `metering`, `entitlements`, `reconcile`, and the background `worker`s. Web and the CLI
+//! call these methods; they never reach the store themselves. Providers are reached only
+//! through `Arc<dyn MarketplaceProvider>`, and what differs per marketplace comes from their
+//! declared `rules()`; the database only through `marketlink-store`.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;

@@ -53,7 +53,7 @@ pub(super) async fn audit(
     );
     page.filters = vec![(
         "actor",
-        "Actor, e.g. cli or admin:ops@…",
+        "Actor, e.g. cli or admin:ops@…".into(),
         actor.unwrap_or_default(),
     )];
     Ok(page.render())

@@ -98,7 +98,7 @@ pub(super) async fn tenants(
             rows,
         )],
     );
-    page.filters = vec![("q", "Name or email", q)];
+    page.filters = vec![("q", "Name or email".into(), q)];
     page.next = next;
     Ok(page.render())
 }

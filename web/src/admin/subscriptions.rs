@@ -67,19 +67,24 @@ impl Filters {
         )
     }
 
-    fn into_form(self) -> Vec<(&'static str, &'static str, String)> {
+    /// The form's fields; `marketplaces` are the configured ones' names, as a hint.
+    fn into_form(self, marketplaces: &[String]) -> Vec<(&'static str, String, String)> {
         vec![
             (
                 "marketplace",
-                "Marketplace (aws, azure)",
+                format!("Marketplace ({})", marketplaces.join(", ")),
                 self.marketplace.unwrap_or_default(),
             ),
             (
                 "status",
-                "Status (active, pending, …)",
+                "Status (active, pending, …)".into(),
                 self.status.unwrap_or_default(),
             ),
-            ("tenant", "Tenant id", self.tenant.unwrap_or_default()),
+            (
+                "tenant",
+                "Tenant id".into(),
+                self.tenant.unwrap_or_default(),
+            ),
         ]
     }
 }
@@ -110,7 +115,13 @@ pub(super) async fn list(
             rows,
         )],
     );
-    page.filters = filters.into_form();
+    let marketplaces: Vec<String> = state
+        .engine
+        .providers
+        .iter()
+        .map(|p| p.marketplace().to_string())
+        .collect();
+    page.filters = filters.into_form(&marketplaces);
     page.next = next;
     Ok(page.render())
 }

@@ -58,7 +58,7 @@ pub(super) struct TablePage {
     title: String,
     pub notice: Option<String>,
     /// `(query name, label, current value)`.
-    pub filters: Vec<(&'static str, &'static str, String)>,
+    pub filters: Vec<(&'static str, String, String)>,
     tables: Vec<Table>,
     pub next: Option<String>,
 }

@@ -36,6 +36,8 @@ struct AccountPage {
     tenant_name: String,
     notice: Option<String>,
     subscriptions: Vec<SubscriptionRow>,
+    /// Where a buyer can subscribe, e.g. "AWS Marketplace or Microsoft's marketplace".
+    marketplaces: String,
 }
 
 pub(crate) fn status_words(status: SubscriptionStatus) -> (&'static str, &'static str) {
@@ -76,6 +78,7 @@ pub(super) async fn account(
             .contains_key("linked")
             .then(|| "Your subscription is linked to this account.".to_owned()),
         subscriptions,
+        marketplaces: state.engine.marketplace_names().join(" or "),
     };
     Ok((browser.save(&state), render(StatusCode::OK, &page)))
 }
