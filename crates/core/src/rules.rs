@@ -18,7 +18,7 @@ pub struct MarketplaceRules {
 
 impl MarketplaceRules {
     /// Conservative rules for a marketplace that declares none: the generic label, 25 records
-    /// a call, no zero records, no allocation tags, 24 hours to report.
+    /// a call, no zero records, no allocation tags, fractions taken, 24 hours to report.
     pub fn generic(display_name: impl Into<Cow<'static, str>>) -> Self {
         let display_name = display_name.into();
         Self {
@@ -39,6 +39,13 @@ pub struct UsageRules {
     pub zero_hours: bool,
     /// The marketplace takes cost-allocation tags on a record (AWS `UsageAllocations`).
     pub allocations: bool,
+    /// The marketplace takes only whole units per record, so a fractional quantity can never
+    /// be billed. AWS: BatchMeterUsage `Quantity` and `AllocatedUsageQuantity` are integers
+    /// ("as a whole number", `shared/specs/aws-models/meteringmarketplace/service-2.json`,
+    /// `UsageRecord`), and the SDK this adapter is built on has no `QuantityAsDecimal`.
+    /// Microsoft's `quantity` is a decimal (`"type": "number", "format": "double"` in
+    /// `shared/specs/microsoft-openapi/meteringapi.v1.json`), so it takes fractions.
+    pub whole_units: bool,
     /// How long after an hour its usage is still accepted.
     pub window: Duration,
     /// Usage of a past month is accepted only until this time of day on the 1st of the next
@@ -52,6 +59,7 @@ impl Default for UsageRules {
             max_batch: 25,
             zero_hours: false,
             allocations: false,
+            whole_units: false,
             window: Duration::hours(24),
             month_close: None,
         }

@@ -104,6 +104,9 @@ impl AwsProvider {
                 format!("product code {} is not in aws.products", sub.product_code),
             ));
         };
+        // Last line of defence: ingest refuses fractional quantities and allocations on AWS
+        // (`UsageRules::whole_units`, code `whole_units_only`), and whole events sum to whole
+        // hours, so only events accepted before that check can still be dead-lettered here.
         let quantity = to_whole(record.quantity).map_err(|detail| {
             reject(
                 "FractionalQuantity",

@@ -33,6 +33,7 @@ fn aws_rules() -> MarketplaceRules {
             max_batch: MAX_BATCH,
             zero_hours: true,
             allocations: true,
+            whole_units: true,
             window: Duration::hours(24),
             month_close: Some(time!(06:00)),
         },

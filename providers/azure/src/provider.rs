@@ -28,6 +28,7 @@ fn azure_rules() -> MarketplaceRules {
             max_batch: metering::MAX_BATCH,
             zero_hours: false,
             allocations: false,
+            whole_units: false,
             window: Duration::hours(24),
             month_close: None,
         },

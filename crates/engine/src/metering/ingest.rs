@@ -68,6 +68,14 @@ pub enum IngestErrorKind {
     InvalidIdempotencyKey,
     #[error("quantity {0} is more than {MAX_EVENT_UNITS}, the most one event may carry")]
     QuantityTooLarge(Quantity),
+    #[error(
+        "quantity {quantity} is not a whole number: {marketplace} bills whole units only; \
+         report whole units (round, or use a smaller unit)"
+    )]
+    FractionalQuantity {
+        quantity: Quantity,
+        marketplace: String,
+    },
     #[error("{0}")]
     HourAlreadySent(String),
     #[error(transparent)]
@@ -109,6 +117,7 @@ impl IngestError {
             IngestErrorKind::InvalidAllocations(_) => "invalid_allocations",
             IngestErrorKind::InvalidIdempotencyKey => "invalid_idempotency_key",
             IngestErrorKind::QuantityTooLarge(_) => "quantity_too_large",
+            IngestErrorKind::FractionalQuantity { .. } => "whole_units_only",
             IngestErrorKind::HourAlreadySent(_) => "hour_already_sent",
             IngestErrorKind::Store(_) => "store",
         }
@@ -138,6 +147,8 @@ impl Target {
 struct Accepting {
     subscription: Subscription,
     dimensions: Vec<String>,
+    /// How buyers know the subscription's marketplace, for refusals a person reads.
+    marketplace_name: String,
     rules: UsageRules,
 }
 
@@ -210,12 +221,11 @@ impl Engine {
     }
 
     fn accepting(&self, subscription: Subscription) -> Accepting {
+        let rules = self.providers.rules(&subscription.external.marketplace);
         Accepting {
             dimensions: metered_dimensions(&self.catalog, &subscription),
-            rules: self
-                .providers
-                .rules(&subscription.external.marketplace)
-                .usage,
+            marketplace_name: rules.display_name.into_owned(),
+            rules: rules.usage,
             subscription,
         }
     }
@@ -230,6 +240,7 @@ impl Engine {
         let Accepting {
             subscription,
             dimensions,
+            marketplace_name,
             rules,
         } = accepting;
         if !dimensions.contains(&input.dimension) {
@@ -247,12 +258,19 @@ impl Engine {
         if input.quantity > Quantity::from_units(MAX_EVENT_UNITS) {
             return Err(IngestErrorKind::QuantityTooLarge(input.quantity));
         }
+        // Refused here rather than dead-lettered at the flush: a 202 means "will be billed".
+        if rules.whole_units && input.quantity.whole_units().is_none() {
+            return Err(IngestErrorKind::FractionalQuantity {
+                quantity: input.quantity,
+                marketplace: marketplace_name.clone(),
+            });
+        }
         if let Some(key) = &input.idempotency_key
             && (key.is_empty() || key.len() > 200)
         {
             return Err(IngestErrorKind::InvalidIdempotencyKey);
         }
-        check_allocations(input, subscription, rules)
+        check_allocations(input, marketplace_name, rules)
             .map_err(IngestErrorKind::InvalidAllocations)?;
         Ok(NewUsageEvent {
             id: Uuid::now_v7(),
@@ -392,20 +410,28 @@ fn subscription_final(subscription: &Subscription) -> bool {
 
 fn check_allocations(
     input: &UsageInput,
-    subscription: &Subscription,
+    marketplace_name: &str,
     rules: &UsageRules,
 ) -> Result<(), String> {
     if input.allocations.is_empty() {
         return Ok(());
     }
     if !rules.allocations {
-        let marketplace = &subscription.external.marketplace;
-        return Err(format!("{marketplace} does not take cost-allocation tags"));
+        return Err(format!(
+            "{marketplace_name} does not take cost-allocation tags"
+        ));
     }
     let mut sum = Quantity::ZERO;
     for a in &input.allocations {
         if a.tags.is_empty() || a.tags.len() > 5 {
             return Err("each allocation carries 1 to 5 tags".into());
+        }
+        if rules.whole_units && a.quantity.whole_units().is_none() {
+            return Err(format!(
+                "allocated quantity {} is not a whole number: {marketplace_name} bills whole \
+                 units only",
+                a.quantity
+            ));
         }
         sum = sum
             .checked_add(a.quantity)

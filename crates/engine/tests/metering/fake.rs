@@ -26,6 +26,9 @@ pub(crate) struct Counting {
     pub(crate) delay: StdDuration,
     /// The most records the marketplace takes in one call.
     pub(crate) max_batch: usize,
+    /// Declares that it takes whole units only (AWS's rule; off by default so the flush
+    /// tests can sum fractions).
+    pub(crate) whole_units: bool,
 }
 
 impl Counting {
@@ -35,7 +38,19 @@ impl Counting {
 
     /// A marketplace that takes at most `max_batch` records per call.
     pub(crate) fn taking(marketplace: Marketplace, max_batch: usize) -> Arc<Self> {
+        Arc::new(Self::fresh(marketplace, max_batch))
+    }
+
+    /// A marketplace that takes only whole units per record, like AWS.
+    pub(crate) fn whole_units_only(marketplace: Marketplace) -> Arc<Self> {
         Arc::new(Self {
+            whole_units: true,
+            ..Self::fresh(marketplace, 25)
+        })
+    }
+
+    fn fresh(marketplace: Marketplace, max_batch: usize) -> Self {
+        Self {
             marketplace,
             sent: Mutex::default(),
             batches: Mutex::default(),
@@ -43,7 +58,8 @@ impl Counting {
             outcomes: Mutex::default(),
             delay: StdDuration::ZERO,
             max_batch,
-        })
+            whole_units: false,
+        }
     }
 
     pub(crate) fn sent(&self) -> Vec<UsageRecord> {
@@ -69,6 +85,7 @@ impl MarketplaceProvider for Counting {
     fn rules(&self) -> MarketplaceRules {
         let mut rules = MarketplaceRules::generic(self.marketplace.to_string());
         rules.usage.max_batch = self.max_batch;
+        rules.usage.whole_units = self.whole_units;
         if self.marketplace == Marketplace::AWS {
             rules.usage.zero_hours = true;
             rules.usage.allocations = true;

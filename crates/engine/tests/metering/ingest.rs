@@ -247,3 +247,65 @@ async fn deadlines_and_tags_follow_the_marketplace_rules() {
         other => panic!("{other}"),
     }
 }
+
+/// A marketplace that takes whole units only refuses a fractional quantity when it arrives,
+/// with the whole batch, instead of accepting it and dead-lettering it at the flush; one that
+/// takes decimals accepts it.
+#[tokio::test]
+async fn fractions_are_refused_where_the_marketplace_takes_whole_units_only() {
+    let now = T0 + Duration::minutes(30);
+    let (store, _dir) = sqlite_store().await;
+    let clock = ManualClock::new(now);
+    let providers = Providers::new()
+        .with(Counting::whole_units_only(Marketplace::AWS))
+        .with(Counting::new(Marketplace::AZURE));
+    let engine = engine_on(store, &clock, providers);
+    let whole = subscription(&engine.store, Marketplace::AWS, "c1").await;
+    let decimal = subscription(&engine.store, Marketplace::AZURE, "c9").await;
+
+    let batch = [
+        input(whole.id, "api_calls", "2", now),
+        input(whole.id, "api_calls", "1.5", now),
+    ];
+    let error = engine.ingest_usage(&batch, None).await.unwrap_err();
+    assert_eq!(error.index, Some(1));
+    assert_eq!(error.code(), "whole_units_only");
+    let message = error.to_string();
+    assert!(
+        message.contains("1.5") && message.contains(&Marketplace::AWS.to_string()),
+        "{message}"
+    );
+    assert!(matches!(
+        error.kind,
+        IngestErrorKind::FractionalQuantity { .. }
+    ));
+    // The whole batch was refused, its whole first event included.
+    assert_eq!(engine.store.usage_event_count(whole.id).await.unwrap(), 0);
+
+    // Whole quantities whose allocations are fractional cannot be billed either.
+    let mut split = input(whole.id, "api_calls", "2", now);
+    split.allocations = ["0.5", "1.5"]
+        .map(|q| UsageAllocation {
+            quantity: q.parse().unwrap(),
+            tags: vec![("team".into(), q.into())],
+        })
+        .into();
+    let error = engine.ingest_usage(&[split], None).await.unwrap_err();
+    match error.kind {
+        IngestErrorKind::InvalidAllocations(message) => {
+            assert!(message.contains("whole units only"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+
+    let accepted = engine
+        .ingest_usage(&[input(whole.id, "api_calls", "2", now)], None)
+        .await
+        .unwrap();
+    assert_eq!(accepted.accepted, 1);
+    let accepted = engine
+        .ingest_usage(&[input(decimal.id, "api_calls", "1.5", now)], None)
+        .await
+        .unwrap();
+    assert_eq!(accepted.accepted, 1);
+}

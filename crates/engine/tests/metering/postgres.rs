@@ -32,6 +32,7 @@ async fn two_flushers_on_postgres_never_send_a_record_twice() {
         outcomes: Mutex::default(),
         delay: StdDuration::from_millis(5),
         max_batch: 25,
+        whole_units: false,
     });
     let small = |mut e: Engine| {
         e.metering.claim_limit = 40;
