@@ -122,6 +122,21 @@ async fn usage_api_to_the_sandbox_ledger_once() {
         (status, body["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("timestamp_in_future"))
     );
+    // AWS bills whole units only: 1.5 is refused when it arrives, with its whole batch,
+    // rather than answered 202 and dead-lettered at the flush.
+    let fractional = json!([event(json!(2), Some("x")), event(json!(1.5), None)]);
+    let (status, body) = post(&stack, Some(KEY), fractional.to_string()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("whole_units_only")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("1.5") && message.contains("AWS Marketplace"),
+        "{message}"
+    );
+    assert_eq!(stack.store.usage_event_count(sub.id).await.unwrap(), 0);
 
     let (status, body) = post(&stack, Some(KEY), batch.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
