@@ -40,7 +40,8 @@ pub(crate) struct RawEvent {
     tenant_id: Option<String>,
     product: Option<String>,
     dimension: String,
-    /// Not negative; a number or a decimal string such as `"1.5"`.
+    /// Not negative; a number or a decimal string such as `"1.5"`. Whole units only where
+    /// the marketplace bills whole units (AWS Marketplace): a fraction there is refused.
     #[schema(value_type = f64, example = 120)]
     quantity: Value,
     /// RFC 3339, e.g. `2026-11-25T10:42:00Z`.
@@ -104,8 +105,8 @@ pub(crate) struct UsageAccepted {
     tag = "usage",
     request_body = UsageBody,
     responses(
-        (status = 202, description = "The whole batch is committed", body = UsageAccepted),
-        (status = 400, description = "Malformed JSON, bad quantity, unknown dimension, timestamp out of window, batch too large, subscription not active", body = ErrorBody),
+        (status = 202, description = "The whole batch is committed and will be billed", body = UsageAccepted),
+        (status = 400, description = "Malformed JSON, bad quantity, a fraction where the marketplace bills whole units only (`whole_units_only`), unknown dimension, timestamp out of window, batch too large, subscription not active", body = ErrorBody),
         (status = 401, description = "No or an invalid API key", body = ErrorBody),
         (status = 403, description = "The key lacks the `usage:write` scope", body = ErrorBody),
         (status = 404, description = "Unknown subscription", body = ErrorBody),
