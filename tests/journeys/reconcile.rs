@@ -4,7 +4,8 @@
 
 use marketlink_cli::run;
 use marketlink_core::{
-    Entitlement, EntitlementValue, ExternalRef, Marketplace, Subscription, SubscriptionStatus,
+    Clock, Entitlement, EntitlementValue, ExternalRef, Marketplace, Subscription,
+    SubscriptionStatus, SystemClock,
 };
 use marketlink_e2e::{
     Stack, azure_land_and_sign_in, browser, browser_trusting, csrf, eventually, start, start_full,
@@ -275,11 +276,7 @@ async fn aws_in_step_reports_no_drift_and_a_real_difference_is_repaired() {
     };
     stack
         .store
-        .replace_entitlements(
-            contract_sub.id,
-            &[seats(7)],
-            time::OffsetDateTime::now_utc(),
-        )
+        .replace_entitlements(contract_sub.id, &[seats(7)], SystemClock.now())
         .await
         .unwrap();
     let report = run::reconcile_once(&stack.config, false).await.unwrap();
@@ -320,8 +317,7 @@ async fn aws_in_step_reports_no_drift_and_a_real_difference_is_repaired() {
     .await;
     eventually("entitlements re-read", || async {
         let read = stack.store.entitlements(classic_sub.id).await.unwrap();
-        read.iter()
-            .all(|e| e.expires_at <= Some(time::OffsetDateTime::now_utc()))
+        read.iter().all(|e| e.expires_at <= Some(SystemClock.now()))
     })
     .await;
     let after_cancel = run::reconcile_once(&stack.config, true).await.unwrap();
