@@ -1,15 +1,24 @@
-//! Reconciliation against the Microsoft sandbox: a webhook is lost, `reconcile` notices and
-//! repairs; a dry run changes nothing.
+//! Reconciliation against the sandboxes: with nothing changed it reports nothing; a lost
+//! Microsoft webhook is noticed and repaired (a dry run changes nothing); entitlements we hold
+//! differently from AWS are reported and repaired.
 
 use marketlink_cli::run;
-use marketlink_core::{Marketplace, Subscription, SubscriptionStatus};
+use marketlink_core::{
+    Clock, Entitlement, EntitlementValue, ExternalRef, Marketplace, Subscription,
+    SubscriptionStatus, SystemClock,
+};
 use marketlink_e2e::{
-    Stack, azure_land_and_sign_in, browser_trusting, csrf, eventually, start_full,
+    Stack, azure_land_and_sign_in, browser, browser_trusting, csrf, eventually, start, start_full,
 };
 use marketlink_engine::reconcile::{Action, Drift};
+use marketlink_sandbox::aws::{OfferKind, Purchase, SubscriptionAction};
 use marketlink_sandbox::azure::{MarketplaceAction, PurchaseRequest};
+use reqwest::Client;
 
 const ALICE: &str = "11111111-aaaa-4bbb-8ccc-000000000001";
+const CLASSIC: &str = "mlsandboxclassic0000000001";
+const CONCURRENT: &str = "mlsandboxconcurrent0000002";
+const BUYER: &str = "444455556666";
 
 async fn subscription(stack: &Stack, id: &str) -> Option<Subscription> {
     stack
@@ -73,6 +82,10 @@ async fn a_lost_webhook_is_repaired_by_reconcile() {
             .is_some_and(|s| s.status == SubscriptionStatus::Active)
     })
     .await;
+    // In step: nothing to report.
+    let calm = run::reconcile_once(&stack.config, true).await.unwrap();
+    assert_eq!(calm.surveyed, 1);
+    assert!(calm.items.is_empty(), "{:#?}", calm.items);
 
     stack
         .azure
@@ -140,4 +153,173 @@ async fn a_lost_webhook_is_repaired_by_reconcile() {
         "{:#?}",
         again.items
     );
+}
+
+fn aws_external_id(purchase: &Purchase) -> String {
+    if purchase.product_code == CONCURRENT {
+        purchase.license_arn.clone()
+    } else {
+        ExternalRef::aws_classic_id(&purchase.customer_identifier, &purchase.product_code)
+    }
+}
+
+async fn aws_subscription(stack: &Stack, purchase: &Purchase) -> Option<Subscription> {
+    stack
+        .store
+        .find_subscription(&Marketplace::AWS, &aws_external_id(purchase))
+        .await
+        .unwrap()
+}
+
+/// Lands with `purchase`'s token, then signs up (first purchase) or links it to the account
+/// `client` is signed in to, and waits for AWS's subscribe-success to activate it.
+async fn aws_buy(stack: &Stack, client: &Client, purchase: &Purchase, first: bool) {
+    let mut form = vec![(
+        "x-amzn-marketplace-token",
+        purchase.registration_token.as_str(),
+    )];
+    if purchase.offer_kind == OfferKind::FreeTrial {
+        form.push(("x-amzn-marketplace-offer-type", "free-trial"));
+    }
+    client
+        .post(format!("{}/aws/landing", stack.app_url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let html = client
+        .get(format!("{}/signup", stack.app_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = csrf(&html);
+    let sent = if first {
+        client
+            .post(format!("{}/signup", stack.app_url))
+            .form(&[
+                ("csrf", token.as_str()),
+                ("name", "Ada Lovelace"),
+                (
+                    "email",
+                    &format!("{}@example.com", purchase.buyer_account_id),
+                ),
+                ("password", "correct-horse-battery"),
+            ])
+            .send()
+            .await
+    } else {
+        client
+            .post(format!("{}/signup/link", stack.app_url))
+            .form(&[("csrf", token.as_str())])
+            .send()
+            .await
+    };
+    assert!(sent.unwrap().status().is_redirection());
+    stack
+        .aws
+        .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    eventually("active", || async {
+        aws_subscription(stack, purchase)
+            .await
+            .is_some_and(|s| s.status == SubscriptionStatus::Active)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn aws_in_step_reports_no_drift_and_a_real_difference_is_repaired() {
+    let stack = start(|_| {}).await;
+    let client = browser();
+    // A contract over SNS, a SaaS subscription and a contract over EventBridge, one buyer.
+    let classic = stack
+        .aws
+        .purchase(CLASSIC, OfferKind::Contract, BUYER)
+        .unwrap();
+    aws_buy(&stack, &client, &classic, true).await;
+    let saas = stack
+        .aws
+        .purchase(CONCURRENT, OfferKind::Subscription, BUYER)
+        .unwrap();
+    aws_buy(&stack, &client, &saas, false).await;
+    let contract = stack
+        .aws
+        .purchase(CONCURRENT, OfferKind::Contract, BUYER)
+        .unwrap();
+    aws_buy(&stack, &client, &contract, false).await;
+    let contract_sub = aws_subscription(&stack, &contract).await.unwrap();
+    eventually("contract seats read", || async {
+        stack
+            .store
+            .entitlements(contract_sub.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.dimension == "seats")
+    })
+    .await;
+
+    // Nothing changed: nothing to report.
+    let report = run::reconcile_once(&stack.config, true).await.unwrap();
+    assert_eq!(report.surveyed, 3, "{report:#?}");
+    assert!(report.items.is_empty(), "{:#?}", report.items);
+
+    // Ours differs from AWS's (seats 7 against the contract's 10): reported, then repaired.
+    let seats = |n| Entitlement {
+        dimension: "seats".into(),
+        value: EntitlementValue::Integer(n),
+        expires_at: None,
+    };
+    stack
+        .store
+        .replace_entitlements(contract_sub.id, &[seats(7)], SystemClock.now())
+        .await
+        .unwrap();
+    let report = run::reconcile_once(&stack.config, false).await.unwrap();
+    let [item] = report.items.as_slice() else {
+        panic!("one drift expected: {:#?}", report.items);
+    };
+    assert_eq!(item.external_id, contract.license_arn);
+    let Drift::EntitlementsDiffer { differences, .. } = &item.drift else {
+        panic!("entitlements drift expected: {item:?}");
+    };
+    assert_eq!(differences.len(), 1);
+    assert_eq!(differences[0].ours, Some(seats(7)));
+    assert_eq!(
+        differences[0].theirs.as_ref().map(|e| &e.value),
+        Some(&EntitlementValue::Integer(10))
+    );
+    assert!(matches!(item.action, Action::Repaired(_)), "{item:?}");
+    let repaired = stack.store.entitlements(contract_sub.id).await.unwrap();
+    assert_eq!(repaired.len(), 1);
+    assert_eq!(repaired[0].value, EntitlementValue::Integer(10));
+    let again = run::reconcile_once(&stack.config, false).await.unwrap();
+    assert!(again.items.is_empty(), "{:#?}", again.items);
+
+    // A delivered cancellation moves the contract's expiry at AWS: we follow, nothing drifts.
+    stack
+        .aws
+        .send_subscription_event(
+            &classic.agreement_id,
+            SubscriptionAction::UnsubscribePending,
+        )
+        .await
+        .unwrap();
+    let classic_sub = aws_subscription(&stack, &classic).await.unwrap();
+    eventually("cancellation under way", || async {
+        let sub = stack.store.get_subscription(classic_sub.id).await.unwrap();
+        sub.status == SubscriptionStatus::UnsubscribePending
+    })
+    .await;
+    eventually("entitlements re-read", || async {
+        let read = stack.store.entitlements(classic_sub.id).await.unwrap();
+        read.iter().all(|e| e.expires_at <= Some(SystemClock.now()))
+    })
+    .await;
+    let after_cancel = run::reconcile_once(&stack.config, true).await.unwrap();
+    assert!(after_cancel.items.is_empty(), "{:#?}", after_cancel.items);
 }

@@ -210,8 +210,10 @@ async fn lifecycle_event(
             .await
         {
             Ok((active, Transition::Changed { .. })) => {
-                if lifecycle == Lifecycle::Activate {
-                    // A contract's quantities become readable once it is active.
+                // A contract's quantities become readable once it is active, and expire when
+                // it ends (AWS: unsubscribe-pending moves their ExpirationDate to the end):
+                // re-read them, or reconciliation finds them out of date.
+                if matches!(lifecycle, Lifecycle::Activate | Lifecycle::BeginCancel) {
                     engine.refresh_entitlements(&active, source).await;
                 }
                 ApplyOutcome::Applied

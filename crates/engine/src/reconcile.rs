@@ -8,7 +8,7 @@
 //! tenant to bind them to) and anything that would bring a cancelled or failed subscription
 //! back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use marketlink_core::{
     Entitlement, EventKind, Lifecycle, Marketplace, MarketplaceEvent, MarketplaceView, PlanId,
@@ -58,9 +58,12 @@ pub enum Drift {
         ours: Option<u32>,
         theirs: u32,
     },
+    /// Counts alone cannot tell an operator what differs: each differing dimension is named
+    /// with both sides' entitlement (`None`: that side has no such dimension).
     EntitlementsDiffer {
         ours: usize,
         theirs: usize,
+        differences: Vec<EntitlementDifference>,
     },
     /// The marketplace has it; we never saw it (a lost notification, a buyer who never
     /// reached the landing page).
@@ -72,6 +75,14 @@ pub enum Drift {
         #[serde(with = "time::serde::rfc3339")]
         since: OffsetDateTime,
     },
+}
+
+/// One dimension on which our entitlements and the marketplace's disagree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntitlementDifference {
+    pub dimension: String,
+    pub ours: Option<Entitlement>,
+    pub theirs: Option<Entitlement>,
 }
 
 /// What was done about a drift.
@@ -154,20 +165,36 @@ fn lifecycle_towards(
     }
 }
 
-/// Entitlements compared as sets, to the millisecond the store keeps.
-fn same_entitlements(a: &[Entitlement], b: &[Entitlement]) -> bool {
-    let key = |e: &Entitlement| {
-        (
-            e.dimension.clone(),
-            serde_json::to_string(&e.value).unwrap_or_default(),
-            e.expires_at.map(|t| t.unix_timestamp_nanos() / 1_000_000),
-        )
+/// The dimensions on which `ours` and `theirs` differ, by dimension name. Two entitlements
+/// agree when their values are equal and their expiries fall in the same millisecond: the
+/// store keeps milliseconds, so a finer marketplace time is not drift.
+fn entitlement_differences(
+    ours: &[Entitlement],
+    theirs: &[Entitlement],
+) -> Vec<EntitlementDifference> {
+    let by_dimension = |list: &[Entitlement]| -> BTreeMap<String, Entitlement> {
+        list.iter()
+            .map(|e| (e.dimension.clone(), e.clone()))
+            .collect()
     };
-    let mut a: Vec<_> = a.iter().map(key).collect();
-    let mut b: Vec<_> = b.iter().map(key).collect();
-    a.sort();
-    b.sort();
-    a == b
+    let (ours, theirs) = (by_dimension(ours), by_dimension(theirs));
+    let millis = |e: &Entitlement| e.expires_at.map(|t| t.unix_timestamp_nanos() / 1_000_000);
+    let same = |a: &Entitlement, b: &Entitlement| a.value == b.value && millis(a) == millis(b);
+    let dimensions: BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
+    dimensions
+        .into_iter()
+        .filter_map(|dimension| {
+            let (a, b) = (ours.get(dimension), theirs.get(dimension));
+            match (a, b) {
+                (Some(a), Some(b)) if same(a, b) => None,
+                _ => Some(EntitlementDifference {
+                    dimension: dimension.clone(),
+                    ours: a.cloned(),
+                    theirs: b.cloned(),
+                }),
+            }
+        })
+        .collect()
 }
 
 impl Engine {
@@ -299,7 +326,9 @@ impl Engine {
         }
         if let Some(theirs) = &view.entitlements {
             let ours = self.store.entitlements(sub.id).await?;
-            if !same_entitlements(&ours, theirs) {
+            let differences = entitlement_differences(&ours, theirs);
+            // A repeated dimension (which the store refuses) shows only in the counts.
+            if !differences.is_empty() || ours.len() != theirs.len() {
                 let kind = EventKind::EntitlementsChanged {
                     entitlements: theirs.clone(),
                 };
@@ -307,6 +336,7 @@ impl Engine {
                 let drift = Drift::EntitlementsDiffer {
                     ours: ours.len(),
                     theirs: theirs.len(),
+                    differences,
                 };
                 report.push(drift_item(sub, drift, action));
             }
@@ -500,5 +530,49 @@ mod tests {
         assert_eq!(lifecycle_towards(Active, Cancelled), Ok(Lifecycle::Cancel));
         assert_eq!(lifecycle_towards(Active, Suspended), Ok(Lifecycle::Suspend));
         assert!(lifecycle_towards(Active, Pending).is_err());
+    }
+
+    fn seats(value: i64, expires_at: Option<OffsetDateTime>) -> Entitlement {
+        Entitlement {
+            dimension: "seats".into(),
+            value: marketlink_core::EntitlementValue::Integer(value),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn entitlements_agree_regardless_of_order_and_below_the_millisecond() {
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let admins = Entitlement {
+            dimension: "admins".into(),
+            value: marketlink_core::EntitlementValue::Boolean(true),
+            expires_at: None,
+        };
+        let ours = [seats(10, Some(at)), admins.clone()];
+        let theirs = [admins, seats(10, Some(at + Duration::microseconds(300)))];
+        assert_eq!(entitlement_differences(&ours, &theirs), []);
+    }
+
+    #[test]
+    fn each_differing_dimension_is_named_with_both_sides() {
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let later = at + Duration::seconds(1);
+        let differences =
+            entitlement_differences(&[seats(10, Some(at))], &[seats(10, Some(later))]);
+        assert_eq!(
+            differences,
+            [EntitlementDifference {
+                dimension: "seats".into(),
+                ours: Some(seats(10, Some(at))),
+                theirs: Some(seats(10, Some(later))),
+            }]
+        );
+        let differences = entitlement_differences(&[], &[seats(7, None)]);
+        assert_eq!(differences.len(), 1);
+        assert_eq!(differences[0].ours, None);
+        assert_eq!(
+            entitlement_differences(&[seats(7, None)], &[seats(8, None)]).len(),
+            1
+        );
     }
 }

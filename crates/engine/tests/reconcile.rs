@@ -17,7 +17,7 @@ use marketlink_core::{
 use marketlink_engine::{
     ChangePolicy, Engine, Providers,
     backoff::Backoff,
-    reconcile::{Action, Drift, ReconcileSettings},
+    reconcile::{Action, Drift, EntitlementDifference, ReconcileSettings},
 };
 use marketlink_store::{QueueState, Store, StoreOptions};
 use time::{Duration, OffsetDateTime, macros::datetime};
@@ -340,7 +340,18 @@ async fn each_drift_is_found_and_the_safe_ones_repaired() {
     assert_eq!(kinds.len(), 2, "{kinds:?}");
     // Entitlements replaced with the marketplace's.
     let d = drift_of("contract");
-    assert_eq!(d[0].0, Drift::EntitlementsDiffer { ours: 0, theirs: 1 });
+    assert_eq!(
+        d[0].0,
+        Drift::EntitlementsDiffer {
+            ours: 0,
+            theirs: 1,
+            differences: vec![EntitlementDifference {
+                dimension: "seats".into(),
+                ours: None,
+                theirs: Some(seats(10)),
+            }],
+        }
+    );
     assert_eq!(
         h.engine.store.entitlements(contract.id).await.unwrap(),
         vec![seats(10)]

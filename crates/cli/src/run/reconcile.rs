@@ -1,7 +1,8 @@
 //! `marketlink reconcile [--dry-run]`: one comparison with the marketplaces, printed.
 
 use anyhow::Context;
-use marketlink_engine::reconcile::{Action, Drift, ReconcileReport};
+use marketlink_core::Entitlement;
+use marketlink_engine::reconcile::{Action, Drift, EntitlementDifference, ReconcileReport};
 
 use super::wiring::command_engine;
 use crate::config::Config;
@@ -64,13 +65,44 @@ fn drift_text(drift: &Drift) -> String {
             "quantity: ours {}, the marketplace's {theirs}",
             or_none(ours.map(|q| q.to_string()))
         ),
-        Drift::EntitlementsDiffer { ours, theirs } => {
-            format!("entitlements differ: ours {ours}, the marketplace's {theirs}")
-        }
+        Drift::EntitlementsDiffer {
+            ours,
+            theirs,
+            differences,
+        } => entitlements_text(*ours, *theirs, differences),
         Drift::UnknownToUs { theirs } => format!(
             "we never saw it (the marketplace says {})",
             or_none(theirs.map(|s| s.to_string()))
         ),
         Drift::StuckPending { since } => format!("pending since {since}: activation stuck"),
     }
+}
+
+/// "entitlements differ on seats (ours 10 until …, the marketplace's 10 until …)": which
+/// dimension and what each side holds, since equal counts alone say nothing.
+fn entitlements_text(ours: usize, theirs: usize, differences: &[EntitlementDifference]) -> String {
+    let side = |e: &Option<Entitlement>| match e {
+        None => "none".to_owned(),
+        Some(Entitlement {
+            value,
+            expires_at: Some(at),
+            ..
+        }) => format!("{value} until {at}"),
+        Some(e) => e.value.to_string(),
+    };
+    if differences.is_empty() {
+        return format!("entitlements differ: ours {ours}, the marketplace's {theirs}");
+    }
+    let each: Vec<String> = differences
+        .iter()
+        .map(|d| {
+            format!(
+                "{} (ours {}, the marketplace's {})",
+                d.dimension,
+                side(&d.ours),
+                side(&d.theirs)
+            )
+        })
+        .collect();
+    format!("entitlements differ on {}", each.join("; "))
 }
