@@ -148,9 +148,13 @@ async fn marketplace_confirms_the_contract(
     browser.screenshot("aws-04-marketplace-agreements").await;
     agreement_action(browser, CLASSIC, "Send subscribe-success").await;
     browser.goto(&format!("{}/account", stack.app_url)).await;
-    let active = browser.wait_for_text("Active", true).await;
+    // Activation is stored first and the contract's entitlements are read right after it
+    // (AWS lists them only once the agreement is subscribed), so the page may show "Active"
+    // a moment before the seats: wait for both.
+    browser.wait_for_text("Active", true).await;
+    let active = browser.wait_for_text("seats: 10", true).await;
     assert!(
-        active.contains("Analytical Engines") && active.contains("seats: 10"),
+        active.contains("Analytical Engines") && active.contains("Active"),
         "{active}"
     );
 
