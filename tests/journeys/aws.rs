@@ -273,8 +273,10 @@ async fn a_subscription_cannot_be_bound_to_two_accounts() {
     );
 }
 
+/// The free-trial mark comes from AWS (subscribe-success's `isFreeTrialTermPresent`), never
+/// from the landing form's `x-amzn-marketplace-offer-type`, which any browser can post.
 #[tokio::test]
-async fn free_trial_is_marked() {
+async fn free_trial_is_marked_by_aws_not_by_the_form() {
     let stack = start(|_| {}).await;
     let purchase = stack
         .aws
@@ -282,7 +284,25 @@ async fn free_trial_is_marked() {
         .unwrap();
     let client = browser();
     land(&stack, &client, &purchase.registration_token, true).await;
-    let signup = client
+    sign_up(&stack, &client, "trial@example.com").await;
+    assert!(!subscription(&stack, &purchase).await.unwrap().free_trial);
+    stack
+        .aws
+        .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    wait_status(&stack, &purchase, SubscriptionStatus::Active).await;
+    assert!(subscription(&stack, &purchase).await.unwrap().free_trial);
+    assert!(account(&stack, &client).await.contains("free trial"));
+
+    // A paid subscription posted with the trial field stays paid.
+    let paid = stack
+        .aws
+        .purchase(CLASSIC, OfferKind::Subscription, "555566667777")
+        .unwrap();
+    let other = browser();
+    land(&stack, &other, &paid.registration_token, true).await;
+    let signup = other
         .get(format!("{}/signup", stack.app_url))
         .send()
         .await
@@ -290,10 +310,42 @@ async fn free_trial_is_marked() {
         .text()
         .await
         .unwrap();
-    assert!(signup.contains("Free trial"));
-    sign_up(&stack, &client, "trial@example.com").await;
-    assert!(subscription(&stack, &purchase).await.unwrap().free_trial);
-    assert!(account(&stack, &client).await.contains("free trial"));
+    assert!(!signup.contains("Free trial"), "{signup}");
+    sign_up(&stack, &other, "paid@example.com").await;
+    assert!(!subscription(&stack, &paid).await.unwrap().free_trial);
+}
+
+/// AWS POSTs the set-up token; the same token in a URL is not taken (URLs land in histories,
+/// logs and Referer headers), and stays good for AWS's own POST.
+#[tokio::test]
+async fn the_landing_page_takes_the_aws_token_by_post_only() {
+    let stack = start(|_| {}).await;
+    let purchase = stack
+        .aws
+        .purchase(CLASSIC, OfferKind::Subscription, BUYER)
+        .unwrap();
+    let client = browser();
+    let by_get = client
+        .get(format!("{}/aws/landing", stack.app_url))
+        .query(&[(
+            "x-amzn-marketplace-token",
+            purchase.registration_token.as_str(),
+        )])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_get.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        by_get
+            .text()
+            .await
+            .unwrap()
+            .contains("We could not find your subscription token")
+    );
+    let by_post = land(&stack, &client, &purchase.registration_token, false).await;
+    assert!(by_post.status().is_success() || by_post.status().is_redirection());
+    sign_up(&stack, &client, "post@example.com").await;
+    assert!(subscription(&stack, &purchase).await.is_some());
 }
 
 /// Contracts: entitlements are read at registration and again on entitlement-updated.

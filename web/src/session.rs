@@ -43,7 +43,6 @@ pub struct PendingPurchase {
 pub struct PendingSignIn {
     pub marketplace: Marketplace,
     pub token: String,
-    pub free_trial_hint: bool,
     pub state: String,
     pub nonce: String,
     pub pkce_verifier: String,
@@ -56,7 +55,6 @@ impl std::fmt::Debug for PendingSignIn {
         f.debug_struct("PendingSignIn")
             .field("marketplace", &self.marketplace)
             .field("token", &"<redacted>")
-            .field("free_trial_hint", &self.free_trial_hint)
             .field("pkce_verifier", &"<redacted>")
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
@@ -271,7 +269,6 @@ mod tests {
         let pending = PendingSignIn {
             marketplace: marketlink_core::Marketplace::AZURE,
             token: "landing-token-value".into(),
-            free_trial_hint: false,
             state: "state-value".into(),
             nonce: "nonce-value".into(),
             pkce_verifier: "pkce-verifier-value".into(),

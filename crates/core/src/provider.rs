@@ -20,8 +20,6 @@ use crate::{
 #[derive(Clone, PartialEq, Eq)]
 pub struct LandingToken {
     pub token: String,
-    /// AWS `x-amzn-marketplace-offer-type=free-trial`; a hint only, confirmed by the API.
-    pub free_trial_hint: bool,
 }
 
 impl std::fmt::Debug for LandingToken {
@@ -29,7 +27,6 @@ impl std::fmt::Debug for LandingToken {
         // Tokens are bearer secrets: never in logs.
         f.debug_struct("LandingToken")
             .field("token", &"<redacted>")
-            .field("free_trial_hint", &self.free_trial_hint)
             .finish()
     }
 }
@@ -306,7 +303,6 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
             .find(|(name, value)| name == "token" && !value.trim().is_empty())
             .map(|(_, value)| LandingToken {
                 token: value.trim().to_owned(),
-                free_trial_hint: false,
             })
     }
 
@@ -367,7 +363,6 @@ mod tests {
     fn tokens_never_print() {
         let token = LandingToken {
             token: "secret-token".into(),
-            free_trial_hint: false,
         };
         assert!(!format!("{token:?}").contains("secret-token"));
     }

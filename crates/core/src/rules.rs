@@ -13,6 +13,10 @@ pub struct MarketplaceRules {
     pub display_name: Cow<'static, str>,
     /// What a buyer does to open the set-up link again, shown on landing errors.
     pub return_step: Cow<'static, str>,
+    /// The marketplace POSTs the set-up token to the landing page (AWS), so a token in a URL
+    /// is not taken: URLs end up in browser history, logs and `Referer` headers, and a link
+    /// someone was sent must not stand in for the marketplace's own hand-over.
+    pub landing_post_only: bool,
     pub usage: UsageRules,
 }
 
@@ -24,6 +28,7 @@ impl MarketplaceRules {
         Self {
             return_step: format!("Return to {display_name} and open the set-up link again.").into(),
             display_name,
+            landing_post_only: false,
             usage: UsageRules::default(),
         }
     }

@@ -57,15 +57,20 @@ impl Engine {
             .ok_or_else(|| LandingError::UnknownMarketplace(marketplace.to_owned()))
     }
 
-    /// The set-up token in the landing request's query or form `fields`.
+    /// The set-up token in the landing request's query or form `fields`; `posted` says they
+    /// came in a POST body. A marketplace that POSTs its token (`landing_post_only`) finds
+    /// none in a URL.
     pub fn landing_token(
         &self,
         marketplace: &str,
         fields: &[(String, String)],
+        posted: bool,
     ) -> Result<LandingToken, LandingError> {
-        self.landing_provider(marketplace)?
-            .landing_token(fields)
-            .ok_or(LandingError::NoToken)
+        let provider = self.landing_provider(marketplace)?;
+        if provider.rules().landing_post_only && !posted {
+            return Err(LandingError::NoToken);
+        }
+        provider.landing_token(fields).ok_or(LandingError::NoToken)
     }
 
     /// The identity provider buyers of `marketplace` sign in with before their token is

@@ -22,13 +22,15 @@ fn unsupported(operation: &'static str) -> ProviderError {
 /// AWS Marketplace's rules (`../shared/specs/aws.md`, BatchMeterUsage): 1 to 25 records a call;
 /// one record per customer, dimension and hour, every hour, zero included (seed 001);
 /// `UsageAllocations` taken; records refused 24 hours or more after the hour, and a past month
-/// only until 06:00 UTC on the 1st.
+/// only until 06:00 UTC on the 1st. The set-up token arrives by POST only (seed 000: the
+/// buyer's browser posts `x-amzn-marketplace-token` to the registration URL).
 fn aws_rules() -> MarketplaceRules {
     MarketplaceRules {
         display_name: "AWS Marketplace".into(),
         return_step: "Return to AWS Marketplace, open Your Marketplace Software, and choose \
                       \"Set up your account\" again."
             .into(),
+        landing_post_only: true,
         usage: UsageRules {
             max_batch: MAX_BATCH,
             zero_hours: true,

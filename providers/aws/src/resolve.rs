@@ -1,6 +1,8 @@
 //! ResolveCustomer: the landing page's `x-amzn-marketplace-token` exchanged for the buyer's
 //! subscription, with the free trial and term read from the Agreement API for EventBridge
-//! listings.
+//! listings. The free-trial mark comes from AWS only: the form's
+//! `x-amzn-marketplace-offer-type` is the buyer's browser speaking, and anyone can post it.
+//! SNS listings learn of a trial from `subscribe-success` (`isFreeTrialTermPresent`).
 
 use marketlink_core::{LandingToken, ProviderError, ResolvedPurchase};
 
@@ -11,19 +13,14 @@ use crate::{
     refs::{classic_ref, concurrent_ref},
 };
 
-/// AWS POSTs the form field `x-amzn-marketplace-token`, plus
-/// `x-amzn-marketplace-offer-type=free-trial` for trials (seed 000).
+/// AWS POSTs the form field `x-amzn-marketplace-token` (seed 000).
 pub(crate) fn landing_token(fields: &[(String, String)]) -> Option<LandingToken> {
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, v)| k == name && !v.trim().is_empty())
-            .map(|(_, v)| v.trim().to_owned())
-    };
-    field("x-amzn-marketplace-token").map(|token| LandingToken {
-        token,
-        free_trial_hint: field("x-amzn-marketplace-offer-type").as_deref() == Some("free-trial"),
-    })
+    fields
+        .iter()
+        .find(|(k, v)| k == "x-amzn-marketplace-token" && !v.trim().is_empty())
+        .map(|(_, v)| LandingToken {
+            token: v.trim().to_owned(),
+        })
 }
 
 fn incomplete(what: &str) -> ProviderError {
@@ -78,7 +75,7 @@ impl AwsProvider {
         };
         let agreement_id = out.metadata().and_then(|m| m.agreement_id());
         self.known.remember(agreement_id, &subscription);
-        let mut free_trial = token.free_trial_hint;
+        let mut free_trial = false;
         let mut term = None;
         if product.notification_mode == NotificationMode::Eventbridge
             && let Some(agreement_id) = agreement_id
@@ -92,7 +89,7 @@ impl AwsProvider {
                 Err(e) => tracing::warn!(
                     agreement_id,
                     error = %e,
-                    "cannot read the agreement terms; keeping the landing page's free-trial hint"
+                    "cannot read the agreement terms; the free trial and term come with AWS's notifications"
                 ),
             }
         }

@@ -24,6 +24,8 @@ fn azure_rules() -> MarketplaceRules {
         return_step: "Return to the Azure portal, open your SaaS subscription, and choose \
                       \"Configure account now\" again."
             .into(),
+        // The landing page URL carries `?token=` (Microsoft sends the buyer there by GET).
+        landing_post_only: false,
         usage: UsageRules {
             max_batch: metering::MAX_BATCH,
             zero_hours: false,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::{
     extract::{Path, Query, RawForm, State},
-    http::StatusCode,
+    http::{Method, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::PrivateCookieJar;
@@ -27,13 +27,15 @@ use crate::{
 pub(super) async fn landing(
     State(state): State<AppState>,
     Path(marketplace): Path<String>,
+    method: Method,
     browser: Browser,
     RawForm(raw): RawForm,
 ) -> Reply {
+    // RawForm is the query string of a GET and the body of a POST.
     let fields: Vec<(String, String)> = form_urlencoded::parse(&raw).into_owned().collect();
     let token = state
         .engine
-        .landing_token(&marketplace, &fields)
+        .landing_token(&marketplace, &fields, method == Method::POST)
         .map_err(|error| landing_page(&error, &state.engine.marketplace_rules(&marketplace)))?;
     let signed_in = browser
         .session
@@ -69,7 +71,6 @@ fn start_sign_in(
     let pending = PendingSignIn {
         marketplace,
         token: token.token,
-        free_trial_hint: token.free_trial_hint,
         state: random_token(24),
         nonce: random_token(24),
         pkce_verifier: verifier,
@@ -130,7 +131,6 @@ pub(super) async fn sign_in_callback(
             });
             let token = LandingToken {
                 token: pending.token,
-                free_trial_hint: pending.free_trial_hint,
             };
             resolve_and_continue(&state, &marketplace, &token, browser).await
         }

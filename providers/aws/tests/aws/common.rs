@@ -109,11 +109,10 @@ impl Harness {
         AwsProvider::new(self.config.clone(), Arc::new(self.clock.clone())).unwrap()
     }
 
-    pub async fn resolve(&self, token: &str, trial_hint: bool) -> ResolvedPurchase {
+    pub async fn resolve(&self, token: &str) -> ResolvedPurchase {
         self.provider
             .resolve(&LandingToken {
                 token: token.into(),
-                free_trial_hint: trial_hint,
             })
             .await
             .unwrap()

@@ -37,7 +37,7 @@ async fn every_eventbridge_event_over_sqs() {
     let p =
         h.sb.purchase(CONCURRENT, OfferKind::Contract, BUYER)
             .unwrap();
-    let resolved = h.resolve(&p.registration_token, false).await.subscription;
+    let resolved = h.resolve(&p.registration_token).await.subscription;
     let mut kinds = Vec::new();
     let mut got = Vec::new();
     // Interpret after each step, as the inbox worker would: GetEntitlements reads the present.
@@ -124,8 +124,8 @@ async fn events_before_resolve_use_the_same_reference() {
         }
     }
     assert_eq!(activations.len(), 2);
-    let ra = h.resolve(&a.registration_token, false).await;
-    let rb = h.resolve(&b.registration_token, false).await;
+    let ra = h.resolve(&a.registration_token).await;
+    let rb = h.resolve(&b.registration_token).await;
     assert_eq!(activations[0].subscription, ra.subscription);
     assert_eq!(activations[1].subscription, rb.subscription);
     assert_ne!(ra.subscription.external_id, rb.subscription.external_id);
@@ -173,7 +173,7 @@ async fn eventbridge_over_https_needs_the_shared_secret() {
     let p =
         h.sb.purchase(CONCURRENT, OfferKind::Contract, BUYER)
             .unwrap();
-    let resolved = h.resolve(&p.registration_token, false).await.subscription;
+    let resolved = h.resolve(&p.registration_token).await.subscription;
     h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
         .await
         .unwrap();
@@ -254,7 +254,7 @@ async fn renewal_and_superseded_agreements() {
     let p =
         h.sb.purchase(CONCURRENT, OfferKind::Contract, BUYER)
             .unwrap();
-    let resolved = h.resolve(&p.registration_token, false).await.subscription;
+    let resolved = h.resolve(&p.registration_token).await.subscription;
     let now = h.clock_now_rfc3339();
     let renew = json!({
         "version": "0", "id": "renew-event-1",

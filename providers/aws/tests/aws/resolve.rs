@@ -12,7 +12,6 @@ use crate::common::*;
 async fn resolve_err(p: &AwsProvider, token: &str) -> ProviderError {
     p.resolve(&LandingToken {
         token: token.into(),
-        free_trial_hint: false,
     })
     .await
     .unwrap_err()
@@ -22,7 +21,7 @@ async fn resolve_err(p: &AwsProvider, token: &str) -> ProviderError {
 async fn classic_purchase_resolves_to_customer_and_product() {
     let h = start().await;
     let p = h.sb.purchase(CLASSIC, OfferKind::Contract, BUYER).unwrap();
-    let r = h.resolve(&p.registration_token, false).await;
+    let r = h.resolve(&p.registration_token).await;
     assert_eq!(
         r.subscription,
         ExternalRef {
@@ -36,7 +35,7 @@ async fn classic_purchase_resolves_to_customer_and_product() {
     );
     assert!(!r.free_trial);
     // The same token resolves to the same purchase.
-    assert_eq!(h.resolve(&p.registration_token, false).await, r);
+    assert_eq!(h.resolve(&p.registration_token).await, r);
 }
 
 #[tokio::test]
@@ -48,8 +47,8 @@ async fn concurrent_agreements_on_one_account_are_two_subscriptions() {
     let b =
         h.sb.purchase(CONCURRENT, OfferKind::Contract, BUYER)
             .unwrap();
-    let ra = h.resolve(&a.registration_token, false).await.subscription;
-    let rb = h.resolve(&b.registration_token, false).await.subscription;
+    let ra = h.resolve(&a.registration_token).await.subscription;
+    let rb = h.resolve(&b.registration_token).await.subscription;
     assert_eq!(ra.external_id, a.license_arn);
     assert_eq!(rb.external_id, b.license_arn);
     assert_ne!(ra.external_id, rb.external_id);
@@ -61,36 +60,59 @@ async fn concurrent_agreements_on_one_account_are_two_subscriptions() {
 #[tokio::test]
 async fn free_trial_comes_from_the_agreement_for_eventbridge_listings() {
     let h = start().await;
-    // No hint, but the agreement has a free-trial term.
+    // The agreement has a free-trial term.
     let t =
         h.sb.purchase(CONCURRENT, OfferKind::FreeTrial, BUYER)
             .unwrap();
-    let r = h.resolve(&t.registration_token, false).await;
+    let r = h.resolve(&t.registration_token).await;
     assert!(r.free_trial);
     assert_eq!(r.term.unwrap().unit.as_deref(), Some("P30D"));
-    // A hint without a free-trial term is overruled.
+    // A contract has none, whatever the buyer's form said.
     let c =
         h.sb.purchase(CONCURRENT, OfferKind::Contract, BUYER)
             .unwrap();
-    let r = h.resolve(&c.registration_token, true).await;
+    let r = h.resolve(&c.registration_token).await;
     assert!(!r.free_trial);
     let term = r.term.unwrap();
     assert_eq!(term.unit.as_deref(), Some("P12M"));
     assert!(term.end.is_some());
-    // SNS listings keep the hint (subscribe-success confirms it later).
+    // SNS listings learn of the trial from subscribe-success, not at the landing page.
     let s = h.sb.purchase(CLASSIC, OfferKind::FreeTrial, BUYER).unwrap();
-    assert!(h.resolve(&s.registration_token, true).await.free_trial);
+    assert!(!h.resolve(&s.registration_token).await.free_trial);
 }
 
 #[tokio::test]
-async fn agreement_api_failure_keeps_the_hint() {
+async fn a_posted_offer_type_marks_no_trial() {
+    let h = start().await;
+    let c =
+        h.sb.purchase(CLASSIC, OfferKind::Subscription, BUYER)
+            .unwrap();
+    let fields = vec![
+        (
+            "x-amzn-marketplace-token".to_owned(),
+            c.registration_token.clone(),
+        ),
+        (
+            "x-amzn-marketplace-offer-type".to_owned(),
+            "free-trial".to_owned(),
+        ),
+    ];
+    let token = h.provider.landing_token(&fields).unwrap();
+    assert!(!h.provider.resolve(&token).await.unwrap().free_trial);
+}
+
+#[tokio::test]
+async fn agreement_api_failure_marks_no_trial_until_aws_confirms() {
     let h = start().await;
     h.sb.inject_errors("DescribeAgreement", InjectedError::Internal, 10);
     let t =
         h.sb.purchase(CONCURRENT, OfferKind::FreeTrial, BUYER)
             .unwrap();
-    let r = h.resolve(&t.registration_token, true).await;
-    assert!(r.free_trial);
+    let r = h.resolve(&t.registration_token).await;
+    assert!(
+        !r.free_trial,
+        "the agreement's events bring the trial later"
+    );
     assert_eq!(r.subscription.external_id, t.license_arn);
 }
 
@@ -123,7 +145,7 @@ async fn throttling_is_retried_then_reported_retryable() {
             .unwrap();
     // Two failures, third attempt succeeds (max_attempts = 3).
     h.sb.inject_errors("ResolveCustomer", InjectedError::Throttling, 2);
-    h.resolve(&p.registration_token, false).await;
+    h.resolve(&p.registration_token).await;
     h.sb.inject_errors("ResolveCustomer", InjectedError::Throttling, 3);
     let err = resolve_err(&h.provider, &p.registration_token).await;
     assert!(err.is_retryable(), "{err:?}");
@@ -176,7 +198,7 @@ async fn wrong_credentials_and_unknown_products_are_configuration_errors() {
 async fn entitlements_of_a_contract() {
     let h = start().await;
     let p = h.sb.purchase(CLASSIC, OfferKind::Contract, BUYER).unwrap();
-    let r = h.resolve(&p.registration_token, false).await.subscription;
+    let r = h.resolve(&p.registration_token).await.subscription;
     // Not subscribed yet: nothing.
     assert!(h.provider.entitlements(&r).await.unwrap().is_empty());
     h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
@@ -195,7 +217,7 @@ async fn entitlements_of_a_contract() {
     let b =
         h.sb.purchase(CONCURRENT, OfferKind::Contract, BUYER)
             .unwrap();
-    let ra = h.resolve(&a.registration_token, false).await.subscription;
+    let ra = h.resolve(&a.registration_token).await.subscription;
     for x in [&a, &b] {
         h.sb.send_subscription_event(&x.agreement_id, SubscriptionAction::SubscribeSuccess)
             .await
@@ -243,7 +265,7 @@ async fn entitlements_page_through_next_token() {
 async fn vendor_side_changes_are_unsupported() {
     let h = start().await;
     let p = h.sb.purchase(CLASSIC, OfferKind::Contract, BUYER).unwrap();
-    let r = h.resolve(&p.registration_token, false).await.subscription;
+    let r = h.resolve(&p.registration_token).await.subscription;
     let caps = h.provider.capabilities();
     assert!(!caps.vendor_activates && !caps.vendor_changes_plan && !caps.vendor_cancels);
     h.provider.activate(&r, None, None).await.unwrap();

@@ -26,7 +26,7 @@ fn lifecycle_of(events: &[MarketplaceEvent]) -> Vec<Lifecycle> {
 async fn every_sns_action_over_sqs() {
     let h = start().await;
     let p = h.sb.purchase(CLASSIC, OfferKind::FreeTrial, BUYER).unwrap();
-    let resolved = h.resolve(&p.registration_token, true).await.subscription;
+    let resolved = h.resolve(&p.registration_token).await.subscription;
 
     h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
         .await
@@ -162,7 +162,7 @@ async fn unauthenticated(h: &Harness, m: &InboundMessage) -> String {
 async fn sns_over_http_signature_v1_confirmation_then_notification() {
     let (h, captured) = http_harness(1).await;
     let p = h.sb.purchase(CLASSIC, OfferKind::Contract, BUYER).unwrap();
-    let resolved = h.resolve(&p.registration_token, false).await.subscription;
+    let resolved = h.resolve(&p.registration_token).await.subscription;
     h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
         .await
         .unwrap();

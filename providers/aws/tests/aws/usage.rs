@@ -27,7 +27,7 @@ fn rec(sub: &ExternalRef, dim: &str, qty: &str, hour: OffsetDateTime) -> UsageRe
 
 async fn subscribed(h: &Harness, code: &str, offer: OfferKind, buyer: &str) -> ExternalRef {
     let p = h.sb.purchase(code, offer, buyer).unwrap();
-    let r = h.resolve(&p.registration_token, false).await.subscription;
+    let r = h.resolve(&p.registration_token).await.subscription;
     h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
         .await
         .unwrap();
@@ -49,7 +49,7 @@ async fn success_resend_duplicate_and_not_subscribed() {
         let p =
             h.sb.purchase(CLASSIC, OfferKind::Subscription, OTHER_BUYER)
                 .unwrap();
-        h.resolve(&p.registration_token, false).await.subscription
+        h.resolve(&p.registration_token).await.subscription
     };
     let hour = hour_start(h.clock.now()) - Duration::hours(1);
     let first = h
@@ -110,7 +110,7 @@ async fn more_than_25_records_split_with_outcomes_in_order() {
         let p =
             h.sb.purchase(CLASSIC, OfferKind::Subscription, OTHER_BUYER)
                 .unwrap();
-        h.resolve(&p.registration_token, false).await.subscription
+        h.resolve(&p.registration_token).await.subscription
     };
     let base = hour_start(h.clock.now());
     let mut records = Vec::new();

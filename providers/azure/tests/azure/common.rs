@@ -180,10 +180,7 @@ impl H {
         let (_, token, _) = self.buy(plan, quantity, 0).await;
         let resolved = self
             .provider
-            .resolve(&LandingToken {
-                token,
-                free_trial_hint: false,
-            })
+            .resolve(&LandingToken { token })
             .await
             .unwrap();
         self.provider

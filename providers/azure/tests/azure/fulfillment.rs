@@ -11,7 +11,6 @@ use crate::common::{H, plan, provider_config};
 fn landing(token: &str) -> LandingToken {
     LandingToken {
         token: token.into(),
-        free_trial_hint: false,
     }
 }
 
