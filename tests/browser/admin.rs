@@ -77,12 +77,15 @@ async fn ask_for_a_set_up_call(browser: &Browser, stack: &Stack) {
         .aws
         .purchase(CONCURRENT, OfferKind::Contract, "777788889999")
         .expect("purchase");
-    let landing = reqwest::Url::parse_with_params(
-        &format!("{}/aws/landing", stack.app_url),
-        [("x-amzn-marketplace-token", &other.registration_token)],
-    )
-    .expect("landing URL");
-    browser.goto(landing.as_str()).await;
+    browser
+        .post_form(
+            &format!("{}/aws/landing", stack.app_url),
+            &[(
+                "x-amzn-marketplace-token",
+                other.registration_token.as_str(),
+            )],
+        )
+        .await;
     browser
         .wait_for_text("Prefer that we set it up for you?", false)
         .await;

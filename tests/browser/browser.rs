@@ -235,6 +235,28 @@ impl Browser {
         run(self.session.execute(script, args), "running a script").await
     }
 
+    /// POSTs `fields` to `url` from a form built in a blank page, as another site's page does
+    /// (AWS Marketplace hands the set-up token over this way).
+    pub async fn post_form(&self, url: &str, fields: &[(&str, &str)]) {
+        self.goto("about:blank").await;
+        let fields: Vec<Value> = fields.iter().map(|(k, v)| json!([k, v])).collect();
+        self.script_with(
+            "const [action, fields] = arguments;
+             const form = document.createElement('form');
+             form.method = 'POST';
+             form.action = action;
+             for (const [name, value] of fields) {
+               const input = document.createElement('input');
+               input.type = 'hidden'; input.name = name; input.value = value;
+               form.appendChild(input);
+             }
+             document.body.appendChild(form);
+             form.submit();",
+            vec![json!(url), json!(fields)],
+        )
+        .await;
+    }
+
     /// Polls the page (reloading it when `reload`) until its text contains `needle`.
     pub async fn wait_for_text(&self, needle: &str, reload: bool) -> String {
         let deadline = tokio::time::Instant::now() + PATIENCE;

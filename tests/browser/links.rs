@@ -35,10 +35,10 @@ async fn expired_and_invalid_links_explain_what_to_do() {
 /// A token AWS never issued.
 async fn invalid_aws_token(browser: &Browser, stack: &Stack) {
     browser
-        .goto(&format!(
-            "{}/aws/landing?x-amzn-marketplace-token=not-a-real-token",
-            stack.app_url
-        ))
+        .post_form(
+            &format!("{}/aws/landing", stack.app_url),
+            &[("x-amzn-marketplace-token", "not-a-real-token")],
+        )
         .await;
     let invalid = browser
         .wait_for_text("This subscription link is not valid", false)
@@ -70,12 +70,15 @@ async fn expired_tokens_on_both_marketplaces(browser: &Browser, stack: &Stack) {
         .expect("purchase");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
 
-    let landing = reqwest::Url::parse_with_params(
-        &format!("{}/aws/landing", stack.app_url),
-        [("x-amzn-marketplace-token", &purchase.registration_token)],
-    )
-    .expect("landing URL");
-    browser.goto(landing.as_str()).await;
+    browser
+        .post_form(
+            &format!("{}/aws/landing", stack.app_url),
+            &[(
+                "x-amzn-marketplace-token",
+                purchase.registration_token.as_str(),
+            )],
+        )
+        .await;
     let expired = browser
         .wait_for_text("This subscription link has expired", false)
         .await;
