@@ -56,7 +56,8 @@ async fn account(stack: &Stack, client: &Client) -> String {
         .unwrap()
 }
 
-fn external_id(purchase: &Purchase) -> String {
+/// The id marketlink stores an AWS purchase under (also used by the reconcile journeys).
+pub(crate) fn external_id(purchase: &Purchase) -> String {
     if purchase.product_code == CONCURRENT {
         purchase.license_arn.clone()
     } else {
@@ -64,7 +65,7 @@ fn external_id(purchase: &Purchase) -> String {
     }
 }
 
-async fn subscription(stack: &Stack, purchase: &Purchase) -> Option<Subscription> {
+pub(crate) async fn subscription(stack: &Stack, purchase: &Purchase) -> Option<Subscription> {
     stack
         .store
         .find_subscription(&Marketplace::AWS, &external_id(purchase))

@@ -4,8 +4,8 @@
 
 use marketlink_cli::run;
 use marketlink_core::{
-    Clock, Entitlement, EntitlementValue, ExternalRef, Marketplace, Subscription,
-    SubscriptionStatus, SystemClock,
+    Clock, Entitlement, EntitlementValue, Marketplace, Subscription, SubscriptionStatus,
+    SystemClock,
 };
 use marketlink_e2e::{
     Stack, azure_land_and_sign_in, browser, browser_trusting, csrf, eventually, start, start_full,
@@ -155,22 +155,6 @@ async fn a_lost_webhook_is_repaired_by_reconcile() {
     );
 }
 
-fn aws_external_id(purchase: &Purchase) -> String {
-    if purchase.product_code == CONCURRENT {
-        purchase.license_arn.clone()
-    } else {
-        ExternalRef::aws_classic_id(&purchase.customer_identifier, &purchase.product_code)
-    }
-}
-
-async fn aws_subscription(stack: &Stack, purchase: &Purchase) -> Option<Subscription> {
-    stack
-        .store
-        .find_subscription(&Marketplace::AWS, &aws_external_id(purchase))
-        .await
-        .unwrap()
-}
-
 /// Lands with `purchase`'s token, then signs up (first purchase) or links it to the account
 /// `client` is signed in to, and waits for AWS's subscribe-success to activate it.
 async fn aws_buy(stack: &Stack, client: &Client, purchase: &Purchase, first: bool) {
@@ -224,7 +208,7 @@ async fn aws_buy(stack: &Stack, client: &Client, purchase: &Purchase, first: boo
         .await
         .unwrap();
     eventually("active", || async {
-        aws_subscription(stack, purchase)
+        crate::aws::subscription(stack, purchase)
             .await
             .is_some_and(|s| s.status == SubscriptionStatus::Active)
     })
@@ -251,7 +235,7 @@ async fn aws_in_step_reports_no_drift_and_a_real_difference_is_repaired() {
         .purchase(CONCURRENT, OfferKind::Contract, BUYER)
         .unwrap();
     aws_buy(&stack, &client, &contract, false).await;
-    let contract_sub = aws_subscription(&stack, &contract).await.unwrap();
+    let contract_sub = crate::aws::subscription(&stack, &contract).await.unwrap();
     eventually("contract seats read", || async {
         stack
             .store
@@ -309,7 +293,7 @@ async fn aws_in_step_reports_no_drift_and_a_real_difference_is_repaired() {
         )
         .await
         .unwrap();
-    let classic_sub = aws_subscription(&stack, &classic).await.unwrap();
+    let classic_sub = crate::aws::subscription(&stack, &classic).await.unwrap();
     eventually("cancellation under way", || async {
         let sub = stack.store.get_subscription(classic_sub.id).await.unwrap();
         sub.status == SubscriptionStatus::UnsubscribePending
