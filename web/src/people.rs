@@ -24,7 +24,7 @@ use crate::{
     extract::{Browser, SignedIn},
     pages::{Branding, PageError, render},
     password,
-    session::{SessionUser, random_token},
+    session::{CsrfForm, SessionUser, random_token},
 };
 
 pub fn routes() -> Router<AppState> {
@@ -199,11 +199,6 @@ async fn invite(
 struct RoleForm {
     csrf: String,
     role: String,
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
 }
 
 async fn change_role(

@@ -84,6 +84,12 @@ pub struct Session {
     pub admin: Option<String>,
 }
 
+/// A form that carries only its CSRF token (buttons that post an action).
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
 /// A URL-safe random string with `bytes` bytes of entropy from the OS-seeded CSPRNG.
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

@@ -11,7 +11,8 @@ use marketlink_core::{Scope, TenantId};
 use marketlink_store::StoreError;
 use serde::Deserialize;
 
-use super::{CsrfForm, actor, internal, table::when};
+use super::{actor, internal, table::when};
+use crate::session::CsrfForm;
 use crate::{
     AppState,
     api_auth::new_key,

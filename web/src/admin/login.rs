@@ -11,7 +11,8 @@ use axum_extra::extract::PrivateCookieJar;
 use marketlink_engine::Actor;
 use serde::Deserialize;
 
-use super::{AdminUser, CsrfForm};
+use super::AdminUser;
+use crate::session::CsrfForm;
 use crate::{
     AppState,
     extract::Browser,

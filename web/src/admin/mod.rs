@@ -62,12 +62,6 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/webhooks/{id}/replay", post(queues::replay_webhook))
 }
 
-/// A form that carries only its CSRF token.
-#[derive(Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
 /// The operator as the audit log names them.
 fn actor(operator: &Operator) -> Actor {
     Actor::Operator(operator.name.clone())

@@ -13,9 +13,10 @@ use marketlink_engine::admin::DeadQueue;
 use marketlink_store::{OnboardingRequest, QueueItem, QueueState, StoreError};
 
 use super::{
-    CsrfForm, actor, internal,
+    actor, internal,
     table::{Row, TablePage, cell, when},
 };
+use crate::session::CsrfForm;
 use crate::{AppState, extract::Operator, pages::PageError};
 
 /// Items shown per dead-letter queue and per webhook state.

@@ -10,7 +10,8 @@ use axum::{
 use marketlink_core::User;
 use serde::Deserialize;
 
-use super::{Reply, signup::CsrfForm};
+use super::Reply;
+use crate::session::CsrfForm;
 use crate::{
     AppState,
     extract::Browser,

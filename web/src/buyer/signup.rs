@@ -19,7 +19,7 @@ use crate::{
     extract::Browser,
     pages::{Branding, PageError, render},
     password,
-    session::{PendingPurchase, Session, SessionUser},
+    session::{CsrfForm, PendingPurchase, Session, SessionUser},
 };
 
 #[derive(Template)]
@@ -229,11 +229,6 @@ pub(super) async fn signup(
         browser.save(&state),
         Redirect::to("/account?linked=1").into_response(),
     ))
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct CsrfForm {
-    pub csrf: String,
 }
 
 /// `POST /signup/link`: a signed-in user adds the pending purchase to their tenant.
