@@ -248,8 +248,9 @@ impl MarketplaceProvider for DiesAfterCall {
     async fn interpret(
         &self,
         m: &marketlink_core::AuthenticatedMessage,
+        directory: &dyn marketlink_core::SubscriptionDirectory,
     ) -> Result<Vec<marketlink_core::MarketplaceEvent>, ProviderError> {
-        self.0.interpret(m).await
+        self.0.interpret(m, directory).await
     }
 }
 

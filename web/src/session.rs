@@ -202,6 +202,7 @@ mod tests {
             term: None,
             display_name: None,
             buyer_email: None,
+            aliases: Vec::new(),
         }
     }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{Entitlement, ExternalRef, Lifecycle, PlanId, Term};
+use crate::{Alias, Entitlement, ExternalRef, Lifecycle, PlanId, Term};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -26,6 +26,11 @@ pub enum EventKind {
     EntitlementsChanged {
         entitlements: Vec<Entitlement>,
     },
+    /// The subscription continues under a new licence (AWS renewal or replacement with a new
+    /// LicenseArn): metering and entitlement reads use it from now on.
+    Relicensed {
+        license_arn: String,
+    },
     /// The marketplace asks us to accept or refuse a change (Azure in-progress operation).
     ChangeRequested {
         operation_id: String,
@@ -44,4 +49,8 @@ pub struct MarketplaceEvent {
     /// Extra facts the provider learned (plan, free trial) for a subscription we have not seen.
     #[serde(default)]
     pub free_trial: Option<bool>,
+    /// Names of the subscription the provider learned from this message (a renewal's agreement
+    /// id, a new licence); the engine records them so later messages find the subscription.
+    #[serde(default)]
+    pub aliases: Vec<Alias>,
 }

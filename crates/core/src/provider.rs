@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::{
-    Diagnosis, Entitlement, ExternalRef, Marketplace, MarketplaceEvent, MarketplaceRules,
-    MarketplaceView, PlanId, Term, UsageOutcome, UsageRecord,
+    Alias, Diagnosis, Entitlement, ExternalRef, Marketplace, MarketplaceEvent, MarketplaceRules,
+    MarketplaceView, PlanId, SubscriptionDirectory, Term, UsageOutcome, UsageRecord,
 };
 
 /// The opaque token a buyer's browser brings to the landing page.
@@ -43,6 +43,10 @@ pub struct ResolvedPurchase {
     pub display_name: Option<String>,
     /// The buyer's email if the marketplace shares it (Azure beneficiary `emailId`).
     pub buyer_email: Option<String>,
+    /// Other names of this subscription the marketplace's notifications may use (AWS agreement
+    /// id, licence); the engine keeps them with the subscription.
+    #[serde(default)]
+    pub aliases: Vec<Alias>,
 }
 
 /// The result of asking the marketplace to change a plan or quantity.
@@ -348,10 +352,12 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
 
     /// Turns a stored, authenticated message into domain events, confirming with the
     /// marketplace's source of truth where needed (GetEntitlements, Get Operation). Run by the
-    /// inbox worker; must be safe to repeat.
+    /// inbox worker; must be safe to repeat. `directory` finds the subscriptions we already
+    /// know by the other names they go by ([`SubscriptionDirectory`]).
     async fn interpret(
         &self,
         message: &AuthenticatedMessage,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError>;
 }
 

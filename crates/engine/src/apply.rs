@@ -61,6 +61,7 @@ fn kind_label(kind: &EventKind) -> String {
         EventKind::Renewed { .. } => "renewed".into(),
         EventKind::EntitlementsChanged { .. } => "entitlements_changed".into(),
         EventKind::ChangeRequested { .. } => "change_requested".into(),
+        EventKind::Relicensed { .. } => "relicensed".into(),
     }
 }
 
@@ -112,6 +113,15 @@ pub async fn apply_event(
 ) -> Result<ApplyOutcome, ApplyError> {
     let now = engine.clock.now();
     let mut subscription = subscription_for(engine, event).await?;
+    engine
+        .store
+        .record_aliases(
+            subscription.id,
+            &subscription.external.marketplace,
+            &event.aliases,
+            now,
+        )
+        .await?;
     let outcome = match decide(engine, &mut subscription, event, source, now).await? {
         Decided::Outcome(outcome) => outcome,
         Decided::SettledByMarketplace(outcome) => {
@@ -171,6 +181,19 @@ async fn decide(
                 .replace_entitlements(subscription.id, entitlements, now)
                 .await?;
             ApplyOutcome::Applied
+        }
+        EventKind::Relicensed { license_arn } => {
+            if engine
+                .store
+                .set_license_arn(subscription.id, license_arn, now)
+                .await?
+            {
+                subscription.external.license_arn = Some(license_arn.clone());
+                engine.refresh_entitlements(subscription, source).await;
+                ApplyOutcome::Applied
+            } else {
+                ApplyOutcome::Unchanged
+            }
         }
         EventKind::ChangeRequested {
             operation_id,
@@ -321,6 +344,8 @@ fn webhook_type(kind: &EventKind) -> Option<&'static str> {
             plan_id: Some(_), ..
         } => "subscription.plan_changed",
         EventKind::ChangeRequested { .. } => "subscription.quantity_changed",
+        // Where usage is billed changed; the vendor sees no difference.
+        EventKind::Relicensed { .. } => return None,
     })
 }
 

@@ -63,17 +63,23 @@ impl Engine {
                 message.marketplace
             ))
         })?;
-        let events = provider.interpret(&message).await.map_err(|e| {
-            if e.is_retryable() {
-                let retry_after = match &e {
-                    marketlink_core::ProviderError::Retryable { retry_after, .. } => *retry_after,
-                    _ => None,
-                };
-                Failure::Retry(e.to_string(), retry_after)
-            } else {
-                Failure::Permanent(e.to_string())
-            }
-        })?;
+        let directory = crate::directory::StoreDirectory { store: &self.store };
+        let events = provider
+            .interpret(&message, &directory)
+            .await
+            .map_err(|e| {
+                if e.is_retryable() {
+                    let retry_after = match &e {
+                        marketlink_core::ProviderError::Retryable { retry_after, .. } => {
+                            *retry_after
+                        }
+                        _ => None,
+                    };
+                    Failure::Retry(e.to_string(), retry_after)
+                } else {
+                    Failure::Permanent(e.to_string())
+                }
+            })?;
         let source = format!("inbox:{}", item.id);
         for event in &events {
             apply_event(self, event, &source)

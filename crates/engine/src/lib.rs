@@ -16,6 +16,7 @@ mod apply;
 pub mod audit;
 pub mod backoff;
 mod changes;
+mod directory;
 pub mod entitlements;
 pub mod health;
 mod inbox;

@@ -65,6 +65,14 @@ impl Engine {
         tenant: TenantId,
     ) -> Result<(), StoreError> {
         let external = &purchase.subscription;
+        self.store
+            .record_aliases(
+                bound.id,
+                &external.marketplace,
+                &purchase.aliases,
+                self.clock.now(),
+            )
+            .await?;
         self.record(
             bound.id,
             "landing",

@@ -11,7 +11,7 @@ use marketlink_core::{
     AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome,
     Entitlement, ExternalRef, InboundEndpoint, InboundMessage, LandingToken, Marketplace,
     MarketplaceEvent, MarketplaceProvider, MarketplaceRules, PlanId, ProviderError, PulledMessage,
-    ResolvedPurchase, UsageOutcome, UsageRecord,
+    ResolvedPurchase, SubscriptionDirectory, UsageOutcome, UsageRecord,
 };
 
 #[derive(Clone, Default)]
@@ -243,8 +243,14 @@ impl MarketplaceProvider for Metered {
     async fn interpret(
         &self,
         message: &AuthenticatedMessage,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
-        timed(&self.name, "interpret", self.inner.interpret(message)).await
+        timed(
+            &self.name,
+            "interpret",
+            self.inner.interpret(message, directory),
+        )
+        .await
     }
 
     // Every defaulted method must be forwarded here, or the wrapper silently answers with the

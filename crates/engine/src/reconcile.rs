@@ -407,6 +407,7 @@ impl Engine {
             occurred_at: self.clock.now(),
             kind,
             free_trial: None,
+            aliases: Vec::new(),
         };
         Ok(match apply_event(self, &event, SOURCE).await {
             Ok(ApplyOutcome::Applied) | Ok(ApplyOutcome::Unchanged) => Action::Repaired(what),
@@ -509,6 +510,7 @@ fn describe(kind: &EventKind) -> String {
         ),
         EventKind::Renewed { .. } => "term renewed".into(),
         EventKind::ChangeRequested { .. } => "change answered".into(),
+        EventKind::Relicensed { license_arn } => format!("licence set to {license_arn}"),
     }
 }
 

@@ -104,6 +104,7 @@ impl MarketplaceProvider for Surveyed {
     async fn interpret(
         &self,
         _: &AuthenticatedMessage,
+        _directory: &dyn marketlink_core::SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         Ok(vec![])
     }
@@ -408,6 +409,7 @@ async fn a_stuck_activation_runs_again() {
         term: None,
         display_name: None,
         buyer_email: None,
+        aliases: Vec::new(),
     };
     // "dead": its activation job was given up without running (a crash, an operator).
     h.engine
@@ -525,6 +527,7 @@ async fn an_activation_that_gave_up_is_reported_not_revived() {
         term: None,
         display_name: None,
         buyer_email: None,
+        aliases: Vec::new(),
     };
     h.engine.claim_purchase(&purchase, tenant.id).await.unwrap();
     h.provider.activation_fails.store(true, Ordering::SeqCst);

@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod aliases;
 mod api_keys;
 mod bind_lists;
 mod bulk;

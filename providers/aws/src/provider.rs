@@ -6,7 +6,7 @@ use marketlink_core::{
     AuthenticatedMessage, Capabilities, ChangeOutcome, Diagnosis, Entitlement, ExternalRef,
     InboundEndpoint, InboundMessage, LandingToken, Marketplace, MarketplaceEvent,
     MarketplaceProvider, MarketplaceRules, MarketplaceView, PlanId, ProviderError, PulledMessage,
-    ResolvedPurchase, UsageOutcome, UsageRecord, UsageRules,
+    ResolvedPurchase, SubscriptionDirectory, UsageOutcome, UsageRecord, UsageRules,
 };
 use time::{Duration, macros::time};
 
@@ -140,6 +140,7 @@ impl MarketplaceProvider for AwsProvider {
     async fn interpret(
         &self,
         message: &AuthenticatedMessage,
+        _directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         self.interpret_message(message).await
     }

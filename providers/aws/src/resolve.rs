@@ -101,6 +101,7 @@ impl AwsProvider {
             term,
             display_name: None,
             buyer_email: None,
+            aliases: Vec::new(),
         })
     }
 }

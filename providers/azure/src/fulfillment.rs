@@ -137,6 +137,7 @@ impl AzureProvider {
             term: sub.term(),
             display_name: body.subscription_name.or_else(|| sub.name.clone()),
             buyer_email: sub.beneficiary.email_id.clone(),
+            aliases: Vec::new(),
         })
     }
 

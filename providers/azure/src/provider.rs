@@ -140,6 +140,8 @@ impl MarketplaceProvider for AzureProvider {
     async fn interpret(
         &self,
         message: &AuthenticatedMessage,
+        // Microsoft names a subscription by its id alone: nothing to look up.
+        _directory: &dyn marketlink_core::SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         webhook::interpret(self, message).await
     }

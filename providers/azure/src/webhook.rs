@@ -239,6 +239,7 @@ fn events_for(
         occurred_at,
         kind,
         free_trial: Some(sub.is_free_trial),
+        aliases: Vec::new(),
     };
     let lifecycle = |event: Lifecycle, why: &str| EventKind::Lifecycle {
         event,

@@ -105,6 +105,7 @@ impl MarketplaceProvider for Scripted {
     async fn interpret(
         &self,
         message: &AuthenticatedMessage,
+        _directory: &dyn marketlink_core::SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         self.interpret_calls.fetch_add(1, Ordering::SeqCst);
         let mut failures = self.failures.lock().unwrap();

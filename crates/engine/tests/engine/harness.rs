@@ -32,6 +32,7 @@ pub(crate) fn event(id: &str, at: OffsetDateTime, kind: EventKind) -> serde_json
         occurred_at: at,
         kind,
         free_trial: None,
+        aliases: Vec::new(),
     })
     .unwrap()
 }

@@ -32,6 +32,7 @@ fn purchase(id: &str) -> ResolvedPurchase {
         term: None,
         display_name: None,
         buyer_email: Some("buyer@example.com".into()),
+        aliases: Vec::new(),
     }
 }
 

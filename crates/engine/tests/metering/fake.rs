@@ -158,6 +158,7 @@ impl MarketplaceProvider for Counting {
     async fn interpret(
         &self,
         _: &AuthenticatedMessage,
+        _directory: &dyn marketlink_core::SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         Ok(vec![])
     }

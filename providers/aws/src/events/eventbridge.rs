@@ -204,6 +204,7 @@ impl AwsProvider {
             occurred_at: event.occurred_at,
             kind: EventKind::Renewed { term: Some(term) },
             free_trial: None,
+            aliases: Vec::new(),
         }])
     }
 

@@ -75,6 +75,7 @@ fn lifecycle(
             reason: Some(reason.to_owned()),
         },
         free_trial,
+        aliases: Vec::new(),
     }
 }
 
@@ -88,6 +89,7 @@ fn entitlements_changed(
         occurred_at,
         kind: EventKind::EntitlementsChanged { entitlements },
         free_trial: None,
+        aliases: Vec::new(),
     }
 }
 

@@ -145,7 +145,11 @@ impl Harness {
     pub async fn interpret_all(&self) -> Vec<(String, Vec<MarketplaceEvent>)> {
         let mut out = Vec::new();
         for m in self.authenticated().await {
-            let events = self.provider.interpret(&m).await.unwrap();
+            let events = self
+                .provider
+                .interpret(&m, &marketlink_core::EmptyDirectory)
+                .await
+                .unwrap();
             out.push((m.kind.clone(), events));
         }
         out

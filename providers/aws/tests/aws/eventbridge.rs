@@ -44,7 +44,11 @@ async fn every_eventbridge_event_over_sqs() {
     let step = async |kinds: &mut Vec<String>, got: &mut Vec<Vec<String>>| {
         for m in h.authenticated().await {
             assert_eq!(m.dedup_key, m.payload["event"]["id"].as_str().unwrap());
-            let events = h.provider.interpret(&m).await.unwrap();
+            let events = h
+                .provider
+                .interpret(&m, &marketlink_core::EmptyDirectory)
+                .await
+                .unwrap();
             for e in &events {
                 assert_eq!(e.subscription, resolved, "{}", m.kind);
             }
@@ -111,7 +115,11 @@ async fn events_before_resolve_use_the_same_reference() {
     let mut activations = Vec::new();
     for pulled in h.drain().await {
         let m = fresh.authenticate(&pulled.message).await.unwrap();
-        for e in fresh.interpret(&m).await.unwrap() {
+        for e in fresh
+            .interpret(&m, &marketlink_core::EmptyDirectory)
+            .await
+            .unwrap()
+        {
             if matches!(
                 e.kind,
                 EventKind::Lifecycle {
@@ -140,7 +148,10 @@ async fn events_before_resolve_use_the_same_reference() {
         .unwrap();
     let pulled = h.drain().await;
     let m = fresh.authenticate(&pulled[0].message).await.unwrap();
-    let events = fresh.interpret(&m).await.unwrap();
+    let events = fresh
+        .interpret(&m, &marketlink_core::EmptyDirectory)
+        .await
+        .unwrap();
     assert_eq!(summary(&events), ["BeginCancel"]);
     assert_eq!(events[0].subscription, ra.subscription);
 
@@ -152,7 +163,13 @@ async fn events_before_resolve_use_the_same_reference() {
     let blind = h.fresh_provider();
     let pulled = h.drain().await;
     let m = blind.authenticate(&pulled[0].message).await.unwrap();
-    assert!(blind.interpret(&m).await.unwrap().is_empty());
+    assert!(
+        blind
+            .interpret(&m, &marketlink_core::EmptyDirectory)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn https_message(event: &Value, secret: Option<&str>) -> InboundMessage {
@@ -186,7 +203,11 @@ async fn eventbridge_over_https_needs_the_shared_secret() {
         .await
         .unwrap();
     assert_eq!(ok.kind, "License Updated - Manufacturer");
-    let events = h.provider.interpret(&ok).await.unwrap();
+    let events = h
+        .provider
+        .interpret(&ok, &marketlink_core::EmptyDirectory)
+        .await
+        .unwrap();
     assert_eq!(events[0].subscription, resolved);
 
     for secret in [
@@ -275,7 +296,11 @@ async fn renewal_and_superseded_agreements() {
         .authenticate(&https_message(&renew, Some(EB_SECRET)))
         .await
         .unwrap();
-    let events = h.provider.interpret(&m).await.unwrap();
+    let events = h
+        .provider
+        .interpret(&m, &marketlink_core::EmptyDirectory)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].subscription, resolved);
     let EventKind::Renewed { term: Some(term) } = &events[0].kind else {
@@ -297,7 +322,13 @@ async fn renewal_and_superseded_agreements() {
         .authenticate(&https_message(&ended, Some(EB_SECRET)))
         .await
         .unwrap();
-    assert!(h.provider.interpret(&m).await.unwrap().is_empty());
+    assert!(
+        h.provider
+            .interpret(&m, &marketlink_core::EmptyDirectory)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 impl Harness {

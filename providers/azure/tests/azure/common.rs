@@ -237,7 +237,11 @@ impl H {
     ) -> (AuthenticatedMessage, Vec<MarketplaceEvent>) {
         let message = self.receiver.wait_for(operation).await;
         let authenticated = self.provider.authenticate(&message).await.unwrap();
-        let events = self.provider.interpret(&authenticated).await.unwrap();
+        let events = self
+            .provider
+            .interpret(&authenticated, &marketlink_core::EmptyDirectory)
+            .await
+            .unwrap();
         (authenticated, events)
     }
 }

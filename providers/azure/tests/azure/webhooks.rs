@@ -73,7 +73,11 @@ async fn marketplace_side_actions_become_events() {
         "{err:?}"
     );
     // Re-interpreting the stored message now sees the settled operation.
-    let events = h.provider.interpret(&message).await.unwrap();
+    let events = h
+        .provider
+        .interpret(&message, &marketlink_core::EmptyDirectory)
+        .await
+        .unwrap();
     let kinds: Vec<_> = events.iter().map(|e| e.kind.clone()).collect();
     assert_eq!(
         kinds,
@@ -106,7 +110,13 @@ async fn marketplace_side_actions_become_events() {
         .unwrap();
     assert_eq!(h.op_status(&op.to_string()).await, "Failed");
     assert_eq!(h.sandbox_sub(&sub.external_id).await["quantity"], 1);
-    assert!(h.provider.interpret(&message).await.unwrap().is_empty());
+    assert!(
+        h.provider
+            .interpret(&message, &marketlink_core::EmptyDirectory)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Suspend.
     let op = h
@@ -410,7 +420,9 @@ async fn authenticated_but_malformed_bodies_and_wrong_channel() {
         .await
         .unwrap();
     assert!(matches!(
-        h.provider.interpret(&ok).await,
+        h.provider
+            .interpret(&ok, &marketlink_core::EmptyDirectory)
+            .await,
         Err(ProviderError::NotFound(_))
     ));
     // A payload lying about the action of a real operation.
@@ -427,7 +439,7 @@ async fn authenticated_but_malformed_bodies_and_wrong_channel() {
         .await
         .unwrap();
     assert!(matches!(
-        h.provider.interpret(&ok).await,
+        h.provider.interpret(&ok, &marketlink_core::EmptyDirectory).await,
         Err(ProviderError::Rejected { code, .. }) if code == "operation_mismatch"
     ));
     h.sandbox.shutdown().await;
