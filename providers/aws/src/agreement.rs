@@ -1,5 +1,5 @@
-//! Agreement API (`marketplace-agreement`): free trial and term of an agreement, and the
-//! LicenseArn behind an agreement id.
+//! Agreement API (`marketplace-agreement`): the status, renewal chain, product, free trial and
+//! term of an agreement.
 
 use aws_sdk_marketplaceagreement::types::AcceptedTerm;
 use marketlink_core::{ProviderError, Term};
@@ -7,14 +7,36 @@ use time::OffsetDateTime;
 
 use crate::{AwsProvider, errors::AwsFailure};
 
+/// What DescribeAgreement says about one agreement.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Described {
+    /// `ACTIVE`, `RENEWED`, `REPLACED`, `CANCELLED`, … (aws-eventbridge.md §6).
+    pub status: Option<String>,
+    /// The first agreement of its renewal or replacement chain (its own id if none).
+    pub initial_agreement_id: Option<String>,
+    /// Catalog product id (`prod-…`) of the agreement's first SaaS resource.
+    pub product_id: Option<String>,
+    pub acceptor_account_id: Option<String>,
+    pub start: Option<OffsetDateTime>,
+    pub end: Option<OffsetDateTime>,
+}
+
+impl Described {
+    /// A successor agreement continues this one (renewal, replacement): its end ends nothing.
+    pub fn superseded(&self) -> bool {
+        matches!(
+            self.status.as_deref(),
+            Some("RENEWED" | "REPLACED" | "SUPERSEDED" | "ROLLED_BACK")
+        )
+    }
+}
+
 /// What DescribeAgreement and GetAgreementTerms say about one agreement.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AgreementFacts {
     pub free_trial: bool,
     pub term: Option<Term>,
-    /// Catalog product id (`prod-…`) of the agreement's first SaaS resource.
-    pub product_id: Option<String>,
-    pub acceptor_account_id: Option<String>,
+    pub described: Described,
 }
 
 pub(crate) fn to_time(dt: &aws_smithy_types::DateTime) -> Option<OffsetDateTime> {
@@ -22,11 +44,11 @@ pub(crate) fn to_time(dt: &aws_smithy_types::DateTime) -> Option<OffsetDateTime>
 }
 
 impl AwsProvider {
-    /// DescribeAgreement + every page of GetAgreementTerms.
-    pub(crate) async fn agreement_facts(
+    /// DescribeAgreement.
+    pub(crate) async fn describe_agreement(
         &self,
         agreement_id: &str,
-    ) -> Result<AgreementFacts, ProviderError> {
+    ) -> Result<Described, ProviderError> {
         let described = self
             .retry
             .run("DescribeAgreement", || async {
@@ -39,6 +61,28 @@ impl AwsProvider {
             })
             .await
             .map_err(|f| f.into_provider_error("DescribeAgreement"))?;
+        Ok(Described {
+            status: described.status().map(|s| s.as_str().to_owned()),
+            initial_agreement_id: described.initial_agreement_id().map(str::to_owned),
+            product_id: described
+                .proposal_summary()
+                .and_then(|p| p.resources().iter().find_map(|r| r.id()))
+                .map(str::to_owned),
+            acceptor_account_id: described
+                .acceptor()
+                .and_then(|a| a.account_id())
+                .map(str::to_owned),
+            start: described.start_time().and_then(to_time),
+            end: described.end_time().and_then(to_time),
+        })
+    }
+
+    /// DescribeAgreement + every page of GetAgreementTerms.
+    pub(crate) async fn agreement_facts(
+        &self,
+        agreement_id: &str,
+    ) -> Result<AgreementFacts, ProviderError> {
+        let described = self.describe_agreement(agreement_id).await?;
         let mut free_trial = false;
         let mut unit: Option<String> = None;
         let mut next: Option<String> = None;
@@ -77,8 +121,7 @@ impl AwsProvider {
                 _ => break,
             }
         }
-        let start = described.start_time().and_then(to_time);
-        let end = described.end_time().and_then(to_time);
+        let (start, end) = (described.start, described.end);
         let term = (start.is_some() || end.is_some() || unit.is_some()).then_some(Term {
             start,
             end,
@@ -87,38 +130,7 @@ impl AwsProvider {
         Ok(AgreementFacts {
             free_trial,
             term,
-            product_id: described
-                .proposal_summary()
-                .and_then(|p| p.resources().iter().find_map(|r| r.id()))
-                .map(str::to_owned),
-            acceptor_account_id: described
-                .acceptor()
-                .and_then(|a| a.account_id())
-                .map(str::to_owned),
+            described,
         })
-    }
-
-    /// The LicenseArn of an agreement (GetAgreementEntitlements), when AWS provides one.
-    pub(crate) async fn license_of_agreement(
-        &self,
-        agreement_id: &str,
-    ) -> Result<Option<String>, ProviderError> {
-        let out = self
-            .retry
-            .run("GetAgreementEntitlements", || async {
-                self.agreement
-                    .get_agreement_entitlements()
-                    .agreement_id(agreement_id)
-                    .send()
-                    .await
-                    .map_err(AwsFailure::from_sdk)
-            })
-            .await
-            .map_err(|f| f.into_provider_error("GetAgreementEntitlements"))?;
-        Ok(out
-            .agreement_entitlements()
-            .iter()
-            .find_map(|e| e.license_arn())
-            .map(str::to_owned))
     }
 }

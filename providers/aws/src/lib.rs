@@ -34,7 +34,7 @@ mod diagnose;
 mod entitlement;
 mod errors;
 mod events;
-mod known;
+mod identity;
 mod metering;
 mod provider;
 mod refs;
@@ -80,7 +80,6 @@ pub struct AwsProvider {
     pub(crate) sqs: aws_sdk_sqs::Client,
     pub(crate) retry: RetryPolicy,
     pub(crate) sns: sns::SnsVerifier,
-    pub(crate) known: known::KnownSubscriptions,
 }
 
 impl std::fmt::Debug for AwsProvider {
@@ -168,7 +167,6 @@ impl AwsProvider {
             agreement,
             sqs,
             sns,
-            known: known::KnownSubscriptions::default(),
         })
     }
 

@@ -140,9 +140,9 @@ impl MarketplaceProvider for AwsProvider {
     async fn interpret(
         &self,
         message: &AuthenticatedMessage,
-        _directory: &dyn SubscriptionDirectory,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
-        self.interpret_message(message).await
+        self.interpret_message(message, directory).await
     }
 
     async fn diagnose(&self) -> Vec<Diagnosis> {

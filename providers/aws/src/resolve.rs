@@ -10,6 +10,7 @@ use crate::{
     AwsProvider,
     config::{IdentityMode, NotificationMode},
     errors::AwsFailure,
+    identity::aliases_of,
     refs::{classic_ref, concurrent_ref},
 };
 
@@ -74,7 +75,7 @@ impl AwsProvider {
             }
         };
         let agreement_id = out.metadata().and_then(|m| m.agreement_id());
-        self.known.remember(agreement_id, &subscription);
+        let aliases = aliases_of(agreement_id, license_arn);
         let mut free_trial = false;
         let mut term = None;
         if product.notification_mode == NotificationMode::Eventbridge
@@ -101,7 +102,7 @@ impl AwsProvider {
             term,
             display_name: None,
             buyer_email: None,
-            aliases: Vec::new(),
+            aliases,
         })
     }
 }

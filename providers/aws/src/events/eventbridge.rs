@@ -1,17 +1,29 @@
 //! EventBridge `aws.agreement-marketplace` events: License Updated/Deprovisioned and Purchase
-//! Agreement Created/Amended/Ended, each tied to the subscription it is about (the LicenseArn
-//! and agreement ids we know, else the Agreement API and GetEntitlements).
+//! Agreement Created/Amended/Ended, each tied to the subscription it is about ([`identify`]).
+//!
+//! Renewals and replacements continue the same subscription: the successor's agreement id and
+//! licence become more of its names, a new LicenseArn moves it ([`EventKind::Relicensed`]),
+//! and the end of the superseded agreement or licence ends nothing. AWS delivers these events
+//! at least once and in any order, so "superseded" is read from the agreement's own status
+//! (DescribeAgreement), not from which event came first.
+//!
+//! [`identify`]: super::identify
 
-use aws_sdk_marketplaceentitlement::types::GetEntitlementFilterName;
-use marketlink_core::{EventKind, ExternalRef, Lifecycle, MarketplaceEvent, ProviderError, Term};
+use marketlink_core::{
+    Alias, EventKind, ExternalRef, Lifecycle, MarketplaceEvent, ProviderError,
+    SubscriptionDirectory, Term,
+};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{entitlements_changed, lifecycle, malformed, parse_time, str_at};
+use super::{
+    entitlements_changed,
+    identify::{Identified, IfUnknown},
+    lifecycle, malformed, parse_time, str_at,
+};
 use crate::{
     AwsProvider,
-    config::{IdentityMode, NotificationMode, ProductConfig},
-    refs::{classic_ref, concurrent_ref},
+    identity::{canonical_license_arn, same_license},
 };
 
 /// The detail-type without its ` - Manufacturer` / ` - Proposer` suffix.
@@ -22,15 +34,28 @@ fn base_detail_type(detail_type: &str) -> &str {
         .unwrap_or(detail_type)
 }
 
+/// Ended statuses that mean a successor agreement continues (aws-eventbridge.md §6).
+fn superseded_status(status: &str) -> bool {
+    matches!(
+        status,
+        "RENEWED" | "REPLACED" | "SUPERSEDED" | "ROLLED_BACK"
+    )
+}
+
 /// What every agreement event carries.
-struct AgreementEvent<'a> {
-    detail_type: &'a str,
-    occurred_at: OffsetDateTime,
-    detail: &'a Value,
-    agreement_id: &'a str,
+pub(super) struct AgreementEvent<'a> {
+    pub detail_type: &'a str,
+    pub occurred_at: OffsetDateTime,
+    pub detail: &'a Value,
+    pub agreement_id: &'a str,
 }
 
 impl AgreementEvent<'_> {
+    /// The licence a License event names, in its canonical spelling.
+    pub fn license_arn(&self) -> Option<String> {
+        str_at(self.detail, "/license/arn").map(canonical_license_arn)
+    }
+
     fn lifecycle(&self, subscription: ExternalRef, event: Lifecycle) -> MarketplaceEvent {
         lifecycle(
             subscription,
@@ -41,14 +66,31 @@ impl AgreementEvent<'_> {
         )
     }
 
-    /// No events: we cannot tell which subscription the event is about.
-    fn unresolved(&self) -> Vec<MarketplaceEvent> {
-        tracing::warn!(
+    /// No events: the event is about nothing we serve.
+    fn nothing(&self, why: &str) -> Vec<MarketplaceEvent> {
+        tracing::info!(
             detail_type = self.detail_type,
             agreement_id = self.agreement_id,
-            "cannot tell which subscription this agreement event is about (no LicenseArn known for the agreement); ignored"
+            why,
+            "agreement event changes nothing here"
         );
         Vec::new()
+    }
+}
+
+/// Every event learned the same names.
+fn named(mut events: Vec<MarketplaceEvent>, aliases: &[Alias]) -> Vec<MarketplaceEvent> {
+    for event in &mut events {
+        event.aliases = aliases.to_vec();
+    }
+    events
+}
+
+/// Does this licence belong to the subscription's past (a renewal moved it on)?
+fn former_license(subscription: &ExternalRef, license: Option<&str>) -> bool {
+    match (subscription.license_arn.as_deref(), license) {
+        (Some(current), Some(named)) => !same_license(current, named),
+        _ => false,
     }
 }
 
@@ -56,6 +98,7 @@ impl AwsProvider {
     pub(super) async fn interpret_event(
         &self,
         event: &Value,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         let detail_type = str_at(event, "/detail-type").unwrap_or("");
         let occurred_at = str_at(event, "/time")
@@ -73,11 +116,11 @@ impl AwsProvider {
             agreement_id,
         };
         match base_detail_type(detail_type) {
-            "License Updated" => self.license_updated(&event).await,
-            "License Deprovisioned" => self.license_deprovisioned(&event).await,
-            "Purchase Agreement Ended" => self.agreement_ended(&event).await,
-            "Purchase Agreement Amended" => self.agreement_amended(&event).await,
-            "Purchase Agreement Created" => self.agreement_created(&event).await,
+            "License Updated" => self.license_updated(&event, directory).await,
+            "License Deprovisioned" => self.license_deprovisioned(&event, directory).await,
+            "Purchase Agreement Ended" => self.agreement_ended(&event, directory).await,
+            "Purchase Agreement Amended" => self.agreement_amended(&event, directory).await,
+            "Purchase Agreement Created" => self.agreement_created(&event, directory).await,
             _ => {
                 tracing::debug!(detail_type, "EventBridge event without subscription effect");
                 Ok(Vec::new())
@@ -85,47 +128,97 @@ impl AwsProvider {
         }
     }
 
-    /// Activate (with the free trial from the agreement terms) and the current entitlements.
+    /// Activate (free trial from the agreement terms) and the current entitlements; a
+    /// successor's new licence first moves the subscription to it.
     async fn license_updated(
         &self,
         event: &AgreementEvent<'_>,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
-        let agreement_id = event.agreement_id;
-        let Some(subscription) = self.event_subscription(event.detail, agreement_id).await? else {
-            return Ok(event.unresolved());
-        };
-        let free_trial = match self.agreement_facts(agreement_id).await {
+        let license = event.license_arn();
+        let (mut subscription, aliases, relicense) =
+            match self.identify(event, directory, IfUnknown::Create).await? {
+                Identified::NotOurs(why) => return Ok(event.nothing(&why)),
+                Identified::New {
+                    subscription,
+                    aliases,
+                } => (subscription, aliases, None),
+                Identified::Known {
+                    subscription,
+                    by_license,
+                    aliases,
+                } => {
+                    let moved = former_license(&subscription, license.as_deref());
+                    if moved && by_license {
+                        return Ok(event.nothing("a licence this subscription no longer uses"));
+                    }
+                    (subscription, aliases, license.filter(|_| moved))
+                }
+            };
+        let free_trial = match self.agreement_facts(event.agreement_id).await {
             Ok(facts) => Some(facts.free_trial),
             Err(e) if e.is_retryable() => return Err(e),
             Err(e) => {
-                tracing::warn!(agreement_id, error = %e, "free trial unknown: agreement terms unreadable");
+                tracing::warn!(agreement_id = event.agreement_id, error = %e, "free trial unknown: agreement terms unreadable");
                 None
             }
         };
+        let mut events = Vec::new();
+        if let Some(license_arn) = relicense {
+            subscription.license_arn = Some(license_arn.clone());
+            events.push(MarketplaceEvent {
+                subscription: subscription.clone(),
+                occurred_at: event.occurred_at,
+                kind: EventKind::Relicensed { license_arn },
+                free_trial: None,
+                aliases: Vec::new(),
+            });
+        }
         let entitlements = self.get_entitlements(&subscription).await?;
-        Ok(vec![
-            lifecycle(
-                subscription.clone(),
-                event.occurred_at,
-                Lifecycle::Activate,
-                event.detail_type,
-                free_trial,
-            ),
-            entitlements_changed(subscription, event.occurred_at, entitlements),
-        ])
+        events.push(lifecycle(
+            subscription.clone(),
+            event.occurred_at,
+            Lifecycle::Activate,
+            event.detail_type,
+            free_trial,
+        ));
+        events.push(entitlements_changed(
+            subscription,
+            event.occurred_at,
+            entitlements,
+        ));
+        Ok(named(events, &aliases))
     }
 
+    /// Entitlements fully revoked: the end, unless the licence is a former one or its
+    /// agreement was superseded by a renewal or replacement.
     async fn license_deprovisioned(
         &self,
         event: &AgreementEvent<'_>,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
-        let Some(subscription) = self
-            .event_subscription(event.detail, event.agreement_id)
-            .await?
+        let Identified::Known {
+            subscription,
+            aliases,
+            ..
+        } = self.identify(event, directory, IfUnknown::Ignore).await?
         else {
-            return Ok(event.unresolved());
+            return Ok(event.nothing("not a subscription stored here"));
         };
-        Ok(vec![event.lifecycle(subscription, Lifecycle::Cancel)])
+        if former_license(&subscription, event.license_arn().as_deref()) {
+            return Ok(event.nothing("a licence this subscription no longer uses"));
+        }
+        if self
+            .described(event.agreement_id)
+            .await?
+            .is_some_and(|d| d.superseded())
+        {
+            return Ok(event.nothing("its agreement continues in a successor"));
+        }
+        Ok(named(
+            vec![event.lifecycle(subscription, Lifecycle::Cancel)],
+            &aliases,
+        ))
     }
 
     /// An agreement that ends for good starts the final metering window; one superseded by a
@@ -133,172 +226,92 @@ impl AwsProvider {
     async fn agreement_ended(
         &self,
         event: &AgreementEvent<'_>,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
-        let agreement_id = event.agreement_id;
         let status = str_at(event.detail, "/agreement/status").unwrap_or("");
-        if matches!(
-            status,
-            "RENEWED" | "REPLACED" | "SUPERSEDED" | "ROLLED_BACK" | "ARCHIVED"
-        ) {
-            tracing::info!(agreement_id, status, "agreement superseded; nothing ends");
-            return Ok(Vec::new());
+        if superseded_status(status) {
+            return Ok(event.nothing("its agreement continues in a successor"));
         }
-        let Some(subscription) = self.event_subscription(event.detail, agreement_id).await? else {
-            return Ok(event.unresolved());
-        };
-        Ok(vec![lifecycle(
+        let Identified::Known {
             subscription,
-            event.occurred_at,
-            Lifecycle::BeginCancel,
-            &format!("{} ({status})", event.detail_type),
-            None,
-        )])
+            aliases,
+            ..
+        } = self.identify(event, directory, IfUnknown::Ignore).await?
+        else {
+            return Ok(event.nothing("not a subscription stored here"));
+        };
+        Ok(named(
+            vec![lifecycle(
+                subscription,
+                event.occurred_at,
+                Lifecycle::BeginCancel,
+                &format!("{} ({status})", event.detail_type),
+                None,
+            )],
+            &aliases,
+        ))
     }
 
     async fn agreement_amended(
         &self,
         event: &AgreementEvent<'_>,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
-        let Some(subscription) = self
-            .event_subscription(event.detail, event.agreement_id)
-            .await?
+        let Identified::Known {
+            subscription,
+            aliases,
+            ..
+        } = self.identify(event, directory, IfUnknown::Ignore).await?
         else {
-            // License Updated follows an amendment and carries the LicenseArn.
-            return Ok(event.unresolved());
+            // License Updated follows an amendment and carries the licence.
+            return Ok(event.nothing("not a subscription stored here"));
         };
         let entitlements = self.get_entitlements(&subscription).await?;
-        Ok(vec![entitlements_changed(
-            subscription,
-            event.occurred_at,
-            entitlements,
-        )])
+        Ok(named(
+            vec![entitlements_changed(
+                subscription,
+                event.occurred_at,
+                entitlements,
+            )],
+            &aliases,
+        ))
     }
 
-    /// A renewal continues the previous agreement's subscription with a new term; a new or
-    /// replacing agreement grants nothing before License Updated.
+    /// A renewal or replacement continues its predecessor's subscription with a new term, and
+    /// its agreement id becomes one more name of it; a new agreement grants nothing before
+    /// License Updated.
     async fn agreement_created(
         &self,
         event: &AgreementEvent<'_>,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
-        let (detail, agreement_id) = (event.detail, event.agreement_id);
-        let intent = str_at(detail, "/agreement/intent").unwrap_or("NEW");
-        if intent != "RENEW" {
+        let intent = str_at(event.detail, "/agreement/intent").unwrap_or("NEW");
+        if !matches!(intent, "RENEW" | "REPLACE") {
             return Ok(Vec::new());
         }
-        let previous = str_at(detail, "/agreement/previousAgreementId");
-        let subscription = match previous.and_then(|p| self.known.by_agreement(p)) {
-            Some(s) => Some(s),
-            None => self.event_subscription(detail, agreement_id).await?,
+        let Identified::Known {
+            subscription,
+            aliases,
+            ..
+        } = self.identify(event, directory, IfUnknown::Ignore).await?
+        else {
+            return Ok(event.nothing("continues no subscription stored here"));
         };
-        let Some(subscription) = subscription else {
-            return Ok(event.unresolved());
-        };
-        self.known.remember(Some(agreement_id), &subscription);
         let term = Term {
-            start: str_at(detail, "/agreement/startTime").and_then(parse_time),
-            end: str_at(detail, "/agreement/endTime").and_then(parse_time),
+            start: str_at(event.detail, "/agreement/startTime").and_then(parse_time),
+            end: str_at(event.detail, "/agreement/endTime").and_then(parse_time),
             unit: None,
         };
-        Ok(vec![MarketplaceEvent {
-            subscription,
-            occurred_at: event.occurred_at,
-            kind: EventKind::Renewed { term: Some(term) },
-            free_trial: None,
-            aliases: Vec::new(),
-        }])
-    }
-
-    /// The subscription an EventBridge event is about, built exactly as `resolve` builds it.
-    async fn event_subscription(
-        &self,
-        detail: &Value,
-        agreement_id: &str,
-    ) -> Result<Option<ExternalRef>, ProviderError> {
-        let license = str_at(detail, "/license/arn");
-        if let Some(known) = license.and_then(|l| self.known.by_license(l)) {
-            self.known.remember(Some(agreement_id), &known);
-            return Ok(Some(known));
-        }
-        if let Some(known) = self.known.by_agreement(agreement_id) {
-            return Ok(Some(known));
-        }
-        let (license, product) = match (license, str_at(detail, "/product/code")) {
-            (Some(l), Some(code)) => (l.to_owned(), self.config.require_product(code)?.clone()),
-            _ => {
-                let license = match self.license_of_agreement(agreement_id).await {
-                    Ok(Some(l)) => l,
-                    Ok(None) => return Ok(None),
-                    Err(e) if e.is_retryable() => return Err(e),
-                    Err(e) => {
-                        tracing::warn!(agreement_id, error = %e, "GetAgreementEntitlements failed");
-                        return Ok(None);
-                    }
-                };
-                if let Some(known) = self.known.by_license(&license) {
-                    self.known.remember(Some(agreement_id), &known);
-                    return Ok(Some(known));
-                }
-                match self.product_of_agreement(agreement_id).await? {
-                    Some(p) => (license, p),
-                    None => return Ok(None),
-                }
-            }
-        };
-        let Some(account) = str_at(detail, "/acceptor/accountId") else {
-            return Ok(None);
-        };
-        let subscription = match product.identity_mode {
-            IdentityMode::Concurrent => concurrent_ref(&license, &product.product_code, account),
-            IdentityMode::Classic => {
-                let found = self
-                    .raw_entitlements(
-                        &product.product_code,
-                        GetEntitlementFilterName::CustomerAwsAccountId,
-                        account.to_owned(),
-                    )
-                    .await?;
-                match found.iter().find_map(|e| e.customer_identifier()) {
-                    Some(ci) => {
-                        classic_ref(ci, &product.product_code, Some(account), Some(&license))
-                    }
-                    None => return Ok(None),
-                }
-            }
-        };
-        self.known.remember(Some(agreement_id), &subscription);
-        Ok(Some(subscription))
-    }
-
-    /// Which configured product an agreement is for: the only EventBridge product, or the one
-    /// whose `product_id` DescribeAgreement names.
-    async fn product_of_agreement(
-        &self,
-        agreement_id: &str,
-    ) -> Result<Option<ProductConfig>, ProviderError> {
-        let eventbridge: Vec<&ProductConfig> = self
-            .config
-            .products
-            .iter()
-            .filter(|p| p.notification_mode == NotificationMode::Eventbridge)
-            .collect();
-        if let [only] = eventbridge.as_slice() {
-            return Ok(Some((*only).clone()));
-        }
-        let facts = match self.agreement_facts(agreement_id).await {
-            Ok(f) => f,
-            Err(e) if e.is_retryable() => return Err(e),
-            Err(e) => {
-                tracing::warn!(agreement_id, error = %e, "DescribeAgreement failed");
-                return Ok(None);
-            }
-        };
-        Ok(facts.product_id.and_then(|id| {
-            self.config
-                .products
-                .iter()
-                .find(|p| p.product_id.as_deref() == Some(id.as_str()))
-                .cloned()
-        }))
+        Ok(named(
+            vec![MarketplaceEvent {
+                subscription,
+                occurred_at: event.occurred_at,
+                kind: EventKind::Renewed { term: Some(term) },
+                free_trial: None,
+                aliases: Vec::new(),
+            }],
+            &aliases,
+        ))
     }
 }
 
@@ -317,5 +330,25 @@ mod tests {
             "Purchase Agreement Created"
         );
         assert_eq!(base_detail_type("Other"), "Other");
+    }
+
+    #[test]
+    fn former_licences() {
+        let mut s = crate::refs::concurrent_ref(
+            "arn:aws:license-manager::1:license/l-new",
+            "code",
+            "444455556666",
+        );
+        assert!(former_license(
+            &s,
+            Some("aws:license-manager:us-east-1:1:l-old")
+        ));
+        assert!(!former_license(
+            &s,
+            Some("aws:license-manager:us-east-1:1:l-new")
+        ));
+        assert!(!former_license(&s, None));
+        s.license_arn = None;
+        assert!(!former_license(&s, Some("l-old")));
     }
 }

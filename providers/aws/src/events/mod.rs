@@ -28,11 +28,12 @@
 
 mod authenticate;
 mod eventbridge;
+mod identify;
 mod sns_notification;
 
 use marketlink_core::{
     AuthenticatedMessage, Entitlement, EventKind, ExternalRef, Lifecycle, MarketplaceEvent,
-    ProviderError,
+    ProviderError, SubscriptionDirectory,
 };
 use serde_json::Value;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -98,11 +99,12 @@ impl AwsProvider {
     pub(crate) async fn interpret_message(
         &self,
         message: &AuthenticatedMessage,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         match str_at(&message.payload, "/source") {
-            Some("sns") => self.interpret_sns(&message.payload).await,
+            Some("sns") => self.interpret_sns(&message.payload, directory).await,
             Some("eventbridge") => match message.payload.get("event") {
-                Some(event) => self.interpret_event(event).await,
+                Some(event) => self.interpret_event(event, directory).await,
                 None => Err(malformed("stored EventBridge payload without event")),
             },
             other => Err(malformed(format!(

@@ -2,7 +2,9 @@
 //! `entitlement-updated` a fresh read of GetEntitlements; a SubscriptionConfirmation is
 //! confirmed by fetching its SubscribeURL.
 
-use marketlink_core::{ExternalRef, Lifecycle, MarketplaceEvent, ProviderError};
+use marketlink_core::{
+    ExternalRef, Lifecycle, Marketplace, MarketplaceEvent, ProviderError, SubscriptionDirectory,
+};
 use serde_json::Value;
 
 use super::{entitlements_changed, lifecycle, malformed, parse_time, str_at};
@@ -12,6 +14,7 @@ impl AwsProvider {
     pub(super) async fn interpret_sns(
         &self,
         payload: &Value,
+        directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         let envelope = payload
             .get("envelope")
@@ -48,9 +51,10 @@ impl AwsProvider {
         let customer = str_at(message, "/customer-identifier")
             .ok_or_else(|| malformed("SNS message without customer-identifier"))?;
         let classic_id = ExternalRef::aws_classic_id(customer, &product.product_code);
-        let subscription = self
-            .known
-            .by_external_id(&classic_id)
+        // As stored (with the account and licence ResolveCustomer named), else as SNS names it.
+        let subscription = directory
+            .get(&Marketplace::AWS, &classic_id)
+            .await?
             .unwrap_or_else(|| classic_ref(customer, &product.product_code, None, None));
         let event = |l: Lifecycle, free_trial: Option<bool>| {
             vec![lifecycle(

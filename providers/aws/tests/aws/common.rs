@@ -9,7 +9,7 @@ use marketlink_aws::{
 };
 use marketlink_core::{
     AuthenticatedMessage, InboundMessage, LandingToken, MarketplaceEvent, MarketplaceProvider,
-    PulledMessage, ResolvedPurchase, clock::ManualClock,
+    MemoryDirectory, ProviderError, PulledMessage, ResolvedPurchase, clock::ManualClock,
 };
 use marketlink_sandbox::aws::{AwsSandbox, AwsSandboxConfig};
 use time::OffsetDateTime;
@@ -27,6 +27,9 @@ pub struct Harness {
     pub clock: ManualClock,
     pub provider: AwsProvider,
     pub config: AwsConfig,
+    /// What the engine's store would know: every resolved purchase and interpreted event,
+    /// with the names they taught. Survives `fresh_provider` (a restart).
+    pub dir: Arc<MemoryDirectory>,
 }
 
 pub fn wall_now() -> OffsetDateTime {
@@ -96,6 +99,7 @@ pub async fn start_with(
         clock,
         provider,
         config,
+        dir: Arc::new(MemoryDirectory::default()),
     }
 }
 
@@ -109,13 +113,38 @@ impl Harness {
         AwsProvider::new(self.config.clone(), Arc::new(self.clock.clone())).unwrap()
     }
 
+    /// Resolves a token and stores the purchase, as the landing page does once claimed.
     pub async fn resolve(&self, token: &str) -> ResolvedPurchase {
-        self.provider
+        let purchase = self
+            .provider
             .resolve(&LandingToken {
                 token: token.into(),
             })
             .await
-            .unwrap()
+            .unwrap();
+        self.dir.record(&purchase.subscription, &purchase.aliases);
+        purchase
+    }
+
+    /// Interprets with the harness directory and stores what the events say, as the engine
+    /// does when it applies them.
+    pub async fn interpret_on(
+        &self,
+        provider: &AwsProvider,
+        m: &AuthenticatedMessage,
+    ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
+        let events = provider.interpret(m, self.dir.as_ref()).await?;
+        for event in &events {
+            self.dir.record(&event.subscription, &event.aliases);
+        }
+        Ok(events)
+    }
+
+    pub async fn interpret(
+        &self,
+        m: &AuthenticatedMessage,
+    ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
+        self.interpret_on(&self.provider, m).await
     }
 
     /// Everything on the queues now, acknowledged.
@@ -145,11 +174,7 @@ impl Harness {
     pub async fn interpret_all(&self) -> Vec<(String, Vec<MarketplaceEvent>)> {
         let mut out = Vec::new();
         for m in self.authenticated().await {
-            let events = self
-                .provider
-                .interpret(&m, &marketlink_core::EmptyDirectory)
-                .await
-                .unwrap();
+            let events = self.interpret(&m).await.unwrap();
             out.push((m.kind.clone(), events));
         }
         out

@@ -44,11 +44,7 @@ async fn every_eventbridge_event_over_sqs() {
     let step = async |kinds: &mut Vec<String>, got: &mut Vec<Vec<String>>| {
         for m in h.authenticated().await {
             assert_eq!(m.dedup_key, m.payload["event"]["id"].as_str().unwrap());
-            let events = h
-                .provider
-                .interpret(&m, &marketlink_core::EmptyDirectory)
-                .await
-                .unwrap();
+            let events = h.interpret(&m).await.unwrap();
             for e in &events {
                 assert_eq!(e.subscription, resolved, "{}", m.kind);
             }
@@ -115,11 +111,7 @@ async fn events_before_resolve_use_the_same_reference() {
     let mut activations = Vec::new();
     for pulled in h.drain().await {
         let m = fresh.authenticate(&pulled.message).await.unwrap();
-        for e in fresh
-            .interpret(&m, &marketlink_core::EmptyDirectory)
-            .await
-            .unwrap()
-        {
+        for e in h.interpret_on(&fresh, &m).await.unwrap() {
             if matches!(
                 e.kind,
                 EventKind::Lifecycle {
@@ -148,23 +140,24 @@ async fn events_before_resolve_use_the_same_reference() {
         .unwrap();
     let pulled = h.drain().await;
     let m = fresh.authenticate(&pulled[0].message).await.unwrap();
-    let events = fresh
-        .interpret(&m, &marketlink_core::EmptyDirectory)
-        .await
-        .unwrap();
+    let events = h.interpret_on(&fresh, &m).await.unwrap();
     assert_eq!(summary(&events), ["BeginCancel"]);
     assert_eq!(events[0].subscription, ra.subscription);
 
-    // A third process that saw nothing cannot tell which license ended (the sandbox has no
-    // GetAgreementEntitlements): no event rather than a wrong one.
+    // A third process, restarted after everything above: the names are in the store, so it
+    // still knows which licence ended.
     h.sb.send_subscription_event(&b.agreement_id, SubscriptionAction::UnsubscribePending)
         .await
         .unwrap();
-    let blind = h.fresh_provider();
+    let restarted = h.fresh_provider();
     let pulled = h.drain().await;
-    let m = blind.authenticate(&pulled[0].message).await.unwrap();
+    let m = restarted.authenticate(&pulled[0].message).await.unwrap();
+    let events = h.interpret_on(&restarted, &m).await.unwrap();
+    assert_eq!(summary(&events), ["BeginCancel"]);
+    assert_eq!(events[0].subscription, rb.subscription);
+    // With nothing stored, the agreement is none of ours: no event rather than a wrong one.
     assert!(
-        blind
+        restarted
             .interpret(&m, &marketlink_core::EmptyDirectory)
             .await
             .unwrap()
@@ -203,11 +196,7 @@ async fn eventbridge_over_https_needs_the_shared_secret() {
         .await
         .unwrap();
     assert_eq!(ok.kind, "License Updated - Manufacturer");
-    let events = h
-        .provider
-        .interpret(&ok, &marketlink_core::EmptyDirectory)
-        .await
-        .unwrap();
+    let events = h.interpret(&ok).await.unwrap();
     assert_eq!(events[0].subscription, resolved);
 
     for secret in [
@@ -249,14 +238,19 @@ async fn eventbridge_over_https_needs_the_shared_secret() {
             .await
             .is_err()
     );
-    let mut bad = license_updated.clone();
-    bad["detail"]["product"]["code"] = json!("someoneelse");
-    assert!(
-        h.provider
-            .authenticate(&https_message(&bad, Some(EB_SECRET)))
-            .await
-            .is_err()
-    );
+    // Another product of the same seller: genuine, taken, and left alone.
+    let mut other = license_updated.clone();
+    other["detail"]["product"]["code"] = json!("someoneelse");
+    other["id"] = json!("another-products-event");
+    other["detail"]["agreement"]["id"] = json!("agmt-anotherproduct00000000001");
+    other["detail"]["license"]["arn"] =
+        json!("arn:aws:license-manager::111122223333:license/l-anotherproduct");
+    let taken = h
+        .provider
+        .authenticate(&https_message(&other, Some(EB_SECRET)))
+        .await
+        .unwrap();
+    assert!(h.interpret(&taken).await.unwrap().is_empty());
     h.clock.advance(time::Duration::hours(2));
     let err = h
         .provider
@@ -296,11 +290,7 @@ async fn renewal_and_superseded_agreements() {
         .authenticate(&https_message(&renew, Some(EB_SECRET)))
         .await
         .unwrap();
-    let events = h
-        .provider
-        .interpret(&m, &marketlink_core::EmptyDirectory)
-        .await
-        .unwrap();
+    let events = h.interpret(&m).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].subscription, resolved);
     let EventKind::Renewed { term: Some(term) } = &events[0].kind else {
@@ -322,13 +312,7 @@ async fn renewal_and_superseded_agreements() {
         .authenticate(&https_message(&ended, Some(EB_SECRET)))
         .await
         .unwrap();
-    assert!(
-        h.provider
-            .interpret(&m, &marketlink_core::EmptyDirectory)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(h.interpret(&m).await.unwrap().is_empty());
 }
 
 impl Harness {

@@ -38,11 +38,7 @@ async fn every_sns_action_over_sqs() {
     assert_eq!(msgs[0].dedup_key, envelope["MessageId"].as_str().unwrap());
     assert_eq!(envelope["SignatureVersion"], "2");
     assert_eq!(msgs[0].payload["message"]["action"], "subscribe-success");
-    let events = h
-        .provider
-        .interpret(&msgs[0], &marketlink_core::EmptyDirectory)
-        .await
-        .unwrap();
+    let events = h.interpret(&msgs[0]).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(
         events[0].subscription, resolved,
@@ -57,24 +53,14 @@ async fn every_sns_action_over_sqs() {
     .unwrap();
     assert_eq!(events[0].occurred_at, sent);
     // Interpreting again is harmless.
-    assert_eq!(
-        h.provider
-            .interpret(&msgs[0], &marketlink_core::EmptyDirectory)
-            .await
-            .unwrap(),
-        events
-    );
+    assert_eq!(h.interpret(&msgs[0]).await.unwrap(), events);
 
     h.sb.update_entitlements(&p.agreement_id, &[("seats", 25)])
         .await
         .unwrap();
     let msgs = h.authenticated().await;
     assert_eq!(msgs[0].kind, "entitlement-updated");
-    let events = h
-        .provider
-        .interpret(&msgs[0], &marketlink_core::EmptyDirectory)
-        .await
-        .unwrap();
+    let events = h.interpret(&msgs[0]).await.unwrap();
     let EventKind::EntitlementsChanged { entitlements } = &events[0].kind else {
         panic!("{events:?}")
     };
@@ -185,13 +171,7 @@ async fn sns_over_http_signature_v1_confirmation_then_notification() {
     let auth = h.provider.authenticate(&confirmation).await.unwrap();
     assert_eq!(auth.kind, "SubscriptionConfirmation");
     // Confirming (GET SubscribeURL) happens in interpret; the sandbox then delivers the backlog.
-    assert!(
-        h.provider
-            .interpret(&auth, &marketlink_core::EmptyDirectory)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(h.interpret(&auth).await.unwrap().is_empty());
     let notification = captured.lock().unwrap()[1].clone();
     assert_eq!(
         notification.header("x-amz-sns-message-type"),
@@ -199,11 +179,7 @@ async fn sns_over_http_signature_v1_confirmation_then_notification() {
     );
     let auth = h.provider.authenticate(&notification).await.unwrap();
     assert_eq!(auth.kind, "subscribe-success");
-    let events = h
-        .provider
-        .interpret(&auth, &marketlink_core::EmptyDirectory)
-        .await
-        .unwrap();
+    let events = h.interpret(&auth).await.unwrap();
     assert_eq!(events[0].subscription, resolved);
     assert_eq!(lifecycle_of(&events), [Lifecycle::Activate]);
     assert_eq!(events[0].free_trial, Some(false));
@@ -218,10 +194,7 @@ async fn sns_over_http_signature_v2_every_action() {
         .unwrap();
     let conf = captured.lock().unwrap()[0].clone();
     let auth = h.provider.authenticate(&conf).await.unwrap();
-    h.provider
-        .interpret(&auth, &marketlink_core::EmptyDirectory)
-        .await
-        .unwrap();
+    h.interpret(&auth).await.unwrap();
     h.sb.update_entitlements(&p.agreement_id, &[("seats", 3)])
         .await
         .unwrap();
@@ -229,10 +202,7 @@ async fn sns_over_http_signature_v2_every_action() {
     let conf = captured.lock().unwrap()[2].clone();
     let auth = h.provider.authenticate(&conf).await.unwrap();
     assert_eq!(auth.kind, "SubscriptionConfirmation");
-    h.provider
-        .interpret(&auth, &marketlink_core::EmptyDirectory)
-        .await
-        .unwrap();
+    h.interpret(&auth).await.unwrap();
     h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::UnsubscribePending)
         .await
         .unwrap();
@@ -268,10 +238,7 @@ async fn forged_tampered_and_misdirected_messages_are_refused() {
         .unwrap();
     let conf = captured.lock().unwrap()[0].clone();
     let auth = h.provider.authenticate(&conf).await.unwrap();
-    h.provider
-        .interpret(&auth, &marketlink_core::EmptyDirectory)
-        .await
-        .unwrap();
+    h.interpret(&auth).await.unwrap();
     let good = captured.lock().unwrap()[1].clone();
     h.provider.authenticate(&good).await.unwrap();
     let env = body_json(&good);
