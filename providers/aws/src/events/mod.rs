@@ -10,13 +10,17 @@
 //! | SNS `unsubscribe-success` | Lifecycle Cancel |
 //! | SNS `entitlement-updated` | EntitlementsChanged (GetEntitlements, full set) |
 //! | SNS SubscriptionConfirmation | none; the SubscribeURL is fetched (confirmed) |
-//! | EB Purchase Agreement Created, intent NEW/REPLACE | none (do not grant before License Updated) |
-//! | EB Purchase Agreement Created, intent RENEW | Renewed { term } |
-//! | EB License Updated | Lifecycle Activate (+ free trial from GetAgreementTerms) + EntitlementsChanged |
+//! | EB Purchase Agreement Created, intent NEW | none (do not grant before License Updated) |
+//! | EB Purchase Agreement Created, intent RENEW/REPLACE | Renewed { term } of the predecessor's subscription |
+//! | EB License Updated | Lifecycle Activate (+ free trial from GetAgreementTerms) + EntitlementsChanged; first Relicensed when a successor brings a new licence |
 //! | EB Purchase Agreement Amended | EntitlementsChanged (re-read) |
 //! | EB Purchase Agreement Ended (CANCELLED/EXPIRED/TERMINATED) | Lifecycle BeginCancel (final metering window) |
 //! | EB Purchase Agreement Ended (RENEWED/REPLACED/…) | none (a successor agreement continues) |
-//! | EB License Deprovisioned | Lifecycle Cancel |
+//! | EB License Deprovisioned | Lifecycle Cancel, unless the licence is a former one or its agreement was superseded |
+//! | EB event of a product not configured here | none |
+//!
+//! Every EventBridge event names its agreement (and licence): those names go with the events as
+//! aliases, and the subscription is found through them ([`identify`]).
 //!
 //! Ended → BeginCancel and Deprovisioned → Cancel follow the current AWS text (aws-eventbridge.md
 //! §4: Ended starts the one-hour final-metering window, Deprovisioned closes it) and the sandbox
@@ -24,7 +28,7 @@
 //! would cancel first and then meet an illegal Cancelled → BeginCancel transition.
 //!
 //! Authentication is in [`authenticate`]; SNS notifications are read in [`sns_notification`],
-//! EventBridge agreement events in [`eventbridge`].
+//! EventBridge agreement events in [`eventbridge`], tied to their subscription in [`identify`].
 
 mod authenticate;
 mod eventbridge;
