@@ -24,14 +24,65 @@ pub struct Stack {
     pub store: Store,
     /// The configuration the server runs with (pointed at both sandboxes).
     pub config: Config,
+    /// Stops the sandboxes.
     shutdown: CancellationToken,
+    /// Stops the marketlink servers (not the sandboxes): see [`Stack::restart`].
+    servers_stop: CancellationToken,
+    servers: Vec<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        self.servers_stop.cancel();
         self.shutdown.cancel();
     }
+}
+
+impl Stack {
+    /// Stops the marketlink server (workers included) and starts a new process's worth of it
+    /// on the same address and database, as after a deployment or a crash: nothing held in
+    /// memory survives. The sandboxes keep running.
+    pub async fn restart(&mut self) {
+        self.servers_stop.cancel();
+        for server in self.servers.drain(..) {
+            server.await.expect("server task");
+        }
+        self.servers_stop = CancellationToken::new();
+        let addr = self.app_url.trim_start_matches("http://");
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("the same address again");
+        let (server, ready) =
+            spawn_server(self.config.clone(), listener, self.servers_stop.clone()).await;
+        ready.await.expect("server starts again");
+        self.servers.push(server);
+    }
+}
+
+/// One marketlink server on `listener`, as `marketlink serve` runs it; answers when ready.
+async fn spawn_server(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    stop: CancellationToken,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
+    let providers = run::providers(&config, Arc::new(SystemClock))
+        .await
+        .expect("providers");
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        let result = run::serve_on(config, providers, listener, stop, move |_| {
+            let _ = ready_tx.send(());
+        })
+        .await;
+        if let Err(error) = result {
+            eprintln!("server stopped: {error:#}");
+        }
+    });
+    (server, ready_rx)
 }
 
 /// Starts the sandboxes and the server. `tune` adjusts the AWS scenario (token lifetime...).
@@ -183,23 +234,12 @@ async fn launch(
     tune_config(&mut config);
     let served_config = config.clone();
     // Replicas start together, as a rolling deployment would: each migrates on start.
+    let servers_stop = CancellationToken::new();
     let mut ready = Vec::with_capacity(listeners.len());
+    let mut servers = Vec::with_capacity(listeners.len());
     for listener in listeners {
-        let config = config.clone();
-        let providers = run::providers(&config, Arc::new(SystemClock))
-            .await
-            .expect("providers");
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let result = run::serve_on(config, providers, listener, stop, move |_| {
-                let _ = ready_tx.send(());
-            })
-            .await;
-            if let Err(error) = result {
-                eprintln!("server stopped: {error:#}");
-            }
-        });
+        let (server, ready_rx) = spawn_server(config.clone(), listener, servers_stop.clone()).await;
+        servers.push(server);
         ready.push(ready_rx);
     }
     for ready_rx in ready {
@@ -216,6 +256,8 @@ async fn launch(
         store,
         config: served_config,
         shutdown,
+        servers_stop,
+        servers,
         _dir: dir,
     };
     (stack, urls.into_iter().skip(1).collect())

@@ -10,7 +10,12 @@ const CLASSIC: &str = "mlsandboxclassic0000000001";
 const CONCURRENT: &str = "mlsandboxconcurrent0000002";
 const BUYER: &str = "444455556666";
 
-async fn land(stack: &Stack, client: &Client, token: &str, trial: bool) -> reqwest::Response {
+pub(crate) async fn land(
+    stack: &Stack,
+    client: &Client,
+    token: &str,
+    trial: bool,
+) -> reqwest::Response {
     let mut form = vec![("x-amzn-marketplace-token", token)];
     if trial {
         form.push(("x-amzn-marketplace-offer-type", "free-trial"));
@@ -23,7 +28,7 @@ async fn land(stack: &Stack, client: &Client, token: &str, trial: bool) -> reqwe
         .unwrap()
 }
 
-async fn sign_up(stack: &Stack, client: &Client, email: &str) -> reqwest::Response {
+pub(crate) async fn sign_up(stack: &Stack, client: &Client, email: &str) -> reqwest::Response {
     let page = client
         .get(format!("{}/signup", stack.app_url))
         .send()
@@ -73,7 +78,7 @@ pub(crate) async fn subscription(stack: &Stack, purchase: &Purchase) -> Option<S
         .unwrap()
 }
 
-async fn wait_status(stack: &Stack, purchase: &Purchase, status: SubscriptionStatus) {
+pub(crate) async fn wait_status(stack: &Stack, purchase: &Purchase, status: SubscriptionStatus) {
     eventually(&format!("subscription {status}"), || async {
         subscription(stack, purchase)
             .await
