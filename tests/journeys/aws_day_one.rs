@@ -163,3 +163,86 @@ async fn restart_between_purchase_and_cancellation_on_every_channel() {
         }
     }
 }
+
+/// The seller's other product, listed on AWS with EventBridge but not sold through marketlink:
+/// the account's rule sends its events to the same queue.
+const OTHER_PRODUCT: &str = "mlsandboxotherproduct00003";
+
+/// Events of the seller's other products are taken (they are genuine) and change nothing:
+/// no subscription appears, nothing is dead-lettered, ours are untouched.
+#[tokio::test]
+async fn another_products_events_are_left_alone() {
+    let stack = start_full(
+        |scenario| {
+            let mut other = scenario
+                .products
+                .iter()
+                .find(|p| p.product_code == CONCURRENT)
+                .cloned()
+                .expect("the concurrent product");
+            other.product_code = OTHER_PRODUCT.into();
+            other.product_id = "prod-mlsandboxother0003".into();
+            other.title = "Another product of the same seller".into();
+            scenario.products.push(other);
+        },
+        |_| {},
+        |_| {},
+    )
+    .await;
+    let ours = active_buyer(&stack, CONCURRENT, "ours@example.com").await;
+    let theirs = stack
+        .aws
+        .purchase(OTHER_PRODUCT, OfferKind::Contract, BUYER)
+        .expect("purchase of the other product");
+    for action in [
+        SubscriptionAction::SubscribeSuccess,
+        SubscriptionAction::UnsubscribePending,
+        SubscriptionAction::UnsubscribeSuccess,
+    ] {
+        send(&stack, &theirs, action).await;
+    }
+    stack
+        .aws
+        .update_entitlements(&theirs.agreement_id, &[("seats", 7)])
+        .await
+        .expect("amendment");
+    marketlink_e2e::eventually("the other product's events are all handled", || async {
+        let pending = stack
+            .store
+            .inbox_list(marketlink_store::QueueState::Pending, 100)
+            .await
+            .expect("inbox");
+        let done = stack
+            .store
+            .inbox_list(marketlink_store::QueueState::Done, 100)
+            .await
+            .expect("inbox");
+        pending.is_empty()
+            && done
+                .iter()
+                .filter(|m| m.payload.to_string().contains(&theirs.agreement_id))
+                .count()
+                >= 5
+    })
+    .await;
+    let dead = stack
+        .store
+        .inbox_list(marketlink_store::QueueState::Dead, 100)
+        .await
+        .expect("inbox");
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
+    assert!(subscription(&stack, &theirs).await.is_none());
+    let all = stack
+        .store
+        .list_subscriptions(&marketlink_store::SubscriptionFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("subscriptions");
+    assert_eq!(all.len(), 1, "only our buyer's subscription: {all:?}");
+    assert_eq!(
+        subscription(&stack, &ours).await.expect("ours").status,
+        SubscriptionStatus::Active
+    );
+}
