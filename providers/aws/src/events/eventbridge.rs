@@ -14,17 +14,13 @@ use marketlink_core::{
     SubscriptionDirectory, Term,
 };
 use serde_json::Value;
-use time::OffsetDateTime;
 
 use super::{
-    entitlements_changed,
+    AgreementEvent, entitlements_changed,
     identify::{Identified, IfUnknown},
     lifecycle, malformed, parse_time, str_at,
 };
-use crate::{
-    AwsProvider,
-    identity::{canonical_license_arn, same_license},
-};
+use crate::{AwsProvider, identity::same_license};
 
 /// The detail-type without its ` - Manufacturer` / ` - Proposer` suffix.
 fn base_detail_type(detail_type: &str) -> &str {
@@ -42,20 +38,7 @@ fn superseded_status(status: &str) -> bool {
     )
 }
 
-/// What every agreement event carries.
-pub(super) struct AgreementEvent<'a> {
-    pub detail_type: &'a str,
-    pub occurred_at: OffsetDateTime,
-    pub detail: &'a Value,
-    pub agreement_id: &'a str,
-}
-
 impl AgreementEvent<'_> {
-    /// The licence a License event names, in its canonical spelling.
-    pub fn license_arn(&self) -> Option<String> {
-        str_at(self.detail, "/license/arn").map(canonical_license_arn)
-    }
-
     fn lifecycle(&self, subscription: ExternalRef, event: Lifecycle) -> MarketplaceEvent {
         lifecycle(
             subscription,

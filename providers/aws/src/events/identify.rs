@@ -10,7 +10,7 @@
 use aws_sdk_marketplaceentitlement::types::GetEntitlementFilterName;
 use marketlink_core::{Alias, ExternalRef, Marketplace, ProviderError, SubscriptionDirectory};
 
-use super::{eventbridge::AgreementEvent, str_at};
+use super::{AgreementEvent, str_at};
 use crate::{
     AwsProvider,
     agreement::Described,

@@ -65,6 +65,21 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// What every EventBridge agreement event carries.
+struct AgreementEvent<'a> {
+    detail_type: &'a str,
+    occurred_at: OffsetDateTime,
+    detail: &'a Value,
+    agreement_id: &'a str,
+}
+
+impl AgreementEvent<'_> {
+    /// The licence a License event names, in its canonical spelling.
+    fn license_arn(&self) -> Option<String> {
+        str_at(self.detail, "/license/arn").map(crate::identity::canonical_license_arn)
+    }
+}
+
 fn lifecycle(
     subscription: ExternalRef,
     occurred_at: OffsetDateTime,
