@@ -19,11 +19,15 @@
 //! Lifecycle: a purchase (buyer page or [`AwsSandbox::purchase`]) creates an agreement and a
 //! registration token; `subscribe-success` (SNS) or `Purchase Agreement Created` + `License
 //! Updated` (EventBridge) follows after `subscribe_delay_ms` from the buyer page, or when a test
+//! calls [`AwsSandbox::send_subscription_event`]; [`AwsSandbox::renew`] and
+//! [`AwsSandbox::replace`] supersede an agreement with a new one.
 //!
 //! Layout: `dispatch` routes a request to its service (`metering`, `entitlement`, `agreement`,
 //! `sqs`) over the protocol it came in (`wire`, after `sigv4`); `lifecycle` is the buyer side
-//! (purchases, agreement events), `topics` and `eventbridge` deliver the notifications, `sns`
-//! signs them; `state` is what the sandbox remembers, `pages` the buyer and log pages.
+//! (purchases, agreement events) and `renewal` its renewals and replacements; `topics` and
+//! `eventbridge` produce the notifications, `sns` signs them, `delivery` posts them over HTTP
+//! with SNS's retry policy; `chaos` decides duplicates, order and delays when switched on;
+//! `state` is what the sandbox remembers, `pages` the buyer and log pages.
 
 mod agreement;
 mod chaos;
