@@ -1,4 +1,11 @@
-//! AWSMPCommerceService_v20200301: DescribeAgreement and GetAgreementTerms.
+//! AWSMPCommerceService_v20200301: DescribeAgreement, GetAgreementTerms and
+//! GetAgreementEntitlements (shapes and errors from the marketplace-agreement service model).
+//!
+//! The caller is always the seller. The seller is a party to its direct agreements (proposer);
+//! for a channel partner private offer the proposer is the partner and the acceptor the buyer,
+//! so the seller, only the manufacturer, is refused with AccessDeniedException: GetAgreementTerms
+//! "obtains details about the terms in an agreement that you participated in as proposer or
+//! acceptor" (model documentation) [DERIVED for the other two operations].
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -6,7 +13,7 @@ use serde_json::{Value, json};
 use super::{
     AwsSandbox, DimensionKind, OfferKind,
     input::{opt_i64, opt_str},
-    state::Agreement,
+    state::{Agreement, SubscriptionState},
     wire::AwsError,
 };
 
@@ -33,46 +40,140 @@ fn agreement_id_of(input: &Value) -> Result<&str, AwsError> {
     Ok(id)
 }
 
+/// `EntitlementType` has only a pattern (`[A-Za-z:]+`) in the model and no documented values;
+/// the sandbox says `License` [DERIVED].
+const ENTITLEMENT_TYPE: &str = "License";
+
+/// `maxResults`: 1 to 50 (MaxResults in the model), 50 when absent.
+fn max_results(input: &Value) -> Result<usize, AwsError> {
+    let max = opt_i64(input, "maxResults")?.unwrap_or(50);
+    if !(1..=50).contains(&max) {
+        return Err(validation("maxResults must be between 1 and 50"));
+    }
+    Ok(max as usize)
+}
+
+/// `nextToken` → offset (`page-<n>`, the sandbox's own tokens).
+fn page_offset(input: &Value) -> Result<usize, AwsError> {
+    match opt_str(input, "nextToken")? {
+        None => Ok(0),
+        Some(t) => t
+            .strip_prefix("page-")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| validation("nextToken is not valid")),
+    }
+}
+
+/// AgreementEntitlementStatus and its reason code from the agreement's lifecycle [DERIVED:
+/// the model lists the values, not when each applies]: PENDING while AWS provisions,
+/// PROVISIONED while the licence is live (also in the final metering window), FAILED when
+/// payment failed (spec §4: `subscribe-fail` shows as FAILED / INVALID_PAYMENT_INSTRUMENT),
+/// DEPROVISIONED once the licence is revoked or replaced by a new one.
+fn entitlement_status(ag: &Agreement) -> (&'static str, Option<&'static str>) {
+    if ag.license_ended {
+        return ("DEPROVISIONED", Some("AGREEMENT_INACTIVE"));
+    }
+    match ag.state {
+        SubscriptionState::Pending => ("PENDING", Some("PROVISIONING_IN_PROGRESS")),
+        SubscriptionState::Subscribed | SubscriptionState::UnsubscribePending => {
+            ("PROVISIONED", None)
+        }
+        SubscriptionState::Failed => ("FAILED", Some("INVALID_PAYMENT_INSTRUMENT")),
+        SubscriptionState::Unsubscribed => ("DEPROVISIONED", Some("AGREEMENT_INACTIVE")),
+    }
+}
+
 impl AwsSandbox {
     pub(super) fn agreement_op(
         &self,
         op: &str,
         input: &Value,
     ) -> Result<(Value, String), AwsError> {
+        let known = matches!(
+            op,
+            "DescribeAgreement" | "GetAgreementTerms" | "GetAgreementEntitlements"
+        );
+        if !known {
+            return Err(AwsError::bad_request(
+                "UnknownOperationException",
+                format!("Unknown operation {op}"),
+            ));
+        }
+        let ag = self.party_agreement(agreement_id_of(input)?)?;
         match op {
             "DescribeAgreement" => {
-                let ag = self.find_agreement(agreement_id_of(input)?)?;
                 let summary = format!("{} {}", ag.agreement_id, ag.agreement_status());
                 Ok((self.describe(&ag), summary))
             }
-            "GetAgreementTerms" => {
-                let ag = self.find_agreement(agreement_id_of(input)?)?;
-                let max = opt_i64(input, "maxResults")?.unwrap_or(50);
-                if !(1..=50).contains(&max) {
-                    return Err(validation("maxResults must be between 1 and 50"));
-                }
-                let offset = match opt_str(input, "nextToken")? {
-                    None => 0usize,
-                    Some(t) => t
-                        .strip_prefix("page-")
-                        .and_then(|n| n.parse().ok())
-                        .ok_or_else(|| validation("nextToken is not valid"))?,
-                };
-                let terms = self.terms(&ag);
-                let total = terms.len();
-                let page: Vec<Value> = terms.into_iter().skip(offset).take(max as usize).collect();
-                let next = offset + page.len();
-                let summary = format!("{}: {} terms", ag.agreement_id, page.len());
-                Ok((
-                    json!({"acceptedTerms": page, "nextToken": (next < total).then(|| format!("page-{next}"))}),
-                    summary,
-                ))
-            }
-            _ => Err(AwsError::bad_request(
-                "UnknownOperationException",
-                format!("Unknown operation {op}"),
-            )),
+            "GetAgreementTerms" => self.get_terms(&ag, input),
+            _ => self.get_entitlements(&ag, input),
         }
+    }
+
+    fn get_terms(&self, ag: &Agreement, input: &Value) -> Result<(Value, String), AwsError> {
+        let max = max_results(input)?;
+        let offset = page_offset(input)?;
+        let terms = self.terms(ag);
+        let total = terms.len();
+        let page: Vec<Value> = terms.into_iter().skip(offset).take(max).collect();
+        let next = offset + page.len();
+        let summary = format!("{}: {} terms", ag.agreement_id, page.len());
+        Ok((
+            json!({"acceptedTerms": page, "nextToken": (next < total).then(|| format!("page-{next}"))}),
+            summary,
+        ))
+    }
+
+    fn get_entitlements(&self, ag: &Agreement, input: &Value) -> Result<(Value, String), AwsError> {
+        max_results(input)?;
+        // One entitlement per agreement: any page after the first is empty.
+        let entitlements = if page_offset(input)? == 0 {
+            vec![self.agreement_entitlement(ag)]
+        } else {
+            Vec::new()
+        };
+        let summary = format!(
+            "{}: {}",
+            ag.agreement_id,
+            entitlements
+                .first()
+                .and_then(|e| e["status"].as_str())
+                .unwrap_or("none")
+        );
+        Ok((json!({"agreementEntitlements": entitlements}), summary))
+    }
+
+    /// The agreement, if it exists and the seller is a party to it.
+    fn party_agreement(&self, id: &str) -> Result<Agreement, AwsError> {
+        let ag = self.find_agreement(id)?;
+        if ag.channel_partner.is_some() {
+            return Err(AwsError::new(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                format!(
+                    "User {} is not authorized to access agreement {id}",
+                    self.config.seller_account_id
+                ),
+            ));
+        }
+        Ok(ag)
+    }
+
+    /// The agreement's one entitlement: the product's licence and where it stands.
+    fn agreement_entitlement(&self, ag: &Agreement) -> Value {
+        let product_id = self
+            .config
+            .product(&ag.product_code)
+            .map(|p| p.product_id.clone())
+            .unwrap_or_default();
+        let (status, reason) = entitlement_status(ag);
+        json!({
+            "resource": {"id": product_id, "type": "SaaSProduct"},
+            "type": ENTITLEMENT_TYPE,
+            "status": status,
+            "statusReasonCode": reason,
+            "licenseArn": ag.license_arn,
+        })
     }
 
     fn find_agreement(&self, id: &str) -> Result<Agreement, AwsError> {
@@ -98,7 +199,7 @@ impl AwsSandbox {
         json!({
             "agreementId": ag.agreement_id,
             "acceptor": {"accountId": ag.buyer_account_id},
-            "proposer": {"accountId": self.config.seller_account_id},
+            "proposer": {"accountId": ag.proposer_account_id(&self.config.seller_account_id)},
             "startTime": ts(ag.start_time),
             "endTime": ag.end_time.map(ts),
             "acceptanceTime": ts(ag.created_at),
@@ -109,7 +210,7 @@ impl AwsSandbox {
                 "resources": [{"id": product_id, "type": "SaaSProduct"}],
             },
             "status": ag.agreement_status(),
-            "initialAgreementId": ag.agreement_id,
+            "initialAgreementId": ag.initial_agreement_id(),
             "endTimeBehavior": end_time_behavior,
             "freeTrialSummary": ag.trial_end_time.map(|t| json!({"trialEndTime": ts(t)})),
         })

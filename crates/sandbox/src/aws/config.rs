@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use super::chaos::DeliveryChaos;
+
 /// How the product identifies buyers when metering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -90,6 +92,10 @@ pub struct OfferConfig {
     /// Contract dimension quantities bought (contract offers) or granted (free trial).
     #[serde(default)]
     pub quantities: BTreeMap<String, i64>,
+    /// A channel partner private offer (CPPO): the proposer is `channel_partner_account_id`,
+    /// the seller only the manufacturer (see the README, "Proposer and manufacturer").
+    #[serde(default)]
+    pub channel_partner: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +151,15 @@ pub struct AwsSandboxConfig {
     pub eventbridge_queue_name: String,
     /// Optional JSON file the state is saved to after each change and loaded from at start.
     pub state_file: Option<std::path::PathBuf>,
+    /// The channel partner that proposes `channel_partner` offers (CPPO).
+    pub channel_partner_account_id: String,
+    /// SNS HTTP(S) delivery policy: the delay before each retry, so the number of values is
+    /// the number of retries. SNS's default is three retries 20 s apart.
+    pub sns_http_retry_delays_ms: Vec<u64>,
+    /// How long one HTTP delivery may take before it counts as failed (and is retried).
+    pub sns_http_timeout_ms: u64,
+    /// Duplicated, reordered and delayed deliveries (off when absent).
+    pub delivery_chaos: Option<DeliveryChaos>,
     pub products: Vec<ProductConfig>,
 }
 
@@ -166,8 +181,46 @@ impl Default for AwsSandboxConfig {
             sns_queue_name: "aws-mp-sns-notifications".to_owned(),
             eventbridge_queue_name: "aws-mp-eventbridge-events".to_owned(),
             state_file: None,
+            channel_partner_account_id: "222233334444".to_owned(),
+            // "By default, if the initial delivery of the message fails, Amazon SNS attempts
+            // up to three retries with a delay between failed attempts set at 20 seconds"
+            // (SNS Developer Guide, "Set the delivery policy for the Amazon SNS subscription").
+            sns_http_retry_delays_ms: vec![20_000; 3],
+            sns_http_timeout_ms: 15_000,
+            delivery_chaos: None,
             products: default_products(),
         }
+    }
+}
+
+impl ProductConfig {
+    /// A product like the built-in ones: metered `api_calls` and `storage_gb`, contract
+    /// `seats`, and one offer of each kind (`offer-<code>-payg`, `-contract`,
+    /// `-contract-usage`, `-trial`). Tests add it to a config to have a product of the same
+    /// seller that marketlink is not configured for.
+    pub fn standard(
+        code: &str,
+        id: &str,
+        title: &str,
+        identity_mode: IdentityMode,
+        notification_mode: NotificationMode,
+    ) -> Self {
+        standard_product(code, id, title, identity_mode, notification_mode)
+    }
+}
+
+fn offer(id: String, kind: OfferKind, quantities: BTreeMap<String, i64>) -> OfferConfig {
+    let contract = matches!(
+        kind,
+        OfferKind::Contract | OfferKind::ContractWithConsumption
+    );
+    OfferConfig {
+        id,
+        kind,
+        duration_months: contract.then_some(12),
+        trial_days: (kind == OfferKind::FreeTrial).then_some(30),
+        quantities,
+        channel_partner: false,
     }
 }
 
@@ -206,34 +259,26 @@ fn standard_product(
             },
         ],
         offers: vec![
-            OfferConfig {
-                id: format!("offer-{code}-payg"),
-                kind: OfferKind::Subscription,
-                duration_months: None,
-                trial_days: None,
-                quantities: BTreeMap::new(),
-            },
-            OfferConfig {
-                id: format!("offer-{code}-contract"),
-                kind: OfferKind::Contract,
-                duration_months: Some(12),
-                trial_days: None,
-                quantities: quantities.clone(),
-            },
-            OfferConfig {
-                id: format!("offer-{code}-contract-usage"),
-                kind: OfferKind::ContractWithConsumption,
-                duration_months: Some(12),
-                trial_days: None,
-                quantities: quantities.clone(),
-            },
-            OfferConfig {
-                id: format!("offer-{code}-trial"),
-                kind: OfferKind::FreeTrial,
-                duration_months: None,
-                trial_days: Some(30),
+            offer(
+                format!("offer-{code}-payg"),
+                OfferKind::Subscription,
+                BTreeMap::new(),
+            ),
+            offer(
+                format!("offer-{code}-contract"),
+                OfferKind::Contract,
+                quantities.clone(),
+            ),
+            offer(
+                format!("offer-{code}-contract-usage"),
+                OfferKind::ContractWithConsumption,
+                quantities.clone(),
+            ),
+            offer(
+                format!("offer-{code}-trial"),
+                OfferKind::FreeTrial,
                 quantities,
-            },
+            ),
         ],
     }
 }
@@ -274,6 +319,23 @@ impl AwsSandboxConfig {
         }
         if !matches!(self.sns_signature_version, 1 | 2) {
             bail!("sns_signature_version must be 1 or 2");
+        }
+        if self.channel_partner_account_id.len() != 12
+            || !self
+                .channel_partner_account_id
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            || self.channel_partner_account_id == self.seller_account_id
+        {
+            bail!("channel_partner_account_id must be 12 digits, not the seller's account");
+        }
+        // "The total policy retry time for an HTTP/S endpoint cannot be greater than 3,600
+        // seconds" (SNS Developer Guide, "Amazon SNS message delivery retries").
+        if self.sns_http_retry_delays_ms.iter().sum::<u64>() > 3_600_000 {
+            bail!("sns_http_retry_delays_ms must add up to at most 3600000 (one hour)");
+        }
+        if let Some(chaos) = &self.delivery_chaos {
+            chaos.validate()?;
         }
         for p in &self.products {
             if p.product_code.is_empty()
@@ -323,6 +385,13 @@ mod tests {
         assert_eq!(cfg.access_key_id, "AKIAOTHER");
         assert_eq!(cfg.products.len(), 2);
         assert!(AwsSandboxConfig::from_toml_str("sns_signature_version = 3").is_err());
+        assert!(
+            AwsSandboxConfig::from_toml_str("sns_http_retry_delays_ms = [3600000, 1]").is_err()
+        );
+        assert!(
+            AwsSandboxConfig::from_toml_str("channel_partner_account_id = \"111122223333\"")
+                .is_err()
+        );
     }
 }
 
@@ -335,6 +404,14 @@ mod scenario_file_tests {
         let text = include_str!("../../scenarios/aws-default.toml");
         let cfg = AwsSandboxConfig::from_toml_str(text).unwrap();
         assert_eq!(cfg.products.len(), 2);
+        assert_eq!(cfg.delivery_chaos, None);
+        assert_eq!(cfg.sns_http_retry_delays_ms, [20_000; 3]);
+        assert!(
+            cfg.products
+                .iter()
+                .flat_map(|p| &p.offers)
+                .all(|o| !o.channel_partner)
+        );
         assert_eq!(cfg.products[1].identity_mode, IdentityMode::Concurrent);
         assert_eq!(
             cfg.products[1].offers[0].kind,

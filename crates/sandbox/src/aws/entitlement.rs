@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::{
     AwsSandbox, DimensionKind, IdentityMode, ProductConfig,
     input::{opt_i64, opt_str},
-    state::{Agreement, SubscriptionState},
+    state::Agreement,
     wire::AwsError,
 };
 
@@ -59,17 +59,16 @@ impl AwsSandbox {
     }
 
     /// Every contract-dimension entitlement of the product's live agreements that passes the
-    /// filters, in agreement order.
+    /// filters, in agreement order. Classic listings also name the CustomerIdentifier, whatever
+    /// the filter (LICENSE_ARN, CUSTOMER_AWS_ACCOUNT_ID): the Entitlement model returns both
+    /// identities.
     fn contract_entitlements(&self, product: &ProductConfig, filters: &Filters) -> Vec<Value> {
         let st = self.lock();
         let mut all = Vec::new();
         for ag in st.agreements.values() {
-            if ag.product_code != product.product_code
-                || !matches!(
-                    ag.state,
-                    SubscriptionState::Subscribed | SubscriptionState::UnsubscribePending
-                )
-            {
+            // Live agreements only: not yet ended, and not superseded by a renewal or
+            // replacement (whose own agreement carries the entitlements now).
+            if ag.product_code != product.product_code || !ag.meterable() {
                 continue;
             }
             for (dim, qty) in &ag.quantities {

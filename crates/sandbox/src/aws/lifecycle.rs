@@ -2,10 +2,11 @@
 //! the notification each step sends (SNS or EventBridge, as the product is configured).
 
 use serde_json::json;
+use time::OffsetDateTime;
 
 use super::{
     AwsSandbox, NotificationMode, OfferConfig, OfferKind, ProductConfig, eventbridge, random_id,
-    state::{Agreement, SubscriptionAction, SubscriptionState},
+    state::{Agreement, ChannelPartner, SubscriptionAction, SubscriptionState},
 };
 
 /// A purchase made through [`AwsSandbox::purchase`].
@@ -19,6 +20,47 @@ pub struct Purchase {
     pub product_code: String,
     pub offer_id: String,
     pub offer_kind: OfferKind,
+}
+
+impl Purchase {
+    pub(super) fn of(ag: &Agreement) -> Self {
+        Self {
+            registration_token: ag.registration_token.clone(),
+            agreement_id: ag.agreement_id.clone(),
+            customer_identifier: ag.customer_identifier.clone(),
+            buyer_account_id: ag.buyer_account_id.clone(),
+            license_arn: ag.license_arn.clone(),
+            product_code: ag.product_code.clone(),
+            offer_id: ag.offer_id.clone(),
+            offer_kind: ag.offer_kind,
+        }
+    }
+}
+
+/// When an agreement for `offer` made at `now` ends: (contract end, free-trial end).
+pub(super) fn term_ends(
+    offer: &OfferConfig,
+    now: OffsetDateTime,
+) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
+    match offer.kind {
+        OfferKind::Subscription => (None, None),
+        OfferKind::Contract | OfferKind::ContractWithConsumption => {
+            let months = i64::from(offer.duration_months.unwrap_or(12));
+            (Some(now + time::Duration::days(30 * months)), None)
+        }
+        OfferKind::FreeTrial => {
+            let days = i64::from(offer.trial_days.unwrap_or(30));
+            (None, Some(now + time::Duration::days(days)))
+        }
+    }
+}
+
+/// A new LicenseArn of the seller's account.
+pub(super) fn new_license_arn(seller_account_id: &str) -> String {
+    format!(
+        "arn:aws:license-manager::{seller_account_id}:license/l-{}",
+        random_id(32)
+    )
 }
 
 impl AwsSandbox {
@@ -72,31 +114,17 @@ impl AwsSandbox {
             .or_insert_with(|| random_id(11).to_uppercase())
             .clone();
         let agreement_id = format!("agmt-{}", random_id(25));
-        let license_arn = format!(
-            "arn:aws:license-manager::{}:license/l-{}",
-            self.config.seller_account_id,
-            random_id(32)
-        );
+        let license_arn = new_license_arn(&self.config.seller_account_id);
         let token = format!("sandbox-token-{}", random_id(48));
-        let (end_time, trial_end_time) = match offer.kind {
-            OfferKind::Subscription => (None, None),
-            OfferKind::Contract | OfferKind::ContractWithConsumption => {
-                let months = i64::from(offer.duration_months.unwrap_or(12));
-                (Some(now + time::Duration::days(30 * months)), None)
-            }
-            OfferKind::FreeTrial => {
-                let days = i64::from(offer.trial_days.unwrap_or(30));
-                (None, Some(now + time::Duration::days(days)))
-            }
-        };
+        let (end_time, trial_end_time) = term_ends(offer, now);
         let agreement = Agreement {
             agreement_id: agreement_id.clone(),
             product_code: product.product_code.clone(),
             offer_id: offer.id.clone(),
             offer_kind: offer.kind,
             buyer_account_id: buyer_account_id.to_owned(),
-            customer_identifier: customer_identifier.clone(),
-            license_arn: license_arn.clone(),
+            customer_identifier,
+            license_arn,
             state: SubscriptionState::Pending,
             created_at: now,
             start_time: now,
@@ -104,20 +132,20 @@ impl AwsSandbox {
             trial_end_time,
             quantities: offer.quantities.clone(),
             registration_token: token.clone(),
+            initial_agreement_id: None,
+            predecessor: None,
+            successor: None,
+            license_ended: false,
+            channel_partner: offer.channel_partner.then(|| ChannelPartner {
+                account_id: self.config.channel_partner_account_id.clone(),
+                resale_authorization_id: format!("resaleauthz-{}", random_id(13)),
+            }),
         };
-        st.tokens.insert(token.clone(), agreement_id.clone());
-        st.agreements.insert(agreement_id.clone(), agreement);
+        let purchase = Purchase::of(&agreement);
+        st.tokens.insert(token, agreement_id.clone());
+        st.agreements.insert(agreement_id, agreement);
         self.persist(&st);
-        Ok(Purchase {
-            registration_token: token,
-            agreement_id,
-            customer_identifier,
-            buyer_account_id: buyer_account_id.to_owned(),
-            license_arn,
-            product_code: product.product_code.clone(),
-            offer_id: offer.id.clone(),
-            offer_kind: offer.kind,
-        })
+        Ok(purchase)
     }
 
     /// Move an agreement through its lifecycle and notify the seller the way the product is

@@ -19,14 +19,20 @@
 //! Lifecycle: a purchase (buyer page or [`AwsSandbox::purchase`]) creates an agreement and a
 //! registration token; `subscribe-success` (SNS) or `Purchase Agreement Created` + `License
 //! Updated` (EventBridge) follows after `subscribe_delay_ms` from the buyer page, or when a test
+//! calls [`AwsSandbox::send_subscription_event`]; [`AwsSandbox::renew`] and
+//! [`AwsSandbox::replace`] supersede an agreement with a new one.
 //!
 //! Layout: `dispatch` routes a request to its service (`metering`, `entitlement`, `agreement`,
 //! `sqs`) over the protocol it came in (`wire`, after `sigv4`); `lifecycle` is the buyer side
-//! (purchases, agreement events), `topics` and `eventbridge` deliver the notifications, `sns`
-//! signs them; `state` is what the sandbox remembers, `pages` the buyer and log pages.
+//! (purchases, agreement events) and `renewal` its renewals and replacements; `topics` and
+//! `eventbridge` produce the notifications, `sns` signs them, `delivery` posts them over HTTP
+//! with SNS's retry policy; `chaos` decides duplicates, order and delays when switched on;
+//! `state` is what the sandbox remembers, `pages` the buyer and log pages.
 
 mod agreement;
+mod chaos;
 mod config;
+mod delivery;
 mod dispatch;
 mod entitlement;
 mod eventbridge;
@@ -34,6 +40,7 @@ mod input;
 mod lifecycle;
 mod metering;
 mod pages;
+mod renewal;
 pub mod sigv4;
 pub mod sns;
 mod sqs;
@@ -41,13 +48,14 @@ mod state;
 mod topics;
 pub mod wire;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use axum::{
     Router,
     extract::DefaultBodyLimit,
     routing::{get, post},
 };
+pub use chaos::DeliveryChaos;
 pub use config::{
     AwsSandboxConfig, DimensionConfig, DimensionKind, IdentityMode, NotificationMode, OfferConfig,
     OfferKind, ProductConfig,
@@ -55,18 +63,19 @@ pub use config::{
 use marketlink_core::Clock;
 use time::OffsetDateTime;
 
-use self::state::{HttpSubscription, Queue, SandboxState};
+use self::state::{HttpSubscription, SandboxState};
 pub use self::{
     lifecycle::Purchase,
     state::{
-        Agreement, CallLogEntry, InjectedError, MeteredRecord, SubscriptionAction,
-        SubscriptionState,
+        Agreement, AgreementChange, AgreementLink, CallLogEntry, ChannelPartner, DeliveryOutcome,
+        HttpDeliveryAttempt, InjectedError, MeteredRecord, SubscriptionAction, SubscriptionState,
     },
 };
 
 /// Maximum request body (BatchMeterUsage requests must be under 1 MB).
 const MAX_BODY: usize = 1024 * 1024;
 const CALL_LOG_CAP: usize = 1000;
+const DELIVERY_LOG_CAP: usize = 1000;
 
 /// The AWS Marketplace emulator: configuration plus in-memory state. `Send + Sync`; share it
 /// with `Arc`.
@@ -74,6 +83,8 @@ pub struct AwsSandbox {
     config: AwsSandboxConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<SandboxState>,
+    /// Itself, for work that outlives a call (SNS retries, chaos-delayed HTTP deliveries).
+    me: Weak<AwsSandbox>,
 }
 
 fn random_id(len: usize) -> String {
@@ -100,19 +111,32 @@ impl AwsSandbox {
             _ => SandboxState::default(),
         };
         for name in [&config.sns_queue_name, &config.eventbridge_queue_name] {
-            state.queues.entry(name.clone()).or_insert_with(|| Queue {
-                messages: Vec::new(),
-                visibility_timeout_secs: 30,
-            });
+            state.queues.entry(name.clone()).or_default();
         }
         if let Some(endpoint) = &config.sns_http_endpoint {
             subscribe_http_endpoint(&mut state, &config, endpoint);
         }
-        Ok(Arc::new(Self {
+        state.chaos.set(config.delivery_chaos);
+        Ok(Arc::new_cyclic(|me| Self {
             config,
             clock,
             state: Mutex::new(state),
+            me: me.clone(),
         }))
+    }
+
+    /// Turn delivery chaos on (or off with `None`); the generator restarts from the seed.
+    pub fn set_delivery_chaos(&self, chaos: Option<DeliveryChaos>) {
+        self.lock().chaos.set(chaos);
+    }
+
+    pub fn delivery_chaos(&self) -> Option<DeliveryChaos> {
+        self.lock().chaos.config
+    }
+
+    /// Every SNS HTTP(S) delivery attempt, oldest first (the last 1000).
+    pub fn http_deliveries(&self) -> Vec<HttpDeliveryAttempt> {
+        self.lock().http_deliveries.iter().cloned().collect()
     }
 
     pub fn config(&self) -> &AwsSandboxConfig {

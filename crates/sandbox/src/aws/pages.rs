@@ -97,7 +97,11 @@ async fn buyer(State(sb): State<Arc<AwsSandbox>>) -> Html<String> {
                 pc = esc(&p.product_code),
                 oid = esc(&o.id),
                 acct = esc(&cfg.default_buyer_account_id),
-                label = esc(o.kind.label())
+                label = if o.channel_partner {
+                    format!("{} (channel partner offer)", esc(o.kind.label()))
+                } else {
+                    esc(o.kind.label())
+                }
             );
         }
         body.push_str("</div>");
@@ -181,17 +185,20 @@ async fn agreements(State(sb): State<Arc<AwsSandbox>>) -> Html<String> {
             .collect();
         let _ = write!(
             body,
-            r#"<tr><td><code>{id}</code></td><td>{pc}<br><span class=muted>{offer}</span></td><td>{acct}</td><td>{state:?} ({mode:?})</td><td>{qty}</td><td>
+            r#"<tr><td><code>{id}</code></td><td>{pc}<br><span class=muted>{offer}</span></td><td>{acct}</td><td>{state:?}, {status} ({mode:?})</td><td>{qty}</td><td>
 <form method=post action="/aws/buyer/agreements/{id}/cancel"><button>Cancel (unsubscribe-pending)</button></form>
 <form method=post action="/aws/buyer/agreements/{id}/finalize"><button>Finalize (unsubscribe-success)</button></form>
 <form method=post action="/aws/buyer/agreements/{id}/activate"><button>Send subscribe-success</button></form>
 <form method=post action="/aws/buyer/agreements/{id}/update"><input name=dimension value="seats" size=8><input name=quantity value="20" size=4><button>Change contract</button></form>
+<form method=post action="/aws/buyer/agreements/{id}/renew"><label><input type=checkbox name=new_license value=1> new licence</label> <button>Renew</button></form>
+<form method=post action="/aws/buyer/agreements/{id}/replace"><label><input type=checkbox name=new_license value=1> new licence</label> <button>Replace</button></form>
 </td></tr>"#,
             id = esc(&a.agreement_id),
             pc = esc(&a.product_code),
             offer = esc(&a.offer_id),
             acct = esc(&a.buyer_account_id),
             state = a.state,
+            status = a.agreement_status(),
             qty = esc(&qty.join(", ")),
         );
     }
@@ -224,6 +231,11 @@ async fn agreement_action(
                 None => Err(anyhow::anyhow!("quantity must be an integer")),
             }
         }
+        "renew" => sb.renew(&id, f.contains_key("new_license")).await.map(drop),
+        "replace" => sb
+            .replace(&id, f.contains_key("new_license"))
+            .await
+            .map(drop),
         _ => Err(anyhow::anyhow!("unknown action {action}")),
     };
     match result {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::config::OfferKind;
+use super::{chaos::ChaosState, config::OfferKind};
 
 /// Where an agreement is in its SaaS lifecycle, as notified to the seller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,17 +44,89 @@ pub struct Agreement {
     /// Contract / free-trial quantities per dimension (entitlements).
     pub quantities: BTreeMap<String, i64>,
     pub registration_token: String,
+    /// First agreement of the renewal / replacement chain (`None`: this one).
+    #[serde(default)]
+    pub initial_agreement_id: Option<String>,
+    /// The agreement this one renewed or replaced.
+    #[serde(default)]
+    pub predecessor: Option<AgreementLink>,
+    /// The agreement that renewed or replaced this one (its status is then RENEWED / REPLACED).
+    #[serde(default)]
+    pub successor: Option<AgreementLink>,
+    /// The successor came with a new LicenseArn: this agreement's licence is deprovisioned.
+    #[serde(default)]
+    pub license_ended: bool,
+    /// Set for a channel partner private offer: the partner, not the seller, is the proposer.
+    #[serde(default)]
+    pub channel_partner: Option<ChannelPartner>,
+}
+
+/// How one agreement follows another (`agreement.intent` of Purchase Agreement Created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgreementChange {
+    /// A new agreement from the same offer's terms (e.g. an auto-renewal).
+    Renew,
+    /// A new agreement from an agreement replacement offer.
+    Replace,
+}
+
+impl AgreementChange {
+    pub fn intent(self) -> &'static str {
+        match self {
+            AgreementChange::Renew => "RENEW",
+            AgreementChange::Replace => "REPLACE",
+        }
+    }
+
+    /// The superseded agreement's status (AgreementStatus in the Agreement API model).
+    pub fn superseded_status(self) -> &'static str {
+        match self {
+            AgreementChange::Renew => "RENEWED",
+            AgreementChange::Replace => "REPLACED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgreementLink {
+    pub agreement_id: String,
+    pub change: AgreementChange,
+}
+
+/// The reseller of a channel partner private offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelPartner {
+    pub account_id: String,
+    pub resale_authorization_id: String,
 }
 
 impl Agreement {
+    /// Usage can be billed to it: live and not superseded by a renewal or replacement.
     pub fn meterable(&self) -> bool {
-        matches!(
-            self.state,
-            SubscriptionState::Subscribed | SubscriptionState::UnsubscribePending
-        )
+        self.successor.is_none()
+            && matches!(
+                self.state,
+                SubscriptionState::Subscribed | SubscriptionState::UnsubscribePending
+            )
+    }
+
+    pub fn initial_agreement_id(&self) -> &str {
+        self.initial_agreement_id
+            .as_deref()
+            .unwrap_or(&self.agreement_id)
+    }
+
+    /// The account that proposed the offer: the channel partner for a CPPO, else the seller.
+    pub fn proposer_account_id<'a>(&'a self, seller: &'a str) -> &'a str {
+        self.channel_partner
+            .as_ref()
+            .map_or(seller, |c| c.account_id.as_str())
     }
 
     pub(super) fn agreement_status(&self) -> &'static str {
+        if let Some(next) = &self.successor {
+            return next.change.superseded_status();
+        }
         match self.state {
             SubscriptionState::Pending | SubscriptionState::Subscribed => "ACTIVE",
             SubscriptionState::Failed => "TERMINATED",
@@ -90,6 +162,33 @@ pub struct CallLogEntry {
     pub operation: String,
     pub status: u16,
     pub summary: String,
+}
+
+/// One HTTP(S) delivery attempt of an SNS message, as the SNS delivery policy runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpDeliveryAttempt {
+    pub at: OffsetDateTime,
+    pub endpoint: String,
+    /// The envelope's MessageId (a duplicate delivery repeats it).
+    pub message_id: String,
+    /// `Notification` or `SubscriptionConfirmation`.
+    pub message_type: String,
+    /// 1 for the first try.
+    pub attempt: u32,
+    /// The endpoint's HTTP status; `None` for a connection error or timeout.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub outcome: DeliveryOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// 2xx: delivered.
+    Delivered,
+    /// 5xx, 429, timeout or connection error with retries left: retried after `delay_ms`.
+    Retrying { delay_ms: u64 },
+    /// A 4xx other than 429 (never retried), or the last retry failed: the message is dropped.
+    GivenUp,
 }
 
 /// An error the sandbox returns on demand.
@@ -135,10 +234,35 @@ pub(super) struct QueuedMessage {
     pub(super) receipt_handle: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct Queue {
     pub(super) messages: Vec<QueuedMessage>,
     pub(super) visibility_timeout_secs: i64,
+    /// Attributes given to CreateQueue (CreateQueue compares them; DelaySeconds and
+    /// ReceiveMessageWaitTimeSeconds apply to messages and receives).
+    #[serde(default)]
+    pub(super) attributes: BTreeMap<String, String>,
+}
+
+/// A new queue has SQS's default 30 s visibility timeout.
+impl Default for Queue {
+    fn default() -> Self {
+        Self {
+            messages: Vec::new(),
+            visibility_timeout_secs: 30,
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+impl Queue {
+    /// An integer attribute set at creation, else `default`.
+    pub(super) fn int_attribute(&self, name: &str, default: i64) -> i64 {
+        self.attributes
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,6 +290,10 @@ pub(super) struct SandboxState {
     pub(super) call_log: VecDeque<CallLogEntry>,
     #[serde(skip)]
     pub(super) injected: Vec<(String, InjectedError, u32)>,
+    #[serde(skip)]
+    pub(super) chaos: ChaosState,
+    #[serde(skip)]
+    pub(super) http_deliveries: VecDeque<HttpDeliveryAttempt>,
     /// Ledger position by dedup key, so BatchMeterUsage does not scan the whole ledger.
     #[serde(skip)]
     ledger_index: HashMap<LedgerKey, usize>,
@@ -242,25 +370,38 @@ impl SandboxState {
         self.agreement_index.get(key).cloned().unwrap_or_default()
     }
 
-    /// Appends a message to `queue` (created on first use, 30 s visibility timeout).
-    pub(super) fn push_queue_message(&mut self, queue: &str, body: String, now: OffsetDateTime) {
+    /// Appends a message to `queue` (created on first use, 30 s visibility timeout), visible
+    /// after `delay`; with delivery chaos, later still and sometimes twice (same MessageId).
+    /// Returns the MessageId and the body's MD5.
+    pub(super) fn push_queue_message(
+        &mut self,
+        queue: &str,
+        body: String,
+        now: OffsetDateTime,
+        delay: time::Duration,
+    ) -> (String, String) {
         use md5::{Digest, Md5};
-        let q = self
-            .queues
-            .entry(queue.to_owned())
-            .or_insert_with(|| Queue {
-                messages: Vec::new(),
-                visibility_timeout_secs: 30,
+        let plan = self.chaos.plan_delivery();
+        let q = self.queues.entry(queue.to_owned()).or_default();
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let md5 = hex::encode(Md5::digest(body.as_bytes()));
+        let ms = |m: u64| time::Duration::milliseconds(i64::try_from(m).unwrap_or(i64::MAX));
+        let (first, copy) = match plan {
+            Some((d, copy)) => (ms(d), copy.map(ms)),
+            None => (time::Duration::ZERO, None),
+        };
+        for extra in std::iter::once(first).chain(copy) {
+            q.messages.push(QueuedMessage {
+                message_id: message_id.clone(),
+                md5: md5.clone(),
+                body: body.clone(),
+                sent_at: now,
+                visible_at: now + delay + extra,
+                receive_count: 0,
+                first_receive_at: None,
+                receipt_handle: None,
             });
-        q.messages.push(QueuedMessage {
-            message_id: uuid::Uuid::new_v4().to_string(),
-            md5: hex::encode(Md5::digest(body.as_bytes())),
-            body,
-            sent_at: now,
-            visible_at: now,
-            receive_count: 0,
-            first_receive_at: None,
-            receipt_handle: None,
-        });
+        }
+        (message_id, md5)
     }
 }

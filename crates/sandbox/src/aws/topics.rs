@@ -27,7 +27,7 @@ impl AwsSandbox {
             out
         };
         for (endpoint, env) in pending {
-            self.deliver_logged(&endpoint, &env).await;
+            self.deliver_http(&endpoint, env).await;
         }
         Ok(())
     }
@@ -48,7 +48,12 @@ impl AwsSandbox {
             // SQS subscription (auto-confirmed): one envelope per subscription, own MessageId.
             let env = self.notification_envelope(&topic, message, None)?;
             let body = Value::Object(env).to_string();
-            st.push_queue_message(&self.config.sns_queue_name, body, self.now());
+            st.push_queue_message(
+                &self.config.sns_queue_name,
+                body,
+                self.now(),
+                time::Duration::ZERO,
+            );
             for i in 0..st.subscriptions.len() {
                 if st.subscriptions[i].topic_arn != topic {
                     continue;
@@ -69,33 +74,9 @@ impl AwsSandbox {
             self.persist(&st);
         }
         for (endpoint, env) in deliveries {
-            self.deliver_logged(&endpoint, &env).await;
+            self.deliver_http(&endpoint, env).await;
         }
         Ok(())
-    }
-
-    async fn deliver_logged(&self, endpoint: &str, env: &Map<String, Value>) {
-        let kind = env
-            .get("Type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let mut result = Err(String::new());
-        for attempt in 0..3u32 {
-            result = sns::deliver(endpoint, env).await;
-            if matches!(result, Ok(s) if (200..300).contains(&s)) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(
-                200 * u64::from(attempt + 1),
-            ))
-            .await;
-        }
-        let (status, summary) = match result {
-            Ok(s) => (s, format!("{kind} → {endpoint}: HTTP {s}")),
-            Err(e) => (0, format!("{kind} → {endpoint}: {e}")),
-        };
-        self.log_call("sns", "HttpDelivery", status, summary);
     }
 
     fn sign_envelope(&self, mut env: Map<String, Value>) -> Map<String, Value> {
@@ -200,7 +181,7 @@ impl AwsSandbox {
             format!("{topic_arn} → {endpoint}"),
         );
         for env in backlog {
-            self.deliver_logged(&endpoint, &env).await;
+            self.deliver_http(&endpoint, env).await;
         }
         Some(arn)
     }

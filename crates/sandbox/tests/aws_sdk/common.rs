@@ -211,3 +211,68 @@ pub fn sigv4_headers(
     );
     out
 }
+
+/// A raw awsJson1.0 call of the Agreement API (what boto3 sends), signed independently.
+pub async fn agreement_json(
+    h: &Harness,
+    op: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let body = body.to_string();
+    let target = format!("AWSMPCommerceService_v20200301.{op}");
+    let headers = sigv4_headers(
+        &format!("{}/", h.url),
+        &[
+            ("content-type", "application/x-amz-json-1.0"),
+            ("x-amz-target", &target),
+        ],
+        body.as_bytes(),
+        "aws-marketplace",
+    );
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (status, text) = raw_post(&h.url, "/", &refs, body.as_bytes()).await;
+    (status, serde_json::from_str(&text).unwrap())
+}
+
+/// Every message now visible on a queue, received and deleted (bodies parsed as JSON).
+pub async fn drain(h: &Harness, queue_url: &str) -> Vec<serde_json::Value> {
+    let sqs = sqs(&h.url);
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            return out;
+        }
+        for m in got.messages() {
+            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// The detail-types of EventBridge events, in order.
+pub fn detail_types(events: &[serde_json::Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["detail-type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+pub fn clock_now(h: &Harness) -> time::OffsetDateTime {
+    use marketlink_core::Clock;
+    h.clock.now()
+}

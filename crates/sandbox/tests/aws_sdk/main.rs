@@ -3,8 +3,12 @@
 
 mod agreement;
 mod common;
+mod delivery;
 mod entitlement;
+mod events;
 mod metering;
 mod notifications;
 mod pages;
+mod queues;
+mod renewal;
 mod signing;

@@ -143,7 +143,11 @@ async fn batch_meter_usage_statuses_and_dedup() {
     h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
         .await
         .unwrap();
-    let at = h.clock_now() - Duration::minutes(30);
+    // Ten past the previous hour: the resends below (+1 and +10 minutes) stay in that hour
+    // whatever the time the test runs (now - 30 min + 1 min crossed the hour at hh:29).
+    let now = h.clock_now();
+    let at =
+        now.replace_time(time::Time::from_hms(now.hour(), 10, 0).unwrap()) - Duration::hours(1);
 
     let out = client
         .batch_meter_usage()

@@ -358,15 +358,19 @@ async fn eventbridge_events_reach_the_queue() {
         .collect();
     assert_eq!(
         types,
+        // A direct offer: the seller is proposer and manufacturer, so AWS sends only the
+        // Proposer variant of Purchase Agreement events; License events are Manufacturer.
         [
-            "Purchase Agreement Created - Manufacturer",
+            "Purchase Agreement Created - Proposer",
             "License Updated - Manufacturer",
-            "Purchase Agreement Amended - Manufacturer",
+            "Purchase Agreement Amended - Proposer",
             "License Updated - Manufacturer",
-            "Purchase Agreement Ended - Manufacturer",
+            "Purchase Agreement Ended - Proposer",
             "License Deprovisioned - Manufacturer",
         ]
     );
+    assert!(events[0]["detail"]["resaleAuthorization"].is_null());
+    assert_eq!(events[0]["detail"]["proposer"]["accountId"], "111122223333");
     let created = &events[0];
     assert_eq!(created["source"], "aws.agreement-marketplace");
     assert_eq!(created["version"], "0");

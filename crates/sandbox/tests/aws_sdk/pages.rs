@@ -77,3 +77,48 @@ async fn state_persists_to_json_file() {
         .unwrap();
     assert_eq!(msgs.messages().len(), 1);
 }
+
+#[tokio::test]
+async fn agreements_page_renews_and_the_chain_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = AwsSandboxConfig {
+        state_file: Some(dir.path().join("aws.json")),
+        ..AwsSandboxConfig::default()
+    };
+    let h = start_with(config.clone(), ManualClock::new(wall_now())).await;
+    let p =
+        h.sb.purchase(CONCURRENT, OfferKind::Contract, BUYER)
+            .unwrap();
+    h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    let (status, _) = raw_post(
+        &h.url,
+        &format!("/aws/buyer/agreements/{}/renew", p.agreement_id),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"new_license=1",
+    )
+    .await;
+    assert_eq!(status, 303);
+    let old = h.sb.agreement(&p.agreement_id).unwrap();
+    let next = old.successor.clone().unwrap();
+    assert!(old.license_ended);
+    let (_, html) = raw_get(&format!("{}/aws/buyer/agreements", h.url)).await;
+    assert!(html.contains("RENEWED"), "{html}");
+    // Renewing it again is refused with the reason.
+    let (status, text) = raw_post(
+        &h.url,
+        &format!("/aws/buyer/agreements/{}/replace", p.agreement_id),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(text.contains("already superseded"), "{text}");
+
+    let again = start_with(config, ManualClock::new(wall_now())).await;
+    let new = again.sb.agreement(&next.agreement_id).unwrap();
+    assert_eq!(new.initial_agreement_id(), p.agreement_id);
+    assert_eq!(new.predecessor.unwrap().agreement_id, p.agreement_id);
+    assert_ne!(new.license_arn, p.license_arn);
+}

@@ -130,16 +130,27 @@ impl AwsSandbox {
         let mut product_code: Option<String> = request_product.map(str::to_owned);
         for r in records {
             if let Some(arn) = opt_str(r, "LicenseArn")? {
-                let ag = st
+                let holders: Vec<_> = st
                     .agreements
                     .values()
-                    .find(|a| a.license_arn == arn)
-                    .ok_or_else(|| {
-                        AwsError::bad_request(
-                            "InvalidLicenseException",
-                            format!("LicenseArn {arn} is not valid"),
-                        )
-                    })?;
+                    .filter(|a| a.license_arn == arn)
+                    .collect();
+                let Some(ag) = holders.first() else {
+                    return Err(AwsError::bad_request(
+                        "InvalidLicenseException",
+                        format!("LicenseArn {arn} is not valid"),
+                    ));
+                };
+                // A licence a renewal or replacement took over with a new LicenseArn is no
+                // longer active: "usage is within the license activation period" fails.
+                if holders.iter().all(|a| a.license_ended) {
+                    return Err(AwsError::bad_request(
+                        "InvalidLicenseException",
+                        format!(
+                            "Usage for LicenseArn {arn} is outside the license activation period"
+                        ),
+                    ));
+                }
                 match &product_code {
                     Some(p) if *p != ag.product_code => {
                         return Err(AwsError::bad_request(
