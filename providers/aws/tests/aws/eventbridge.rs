@@ -71,11 +71,12 @@ async fn every_eventbridge_event_over_sqs() {
     assert_eq!(
         kinds,
         [
-            "Purchase Agreement Created - Manufacturer",
+            // A direct offer: AWS sends only the Proposer variant of agreement events.
+            "Purchase Agreement Created - Proposer",
             "License Updated - Manufacturer",
-            "Purchase Agreement Amended - Manufacturer",
+            "Purchase Agreement Amended - Proposer",
             "License Updated - Manufacturer",
-            "Purchase Agreement Ended - Manufacturer",
+            "Purchase Agreement Ended - Proposer",
             "License Deprovisioned - Manufacturer",
         ]
     );
