@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use marketlink_aws::{AwsProvider, Secret};
 use marketlink_core::{MarketplaceProvider, SubscriptionStatus, SystemClock};
 use marketlink_e2e::{Stack, browser, start_full};
-use marketlink_sandbox::aws::{OfferKind, Purchase, SubscriptionAction};
+use marketlink_sandbox::aws::{DeliveryChaos, OfferKind, Purchase, SubscriptionAction};
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +18,16 @@ const CLASSIC: &str = "mlsandboxclassic0000000001";
 const CONCURRENT: &str = "mlsandboxconcurrent0000002";
 const BUYER: &str = "444455556666";
 const EVENTBRIDGE_SECRET: &str = "day-one-eventbridge-secret-0123456789";
+
+/// Deliveries as AWS makes them on a bad day: a third of them twice, in any order, late.
+fn chaos(stack: &Stack, seed: u64) {
+    stack.aws.set_delivery_chaos(Some(DeliveryChaos {
+        seed,
+        duplicate_percent: 35,
+        reorder: true,
+        max_delay_ms: 300,
+    }));
+}
 
 /// How AWS's notifications reach marketlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +142,7 @@ async fn restart_between_purchase_and_cancellation_on_every_channel() {
         Channel::EventBridgeHttp,
     ] {
         let mut stack = stack_for(channel).await;
+        chaos(&stack, 11);
         let relay = (channel == Channel::EventBridgeHttp).then(|| api_destination(&stack));
         let email = format!("restart-{channel:?}@example.com").to_lowercase();
         let purchase = active_buyer(&stack, channel.product(), &email).await;
@@ -189,6 +200,7 @@ async fn another_products_events_are_left_alone() {
         |_| {},
     )
     .await;
+    chaos(&stack, 12);
     let ours = active_buyer(&stack, CONCURRENT, "ours@example.com").await;
     let theirs = stack
         .aws
@@ -245,4 +257,225 @@ async fn another_products_events_are_left_alone() {
         subscription(&stack, &ours).await.expect("ours").status,
         SubscriptionStatus::Active
     );
+}
+
+/// The concurrent product metered like the classic one (the demo lists it without plans).
+fn meter_the_concurrent_product(config: &mut marketlink_cli::config::Config) {
+    let plans = config
+        .catalog
+        .products
+        .iter()
+        .find(|p| p.id.as_str() == "analytics")
+        .map(|p| p.plans.clone())
+        .unwrap_or_default();
+    if let Some(teams) = config
+        .catalog
+        .products
+        .iter_mut()
+        .find(|p| p.id.as_str() == "analytics-teams")
+    {
+        teams.plans = plans;
+    }
+}
+
+/// Waits until marketlink has taken and handled (not dead-lettered) an inbox message whose
+/// kind starts with `kind` and which names `needle`.
+async fn handled(stack: &Stack, kind: &str, needle: &str) {
+    marketlink_e2e::eventually(&format!("{kind} for {needle} handled"), || async {
+        stack
+            .store
+            .inbox_list(marketlink_store::QueueState::Done, 500)
+            .await
+            .expect("inbox")
+            .iter()
+            .any(|m| m.kind.starts_with(kind) && m.payload.to_string().contains(needle))
+    })
+    .await;
+}
+
+/// Reports `quantity` api_calls for `subscription` an hour ago through the usage API.
+async fn report_usage(stack: &Stack, subscription: &marketlink_core::Subscription, quantity: u64) {
+    let at = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let body = serde_json::json!({
+        "subscription_id": subscription.id.to_string(),
+        "dimension": "api_calls",
+        "quantity": quantity,
+        "timestamp": at.format(&time::format_description::well_known::Rfc3339).expect("time"),
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/usage", stack.app_url))
+        .bearer_auth("demo-usage-key-0123")
+        .json(&body)
+        .send()
+        .await
+        .expect("usage API");
+    assert_eq!(response.status(), StatusCode::ACCEPTED, "usage taken");
+}
+
+/// A renewal that brings a new LicenseArn continues the same subscription: the licence moves,
+/// usage is billed on the new one, and the old licence's deprovisioning cancels nothing.
+#[tokio::test]
+async fn renewal_with_a_new_licence_keeps_the_tenant_and_moves_metering() {
+    let stack = start_full(|_| {}, |_| {}, meter_the_concurrent_product).await;
+    chaos(&stack, 13);
+    let first = active_buyer(&stack, CONCURRENT, "renewal@example.com").await;
+    let before = subscription(&stack, &first).await.expect("stored");
+    let renewed = stack
+        .aws
+        .renew(&first.agreement_id, true)
+        .await
+        .expect("renewal");
+    assert_ne!(renewed.license_arn, first.license_arn);
+    marketlink_e2e::eventually("the subscription moves to the new licence", || async {
+        subscription(&stack, &first).await.is_some_and(|s| {
+            s.external.license_arn.as_deref() == Some(renewed.license_arn.as_str())
+        })
+    })
+    .await;
+    handled(&stack, "License Deprovisioned", &first.agreement_id).await;
+    handled(&stack, "Purchase Agreement Ended", &first.agreement_id).await;
+    let after = subscription(&stack, &first).await.expect("stored");
+    assert_eq!(after.id, before.id, "the same subscription");
+    assert_eq!(after.tenant_id, before.tenant_id);
+    assert_eq!(after.status, SubscriptionStatus::Active);
+
+    report_usage(&stack, &after, 42).await;
+    marketlink_e2e::eventually("usage billed on the new licence", || async {
+        stack.aws.metered_records().iter().any(|r| {
+            r.license_arn.as_deref() == Some(renewed.license_arn.as_str()) && r.quantity == "42"
+        })
+    })
+    .await;
+    assert!(
+        !stack
+            .aws
+            .metered_records()
+            .iter()
+            .any(|r| r.license_arn.as_deref() == Some(first.license_arn.as_str())),
+        "nothing billed on the old licence"
+    );
+}
+
+/// A replacement agreement (same licence) continues the subscription with the new term.
+#[tokio::test]
+async fn replacement_continues_the_subscription() {
+    let stack = start_full(|_| {}, |_| {}, |_| {}).await;
+    chaos(&stack, 14);
+    let first = active_buyer(&stack, CONCURRENT, "replace@example.com").await;
+    let replaced = stack
+        .aws
+        .replace(&first.agreement_id, false)
+        .await
+        .expect("replacement");
+    handled(&stack, "Purchase Agreement Created", &replaced.agreement_id).await;
+    handled(&stack, "Purchase Agreement Ended", &first.agreement_id).await;
+    let sub = subscription(&stack, &first).await.expect("stored");
+    assert_eq!(sub.status, SubscriptionStatus::Active);
+    let timeline = stack.store.timeline(sub.id, 50).await.expect("timeline");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.kind == "renewed" && e.outcome == "applied"),
+        "the new term is recorded: {timeline:?}"
+    );
+    // Ending the replacement ends the subscription: its agreement is one of its names now.
+    send(&stack, &replaced, SubscriptionAction::UnsubscribePending).await;
+    wait_status(&stack, &first, SubscriptionStatus::UnsubscribePending).await;
+}
+
+/// The state AWS reports for an agreement, in our words.
+fn as_aws_says(stack: &Stack, purchase: &Purchase) -> SubscriptionStatus {
+    use marketlink_sandbox::aws::SubscriptionState as Aws;
+    match stack
+        .aws
+        .agreement(&purchase.agreement_id)
+        .expect("agreement")
+        .state
+    {
+        Aws::Pending => SubscriptionStatus::Pending,
+        Aws::Subscribed => SubscriptionStatus::Active,
+        Aws::Failed => SubscriptionStatus::Failed,
+        Aws::UnsubscribePending => SubscriptionStatus::UnsubscribePending,
+        Aws::Unsubscribed => SubscriptionStatus::Cancelled,
+    }
+}
+
+/// Whole lifecycles fired at once under several chaos seeds, on SNS (HTTP and SQS) and on
+/// EventBridge: duplicated and reordered deliveries end every subscription in the state AWS
+/// reports, each lifecycle step applied at most once, the final one exactly once.
+#[tokio::test]
+async fn duplicated_and_reordered_deliveries_end_where_aws_says() {
+    let stack = start_full(|_| {}, |_| {}, |_| {}).await;
+    let mut buyers = Vec::new();
+    for seed in [21_u64, 22, 23] {
+        chaos(&stack, seed);
+        for product in [CLASSIC, CONCURRENT] {
+            let purchase = stack
+                .aws
+                .purchase(
+                    product,
+                    OfferKind::Contract,
+                    &format!("{:012}", 444_455_550_000_u64 + buyers.len() as u64),
+                )
+                .expect("purchase");
+            let client = browser();
+            land(&stack, &client, &purchase.registration_token, false).await;
+            let email = format!("chaos-{seed}-{}@example.com", buyers.len());
+            assert_eq!(
+                sign_up(&stack, &client, &email).await.status(),
+                StatusCode::SEE_OTHER
+            );
+            send(&stack, &purchase, SubscriptionAction::SubscribeSuccess).await;
+            stack
+                .aws
+                .update_entitlements(&purchase.agreement_id, &[("seats", 20)])
+                .await
+                .expect("amendment");
+            send(&stack, &purchase, SubscriptionAction::UnsubscribePending).await;
+            send(&stack, &purchase, SubscriptionAction::UnsubscribeSuccess).await;
+            buyers.push(purchase);
+        }
+    }
+    for purchase in &buyers {
+        let aws_says = as_aws_says(&stack, purchase);
+        assert_eq!(aws_says, SubscriptionStatus::Cancelled);
+        wait_status(&stack, purchase, aws_says).await;
+    }
+    // The chaos was real: some SNS envelopes reached marketlink twice over HTTP.
+    let deliveries = stack.aws.http_deliveries();
+    let twice = deliveries.iter().filter(|d| {
+        deliveries
+            .iter()
+            .filter(|o| o.message_id == d.message_id && o.status == Some(200))
+            .count()
+            > 1
+    });
+    assert!(twice.count() > 0, "duplicates were delivered");
+    for purchase in &buyers {
+        let stored = subscription(&stack, purchase).await.expect("stored");
+        let timeline = stack
+            .store
+            .timeline(stored.id, 100)
+            .await
+            .expect("timeline");
+        let applied = |kind: &str| {
+            timeline
+                .iter()
+                .filter(|e| e.kind == kind && e.outcome == "applied")
+                .count()
+        };
+        for kind in ["lifecycle:activate", "lifecycle:begin_cancel"] {
+            assert!(
+                applied(kind) <= 1,
+                "{kind} applied at most once: {timeline:?}"
+            );
+        }
+        assert_eq!(applied("lifecycle:cancel"), 1, "{timeline:?}");
+    }
+    let dead = stack
+        .store
+        .inbox_list(marketlink_store::QueueState::Dead, 100)
+        .await
+        .expect("inbox");
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
 }
