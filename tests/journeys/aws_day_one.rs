@@ -479,3 +479,98 @@ async fn duplicated_and_reordered_deliveries_end_where_aws_says() {
         .expect("inbox");
     assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
 }
+
+/// A classic-identity listing (CustomerIdentifier) that notifies through EventBridge.
+const CLASSIC_EVENTBRIDGE: &str = "mlsandboxclassiceb00000004";
+
+/// The stack with a classic-identity EventBridge product on both sides.
+async fn classic_eventbridge_stack() -> Stack {
+    use marketlink_sandbox::aws::{IdentityMode, NotificationMode, ProductConfig};
+    start_full(
+        |scenario| {
+            scenario.products.push(ProductConfig::standard(
+                CLASSIC_EVENTBRIDGE,
+                "prod-mlsandboxclassiceb4",
+                "Classic identity, EventBridge notifications",
+                IdentityMode::Classic,
+                NotificationMode::Eventbridge,
+            ));
+        },
+        |_| {},
+        |config| {
+            let aws = config.aws.as_mut().expect("AWS configured");
+            aws.products.push(marketlink_aws::ProductConfig {
+                product_code: CLASSIC_EVENTBRIDGE.into(),
+                product_id: Some("prod-mlsandboxclassiceb4".into()),
+                notification_mode: marketlink_aws::NotificationMode::Eventbridge,
+                identity_mode: marketlink_aws::IdentityMode::Classic,
+                subscription_topic_arn: None,
+                entitlement_topic_arn: None,
+            });
+            let mut product = config.catalog.products[0].clone();
+            product.id = marketlink_core::ProductId::new("analytics-classic-eb");
+            product.listings = vec![marketlink_core::Listing {
+                marketplace: marketlink_core::Marketplace::AWS,
+                product_code: CLASSIC_EVENTBRIDGE.into(),
+                listing_url: None,
+            }];
+            config.catalog.products.push(product);
+        },
+    )
+    .await
+}
+
+async fn land_and_sign_up(stack: &Stack, purchase: &Purchase, email: &str) {
+    let client = browser();
+    let landed = land(stack, &client, &purchase.registration_token, false).await;
+    assert_eq!(landed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        sign_up(stack, &client, email).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+/// Classic identity over EventBridge: a contract activates before the buyer lands (the
+/// CustomerIdentifier read from GetEntitlements by licence), a subscription without
+/// entitlements waits for the landing page, and both end after restarts.
+#[tokio::test]
+async fn classic_identity_on_eventbridge_activates_early_and_ends_after_a_restart() {
+    let mut stack = classic_eventbridge_stack().await;
+    chaos(&stack, 15);
+    let contract = stack
+        .aws
+        .purchase(CLASSIC_EVENTBRIDGE, OfferKind::Contract, BUYER)
+        .expect("purchase");
+    send(&stack, &contract, SubscriptionAction::SubscribeSuccess).await;
+    wait_status(&stack, &contract, SubscriptionStatus::Active).await;
+    let early = subscription(&stack, &contract).await.expect("stored");
+    assert!(early.tenant_id.is_none(), "active before anyone landed");
+    assert_eq!(early.external.customer_id, contract.customer_identifier);
+
+    let pay_as_you_go = stack
+        .aws
+        .purchase(CLASSIC_EVENTBRIDGE, OfferKind::Subscription, "777788889999")
+        .expect("purchase");
+    send(&stack, &pay_as_you_go, SubscriptionAction::SubscribeSuccess).await;
+    stack.restart().await;
+    land_and_sign_up(&stack, &contract, "classic-eb@example.com").await;
+    land_and_sign_up(&stack, &pay_as_you_go, "classic-eb-payg@example.com").await;
+    // The waiting License Updated is applied once the landing page named the buyer.
+    wait_status(&stack, &pay_as_you_go, SubscriptionStatus::Active).await;
+    assert!(
+        subscription(&stack, &contract)
+            .await
+            .expect("stored")
+            .tenant_id
+            .is_some()
+    );
+
+    stack.restart().await;
+    for purchase in [&contract, &pay_as_you_go] {
+        send(&stack, purchase, SubscriptionAction::UnsubscribePending).await;
+        send(&stack, purchase, SubscriptionAction::UnsubscribeSuccess).await;
+    }
+    for purchase in [&contract, &pay_as_you_go] {
+        wait_status(&stack, purchase, SubscriptionStatus::Cancelled).await;
+    }
+}
