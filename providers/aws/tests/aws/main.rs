@@ -2,6 +2,7 @@
 
 mod common;
 mod eventbridge;
+mod renewals;
 mod resolve;
 mod sns;
 mod sqs;
