@@ -2,7 +2,7 @@
 //! restart in between: the subscription is found through the directory, never in memory.
 
 use marketlink_core::{
-    AuthenticatedMessage, EventKind, Lifecycle, Marketplace, MarketplaceEvent, MarketplaceProvider,
+    AuthenticatedMessage, EventKind, Lifecycle, Marketplace, MarketplaceEvent,
     SubscriptionDirectory,
 };
 use marketlink_sandbox::aws::{OfferKind, SubscriptionAction};
