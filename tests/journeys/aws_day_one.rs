@@ -295,7 +295,7 @@ async fn handled(stack: &Stack, kind: &str, needle: &str) {
 
 /// Reports `quantity` api_calls for `subscription` an hour ago through the usage API.
 async fn report_usage(stack: &Stack, subscription: &marketlink_core::Subscription, quantity: u64) {
-    let at = marketlink_core::Clock::now(&SystemClock) - time::Duration::minutes(1);
+    let at = marketlink_core::Clock::now(&SystemClock) - time::Duration::hours(1);
     let body = serde_json::json!({
         "subscription_id": subscription.id.to_string(),
         "dimension": "api_calls",
