@@ -187,6 +187,7 @@ impl Engine {
         {
             Ok((_, Transition::Changed { .. })) => "applied",
             Ok((_, Transition::Unchanged(_))) => "unchanged",
+            Ok((_, Transition::Stale(_))) => "stale",
             Err(StoreError::Domain(_)) => "refused: no longer pending",
             Err(e) => {
                 return Err(marketlink_core::ProviderError::retryable(format!(

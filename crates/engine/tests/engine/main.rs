@@ -7,4 +7,5 @@ mod fake;
 mod harness;
 mod inbox;
 mod index;
+mod lifecycle;
 mod signup;
