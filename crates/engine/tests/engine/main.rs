@@ -8,4 +8,5 @@ mod harness;
 mod inbox;
 mod index;
 mod lifecycle;
+mod returning;
 mod signup;
