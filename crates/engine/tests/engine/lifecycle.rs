@@ -220,8 +220,12 @@ async fn a_licence_change_applies_once_and_never_goes_back() {
         license_arn: arn.into(),
     };
     h.one("a", "s", at(1), lifecycle(Lifecycle::Activate)).await;
-    h.one("l2", "s", at(2), relicensed("arn-2")).await;
-    h.one("l2-again", "s", at(2), relicensed("arn-2")).await;
+    // The renewal's message also teaches the new licence's name (an alias).
+    let mut renewal = event("s", at(2), relicensed("arn-2"));
+    renewal["aliases"] = serde_json::json!([{ "kind": "license", "value": "l-2" }]);
+    h.deliver(message("l2", vec![renewal.clone()])).await;
+    h.deliver(message("l2-again", vec![renewal])).await;
+    assert_eq!(h.drain().await.processed, 2);
     h.one("l3", "s", at(4), relicensed("arn-3")).await;
     h.one("l2-late", "s", at(2), relicensed("arn-2")).await;
     let sub = h.subscription("s").await;
@@ -239,5 +243,11 @@ async fn a_licence_change_applies_once_and_never_goes_back() {
             ("relicensed", "applied"),
             ("relicensed", "stale"),
         ])
+    );
+    // Operators see the names on the subscription's admin page, each once.
+    let history = h.engine.subscription_history(sub.id).await.unwrap();
+    assert_eq!(
+        history.aliases,
+        vec![marketlink_core::Alias::new("license", "l-2")]
     );
 }
