@@ -11,4 +11,5 @@ mod ops;
 mod people;
 mod reconcile;
 mod replicas;
+mod returning;
 mod webhooks;

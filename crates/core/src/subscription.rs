@@ -3,16 +3,26 @@
 //! ```text
 //!            activate                suspend
 //! pending ───────────► active ◄──────────────► suspended
-//!    │                  │      reinstate          │
-//!    │ fail             │ begin_cancel            │ begin_cancel
-//!    ▼                  ▼                         │
-//! failed        unsubscribe_pending ◄─────────────┘
-//!                       │ cancel   (cancel is also legal from pending, active, suspended)
-//!                       ▼
-//!                   cancelled
+//!    │                 ▲  │      reinstate          │
+//!    │ fail            ┆  │ begin_cancel            │ begin_cancel
+//!    ▼                 ┆  ▼                         │
+//! failed ┄┄┄┄┄┄┄┄┄┄┄┄┄┄┤  unsubscribe_pending ◄──────┘
+//!                      ┆  │ cancel   (cancel is also legal from pending, active, suspended)
+//!                      ┆  ▼
+//!                      └┄ cancelled
+//!
+//! ┄┄ activate, newer than the failure or cancellation: the buyer subscribed again
 //! ```
 //! Re-applying the event that led to the current state is a no-op rather than an error:
 //! marketplaces deliver notifications more than once.
+//!
+//! They also deliver them out of order (SQS standard queues, SNS and EventBridge retries), so
+//! the state machine also takes time into account ([`SubscriptionStatus::apply_at`]): every
+//! change keeps the marketplace's time of the event that made it, and an event older than that
+//! is stale and changes nothing. The same time tells a late copy of the first subscribe-success
+//! (stale: the subscription stays cancelled) from a buyer who subscribed again after cancelling
+//! (AWS classic listings reuse the CustomerIdentifier, so the same subscription): an
+//! activation newer than the cancellation or failure makes the subscription active again.
 
 use std::fmt;
 
@@ -32,9 +42,10 @@ pub enum SubscriptionStatus {
     Suspended,
     /// Cancellation under way (AWS unsubscribe-pending): access ends, final usage may still be sent.
     UnsubscribePending,
-    /// Ended. Terminal.
+    /// Ended. Terminal, unless the buyer subscribes again (a newer activation).
     Cancelled,
-    /// The marketplace refused the purchase (AWS subscribe-fail). Terminal.
+    /// The marketplace refused the purchase (AWS subscribe-fail). Terminal, unless the buyer
+    /// subscribes again (a newer activation).
     Failed,
 }
 
@@ -74,6 +85,7 @@ impl SubscriptionStatus {
         matches!(self, Self::Active | Self::UnsubscribePending)
     }
 
+    /// Ended: only a newer activation (the buyer subscribing again) leaves it.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Cancelled | Self::Failed)
     }
@@ -130,6 +142,16 @@ impl Lifecycle {
             Self::Cancel => &[Pending, Active, Suspended, UnsubscribePending],
         }
     }
+
+    /// The ended states from which this event is a real change when it is newer than the
+    /// end: the buyer subscribed again (re-subscription).
+    fn revives(self) -> &'static [SubscriptionStatus] {
+        use SubscriptionStatus::*;
+        match self {
+            Self::Activate => &[Cancelled, Failed],
+            _ => &[],
+        }
+    }
 }
 
 impl fmt::Display for Lifecycle {
@@ -155,6 +177,15 @@ pub enum Transition {
     },
     /// Already in the state the event leads to (a duplicate delivery).
     Unchanged(SubscriptionStatus),
+    /// Older than the last change applied (a late or out-of-order delivery): nothing changes.
+    Stale(SubscriptionStatus),
+}
+
+impl Transition {
+    /// A buyer subscribing again: an ended subscription made active by a newer activation.
+    pub fn is_resubscription(self) -> bool {
+        matches!(self, Self::Changed { from, to: SubscriptionStatus::Active } if from.is_terminal())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -177,6 +208,34 @@ impl SubscriptionStatus {
             });
         }
         Err(IllegalTransition { from: self, event })
+    }
+
+    /// The state machine with time, for events the marketplace dates: `occurred_at` is the
+    /// event's time, `as_of` the time of the change that led to the current state (`None`:
+    /// unknown). A repeat of the current state is a no-op; an event older than `as_of` is
+    /// stale; an activation newer than a failure or cancellation is a re-subscription; the
+    /// rest is [`SubscriptionStatus::apply`].
+    pub fn apply_at(
+        self,
+        event: Lifecycle,
+        occurred_at: OffsetDateTime,
+        as_of: Option<OffsetDateTime>,
+    ) -> Result<Transition, IllegalTransition> {
+        if self == event.target() {
+            return Ok(Transition::Unchanged(self));
+        }
+        if as_of.is_some_and(|last| occurred_at < last) {
+            return Ok(Transition::Stale(self));
+        }
+        // Only a time proves the activation came after the end: without one (or at the same
+        // instant) it may be a late copy of the first one, which must not revive anything.
+        if event.revives().contains(&self) && as_of.is_some_and(|last| occurred_at > last) {
+            return Ok(Transition::Changed {
+                from: self,
+                to: event.target(),
+            });
+        }
+        self.apply(event)
     }
 }
 
@@ -309,17 +368,67 @@ mod tests {
         }
     }
 
+    /// Without a time, nothing leaves an ended state: only a dated activation, newer than the
+    /// end, does (see the next test).
     #[test]
-    fn terminal_states_stay_terminal() {
+    fn terminal_states_stay_terminal_without_time() {
         for event in Lifecycle::ALL {
             for from in [Cancelled, Failed] {
                 match from.apply(event) {
                     Ok(Transition::Unchanged(s)) => assert_eq!(s, from),
-                    Ok(Transition::Changed { .. }) => panic!("{from} left by {event}"),
+                    Ok(Transition::Changed { .. } | Transition::Stale(_)) => {
+                        panic!("{from} left by {event}")
+                    }
                     Err(_) => {}
                 }
             }
         }
+    }
+
+    /// With time: repeats are no-ops whatever their age, older events are stale, a newer
+    /// activation revives an ended subscription, and everything else is the untimed table.
+    #[test]
+    fn dated_events_follow_the_table_with_time() {
+        let t = |h: i64| time::macros::datetime!(2026-01-01 00:00 UTC) + time::Duration::hours(h);
+        for from in SubscriptionStatus::ALL {
+            for event in Lifecycle::ALL {
+                let untimed = from.apply(event);
+                // Newer than the last change: the table, plus re-subscription.
+                let newer = from.apply_at(event, t(5), Some(t(3)));
+                if event == Activate && from.is_terminal() {
+                    let revived = Ok(Transition::Changed { from, to: Active });
+                    assert_eq!(newer, revived, "{from} + newer {event}");
+                    assert!(newer.unwrap().is_resubscription());
+                } else {
+                    assert_eq!(newer, untimed, "{from} + newer {event}");
+                }
+                // Older: stale, unless it repeats the current state.
+                let older = from.apply_at(event, t(1), Some(t(3)));
+                if event.target() == from {
+                    assert_eq!(
+                        older,
+                        Ok(Transition::Unchanged(from)),
+                        "{from} + old {event}"
+                    );
+                } else {
+                    assert_eq!(older, Ok(Transition::Stale(from)), "{from} + old {event}");
+                }
+                // At the same instant, or with no time known: the untimed table, so a copy of
+                // the first activation never revives a cancelled subscription.
+                assert_eq!(from.apply_at(event, t(3), Some(t(3))), untimed);
+                assert_eq!(from.apply_at(event, t(3), None), untimed);
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_revival_counts_as_resubscription() {
+        let changed = |from, to| Transition::Changed { from, to };
+        assert!(changed(Cancelled, Active).is_resubscription());
+        assert!(changed(Failed, Active).is_resubscription());
+        assert!(!changed(Pending, Active).is_resubscription());
+        assert!(!changed(Suspended, Active).is_resubscription());
+        assert!(!Transition::Unchanged(Active).is_resubscription());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct Overview {
 pub struct SubscriptionHistory {
     pub subscription: Subscription,
     pub timeline: Vec<TimelineEntry>,
+    /// The other names its marketplace gave it (AWS agreements, licences), oldest first.
+    pub aliases: Vec<marketlink_core::Alias>,
 }
 
 /// Work the queues gave up on.
@@ -111,8 +113,8 @@ impl Engine {
         self.store.list_subscriptions(filter).await
     }
 
-    /// One subscription and its timeline. A timeline that cannot be read shows empty rather
-    /// than hiding the subscription's facts.
+    /// One subscription, its timeline and its other names. A timeline or names that cannot be
+    /// read show empty rather than hiding the subscription's facts.
     pub async fn subscription_history(
         &self,
         id: SubscriptionId,
@@ -126,9 +128,18 @@ impl Engine {
                 tracing::warn!(%error, subscription = %id, "cannot read the timeline");
                 Vec::new()
             });
+        let aliases = self
+            .store
+            .subscription_aliases(id)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, subscription = %id, "cannot read the subscription's names");
+                Vec::new()
+            });
         Ok(SubscriptionHistory {
             subscription,
             timeline,
+            aliases,
         })
     }
 

@@ -1,14 +1,17 @@
 //! Applying a marketplace event to our view of the subscription.
 //!
 //! Idempotent (a repeated lifecycle event is a no-op in the state machine) and order-safe
-//! (plan, quantity and term statements carry the marketplace's time; older ones are stale;
-//! entitlements are always the full set re-read from the marketplace). Every event lands in
-//! the subscription's timeline with what we did about it.
+//! (lifecycle events, licence changes and plan, quantity and term statements carry the
+//! marketplace's time; older ones than what is stored are stale; entitlements are always the
+//! full set re-read from the marketplace). An activation newer than a cancellation is a buyer
+//! subscribing again: the same subscription, tenant and timeline, active again. Every event
+//! lands in the subscription's timeline with what we did about it.
 
 use marketlink_core::{
-    EventKind, Lifecycle, MarketplaceEvent, PlanId, ProviderError, Subscription, Transition,
+    EventKind, Lifecycle, MarketplaceEvent, PlanId, ProviderError, Subscription,
+    SubscriptionStatus, Transition,
 };
-use marketlink_store::{StoreError, TimelineEntry};
+use marketlink_store::{LicenseChange, StoreError, TimelineEntry};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -21,6 +24,11 @@ pub enum ApplyOutcome {
     Unchanged,
     /// Older than what we know.
     Stale,
+    /// An activation newer than the end of an ended (`from`) subscription: the buyer
+    /// subscribed again, and the subscription is active again.
+    Resubscribed {
+        from: SubscriptionStatus,
+    },
     /// Not legal from the current state, or refused by our change policy.
     Refused(String),
 }
@@ -31,6 +39,7 @@ impl ApplyOutcome {
             Self::Applied => "applied".into(),
             Self::Unchanged => "unchanged".into(),
             Self::Stale => "stale".into(),
+            Self::Resubscribed { from } => format!("resubscribed (was {from})"),
             Self::Refused(reason) => format!("refused: {reason}"),
         }
     }
@@ -130,13 +139,18 @@ pub async fn apply_event(
         }
     };
     record(engine, &subscription, event, source, &outcome, now).await?;
-    if outcome == ApplyOutcome::Applied
+    let resubscribed = matches!(outcome, ApplyOutcome::Resubscribed { .. });
+    if (outcome == ApplyOutcome::Applied || resubscribed)
         && let Some(event_type) = webhook_type(&event.kind)
     {
         let current = engine.store.get_subscription(subscription.id).await?;
-        engine
-            .notify_vendor(event_type, crate::webhooks::subscription_data(&current))
-            .await?;
+        let mut data = crate::webhooks::subscription_data(&current);
+        if resubscribed {
+            // `subscription.activated` as for any activation, so vendors provision again;
+            // the mark tells those who care that this tenant had cancelled.
+            data["resubscribed"] = serde_json::Value::Bool(true);
+        }
+        engine.notify_vendor(event_type, data).await?;
     }
     tracing::info!(
         subscription = %subscription.id,
@@ -183,16 +197,20 @@ async fn decide(
             ApplyOutcome::Applied
         }
         EventKind::Relicensed { license_arn } => {
-            if engine
+            match engine
                 .store
-                .set_license_arn(subscription.id, license_arn, now)
+                .set_license_arn(subscription.id, license_arn, as_of, now)
                 .await?
             {
-                subscription.external.license_arn = Some(license_arn.clone());
-                engine.refresh_entitlements(subscription, source).await;
-                ApplyOutcome::Applied
-            } else {
-                ApplyOutcome::Unchanged
+                LicenseChange::Changed => {
+                    // Usage is billed under the licence the subscription holds when an hour is
+                    // sent, so every hour sent from now on names the new one.
+                    subscription.external.license_arn = Some(license_arn.clone());
+                    engine.refresh_entitlements(subscription, source).await;
+                    ApplyOutcome::Applied
+                }
+                LicenseChange::Unchanged => ApplyOutcome::Unchanged,
+                LicenseChange::Stale => ApplyOutcome::Stale,
             }
         }
         EventKind::ChangeRequested {
@@ -229,19 +247,29 @@ async fn lifecycle_event(
     Ok(
         match engine
             .store
-            .apply_lifecycle(subscription.id, lifecycle, now)
+            .apply_lifecycle_at(subscription.id, lifecycle, event.occurred_at, now)
             .await
         {
-            Ok((active, Transition::Changed { .. })) => {
+            Ok((active, transition @ Transition::Changed { from, .. })) => {
                 // A contract's quantities become readable once it is active, and expire when
                 // it ends (AWS: unsubscribe-pending moves their ExpirationDate to the end):
                 // re-read them, or reconciliation finds them out of date.
                 if matches!(lifecycle, Lifecycle::Activate | Lifecycle::BeginCancel) {
                     engine.refresh_entitlements(&active, source).await;
                 }
-                ApplyOutcome::Applied
+                if transition.is_resubscription() {
+                    // Hourly zero records start again now, not for the hours it was ended.
+                    engine
+                        .store
+                        .usage_resume_zero_fill(active.id, crate::metering::hour_floor(now))
+                        .await?;
+                    ApplyOutcome::Resubscribed { from }
+                } else {
+                    ApplyOutcome::Applied
+                }
             }
             Ok((_, Transition::Unchanged(_))) => ApplyOutcome::Unchanged,
+            Ok((_, Transition::Stale(_))) => ApplyOutcome::Stale,
             Err(StoreError::Domain(illegal)) if lifecycle == Lifecycle::Reinstate => {
                 // Microsoft: a Reinstate we cannot honour is answered by cancelling, so the
                 // buyer is not billed for a subscription we no longer serve.

@@ -1,7 +1,13 @@
 //! The inbox worker's one pass: claim due messages, interpret them through their provider,
 //! apply the events, and complete, retry or bury each message.
+//!
+//! What fails for a passing reason (the marketplace or our database) or for our own
+//! configuration (a product, topic or provider not configured yet) is retried with backoff, so
+//! it applies once the cause is gone or an operator fixed the configuration; it is buried, with
+//! the reason, only when the backoff is exhausted. What can never apply (the marketplace refuses
+//! it for good, a malformed message) is buried at once.
 
-use marketlink_core::AuthenticatedMessage;
+use marketlink_core::{AuthenticatedMessage, ProviderError};
 use marketlink_store::QueueItem;
 
 use crate::{Engine, apply::ApplyError, apply_event, backoff::Backoff};
@@ -17,6 +23,28 @@ pub struct InboxRun {
 enum Failure {
     Retry(String, Option<std::time::Duration>),
     Permanent(String),
+}
+
+impl From<&ProviderError> for Failure {
+    fn from(error: &ProviderError) -> Self {
+        match error {
+            ProviderError::Retryable { retry_after, .. } => {
+                Failure::Retry(error.to_string(), *retry_after)
+            }
+            // Ours to fix, and fixed without the marketplace sending it again.
+            ProviderError::Configuration(_) => Failure::Retry(error.to_string(), None),
+            _ => Failure::Permanent(error.to_string()),
+        }
+    }
+}
+
+impl From<ApplyError> for Failure {
+    fn from(error: ApplyError) -> Self {
+        match &error {
+            ApplyError::Provider(provider) => provider.into(),
+            ApplyError::Store(_) => Failure::Retry(error.to_string(), None),
+        }
+    }
 }
 
 impl Engine {
@@ -42,7 +70,13 @@ impl Engine {
                         .await?;
                     run.retried += 1;
                 }
-                Err(Failure::Retry(error, _)) | Err(Failure::Permanent(error)) => {
+                Err(failure) => {
+                    let error = match failure {
+                        Failure::Retry(error, _) => {
+                            format!("gave up after {} attempts: {error}", item.attempts)
+                        }
+                        Failure::Permanent(error) => error,
+                    };
                     tracing::error!(inbox_id = %item.id, attempts = item.attempts, %error, "marketplace message could not be applied; kept as dead");
                     self.store
                         .inbox_bury(&item, &error, self.clock.now())
@@ -58,38 +92,20 @@ impl Engine {
         let message: AuthenticatedMessage = serde_json::from_value(item.payload.clone())
             .map_err(|e| Failure::Permanent(format!("stored message is unreadable: {e}")))?;
         let provider = self.providers.get(&message.marketplace).ok_or_else(|| {
-            Failure::Permanent(format!(
-                "no provider configured for {}",
-                message.marketplace
-            ))
+            // Stored while the marketplace was configured: it may be configured again.
+            Failure::Retry(
+                format!("no provider configured for {}", message.marketplace),
+                None,
+            )
         })?;
         let directory = crate::directory::StoreDirectory { store: &self.store };
         let events = provider
             .interpret(&message, &directory)
             .await
-            .map_err(|e| {
-                if e.is_retryable() {
-                    let retry_after = match &e {
-                        marketlink_core::ProviderError::Retryable { retry_after, .. } => {
-                            *retry_after
-                        }
-                        _ => None,
-                    };
-                    Failure::Retry(e.to_string(), retry_after)
-                } else {
-                    Failure::Permanent(e.to_string())
-                }
-            })?;
+            .map_err(|e| Failure::from(&e))?;
         let source = format!("inbox:{}", item.id);
         for event in &events {
-            apply_event(self, event, &source)
-                .await
-                .map_err(|e| match &e {
-                    ApplyError::Provider(p) if !p.is_retryable() => {
-                        Failure::Permanent(e.to_string())
-                    }
-                    _ => Failure::Retry(e.to_string(), e.retry_after()),
-                })?;
+            apply_event(self, event, &source).await?;
         }
         Ok(())
     }

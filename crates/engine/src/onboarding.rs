@@ -34,15 +34,71 @@ impl Engine {
         Ok(linked)
     }
 
+    /// The subscription a resolved purchase already is, if we have stored it: under its
+    /// marketplace id, or under another name the marketplace gave it (a renewal's new licence).
+    pub async fn stored_purchase(
+        &self,
+        purchase: &ResolvedPurchase,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let external = &purchase.subscription;
+        if let Some(found) = self
+            .store
+            .find_subscription(&external.marketplace, &external.external_id)
+            .await?
+        {
+            return Ok(Some(found));
+        }
+        for alias in &purchase.aliases {
+            if let Some(found) = self
+                .store
+                .find_subscription_by_alias(&external.marketplace, alias)
+                .await?
+            {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A buyer who comes back with a purchase an account here already holds: AWS classic
+    /// listings give a buyer who subscribes again after cancelling the same
+    /// CustomerIdentifier, so the landing resolves to the subscription they had. They sign in
+    /// to that account (which links it again); a new account would be refused.
+    pub async fn returning_purchase(
+        &self,
+        purchase: &ResolvedPurchase,
+    ) -> Result<Option<Subscription>, StoreError> {
+        Ok(self
+            .stored_purchase(purchase)
+            .await?
+            .filter(|s| s.tenant_id.is_some()))
+    }
+
+    /// The purchase as we know it: named by the subscription already stored for it when the
+    /// marketplace resolved one of its other names, so a claim binds that subscription rather
+    /// than storing a second one.
+    pub(crate) async fn known_purchase(
+        &self,
+        purchase: &ResolvedPurchase,
+    ) -> Result<ResolvedPurchase, StoreError> {
+        let mut known = purchase.clone();
+        if let Some(stored) = self.stored_purchase(purchase).await? {
+            known.subscription = stored.external;
+        }
+        Ok(known)
+    }
+
     /// Records the purchase the buyer just resolved (or finds the subscription a notification
-    /// created first) and binds it to `tenant` in one transaction, then announces it (see
-    /// [`Engine::announce_claim`]). AWS subscriptions stay pending until subscribe-success.
+    /// created first, or the buyer had before) and binds it to `tenant` in one transaction,
+    /// then announces it (see [`Engine::announce_claim`]). AWS subscriptions stay pending
+    /// until subscribe-success.
     pub async fn claim_purchase(
         &self,
         purchase: &ResolvedPurchase,
         tenant: TenantId,
     ) -> Result<Subscription, ClaimError> {
         let now = self.clock.now();
+        let purchase = &self.known_purchase(purchase).await?;
         let fresh = self.fresh_subscription(purchase, now);
         match self.store.claim_subscription(&fresh, tenant, now).await? {
             Claim::Bound(bound) => {
@@ -187,6 +243,7 @@ impl Engine {
         {
             Ok((_, Transition::Changed { .. })) => "applied",
             Ok((_, Transition::Unchanged(_))) => "unchanged",
+            Ok((_, Transition::Stale(_))) => "stale",
             Err(StoreError::Domain(_)) => "refused: no longer pending",
             Err(e) => {
                 return Err(marketlink_core::ProviderError::retryable(format!(

@@ -410,7 +410,9 @@ impl Engine {
             aliases: Vec::new(),
         };
         Ok(match apply_event(self, &event, SOURCE).await {
-            Ok(ApplyOutcome::Applied) | Ok(ApplyOutcome::Unchanged) => Action::Repaired(what),
+            Ok(ApplyOutcome::Applied)
+            | Ok(ApplyOutcome::Unchanged)
+            | Ok(ApplyOutcome::Resubscribed { .. }) => Action::Repaired(what),
             Ok(ApplyOutcome::Stale) => {
                 Action::Failed(format!("{what}: a newer statement is already applied"))
             }

@@ -85,6 +85,7 @@ impl Engine {
         purchase: &ResolvedPurchase,
     ) -> Result<Subscription, SignUpError> {
         let now = self.clock.now();
+        let purchase = &self.known_purchase(purchase).await?;
         let fresh = self.fresh_subscription(purchase, now);
         let marketplace = &purchase.subscription.marketplace;
         let bound = match self

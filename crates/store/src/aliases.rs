@@ -80,26 +80,51 @@ impl Store {
             .collect())
     }
 
-    /// Moves a subscription to a new licence (AWS renewal or replacement with a new LicenseArn).
-    /// Returns whether anything changed.
+    /// Moves a subscription to a new licence (AWS renewal or replacement with a new LicenseArn)
+    /// the marketplace announced at `as_of`. A licence already current is unchanged; an
+    /// announcement older than the current licence's is stale (a late delivery must not move
+    /// metering back to a licence that was replaced).
     pub async fn set_license_arn(
         &self,
         subscription: SubscriptionId,
         license_arn: &str,
+        as_of: OffsetDateTime,
         now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<LicenseChange, StoreError> {
         let done = on_pool!(self, |pool| {
             sqlx::query(
-                "UPDATE subscriptions SET license_arn = $1, updated_at = $2 \
-                 WHERE id = $3 AND (license_arn IS NULL OR license_arn <> $1)",
+                "UPDATE subscriptions SET license_arn = $1, license_as_of = $2, updated_at = $3 \
+                 WHERE id = $4 AND (license_arn IS NULL OR license_arn <> $1) \
+                 AND (license_as_of IS NULL OR license_as_of <= $2)",
             )
             .bind(license_arn)
+            .bind(millis(as_of))
             .bind(millis(now))
             .bind(subscription.0)
             .execute(pool)
             .await?
             .rows_affected()
         });
-        Ok(done > 0)
+        if done > 0 {
+            return Ok(LicenseChange::Changed);
+        }
+        let current = self.get_subscription(subscription).await?;
+        Ok(
+            if current.external.license_arn.as_deref() == Some(license_arn) {
+                LicenseChange::Unchanged
+            } else {
+                LicenseChange::Stale
+            },
+        )
     }
+}
+
+/// What [`Store::set_license_arn`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LicenseChange {
+    Changed,
+    /// Already the subscription's licence (a repeated delivery).
+    Unchanged,
+    /// Older than the announcement of the current licence: ignored.
+    Stale,
 }

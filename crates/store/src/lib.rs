@@ -35,6 +35,7 @@ use sqlx::{
 
 pub use crate::{
     admin::UsageHourSummary,
+    aliases::LicenseChange,
     api_keys::AuditEntry,
     error::StoreError,
     invites::Invite,

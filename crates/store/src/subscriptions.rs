@@ -6,9 +6,17 @@ use marketlink_core::{
 use time::OffsetDateTime;
 
 use crate::{
-    Store, StoreError, millis, on_pool,
+    Store, StoreError, from_millis, millis, on_pool,
     rows::{SUBSCRIPTION_COLUMNS, SubscriptionRow, bind_subscription},
 };
+
+/// A subscription row with the time of its current status.
+#[derive(sqlx::FromRow)]
+struct DatedRow {
+    #[sqlx(flatten)]
+    subscription: SubscriptionRow,
+    status_as_of: Option<i64>,
+}
 
 /// Narrows [`Store::list_subscriptions`]; every field is optional.
 #[derive(Debug, Clone, Default)]
@@ -132,41 +140,78 @@ impl Store {
         Ok(current)
     }
 
-    /// Applies a lifecycle event through the core state machine. Concurrent writers are
-    /// resolved by compare-and-swap on the status, so no lock is held across the decision.
+    /// Applies a lifecycle event of our own making (the vendor's activation, a failed one) at
+    /// `now`: [`Store::apply_lifecycle_at`] with our clock as the event's time.
     pub async fn apply_lifecycle(
         &self,
         id: SubscriptionId,
         event: Lifecycle,
         now: OffsetDateTime,
     ) -> Result<(Subscription, Transition), StoreError> {
+        self.apply_lifecycle_at(id, event, now, now).await
+    }
+
+    /// Applies a lifecycle event the marketplace dated `occurred_at` through the core state
+    /// machine with time ([`SubscriptionStatus::apply_at`]): older than the last change it is
+    /// stale, newer than a cancellation an activation revives the subscription. A change keeps
+    /// `occurred_at` as the status's time. Concurrent writers are resolved by compare-and-swap
+    /// on the status and its time, so no lock is held across the decision.
+    pub async fn apply_lifecycle_at(
+        &self,
+        id: SubscriptionId,
+        event: Lifecycle,
+        occurred_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<(Subscription, Transition), StoreError> {
         for _ in 0..CAS_ATTEMPTS {
-            let mut subscription = self.get_subscription(id).await?;
+            let (mut subscription, as_of) = self.subscription_with_status_time(id).await?;
             let before = subscription.status;
-            let transition = subscription.apply(event, now)?;
-            if let Transition::Unchanged(_) = transition {
+            let transition = before.apply_at(event, occurred_at, as_of)?;
+            let Transition::Changed { to, .. } = transition else {
                 return Ok((subscription, transition));
-            }
+            };
             let swapped = on_pool!(self, |pool| {
                 sqlx::query(
-                    "UPDATE subscriptions SET status = $1, updated_at = $2 \
-                     WHERE id = $3 AND status = $4",
+                    "UPDATE subscriptions SET status = $1, status_as_of = $2, updated_at = $3 \
+                     WHERE id = $4 AND status = $5 AND status_as_of IS NOT DISTINCT FROM $6",
                 )
-                .bind(subscription.status.as_str())
+                .bind(to.as_str())
+                .bind(millis(occurred_at))
                 .bind(millis(now))
                 .bind(id.0)
                 .bind(before.as_str())
+                .bind(as_of.map(millis))
                 .execute(pool)
                 .await?
                 .rows_affected()
             });
             if swapped == 1 {
+                subscription.status = to;
+                subscription.updated_at = now;
                 return Ok((subscription, transition));
             }
         }
         Err(StoreError::Conflict(format!(
             "subscription {id} kept changing while applying {event}"
         )))
+    }
+
+    /// A subscription and the marketplace time of its current status (`None`: unknown).
+    async fn subscription_with_status_time(
+        &self,
+        id: SubscriptionId,
+    ) -> Result<(Subscription, Option<OffsetDateTime>), StoreError> {
+        let row: Option<DatedRow> = on_pool!(self, |pool| {
+            sqlx::query_as(&format!(
+                "SELECT {SUBSCRIPTION_COLUMNS}, status_as_of FROM subscriptions WHERE id = $1"
+            ))
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await?
+        });
+        let row = row.ok_or(StoreError::NotFound("subscription"))?;
+        let as_of = row.status_as_of.map(from_millis).transpose()?;
+        Ok((row.subscription.try_into()?, as_of))
     }
 
     /// Stores plan, quantity, term, trial flag and catalog product as the marketplace stated

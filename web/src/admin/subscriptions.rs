@@ -163,6 +163,15 @@ pub(super) async fn one(
     let tables = vec![
         ("Facts".into(), vec!["", ""], facts(&detail.subscription)),
         (
+            "Other names at the marketplace (agreements, licences)".into(),
+            vec!["Kind", "Name"],
+            detail
+                .aliases
+                .into_iter()
+                .map(|a| Row::new(vec![cell(a.kind), cell(a.value)]))
+                .collect(),
+        ),
+        (
             "Timeline: every marketplace notification and our action".into(),
             vec!["When", "From", "What", "Result"],
             detail.timeline.into_iter().map(timeline_row).collect(),
@@ -177,6 +186,10 @@ fn facts(s: &Subscription) -> Vec<Row> {
         ("External id", s.external.external_id.clone()),
         ("Customer", s.external.customer_id.clone()),
         ("Product", s.external.product_code.clone()),
+        (
+            "Licence",
+            s.external.license_arn.clone().unwrap_or_default(),
+        ),
         ("Status", s.status.to_string()),
         (
             "Plan",

@@ -37,6 +37,9 @@ struct SignupPage {
     form_company: String,
     form_email: String,
     signed_in_as: Option<String>,
+    /// Another account here (not the signed-in one) already holds this purchase: a buyer who
+    /// subscribed again. Signing in to it links it again; a new account would be refused.
+    already_set_up: bool,
 }
 
 /// What the buyer typed, shown again when the form is refused.
@@ -86,6 +89,7 @@ pub(super) fn signup_page_for(
             .or_else(|| purchase.buyer_email.clone())
             .unwrap_or_default(),
         signed_in_as: session.user.as_ref().map(|u| u.email.clone()),
+        already_set_up: false,
     })
 }
 
@@ -139,7 +143,15 @@ pub(super) async fn signup_page(State(state): State<AppState>, browser: Browser)
         .purchase
         .clone()
         .ok_or_else(no_purchase_page)?;
-    let page = signup_page_for(&state, &browser.session, &pending.purchase, None, None);
+    let mut page = signup_page_for(&state, &browser.session, &pending.purchase, None, None);
+    let holder = state
+        .engine
+        .returning_purchase(&pending.purchase)
+        .await
+        .map_err(|e| PageError::internal(&e))?
+        .and_then(|held| held.tenant_id);
+    let signed_in_tenant = browser.session.user.as_ref().map(|u| u.tenant_id);
+    page.0.already_set_up = holder.is_some() && holder != signed_in_tenant;
     Ok((browser.save(&state), page.with_status(StatusCode::OK)))
 }
 

@@ -14,10 +14,13 @@ use marketlink_core::{
 
 use crate::harness::T0;
 
-/// A provider whose messages are JSON scripts: `{"key", "kind", "events": [...], "fail"}`.
+/// A provider whose messages are JSON scripts: `{"key", "kind", "events": [...], "find"}`.
+/// With `"find": {"kind", "value"}` the events are about the subscription the directory knows
+/// by that alias.
 #[derive(Default)]
 pub(crate) struct Scripted {
-    /// Interpret failures still to produce, per message key: ("retry" | "permanent", count).
+    /// Interpret failures still to produce, per message key: ("retry" | "configuration" |
+    /// "rejected" | "permanent", count).
     pub(crate) failures: Mutex<Vec<(String, &'static str, usize)>>,
     pub(crate) responses: Mutex<Vec<(String, bool)>>,
     pub(crate) queue: Mutex<Vec<PulledMessage>>,
@@ -26,6 +29,27 @@ pub(crate) struct Scripted {
     pub(crate) cancelled: Mutex<Vec<String>>,
     /// Waits for the vendor to activate (like Microsoft's), so a claim queues an activation.
     pub(crate) vendor_activates: bool,
+}
+
+impl Scripted {
+    fn scripted_failure(&self, key: &str) -> Option<ProviderError> {
+        let mut failures = self.failures.lock().unwrap();
+        let entry = failures
+            .iter_mut()
+            .find(|(k, _, left)| k == key && *left > 0)?;
+        entry.2 -= 1;
+        Some(match entry.1 {
+            "retry" => ProviderError::retryable("marketplace throttled"),
+            "configuration" => {
+                ProviderError::Configuration("product prod-b is not configured".into())
+            }
+            "rejected" => ProviderError::Rejected {
+                code: "malformed".into(),
+                message: "the message names no subscription".into(),
+            },
+            _ => ProviderError::NotFound("operation".into()),
+        })
+    }
 }
 
 fn unsupported(operation: &'static str) -> ProviderError {
@@ -105,21 +129,26 @@ impl MarketplaceProvider for Scripted {
     async fn interpret(
         &self,
         message: &AuthenticatedMessage,
-        _directory: &dyn marketlink_core::SubscriptionDirectory,
+        directory: &dyn marketlink_core::SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
         self.interpret_calls.fetch_add(1, Ordering::SeqCst);
-        let mut failures = self.failures.lock().unwrap();
-        if let Some(entry) = failures
-            .iter_mut()
-            .find(|(key, _, left)| *key == message.dedup_key && *left > 0)
-        {
-            entry.2 -= 1;
-            return Err(match entry.1 {
-                "retry" => ProviderError::retryable("marketplace throttled"),
-                _ => ProviderError::NotFound("operation".into()),
-            });
+        if let Some(failure) = self.scripted_failure(&message.dedup_key) {
+            return Err(failure);
         }
-        Ok(serde_json::from_value(message.payload["events"].clone()).unwrap())
+        let mut events: Vec<MarketplaceEvent> =
+            serde_json::from_value(message.payload["events"].clone()).unwrap();
+        if let Some(alias) = message.payload.get("find") {
+            let alias: marketlink_core::Alias = serde_json::from_value(alias.clone()).unwrap();
+            let Some(found) = directory.find(&self.marketplace(), &alias).await? else {
+                return Err(ProviderError::NotFound(format!(
+                    "no subscription is {alias:?}"
+                )));
+            };
+            for event in &mut events {
+                event.subscription = found.clone();
+            }
+        }
+        Ok(events)
     }
     async fn respond_to_change(
         &self,

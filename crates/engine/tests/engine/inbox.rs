@@ -246,3 +246,174 @@ async fn queue_messages_are_deleted_only_once_stored() {
         "the forged message stays on its queue for the dead-letter queue"
     );
 }
+
+/// A message refused for our own configuration (a product or topic not configured yet) is
+/// retried with backoff, so it applies once the operator has fixed it; one the marketplace
+/// refuses for good is buried at once.
+#[tokio::test]
+async fn configuration_problems_are_retried_until_fixed_and_rejections_are_buried_at_once() {
+    let h = harness(ChangePolicy::default()).await;
+    h.provider.failures.lock().unwrap().extend([
+        ("config".to_string(), "configuration", 2),
+        ("malformed".to_string(), "rejected", 1),
+    ]);
+    h.deliver(message(
+        "config",
+        vec![event("s1", T0, lifecycle(Lifecycle::Activate))],
+    ))
+    .await;
+    h.deliver(message(
+        "malformed",
+        vec![event("s2", T0, lifecycle(Lifecycle::Activate))],
+    ))
+    .await;
+    let first = h.drain().await;
+    assert_eq!((first.processed, first.retried, first.buried), (0, 1, 1));
+    let dead = h
+        .engine
+        .store
+        .inbox_list(QueueState::Dead, 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].last_error.as_deref().unwrap().contains("malformed"),
+        "{dead:?}"
+    );
+    let waiting = h
+        .engine
+        .store
+        .inbox_list(QueueState::Pending, 10)
+        .await
+        .unwrap();
+    assert!(
+        waiting[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("product prod-b is not configured"),
+        "{waiting:?}"
+    );
+    h.clock.advance(Duration::minutes(1));
+    assert_eq!(h.drain().await.retried, 1);
+    // The operator configured the product: the next attempt applies it.
+    h.clock.advance(Duration::minutes(1));
+    assert_eq!(h.drain().await.processed, 1);
+    assert_eq!(h.status("s1").await, SubscriptionStatus::Active);
+}
+
+/// A configuration never fixed is given up when the backoff is exhausted, with its reason.
+#[tokio::test]
+async fn a_configuration_never_fixed_is_buried_with_its_reason_after_the_backoff() {
+    let h = harness(ChangePolicy::default()).await;
+    h.provider
+        .failures
+        .lock()
+        .unwrap()
+        .push(("config".to_string(), "configuration", 1000));
+    h.deliver(message("config", vec![])).await;
+    let backoff = Backoff {
+        max_attempts: 3,
+        ..Backoff::default()
+    };
+    let mut runs = Vec::new();
+    for _ in 0..4 {
+        runs.push(h.engine.process_inbox(10, &backoff).await.unwrap());
+        h.clock.advance(Duration::hours(1));
+    }
+    let buried: usize = runs.iter().map(|r| r.buried).sum();
+    let retried: usize = runs.iter().map(|r| r.retried).sum();
+    assert_eq!((retried, buried), (2, 1), "{runs:?}");
+    let dead = h
+        .engine
+        .store
+        .inbox_list(QueueState::Dead, 10)
+        .await
+        .unwrap();
+    let reason = dead[0].last_error.as_deref().unwrap();
+    assert!(
+        reason.starts_with("gave up after 3 attempts: marketplace configuration problem: product prod-b is not configured"),
+        "{reason}"
+    );
+}
+
+/// The directory a provider asks for known subscriptions is our database: when it fails, the
+/// message is retried, never dropped or marked applied.
+#[tokio::test]
+async fn a_directory_lookup_that_fails_is_retried() {
+    use sqlx::{Connection, Executor};
+    let h = harness(ChangePolicy::default()).await;
+    let test = Marketplace::parse("test").unwrap();
+    h.deliver(message(
+        "a",
+        vec![event("s", T0, lifecycle(Lifecycle::Activate))],
+    ))
+    .await;
+    h.drain().await;
+    let sub = h
+        .engine
+        .store
+        .find_subscription(&test, "s")
+        .await
+        .unwrap()
+        .unwrap();
+    let agreement = marketlink_core::Alias::new("agreement", "agmt-1");
+    h.engine
+        .store
+        .record_aliases(sub.id, &test, std::slice::from_ref(&agreement), T0)
+        .await
+        .unwrap();
+    // The cancellation names the subscription only by its agreement.
+    let mut cancel = message(
+        "ended",
+        vec![event(
+            "unknown",
+            T0 + Duration::hours(1),
+            lifecycle(Lifecycle::Cancel),
+        )],
+    );
+    let mut body: serde_json::Value = serde_json::from_slice(&cancel.body).unwrap();
+    body["find"] = serde_json::to_value(&agreement).unwrap();
+    cancel.body = serde_json::to_vec(&body).unwrap();
+    h.deliver(cancel).await;
+
+    // The table the lookup reads goes missing, as in a database failure.
+    let url = format!("sqlite:{}", h._dir.path().join("e.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    db.execute("ALTER TABLE subscription_aliases RENAME TO aliases_away")
+        .await
+        .unwrap();
+    let run = h.drain().await;
+    assert_eq!((run.processed, run.retried, run.buried), (0, 1, 0));
+    let waiting = h
+        .engine
+        .store
+        .inbox_list(QueueState::Pending, 10)
+        .await
+        .unwrap();
+    assert!(
+        waiting[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("cannot read known subscriptions"),
+        "{waiting:?}"
+    );
+    assert_eq!(h.status("s").await, SubscriptionStatus::Active);
+
+    db.execute("ALTER TABLE aliases_away RENAME TO subscription_aliases")
+        .await
+        .unwrap();
+    h.clock.advance(Duration::minutes(1));
+    assert_eq!(h.drain().await.processed, 1);
+    assert_eq!(h.status("s").await, SubscriptionStatus::Cancelled);
+    assert!(
+        h.engine
+            .store
+            .find_subscription(&test, "unknown")
+            .await
+            .unwrap()
+            .is_none(),
+        "found by its alias, not created under another name"
+    );
+}

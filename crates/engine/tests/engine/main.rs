@@ -7,4 +7,6 @@ mod fake;
 mod harness;
 mod inbox;
 mod index;
+mod lifecycle;
+mod returning;
 mod signup;

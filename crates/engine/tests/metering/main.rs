@@ -5,5 +5,6 @@ mod fake;
 mod flush;
 mod harness;
 mod ingest;
+mod lifecycle;
 mod postgres;
 mod retries;

@@ -130,6 +130,29 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A subscription active again after it ended (a re-subscription) expects zero hours from
+    /// `from` on, not for the hours it was cancelled in between (the marketplace refuses those:
+    /// AWS answers CustomerNotSubscribed). Moves its cursor forward to `from`, never back.
+    pub async fn usage_resume_zero_fill(
+        &self,
+        subscription: SubscriptionId,
+        from: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE usage_cursors SET zero_from = $1 \
+                 WHERE subscription_id = $2 AND zero_from < $1",
+            )
+            .bind(millis(from))
+            .bind(subscription.0)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+}
+
 /// What one zero-fill writes: the zero rows, `(subscription, marketplace, hour, dimension)`,
 /// and the subscriptions whose cursor then moves past `through`.
 struct ZeroFill<'a> {

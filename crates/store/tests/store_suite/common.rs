@@ -12,6 +12,8 @@ pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 pub struct TestDb {
     pub store: Store,
+    /// Where the database is, for tests that reach it without the store.
+    pub url: String,
     cleanup: Cleanup,
 }
 
@@ -21,20 +23,34 @@ enum Cleanup {
 }
 
 pub async fn sqlite() -> TestDb {
+    let db = sqlite_unmigrated().await;
+    db.store.migrate().await.unwrap();
+    db
+}
+
+/// A new SQLite database with no tables yet.
+pub async fn sqlite_unmigrated() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("test.db").display());
     let store = Store::connect(&url, &StoreOptions::default())
         .await
         .unwrap();
-    store.migrate().await.unwrap();
     TestDb {
         store,
+        url,
         cleanup: Cleanup::Sqlite(dir),
     }
 }
 
 /// `None` only when PostgreSQL tests are explicitly skipped.
 pub async fn postgres() -> Option<TestDb> {
+    let db = postgres_unmigrated().await?;
+    db.store.migrate().await.unwrap();
+    Some(db)
+}
+
+/// A new PostgreSQL database with no tables yet; `None` when PostgreSQL tests are skipped.
+pub async fn postgres_unmigrated() -> Option<TestDb> {
     if std::env::var("MARKETLINK_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
         return None;
     }
@@ -58,9 +74,9 @@ pub async fn postgres() -> Option<TestDb> {
     let store = Store::connect(&url, &StoreOptions::default())
         .await
         .unwrap();
-    store.migrate().await.unwrap();
     Some(TestDb {
         store,
+        url,
         cleanup: Cleanup::Postgres { admin_url, name },
     })
 }

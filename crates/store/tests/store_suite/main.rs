@@ -3,6 +3,7 @@
 
 mod common;
 
+mod names_and_times;
 mod people;
 mod queue;
 mod subscriptions;
