@@ -52,6 +52,16 @@ async fn send(stack: &Stack, purchase: &Purchase, action: SubscriptionAction) {
 #[tokio::test]
 async fn a_buyer_who_subscribes_again_signs_in_and_is_active_again() {
     let stack = start(|_| {}).await;
+    // Deliveries duplicated, reordered and late, as AWS makes them: a late copy of the first
+    // subscribe-success must not revive the cancelled subscription before the buyer returns.
+    stack
+        .aws
+        .set_delivery_chaos(Some(marketlink_sandbox::aws::DeliveryChaos {
+            seed: 16,
+            duplicate_percent: 35,
+            reorder: true,
+            max_delay_ms: 300,
+        }));
     let first = stack
         .aws
         .purchase(CLASSIC, OfferKind::Subscription, BUYER)
