@@ -3,6 +3,7 @@
 mod admin;
 mod api;
 mod aws;
+mod aws_answers;
 mod aws_day_one;
 mod azure;
 mod doctor;

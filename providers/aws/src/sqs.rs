@@ -25,7 +25,9 @@ pub(crate) fn queue_region(queue_url: &str) -> Option<String> {
         ["queue"] => "us-east-1",
         [region, "queue"] => region,
         _ => {
-            let at = labels.iter().position(|l| *l == "sqs" || *l == "sqs-fips")?;
+            let at = labels
+                .iter()
+                .position(|l| *l == "sqs" || *l == "sqs-fips")?;
             labels.get(at + 1)?
         }
     };
@@ -271,15 +273,30 @@ mod tests {
         assert_eq!(provider.sqs.by_region.len(), 1);
         // Entitlement and agreement calls stay in us-east-1.
         assert_eq!(
-            provider.entitlement.config().region().map(|r| r.to_string()).as_deref(),
+            provider
+                .entitlement
+                .config()
+                .region()
+                .map(|r| r.to_string())
+                .as_deref(),
             Some("us-east-1")
         );
         assert_eq!(
-            provider.agreement.config().region().map(|r| r.to_string()).as_deref(),
+            provider
+                .agreement
+                .config()
+                .region()
+                .map(|r| r.to_string())
+                .as_deref(),
             Some("us-east-1")
         );
         assert_eq!(
-            provider.metering.config().region().map(|r| r.to_string()).as_deref(),
+            provider
+                .metering
+                .config()
+                .region()
+                .map(|r| r.to_string())
+                .as_deref(),
             Some("us-west-2")
         );
     }
