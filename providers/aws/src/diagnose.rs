@@ -1,8 +1,9 @@
 //! `marketlink doctor` for AWS: harmless calls that prove the credentials, product codes and
 //! queues work, and plain words for what to fix when they do not.
 
-use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError};
 use aws_sdk_sqs::types::QueueAttributeName;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use marketlink_core::Diagnosis;
 
 use crate::{
@@ -96,7 +97,7 @@ impl AwsProvider {
                 out.push(Diagnosis::ok(
                     "aws.credentials.source",
                     format!(
-                        "credentials come from {} (access key {})",
+                        "credentials come from {}, access key {}",
                         in_use.source, in_use.key_id
                     ),
                 ));
@@ -339,10 +340,16 @@ impl AwsProvider {
 }
 
 /// No source of the chain had credentials: say what was tried and what to set.
-fn no_credentials(error: &aws_credential_types::provider::error::CredentialsError) -> String {
+fn no_credentials(error: &CredentialsError) -> String {
+    // "Not loaded" is every link saying it has nothing; any other error is a source that is
+    // set up but failed (a web identity token STS refused, an SSO session expired).
+    let why = match error {
+        CredentialsError::CredentialsNotLoaded(_) => String::new(),
+        other => format!(" ({})", DisplayErrorContext(other)),
+    };
     format!(
-        "no AWS credentials: aws.credentials is not set and the AWS credential chain found none \
-         ({error}). Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a shared profile \
+        "no AWS credentials: aws.credentials is not set and the AWS credential chain found none{why}. \
+         Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a shared profile \
          (AWS_PROFILE), web identity (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN), run in an \
          ECS task or on EC2 with a role, or give static keys in [aws.credentials]"
     )
