@@ -13,4 +13,5 @@ mod people;
 mod reconcile;
 mod replicas;
 mod returning;
+mod usage_caps;
 mod webhooks;
