@@ -1,7 +1,8 @@
 //! Notification endpoints, mounted from what each provider declares (`/aws/sns`,
 //! `/azure/webhook`, ...): authenticate, store durably, then answer. Marketplaces retry a 5xx,
-//! and SNS over HTTP retries nothing else (and has no dead-letter queue), so a 4xx goes only to
-//! a message that is forged (401) or malformed (400). One we cannot take for our own reasons —
+//! and SNS over HTTP retries nothing else (a 4xx is dropped, or parked in a dead-letter queue
+//! if the subscription has one), so a 4xx goes only to a message that is forged (401) or
+//! malformed (400). One we cannot take for our own reasons —
 //! the database is down, the topic or product is not configured yet, the SNS certificate could
 //! not be fetched — is answered 503, never dropped.
 

@@ -15,9 +15,9 @@ pub enum Received {
     Duplicate(Uuid),
 }
 
-/// Why a message was not taken. Marketplaces retry on 5xx only (SNS over HTTP does not retry a
-/// 4xx and keeps no dead-letter queue), so only a message at fault is refused for good: one we
-/// could not take for our own reasons must come back.
+/// Why a message was not taken. Marketplaces retry on 5xx only (SNS over HTTP never retries a
+/// 4xx), so only a message at fault is refused for good: one we could not take for our own
+/// reasons must come back.
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
     #[error("no provider is configured for marketplace `{0}`")]
