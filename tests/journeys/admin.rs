@@ -184,6 +184,7 @@ async fn operators_see_tenants_subscriptions_and_retry_dead_letters() {
                 quantity: marketlink_core::Quantity::from_units(3),
                 idempotency_key: None,
                 allocations: vec![],
+                hour_cap: None,
             }],
             now,
         )

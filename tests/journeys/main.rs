@@ -3,6 +3,7 @@
 mod admin;
 mod api;
 mod aws;
+mod aws_answers;
 mod aws_day_one;
 mod azure;
 mod doctor;
@@ -12,4 +13,5 @@ mod people;
 mod reconcile;
 mod replicas;
 mod returning;
+mod usage_caps;
 mod webhooks;

@@ -21,9 +21,9 @@ use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
 const CLASSIC: &str = "mlsandboxclassic0000000001";
 const BUYER: &str = "444455556666";
-const KEY: &str = "demo-usage-key-0123";
+pub(crate) const KEY: &str = "demo-usage-key-0123";
 
-fn external(purchase: &Purchase) -> ExternalRef {
+pub(crate) fn external(purchase: &Purchase) -> ExternalRef {
     ExternalRef {
         marketplace: Marketplace::AWS,
         external_id: ExternalRef::aws_classic_id(&purchase.customer_identifier, CLASSIC),
@@ -35,7 +35,7 @@ fn external(purchase: &Purchase) -> ExternalRef {
 }
 
 /// A subscribed AWS buyer and its active subscription in `store`.
-async fn subscribed(stack: &Stack, store: &Store) -> (Purchase, Subscription) {
+pub(crate) async fn subscribed(stack: &Stack, store: &Store) -> (Purchase, Subscription) {
     let purchase = stack
         .aws
         .purchase(CLASSIC, OfferKind::Subscription, BUYER)
@@ -57,11 +57,11 @@ async fn subscribed(stack: &Stack, store: &Store) -> (Purchase, Subscription) {
     (purchase, sub)
 }
 
-fn ts(t: OffsetDateTime) -> String {
+pub(crate) fn ts(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap()
 }
 
-async fn post(stack: &Stack, key: Option<&str>, body: String) -> (StatusCode, Value) {
+pub(crate) async fn post(stack: &Stack, key: Option<&str>, body: String) -> (StatusCode, Value) {
     let mut request = reqwest::Client::new()
         .post(format!("{}/api/v1/usage", stack.app_url))
         .header("content-type", "application/json")

@@ -1,6 +1,10 @@
 //! Notification endpoints, mounted from what each provider declares (`/aws/sns`,
-//! `/azure/webhook`, ...): authenticate, store durably, then answer. The marketplace retries
-//! anything but a 2xx, so a message we could not store is answered 503, never dropped.
+//! `/azure/webhook`, ...): authenticate, store durably, then answer. Marketplaces retry a 5xx,
+//! and SNS over HTTP retries nothing else (a 4xx is dropped, or parked in a dead-letter queue
+//! if the subscription has one), so a 4xx goes only to a message that is forged (401) or
+//! malformed (400). One we cannot take for our own reasons —
+//! the database is down, the topic or product is not configured yet, the SNS certificate could
+//! not be fetched — is answered 503, never dropped.
 
 use axum::{
     Json, Router,
@@ -68,6 +72,14 @@ async fn receive(
         )
             .into_response(),
         Err(ReceiveError::Rejected(reason)) => error(StatusCode::UNAUTHORIZED, "rejected", &reason),
+        Err(ReceiveError::Malformed(reason)) => {
+            error(StatusCode::BAD_REQUEST, "malformed", &reason)
+        }
+        Err(e @ ReceiveError::NotConfigured(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_configured",
+            &e.to_string(),
+        ),
         Err(ReceiveError::UnknownMarketplace(name)) => error(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -16,12 +16,36 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Variables the AWS credential chain reads: none of the caller's may leak into a test.
+const AWS_CHAIN_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+];
+
 fn marketlink(dir: &std::path::Path) -> Command {
     let mut command = Command::new(BIN);
     command
         .current_dir(dir)
         .env_remove("MARKETLINK_CONFIG")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        // The credential chain must find only what a test gives it, and never reach
+        // 169.254.169.254 (the EC2 instance metadata service).
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        );
+    for name in AWS_CHAIN_VARIABLES {
+        command.env_remove(name);
+    }
     command
 }
 
@@ -283,5 +307,90 @@ async fn doctor_exits_1_and_names_the_cause() {
     assert_eq!(json.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["summary"]["failures"], 1, "{report}");
+    shutdown.cancel();
+}
+
+/// Without `[aws.credentials]` the standard AWS chain is used: here the environment's keys,
+/// which the sandbox checks (SigV4 with AKIASANDBOX). Doctor names the source, never the
+/// secret; with no source at all it says what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_the_credential_source_and_calls_are_signed_with_it() {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let aws = marketlink_cli::sandbox::start_aws(
+        "127.0.0.1:0".parse().unwrap(),
+        marketlink_sandbox::aws::AwsSandboxConfig::default(),
+        &marketlink_cli::sandbox::VendorUrls::for_public_url("http://127.0.0.1:9"),
+        std::sync::Arc::new(marketlink_core::SystemClock),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let without_keys = doctor_config(&aws.base_url).replace(
+        "[aws.credentials]\naccess_key_id = \"AKIASANDBOX\"\nsecret_access_key = \"sandbox-secret\"\n",
+        "",
+    );
+    assert!(!without_keys.contains("[aws.credentials]"));
+    std::fs::write(dir.path().join("m.toml"), without_keys).unwrap();
+    let run = |env: Vec<(&'static str, &'static str)>| {
+        let mut command = marketlink(dir.path());
+        command.args(["--config", "m.toml", "doctor"]);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+    let migrated = marketlink(dir.path())
+        .args(["--config", "m.toml", "migrate"])
+        .output()
+        .unwrap();
+    assert!(migrated.status.success());
+
+    let good = run(vec![
+        ("AWS_ACCESS_KEY_ID", "AKIASANDBOX"),
+        ("AWS_SECRET_ACCESS_KEY", "sandbox-secret"),
+    ])
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert_eq!(good.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("ok    aws.credentials.source")
+            && stdout.contains("credentials come from the environment (AWS_ACCESS_KEY_ID"),
+        "{stdout}"
+    );
+    // The sandbox accepted calls signed with the environment's keys.
+    assert!(
+        stdout.contains("AWS accepted access key AKIASANDBOX from the environment"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("sandbox-secret"), "{stdout}");
+
+    // A wrong secret in the environment: the signature fails, and doctor says where to look.
+    let wrong = run(vec![
+        ("AWS_ACCESS_KEY_ID", "AKIASANDBOX"),
+        ("AWS_SECRET_ACCESS_KEY", "not-the-sandbox-secret"),
+    ])
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&wrong.stdout);
+    assert_eq!(wrong.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  aws.credentials ")
+            && stdout.contains("AWS_SECRET_ACCESS_KEY is wrong"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not-the-sandbox-secret"), "{stdout}");
+
+    // No source at all (no keys, no profile, no role, metadata disabled).
+    let none = run(vec![]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&none.stdout);
+    assert_eq!(none.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  aws.credentials.source")
+            && stdout.contains("no AWS credentials")
+            && stdout.contains("AWS_ACCESS_KEY_ID"),
+        "{stdout}"
+    );
     shutdown.cancel();
 }

@@ -56,6 +56,12 @@ pub struct UsageRules {
     /// Usage of a past month is accepted only until this time of day on the 1st of the next
     /// month, UTC (AWS: 06:00), even where the window would reach further.
     pub month_close: Option<Time>,
+    /// The most one hour's record may carry, in whole units: usage that would take a
+    /// subscription's dimension past it in one hour can never be billed, so it is refused at
+    /// ingest. AWS: BatchMeterUsage `Quantity` is an integer of at most 2,147,483,647
+    /// (`UsageQuantity` in `shared/specs/aws-models/meteringmarketplace/service-2.json`), and
+    /// marketlink sends one record per subscription, dimension and hour. `None`: no cap.
+    pub max_hourly_quantity: Option<u64>,
 }
 
 impl Default for UsageRules {
@@ -67,6 +73,7 @@ impl Default for UsageRules {
             whole_units: false,
             window: Duration::hours(24),
             month_close: None,
+            max_hourly_quantity: None,
         }
     }
 }

@@ -15,6 +15,9 @@ pub enum Received {
     Duplicate(Uuid),
 }
 
+/// Why a message was not taken. Marketplaces retry on 5xx only (SNS over HTTP never retries a
+/// 4xx), so only a message at fault is refused for good: one we could not take for our own
+/// reasons must come back.
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
     #[error("no provider is configured for marketplace `{0}`")]
@@ -22,6 +25,15 @@ pub enum ReceiveError {
     /// Forged, tampered, expired or misaddressed: the sender should not retry.
     #[error("rejected: {0}")]
     Rejected(String),
+    /// Authentic enough to read, but not a message we can ever understand: not retried.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// Genuine, but our configuration cannot take it yet (an unknown topic or product): the
+    /// sender should retry, and will succeed once an operator fixes the configuration.
+    #[error(
+        "marketlink is not configured to take this message yet ({0}); it is taken once the configuration is fixed"
+    )]
+    NotConfigured(String),
     /// We could not check or store it right now; the sender should retry.
     #[error("temporarily unable to accept the message: {0}")]
     Unavailable(String),
@@ -40,12 +52,17 @@ impl Engine {
             .by_name(marketplace)
             .ok_or_else(|| ReceiveError::UnknownMarketplace(marketplace.to_owned()))?;
         let authenticated = provider.authenticate(message).await.map_err(|error| {
-            if error.is_retryable() {
-                ReceiveError::Unavailable(error.to_string())
-            } else {
-                tracing::warn!(%marketplace, channel = %message.channel, %error, "rejected inbound message");
-                ReceiveError::Rejected(error.to_string())
+            let refused = ReceiveError::from(error);
+            match &refused {
+                ReceiveError::Unavailable(_) => {}
+                ReceiveError::NotConfigured(_) => {
+                    tracing::error!(%marketplace, channel = %message.channel, error = %refused, "inbound message refused until the configuration is fixed");
+                }
+                _ => {
+                    tracing::warn!(%marketplace, channel = %message.channel, error = %refused, "rejected inbound message");
+                }
             }
+            refused
         })?;
         let now = self.clock.now();
         let inserted =
@@ -108,10 +125,11 @@ impl Engine {
 
 impl From<ProviderError> for ReceiveError {
     fn from(error: ProviderError) -> Self {
-        if error.is_retryable() {
-            Self::Unavailable(error.to_string())
-        } else {
-            Self::Rejected(error.to_string())
+        match error {
+            ProviderError::Retryable { .. } => Self::Unavailable(error.to_string()),
+            ProviderError::Configuration(why) => Self::NotConfigured(why),
+            ProviderError::Rejected { .. } => Self::Malformed(error.to_string()),
+            other => Self::Rejected(other.to_string()),
         }
     }
 }

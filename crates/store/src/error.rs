@@ -7,6 +7,19 @@ pub enum StoreError {
     /// A uniqueness rule or a concurrent change refused the write.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Usage that would take an hour past the most its marketplace takes for one hour
+    /// (`NewUsageEvent::hour_cap`): the batch was not stored.
+    #[error("usage of `{dimension}` for the hour starting {hour} would take the hour past its cap")]
+    HourCapExceeded {
+        subscription_id: uuid::Uuid,
+        dimension: String,
+        hour: time::OffsetDateTime,
+        /// Accepted for the hour before this batch.
+        accepted_micros: i64,
+        /// What this batch adds to it.
+        adding_micros: i64,
+        cap_micros: i64,
+    },
     /// A domain rule refused the change (for example an illegal state transition).
     #[error(transparent)]
     Domain(#[from] marketlink_core::IllegalTransition),

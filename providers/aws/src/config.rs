@@ -55,8 +55,8 @@ fn default_identity_mode() -> IdentityMode {
     IdentityMode::Concurrent
 }
 
-/// Static credentials (the sandbox, or an IAM user). Without them the adapter uses no
-/// credential chain: see [`AwsConfig::credentials`].
+/// Static credentials (the sandbox, or an IAM user's keys). Without them the adapter takes its
+/// credentials from the standard AWS chain: see [`AwsConfig::credentials`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticCredentials {
@@ -70,14 +70,16 @@ pub struct StaticCredentials {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AwsConfig {
-    /// Region of the metering and SQS calls. Entitlement and agreement calls use
-    /// `entitlement_region` (AWS serves them from us-east-1 only).
+    /// Region of the metering calls, of SQS queues whose URL names none (a custom endpoint),
+    /// and of the STS calls the credential chain makes. A queue on an AWS host is polled in
+    /// the region of its URL. Entitlement and agreement calls use `entitlement_region`.
     pub region: String,
+    /// Region of GetEntitlements and the Agreement API: AWS serves both from us-east-1.
     pub entitlement_region: String,
     /// Endpoint override for every AWS API (the sandbox, e.g. `http://127.0.0.1:9090`).
     pub endpoint_url: Option<String>,
-    /// Static credentials. Required: this build does not read the default AWS credential chain
-    /// (environment, profile, IMDS); see the crate documentation.
+    /// Static credentials, an explicit override. None: the standard AWS credential chain
+    /// (environment, shared profile and SSO, web identity, container, EC2 instance metadata).
     pub credentials: Option<StaticCredentials>,
     pub products: Vec<ProductConfig>,
     /// SQS queue URLs that `pull` long-polls (SNS subscriptions and EventBridge SQS targets).
@@ -92,9 +94,12 @@ pub struct AwsConfig {
     pub sns_cert_hosts: Vec<String>,
     /// Accept `http://` SigningCertURL/SubscribeURL (the sandbox only; never in production).
     pub sns_allow_http: bool,
-    /// Messages received over HTTP (SNS, EventBridge API destination) older than this are
-    /// refused as replays.
+    /// SNS messages received over HTTP older than this are refused as replays.
     pub max_message_age_secs: u64,
+    /// EventBridge API destination deliveries older than this are refused. EventBridge retries
+    /// a failed delivery for up to 24 hours by default (`MaximumEventAgeInSeconds` 86,400), so
+    /// the default takes every retry; repeats are dropped by event id.
+    pub max_event_age_secs: u64,
     /// Messages taken from SQS may have waited in the queue (up to 14 days of retention):
     /// their own, longer, age limit.
     pub max_queued_message_age_secs: u64,
@@ -129,6 +134,7 @@ impl Default for AwsConfig {
             sns_cert_hosts: Vec::new(),
             sns_allow_http: false,
             max_message_age_secs: 3600,
+            max_event_age_secs: 86_400,
             max_queued_message_age_secs: 14 * 86_400,
             max_future_skew_secs: 300,
             eventbridge_secret: None,
@@ -206,9 +212,11 @@ impl AwsConfig {
         if self.products.is_empty() {
             return Err("aws.products must list at least one product".into());
         }
-        if self.credentials.is_none() {
+        if let Some(keys) = &self.credentials
+            && (keys.access_key_id.is_empty() || keys.secret_access_key.expose().is_empty())
+        {
             return Err(
-                "aws.credentials (access_key_id, secret_access_key) are required: this build does not read the default AWS credential chain"
+                "aws.credentials needs both access_key_id and secret_access_key (leave the section out to use the AWS credential chain)"
                     .into(),
             );
         }
@@ -302,5 +310,21 @@ mod tests {
         assert!(cfg.validate().unwrap_err().contains("LicenseArn"));
         let cfg = AwsConfig::default();
         assert!(cfg.validate().is_err());
+    }
+
+    /// Without `[aws.credentials]` the credential chain is used; a half-filled section is an
+    /// error rather than a silent fall-back to the chain.
+    #[test]
+    fn credentials_are_optional_but_not_half_given() {
+        let products = serde_json::json!([{"product_code": "abc"}]);
+        let cfg = parse(serde_json::json!({"products": products})).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.max_event_age_secs, 86_400);
+        let cfg = parse(serde_json::json!({
+            "credentials": {"access_key_id": "", "secret_access_key": "s"},
+            "products": products
+        }))
+        .unwrap();
+        assert!(cfg.validate().unwrap_err().contains("credential chain"));
     }
 }

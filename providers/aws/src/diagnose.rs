@@ -1,14 +1,27 @@
 //! `marketlink doctor` for AWS: harmless calls that prove the credentials, product codes and
 //! queues work, and plain words for what to fix when they do not.
 
+use aws_credential_types::provider::{ProvideCredentials, error::CredentialsError};
 use aws_sdk_sqs::types::QueueAttributeName;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use marketlink_core::Diagnosis;
 
 use crate::{
     AwsProvider,
     config::{NotificationMode, ProductConfig},
+    credentials::{describe_source, is_static, secret_setting},
     errors::AwsFailure,
 };
+
+/// The credentials in use, as doctor names them: access key id and source, never the secret.
+struct InUse {
+    key_id: String,
+    source: String,
+    /// Where the secret is set (`aws.credentials.secret_access_key`, `AWS_SECRET_ACCESS_KEY`).
+    secret: &'static str,
+    /// Temporary credentials the SDK refreshes (role, SSO, web identity, container, instance).
+    refreshed: bool,
+}
 
 /// Codes that mean AWS refused who we are, whichever API we called.
 const UNKNOWN_KEY: &[&str] = &[
@@ -25,24 +38,35 @@ const EXPIRED: &[&str] = &["ExpiredToken", "ExpiredTokenException", "RequestExpi
 
 /// Why AWS refused the credentials, in plain words; `None` when the failure is about something
 /// else.
-fn credential_problem(f: &AwsFailure, key_id: &str) -> Option<String> {
+fn credential_problem(f: &AwsFailure, creds: &InUse) -> Option<String> {
     let code = f.code.as_str();
+    let InUse {
+        key_id,
+        source,
+        secret,
+        ..
+    } = creds;
+    // A registration token cannot be in these calls: an expired token is ours.
     if UNKNOWN_KEY.contains(&code) {
         Some(format!(
-            "AWS does not recognise access key {key_id} ({code}): check aws.credentials.access_key_id, and that the key is active in IAM"
+            "AWS does not recognise access key {key_id} from {source} ({code}): check the key id, and that the key is active in IAM"
         ))
     } else if BAD_SECRET.contains(&code) {
         Some(format!(
-            "AWS rejected the signature of access key {key_id} ({code}): aws.credentials.secret_access_key is wrong (or the clock is far off)"
+            "AWS rejected the signature of access key {key_id} from {source} ({code}): {secret} is wrong (or the clock is far off)"
+        ))
+    } else if EXPIRED.contains(&code) && creds.refreshed {
+        Some(format!(
+            "AWS says the credentials from {source} (access key {key_id}) have expired ({code}): they should have been refreshed; check the machine's clock and that the source still hands out credentials"
         ))
     } else if EXPIRED.contains(&code) {
         Some(format!(
-            "the session token of access key {key_id} has expired ({code}): configure long-lived IAM user keys, or refresh aws.credentials.session_token"
+            "the session token of access key {key_id} from {source} has expired ({code}): replace the temporary keys, or use a source that refreshes itself (a role, SSO, web identity)"
         ))
     } else if code == "MissingAuthenticationTokenException" || code == "MissingAuthenticationToken"
     {
         Some(format!(
-            "AWS saw no credentials on the request ({code}): check the [aws.credentials] section"
+            "AWS saw no credentials on the request ({code}): check the [aws.credentials] section or the credential chain"
         ))
     } else {
         None
@@ -62,12 +86,33 @@ fn unreachable(f: &AwsFailure, endpoint: Option<&str>) -> Option<String> {
 impl AwsProvider {
     pub(crate) async fn run_diagnosis(&self) -> Vec<Diagnosis> {
         let mut out = Vec::new();
-        let key_id = self
-            .config
-            .credentials
-            .as_ref()
-            .map(|c| c.access_key_id.clone())
-            .unwrap_or_default();
+        let creds = match self.credentials.provider.provide_credentials().await {
+            Ok(found) => {
+                let in_use = InUse {
+                    key_id: found.access_key_id().to_owned(),
+                    source: describe_source(&found),
+                    secret: secret_setting(&found),
+                    refreshed: !is_static(&found),
+                };
+                out.push(Diagnosis::ok(
+                    "aws.credentials.source",
+                    format!(
+                        "credentials come from {}, access key {}",
+                        in_use.source, in_use.key_id
+                    ),
+                ));
+                in_use
+            }
+            Err(e) => {
+                out.push(Diagnosis::failed(
+                    "aws.credentials.source",
+                    no_credentials(&e),
+                ));
+                // Without credentials every call below would fail for the same reason.
+                out.extend(self.channel_diagnoses());
+                return out;
+            }
+        };
         let endpoint = self.config.endpoint_url.as_deref();
 
         // Each product code costs one GetEntitlements call; the same calls prove the credentials.
@@ -78,18 +123,19 @@ impl AwsProvider {
         let refused = probes.iter().find_map(|(_, r)| {
             r.as_ref()
                 .err()
-                .and_then(|f| credential_problem(f, &key_id).or_else(|| unreachable(f, endpoint)))
+                .and_then(|f| credential_problem(f, &creds).or_else(|| unreachable(f, endpoint)))
         });
+        let InUse { key_id, source, .. } = &creds;
         match &refused {
             Some(problem) => out.push(Diagnosis::failed("aws.credentials", problem.clone())),
             None if probes.iter().any(|(_, r)| r.is_ok()) => out.push(Diagnosis::ok(
                 "aws.credentials",
-                format!("AWS accepted access key {key_id}"),
+                format!("AWS accepted access key {key_id} from {source}"),
             )),
             None => out.push(Diagnosis::warning(
                 "aws.credentials",
                 format!(
-                    "access key {key_id} is configured, but no call succeeded to prove it (see the product checks)"
+                    "access key {key_id} from {source} is in use, but no call succeeded to prove it (see the product checks)"
                 ),
             )),
         }
@@ -99,7 +145,7 @@ impl AwsProvider {
 
         for queue_url in &self.config.sqs_queue_urls {
             out.push(
-                self.queue_diagnosis(queue_url, &key_id, refused.is_some())
+                self.queue_diagnosis(queue_url, &creds, refused.is_some())
                     .await,
             );
         }
@@ -175,12 +221,13 @@ impl AwsProvider {
     async fn queue_diagnosis(
         &self,
         queue_url: &str,
-        key_id: &str,
+        creds: &InUse,
         credentials_refused: bool,
     ) -> Diagnosis {
         let check = format!("aws.sqs.{}", queue_name(queue_url));
         let result = self
             .sqs
+            .for_queue(queue_url)
             .get_queue_attributes()
             .queue_url(queue_url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
@@ -207,7 +254,7 @@ impl AwsProvider {
             }
             Err(f) => f,
         };
-        if credentials_refused && credential_problem(&f, key_id).is_some() {
+        if credentials_refused && credential_problem(&f, creds).is_some() {
             return Diagnosis::warning(
                 check,
                 "not checked: AWS refused the credentials (see aws.credentials)",
@@ -221,7 +268,7 @@ impl AwsProvider {
             "AccessDenied" | "AccessDeniedException" => format!(
                 "the IAM user may not use queue {queue_url}: allow sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility and sqs:GetQueueAttributes on it"
             ),
-            _ => credential_problem(&f, key_id)
+            _ => credential_problem(&f, creds)
                 .or_else(|| unreachable(&f, Some(queue_url)))
                 .unwrap_or_else(|| {
                     format!(
@@ -290,6 +337,22 @@ impl AwsProvider {
         }
         out
     }
+}
+
+/// No source of the chain had credentials: say what was tried and what to set.
+fn no_credentials(error: &CredentialsError) -> String {
+    // "Not loaded" is every link saying it has nothing; any other error is a source that is
+    // set up but failed (a web identity token STS refused, an SSO session expired).
+    let why = match error {
+        CredentialsError::CredentialsNotLoaded(_) => String::new(),
+        other => format!(" ({})", DisplayErrorContext(other)),
+    };
+    format!(
+        "no AWS credentials: aws.credentials is not set and the AWS credential chain found none{why}. \
+         Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a shared profile \
+         (AWS_PROFILE), web identity (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN), run in an \
+         ECS task or on EC2 with a role, or give static keys in [aws.credentials]"
+    )
 }
 
 /// The queue's name, the last segment of its URL.

@@ -21,7 +21,12 @@ pub(crate) enum FailureClass {
     Retryable,
     /// Credentials, disabled API, unknown product: an operator must act.
     Configuration,
+    /// Our credentials' security token has expired (`ExpiredToken`, or `ExpiredTokenException`
+    /// answered 403 / about the security token): a credentials problem, never the buyer's.
+    CredentialsExpired,
     InvalidToken,
+    /// ResolveCustomer's modeled `ExpiredTokenException` (HTTP 400): the buyer's registration
+    /// token. Any other operation's is about our credentials (see `into_provider_error`).
     ExpiredToken,
     NotFound,
     /// The request itself is refused (validation).
@@ -57,7 +62,6 @@ const CONFIGURATION_CODES: &[&str] = &[
     "SignatureDoesNotMatch",
     "AccessDeniedException",
     "AccessDenied",
-    "ExpiredToken",
     "InvalidAccessKeyId",
     "UnknownOperationException",
     "QueueDoesNotExist",
@@ -108,7 +112,16 @@ impl AwsFailure {
     pub(crate) fn classify(code: String, message: String, status: u16) -> Self {
         let class = match code.as_str() {
             "InvalidTokenException" => FailureClass::InvalidToken,
-            "ExpiredTokenException" => FailureClass::ExpiredToken,
+            // The same name serves two errors: ResolveCustomer's registration token (modeled,
+            // HTTP 400), and the security token of the request's credentials, which any AWS
+            // service answers with 403 and "The security token included in the request is
+            // expired" (query protocols, such as SQS's, spell it `ExpiredToken`).
+            "ExpiredTokenException"
+                if status != 403 && !message.to_ascii_lowercase().contains("security token") =>
+            {
+                FailureClass::ExpiredToken
+            }
+            "ExpiredTokenException" | "ExpiredToken" => FailureClass::CredentialsExpired,
             "ResourceNotFoundException" => FailureClass::NotFound,
             c if RETRYABLE_CODES.contains(&c) => FailureClass::Retryable,
             c if CONFIGURATION_CODES.contains(&c) => FailureClass::Configuration,
@@ -137,7 +150,19 @@ impl AwsFailure {
             FailureClass::Retryable => ProviderError::retryable(text),
             FailureClass::Configuration => ProviderError::Configuration(text),
             FailureClass::InvalidToken => ProviderError::InvalidToken(text),
-            FailureClass::ExpiredToken => ProviderError::ExpiredToken(text),
+            // Only ResolveCustomer takes a registration token; from any other operation the
+            // expired token can only be our credentials'.
+            FailureClass::ExpiredToken if operation == "ResolveCustomer" => {
+                ProviderError::ExpiredToken(text)
+            }
+            // An operator's problem, which the outbox and the flusher retry later: by then a
+            // refreshing source (role, SSO, web identity) has handed the SDK's cache new
+            // credentials; static session tokens must be replaced.
+            FailureClass::ExpiredToken | FailureClass::CredentialsExpired => {
+                ProviderError::Configuration(format!(
+                    "{text}: the security token of marketlink's AWS credentials has expired; `marketlink doctor` names their source"
+                ))
+            }
             FailureClass::NotFound => ProviderError::NotFound(text),
             FailureClass::Rejected => ProviderError::Rejected {
                 code: self.code,
@@ -200,5 +225,63 @@ mod tests {
             c("TimestampOutOfBoundsException", 400),
             FailureClass::Rejected
         );
+    }
+
+    /// An expired security token (ours) never reads as the buyer's expired registration token.
+    #[test]
+    fn an_expired_security_token_is_a_credentials_problem() {
+        let error = |code: &str, message: &str, status, operation| {
+            AwsFailure::classify(code.into(), message.into(), status).into_provider_error(operation)
+        };
+        let registration = error(
+            "ExpiredTokenException",
+            "Registration token has expired",
+            400,
+            "ResolveCustomer",
+        );
+        assert!(matches!(registration, ProviderError::ExpiredToken(_)));
+        // The generic security-token error, from ResolveCustomer itself...
+        for (code, message, status) in [
+            (
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+                403,
+            ),
+            (
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+                400,
+            ),
+            ("ExpiredTokenException", "", 403),
+            (
+                "ExpiredToken",
+                "The security token included in the request is expired",
+                403,
+            ),
+        ] {
+            let e = error(code, message, status, "ResolveCustomer");
+            assert!(
+                matches!(&e, ProviderError::Configuration(text) if text.contains("credentials")),
+                "{code} {status}: {e:?}"
+            );
+        }
+        // ...and from any other operation, whatever its status.
+        for operation in [
+            "GetEntitlements",
+            "BatchMeterUsage",
+            "ReceiveMessage",
+            "DescribeAgreement",
+        ] {
+            let e = error("ExpiredTokenException", "", 400, operation);
+            assert!(
+                matches!(e, ProviderError::Configuration(_)),
+                "{operation}: {e:?}"
+            );
+            let e = error("ExpiredToken", "", 403, operation);
+            assert!(
+                matches!(e, ProviderError::Configuration(_)),
+                "{operation}: {e:?}"
+            );
+        }
     }
 }

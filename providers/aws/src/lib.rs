@@ -12,8 +12,9 @@
 //!   signature-verified (`sns`); EventBridge events over SQS (`sqs`) or an API destination
 //!   (`/aws/events`, channel `eventbridge-http`, shared-secret header); both interpreted into
 //!   domain events. `sqs` pulls and deletes queued messages.
-//! - `diagnose` (`marketlink doctor`): GetEntitlements per product code, GetQueueAttributes per
-//!   queue, notification channel configuration, failures explained in plain words.
+//! - `diagnose` (`marketlink doctor`): the credential source, GetEntitlements per product code,
+//!   GetQueueAttributes per queue, notification channel configuration, failures explained in
+//!   plain words.
 //! - `survey` (reconciliation): GetEntitlements per known subscription.
 //!
 //! The marketplace's rules (`MarketplaceProvider::rules`) are declared in `provider`.
@@ -23,13 +24,20 @@
 //! adapter retries retryable failures itself (`max_attempts`, exponential backoff from
 //! `initial_backoff_ms`) and then returns `ProviderError::Retryable`.
 //!
-//! **Credentials.** Static credentials from the configuration only (the sandbox's
-//! `AKIASANDBOX`, or an IAM user's key); the default AWS chain (environment, profile, IMDS,
-//! SSO) is not compiled in, to keep the dependency tree small. `AwsConfig::validate` says so.
+//! **Credentials** (`credentials`, ADR 0013): static keys from `[aws.credentials]` when given
+//! (the sandbox's `AKIASANDBOX`, an IAM user), else the standard AWS chain of `aws-config`
+//! (environment, shared profile and SSO, web identity, container, EC2 instance metadata). All
+//! clients share one credentials cache, which refreshes temporary credentials before they
+//! expire.
+//!
+//! **Regions.** Metering uses `region`; GetEntitlements and the Agreement API use
+//! `entitlement_region` (us-east-1); each SQS queue is called in the region its URL names
+//! (`sqs::SqsClients`).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod agreement;
 pub mod config;
+mod credentials;
 mod diagnose;
 mod entitlement;
 mod errors;
@@ -77,7 +85,8 @@ pub struct AwsProvider {
     pub(crate) metering: aws_sdk_marketplacemetering::Client,
     pub(crate) entitlement: aws_sdk_marketplaceentitlement::Client,
     pub(crate) agreement: aws_sdk_marketplaceagreement::Client,
-    pub(crate) sqs: aws_sdk_sqs::Client,
+    pub(crate) sqs: sqs::SqsClients,
+    pub(crate) credentials: credentials::AwsCredentials,
     pub(crate) retry: RetryPolicy,
     pub(crate) sns: sns::SnsVerifier,
 }
@@ -90,13 +99,16 @@ impl std::fmt::Debug for AwsProvider {
     }
 }
 
+/// One SDK client of crate `$krate` in `$region`, signing with the shared credentials and
+/// their shared cache.
 macro_rules! sdk_config {
     ($krate:ident, $config:expr, $region:expr, $creds:expr, $timeout:expr) => {{
         use $krate::config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
         let mut builder = $krate::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new($region.clone()))
-            .credentials_provider($creds.clone())
+            .region(Region::new($region.to_owned()))
+            .credentials_provider($creds.provider.clone())
+            .identity_cache($creds.cache.clone())
             .retry_config(RetryConfig::disabled())
             .timeout_config(
                 TimeoutConfig::builder()
@@ -115,20 +127,7 @@ impl AwsProvider {
     /// Validates the configuration and builds the SDK clients (no network traffic).
     pub fn new(config: AwsConfig, clock: Arc<dyn Clock>) -> Result<Self, ProviderError> {
         config.validate().map_err(ProviderError::Configuration)?;
-        let static_creds = config
-            .credentials
-            .as_ref()
-            .ok_or_else(|| ProviderError::Configuration("aws.credentials are required".into()))?;
-        let creds = aws_credential_types::Credentials::new(
-            static_creds.access_key_id.clone(),
-            static_creds.secret_access_key.expose().to_owned(),
-            static_creds
-                .session_token
-                .as_ref()
-                .map(|t| t.expose().to_owned()),
-            None,
-            "marketlink-config",
-        );
+        let creds = credentials::AwsCredentials::from_config(&config);
         let timeout = Duration::from_secs(config.api_timeout_secs.max(1));
         let metering = sdk_config!(
             aws_sdk_marketplacemetering,
@@ -153,7 +152,9 @@ impl AwsProvider {
         );
         // Long polls hold the request open for up to 20 s: give SQS calls that much more.
         let sqs_timeout = timeout + Duration::from_secs(u64::from(config.sqs_wait_time_secs));
-        let sqs = sdk_config!(aws_sdk_sqs, config, config.region, creds, sqs_timeout);
+        let sqs = sqs::SqsClients::new(&config, |region| {
+            sdk_config!(aws_sdk_sqs, config, region, creds, sqs_timeout)
+        });
         let sns = sns::SnsVerifier::new(config.effective_sns_hosts(), config.sns_allow_http)?;
         Ok(Self {
             retry: RetryPolicy {
@@ -166,6 +167,7 @@ impl AwsProvider {
             entitlement,
             agreement,
             sqs,
+            credentials: creds,
             sns,
         })
     }

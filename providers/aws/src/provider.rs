@@ -38,6 +38,9 @@ fn aws_rules() -> MarketplaceRules {
             whole_units: true,
             window: Duration::hours(24),
             month_close: Some(time!(06:00)),
+            // A record's Quantity is at most i32::MAX (UsageQuantity, meteringmarketplace
+            // service model), and one record carries a whole hour.
+            max_hourly_quantity: Some(i32::MAX as u64),
         },
     }
 }

@@ -33,6 +33,8 @@ fn azure_rules() -> MarketplaceRules {
             whole_units: false,
             window: Duration::hours(24),
             month_close: None,
+            // `quantity` is a double with no stated maximum (meteringapi.v1.json).
+            max_hourly_quantity: None,
         },
     }
 }

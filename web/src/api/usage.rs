@@ -106,7 +106,7 @@ pub(crate) struct UsageAccepted {
     request_body = UsageBody,
     responses(
         (status = 202, description = "The whole batch is committed and will be billed", body = UsageAccepted),
-        (status = 400, description = "Malformed JSON, bad quantity, a fraction where the marketplace bills whole units only (`whole_units_only`), unknown dimension, timestamp out of window, batch too large, subscription not active", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, bad quantity, a fraction where the marketplace bills whole units only (`whole_units_only`), an hour taken past what the marketplace bills for one hour (`hourly_quantity_limit`), unknown dimension, timestamp out of window, batch too large, subscription not active", body = ErrorBody),
         (status = 401, description = "No or an invalid API key", body = ErrorBody),
         (status = 403, description = "The key lacks the `usage:write` scope", body = ErrorBody),
         (status = 404, description = "Unknown subscription", body = ErrorBody),

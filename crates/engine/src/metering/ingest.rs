@@ -78,6 +78,20 @@ pub enum IngestErrorKind {
     },
     #[error("{0}")]
     HourAlreadySent(String),
+    #[error(
+        "usage of `{dimension}` for the hour starting {hour} would total {total} units \
+         ({accepted} accepted before this request): more than {cap}, the most {marketplace} \
+         takes for one hour; report it in a larger unit"
+    )]
+    HourlyQuantityLimit {
+        subscription: SubscriptionId,
+        dimension: String,
+        hour: OffsetDateTime,
+        accepted: Quantity,
+        total: Quantity,
+        cap: Quantity,
+        marketplace: String,
+    },
     #[error(transparent)]
     Store(StoreError),
 }
@@ -119,6 +133,7 @@ impl IngestError {
             IngestErrorKind::QuantityTooLarge(_) => "quantity_too_large",
             IngestErrorKind::FractionalQuantity { .. } => "whole_units_only",
             IngestErrorKind::HourAlreadySent(_) => "hour_already_sent",
+            IngestErrorKind::HourlyQuantityLimit { .. } => "hourly_quantity_limit",
             IngestErrorKind::Store(_) => "store",
         }
     }
@@ -203,7 +218,9 @@ impl Engine {
             };
             events.push(self.validate(input, accepting, now).map_err(at)?);
         }
-        self.store_usage(events, now).await
+        self.store_usage(events, now)
+            .await
+            .map_err(|e| over_cap_at(e, inputs, &resolved))
     }
 
     fn check_batch_size(&self, inputs: &[UsageInput]) -> Result<(), IngestError> {
@@ -281,6 +298,9 @@ impl Engine {
             quantity: input.quantity,
             idempotency_key: input.idempotency_key.clone(),
             allocations: input.allocations.clone(),
+            // The store counts the hour against it in the batch's transaction: two requests
+            // that together pass it cannot both be taken.
+            hour_cap: hour_cap(rules),
         })
     }
 
@@ -326,6 +346,26 @@ impl Engine {
             .map_err(|error| {
                 IngestError::batch(match error {
                     StoreError::Conflict(message) => IngestErrorKind::HourAlreadySent(message),
+                    StoreError::HourCapExceeded {
+                        subscription_id,
+                        dimension,
+                        hour,
+                        accepted_micros,
+                        adding_micros,
+                        cap_micros,
+                    } => {
+                        let quantity =
+                            |micros: i64| Quantity::from_micros(micros).unwrap_or_default();
+                        IngestErrorKind::HourlyQuantityLimit {
+                            subscription: SubscriptionId(subscription_id),
+                            dimension,
+                            hour,
+                            accepted: quantity(accepted_micros),
+                            total: quantity(accepted_micros.saturating_add(adding_micros)),
+                            cap: quantity(cap_micros),
+                            marketplace: String::new(),
+                        }
+                    }
                     other => IngestErrorKind::Store(other),
                 })
             })?;
@@ -396,6 +436,47 @@ fn accepting_usage(subscription: Subscription) -> Result<Subscription, IngestErr
     } else {
         Err(IngestErrorKind::SubscriptionNotActive(subscription.status))
     }
+}
+
+/// The cap on an hour's total under `rules`, if the marketplace has one.
+fn hour_cap(rules: &UsageRules) -> Option<Quantity> {
+    let units = rules.max_hourly_quantity?;
+    i64::try_from(units)
+        .ok()
+        .and_then(|u| u.checked_mul(1_000_000))
+        .and_then(|micros| Quantity::from_micros(micros).ok())
+}
+
+/// Names the first event of the batch in an hour past its cap, and the marketplace, in the
+/// refusal the store gave for the batch as a whole.
+fn over_cap_at(
+    mut error: IngestError,
+    inputs: &[UsageInput],
+    resolved: &HashMap<Target, Accepting>,
+) -> IngestError {
+    let IngestErrorKind::HourlyQuantityLimit {
+        subscription,
+        dimension,
+        hour,
+        marketplace,
+        ..
+    } = &mut error.kind
+    else {
+        return error;
+    };
+    let found = inputs.iter().enumerate().find_map(|(i, input)| {
+        let accepting = Target::of(input).and_then(|t| resolved.get(&t))?;
+        let utc = input.timestamp.to_offset(time::UtcOffset::UTC);
+        (accepting.subscription.id == *subscription
+            && input.dimension == *dimension
+            && hour_floor(utc) == *hour)
+            .then(|| (i, accepting.marketplace_name.clone()))
+    });
+    if let Some((index, name)) = found {
+        error.index = Some(index);
+        *marketplace = name;
+    }
+    error
 }
 
 /// The largest quantity of one event: AWS's largest hourly record (its `Quantity` is a 32-bit

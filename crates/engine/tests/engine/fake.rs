@@ -113,6 +113,24 @@ impl MarketplaceProvider for Scripted {
         &self,
         message: &InboundMessage,
     ) -> Result<AuthenticatedMessage, ProviderError> {
+        // A genuine message we cannot take: the reasons a provider gives for it.
+        match message.header("x-refuse") {
+            Some("configuration") => {
+                return Err(ProviderError::Configuration(
+                    "topic t not configured".into(),
+                ));
+            }
+            Some("certificate") => {
+                return Err(ProviderError::retryable("cannot fetch the certificate"));
+            }
+            Some("malformed") => {
+                return Err(ProviderError::Rejected {
+                    code: "MalformedMessage".into(),
+                    message: "no action".into(),
+                });
+            }
+            _ => {}
+        }
         if message.header("x-signature") != Some("valid") {
             return Err(ProviderError::Unauthenticated("bad signature".into()));
         }

@@ -33,6 +33,56 @@ async fn receive_authenticates_stores_once_and_names_unknown_marketplaces() {
     ));
 }
 
+/// SNS over HTTP retries only 5xx: what we cannot take for our own reasons must be retryable
+/// (not configured, certificate or database unavailable), and only forged or malformed
+/// messages are refused for good. Nothing refused is stored.
+#[tokio::test]
+async fn messages_we_cannot_take_yet_are_retryable_and_only_bad_ones_are_refused() {
+    let h = harness(ChangePolicy::default()).await;
+    let refused = |reason: &str| {
+        let mut msg = message("m1", vec![]);
+        msg.headers.push(("x-refuse".into(), reason.into()));
+        msg
+    };
+    let configuration = h.engine.receive("test", &refused("configuration")).await;
+    assert!(
+        matches!(&configuration, Err(ReceiveError::NotConfigured(why)) if why.contains("topic t")),
+        "{configuration:?}"
+    );
+    let message_text = configuration.unwrap_err().to_string();
+    assert!(
+        message_text.contains("configuration is fixed"),
+        "{message_text}"
+    );
+    assert!(matches!(
+        h.engine.receive("test", &refused("certificate")).await,
+        Err(ReceiveError::Unavailable(_))
+    ));
+    assert!(matches!(
+        h.engine.receive("test", &refused("malformed")).await,
+        Err(ReceiveError::Malformed(_))
+    ));
+    assert!(
+        h.engine
+            .store
+            .inbox_list(QueueState::Pending, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Once the cause is gone, the retried delivery is stored.
+    assert!(matches!(
+        h.deliver(message("m1", vec![])).await,
+        Received::Stored(_)
+    ));
+    // The database down: retryable too.
+    h.engine.store.close().await;
+    assert!(matches!(
+        h.engine.receive("test", &message("m2", vec![])).await,
+        Err(ReceiveError::Unavailable(_))
+    ));
+}
+
 #[tokio::test]
 async fn notification_before_landing_creates_and_activates_the_subscription() {
     let h = harness(ChangePolicy::default()).await;

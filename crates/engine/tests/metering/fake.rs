@@ -80,7 +80,8 @@ impl MarketplaceProvider for Counting {
         Capabilities::default()
     }
     /// Like AWS when it is AWS (a record for every active hour, cost-allocation tags, last
-    /// month's usage only until 06:00 UTC on the 1st), otherwise the generic rules, like
+    /// month's usage only until 06:00 UTC on the 1st, at most 2,147,483,647 units an hour),
+    /// otherwise the generic rules, like
     /// Microsoft's.
     fn rules(&self) -> MarketplaceRules {
         let mut rules = MarketplaceRules::generic(self.marketplace.to_string());
@@ -90,6 +91,7 @@ impl MarketplaceProvider for Counting {
             rules.usage.zero_hours = true;
             rules.usage.allocations = true;
             rules.usage.month_close = Some(time!(06:00));
+            rules.usage.max_hourly_quantity = Some(i32::MAX as u64);
         }
         rules
     }

@@ -29,6 +29,7 @@ async fn a_saturated_hour_is_dead_lettered_not_sent() {
         quantity: Quantity::from_micros(micros).unwrap(),
         idempotency_key: None,
         allocations: vec![],
+        hour_cap: None,
     };
     store
         .usage_ingest(&[event(i64::MAX), event(i64::MAX)], start)

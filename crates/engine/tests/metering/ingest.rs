@@ -122,10 +122,10 @@ async fn every_validation_error_is_named() {
         (1, 0, 1)
     );
     assert_eq!(store.usage_event_count(sub.id).await.unwrap(), 1);
-    h.engine
-        .ingest_usage(&[input(sub.id, "api_calls", "2147483647", now)], None)
-        .await
-        .unwrap();
+    // The largest event is taken, in an hour of its own (this one holds 1 already, and AWS
+    // takes no more than 2,147,483,647 in an hour).
+    let largest = input(sub.id, "api_calls", "2147483647", now - Duration::hours(1));
+    h.engine.ingest_usage(&[largest], None).await.unwrap();
 }
 
 /// A caller limited to one tenant reports only for that tenant's subscriptions; anything else
@@ -308,4 +308,76 @@ async fn fractions_are_refused_where_the_marketplace_takes_whole_units_only() {
         .await
         .unwrap();
     assert_eq!(accepted.accepted, 1);
+}
+
+/// AWS takes one record of at most 2,147,483,647 units per subscription, dimension and hour:
+/// usage that would take an hour past it is refused when it arrives, with its batch, and of
+/// two concurrent requests that together pass it only one is taken (whether the group commit
+/// puts them in one transaction or not). Other hours, and Microsoft's usage, are not capped.
+#[tokio::test]
+async fn an_hour_past_the_marketplace_cap_is_refused_at_ingest() {
+    let now = T0 + Duration::minutes(30);
+    let (store, _dir) = sqlite_store().await;
+    let clock = ManualClock::new(now);
+    let providers = Providers::new()
+        .with(Counting::new(Marketplace::AWS))
+        .with(Counting::new(Marketplace::AZURE));
+    let engine = engine_on(store, &clock, providers);
+    let aws = subscription(&engine.store, Marketplace::AWS, "c1").await;
+    let azure = subscription(&engine.store, Marketplace::AZURE, "c9").await;
+    let two_billion = |sub: SubscriptionId, key: &str| {
+        let mut e = input(sub, "api_calls", "2000000000", now);
+        e.idempotency_key = Some(key.into());
+        e
+    };
+
+    engine
+        .ingest_usage(&[two_billion(aws.id, "a")], None)
+        .await
+        .unwrap();
+    let batch = [
+        input(aws.id, "api_calls", "1", now - Duration::hours(1)),
+        two_billion(aws.id, "b"),
+    ];
+    let error = engine.ingest_usage(&batch, None).await.unwrap_err();
+    assert_eq!(error.code(), "hourly_quantity_limit");
+    assert_eq!(error.index, Some(1), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("4000000000")
+            && message.contains("2000000000 accepted")
+            && message.contains("2147483647")
+            && message.contains(&Marketplace::AWS.to_string()),
+        "{message}"
+    );
+    assert_eq!(engine.store.usage_event_count(aws.id).await.unwrap(), 1);
+    // The next hour is counted on its own.
+    let next = input(aws.id, "api_calls", "2000000000", now + Duration::hours(1));
+    clock.advance(Duration::hours(1));
+    engine.ingest_usage(&[next], None).await.unwrap();
+    // Microsoft declares no cap.
+    for key in ["x", "y"] {
+        engine
+            .ingest_usage(&[two_billion(azure.id, key)], None)
+            .await
+            .unwrap();
+    }
+
+    // Concurrent requests for one fresh hour: exactly one of each pair is taken.
+    for round in 0..4 {
+        let sub = subscription(&engine.store, Marketplace::AWS, &format!("race-{round}")).await;
+        let at = now + Duration::hours(1);
+        let one = [input(sub.id, "api_calls", "2000000000", at)];
+        let two = [input(sub.id, "api_calls", "2000000000", at)];
+        let (a, b) = tokio::join!(
+            engine.ingest_usage(&one, None),
+            engine.ingest_usage(&two, None)
+        );
+        assert_eq!(
+            [&a, &b].iter().filter(|r| r.is_ok()).count(),
+            1,
+            "round {round}: {a:?} {b:?}"
+        );
+        assert_eq!(engine.store.usage_event_count(sub.id).await.unwrap(), 1);
+    }
 }

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
+    cap,
     fold::hour_already_sent,
     types::{IngestOutcome, NewUsageEvent},
 };
@@ -106,6 +107,8 @@ async fn sqlite_batch(
             return Err(hour_already_sent(&dimension, hour));
         }
     }
+    // 3. No capped hour may go past its cap.
+    cap::sqlite_add(tx, &stored).await?;
     Ok(IngestOutcome {
         accepted: stored.len(),
         duplicates: events.len() - stored.len(),
@@ -209,6 +212,9 @@ async fn postgres_batch(
             return Err(hour_already_sent(&dimension, hour));
         }
     }
+    // 3. No capped hour may go past its cap.
+    let stored: Vec<&NewUsageEvent> = events.iter().filter(|e| inserted.contains(&e.id)).collect();
+    cap::postgres_add(tx, &stored).await?;
     Ok(IngestOutcome {
         accepted: inserted.len(),
         duplicates: events.len() - inserted.len(),
@@ -217,8 +223,10 @@ async fn postgres_batch(
 
 /// The group commit of [`Store::usage_ingest_group`] on one backend: `$batch` is that
 /// backend's batch writer.
+/// `$lock`, if given, runs first when the group holds several batches, with the transaction
+/// and every batch's events.
 macro_rules! group_commit {
-    ($pool:expr, $batch:ident, $batches:expr) => {{
+    ($pool:expr, $batch:ident, $batches:expr $(, $lock:path)?) => {{
         let batches = $batches;
         let mut results = Vec::with_capacity(batches.len());
         let mut tx = $pool.begin().await?;
@@ -233,6 +241,7 @@ macro_rules! group_commit {
                 }
             }
         } else {
+            $($lock(&mut tx, batches.iter().map(|(events, _)| *events)).await?;)?
             for (events, now) in batches {
                 let mut savepoint = sqlx::Acquire::begin(&mut tx).await?;
                 match $batch(&mut savepoint, events, *now).await {
@@ -285,7 +294,9 @@ impl Store {
         let _turn = self.write_turn().await;
         Ok(match &self.pool {
             Pool::Sqlite(pool) => group_commit!(pool, sqlite_batch, batches),
-            Pool::Postgres(pool) => group_commit!(pool, postgres_batch, batches),
+            Pool::Postgres(pool) => {
+                group_commit!(pool, postgres_batch, batches, cap::postgres_lock)
+            }
         })
     }
 }

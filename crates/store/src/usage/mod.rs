@@ -14,12 +14,14 @@
 //! - [`types`]: what callers see (events, hours, claims, settlements, the backlog);
 //! - [`hour_row`]: an hour's row as read back;
 //! - [`fold`]: adding stored events to their hourly totals;
+//! - [`cap`]: the accepted total of hours whose marketplace caps them, checked at ingest;
 //! - [`ingest`]: appending events to the ledger;
 //! - [`claim`]: folding, then freezing due hours under a lease;
 //! - [`settle`]: recording what came of sending them;
 //! - [`zero_fill`]: zero totals for hours without usage;
 //! - [`reads`]: totals, backlog and subscriptions for readers.
 
+mod cap;
 mod claim;
 mod fold;
 mod hour_row;

@@ -21,6 +21,9 @@ pub struct NewUsageEvent {
     pub quantity: Quantity,
     pub idempotency_key: Option<String>,
     pub allocations: Vec<UsageAllocation>,
+    /// The most the event's hour may total, this event included: the marketplace's largest
+    /// hourly record (AWS). `None`: no cap, and the hour is not counted at ingest.
+    pub hour_cap: Option<Quantity>,
 }
 
 /// What an ingest did.

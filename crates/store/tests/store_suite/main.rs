@@ -7,6 +7,7 @@ mod names_and_times;
 mod people;
 mod queue;
 mod subscriptions;
+mod usage_caps;
 mod usage_claims;
 mod usage_hours;
 mod usage_ingest;
@@ -51,5 +52,6 @@ fn usage_event(
         quantity: marketlink_core::Quantity::from_units(units),
         idempotency_key: key.map(str::to_owned),
         allocations: vec![],
+        hour_cap: None,
     }
 }

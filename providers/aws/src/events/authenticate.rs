@@ -62,7 +62,7 @@ impl AwsProvider {
                 self.authenticate_event(
                     object,
                     CHANNEL_EVENTBRIDGE_HTTP,
-                    self.config.max_message_age_secs,
+                    self.config.max_event_age_secs,
                 )
             }
             other => Err(unauthenticated(format!(
@@ -148,12 +148,6 @@ impl AwsProvider {
         let kind = field("Type")?.to_owned();
         let message_id = field("MessageId")?.to_owned();
         let topic = field("TopicArn")?;
-        let Some((product, _)) = self.config.product_for_topic(topic) else {
-            return Err(unauthenticated(format!(
-                "SNS topic {topic} is not a topic of a configured product"
-            )));
-        };
-        let product_code = product.product_code.clone();
         let timestamp = parse_time(field("Timestamp")?)
             .ok_or_else(|| unauthenticated("SNS Timestamp is not RFC 3339"))?;
         self.check_fresh(timestamp, max_age_secs, "SNS message")?;
@@ -161,6 +155,14 @@ impl AwsProvider {
             self.sns.check_url(field("SubscribeURL")?, "SubscribeURL")?;
         }
         self.sns.verify(&envelope).await?;
+        // Signed by SNS, so genuine: a topic we do not know yet is our configuration's gap, and
+        // a Configuration error is answered 5xx so that SNS delivers it again.
+        let Some((product, _)) = self.config.product_for_topic(topic) else {
+            return Err(ProviderError::Configuration(format!(
+                "SNS topic {topic} is not a topic of a configured product (aws.products)"
+            )));
+        };
+        let product_code = product.product_code.clone();
 
         let (label, parsed) = if kind == "Notification" {
             let parsed: Value = serde_json::from_str(field("Message")?)

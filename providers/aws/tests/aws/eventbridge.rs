@@ -252,6 +252,15 @@ async fn eventbridge_over_https_needs_the_shared_secret() {
         .await
         .unwrap();
     assert!(h.interpret(&taken).await.unwrap().is_empty());
+    // EventBridge retries an API destination for 24 hours by default: a retry 23 hours on is
+    // taken (the inbox drops it if the first delivery was stored), a day on it is stale.
+    h.clock.advance(time::Duration::hours(23));
+    let late = h
+        .provider
+        .authenticate(&https_message(&license_updated, Some(EB_SECRET)))
+        .await
+        .unwrap();
+    assert_eq!(late.dedup_key, ok.dedup_key);
     h.clock.advance(time::Duration::hours(2));
     let err = h
         .provider

@@ -266,12 +266,12 @@ async fn forged_tampered_and_misdirected_messages_are_refused() {
     f["Signature"] = Value::String("bm90IGEgc2lnbmF0dXJl".into());
     unauthenticated(&h, &with_body(&good, &f)).await;
 
-    // Wrong topic (a topic of no configured product); headers adjusted to match.
+    // Another topic swapped in (headers adjusted to match): the signature no longer holds.
     let mut w = env.clone();
     w["TopicArn"] = Value::String("arn:aws:sns:us-east-1:999999999999:other-topic".into());
     let mut m = with_body(&good, &w);
     m.headers.retain(|(k, _)| k != "x-amz-sns-topic-arn");
-    assert!(unauthenticated(&h, &m).await.contains("topic"));
+    assert!(unauthenticated(&h, &m).await.contains("signature"));
 
     // Certificate on a host that is not SNS, or not https.
     let mut c = env.clone();
@@ -316,6 +316,81 @@ async fn forged_tampered_and_misdirected_messages_are_refused() {
     let mut garbage = good.clone();
     garbage.body = b"<xml/>".to_vec();
     unauthenticated(&h, &garbage).await;
+}
+
+/// Signs `envelope` again as the sandbox's SNS does (SignatureVersion 2).
+fn resigned(envelope: &Value) -> Value {
+    let mut envelope = envelope.clone();
+    let map = envelope.as_object().unwrap();
+    let data = marketlink_sandbox::aws::sns::string_to_sign(map);
+    let signature = marketlink_sandbox::aws::sns::signer()
+        .unwrap()
+        .sign(2, data.as_bytes());
+    envelope["SignatureVersion"] = Value::String("2".into());
+    envelope["Signature"] = Value::String(signature);
+    envelope
+}
+
+/// SNS over HTTP retries only 5xx. A genuine message we cannot take for our own reasons must
+/// be answered so that SNS retries: a topic not configured (yet) is a Configuration error, a
+/// certificate that cannot be fetched is Retryable; forged ones stay Unauthenticated.
+#[tokio::test]
+async fn genuine_messages_we_cannot_take_yet_are_not_refused_for_good() {
+    let (h, captured) = http_harness(2).await;
+    let p = h.sb.purchase(CLASSIC, OfferKind::Contract, BUYER).unwrap();
+    h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    let conf = captured.lock().unwrap()[0].clone();
+    let auth = h.provider.authenticate(&conf).await.unwrap();
+    h.interpret(&auth).await.unwrap();
+    let good = captured.lock().unwrap()[1].clone();
+    let env = body_json(&good);
+
+    // Signed by SNS for a topic of no configured product.
+    let other = topic("subscription", "productnotyetconfigured");
+    let mut unknown = env.clone();
+    unknown["TopicArn"] = Value::String(other.clone());
+    let mut m = with_body(&good, &resigned(&unknown));
+    m.headers.retain(|(k, _)| k != "x-amz-sns-topic-arn");
+    let err = h.provider.authenticate(&m).await.unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Configuration(why) if why.contains(&other)),
+        "{err:?}"
+    );
+    // Once configured, the same delivery is taken.
+    let configured = start_with(Default::default(), |c| {
+        c.products[0].subscription_topic_arn = Some(other.clone());
+        c.sns_cert_hosts = vec![h.url.trim_start_matches("http://").to_owned()];
+    })
+    .await;
+    assert_eq!(
+        configured.provider.authenticate(&m).await.unwrap().kind,
+        "subscribe-success"
+    );
+
+    // The certificate cannot be fetched (the host answers 404): retryable.
+    let mut cert = env.clone();
+    cert["SigningCertURL"] = Value::String(format!("{}/SimpleNotificationService-gone.pem", h.url));
+    let err = h
+        .provider
+        .authenticate(&with_body(&good, &resigned(&cert)))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+
+    // Signed but unreadable: refused as malformed, not retried.
+    let mut garbled = env.clone();
+    garbled["Message"] = Value::String("not json".into());
+    let err = h
+        .provider
+        .authenticate(&with_body(&good, &resigned(&garbled)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Rejected { code, .. } if code == "MalformedMessage"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
