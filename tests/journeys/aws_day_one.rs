@@ -574,3 +574,74 @@ async fn classic_identity_on_eventbridge_activates_early_and_ends_after_a_restar
         wait_status(&stack, purchase, SubscriptionStatus::Cancelled).await;
     }
 }
+
+/// SNS keeps retrying a message we answered 503 because our configuration did not know its
+/// topic yet; once the operator fixes the configuration (and restarts), the next retry is
+/// taken and applied. Nothing was lost in between.
+#[tokio::test]
+async fn a_message_refused_for_our_configuration_is_retried_and_applied_once_fixed() {
+    let mut stack = start_full(
+        |scenario| scenario.sns_http_retry_delays_ms = vec![1_000; 10],
+        |_| {},
+        |config| {
+            let aws = config.aws.as_mut().expect("AWS configured");
+            // Marketlink reads SNS over HTTP only here: the retry is SNS's to make.
+            aws.sqs_queue_urls
+                .retain(|u| !u.ends_with("sns-notifications"));
+            let classic = aws
+                .products
+                .iter_mut()
+                .find(|p| p.product_code == CLASSIC)
+                .expect("classic product");
+            classic.subscription_topic_arn = Some(
+                "arn:aws:sns:us-east-1:111122223333:aws-mp-subscription-notification-notyetright"
+                    .into(),
+            );
+        },
+    )
+    .await;
+    let purchase = stack
+        .aws
+        .purchase(CLASSIC, OfferKind::Subscription, BUYER)
+        .expect("purchase");
+    send(&stack, &purchase, SubscriptionAction::SubscribeSuccess).await;
+    // The topic's SubscriptionConfirmation is refused like the rest, so SNS holds the
+    // notification back until the subscription is confirmed.
+    marketlink_e2e::eventually("SNS was answered 503", || async {
+        stack
+            .aws
+            .http_deliveries()
+            .iter()
+            .any(|d| d.status == Some(503))
+    })
+    .await;
+    assert!(subscription(&stack, &purchase).await.is_none());
+
+    let aws = stack.config.aws.as_mut().expect("AWS configured");
+    let classic = aws
+        .products
+        .iter_mut()
+        .find(|p| p.product_code == CLASSIC)
+        .expect("classic product");
+    classic.subscription_topic_arn = Some(format!(
+        "arn:aws:sns:us-east-1:111122223333:aws-mp-subscription-notification-{CLASSIC}"
+    ));
+    stack.restart().await;
+    wait_status(&stack, &purchase, SubscriptionStatus::Active).await;
+    // Each message refused with 503 was delivered by a later retry.
+    let deliveries = stack.aws.http_deliveries();
+    let refused: Vec<&str> = deliveries
+        .iter()
+        .filter(|d| d.status == Some(503))
+        .map(|d| d.message_id.as_str())
+        .collect();
+    assert!(!refused.is_empty());
+    for id in refused {
+        assert!(
+            deliveries
+                .iter()
+                .any(|d| d.message_id == id && d.status == Some(200)),
+            "{id} was retried until taken: {deliveries:?}"
+        );
+    }
+}
