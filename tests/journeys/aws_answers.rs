@@ -43,7 +43,7 @@ fn sns_notification(stack: &Stack, id: &str, topic: &str, cert_url: &str) -> Val
             "product-code": CLASSIC,
             "isFreeTrialTermPresent": "false"
         }).to_string(),
-        "Timestamp": rfc3339(OffsetDateTime::now_utc()),
+        "Timestamp": rfc3339(marketlink_core::Clock::now(&marketlink_core::SystemClock)),
         "SignatureVersion": "2",
         "SigningCertURL": cert_url,
         "UnsubscribeURL": format!("{}/unsubscribe", stack.aws_url),
@@ -161,7 +161,7 @@ async fn post_event(stack: &Stack, event: &Value) -> (StatusCode, Value) {
 #[tokio::test]
 async fn eventbridge_retries_within_a_day_are_taken_once() {
     let stack = stack().await;
-    let now = OffsetDateTime::now_utc();
+    let now = marketlink_core::Clock::now(&marketlink_core::SystemClock);
     let late = agreement_event("answers-late", now - Duration::hours(23));
     let (status, body) = post_event(&stack, &late).await;
     assert_eq!(status, StatusCode::OK, "{body}");
