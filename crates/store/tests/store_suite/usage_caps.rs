@@ -172,8 +172,8 @@ async fn group_commits_count_each_batch_against_the_cap(store: &Store) {
 
     // Two groups over the same hours in opposite orders, several times over.
     for round in 0..5 {
-        let a = vec![event("reports", 1), event("seats", 1)];
-        let b = vec![event("seats", 1), event("reports", 1)];
+        let a = [event("reports", 1), event("seats", 1)];
+        let b = [event("seats", 1), event("reports", 1)];
         let (ab, ba) = ([(&a[..], T0), (&b[..], T0)], [(&b[..], T0), (&a[..], T0)]);
         let (x, y) = tokio::join!(store.usage_ingest_group(&ab), store.usage_ingest_group(&ba));
         for results in [x.unwrap(), y.unwrap()] {
