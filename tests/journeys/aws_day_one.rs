@@ -600,6 +600,7 @@ async fn a_message_refused_for_our_configuration_is_retried_and_applied_once_fix
         },
     )
     .await;
+    chaos(&stack, 17);
     let purchase = stack
         .aws
         .purchase(CLASSIC, OfferKind::Subscription, BUYER)
