@@ -79,6 +79,11 @@ impl From<StoreError> for AppError {
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::Conflict(message) => Self::Conflict(message),
             StoreError::Domain(illegal) => Self::Conflict(illegal.to_string()),
+            // Our trouble, not the caller's: 503 tells a client (and a marketplace) to retry.
+            other if other.is_unavailable() => Self::unavailable(
+                "the database is unavailable right now; try again shortly",
+                other,
+            ),
             other => Self::Internal(other.into()),
         }
     }
@@ -98,6 +103,18 @@ impl IntoResponse for AppError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_database_asks_for_a_retry() {
+        let (status, body) = body_of(AppError::from(StoreError::unavailable(
+            "connection lost".into(),
+        )))
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "unavailable");
+        let (status, _) = body_of(AppError::from(StoreError::Corrupt("x".into()))).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     async fn body_of(error: AppError) -> (StatusCode, serde_json::Value) {
         let response = error.into_response();

@@ -44,6 +44,21 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
+    /// The database could not be reached or did not answer in time (a full pool, a lost
+    /// connection): nothing about the request is wrong, and trying again later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::Database(
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+
     /// Maps a unique-constraint violation to [`StoreError::Conflict`] with a readable message.
     pub(crate) fn on_unique(error: sqlx::Error, message: impl FnOnce() -> String) -> Self {
         match &error {
