@@ -104,7 +104,13 @@ pub async fn start_full(
     tune_azure: impl FnOnce(&mut AzureSandboxConfig),
     tune_config: impl FnOnce(&mut Config),
 ) -> Stack {
-    launch(tune, tune_azure, tune_config, None, 1).await.0
+    launch(tune, tune_azure, tune_config, None, 1, true).await.0
+}
+
+/// Like [`start_full`], with the AWS sandbox's SNS topics subscribed by the SQS queue only
+/// (no HTTPS subscription to `/aws/sns`): marketlink hears SNS through the queue alone.
+pub async fn start_sns_over_sqs_only(tune_config: impl FnOnce(&mut Config)) -> Stack {
+    launch(|_| {}, |_| {}, tune_config, None, 1, false).await.0
 }
 
 /// `replicas` marketlink servers sharing one database at `database_url` (and a session
@@ -121,6 +127,7 @@ pub async fn start_replicas(database_url: &str, replicas: usize) -> (Stack, Vec<
         },
         Some(database_url.to_owned()),
         replicas,
+        true,
     )
     .await
 }
@@ -176,6 +183,7 @@ async fn launch(
     tune_config: impl FnOnce(&mut Config),
     database: Option<String>,
     replicas: usize,
+    sns_over_http: bool,
 ) -> (Stack, Vec<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let shutdown = CancellationToken::new();
@@ -198,10 +206,14 @@ async fn launch(
         ..AwsSandboxConfig::default()
     };
     tune(&mut scenario);
+    let mut vendor = sandbox::VendorUrls::for_public_url(&app_url);
+    if !sns_over_http {
+        vendor.aws_sns = None;
+    }
     let aws = sandbox::start_aws(
         "127.0.0.1:0".parse().expect("addr"),
         scenario,
-        &sandbox::VendorUrls::for_public_url(&app_url),
+        &vendor,
         Arc::new(SystemClock),
         shutdown.clone(),
     )

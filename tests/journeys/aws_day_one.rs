@@ -36,6 +36,8 @@ enum Channel {
     SnsHttpAndSqs,
     /// SNS to the HTTPS endpoint only: marketlink reads no SNS queue.
     SnsHttp,
+    /// SNS to the SQS queue only: no HTTPS subscription.
+    SnsSqs,
     /// EventBridge rule with an SQS target.
     EventBridgeSqs,
     /// EventBridge rule with an API destination posting to `/aws/events`.
@@ -45,7 +47,7 @@ enum Channel {
 impl Channel {
     fn product(self) -> &'static str {
         match self {
-            Self::SnsHttpAndSqs | Self::SnsHttp => CLASSIC,
+            Self::SnsHttpAndSqs | Self::SnsHttp | Self::SnsSqs => CLASSIC,
             Self::EventBridgeSqs | Self::EventBridgeHttp => CONCURRENT,
         }
     }
@@ -53,25 +55,23 @@ impl Channel {
 
 /// The stack with marketlink reading only `channel`'s way in.
 async fn stack_for(channel: Channel) -> Stack {
-    start_full(
-        |_| {},
-        |_| {},
-        |config| {
-            let aws = config.aws.as_mut().expect("AWS configured");
-            aws.eventbridge_secret = Some(Secret::new(EVENTBRIDGE_SECRET));
-            match channel {
-                Channel::SnsHttpAndSqs | Channel::EventBridgeSqs => {}
-                Channel::SnsHttp => aws
-                    .sqs_queue_urls
-                    .retain(|u| !u.ends_with("sns-notifications")),
-                Channel::EventBridgeHttp => {
-                    aws.sqs_queue_urls
-                        .retain(|u| !u.ends_with("eventbridge-events"));
-                }
-            }
-        },
-    )
-    .await
+    let tune = move |config: &mut marketlink_cli::config::Config| {
+        let aws = config.aws.as_mut().expect("AWS configured");
+        aws.eventbridge_secret = Some(Secret::new(EVENTBRIDGE_SECRET));
+        let unread = match channel {
+            Channel::SnsHttpAndSqs | Channel::SnsSqs | Channel::EventBridgeSqs => None,
+            Channel::SnsHttp => Some("sns-notifications"),
+            Channel::EventBridgeHttp => Some("eventbridge-events"),
+        };
+        if let Some(queue) = unread {
+            aws.sqs_queue_urls.retain(|u| !u.ends_with(queue));
+        }
+    };
+    if channel == Channel::SnsSqs {
+        marketlink_e2e::start_sns_over_sqs_only(tune).await
+    } else {
+        start_full(|_| {}, |_| {}, tune).await
+    }
 }
 
 /// Plays EventBridge's API destination: takes each event the rule's target queue holds and
@@ -138,6 +138,7 @@ async fn restart_between_purchase_and_cancellation_on_every_channel() {
     for channel in [
         Channel::SnsHttpAndSqs,
         Channel::SnsHttp,
+        Channel::SnsSqs,
         Channel::EventBridgeSqs,
         Channel::EventBridgeHttp,
     ] {
@@ -168,6 +169,9 @@ async fn restart_between_purchase_and_cancellation_on_every_channel() {
             "lifecycle:cancel",
         ] {
             assert_eq!(applied(kind), 1, "{channel:?}: {kind} applied once");
+        }
+        if channel == Channel::SnsSqs {
+            assert!(stack.aws.http_deliveries().is_empty(), "SQS alone");
         }
         if let Some(relay) = relay {
             relay.cancel();
