@@ -91,3 +91,59 @@ async fn emulator_mode_takes_unsigned_webhooks() {
     })
     .await;
 }
+
+/// Renames the inbox table away (or back): the database then cannot store a webhook, as when
+/// it is down, while the rest of the server runs.
+async fn inbox_table(stack: &Stack, from: &str, to: &str) {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::SqliteConnection::connect(&stack.config.database.url)
+        .await
+        .unwrap();
+    conn.execute(format!("ALTER TABLE {from} RENAME TO {to}").as_str())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_webhook_our_database_cannot_store_is_answered_503_and_the_retry_applies() {
+    let stack = start_full(
+        |_| {},
+        |azure| azure.webhook_retry_delays_ms = vec![300],
+        |_| {},
+    )
+    .await;
+    let client = browser_trusting(&stack.azure.ca_pem);
+    let id = active_subscription(&stack, &client, "basic", None).await;
+
+    inbox_table(&stack, "inbox_messages", "inbox_messages_away").await;
+    let op = stack
+        .azure
+        .marketplace_action(id.parse().unwrap(), MarketplaceAction::Suspend)
+        .await
+        .unwrap();
+    marketlink_e2e::eventually("the webhook was answered 503", || async {
+        stack
+            .azure
+            .webhook_attempts()
+            .await
+            .iter()
+            .any(|a| a.operation_id == op && a.status == Some(503))
+    })
+    .await;
+    inbox_table(&stack, "inbox_messages_away", "inbox_messages").await;
+
+    wait_for(&stack, &id, "suspended by the retried webhook", |s| {
+        s.status == SubscriptionStatus::Suspended
+    })
+    .await;
+    let attempts: Vec<Option<u16>> = stack
+        .azure
+        .webhook_attempts()
+        .await
+        .iter()
+        .filter(|a| a.operation_id == op)
+        .map(|a| a.status)
+        .collect();
+    assert_eq!(attempts.last(), Some(&Some(200)), "{attempts:?}");
+    assert!(!attempts.contains(&Some(401)), "{attempts:?}");
+}
