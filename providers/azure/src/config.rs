@@ -13,6 +13,8 @@
 //! # authority_host = "https://127.0.0.1:8443"
 //! # marketplace_api_base = "https://127.0.0.1:8443/api"
 //! # extra_ca_pem = "/path/to/sandbox-ca.pem"   (or the PEM text itself)
+//! # Microsoft's SaaS API emulator (unsigned webhooks; loopback API base only):
+//! # webhook_auth = "none"
 //! ```
 
 use std::time::Duration;
