@@ -117,8 +117,17 @@ impl JwksCache {
         let stale = state
             .fetched_at
             .is_none_or(|at| now - at >= self.max_age || now < at);
-        if stale {
-            self.refresh(&mut state, now).await?;
+        if stale && let Err(error) = self.refresh(&mut state, now).await {
+            // Keep verifying with the last key set that downloaded (Microsoft.IdentityModel's
+            // "last known good" configuration) rather than answer every webhook 503 while
+            // Entra is unreachable; retried on the next token.
+            match state.keys.get(kid) {
+                Some(key) => {
+                    tracing::warn!(%kid, %error, "cannot refresh the JWKS: using the keys downloaded before");
+                    return Ok(key.clone());
+                }
+                None => return Err(error),
+            }
         }
         if let Some(key) = state.keys.get(kid) {
             return Ok(key.clone());

@@ -215,3 +215,46 @@ fn webhook_auth_none_is_refused_for_a_non_loopback_api() {
     config.marketplace_api_base = "http://127.0.0.1:3978/api".into();
     AzureProvider::new(config, clock).unwrap();
 }
+
+#[tokio::test]
+async fn keys_past_their_age_still_verify_while_entra_cannot_be_reached() {
+    let state = Arc::new(Mutex::new(None));
+    let url = jwks_server(state.clone()).await;
+    let h = H::start_with(|_| {}, |c| c.jwks_url = Some(url.clone())).await;
+    *state.lock().unwrap() = Some(h.sandbox.jwks());
+    let token = h.sandbox.mint_webhook_token().unwrap();
+    h.provider
+        .authenticate(&signed(&token, &body()))
+        .await
+        .unwrap();
+
+    // A day later the key set is due for a refresh, and the endpoint fails.
+    *state.lock().unwrap() = None;
+    h.clock.advance(time::Duration::hours(25));
+    let fresh = h.sandbox.mint_webhook_token().unwrap();
+    h.provider
+        .authenticate(&signed(&fresh, &body()))
+        .await
+        .unwrap();
+    // A key it never had is still "later", not "forged".
+    let err = h
+        .provider
+        .authenticate(&signed(&forge_kid(&fresh, "rotated-in"), &body()))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(h.provider.jwks_fetch_count(), 1);
+    h.sandbox.shutdown().await;
+}
+
+/// `token` with another `kid` in its header (the signature no longer matters: the key lookup
+/// comes first).
+fn forge_kid(token: &str, kid: &str) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[0]).unwrap()).unwrap();
+    header["kid"] = json!(kid);
+    parts[0] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap());
+    parts.join(".")
+}
