@@ -58,7 +58,12 @@ async fn subscription(stack: &Stack, id: &str) -> Option<Subscription> {
         .unwrap()
 }
 
-async fn wait_for(stack: &Stack, id: &str, what: &str, check: impl Fn(&Subscription) -> bool) {
+pub(crate) async fn wait_for(
+    stack: &Stack,
+    id: &str,
+    what: &str,
+    check: impl Fn(&Subscription) -> bool,
+) {
     eventually(what, || async {
         subscription(stack, id).await.is_some_and(|s| check(&s))
     })
@@ -238,7 +243,7 @@ async fn forged_webhooks_are_rejected() {
 }
 
 /// Signs a buyer up for `plan` and waits until the subscription is active.
-async fn active_subscription(
+pub(crate) async fn active_subscription(
     stack: &Stack,
     client: &Client,
     plan: &str,

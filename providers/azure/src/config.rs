@@ -13,6 +13,8 @@
 //! # authority_host = "https://127.0.0.1:8443"
 //! # marketplace_api_base = "https://127.0.0.1:8443/api"
 //! # extra_ca_pem = "/path/to/sandbox-ca.pem"   (or the PEM text itself)
+//! # Microsoft's SaaS API emulator (unsigned webhooks; loopback API base only):
+//! # webhook_auth = "none"
 //! ```
 
 use std::time::Duration;
@@ -94,6 +96,22 @@ pub struct AzureConfig {
     /// An API token is refreshed this long before it expires, in seconds.
     #[serde(default = "default_refresh_margin")]
     pub token_refresh_margin_secs: u64,
+    /// How webhook calls are authenticated: `"entra"` (the default: the bearer token above), or
+    /// `"none"` for Microsoft's SaaS API emulator, which sends webhooks without a token. `"none"`
+    /// is refused unless `marketplace_api_base` is a loopback address.
+    #[serde(default)]
+    pub webhook_auth: WebhookAuth,
+}
+
+/// How webhook calls are authenticated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookAuth {
+    /// An Entra-issued bearer JWT, checked as Microsoft's marketplace sends it.
+    #[default]
+    Entra,
+    /// No check at all: only for Microsoft's SaaS API emulator on this machine.
+    None,
 }
 
 fn default_authority_host() -> String {
@@ -130,6 +148,19 @@ fn default_refresh_margin() -> u64 {
     300
 }
 
+/// `url`'s host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(url: &str) -> bool {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// A configuration value that cannot work.
 #[derive(Debug, thiserror::Error)]
 #[error("azure configuration: {0}")]
@@ -163,6 +194,7 @@ impl AzureConfig {
             http_timeout_secs: default_http_timeout(),
             change_ack_timeout_secs: default_ack_timeout(),
             token_refresh_margin_secs: default_refresh_margin(),
+            webhook_auth: WebhookAuth::Entra,
         }
     }
 
@@ -198,6 +230,14 @@ impl AzureConfig {
         }
         if self.operation_poll_interval_ms == 0 {
             return Err(ConfigError("operation_poll_interval_ms must be > 0".into()));
+        }
+        if self.webhook_auth == WebhookAuth::None && !is_loopback(&self.marketplace_api_base) {
+            // Anyone could then post a webhook: allowed only while developing against an
+            // emulator on this machine, never against Microsoft.
+            return Err(ConfigError(format!(
+                "webhook_auth = \"none\" accepts unsigned webhooks and is only for Microsoft's SaaS API emulator: marketplace_api_base `{}` must be a loopback address (127.0.0.0/8, ::1, localhost)",
+                self.marketplace_api_base
+            )));
         }
         Ok(())
     }
@@ -314,6 +354,53 @@ mod tests {
         let mut config = AzureConfig::new("t", "", "s");
         config.authority_host = DEFAULT_AUTHORITY_HOST.into();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn unsigned_webhooks_only_with_a_loopback_api_base() {
+        let parsed: AzureConfig = serde_json::from_value(serde_json::json!({
+            "tenant_id": "t", "client_id": "c", "client_secret": "s", "webhook_auth": "none",
+            "marketplace_api_base": "http://localhost:8080/api",
+        }))
+        .unwrap();
+        assert_eq!(parsed.webhook_auth, WebhookAuth::None);
+        parsed.validate().unwrap();
+        assert_eq!(
+            AzureConfig::new("t", "c", "s").webhook_auth,
+            WebhookAuth::Entra
+        );
+        assert!(
+            serde_json::from_value::<AzureConfig>(serde_json::json!({
+                "tenant_id": "t", "client_id": "c", "client_secret": "s", "webhook_auth": "off",
+            }))
+            .is_err()
+        );
+
+        let mut config = AzureConfig::new("t", "c", "s");
+        config.webhook_auth = WebhookAuth::None;
+        for base in [
+            "http://127.0.0.1:3978/api",
+            "http://127.8.9.10/api",
+            "http://[::1]:8080/api",
+            "http://LOCALHOST/api",
+        ] {
+            config.marketplace_api_base = base.into();
+            config.validate().unwrap_or_else(|e| panic!("{base}: {e}"));
+        }
+        for base in [
+            DEFAULT_MARKETPLACE_API_BASE,
+            "http://10.0.0.5/api",
+            "http://localhost.example.com/api",
+            "http://[::2]/api",
+            "http://0.0.0.0/api",
+        ] {
+            config.marketplace_api_base = base.into();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("loopback"), "{base}: {err}");
+        }
+        // The default mode does not care where the API is.
+        config.webhook_auth = WebhookAuth::Entra;
+        config.validate().unwrap();
     }
 
     #[test]

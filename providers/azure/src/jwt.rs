@@ -117,22 +117,45 @@ impl JwksCache {
         let stale = state
             .fetched_at
             .is_none_or(|at| now - at >= self.max_age || now < at);
-        if stale {
-            self.refresh(&mut state, now).await?;
+        if stale && let Err(error) = self.refresh(&mut state, now).await {
+            // Keep verifying with the last key set that downloaded (Microsoft.IdentityModel's
+            // "last known good" configuration) rather than answer every webhook 503 while
+            // Entra is unreachable; retried on the next token.
+            match state.keys.get(kid) {
+                Some(key) => {
+                    tracing::warn!(%kid, %error, "cannot refresh the JWKS: using the keys downloaded before");
+                    return Ok(key.clone());
+                }
+                None => return Err(error),
+            }
         }
         if let Some(key) = state.keys.get(kid) {
             return Ok(key.clone());
         }
-        let may_refetch = state
-            .fetched_at
-            .is_none_or(|at| now - at >= self.min_refetch || now < at);
-        if !stale && may_refetch {
+        if !stale {
+            // Time since the last download, unless the clock went back (then download).
+            let since = state
+                .fetched_at
+                .map(|at| now - at)
+                .filter(|d| !d.is_negative());
+            if let Some(since) = since.filter(|since| *since < self.min_refetch) {
+                let wait = self.min_refetch - since;
+                // A key Microsoft published since our last download looks just like a forged
+                // `kid`; we may not download again yet, so we cannot tell: answer "later"
+                // (a 5xx Microsoft retries), not "forged" (a 4xx that refuses a change).
+                return Err(JwtError::Unavailable(format!(
+                    "the token is signed with a key (kid {kid}) not in the key set downloaded {} s ago; the next download is allowed in {} s",
+                    since.whole_seconds(),
+                    wait.whole_seconds().max(1)
+                )));
+            }
             tracing::info!(%kid, "unknown JWT signing key id: downloading the JWKS again");
             self.refresh(&mut state, now).await?;
             if let Some(key) = state.keys.get(kid) {
                 return Ok(key.clone());
             }
         }
+        // Not in a key set downloaded just now: not a key of this tenant.
         Err(JwtError::Invalid(format!(
             "the token is signed with an unknown key (kid {kid})"
         )))

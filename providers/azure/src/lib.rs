@@ -53,7 +53,7 @@ mod webhook;
 
 use std::{sync::Arc, time::Duration};
 
-pub use config::{AzureConfig, ConfigError, MARKETPLACE_RESOURCE_ID, Secret};
+pub use config::{AzureConfig, ConfigError, MARKETPLACE_RESOURCE_ID, Secret, WebhookAuth};
 pub use fulfillment::normalize_landing_token;
 pub use http::build_client;
 use marketlink_core::{BuyerSignIn, Clock, InboundEndpoint, ProviderError};

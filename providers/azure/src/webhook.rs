@@ -6,6 +6,14 @@
 //! `azp` (v2) or `appid` (v1) = the marketplace's first-party app, and a live `exp`/`nbf` by our
 //! clock (with `jwt_leeway_secs`).
 //!
+//! Answers decide whether Microsoft comes back: only a token that fails these checks is
+//! refused (401); when we cannot check it now (the JWKS is unreachable, or an unknown `kid`
+//! arrives while a new download is rate limited) the answer is retryable (503), as is a store
+//! that cannot take the message. A 4xx to ChangePlan/ChangeQuantity/Reinstate refuses the change.
+//!
+//! `webhook_auth = "none"` (Microsoft's SaaS API emulator, loopback API base only) skips the
+//! token and logs a warning for every webhook so taken; Get Operation still confirms each one.
+//!
 //! The inbox de-duplication key is `{operation id}:{status}`, not the operation id alone:
 //! Microsoft can notify the same operation twice with different statuses (a marketplace change
 //! `InProgress`, later `Succeeded`; older docs also describe a `Success` re-send). Keying on the
@@ -18,12 +26,11 @@ use marketlink_core::{
     AuthenticatedMessage, EventKind, InboundMessage, Lifecycle, Marketplace, MarketplaceEvent,
     PlanId, ProviderError,
 };
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::{
     AzureProvider,
-    config::AzureConfig,
+    config::{AzureConfig, WebhookAuth},
     jwt::{Expectations, JwtError, claim, verify},
     model::{OperationAction, OperationStatus, SaasOperation, SaasSubscription},
 };
@@ -33,23 +40,36 @@ pub const CHANNEL: &str = "webhook";
 
 /// The fields of a webhook body marketlink needs; everything else is kept in the stored
 /// payload and ignored here.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Notice {
-    #[serde(rename = "id")]
     pub operation_id: String,
     pub subscription_id: String,
     pub action: String,
     pub status: String,
 }
 
+/// A string field of `object`; absent, `null` or not a string reads as empty (Microsoft's
+/// payloads carry explicit `null`s, and older examples omit most fields).
+fn text(object: &Map<String, Value>, key: &str) -> String {
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 impl Notice {
     pub fn from_payload(payload: &Value) -> Result<Self, ProviderError> {
-        let mut notice: Notice =
-            serde_json::from_value(payload.clone()).map_err(|e| ProviderError::Rejected {
-                code: "malformed".into(),
-                message: format!("the webhook body is not the expected JSON object: {e}"),
-            })?;
+        let object = payload.as_object().ok_or_else(|| ProviderError::Rejected {
+            code: "malformed".into(),
+            message: "the webhook body is not a JSON object".into(),
+        })?;
+        let mut notice = Notice {
+            operation_id: text(object, "id"),
+            subscription_id: text(object, "subscriptionId"),
+            action: text(object, "action"),
+            status: text(object, "status"),
+        };
         // Older payloads may put the subscription id only in the nested subscription.
         if notice.subscription_id.is_empty()
             && let Some(id) = payload
@@ -127,17 +147,11 @@ fn check_claims(config: &AzureConfig, claims: &Map<String, Value>) -> Result<(),
     Ok(())
 }
 
-/// Verifies the webhook token, then parses the body.
-pub(crate) async fn authenticate(
+/// The bearer token is Microsoft's (signature, lifetime, audience, issuer, tenant, app).
+async fn check_token(
     provider: &AzureProvider,
     message: &InboundMessage,
-) -> Result<AuthenticatedMessage, ProviderError> {
-    if message.channel != CHANNEL {
-        return Err(unauthenticated(format!(
-            "unknown channel `{}` for azure",
-            message.channel
-        )));
-    }
+) -> Result<(), ProviderError> {
     let config = &provider.config;
     let token = bearer(message)?;
     let audience = config.expected_webhook_audience();
@@ -157,8 +171,27 @@ pub(crate) async fn authenticate(
             ProviderError::retryable(format!("cannot check the webhook token now: {reason}"))
         }
     })?;
-    check_claims(config, &claims)?;
+    check_claims(config, &claims)
+}
 
+/// Verifies the webhook token (unless `webhook_auth = "none"`), then parses the body.
+pub(crate) async fn authenticate(
+    provider: &AzureProvider,
+    message: &InboundMessage,
+) -> Result<AuthenticatedMessage, ProviderError> {
+    if message.channel != CHANNEL {
+        return Err(unauthenticated(format!(
+            "unknown channel `{}` for azure",
+            message.channel
+        )));
+    }
+    match provider.config.webhook_auth {
+        WebhookAuth::Entra => check_token(provider, message).await?,
+        WebhookAuth::None => tracing::warn!(
+            api_base = %provider.config.api_base(),
+            "accepting an unsigned webhook: [azure] webhook_auth = \"none\" (Microsoft's SaaS API emulator only)"
+        ),
+    }
     let payload: Value =
         serde_json::from_slice(&message.body).map_err(|e| ProviderError::Rejected {
             code: "malformed".into(),

@@ -5,4 +5,5 @@ mod common;
 mod fulfillment;
 mod metering;
 mod oidc;
+mod webhook_answers;
 mod webhooks;
