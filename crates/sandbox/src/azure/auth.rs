@@ -1,7 +1,7 @@
 //! Bearer tokens on incoming calls: reading them, checking them against the sandbox's signing
 //! key and clock, and authorising marketplace API callers as the configured publisher.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use serde_json::Value;
 
 use super::{Shared, errors::ApiError};
@@ -48,23 +48,25 @@ pub fn check_token(shared: &Shared, token: &str, audiences: &[&str]) -> Result<V
 /// Who called a marketplace API.
 pub struct Publisher;
 
-/// Authorises a marketplace API call: 401 without a valid token for the marketplace resource,
-/// 403 for a valid token of an app that is not this publisher's.
+/// Authorises a marketplace API call: a live token for the marketplace resource, of this
+/// publisher's app. Microsoft answers 403 alike for a missing, invalid or expired token and for
+/// another app's token (OpenAPI 403: "The authentication token was not provided or is invalid, or
+/// the request is attempting to access an acquisition that does not belong to the current
+/// publisher"), so every refusal is `denied()`; the reason goes to the sandbox's log only.
 pub fn authorize_publisher(
     shared: &Shared,
     headers: &HeaderMap,
-    error: fn(StatusCode, &str, String) -> ApiError,
+    denied: fn() -> ApiError,
 ) -> Result<Publisher, ApiError> {
+    let refuse = |reason: &str| {
+        tracing::info!(reason, "azure sandbox: marketplace API call refused (403)");
+        denied()
+    };
     let Some(token) = bearer(headers) else {
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "The Authorization header with a bearer token is required.".into(),
-        ));
+        return Err(refuse("no bearer token"));
     };
     let resource = shared.config.marketplace_resource_id.as_str();
-    let claims = check_token(shared, token, &[resource])
-        .map_err(|e| error(StatusCode::UNAUTHORIZED, "Unauthorized", e))?;
+    let claims = check_token(shared, token, &[resource]).map_err(|e| refuse(&e))?;
     let app = claims
         .get("appid")
         .or_else(|| claims.get("azp"))
@@ -75,11 +77,7 @@ pub fn authorize_publisher(
         .and_then(Value::as_str)
         .unwrap_or_default();
     if app != shared.config.publisher_app_id || tid != shared.config.publisher_tenant_id {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "The caller is not authorized for this publisher's resources.".into(),
-        ));
+        return Err(refuse("the token is another app's"));
     }
     Ok(Publisher)
 }

@@ -48,14 +48,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub fn fulfillment_error(status: StatusCode, code: &str, message: String) -> ApiError {
-    ApiError::fulfillment(status, code, message)
+/// The Fulfillment API's 403 for a missing, invalid or expired token or another app's token
+/// (OpenAPI saasapi.v2.json: 403 on every operation, no schema). The body is a bare JSON string,
+/// as captured from the real service (Azure/Commercial-Marketplace-SaaS-Accelerator issue #607:
+/// `Content-Length: 403` = this text with its quotes).
+pub fn fulfillment_forbidden() -> ApiError {
+    ApiError {
+        status: StatusCode::FORBIDDEN,
+        body: Value::String(FULFILLMENT_FORBIDDEN.into()),
+    }
 }
 
-/// Metering API error shape: `{"code", "message"}`.
-pub fn metering_error(status: StatusCode, code: &str, message: String) -> ApiError {
+const FULFILLMENT_FORBIDDEN: &str = "The authorization token is invalid, expired, missing or this \
+    request is attempting to access a SaaS subscription for an offer that was published with a \
+    different Azure AD App ID from the one used to create the authorization token. Please make \
+    sure the authorization token is created using the same Azure AD App ID as the Azure AD App ID \
+    Id set for the offer in Technical Details tab in Partner Center.";
+
+/// The Metering API's 403 (meteringapi.v1.json: 403 "User is unauthorized to make this call."),
+/// in the shape captured from the real service (Commercial-Marketplace-SaaS-Accelerator issues
+/// #103 and #775: `{"message": "Client is not authorized for this usage resource.", "code":
+/// "Forbidden"}`). Which message a bad token gets is not documented: the same one [DERIVED].
+pub fn metering_forbidden() -> ApiError {
     ApiError {
-        status,
-        body: json!({"code": code, "message": message}),
+        status: StatusCode::FORBIDDEN,
+        body: json!({"message": "Client is not authorized for this usage resource.", "code": "Forbidden"}),
     }
 }

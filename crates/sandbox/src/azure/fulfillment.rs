@@ -18,7 +18,7 @@ use super::{
     Shared,
     auth::authorize_publisher,
     config::AzureSandboxConfig,
-    errors::{ApiError, fulfillment_error},
+    errors::{ApiError, fulfillment_forbidden},
     http::{API_VERSION, AppState, check_api_version, json_ok, parse_json},
     state::{
         Action, OperationStatus, RequestSource, Subscription, SubscriptionStatus, check_quantity,
@@ -62,7 +62,7 @@ fn guard(
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     check_api_version(query)?;
-    authorize_publisher(shared, headers, fulfillment_error)?;
+    authorize_publisher(shared, headers, fulfillment_forbidden)?;
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use super::{
     Shared,
     auth::authorize_publisher,
     config::AzureSandboxConfig,
-    errors::{ApiError, metering_error},
+    errors::{ApiError, metering_forbidden},
     http::{API_VERSION, AppState, json_ok},
     state::{State as Ledger, SubscriptionStatus, UsageRecord, rfc3339},
 };
@@ -69,7 +69,7 @@ fn guard(
             ));
         }
     }
-    authorize_publisher(shared, headers, metering_error)?;
+    authorize_publisher(shared, headers, metering_forbidden)?;
     Ok(())
 }
 

@@ -18,9 +18,8 @@
 //!   `iss = {base_url}/{tid}/v2.0`, `aud` = client id, `nonce`, `oid`, `tid`, `email` when the user
 //!   has mail and `email` was asked) and a delegated Graph token for `/v1.0/me`.
 //! - Every marketplace API call needs a bearer token signed by the sandbox with the marketplace
-//!   audience and a live `exp` (by the sandbox `Clock`): 401 otherwise (the real service documents
-//!   403 for this; the sandbox separates "bad token" 401 from "not this publisher" 403).
-//!   A valid token of another app (`other_apps`) gets 403.
+//!   audience and a live `exp` (by the sandbox `Clock`), of the publisher's app: 403 otherwise,
+//!   with Microsoft's body (see the README, "Tokens and checks").
 //! - Webhook calls carry a v2 token (`aud` = publisher app id, `tid`, `azp` = marketplace app id,
 //!   `iss = {base_url}/{tid}/v2.0`) or, with `webhook_token_version = "v1"`, the v1 shape
 //!   (`iss = https://sts.windows.net/{tid}/`, `appid`). Verify them with the sandbox JWKS.

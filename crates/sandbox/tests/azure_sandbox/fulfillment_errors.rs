@@ -28,22 +28,26 @@ async fn fulfillment_error_statuses() {
         }
     };
 
-    // 401: none, garbage, tampered, wrong audience (Graph token), expired.
+    // 403, as Microsoft documents: none, garbage, tampered, wrong audience, expired, another app.
     let (status, headers, body) = get(None).await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 403);
     assert_eq!(headers["x-ms-error-response"], "true");
-    assert!(body["error"]["code"].is_string());
-    assert_eq!(get(Some("not-a-jwt".into())).await.0, 401);
+    assert!(
+        body.as_str()
+            .is_some_and(|m| m.starts_with("The authorization token is invalid, expired, missing")),
+        "{body}"
+    );
+    assert_eq!(get(Some("not-a-jwt".into())).await.0, 403);
     let mut tampered = token.clone();
     tampered.pop();
     tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
-    assert_eq!(get(Some(tampered)).await.0, 401);
+    assert_eq!(get(Some(tampered)).await.0, 403);
     assert_eq!(
         get(Some(t.sandbox.mint_webhook_token().unwrap())).await.0,
-        401,
+        403,
         "webhook token has the publisher app as aud"
     );
-    // 403: a valid token of another publisher's app.
+    // A valid token of another publisher's app: the same answer.
     let other = &t.sandbox.config().other_apps[0];
     let other_token = t
         .token_for(
@@ -321,7 +325,7 @@ async fn fulfillment_error_statuses() {
 
     // Expiry by the sandbox clock: the bearer token (1 h) and the landing token (24 h).
     t.clock.advance(time::Duration::hours(2));
-    assert_eq!(get(Some(token.clone())).await.0, 401);
+    assert_eq!(get(Some(token.clone())).await.0, 403);
     t.clock.advance(time::Duration::hours(23));
     assert_eq!(resolve(Some(landing)).await.0, 400);
     t.sandbox.shutdown().await;

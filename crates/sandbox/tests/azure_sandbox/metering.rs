@@ -110,7 +110,7 @@ async fn metering_usage_events_batches_and_listing() {
         )
         .await
         .0,
-        401
+        403
     );
     let other = &t.sandbox.config().other_apps[0];
     let other_token = t
@@ -222,7 +222,7 @@ async fn metering_usage_events_batches_and_listing() {
         )
         .await
         .0,
-        401
+        403
     );
 
     // Usage after a cancellation, for the time before it, is still accepted.
