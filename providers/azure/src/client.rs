@@ -1,5 +1,5 @@
 //! The authenticated Fulfillment/Metering API client: URLs, bearer token (retried once with a
-//! fresh token on 401), request ids.
+//! fresh token on 401 or 403), request ids.
 
 use std::{sync::Arc, time::Duration};
 
@@ -57,7 +57,7 @@ impl ApiClient {
         Ok(url)
     }
 
-    /// Sends a call with our token; on 401 fetches a new token and tries once more.
+    /// Sends a call with our token; on 401 or 403 fetches a new token and tries once more.
     pub async fn send(
         &self,
         method: Method,
@@ -94,10 +94,19 @@ impl ApiClient {
                 .map_err(|e| transport_error(what, &e))?;
             let reply = Reply::read(response, what).await?;
             tracing::debug!(%method, path = url.path(), status = reply.status.as_u16(), %request_id, "marketplace API call");
-            if reply.status == reqwest::StatusCode::UNAUTHORIZED && !retried {
-                // The cached token may have been revoked or our clock may be off: one fresh try.
+            if is_token_refusal(reply.status) && !retried {
+                // Microsoft answers 403 (documented) or 401 (seen) to a missing, invalid or
+                // expired token alike: a token our cache still thinks valid may be expired by
+                // Microsoft's clock or revoked. Drop it and try once with a fresh one; a second
+                // refusal is the app's configuration (`status_error`). A refused call was not
+                // processed, so repeating a POST or PATCH is safe.
                 retried = true;
-                self.tokens.invalidate().await;
+                tracing::info!(
+                    status = reply.status.as_u16(),
+                    path = url.path(),
+                    "the marketplace refused our API token; retrying once with a new one"
+                );
+                self.tokens.invalidate(&token).await;
                 continue;
             }
             return Ok(reply);
@@ -119,4 +128,12 @@ impl ApiClient {
             Err(reply.into_error(what))
         }
     }
+}
+
+/// 401 or 403: how the marketplace APIs refuse a bearer token.
+fn is_token_refusal(status: reqwest::StatusCode) -> bool {
+    matches!(
+        status,
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
+    )
 }

@@ -96,6 +96,12 @@ pub struct AzureConfig {
     /// An API token is refreshed this long before it expires, in seconds.
     #[serde(default = "default_refresh_margin")]
     pub token_refresh_margin_secs: u64,
+    /// Attempts of a Resolve that fails with throttling, 5xx or a timeout, at least 1.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// First wait between those attempts, in milliseconds; doubles each time.
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff_ms: u64,
     /// How webhook calls are authenticated: `"entra"` (the default: the bearer token above), or
     /// `"none"` for Microsoft's SaaS API emulator, which sends webhooks without a token. `"none"`
     /// is refused unless `marketplace_api_base` is a loopback address.
@@ -147,6 +153,12 @@ fn default_ack_timeout() -> u64 {
 fn default_refresh_margin() -> u64 {
     300
 }
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_initial_backoff() -> u64 {
+    200
+}
 
 /// `url`'s host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
 fn is_loopback(url: &str) -> bool {
@@ -194,6 +206,8 @@ impl AzureConfig {
             http_timeout_secs: default_http_timeout(),
             change_ack_timeout_secs: default_ack_timeout(),
             token_refresh_margin_secs: default_refresh_margin(),
+            max_attempts: default_max_attempts(),
+            initial_backoff_ms: default_initial_backoff(),
             webhook_auth: WebhookAuth::Entra,
         }
     }
@@ -227,6 +241,9 @@ impl AzureConfig {
         if let Some(jwks) = &self.jwks_url {
             url::Url::parse(jwks)
                 .map_err(|e| ConfigError(format!("jwks_url `{jwks}` is not a URL: {e}")))?;
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError("max_attempts must be at least 1".into()));
         }
         if self.operation_poll_interval_ms == 0 {
             return Err(ConfigError("operation_poll_interval_ms must be > 0".into()));

@@ -40,7 +40,7 @@ impl AzureProvider {
         let config = &self.config;
         let mut out = Vec::new();
         // A fresh token: a cached one would prove nothing about the current secret.
-        self.api.tokens.invalidate().await;
+        self.api.tokens.clear().await;
         match self.api.tokens.token().await {
             Ok(_) => {
                 out.push(Diagnosis::ok(

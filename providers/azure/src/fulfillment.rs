@@ -95,21 +95,27 @@ impl AzureProvider {
         }
         let url = self.api.url(&["saas", "subscriptions", "resolve"])?;
         let what = "resolve";
-        let reply = self
-            .api
-            .send(
-                Method::POST,
-                url,
-                None,
-                &[("x-ms-marketplace-token", raw.as_str())],
-                None,
-                what,
-            )
+        // The buyer waits on the landing page and nothing retries later: retry here.
+        let body: ResolveResponse = self
+            .retry
+            .run(what, || async {
+                let reply = self
+                    .api
+                    .send(
+                        Method::POST,
+                        url.clone(),
+                        None,
+                        &[("x-ms-marketplace-token", raw.as_str())],
+                        None,
+                        what,
+                    )
+                    .await?;
+                if !reply.status.is_success() {
+                    return Err(resolve_error(&reply));
+                }
+                reply.parse(what)
+            })
             .await?;
-        if !reply.status.is_success() {
-            return Err(resolve_error(&reply));
-        }
-        let body: ResolveResponse = reply.parse(what)?;
         let mut sub = body.subscription.unwrap_or_default();
         // The top-level fields win for what they carry; the nested subscription has the rest.
         if let Some(id) = body.id {
@@ -317,18 +323,27 @@ fn resolve_error(reply: &Reply) -> ProviderError {
     }
 }
 
-/// A landing token as the buyer's browser brought it. The web layer has decoded the query once;
-/// a token that still holds `%XX` escapes was encoded twice (some proxies and e-mail links do):
-/// decode once more. `+` is left alone (base64, not a space).
+/// A landing token as the buyer's browser brought it, after the web layer decoded the query
+/// once (form decoding, where `+` means a space). Microsoft's landing URL carries the token
+/// URL-encoded and Resolve wants it URL-decoded (OpenAPI saasapi.v2.json, `x-ms-marketplace-token`:
+/// "The URL decodes the token value from the browser before using it"; `azure-details.md` §4:
+/// `ab%2Bcd%2Fef` is sent as `ab+cd/ef`). Two ways a link goes wrong:
+/// - it arrives un-encoded (pasted, rewritten by a mailer): each base64 `+` became a space.
+///   Tokens hold no spaces, so every space is a `+` again (before trimming: a trailing `+` is
+///   not whitespace to lose);
+/// - it was encoded twice (some proxies and e-mail links): `%XX` escapes remain, decoded once
+///   more.
 pub fn normalize_landing_token(token: &str) -> String {
-    let token = token.trim();
+    let token = token
+        .trim_matches(|c: char| c.is_whitespace() && c != ' ')
+        .replace(' ', "+");
     if token.contains('%') {
-        percent_encoding::percent_decode_str(token)
+        percent_encoding::percent_decode_str(&token)
             .decode_utf8()
             .map(|t| t.into_owned())
-            .unwrap_or_else(|_| token.to_owned())
+            .unwrap_or(token)
     } else {
-        token.to_owned()
+        token
     }
 }
 
@@ -340,5 +355,13 @@ mod tests {
     fn landing_tokens_are_decoded_once() {
         assert_eq!(normalize_landing_token("ab%2Bcd%2Fef%3D"), "ab+cd/ef=");
         assert_eq!(normalize_landing_token("ab+cd/ef="), "ab+cd/ef=");
+    }
+
+    #[test]
+    fn spaces_are_the_plus_signs_of_an_unencoded_link() {
+        assert_eq!(normalize_landing_token("ab cd/ef="), "ab+cd/ef=");
+        assert_eq!(normalize_landing_token("abcd ef "), "abcd+ef+");
+        assert_eq!(normalize_landing_token("\tabcd ef\n"), "abcd+ef");
+        assert_eq!(normalize_landing_token("ab%2Bcd ef"), "ab+cd+ef");
     }
 }

@@ -106,6 +106,10 @@ impl Reply {
 /// (`{"code","message"}`) and Entra (`{"error","error_description"}`) error shapes.
 pub(crate) fn error_detail(body: &Value) -> (Option<String>, Option<String>) {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    // The Fulfillment API's 403 is a bare JSON string.
+    if let Value::String(message) = body {
+        return (None, Some(message.clone()));
+    }
     if let Some(inner) = body.get("error").filter(|e| e.is_object()) {
         return (text(inner.get("code")), text(inner.get("message")));
     }
@@ -171,8 +175,12 @@ pub(crate) fn status_error(what: &str, reply: &Reply) -> ProviderError {
     let status = reply.status;
     let text = format!("{what}: HTTP {}: {message}", status.as_u16());
     match status {
+        // `ApiClient::send` has already retried with a freshly issued token.
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::Configuration(format!(
-            "{text} (check tenant_id, client_id, client_secret and that the offer belongs to this app)"
+            "{text} (refused with a freshly issued token too: the Entra app's credentials or \
+             permissions are wrong; check tenant_id, client_id and client_secret, that the app \
+             has a service principal in its tenant, and that it is the app in the offer's \
+             technical configuration in Partner Center)"
         )),
         StatusCode::NOT_FOUND => ProviderError::NotFound(text),
         StatusCode::CONFLICT => ProviderError::Rejected {
@@ -215,6 +223,15 @@ mod tests {
         let (code, message) = error_detail(&metering);
         assert_eq!(code.as_deref(), Some("BadArgument"));
         assert!(message.unwrap().contains("resourceId is required"));
+        assert_eq!(
+            error_detail(&json!(
+                "The authorization token is invalid, expired, missing"
+            )),
+            (
+                None,
+                Some("The authorization token is invalid, expired, missing".into())
+            )
+        );
     }
 
     #[test]

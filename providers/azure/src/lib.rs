@@ -46,6 +46,7 @@ pub mod model;
 pub mod oidc;
 mod operations;
 mod provider;
+mod retry;
 pub mod sign_in;
 mod survey;
 mod token;
@@ -86,6 +87,8 @@ pub struct AzureProvider {
     pub(crate) config: Arc<AzureConfig>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) jwks: JwksCache,
+    /// Retries of calls nothing else retries (Resolve).
+    pub(crate) retry: retry::RetryPolicy,
     /// Entra sign-in for buyers on the landing page, once discovered.
     pub(crate) buyer_sign_in: Option<Arc<dyn BuyerSignIn>>,
 }
@@ -114,6 +117,10 @@ impl AzureProvider {
             .extra_ca_pem_bytes()
             .map_err(|e| ProviderError::Configuration(e.to_string()))?;
         let http = build_client(ca.as_deref(), Duration::from_secs(config.http_timeout_secs))?;
+        let retry = retry::RetryPolicy {
+            max_attempts: config.max_attempts,
+            initial_backoff: Duration::from_millis(config.initial_backoff_ms),
+        };
         let config = Arc::new(config);
         let source = match &config.jwks_url {
             Some(url) => JwksSource::Url(url.clone()),
@@ -135,6 +142,7 @@ impl AzureProvider {
             config,
             clock,
             jwks,
+            retry,
             buyer_sign_in: None,
         })
     }

@@ -66,20 +66,27 @@ impl SaasStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SaasSubscription {
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
     pub publisher_id: Option<String>,
+    #[serde(deserialize_with = "null_default")]
     pub offer_id: String,
     pub name: Option<String>,
     pub saas_subscription_status: Option<String>,
+    #[serde(deserialize_with = "null_default")]
     pub beneficiary: AadIdentity,
+    #[serde(deserialize_with = "null_default")]
     pub purchaser: AadIdentity,
     pub plan_id: Option<String>,
     #[serde(deserialize_with = "lenient_quantity")]
     pub quantity: Option<u32>,
     pub term: Option<SubscriptionTerm>,
     pub auto_renew: Option<bool>,
+    #[serde(deserialize_with = "null_default")]
     pub is_test: bool,
+    #[serde(deserialize_with = "null_default")]
     pub is_free_trial: bool,
+    #[serde(deserialize_with = "null_default")]
     pub allowed_customer_operations: Vec<String>,
     pub sandbox_type: Option<String>,
     pub session_mode: Option<String>,
@@ -198,16 +205,20 @@ impl OperationAction {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SaasOperation {
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
     pub activity_id: Option<String>,
+    #[serde(deserialize_with = "null_default")]
     pub subscription_id: String,
     pub offer_id: Option<String>,
     pub publisher_id: Option<String>,
     pub plan_id: Option<String>,
     #[serde(deserialize_with = "lenient_quantity")]
     pub quantity: Option<u32>,
+    #[serde(deserialize_with = "null_default")]
     pub action: String,
     pub time_stamp: Option<String>,
+    #[serde(deserialize_with = "null_default")]
     pub status: String,
     pub operation_request_source: Option<String>,
     pub error_status_code: Option<Value>,
@@ -231,12 +242,14 @@ impl SaasOperation {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct OperationList {
+    #[serde(deserialize_with = "null_default")]
     pub operations: Vec<SaasOperation>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct SubscriptionPage {
+    #[serde(deserialize_with = "null_default")]
     pub subscriptions: Vec<SaasSubscription>,
     #[serde(rename = "@nextLink")]
     pub next_link: Option<String>,
@@ -248,6 +261,7 @@ pub(crate) struct SubscriptionPage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct MeteringDimension {
+    #[serde(deserialize_with = "null_default")]
     pub id: String,
     pub currency: Option<String>,
     pub price_per_unit: Option<f64>,
@@ -267,7 +281,9 @@ pub struct RecurrentBillingTerm {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PlanComponents {
+    #[serde(deserialize_with = "null_default")]
     pub recurrent_billing_terms: Vec<RecurrentBillingTerm>,
+    #[serde(deserialize_with = "null_default")]
     pub metering_dimensions: Vec<MeteringDimension>,
 }
 
@@ -275,25 +291,43 @@ pub struct PlanComponents {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AvailablePlan {
+    #[serde(deserialize_with = "null_default")]
     pub plan_id: String,
     pub display_name: Option<String>,
     pub description: Option<String>,
+    #[serde(deserialize_with = "null_default")]
     pub is_private: bool,
+    #[serde(deserialize_with = "null_default")]
     pub is_price_per_seat: bool,
+    #[serde(deserialize_with = "null_default")]
     pub has_free_trials: bool,
+    #[serde(deserialize_with = "null_default")]
     pub is_stop_sell: bool,
     pub market: Option<String>,
     #[serde(deserialize_with = "lenient_quantity")]
     pub min_quantity: Option<u32>,
     #[serde(deserialize_with = "lenient_quantity")]
     pub max_quantity: Option<u32>,
+    #[serde(deserialize_with = "null_default")]
     pub plan_components: PlanComponents,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct PlanList {
+    #[serde(deserialize_with = "null_default")]
     pub plans: Vec<AvailablePlan>,
+}
+
+/// An explicit `null` read as the field's default: Microsoft sends nulls for absent values
+/// (e.g. `"purchaser": null`, `"allowedCustomerOperations": null`), where `#[serde(default)]`
+/// covers only a missing key. `Option` fields take `null` as `None` already.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A quantity as a number, a numeric string (older payloads) or null.
@@ -363,6 +397,106 @@ mod tests {
         let term = sub.term().unwrap();
         assert_eq!(term.end, Some(datetime!(2026-01-31 00:00 UTC)));
         assert_eq!(term.unit.as_deref(), Some("P1M"));
+    }
+
+    /// Every field `null`: each payload still parses, to defaults.
+    #[test]
+    fn explicit_nulls_parse() {
+        let all_null = |keys: &[&str]| {
+            Value::Object(
+                keys.iter()
+                    .map(|k| ((*k).to_owned(), Value::Null))
+                    .collect(),
+            )
+        };
+        let sub: SaasSubscription = serde_json::from_value(all_null(&[
+            "id",
+            "publisherId",
+            "offerId",
+            "name",
+            "saasSubscriptionStatus",
+            "beneficiary",
+            "purchaser",
+            "planId",
+            "quantity",
+            "term",
+            "autoRenew",
+            "isTest",
+            "isFreeTrial",
+            "allowedCustomerOperations",
+            "sandboxType",
+            "sessionMode",
+            "created",
+            "lastModified",
+        ]))
+        .unwrap();
+        assert_eq!(sub, SaasSubscription::default());
+        let mut nested = serde_json::to_value(SaasSubscription::default()).unwrap();
+        nested["id"] = json!("S1");
+        nested["beneficiary"] =
+            json!({"emailId": null, "objectId": null, "tenantId": null, "puid": null});
+        nested["term"] =
+            json!({"startDate": null, "endDate": null, "termUnit": null, "chargeDuration": null});
+        let sub: SaasSubscription = serde_json::from_value(nested.clone()).unwrap();
+        assert_eq!(sub.external_ref().customer_id, "");
+        assert_eq!(sub.term().unwrap().end, None);
+
+        let resolve: ResolveResponse = serde_json::from_value(all_null(&[
+            "id",
+            "subscriptionName",
+            "offerId",
+            "planId",
+            "quantity",
+            "subscription",
+        ]))
+        .unwrap();
+        assert!(resolve.id.is_none() && resolve.subscription.is_none());
+        let resolve: ResolveResponse = serde_json::from_value(json!({
+            "id": "S1", "subscriptionName": null, "offerId": "o", "planId": null, "quantity": null,
+            "subscription": nested,
+        }))
+        .unwrap();
+        assert_eq!(resolve.subscription.unwrap().id, "S1");
+
+        let op: SaasOperation = serde_json::from_value(all_null(&[
+            "id",
+            "activityId",
+            "subscriptionId",
+            "offerId",
+            "publisherId",
+            "planId",
+            "quantity",
+            "action",
+            "timeStamp",
+            "status",
+            "operationRequestSource",
+            "errorStatusCode",
+            "errorMessage",
+        ]))
+        .unwrap();
+        assert_eq!(op, SaasOperation::default());
+        let list: OperationList = serde_json::from_value(json!({"operations": null})).unwrap();
+        assert!(list.operations.is_empty());
+        let page: SubscriptionPage =
+            serde_json::from_value(json!({"subscriptions": null, "@nextLink": null})).unwrap();
+        assert!(page.subscriptions.is_empty() && page.next_link.is_none());
+        let plans: PlanList = serde_json::from_value(json!({"plans": [{
+            "planId": "p", "displayName": null, "isPrivate": null, "isPricePerSeat": null,
+            "hasFreeTrials": null, "isStopSell": null, "minQuantity": null,
+            "planComponents": {"recurrentBillingTerms": null, "meteringDimensions": [{"id": null}]},
+        }]}))
+        .unwrap();
+        assert_eq!(plans.plans[0].plan_id, "p");
+        assert!(!plans.plans[0].is_stop_sell);
+        let plans: PlanList =
+            serde_json::from_value(json!({"plans": [{"planId": "p", "planComponents": null}]}))
+                .unwrap();
+        assert!(
+            plans.plans[0]
+                .plan_components
+                .metering_dimensions
+                .is_empty()
+        );
     }
 
     #[test]

@@ -57,6 +57,17 @@ impl MarketplaceProvider for AzureProvider {
         azure_rules()
     }
 
+    /// `token`, as [`crate::normalize_landing_token`] repairs it: the default would trim the
+    /// trailing space that was a `+`.
+    fn landing_token(&self, fields: &[(String, String)]) -> Option<LandingToken> {
+        fields
+            .iter()
+            .find(|(name, _)| name == "token")
+            .map(|(_, value)| crate::normalize_landing_token(value))
+            .filter(|token| !token.is_empty())
+            .map(|token| LandingToken { token })
+    }
+
     async fn resolve(&self, token: &LandingToken) -> Result<ResolvedPurchase, ProviderError> {
         self.resolve_token(token).await
     }

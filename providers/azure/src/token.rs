@@ -77,9 +77,19 @@ impl TokenSource {
         Ok(token)
     }
 
-    /// Forgets the cached token (after the API refused it).
-    pub async fn invalidate(&self) {
+    /// Forgets the cached token, whatever it is (`marketlink doctor` wants a fresh one).
+    pub async fn clear(&self) {
         *self.cache.lock().await = None;
+    }
+
+    /// Forgets `refused` (the API answered 401/403 to it) if it is still the cached token. A
+    /// token another caller has already replaced stays: concurrent refusals of one expired token
+    /// cost one new token, not one each.
+    pub async fn invalidate(&self, refused: &Secret) {
+        let mut cache = self.cache.lock().await;
+        if cache.as_ref().is_some_and(|c| c.token == *refused) {
+            *cache = None;
+        }
     }
 
     async fn fetch(&self, now: OffsetDateTime) -> Result<Cached, ProviderError> {

@@ -68,6 +68,7 @@ mod auth;
 mod config;
 mod entra;
 mod errors;
+mod faults;
 mod fulfillment;
 mod http;
 mod keys;
@@ -95,6 +96,7 @@ pub use self::{
         AzureSandboxConfig, ClientApp, DimensionConfig, GRAPH_RESOURCE_ID, MARKETPLACE_RESOURCE_ID,
         OfferConfig, PlanConfig, TestUser, WebhookTokenVersion,
     },
+    faults::InjectedError,
     state::{CallLogEntry, MarketplaceAction, PurchaseRequest, UsageRecord, WebhookAttempt},
 };
 use self::{
@@ -114,6 +116,8 @@ pub(crate) struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// PEM of the generated CA (served at `/sandbox/ca.pem`).
     pub ca_pem: String,
+    /// Errors tests asked for (`AzureSandboxHandle::inject_errors`).
+    pub faults: Mutex<faults::Faults>,
 }
 
 impl Shared {
@@ -186,6 +190,7 @@ impl AzureSandbox {
             http,
             shutdown: shutdown_rx,
             ca_pem: tls.ca_pem.clone(),
+            faults: Mutex::new(Vec::new()),
         });
         let app = routes::router(shared.clone());
         let server_handle = axum_server::Handle::<SocketAddr>::new();
@@ -367,6 +372,16 @@ impl AzureSandboxHandle {
     ) -> anyhow::Result<Uuid> {
         webhook::marketplace_action(&self.shared, subscription_id, &action)
             .map_err(|e| anyhow::anyhow!("{}: {}", e.status, e.body))
+    }
+
+    /// Makes the next `times` marketplace API calls whose path ends with `path_suffix` (e.g.
+    /// `"/saas/subscriptions/resolve"`, or `"*"` for any) answer `error` (see `faults`).
+    pub fn inject_errors(&self, path_suffix: &str, error: InjectedError, times: u32) {
+        self.shared
+            .faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((path_suffix.to_owned(), error, times));
     }
 
     /// A signed webhook bearer token as the sandbox would send it now.

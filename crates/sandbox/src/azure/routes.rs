@@ -15,7 +15,7 @@ use axum::{
 use uuid::Uuid;
 
 use super::{
-    Shared, entra, fulfillment,
+    Shared, entra, faults, fulfillment,
     http::AppState,
     metering, pages,
     state::{CallLogEntry, rfc3339},
@@ -28,6 +28,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
         .merge(fulfillment::routes())
         .merge(metering::routes())
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            faults::inject,
+        ))
         .layer(middleware::from_fn(request_ids));
     Router::new()
         .nest("/api", api)

@@ -115,6 +115,16 @@ impl H {
         tweak_sandbox: impl FnOnce(&mut AzureSandboxConfig),
         tweak_provider: impl FnOnce(&mut AzureConfig),
     ) -> Self {
+        Self::start_clocked(tweak_sandbox, tweak_provider, None).await
+    }
+
+    /// As [`H::start_with`]; with `sandbox_clock`, Microsoft's clock is that one and `clock`
+    /// is the provider's alone (to make a cached token expire on Microsoft's side only).
+    pub async fn start_clocked(
+        tweak_sandbox: impl FnOnce(&mut AzureSandboxConfig),
+        tweak_provider: impl FnOnce(&mut AzureConfig),
+        sandbox_clock: Option<ManualClock>,
+    ) -> Self {
         let (receiver, webhook_url) = Receiver::start().await;
         let mut config = AzureSandboxConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
@@ -127,7 +137,8 @@ impl H {
         };
         tweak_sandbox(&mut config);
         let clock = ManualClock::new(SystemClock.now());
-        let sandbox = AzureSandbox::start(config, Arc::new(clock.clone()))
+        let sandbox_clock = sandbox_clock.unwrap_or_else(|| clock.clone());
+        let sandbox = AzureSandbox::start(config, Arc::new(sandbox_clock))
             .await
             .unwrap();
         let mut provider_config = provider_config(&sandbox);

@@ -5,5 +5,7 @@ mod common;
 mod fulfillment;
 mod metering;
 mod oidc;
+mod resolve;
+mod tokens;
 mod webhook_answers;
 mod webhooks;

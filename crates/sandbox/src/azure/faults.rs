@@ -1,0 +1,112 @@
+//! Errors injected on demand (tests only): the next calls of a marketplace API path fail with a
+//! 500, a 429 or a slow answer, so that a client's retries can be exercised.
+//!
+//! 500 is documented for every Fulfillment operation (OpenAPI saasapi.v2.json, "Internal server
+//! error."; `azure-details.md` §6: "500 = retry"). Microsoft documents no rate limit and no 429
+//! (`azure-details.md` §6): the 429 here is the opt-in fault mode that section suggests, not
+//! Microsoft behaviour. Nothing is injected unless a test asks.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use super::{errors::ApiError, http::AppState};
+
+/// An error the sandbox answers on demand, see [`crate::azure::AzureSandboxHandle::inject_errors`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedError {
+    /// 500 with the API's error shape.
+    Internal,
+    /// 429 with `Retry-After: {0}` (seconds): not a documented Microsoft answer.
+    Throttled(u64),
+    /// The real answer, after this many milliseconds (for client timeouts).
+    Slow(u64),
+}
+
+/// Pending injections: (path suffix or `*`, error, calls left).
+pub type Faults = Vec<(String, InjectedError, u32)>;
+
+/// Takes the injection due for `path`, counting it down.
+fn take(faults: &mut Faults, path: &str) -> Option<InjectedError> {
+    let i = faults
+        .iter()
+        .position(|(suffix, _, left)| *left > 0 && (suffix == "*" || path.ends_with(suffix)))?;
+    let entry = &mut faults[i];
+    entry.2 -= 1;
+    let error = entry.1;
+    if entry.2 == 0 {
+        faults.remove(i);
+    }
+    Some(error)
+}
+
+/// Middleware on the marketplace API routes.
+pub async fn inject(State(shared): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let due = {
+        let mut faults = shared
+            .faults
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        take(&mut faults, &path)
+    };
+    let metering = !path.contains("/saas/");
+    match due {
+        None => next.run(request).await,
+        Some(InjectedError::Slow(ms)) => {
+            shared.sleep(Duration::from_millis(ms)).await;
+            next.run(request).await
+        }
+        Some(InjectedError::Internal) if metering => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: json!({"code": "InternalServerError", "message": "An internal server error occurred."}),
+        }
+        .into_response(),
+        Some(InjectedError::Internal) => ApiError::fulfillment(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "An internal server error occurred.",
+        )
+        .into_response(),
+        Some(InjectedError::Throttled(secs)) => {
+            let mut response = ApiError::fulfillment(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Rate limit is exceeded. Try again later.",
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injections_count_down_by_path() {
+        let mut faults: Faults = vec![
+            ("/resolve".into(), InjectedError::Internal, 2),
+            ("*".into(), InjectedError::Throttled(1), 1),
+        ];
+        let resolve = "/saas/subscriptions/resolve";
+        assert_eq!(take(&mut faults, resolve), Some(InjectedError::Internal));
+        assert_eq!(
+            take(&mut faults, "/saas/subscriptions/x"),
+            Some(InjectedError::Throttled(1))
+        );
+        assert_eq!(take(&mut faults, resolve), Some(InjectedError::Internal));
+        assert_eq!(take(&mut faults, resolve), None);
+        assert!(faults.is_empty());
+    }
+}
