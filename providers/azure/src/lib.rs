@@ -12,7 +12,9 @@
 //!   `jwt`) and its interpretation, confirmed by Get Operation;
 //! - `diagnose` (`marketlink doctor`) and `survey` (reconciliation: every subscription);
 //! - `token`: the client-credentials grant of the publisher's Entra app, cached until shortly
-//!   before expiry ([`AzureConfig::token_refresh_margin_secs`]).
+//!   before expiry ([`AzureConfig::token_refresh_margin_secs`]); a token the API refuses (401 or
+//!   403: Microsoft's clock may have expired it) is replaced once per call, in `client`;
+//! - `retry`: Resolve's retries of throttling, 5xx and timeouts ([`AzureConfig::max_attempts`]).
 //!
 //! Buyer sign-in on the landing page: [`EntraSignIn`] (`sign_in`) implements the core
 //! `BuyerSignIn` with [`oidc`] (OpenID Connect authorization code + PKCE against Entra,
@@ -23,7 +25,8 @@
 //! the sandbox's CA.
 //!
 //! What the rest of marketlink calls: the trait only (`resolve` on the landing page with the
-//! `token` query value as received, a token URL-encoded twice being decoded once more;
+//! `token` query value as received, a token URL-encoded twice being decoded once more and the
+//! spaces of an un-encoded one read as `+`;
 //! `activate`, `change_plan`, `change_quantity`, `cancel`, `available_plans` and
 //! `respond_to_change` from the engine; `authenticate` on `POST /azure/webhook`, from
 //! `inbound_endpoints`; `interpret`, `report_usage`, `entitlements`, `diagnose`, `survey`).

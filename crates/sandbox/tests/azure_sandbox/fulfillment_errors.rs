@@ -330,3 +330,58 @@ async fn fulfillment_error_statuses() {
     assert_eq!(resolve(Some(landing)).await.0, 400);
     t.sandbox.shutdown().await;
 }
+
+/// Injected errors: a documented 500 in the API's shape, an opt-in 429 with `Retry-After`,
+/// counted down per path; other paths untouched.
+#[tokio::test]
+async fn injected_errors_count_down() {
+    use marketlink_sandbox::azure::InjectedError;
+    let t = T::start_with(|_| {}).await;
+    let token = t.token().await;
+    let (_, landing) = t.buy("basic", None, 0).await;
+    let resolve_path = "/saas/subscriptions/resolve";
+    t.sandbox
+        .inject_errors(resolve_path, InjectedError::Internal, 1);
+    t.sandbox
+        .inject_errors(resolve_path, InjectedError::Throttled(7), 1);
+    let headers = [("x-ms-marketplace-token", landing.as_str())];
+    let call = || {
+        t.call(
+            Method::POST,
+            resolve_path,
+            resolve_path,
+            Some(&token),
+            None,
+            &headers,
+        )
+    };
+    // Listing subscriptions is not a resolve: untouched.
+    let (status, _, _) = t
+        .call(
+            Method::GET,
+            "/saas/subscriptions",
+            "/saas/subscriptions/",
+            Some(&token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, headers_500, body) = call().await;
+    assert_eq!(status, 500);
+    assert_eq!(headers_500["x-ms-error-response"], "true");
+    assert!(body["error"]["code"].is_string(), "{body}");
+    // 429 is not in Microsoft's OpenAPI files: checked outside the harness's spec check.
+    let r = t
+        .http
+        .post(t.url(&format!("/api{resolve_path}?api-version=2018-08-31")))
+        .bearer_auth(&token)
+        .header("x-ms-marketplace-token", &landing)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "7");
+    assert_eq!(call().await.0, 200);
+    t.sandbox.shutdown().await;
+}
