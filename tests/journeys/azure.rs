@@ -205,6 +205,33 @@ async fn a_buyer_without_email_is_asked_for_one() {
     .await;
 }
 
+/// A landing link whose token arrived un-encoded (pasted, rewritten by a mailer): the query's
+/// form decoding reads each `+` as a space; the purchase resolves all the same.
+#[tokio::test]
+async fn a_landing_link_with_a_raw_plus_resolves() {
+    let stack = start(|_| {}).await;
+    let client = browser_trusting(&stack.azure.ca_pem);
+    // Sandbox tokens are standard base64: buy until one holds a `+`.
+    let mut raw_link = None;
+    for _ in 0..40 {
+        let (_, landing) = buy(&stack, "basic", None, ALICE).await;
+        let (page, query) = landing.split_once("?token=").unwrap();
+        let token = url::form_urlencoded::parse(format!("t={query}").as_bytes())
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+        if token.contains('+') {
+            raw_link = Some(format!("{page}?token={token}"));
+            break;
+        }
+    }
+    let raw_link = raw_link.expect("a token with a +");
+    let back = land_and_sign_in(&client, &raw_link, ALICE).await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    assert_eq!(back.headers()["location"], "/signup");
+}
+
 #[tokio::test]
 async fn an_expired_landing_token_gets_a_clear_page() {
     let stack = start_with(|_| {}, |azure| azure.landing_token_ttl_secs = 1).await;

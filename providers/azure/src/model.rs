@@ -399,16 +399,18 @@ mod tests {
         assert_eq!(term.unit.as_deref(), Some("P1M"));
     }
 
+    /// An object with each of `keys` set to `null`.
+    fn all_null(keys: &[&str]) -> Value {
+        Value::Object(
+            keys.iter()
+                .map(|k| ((*k).to_owned(), Value::Null))
+                .collect(),
+        )
+    }
+
     /// Every field `null`: each payload still parses, to defaults.
     #[test]
-    fn explicit_nulls_parse() {
-        let all_null = |keys: &[&str]| {
-            Value::Object(
-                keys.iter()
-                    .map(|k| ((*k).to_owned(), Value::Null))
-                    .collect(),
-            )
-        };
+    fn explicit_nulls_in_subscriptions_and_resolve_parse() {
         let sub: SaasSubscription = serde_json::from_value(all_null(&[
             "id",
             "publisherId",
@@ -457,7 +459,10 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(resolve.subscription.unwrap().id, "S1");
+    }
 
+    #[test]
+    fn explicit_nulls_in_operations_and_plans_parse() {
         let op: SaasOperation = serde_json::from_value(all_null(&[
             "id",
             "activityId",
