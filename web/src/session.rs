@@ -203,6 +203,7 @@ mod tests {
             display_name: None,
             buyer_email: None,
             aliases: Vec::new(),
+            parties: Vec::new(),
         }
     }
 

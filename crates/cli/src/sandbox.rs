@@ -137,6 +137,7 @@ pub fn azure_provider_config(
         authority: None,
         graph_base: sandbox.graph_base(),
         allowed_tenants: None,
+        on_mismatch: Default::default(),
     });
     config
 }

@@ -35,7 +35,7 @@ pub use marketplace::Marketplace;
 pub use provider::{
     AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome,
     InboundEndpoint, InboundMessage, LandingToken, MarketplaceProvider, ProviderError,
-    PulledMessage, ResolvedPurchase,
+    PulledMessage, PurchaseParty, ResolvedPurchase, SignInMismatch,
 };
 pub use quantity::Quantity;
 pub use rules::{MarketplaceRules, UsageRules};

@@ -47,6 +47,46 @@ pub struct ResolvedPurchase {
     /// id, licence); the engine keeps them with the subscription.
     #[serde(default)]
     pub aliases: Vec<Alias>,
+    /// Who bought the subscription and who uses it (Azure `purchaser` and `beneficiary`); a
+    /// buyer who signs in on the landing page must be one of them. Empty where the marketplace
+    /// names none (AWS), and then no sign-in is checked against it.
+    #[serde(default)]
+    pub parties: Vec<PurchaseParty>,
+}
+
+/// One identity the marketplace reports for a purchase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseParty {
+    /// `purchaser` or `beneficiary`.
+    pub role: String,
+    pub tenant_id: Option<String>,
+    pub object_id: Option<String>,
+    pub email: Option<String>,
+}
+
+impl PurchaseParty {
+    /// Whether a signed-in identity is this party: the same object id in the same directory;
+    /// where the marketplace gave no object id, the same email (case-insensitive).
+    pub fn is(&self, identity: &BuyerIdentity) -> bool {
+        let same = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (Some(a), Some(b)) => !a.is_empty() && a.eq_ignore_ascii_case(b),
+            _ => false,
+        };
+        match &self.object_id {
+            Some(oid) if !oid.is_empty() => {
+                oid.eq_ignore_ascii_case(&identity.subject)
+                    && same(&self.tenant_id, &identity.tenant_id)
+            }
+            _ => same(&self.email, &identity.email),
+        }
+    }
+}
+
+impl ResolvedPurchase {
+    /// Whether `identity` may set this purchase up: no parties are known, or it is one of them.
+    pub fn admits(&self, identity: &BuyerIdentity) -> bool {
+        self.parties.is_empty() || self.parties.iter().any(|p| p.is(identity))
+    }
 }
 
 /// The result of asking the marketplace to change a plan or quantity.
@@ -148,6 +188,22 @@ pub trait BuyerSignIn: Send + Sync {
         pkce_verifier: &str,
         nonce: &str,
     ) -> Result<BuyerIdentity, ProviderError>;
+
+    /// What happens when the signed-in buyer is neither the purchaser nor the beneficiary
+    /// (required, so that wrappers cannot silently drop the vendor's choice).
+    fn on_mismatch(&self) -> SignInMismatch;
+}
+
+/// The vendor's choice for a sign-in that does not match the purchase (`[azure.sign_in]
+/// on_mismatch`): a leaked landing link alone must not let a stranger claim a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInMismatch {
+    /// Refuse, naming who may set the subscription up.
+    #[default]
+    Refuse,
+    /// Record an onboarding request the vendor's operators approve or decline.
+    OperatorApproval,
 }
 
 /// What a provider can do; the front end hides what a marketplace does not offer.

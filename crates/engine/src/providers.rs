@@ -278,6 +278,10 @@ impl BuyerSignIn for MeteredSignIn {
         self.inner.authorize_url(state, nonce, pkce_challenge)
     }
 
+    fn on_mismatch(&self) -> marketlink_core::SignInMismatch {
+        self.inner.on_mismatch()
+    }
+
     async fn complete(
         &self,
         code: &str,

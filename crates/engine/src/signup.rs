@@ -7,7 +7,7 @@
 //! resolved purchase becomes is drawn up here for linking (`onboarding`) as well.
 
 use marketlink_core::{
-    ResolvedPurchase, Role, Subscription, Tenant, User, tenant::looks_like_email,
+    BuyerIdentity, ResolvedPurchase, Role, Subscription, Tenant, User, tenant::looks_like_email,
 };
 use marketlink_store::{OnboardingRequest, StoreError, signup::Claim};
 use time::OffsetDateTime;
@@ -154,6 +154,42 @@ impl Engine {
             marketplace = %purchase.subscription.marketplace,
             customer = %purchase.subscription.customer_id,
             "manual onboarding requested; the vendor's team must set up this account"
+        );
+        Ok(stored)
+    }
+
+    /// A buyer who signed in as neither the purchaser nor the beneficiary, where the vendor
+    /// lets operators decide: the request keeps the resolved purchase and who signed in (their
+    /// directory may have no email), and nothing is claimed until an operator acts on it.
+    pub async fn request_sign_in_approval(
+        &self,
+        identity: &BuyerIdentity,
+        purchase: &ResolvedPurchase,
+    ) -> Result<OnboardingRequest, StoreError> {
+        let who = identity
+            .name
+            .clone()
+            .unwrap_or_else(|| identity.subject.clone());
+        let stored = OnboardingRequest {
+            id: uuid::Uuid::now_v7(),
+            name: who.chars().take(200).collect(),
+            email: identity.email.clone().unwrap_or_default().to_lowercase(),
+            company: None,
+            message: Some(format!(
+                "Signed in as object {} in directory {}, who is neither the purchaser nor the beneficiary of this subscription; approve only if they may set it up.",
+                identity.subject,
+                identity.tenant_id.as_deref().unwrap_or("(none)")
+            )),
+            purchase: purchase.clone(),
+            status: "open".into(),
+            created_at: self.clock.now(),
+        };
+        self.store.create_onboarding_request(&stored).await?;
+        tracing::info!(
+            request = %stored.id,
+            subject = %identity.subject,
+            external_id = %purchase.subscription.external_id,
+            "sign-in does not match the purchase; recorded for operator approval"
         );
         Ok(stored)
     }

@@ -410,6 +410,7 @@ async fn a_stuck_activation_runs_again() {
         display_name: None,
         buyer_email: None,
         aliases: Vec::new(),
+        parties: Vec::new(),
     };
     // "dead": its activation job was given up without running (a crash, an operator).
     h.engine
@@ -528,6 +529,7 @@ async fn an_activation_that_gave_up_is_reported_not_revived() {
         display_name: None,
         buyer_email: None,
         aliases: Vec::new(),
+        parties: Vec::new(),
     };
     h.engine.claim_purchase(&purchase, tenant.id).await.unwrap();
     h.provider.activation_fails.store(true, Ordering::SeqCst);

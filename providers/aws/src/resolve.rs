@@ -103,6 +103,7 @@ impl AwsProvider {
             display_name: None,
             buyer_email: None,
             aliases,
+            parties: Vec::new(),
         })
     }
 }

@@ -144,6 +144,7 @@ impl AzureProvider {
             display_name: body.subscription_name.or_else(|| sub.name.clone()),
             buyer_email: sub.beneficiary.email_id.clone(),
             aliases: Vec::new(),
+            parties: sub.parties(),
         })
     }
 

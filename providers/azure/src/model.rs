@@ -1,7 +1,7 @@
 //! Wire types of the SaaS Fulfillment API v2 (api-version 2018-08-31), read leniently: every
 //! field optional or defaulted, unknown fields ignored (Microsoft adds fields without notice).
 
-use marketlink_core::{ExternalRef, Marketplace, Term};
+use marketlink_core::{ExternalRef, Marketplace, PurchaseParty, Term};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use time::{
@@ -118,6 +118,24 @@ impl SaasSubscription {
 
     pub fn term(&self) -> Option<Term> {
         self.term.as_ref().map(SubscriptionTerm::to_term)
+    }
+
+    /// The purchaser and the beneficiary, those that name anyone: the identities a landing
+    /// sign-in is checked against (Microsoft: Resolve and Get Subscription return both).
+    pub fn parties(&self) -> Vec<PurchaseParty> {
+        [
+            ("purchaser", &self.purchaser),
+            ("beneficiary", &self.beneficiary),
+        ]
+        .into_iter()
+        .filter(|(_, who)| who.object_id.is_some() || who.email_id.is_some())
+        .map(|(role, who)| PurchaseParty {
+            role: role.into(),
+            tenant_id: who.tenant_id.clone(),
+            object_id: who.object_id.clone(),
+            email: who.email_id.clone(),
+        })
+        .collect()
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use marketlink_core::{BuyerIdentity, BuyerSignIn, Clock, ProviderError};
+use marketlink_core::{BuyerIdentity, BuyerSignIn, Clock, ProviderError, SignInMismatch};
 use serde::{Deserialize, Serialize};
 
 use crate::oidc::{OidcClient, OidcError};
@@ -27,6 +27,10 @@ pub struct SignInConfig {
     /// Restrict sign-in to these buyer tenants (None: any work or school account).
     #[serde(default)]
     pub allowed_tenants: Option<Vec<String>>,
+    /// A buyer who signs in as neither the purchaser nor the beneficiary: `refuse` (default)
+    /// or `operator_approval` (an onboarding request the vendor's team decides on).
+    #[serde(default)]
+    pub on_mismatch: SignInMismatch,
 }
 
 fn default_graph() -> String {
@@ -37,6 +41,7 @@ fn default_graph() -> String {
 pub struct EntraSignIn {
     oidc: OidcClient,
     graph_base: String,
+    on_mismatch: SignInMismatch,
 }
 
 impl EntraSignIn {
@@ -69,6 +74,7 @@ impl EntraSignIn {
         Ok(Self {
             oidc,
             graph_base: config.graph_base.clone(),
+            on_mismatch: config.on_mismatch,
         })
     }
 }
@@ -87,6 +93,10 @@ impl BuyerSignIn for EntraSignIn {
         self.oidc
             .authorize_url(state, nonce, pkce_challenge)
             .to_string()
+    }
+
+    fn on_mismatch(&self) -> SignInMismatch {
+        self.on_mismatch
     }
 
     async fn complete(

@@ -10,7 +10,10 @@ use axum::{
 };
 use axum_extra::extract::PrivateCookieJar;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use marketlink_core::{BuyerSignIn, LandingToken, Marketplace, MarketplaceRules};
+use marketlink_core::{
+    BuyerIdentity, BuyerSignIn, LandingToken, Marketplace, MarketplaceRules, ResolvedPurchase,
+    SignInMismatch,
+};
 use marketlink_engine::LandingError;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -156,6 +159,17 @@ async fn resolve_and_continue(
 ) -> Reply {
     match state.engine.resolve_landing(marketplace, token).await {
         Ok(mut purchase) => {
+            let stranger = browser
+                .session
+                .buyer
+                .as_ref()
+                .filter(|b| b.marketplace.as_str() == marketplace)
+                .filter(|b| !purchase.admits(&b.identity))
+                .map(|b| b.identity.clone());
+            if let Some(identity) = stranger {
+                let page = mismatch_page(state, marketplace, &identity, &purchase).await?;
+                return Ok((browser.save(state), page.into_response()));
+            }
             if purchase.buyer_email.is_none() {
                 purchase.buyer_email = browser
                     .session
@@ -171,6 +185,61 @@ async fn resolve_and_continue(
             Ok((browser.save(state), page.into_response()))
         }
     }
+}
+
+/// The buyer signed in as neither the purchaser nor the beneficiary: refused, naming who may
+/// set the subscription up, or (by the vendor's choice) recorded for an operator to approve.
+/// The purchase is not held in the session either way, so the landing link alone claims nothing.
+async fn mismatch_page(
+    state: &AppState,
+    marketplace: &str,
+    identity: &BuyerIdentity,
+    purchase: &ResolvedPurchase,
+) -> Result<PageError, PageError> {
+    let policy = state
+        .engine
+        .buyer_sign_in(marketplace)
+        .map(|s| s.on_mismatch())
+        .unwrap_or_default();
+    let rules = state.engine.marketplace_rules(marketplace);
+    tracing::warn!(%marketplace, subject = %identity.subject, ?policy, "sign-in does not match the purchase");
+    if policy == SignInMismatch::OperatorApproval {
+        state
+            .engine
+            .request_sign_in_approval(identity, purchase)
+            .await
+            .map_err(|e| PageError::internal(&e))?;
+        return Ok(PageError::new(
+            StatusCode::ACCEPTED,
+            "Your request was sent for approval",
+            "You are not the person who bought this subscription or the one it was bought for, so our team must approve you before you can set it up. We will be in touch.",
+        ));
+    }
+    let who: Vec<String> = purchase
+        .parties
+        .iter()
+        .map(|p| match &p.email {
+            Some(email) => format!("{email} ({})", p.role),
+            None => format!(
+                "the {} in directory {}",
+                p.role,
+                p.tenant_id.as_deref().unwrap_or("?")
+            ),
+        })
+        .collect();
+    let mut who = who;
+    who.dedup_by(|a, b| a.split(' ').next() == b.split(' ').next());
+    Ok(PageError::new(
+        StatusCode::FORBIDDEN,
+        "This subscription was bought by someone else",
+        format!(
+            "You signed in as {}, who is neither the purchaser nor the beneficiary of this subscription. Only {} may set it up.",
+            identity.email.as_deref().unwrap_or(&identity.subject),
+            who.join(" or ")
+        ),
+    )
+    .step("Sign in with the account that bought the subscription, or ask its purchaser to open the set-up link from the Azure portal.")
+    .step(rules.return_step.clone()))
 }
 
 /// What the buyer reads when a landing fails, and how to start again.

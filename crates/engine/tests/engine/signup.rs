@@ -33,6 +33,7 @@ fn purchase(id: &str) -> ResolvedPurchase {
         display_name: None,
         buyer_email: Some("buyer@example.com".into()),
         aliases: Vec::new(),
+        parties: Vec::new(),
     }
 }
 
