@@ -440,4 +440,69 @@ mod tests {
         fn takes(_: Option<std::sync::Arc<dyn MarketplaceProvider>>) {}
         takes(None);
     }
+
+    fn identity(oid: &str, tid: &str, email: Option<&str>) -> BuyerIdentity {
+        BuyerIdentity {
+            subject: oid.into(),
+            tenant_id: Some(tid.into()),
+            email: email.map(str::to_owned),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn a_party_is_its_object_in_its_directory_or_its_email() {
+        let alice = PurchaseParty {
+            role: "purchaser".into(),
+            tenant_id: Some("T1".into()),
+            object_id: Some("OID-A".into()),
+            email: Some("alice@example.com".into()),
+        };
+        assert!(alice.is(&identity("oid-a", "t1", None)));
+        // The same object id in another directory is someone else.
+        assert!(!alice.is(&identity("oid-a", "t2", None)));
+        // With an object id known, a matching email alone does not do.
+        assert!(!alice.is(&identity("oid-c", "t1", Some("alice@example.com"))));
+        let by_email = PurchaseParty {
+            object_id: None,
+            ..alice
+        };
+        assert!(by_email.is(&identity("x", "t9", Some("ALICE@example.com"))));
+        assert!(!by_email.is(&identity("x", "t9", None)));
+    }
+
+    #[test]
+    fn a_purchase_admits_its_parties_only() {
+        let mut purchase = ResolvedPurchase {
+            subscription: ExternalRef {
+                marketplace: crate::Marketplace::AZURE,
+                external_id: "s".into(),
+                product_code: "p".into(),
+                customer_id: "t1".into(),
+                customer_account_id: None,
+                license_arn: None,
+            },
+            plan_id: None,
+            quantity: None,
+            free_trial: false,
+            term: None,
+            display_name: None,
+            buyer_email: None,
+            aliases: Vec::new(),
+            parties: Vec::new(),
+        };
+        let carol = identity("oid-c", "t2", None);
+        assert!(
+            purchase.admits(&carol),
+            "no parties known: nothing to check"
+        );
+        purchase.parties.push(PurchaseParty {
+            role: "beneficiary".into(),
+            tenant_id: Some("t1".into()),
+            object_id: Some("oid-b".into()),
+            email: None,
+        });
+        assert!(!purchase.admits(&carol));
+        assert!(purchase.admits(&identity("oid-b", "t1", None)));
+    }
 }

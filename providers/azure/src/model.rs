@@ -415,6 +415,11 @@ mod tests {
         let term = sub.term().unwrap();
         assert_eq!(term.end, Some(datetime!(2026-01-31 00:00 UTC)));
         assert_eq!(term.unit.as_deref(), Some("P1M"));
+        // The purchaser names no one (no object id, no email): only the beneficiary is a party.
+        let parties = sub.parties();
+        assert_eq!(parties.len(), 1);
+        assert_eq!(parties[0].role, "beneficiary");
+        assert_eq!(parties[0].email.as_deref(), Some("a@b"));
     }
 
     /// An object with each of `keys` set to `null`.
