@@ -306,13 +306,14 @@ pub fn csrf(html: &str) -> String {
         .to_owned()
 }
 
-/// Polls `check` until it is true or 10 s pass.
+/// Polls `check` until it is true or 30 s pass. A passing check returns at once; the long
+/// limit only spares a loaded CI machine (2 cores running many journeys) a false failure.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if check().await {
             return;
