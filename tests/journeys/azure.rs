@@ -286,7 +286,7 @@ pub(crate) async fn active_subscription(
     id
 }
 
-async fn manage_page(stack: &Stack, client: &Client, id: &str) -> String {
+pub(crate) async fn manage_page(stack: &Stack, client: &Client, id: &str) -> String {
     client
         .get(format!("{}/account/subscriptions/{id}", stack.app_url))
         .send()

@@ -34,8 +34,8 @@ pub use ids::{PlanId, ProductId, SubscriptionId, TenantId, UserId};
 pub use marketplace::Marketplace;
 pub use provider::{
     AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome,
-    InboundEndpoint, InboundMessage, LandingToken, MarketplaceProvider, ProviderError,
-    PulledMessage, PurchaseParty, ResolvedPurchase, SignInMismatch,
+    ChangeProgress, InboundEndpoint, InboundMessage, LandingToken, MarketplaceProvider,
+    ProviderError, PulledMessage, PurchaseParty, ResolvedPurchase, SignInMismatch,
 };
 pub use quantity::Quantity;
 pub use rules::{MarketplaceRules, UsageRules};

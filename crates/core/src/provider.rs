@@ -99,6 +99,20 @@ pub enum ChangeOutcome {
     InProgress { operation_id: String },
 }
 
+/// Where a change we started stands at the marketplace ([`MarketplaceProvider::follow_change`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeProgress {
+    /// Not ended yet; ask again after `poll_after`.
+    Running { poll_after: Duration },
+    /// Ended (`succeeded` false: Failed or Conflict); `view` is the subscription read back
+    /// afterwards, which is what to apply, whatever the operation says.
+    Ended {
+        succeeded: bool,
+        status: String,
+        view: MarketplaceView,
+    },
+}
+
 /// A plan a subscription may move to (Microsoft `listAvailablePlans`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvailablePlan {
@@ -317,6 +331,20 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
 
     /// Cancels from our side.
     async fn cancel(&self, subscription: &ExternalRef) -> Result<ChangeOutcome, ProviderError>;
+
+    /// Follows a change that answered [`ChangeOutcome::InProgress`]: one look at the operation,
+    /// and once it has ended, the subscription as the marketplace now has it.
+    async fn follow_change(
+        &self,
+        subscription: &ExternalRef,
+        operation_id: &str,
+    ) -> Result<ChangeProgress, ProviderError> {
+        let _ = (subscription, operation_id);
+        Err(ProviderError::Unsupported {
+            marketplace: self.marketplace(),
+            operation: "following a change",
+        })
+    }
 
     /// Sends hourly usage records; one outcome per record, in the same order. Batching limits
     /// (25 per call on both marketplaces) are the provider's to respect. An `Err` means nothing

@@ -1,6 +1,7 @@
 //! Changes the vendor starts: plan, quantity, cancellation (Microsoft lets the publisher do
-//! all three; AWS changes start on the marketplace only). The marketplace confirms through
-//! its notification, which the inbox applies like any other.
+//! all three; AWS changes start on the marketplace only). A change still running is followed
+//! by an outbox job until it ends (`follow.rs`); the marketplace's notification, when it
+//! comes, is applied by the inbox like any other.
 
 use marketlink_core::{
     ChangeOutcome, PlanId, ProviderError, Role, SubscriptionId, SubscriptionStatus, User,
@@ -118,6 +119,11 @@ impl Engine {
             Err(error) => format!("refused: {error}"),
         };
         self.record(id, "vendor", kind, &outcome, detail).await?;
+        if let Ok(ChangeOutcome::InProgress { operation_id }) = &result {
+            // Not left to the marketplace's notification, which may never come.
+            self.follow_change_later(id, &subscription.external, operation_id)
+                .await?;
+        }
         Ok(result?)
     }
 }

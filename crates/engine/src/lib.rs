@@ -18,6 +18,7 @@ pub mod backoff;
 mod changes;
 mod directory;
 pub mod entitlements;
+mod follow;
 pub mod health;
 mod inbox;
 mod landing;

@@ -7,6 +7,7 @@ use marketlink_store::{QueueItem, StoreError};
 use crate::{
     Engine,
     backoff::Backoff,
+    follow::{FOLLOW_CHANGE_JOB, FollowFiled},
     onboarding::ACTIVATE_JOB,
     webhooks::{DeliveryError, WEBHOOK_JOB},
 };
@@ -32,6 +33,15 @@ impl Engine {
         for job in claimed {
             if job.kind == WEBHOOK_JOB {
                 self.finish_webhook(&job, backoff, &mut run).await?;
+                continue;
+            }
+            if job.kind == FOLLOW_CHANGE_JOB {
+                let step = self.follow_change(&job).await?;
+                match self.finish_follow(&job, step, backoff).await? {
+                    FollowFiled::Done => run.done += 1,
+                    FollowFiled::Again => run.retried += 1,
+                    FollowFiled::Buried => run.buried += 1,
+                }
                 continue;
             }
             if job.kind != ACTIVATE_JOB {

@@ -9,9 +9,9 @@ use std::{collections::BTreeMap, future::Future, sync::Arc, time::Instant};
 use async_trait::async_trait;
 use marketlink_core::{
     AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome,
-    Entitlement, ExternalRef, InboundEndpoint, InboundMessage, LandingToken, Marketplace,
-    MarketplaceEvent, MarketplaceProvider, MarketplaceRules, PlanId, ProviderError, PulledMessage,
-    ResolvedPurchase, SubscriptionDirectory, UsageOutcome, UsageRecord,
+    ChangeProgress, Entitlement, ExternalRef, InboundEndpoint, InboundMessage, LandingToken,
+    Marketplace, MarketplaceEvent, MarketplaceProvider, MarketplaceRules, PlanId, ProviderError,
+    PulledMessage, ResolvedPurchase, SubscriptionDirectory, UsageOutcome, UsageRecord,
 };
 
 #[derive(Clone, Default)]
@@ -172,6 +172,15 @@ impl MarketplaceProvider for Metered {
 
     async fn cancel(&self, subscription: &ExternalRef) -> Result<ChangeOutcome, ProviderError> {
         timed(&self.name, "cancel", self.inner.cancel(subscription)).await
+    }
+
+    async fn follow_change(
+        &self,
+        subscription: &ExternalRef,
+        operation_id: &str,
+    ) -> Result<ChangeProgress, ProviderError> {
+        let call = self.inner.follow_change(subscription, operation_id);
+        timed(&self.name, "follow_change", call).await
     }
 
     async fn report_usage(

@@ -132,7 +132,7 @@ impl ReconcileReport {
 }
 
 /// The lifecycle event that moves `ours` to `theirs`, when that is safe.
-fn lifecycle_towards(
+pub(crate) fn lifecycle_towards(
     ours: SubscriptionStatus,
     theirs: SubscriptionStatus,
 ) -> Result<Lifecycle, String> {

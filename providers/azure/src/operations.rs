@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use marketlink_core::{ChangeOutcome, ExternalRef, ProviderError};
+use marketlink_core::{ChangeOutcome, ChangeProgress, ExternalRef, ProviderError};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -12,6 +12,7 @@ use crate::{
     AzureProvider,
     http::Reply,
     model::{OperationList, OperationStatus, SaasOperation},
+    survey::view_of,
 };
 
 impl AzureProvider {
@@ -79,6 +80,32 @@ impl AzureProvider {
                 .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// One look at a change we started (the operation behind its `Operation-Location`); once it
+    /// has ended, the subscription is read back, since that, not the operation, is what
+    /// Microsoft will bill. Microsoft: poll "every several seconds" until Succeeded, Failed or
+    /// Conflict (`../shared/specs/azure-details.md`, Operations).
+    pub async fn follow_operation(
+        &self,
+        subscription: &ExternalRef,
+        operation_id: &str,
+    ) -> Result<ChangeProgress, ProviderError> {
+        let op = self
+            .operation(&subscription.external_id, operation_id)
+            .await?;
+        let status = op.status();
+        if !status.is_terminal() {
+            return Ok(ChangeProgress::Running {
+                poll_after: self.config.poll_interval(),
+            });
+        }
+        let current = self.subscription(&subscription.external_id).await?;
+        Ok(ChangeProgress::Ended {
+            succeeded: status == OperationStatus::Succeeded,
+            status: status.as_str().to_owned(),
+            view: view_of(&current),
+        })
     }
 
     /// Refuses a Reinstate we cannot honour. Microsoft's webhook page: there is nothing to

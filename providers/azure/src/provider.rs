@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use marketlink_core::{
-    AuthenticatedMessage, AvailablePlan, BuyerSignIn, Capabilities, ChangeOutcome, Diagnosis,
-    Entitlement, ExternalRef, InboundEndpoint, InboundMessage, LandingToken, Marketplace,
-    MarketplaceEvent, MarketplaceProvider, MarketplaceRules, MarketplaceView, PlanId,
+    AuthenticatedMessage, AvailablePlan, BuyerSignIn, Capabilities, ChangeOutcome, ChangeProgress,
+    Diagnosis, Entitlement, ExternalRef, InboundEndpoint, InboundMessage, LandingToken,
+    Marketplace, MarketplaceEvent, MarketplaceProvider, MarketplaceRules, MarketplaceView, PlanId,
     ProviderError, ResolvedPurchase, UsageOutcome, UsageRecord, UsageRules,
 };
 use time::Duration;
@@ -107,6 +107,14 @@ impl MarketplaceProvider for AzureProvider {
 
     async fn cancel(&self, subscription: &ExternalRef) -> Result<ChangeOutcome, ProviderError> {
         self.delete_subscription(subscription).await
+    }
+
+    async fn follow_change(
+        &self,
+        subscription: &ExternalRef,
+        operation_id: &str,
+    ) -> Result<ChangeProgress, ProviderError> {
+        self.follow_operation(subscription, operation_id).await
     }
 
     async fn report_usage(

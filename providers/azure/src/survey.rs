@@ -2,7 +2,10 @@
 
 use marketlink_core::{MarketplaceView, PlanId, ProviderError, SubscriptionStatus};
 
-use crate::{AzureProvider, model::SaasStatus};
+use crate::{
+    AzureProvider,
+    model::{SaasStatus, SaasSubscription},
+};
 
 /// Microsoft's `saasSubscriptionStatus` in our vocabulary. `NotStarted` (bought, landing page
 /// not visited) and `PendingFulfillmentStart` (not activated yet) are both pending for us.
@@ -16,25 +19,25 @@ pub(crate) fn status_of(status: &SaasStatus) -> Option<SubscriptionStatus> {
     })
 }
 
+/// One subscription as Microsoft has it, in our vocabulary.
+pub(crate) fn view_of(s: &SaasSubscription) -> MarketplaceView {
+    let mut view = MarketplaceView::of(s.external_ref());
+    view.status = status_of(&s.status());
+    view.plan_id = s
+        .plan_id
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(PlanId::from);
+    view.quantity = s.quantity;
+    view
+}
+
 impl AzureProvider {
     /// List Subscriptions (all pages), mapped to our vocabulary. `known` is not needed:
     /// Microsoft lists every subscription of the publisher.
     pub(crate) async fn survey_subscriptions(&self) -> Result<Vec<MarketplaceView>, ProviderError> {
         let listed = self.list_subscriptions().await?;
-        Ok(listed
-            .iter()
-            .map(|s| {
-                let mut view = MarketplaceView::of(s.external_ref());
-                view.status = status_of(&s.status());
-                view.plan_id = s
-                    .plan_id
-                    .as_deref()
-                    .filter(|p| !p.is_empty())
-                    .map(PlanId::from);
-                view.quantity = s.quantity;
-                view
-            })
-            .collect())
+        Ok(listed.iter().map(view_of).collect())
     }
 }
 

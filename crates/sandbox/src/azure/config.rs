@@ -148,6 +148,13 @@ pub struct AzureSandboxConfig {
     pub webhook_retry_delays_ms: Vec<u64>,
     /// Attempts before a webhook delivery is given up (the real service: 500 over 8 hours).
     pub webhook_max_attempts: u32,
+    /// Send the `Partner` webhook after a publisher's own PATCH or DELETE (default true, as
+    /// Microsoft's webhook page describes). False stands for a notification that never
+    /// arrives (delivery given up after Microsoft's retries, a webhook URL misconfigured in
+    /// Partner Center): Microsoft tells the publisher to poll the `Operation-Location` until the
+    /// operation ends (../shared/specs/azure-details.md, Operations), which is what the
+    /// publisher must then rely on.
+    pub notify_partner_changes: bool,
     /// Landing-page token lifetime in seconds (24 h).
     pub landing_token_ttl_secs: i64,
     /// Access / ID token lifetime in seconds.
@@ -178,6 +185,7 @@ impl Default for AzureSandboxConfig {
             change_ack_timeout_ms: 10_000,
             webhook_retry_delays_ms: vec![1_000, 5_000, 30_000, 60_000],
             webhook_max_attempts: 500,
+            notify_partner_changes: true,
             landing_token_ttl_secs: 24 * 3600,
             access_token_ttl_secs: 3600,
             offers: vec![default_offer()],

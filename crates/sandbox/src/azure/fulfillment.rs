@@ -349,8 +349,16 @@ async fn update_subscription(
             )
             .ok_or_else(|| ApiError::not_found("subscription vanished"))?
     };
-    webhook::dispatch(shared.clone(), op_id);
+    notify_partner_change(&shared, op_id);
     Ok(accepted(operation_location(&shared, id, op_id)))
+}
+
+/// The `Partner` webhook after our own change, unless the scenario loses it
+/// (`notify_partner_changes`).
+fn notify_partner_change(shared: &AppState, op_id: Uuid) {
+    if shared.config.notify_partner_changes {
+        webhook::dispatch(shared.clone(), op_id);
+    }
 }
 
 /// Only a Subscribed subscription that allows `Update` and has no operation in progress changes.
@@ -460,7 +468,7 @@ async fn delete_subscription(
             )
             .ok_or_else(|| ApiError::not_found("subscription vanished"))?
     };
-    webhook::dispatch(shared.clone(), op_id);
+    notify_partner_change(&shared, op_id);
     Ok(accepted(operation_location(&shared, id, op_id)))
 }
 

@@ -1,0 +1,220 @@
+//! Following a change the vendor started until the marketplace has settled it. Microsoft
+//! answers a PATCH or DELETE with an `Operation-Location` to poll until Succeeded, Failed or
+//! Conflict; its webhook may come late or not at all, so an outbox job (which survives a
+//! restart) polls it and applies what the marketplace then has.
+
+use marketlink_core::{
+    ChangeProgress, EventKind, ExternalRef, MarketplaceEvent, MarketplaceView, ProviderError,
+    Subscription, SubscriptionId,
+};
+use marketlink_store::{NewJob, QueueItem, StoreError};
+
+use crate::{Engine, apply::apply_event, backoff::Backoff, reconcile::lifecycle_towards};
+
+pub const FOLLOW_CHANGE_JOB: &str = "follow_change";
+
+/// Looks at a running operation this many times at most (at Microsoft's default poll
+/// interval, hours) before an operator is asked to look.
+const MAX_LOOKS: i64 = 5_000;
+
+/// Where the outbox filed a follow-up job.
+pub(crate) enum FollowFiled {
+    Done,
+    Again,
+    Buried,
+}
+
+/// What one pass made of a follow-up job.
+pub(crate) enum FollowStep {
+    Ended,
+    Again(time::Duration),
+    Failed(ProviderError),
+}
+
+impl Engine {
+    /// Schedules the follow-up of `operation_id`, the marketplace's name for a change to `id`.
+    pub(crate) async fn follow_change_later(
+        &self,
+        id: SubscriptionId,
+        external: &ExternalRef,
+        operation_id: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.store
+            .outbox_enqueue(
+                &NewJob {
+                    marketplace: external.marketplace.to_string(),
+                    kind: FOLLOW_CHANGE_JOB.into(),
+                    dedup_key: format!("{id}:{operation_id}"),
+                    payload: serde_json::json!({
+                        "subscription_id": id,
+                        "operation_id": operation_id,
+                    }),
+                    run_at: now,
+                },
+                now,
+            )
+            .await?;
+        self.outbox_ready.notify_one();
+        Ok(())
+    }
+
+    /// One look at the operation behind `job`; applies the marketplace's state once it ended.
+    pub(crate) async fn follow_change(&self, job: &QueueItem) -> Result<FollowStep, StoreError> {
+        let (Some(id), Some(operation_id)) = (
+            subscription_of(job),
+            job.payload.get("operation_id").and_then(|v| v.as_str()),
+        ) else {
+            return Ok(FollowStep::Failed(ProviderError::Configuration(
+                "follow-up job without subscription_id and operation_id".into(),
+            )));
+        };
+        let subscription = self.store.get_subscription(id).await?;
+        let Some(provider) = self.providers.get(&subscription.external.marketplace) else {
+            return Ok(FollowStep::Failed(ProviderError::Configuration(format!(
+                "no {} provider configured",
+                subscription.external.marketplace
+            ))));
+        };
+        let progress = provider
+            .follow_change(&subscription.external, operation_id)
+            .await;
+        match progress {
+            Ok(ChangeProgress::Running { poll_after }) if job.attempts < MAX_LOOKS => {
+                Ok(FollowStep::Again(
+                    time::Duration::try_from(poll_after).unwrap_or(time::Duration::SECOND),
+                ))
+            }
+            Ok(ChangeProgress::Running { .. }) => {
+                Ok(FollowStep::Failed(ProviderError::Configuration(format!(
+                    "operation {operation_id} still running after {MAX_LOOKS} looks"
+                ))))
+            }
+            Ok(ChangeProgress::Ended {
+                succeeded,
+                status,
+                view,
+            }) => {
+                self.settle_change(&subscription, operation_id, succeeded, &status, &view)
+                    .await?;
+                Ok(FollowStep::Ended)
+            }
+            Err(error) => Ok(FollowStep::Failed(error)),
+        }
+    }
+
+    /// Records how the operation ended, then applies the subscription as the marketplace has
+    /// it (the same path its notifications take, so vendor webhooks fire).
+    async fn settle_change(
+        &self,
+        sub: &Subscription,
+        operation_id: &str,
+        succeeded: bool,
+        status: &str,
+        view: &MarketplaceView,
+    ) -> Result<(), StoreError> {
+        let source = format!("operation:{operation_id}");
+        self.record(
+            sub.id,
+            &source,
+            "vendor_change_ended",
+            status,
+            serde_json::json!({ "operation_id": operation_id, "succeeded": succeeded }),
+        )
+        .await?;
+        let mut kinds = Vec::new();
+        if let Some(theirs) = view.status
+            && theirs != sub.status
+            && let Ok(event) = lifecycle_towards(sub.status, theirs)
+        {
+            kinds.push(EventKind::Lifecycle {
+                event,
+                reason: Some(format!("operation {operation_id} {status}")),
+            });
+        }
+        if let Some(plan_id) = view.plan_id.clone()
+            && sub.plan_id.as_ref() != Some(&plan_id)
+        {
+            kinds.push(EventKind::PlanChanged { plan_id });
+        }
+        if let Some(quantity) = view.quantity
+            && sub.quantity != Some(quantity)
+        {
+            kinds.push(EventKind::QuantityChanged { quantity });
+        }
+        for kind in kinds {
+            let event = MarketplaceEvent {
+                subscription: sub.external.clone(),
+                occurred_at: self.clock.now(),
+                kind,
+                free_trial: None,
+                aliases: Vec::new(),
+            };
+            match apply_event(self, &event, &source).await {
+                Ok(_) => {}
+                Err(crate::apply::ApplyError::Store(e)) => return Err(e),
+                Err(error) => {
+                    tracing::warn!(subscription = %sub.id, %error, "applying a settled change failed")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Files the outcome of one follow-up pass in the outbox.
+    pub(crate) async fn finish_follow(
+        &self,
+        job: &QueueItem,
+        step: FollowStep,
+        backoff: &Backoff,
+    ) -> Result<FollowFiled, StoreError> {
+        let now = self.clock.now();
+        match step {
+            FollowStep::Ended => {
+                self.store.outbox_complete(job, now).await?;
+                return Ok(FollowFiled::Done);
+            }
+            FollowStep::Again(after) => {
+                self.store
+                    .outbox_retry(job, "operation still running", now + after, now)
+                    .await?
+            }
+            // Polls count as attempts, so the cap on looks, not the backoff's, ends the retries.
+            FollowStep::Failed(error) if error.is_retryable() && job.attempts < MAX_LOOKS => {
+                let retry_after = match &error {
+                    ProviderError::Retryable { retry_after, .. } => *retry_after,
+                    _ => None,
+                };
+                let at = now + backoff.delay(job.attempts, retry_after);
+                tracing::warn!(job = %job.id, %error, retry_at = %at, "change follow-up will be retried");
+                self.store
+                    .outbox_retry(job, &error.to_string(), at, now)
+                    .await?
+            }
+            FollowStep::Failed(error) => {
+                tracing::error!(job = %job.id, %error, "change follow-up given up; reconciliation will catch up");
+                if let Some(id) = subscription_of(job) {
+                    let detail = serde_json::json!({ "error": error.to_string() });
+                    self.record(
+                        id,
+                        "vendor",
+                        "vendor_change_unfollowed",
+                        &format!("given up: {error}"),
+                        detail,
+                    )
+                    .await?;
+                }
+                self.store.outbox_bury(job, &error.to_string(), now).await?;
+                return Ok(FollowFiled::Buried);
+            }
+        }
+        Ok(FollowFiled::Again)
+    }
+}
+
+fn subscription_of(job: &QueueItem) -> Option<SubscriptionId> {
+    job.payload
+        .get("subscription_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse().ok())
+}
