@@ -1,7 +1,10 @@
 //! Changes the marketplace asks us to accept, and how we answer them.
 
-use marketlink_core::{EventKind, Lifecycle, Marketplace, PlanId, SubscriptionStatus};
-use marketlink_engine::ChangePolicy;
+use marketlink_core::{
+    ChangeOutcome, ChangeProgress, EventKind, Lifecycle, Marketplace, MarketplaceView, PlanId,
+    SubscriptionStatus,
+};
+use marketlink_engine::{ChangePolicy, VendorChange, backoff::Backoff};
 use time::Duration;
 
 use crate::harness::{T0, event, harness, lifecycle, message};
@@ -126,5 +129,92 @@ async fn an_answer_after_the_marketplace_settled_is_recorded_not_retried() {
         last.outcome
             .contains("settled this operation before our answer"),
         "{last:?}"
+    );
+}
+
+/// Microsoft's DELETE answers 202 with an operation; its webhook may never come. The outbox
+/// follows the operation (a stored job, so a restart keeps following) and applies the outcome.
+#[tokio::test]
+async fn a_cancellation_in_progress_is_followed_until_it_ends() {
+    let h = harness(ChangePolicy::default()).await;
+    h.deliver(message(
+        "a",
+        vec![event("s", T0, lifecycle(Lifecycle::Activate))],
+    ))
+    .await;
+    h.drain().await;
+    let test = Marketplace::parse("test").unwrap();
+    let sub = h
+        .engine
+        .store
+        .find_subscription(&test, "s")
+        .await
+        .unwrap()
+        .unwrap();
+    *h.provider.cancel_operation.lock().unwrap() = Some("op-1".into());
+    let mut view = MarketplaceView::of(sub.external.clone());
+    view.status = Some(SubscriptionStatus::Cancelled);
+    *h.provider.follow_script.lock().unwrap() = vec![
+        ChangeProgress::Running {
+            poll_after: std::time::Duration::from_secs(5),
+        },
+        ChangeProgress::Ended {
+            succeeded: true,
+            status: "Succeeded".into(),
+            view,
+        },
+    ];
+    let outcome = h
+        .engine
+        .request_change(sub.id, VendorChange::Cancel)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        ChangeOutcome::InProgress {
+            operation_id: "op-1".into()
+        }
+    );
+
+    let backoff = Backoff::default();
+    let first = h.engine.process_outbox(10, &backoff).await.unwrap();
+    assert_eq!((first.done, first.retried, first.buried), (0, 1, 0));
+    assert_eq!(
+        h.status("s").await,
+        SubscriptionStatus::Active,
+        "still running"
+    );
+    let early = h.engine.process_outbox(10, &backoff).await.unwrap();
+    assert_eq!(
+        early.done + early.retried,
+        0,
+        "not looked at before the poll interval"
+    );
+
+    h.clock.advance(Duration::seconds(5));
+    let second = h.engine.process_outbox(10, &backoff).await.unwrap();
+    assert_eq!((second.done, second.retried, second.buried), (1, 0, 0));
+    assert_eq!(h.status("s").await, SubscriptionStatus::Cancelled);
+    let kinds: Vec<_> = h
+        .engine
+        .store
+        .timeline(sub.id, 20)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.source, e.kind))
+        .collect();
+    assert!(
+        kinds.contains(&(
+            "operation:op-1".to_string(),
+            "vendor_change_ended".to_string()
+        )),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|(source, kind)| source == "operation:op-1" && kind.starts_with("lifecycle")),
+        "{kinds:?}"
     );
 }

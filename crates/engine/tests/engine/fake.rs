@@ -7,9 +7,9 @@ use std::sync::{
 
 use async_trait::async_trait;
 use marketlink_core::{
-    AuthenticatedMessage, Capabilities, ChangeOutcome, Entitlement, ExternalRef, InboundMessage,
-    LandingToken, Marketplace, MarketplaceEvent, MarketplaceProvider, PlanId, ProviderError,
-    PulledMessage, ResolvedPurchase, UsageOutcome, UsageRecord,
+    AuthenticatedMessage, Capabilities, ChangeOutcome, ChangeProgress, Entitlement, ExternalRef,
+    InboundMessage, LandingToken, Marketplace, MarketplaceEvent, MarketplaceProvider, PlanId,
+    ProviderError, PulledMessage, ResolvedPurchase, UsageOutcome, UsageRecord,
 };
 
 use crate::harness::T0;
@@ -27,6 +27,11 @@ pub(crate) struct Scripted {
     pub(crate) acked: Mutex<Vec<String>>,
     pub(crate) interpret_calls: AtomicUsize,
     pub(crate) cancelled: Mutex<Vec<String>>,
+    /// Cancellations answer "in progress" with this operation (like Microsoft's DELETE).
+    pub(crate) cancel_operation: Mutex<Option<String>>,
+    /// What following a change says, first to last (Microsoft's operation, then the
+    /// subscription read back).
+    pub(crate) follow_script: Mutex<Vec<ChangeProgress>>,
     /// Waits for the vendor to activate (like Microsoft's), so a claim queues an activation.
     pub(crate) vendor_activates: bool,
 }
@@ -101,7 +106,21 @@ impl MarketplaceProvider for Scripted {
             .lock()
             .unwrap()
             .push(subscription.external_id.clone());
-        Ok(ChangeOutcome::Done)
+        Ok(match self.cancel_operation.lock().unwrap().clone() {
+            Some(operation_id) => ChangeOutcome::InProgress { operation_id },
+            None => ChangeOutcome::Done,
+        })
+    }
+    async fn follow_change(
+        &self,
+        _: &ExternalRef,
+        _: &str,
+    ) -> Result<ChangeProgress, ProviderError> {
+        let mut script = self.follow_script.lock().unwrap();
+        if script.is_empty() {
+            return Err(unsupported("follow_change"));
+        }
+        Ok(script.remove(0))
     }
     async fn report_usage(&self, _: &[UsageRecord]) -> Result<Vec<UsageOutcome>, ProviderError> {
         Err(unsupported("report_usage"))
