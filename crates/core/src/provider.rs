@@ -109,7 +109,7 @@ pub enum ChangeProgress {
     Ended {
         succeeded: bool,
         status: String,
-        view: MarketplaceView,
+        view: Box<MarketplaceView>,
     },
 }
 

@@ -25,7 +25,7 @@ pub(crate) enum FollowFiled {
 }
 
 /// What one pass made of a follow-up job.
-pub(crate) enum FollowStep {
+enum FollowStep {
     Ended,
     Again(time::Duration),
     Failed(ProviderError),
@@ -60,7 +60,7 @@ impl Engine {
     }
 
     /// One look at the operation behind `job`; applies the marketplace's state once it ended.
-    pub(crate) async fn follow_change(&self, job: &QueueItem) -> Result<FollowStep, StoreError> {
+    async fn follow_change(&self, job: &QueueItem) -> Result<FollowStep, StoreError> {
         let (Some(id), Some(operation_id)) = (
             subscription_of(job),
             job.payload.get("operation_id").and_then(|v| v.as_str()),
@@ -161,8 +161,18 @@ impl Engine {
         Ok(())
     }
 
+    /// One pass over a follow-up job, filed in the outbox.
+    pub(crate) async fn run_follow(
+        &self,
+        job: &QueueItem,
+        backoff: &Backoff,
+    ) -> Result<FollowFiled, StoreError> {
+        let step = self.follow_change(job).await?;
+        self.finish_follow(job, step, backoff).await
+    }
+
     /// Files the outcome of one follow-up pass in the outbox.
-    pub(crate) async fn finish_follow(
+    async fn finish_follow(
         &self,
         job: &QueueItem,
         step: FollowStep,

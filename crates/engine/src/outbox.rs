@@ -19,6 +19,16 @@ pub struct OutboxRun {
     pub buried: usize,
 }
 
+impl OutboxRun {
+    fn count(&mut self, filed: FollowFiled) {
+        match filed {
+            FollowFiled::Done => self.done += 1,
+            FollowFiled::Again => self.retried += 1,
+            FollowFiled::Buried => self.buried += 1,
+        }
+    }
+}
+
 impl Engine {
     pub async fn process_outbox(
         &self,
@@ -36,12 +46,7 @@ impl Engine {
                 continue;
             }
             if job.kind == FOLLOW_CHANGE_JOB {
-                let step = self.follow_change(&job).await?;
-                match self.finish_follow(&job, step, backoff).await? {
-                    FollowFiled::Done => run.done += 1,
-                    FollowFiled::Again => run.retried += 1,
-                    FollowFiled::Buried => run.buried += 1,
-                }
+                run.count(self.run_follow(&job, backoff).await?);
                 continue;
             }
             if job.kind != ACTIVATE_JOB {

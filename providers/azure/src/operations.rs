@@ -104,7 +104,7 @@ impl AzureProvider {
         Ok(ChangeProgress::Ended {
             succeeded: status == OperationStatus::Succeeded,
             status: status.as_str().to_owned(),
-            view: view_of(&current),
+            view: Box::new(view_of(&current)),
         })
     }
 

@@ -161,7 +161,7 @@ async fn a_cancellation_in_progress_is_followed_until_it_ends() {
         ChangeProgress::Ended {
             succeeded: true,
             status: "Succeeded".into(),
-            view,
+            view: Box::new(view),
         },
     ];
     let outcome = h
