@@ -24,11 +24,17 @@ pub(crate) struct Described {
 impl Described {
     /// A successor agreement continues this one (renewal, replacement): its end ends nothing.
     pub fn superseded(&self) -> bool {
-        matches!(
-            self.status.as_deref(),
-            Some("RENEWED" | "REPLACED" | "SUPERSEDED" | "ROLLED_BACK")
-        )
+        self.status.as_deref().is_some_and(superseded_status)
     }
+}
+
+/// Agreement statuses that mean a successor agreement continues (aws-eventbridge.md §6), as
+/// DescribeAgreement and `Purchase Agreement Ended` both report them.
+pub(crate) fn superseded_status(status: &str) -> bool {
+    matches!(
+        status,
+        "RENEWED" | "REPLACED" | "SUPERSEDED" | "ROLLED_BACK"
+    )
 }
 
 /// What DescribeAgreement and GetAgreementTerms say about one agreement.

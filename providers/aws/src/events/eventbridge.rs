@@ -20,7 +20,7 @@ use super::{
     identify::{Identified, IfUnknown},
     lifecycle, malformed, parse_time, str_at,
 };
-use crate::{AwsProvider, identity::same_license};
+use crate::{AwsProvider, agreement::superseded_status, identity::same_license};
 
 /// The detail-type without its ` - Manufacturer` / ` - Proposer` suffix.
 fn base_detail_type(detail_type: &str) -> &str {
@@ -28,14 +28,6 @@ fn base_detail_type(detail_type: &str) -> &str {
         .strip_suffix(" - Manufacturer")
         .or_else(|| detail_type.strip_suffix(" - Proposer"))
         .unwrap_or(detail_type)
-}
-
-/// Ended statuses that mean a successor agreement continues (aws-eventbridge.md §6).
-fn superseded_status(status: &str) -> bool {
-    matches!(
-        status,
-        "RENEWED" | "REPLACED" | "SUPERSEDED" | "ROLLED_BACK"
-    )
 }
 
 impl AgreementEvent<'_> {
