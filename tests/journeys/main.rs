@@ -2,6 +2,7 @@
 
 mod admin;
 mod api;
+mod approval;
 mod aws;
 mod aws_answers;
 mod aws_day_one;

@@ -91,14 +91,18 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// The request path as logged: invitation links carry their one-time token in the path, and
+/// The request path as logged: invitation and approved set-up links carry their one-time token in the path, and
 /// a token must never reach the logs. (Query strings, where landing tokens travel, are not
 /// logged at all.)
 fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    match path.strip_prefix("/invite/") {
-        Some(token) if !token.is_empty() => "/invite/<redacted>".into(),
-        _ => path.into(),
+    for prefix in ["/invite/", "/onboarding/"] {
+        if let Some(token) = path.strip_prefix(prefix)
+            && !token.is_empty()
+        {
+            return format!("{prefix}<redacted>").into();
+        }
     }
+    path.into()
 }
 
 /// Writes the API keys' use counters to the database every few seconds until `shutdown`.
@@ -169,6 +173,10 @@ mod tests {
         assert_eq!(
             super::loggable_path("/invite/abcDEF123"),
             "/invite/<redacted>"
+        );
+        assert_eq!(
+            super::loggable_path("/onboarding/abcDEF123"),
+            "/onboarding/<redacted>"
         );
         assert_eq!(super::loggable_path("/api/v1/check"), "/api/v1/check");
     }

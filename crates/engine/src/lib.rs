@@ -13,6 +13,7 @@ mod accounts;
 pub mod admin;
 pub mod api_keys;
 mod apply;
+pub mod approvals;
 pub mod audit;
 pub mod backoff;
 mod changes;

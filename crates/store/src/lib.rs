@@ -39,7 +39,7 @@ pub use crate::{
     api_keys::AuditEntry,
     error::StoreError,
     invites::Invite,
-    onboarding::OnboardingRequest,
+    onboarding::{OnboardingDecision, OnboardingRequest},
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
     subscriptions::SubscriptionFilter,
     timeline::TimelineEntry,

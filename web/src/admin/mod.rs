@@ -9,6 +9,7 @@
 mod audit;
 mod keys;
 mod login;
+mod onboarding;
 mod overview;
 mod queues;
 mod subscriptions;
@@ -53,7 +54,9 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/subscriptions/{id}", get(subscriptions::one))
         .route("/admin/dead", get(queues::dead))
         .route("/admin/dead/{queue}/{id}/retry", post(queues::retry))
-        .route("/admin/onboarding", get(queues::onboarding))
+        .route("/admin/onboarding", get(onboarding::list))
+        .route("/admin/onboarding/{id}/approve", post(onboarding::approve))
+        .route("/admin/onboarding/{id}/decline", post(onboarding::decline))
         .route("/admin/usage", get(usage::usage))
         .route("/admin/api-keys", get(keys::page).post(keys::create))
         .route("/admin/api-keys/{prefix}/revoke", post(keys::revoke))

@@ -1,5 +1,5 @@
-//! Work that needs an operator: dead letters with retry, provisioning webhooks with replay,
-//! and buyers waiting for a hand-held set-up.
+//! Work that needs an operator: dead letters with retry and provisioning webhooks with
+//! replay (set-up requests are in `onboarding`).
 
 use std::collections::HashMap;
 
@@ -10,7 +10,7 @@ use axum::{
     response::{Redirect, Response},
 };
 use marketlink_engine::admin::DeadQueue;
-use marketlink_store::{OnboardingRequest, QueueItem, QueueState, StoreError};
+use marketlink_store::{QueueItem, QueueState, StoreError};
 
 use super::{
     actor, internal,
@@ -22,7 +22,6 @@ use crate::{AppState, extract::Operator, pages::PageError};
 /// Items shown per dead-letter queue and per webhook state.
 const DEAD_LIMIT: u32 = 200;
 const WEBHOOK_LIMIT: u32 = 100;
-const ONBOARDING_LIMIT: u32 = 200;
 
 pub(super) async fn dead(
     State(state): State<AppState>,
@@ -173,41 +172,4 @@ pub(super) async fn replay_webhook(
         )),
         Err(error) => Err(internal(error)),
     }
-}
-
-pub(super) async fn onboarding(
-    State(state): State<AppState>,
-    operator: Operator,
-) -> Result<Response, PageError> {
-    let list = state
-        .engine
-        .open_onboarding_requests(ONBOARDING_LIMIT)
-        .await
-        .map_err(internal)?;
-    let table = (
-        "Buyers waiting for a hand-held set-up".into(),
-        vec![
-            "When",
-            "Name",
-            "Email",
-            "Company",
-            "Marketplace",
-            "Customer",
-            "Message",
-        ],
-        list.into_iter().map(onboarding_row).collect(),
-    );
-    Ok(TablePage::new(&state, &operator, "Set-up requests", vec![table]).render())
-}
-
-fn onboarding_row(r: OnboardingRequest) -> Row {
-    Row::new(vec![
-        cell(when(r.created_at)),
-        cell(&r.name),
-        cell(&r.email),
-        cell(r.company.unwrap_or_default()),
-        cell(&r.purchase.subscription.marketplace),
-        cell(&r.purchase.subscription.customer_id),
-        cell(r.message.unwrap_or_default()),
-    ])
 }

@@ -3,6 +3,7 @@
 //! cases behind them are the engine's, and the marketplaces' wording comes from their rules.
 
 mod account;
+mod approved;
 mod landing;
 mod signin;
 mod signup;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signin", get(signin::signin_page).post(signin::signin))
         .route("/signout", post(signin::signout))
         .route("/account", get(account::account))
+        .route("/onboarding/{token}", get(approved::approved))
 }
 
 /// A page plus the cookie jar to send with it; a [`PageError`] leaves the session as it was.

@@ -4,6 +4,7 @@
 mod common;
 
 mod names_and_times;
+mod onboarding;
 mod people;
 mod queue;
 mod subscriptions;
