@@ -173,6 +173,15 @@ pub async fn render_page_errors(
                 parts.headers.insert(name, value.clone());
             }
             parts.extensions.remove::<PendingPage>();
+            if parts.status == StatusCode::SERVICE_UNAVAILABLE
+                || parts.status == StatusCode::TOO_MANY_REQUESTS
+            {
+                // Our own overload or outage: tell clients and proxies when to come back.
+                parts
+                    .headers
+                    .entry(axum::http::header::RETRY_AFTER)
+                    .or_insert(axum::http::HeaderValue::from_static("2"));
+            }
             Response::from_parts(parts, body)
         }
         None => response,

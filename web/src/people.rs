@@ -355,9 +355,7 @@ async fn accept(
         let page = again(StatusCode::UNPROCESSABLE_ENTITY, message);
         return Ok((browser.jar, page));
     }
-    let hash = password::hash(form.password.clone())
-        .await
-        .map_err(|e| PageError::internal(&e))?;
+    let hash = password::hash(form.password.clone()).await?;
     let accepted = state
         .engine
         .accept_invite(&hash_secret(&token), &open.invite, &form.name, &hash)

@@ -58,7 +58,7 @@ pub(super) async fn login(
     }
     let email = form.email.trim().to_lowercase();
     if verified(&state.settings.admins, &email, form.password)
-        .await
+        .await?
         .is_none()
     {
         tracing::warn!(%email, "admin sign-in refused");
@@ -83,11 +83,11 @@ async fn verified<'a>(
     admins: &'a [AdminUser],
     email: &str,
     password: String,
-) -> Option<&'a AdminUser> {
+) -> Result<Option<&'a AdminUser>, password::PasswordError> {
     let admin = admins.iter().find(|a| a.email.to_lowercase() == email);
     let hash = admin.map_or_else(|| password::DUMMY_HASH.into(), |a| a.password_hash.clone());
-    let matches = password::verify(password, hash).await;
-    admin.filter(|_| matches)
+    let matches = password::verify(password, hash).await?;
+    Ok(admin.filter(|_| matches))
 }
 
 pub(super) async fn logout(

@@ -94,10 +94,10 @@ async fn verified_user(state: &AppState, form: &SigninForm) -> Result<Option<Use
         .await
         .map_err(|e| PageError::internal(&e))?;
     let verified = match found.as_ref().and_then(|c| c.password_hash.clone()) {
-        Some(hash) => password::verify(form.password.clone(), hash).await,
+        Some(hash) => password::verify(form.password.clone(), hash).await?,
         // Spend the same time when the email is unknown, so timing does not reveal accounts.
         None => {
-            let _ = password::verify(form.password.clone(), password::DUMMY_HASH.into()).await;
+            password::verify(form.password.clone(), password::DUMMY_HASH.into()).await?;
             false
         }
     };

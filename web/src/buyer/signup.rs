@@ -207,9 +207,7 @@ pub(super) async fn signup(
     if let Err(message) = password::check_strength(&form.password) {
         return Ok(again(browser, StatusCode::UNPROCESSABLE_ENTITY, message));
     }
-    let hash = password::hash(form.password.clone())
-        .await
-        .map_err(|e| PageError::internal(&e))?;
+    let hash = password::hash(form.password.clone()).await?;
     match state
         .engine
         .sign_up_and_claim(&tenant, &owner, &hash, purchase)

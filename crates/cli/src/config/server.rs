@@ -31,6 +31,10 @@ pub struct ServerConfig {
     /// When set, `/metrics` answers only `Authorization: Bearer <metrics_token>` (compared in
     /// constant time). At least 16 characters.
     pub metrics_token: Option<Secret>,
+    /// Argon2 password checks run at once (each holds 19 MiB); default: the number of CPUs.
+    /// Sign-ins beyond them wait up to `password_queue_wait_ms`, then get 503.
+    pub password_hash_concurrency: Option<usize>,
+    pub password_queue_wait_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +49,8 @@ impl Default for ServerConfig {
             secure_cookies: None,
             metrics: true,
             metrics_token: None,
+            password_hash_concurrency: None,
+            password_queue_wait_ms: 3000,
         }
     }
 }
@@ -72,6 +78,12 @@ impl ServerConfig {
             return Err(ConfigError::BadValue {
                 key: "server.metrics_token",
                 message: "must be at least 16 characters".into(),
+            });
+        }
+        if self.password_hash_concurrency == Some(0) {
+            return Err(ConfigError::BadValue {
+                key: "server.password_hash_concurrency",
+                message: "must be at least 1".into(),
             });
         }
         if self.body_limit_bytes < 1024 {

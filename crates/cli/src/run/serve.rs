@@ -50,6 +50,15 @@ pub async fn serve_on(
     shutdown: CancellationToken,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<()> {
+    // Process-wide, like the memory it bounds; a second server in one process (tests) keeps
+    // the first one's setting.
+    marketlink_web::password::configure(
+        config
+            .server
+            .password_hash_concurrency
+            .unwrap_or_else(marketlink_web::password::default_concurrency),
+        Duration::from_millis(config.server.password_queue_wait_ms),
+    );
     let store = open_store(&config).await?;
     if config.database.migrate_on_start {
         store.migrate().await.context("migration failed")?;
