@@ -11,6 +11,7 @@ mod azure_converge;
 mod azure_sign_in;
 mod azure_webhooks;
 mod doctor;
+mod headers;
 mod metering;
 mod ops;
 mod people;

@@ -9,6 +9,7 @@ pub mod api_auth;
 mod buyer;
 mod error;
 pub mod extract;
+mod headers;
 mod health;
 mod inbound;
 mod manage;
@@ -46,7 +47,7 @@ pub fn router(state: AppState) -> Router {
     if settings.metrics.enabled {
         metrics::install();
     }
-    Router::new()
+    let routes = Router::new()
         .merge(health::routes())
         .merge(inbound::routes(&state))
         .merge(buyer::routes())
@@ -61,7 +62,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             pages::render_page_errors,
         ))
-        .with_state(state)
+        .with_state(state);
+    let https = settings.public_url.starts_with("https://");
+    headers::secure(routes, https)
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
