@@ -323,7 +323,10 @@ async fn bench_api(dir: &tempfile::TempDir) {
             listener,
             router,
             std::future::pending(),
-            StdDuration::from_secs(1),
+            marketlink_web::ServeOptions {
+                grace: StdDuration::from_secs(1),
+                ..Default::default()
+            },
         )
         .await
         .unwrap();

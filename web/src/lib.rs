@@ -18,13 +18,13 @@ pub mod openapi;
 pub mod pages;
 pub mod password;
 mod people;
+mod server;
 pub mod session;
 mod state;
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use axum::{Router, http::HeaderName};
-use tokio::net::TcpListener;
 use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -35,6 +35,7 @@ use tracing::Level;
 
 pub use crate::{
     error::AppError,
+    server::{ServeOptions, serve},
     state::{App, AppState, WebSettings},
 };
 
@@ -137,36 +138,6 @@ async fn stylesheet() -> impl axum::response::IntoResponse {
         ],
         include_str!("../static/style.css"),
     )
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish (bounded by `grace`).
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        result = &mut server => result,
-        _ = async {
-            let _ = rx.await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish in time; stopping");
-            Ok(())
-        }
-    }
 }
 
 #[cfg(test)]

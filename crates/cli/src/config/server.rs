@@ -21,6 +21,11 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// On shutdown, how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
+    /// A client must send a request's headers (or its next request on a kept-alive
+    /// connection) within this, or the connection is closed (slowloris).
+    pub header_read_timeout_secs: u64,
+    /// Open connections at most; one more is closed at once.
+    pub max_connections: usize,
     /// Key material for the session cookie (at least 64 characters, random). Every replica
     /// must share it. When unset, a random key is made at start-up and sessions end on restart.
     pub session_secret: Option<Secret>,
@@ -45,6 +50,8 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
+            header_read_timeout_secs: 10,
+            max_connections: 4096,
             session_secret: None,
             secure_cookies: None,
             metrics: true,
@@ -78,6 +85,12 @@ impl ServerConfig {
             return Err(ConfigError::BadValue {
                 key: "server.metrics_token",
                 message: "must be at least 16 characters".into(),
+            });
+        }
+        if self.header_read_timeout_secs == 0 || self.max_connections == 0 {
+            return Err(ConfigError::BadValue {
+                key: "server.header_read_timeout_secs / server.max_connections",
+                message: "must be at least 1".into(),
             });
         }
         if self.password_hash_concurrency == Some(0) {

@@ -90,7 +90,11 @@ pub async fn serve_on(
         listener,
         marketlink_web::router(state),
         async move { stop.cancelled().await },
-        Duration::from_secs(config.server.shutdown_grace_secs),
+        marketlink_web::ServeOptions {
+            grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            header_read_timeout: Duration::from_secs(config.server.header_read_timeout_secs),
+            max_connections: config.server.max_connections,
+        },
     )
     .await
     .context("HTTP server failed")?;
