@@ -108,7 +108,17 @@ impl Engine {
         };
         let why = Why::ReinstateDeclined;
         let store_error = |e: StoreError| ProviderError::retryable(e.to_string());
-        match provider.cancel(&sub.external).await? {
+        let outcome = provider.cancel(&sub.external).await?;
+        // Told now: Microsoft's own Unsubscribe webhook may end it here before our follow-up
+        // does, and that one cannot say why.
+        let mut data = crate::webhooks::subscription_data(sub);
+        if let Some(obj) = data.as_object_mut() {
+            obj.extend(why.marker());
+        }
+        self.notify_vendor("subscription.cancellation_started", data)
+            .await
+            .map_err(store_error)?;
+        match outcome {
             ChangeOutcome::InProgress { operation_id } => {
                 let marketplace = sub.external.marketplace.to_string();
                 let now = self.clock.now();
