@@ -327,3 +327,34 @@ async fn our_own_change_in_progress_is_not_answered() {
         "{history:?}"
     );
 }
+
+#[tokio::test]
+async fn an_answer_microsoft_no_longer_takes_applies_what_it_settled_on() {
+    // Microsoft's window is shorter than ours here: our refusal is sent in our window, and
+    // Microsoft answers 409 (it accepted already).
+    let (stack, client, hooks) = stack_with(
+        |azure| azure.change_ack_timeout_ms = 300,
+        |policy| policy.refuse_downgrades = true,
+    )
+    .await;
+    let id = active_subscription(&stack, &client, "pro", Some(5)).await;
+    stack.azure.inject_errors(&id, InjectedError::Slow(800), 1);
+    let op = downgrade(&stack, &id).await;
+
+    wait_for(&stack, &id, "the accepted plan", |s| {
+        s.plan_id == Some(PlanId::new("basic"))
+    })
+    .await;
+    let conflicts = stack
+        .azure
+        .call_log()
+        .await
+        .iter()
+        .filter(|c| c.method == "PATCH" && c.path.contains(&op.to_string()) && c.status == 409)
+        .count();
+    assert_eq!(conflicts, 1, "our refusal came after Microsoft settled");
+    eventually("the vendor hears it, marked", || async {
+        hook(&hooks, "subscription.plan_changed", "auto_accepted").is_some()
+    })
+    .await;
+}
