@@ -1,6 +1,7 @@
 //! What we remember about a change request we answered, so that reading back what the
 //! marketplace settled on (now, or later from an outbox job) knows what it is checking.
 
+use marketlink_core::{MarketplaceView, PlanId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -18,8 +19,14 @@ pub(crate) enum Why {
         reason: String,
         policy_refusal: Option<String>,
     },
-    /// We refused the change; the marketplace should keep the old terms.
-    Refused { reason: String },
+    /// We refused the change to these terms; the marketplace should keep the old ones.
+    Refused {
+        reason: String,
+        #[serde(default)]
+        plan_id: Option<PlanId>,
+        #[serde(default)]
+        quantity: Option<u32>,
+    },
     /// Our policy declined a Reinstate: the subscription was deleted at the marketplace.
     ReinstateDeclined,
 }
@@ -34,10 +41,11 @@ impl Why {
         }
     }
 
-    /// The timeline outcome, given whether the marketplace's terms differ from ours.
-    pub(crate) fn outcome(&self, status: &str, changed: bool) -> String {
-        match (self, changed) {
-            (Self::SettledFirst { policy_refusal, .. }, true) => match policy_refusal {
+    /// The timeline outcome: the operation's `status`, the subscription as the marketplace
+    /// has it (`view`), and whether its terms differ from ours (`changed`, being applied).
+    pub(crate) fn outcome(&self, status: &str, view: &MarketplaceView, changed: bool) -> String {
+        match self {
+            Self::SettledFirst { policy_refusal, .. } if changed => match policy_refusal {
                 Some(refusal) => format!(
                     "auto-accepted by the marketplace before our answer (operation {status}); \
                      applied, although our policy would have refused: {refusal}"
@@ -46,16 +54,28 @@ impl Why {
                     "auto-accepted by the marketplace before our answer (operation {status}); applied"
                 ),
             },
-            (Self::SettledFirst { .. }, false) => {
+            Self::SettledFirst { .. } => {
                 format!("settled by the marketplace (operation {status}); nothing to apply")
             }
-            (Self::Refused { .. }, true) => {
-                format!("applied despite our refusal (operation {status})")
+            Self::Refused {
+                plan_id, quantity, ..
+            } => {
+                let requested = plan_id.is_some() || quantity.is_some();
+                let despite = requested
+                    && (plan_id.is_none() || *plan_id == view.plan_id)
+                    && (quantity.is_none() || *quantity == view.quantity);
+                match (despite, changed) {
+                    (true, true) => format!("applied despite our refusal (operation {status})"),
+                    // A later check of a refusal whose change was applied here already.
+                    (true, false) => format!(
+                        "applied despite our refusal (operation {status}); applied here before"
+                    ),
+                    (false, _) => {
+                        format!("refusal held (operation {status}): the marketplace kept the terms")
+                    }
+                }
             }
-            (Self::Refused { .. }, false) => {
-                format!("refusal held (operation {status}): the marketplace kept the terms")
-            }
-            (Self::ReinstateDeclined, _) => format!(
+            Self::ReinstateDeclined => format!(
                 "reinstatement declined by policy: cancelled at the marketplace (operation {status})"
             ),
         }
@@ -71,7 +91,7 @@ impl Why {
                     marker.insert("policy_refusal".into(), json!(refusal));
                 }
             }
-            Self::Refused { reason } => {
+            Self::Refused { reason, .. } => {
                 marker.insert("applied_despite_refusal".into(), Value::Bool(true));
                 marker.insert("refusal_reason".into(), json!(reason));
             }

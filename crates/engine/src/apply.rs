@@ -380,7 +380,11 @@ async fn change_request(
         }
         (ChangeAnswer::Taken, Err(reason)) => Decided::Answered(
             ApplyOutcome::Refused(reason.clone()),
-            after(Why::Refused { reason }),
+            after(Why::Refused {
+                reason,
+                plan_id: request.plan_id.cloned(),
+                quantity: request.quantity,
+            }),
         ),
         (ChangeAnswer::SettledWithout { reason }, decision) => Decided::Answered(
             ApplyOutcome::Settled(reason.clone()),

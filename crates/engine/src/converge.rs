@@ -10,8 +10,8 @@
 //! its end. Each case is a [`Why`], carried by the follow-up job so a restart keeps it.
 
 use marketlink_core::{
-    ChangeOutcome, ChangeProgress, EventKind, Lifecycle, MarketplaceEvent, ProviderError,
-    Subscription, SubscriptionId,
+    ChangeOutcome, ChangeProgress, EventKind, Lifecycle, MarketplaceEvent, MarketplaceView,
+    ProviderError, Subscription, SubscriptionId,
 };
 use marketlink_store::StoreError;
 use serde_json::json;
@@ -72,6 +72,7 @@ impl Engine {
         operation_id: &str,
         status: &str,
         why: &Why,
+        view: &MarketplaceView,
         changed: bool,
     ) -> Result<(), StoreError> {
         let mut detail = json!({ "operation_id": operation_id, "status": status });
@@ -82,7 +83,7 @@ impl Engine {
             sub.id,
             &format!("operation:{operation_id}"),
             why.kind(),
-            &why.outcome(status, changed),
+            &why.outcome(status, view, changed),
             detail,
         )
         .await

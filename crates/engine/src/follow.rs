@@ -146,7 +146,7 @@ impl Engine {
         let kinds = differences(sub, view, operation_id, status);
         match why {
             Some(why) => {
-                self.record_settled(sub, operation_id, status, why, !kinds.is_empty())
+                self.record_settled(sub, operation_id, status, why, view, !kinds.is_empty())
                     .await?
             }
             None => {

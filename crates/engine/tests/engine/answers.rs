@@ -140,12 +140,19 @@ async fn a_refused_change_applied_anyway_is_applied_and_reported() {
         h.provider.follow_script.lock().unwrap().is_empty(),
         "looked again"
     );
-    let checks = outcomes(&h, &sub)
+    let checks: Vec<_> = outcomes(&h, &sub)
         .await
         .into_iter()
         .filter(|(kind, _)| kind == "change_refusal_checked")
-        .count();
-    assert_eq!(checks, 2);
+        .map(|(_, outcome)| outcome)
+        .collect();
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert!(checks[1].ends_with("applied here before"), "{checks:?}");
+    assert_eq!(
+        vendor_hooks(&h, "subscription.plan_changed").await.len(),
+        1,
+        "told once"
+    );
 }
 
 #[tokio::test]
