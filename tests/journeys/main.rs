@@ -7,6 +7,7 @@ mod aws;
 mod aws_answers;
 mod aws_day_one;
 mod azure;
+mod azure_changes;
 mod azure_converge;
 mod azure_sign_in;
 mod azure_webhooks;

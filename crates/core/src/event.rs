@@ -36,6 +36,11 @@ pub enum EventKind {
         operation_id: String,
         plan_id: Option<PlanId>,
         quantity: Option<u32>,
+        /// When the marketplace stops waiting for our answer and settles on its own
+        /// (Microsoft: 10 s after the webhook arrived, then the change is accepted). Counted
+        /// from the message's arrival, not from when we get round to answering.
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        answer_by: Option<OffsetDateTime>,
     },
 }
 

@@ -33,9 +33,10 @@ pub use event::{EventKind, MarketplaceEvent};
 pub use ids::{PlanId, ProductId, SubscriptionId, TenantId, UserId};
 pub use marketplace::Marketplace;
 pub use provider::{
-    AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome,
-    ChangeProgress, InboundEndpoint, InboundMessage, LandingToken, MarketplaceProvider,
-    ProviderError, PulledMessage, PurchaseParty, ResolvedPurchase, SignInMismatch,
+    AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeAnswer,
+    ChangeOutcome, ChangeProgress, InboundEndpoint, InboundMessage, LandingToken,
+    MarketplaceProvider, ProviderError, PulledMessage, PurchaseParty, ResolvedPurchase,
+    SignInMismatch,
 };
 pub use quantity::Quantity;
 pub use rules::{MarketplaceRules, UsageRules};

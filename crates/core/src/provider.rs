@@ -113,6 +113,18 @@ pub enum ChangeProgress {
     },
 }
 
+/// How the marketplace took our answer to a change it asked us about
+/// ([`MarketplaceProvider::respond_to_change`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeAnswer {
+    /// Our answer was taken.
+    Taken,
+    /// Not answered: the marketplace settled the operation otherwise before our answer, or
+    /// the window to answer had closed (Microsoft auto-accepts after 10 s and sends no second
+    /// notification). What it settled on must be read back ([`MarketplaceProvider::follow_change`]).
+    SettledWithout { reason: String },
+}
+
 /// A plan a subscription may move to (Microsoft `listAvailablePlans`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AvailablePlan {
@@ -367,7 +379,9 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
         message: &InboundMessage,
     ) -> Result<AuthenticatedMessage, ProviderError>;
 
-    /// Accepts or refuses a change the marketplace asked us about ([`EventKind::ChangeRequested`]).
+    /// Accepts or refuses a change the marketplace asked us about ([`EventKind::ChangeRequested`]),
+    /// if `answer_by` (the marketplace's deadline, when it has one) has not passed: a late
+    /// answer is not sent, and [`ChangeAnswer::SettledWithout`] says so.
     ///
     /// [`EventKind::ChangeRequested`]: crate::EventKind::ChangeRequested
     async fn respond_to_change(
@@ -375,8 +389,9 @@ pub trait MarketplaceProvider: Send + Sync + 'static {
         subscription: &ExternalRef,
         operation_id: &str,
         accept: bool,
-    ) -> Result<(), ProviderError> {
-        let _ = (subscription, operation_id, accept);
+        answer_by: Option<OffsetDateTime>,
+    ) -> Result<ChangeAnswer, ProviderError> {
+        let _ = (subscription, operation_id, accept, answer_by);
         Err(ProviderError::Unsupported {
             marketplace: self.marketplace(),
             operation: "responding to change requests",

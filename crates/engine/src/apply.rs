@@ -8,14 +8,18 @@
 //! lands in the subscription's timeline with what we did about it.
 
 use marketlink_core::{
-    EventKind, Lifecycle, MarketplaceEvent, PlanId, ProviderError, Subscription,
+    ChangeAnswer, EventKind, Lifecycle, MarketplaceEvent, PlanId, ProviderError, Subscription,
     SubscriptionStatus, Transition,
 };
 use marketlink_store::{LicenseChange, StoreError, TimelineEntry};
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Engine;
+use crate::{
+    Engine,
+    answered::{AfterAnswer, Why},
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyOutcome {
@@ -31,6 +35,9 @@ pub enum ApplyOutcome {
     },
     /// Not legal from the current state, or refused by our change policy.
     Refused(String),
+    /// A change request the marketplace settled before our answer reached it (Microsoft
+    /// auto-accepts after 10 s); what it settled on is read back and applied separately.
+    Settled(String),
 }
 
 impl ApplyOutcome {
@@ -41,6 +48,7 @@ impl ApplyOutcome {
             Self::Stale => "stale".into(),
             Self::Resubscribed { from } => format!("resubscribed (was {from})"),
             Self::Refused(reason) => format!("refused: {reason}"),
+            Self::Settled(reason) => format!("settled by the marketplace: {reason}"),
         }
     }
 }
@@ -108,9 +116,9 @@ async fn subscription_for(
 enum Decided {
     /// Recorded, announced to the vendor when applied, and logged.
     Outcome(ApplyOutcome),
-    /// The marketplace settled a change request before our answer: recorded only, since its
-    /// confirming notification carries the outcome.
-    SettledByMarketplace(ApplyOutcome),
+    /// A change request we answered (or could not answer in time): recorded, then what the
+    /// marketplace settled on is read back ([`Engine::after_answer`]).
+    Answered(ApplyOutcome, AfterAnswer),
 }
 
 /// Applies one event and records it in the timeline. `source` says where it came from, e.g.
@@ -119,6 +127,17 @@ pub async fn apply_event(
     engine: &Engine,
     event: &MarketplaceEvent,
     source: &str,
+) -> Result<ApplyOutcome, ApplyError> {
+    apply_marked(engine, event, source, None).await
+}
+
+/// [`apply_event`]; the vendor webhook of an applied event also carries `marker` (e.g.
+/// `applied_despite_refusal`).
+pub(crate) async fn apply_marked(
+    engine: &Engine,
+    event: &MarketplaceEvent,
+    source: &str,
+    marker: Option<&Map<String, Value>>,
 ) -> Result<ApplyOutcome, ApplyError> {
     let now = engine.clock.now();
     let mut subscription = subscription_for(engine, event).await?;
@@ -131,12 +150,9 @@ pub async fn apply_event(
             now,
         )
         .await?;
-    let outcome = match decide(engine, &mut subscription, event, source, now).await? {
-        Decided::Outcome(outcome) => outcome,
-        Decided::SettledByMarketplace(outcome) => {
-            record(engine, &subscription, event, source, &outcome, now).await?;
-            return Ok(outcome);
-        }
+    let (outcome, after) = match decide(engine, &mut subscription, event, source, now).await? {
+        Decided::Outcome(outcome) => (outcome, None),
+        Decided::Answered(outcome, after) => (outcome, Some(after)),
     };
     record(engine, &subscription, event, source, &outcome, now).await?;
     let resubscribed = matches!(outcome, ApplyOutcome::Resubscribed { .. });
@@ -148,7 +164,10 @@ pub async fn apply_event(
         if resubscribed {
             // `subscription.activated` as for any activation, so vendors provision again;
             // the mark tells those who care that this tenant had cancelled.
-            data["resubscribed"] = serde_json::Value::Bool(true);
+            data["resubscribed"] = Value::Bool(true);
+        }
+        if let (Some(marker), Some(obj)) = (marker, data.as_object_mut()) {
+            obj.extend(marker.clone());
         }
         engine.notify_vendor(event_type, data).await?;
     }
@@ -159,6 +178,10 @@ pub async fn apply_event(
         outcome = %outcome.label(),
         "applied marketplace event"
     );
+    if let Some(after) = after {
+        // Boxed: reading back may apply events in turn.
+        Box::pin(engine.after_answer(subscription.id, &after)).await?;
+    }
     Ok(outcome)
 }
 
@@ -217,11 +240,13 @@ async fn decide(
             operation_id,
             plan_id,
             quantity,
+            answer_by,
         } => {
             let request = ChangeRequest {
                 operation_id,
                 plan_id: plan_id.as_ref(),
                 quantity: *quantity,
+                answer_by: *answer_by,
             };
             return change_request(engine, subscription, request, as_of, source).await;
         }
@@ -237,6 +262,13 @@ async fn lifecycle_event(
     source: &str,
     now: OffsetDateTime,
 ) -> Result<ApplyOutcome, ApplyError> {
+    if lifecycle == Lifecycle::Reinstate
+        && engine.policy.decline_reinstate
+        && subscription.status == SubscriptionStatus::Suspended
+    {
+        // Boxed: a deletion done at once applies the cancellation in turn.
+        return Ok(Box::pin(engine.decline_reinstate(subscription, event, source)).await?);
+    }
     if let Some(trial) = event.free_trial.filter(|t| *t != subscription.free_trial) {
         subscription.free_trial = trial;
         engine
@@ -295,9 +327,13 @@ struct ChangeRequest<'a> {
     operation_id: &'a str,
     plan_id: Option<&'a PlanId>,
     quantity: Option<u32>,
+    answer_by: Option<OffsetDateTime>,
 }
 
-/// Answers a change request by our policy, then applies it if we accepted.
+/// Answers a change request by our policy (unless the marketplace's window has closed), then
+/// applies it if our acceptance was taken. A refusal that was taken is checked against what the
+/// marketplace then has; a change settled without our answer is applied as the marketplace
+/// settled it (both in [`Engine::after_answer`]).
 async fn change_request(
     engine: &Engine,
     subscription: &mut Subscription,
@@ -320,36 +356,44 @@ async fn change_request(
                 subscription.external.marketplace
             ))
         })?;
-    match provider
+    let answer = provider
         .respond_to_change(
             &subscription.external,
             request.operation_id,
             decision.is_ok(),
+            request.answer_by,
         )
-        .await
-    {
-        Ok(()) => {}
-        // Too late: the marketplace already settled the operation (Microsoft accepts on its
-        // own after 10 s). Its confirming notification carries the outcome.
-        Err(ProviderError::Rejected { code, message }) if code == "conflict" => {
-            return Ok(Decided::SettledByMarketplace(ApplyOutcome::Refused(
-                format!("the marketplace settled this operation before our answer: {message}"),
-            )));
-        }
-        Err(other) => return Err(other.into()),
-    }
-    Ok(Decided::Outcome(match decision {
-        Ok(()) => {
+        .await?;
+    let after = |why: Why| AfterAnswer {
+        operation_id: request.operation_id.to_owned(),
+        why,
+    };
+    Ok(match (answer, decision) {
+        (ChangeAnswer::Taken, Ok(())) => {
             if let Some(plan) = request.plan_id {
                 subscription.plan_id = Some(plan.clone());
             }
             if let Some(quantity) = request.quantity {
                 subscription.quantity = Some(quantity);
             }
-            changed_terms(engine, subscription, as_of, source).await?
+            Decided::Outcome(changed_terms(engine, subscription, as_of, source).await?)
         }
-        Err(reason) => ApplyOutcome::Refused(reason),
-    }))
+        (ChangeAnswer::Taken, Err(reason)) => Decided::Answered(
+            ApplyOutcome::Refused(reason.clone()),
+            after(Why::Refused {
+                reason,
+                plan_id: request.plan_id.cloned(),
+                quantity: request.quantity,
+            }),
+        ),
+        (ChangeAnswer::SettledWithout { reason }, decision) => Decided::Answered(
+            ApplyOutcome::Settled(reason.clone()),
+            after(Why::SettledFirst {
+                reason,
+                policy_refusal: decision.err(),
+            }),
+        ),
+    })
 }
 
 /// The provisioning webhook an applied event becomes.

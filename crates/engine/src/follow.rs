@@ -8,8 +8,11 @@ use marketlink_core::{
     Subscription, SubscriptionId,
 };
 use marketlink_store::{NewJob, QueueItem, StoreError};
+use serde_json::json;
 
-use crate::{Engine, apply::apply_event, backoff::Backoff, reconcile::lifecycle_towards};
+use crate::{
+    Engine, answered::Why, apply::apply_marked, backoff::Backoff, reconcile::lifecycle_towards,
+};
 
 pub const FOLLOW_CHANGE_JOB: &str = "follow_change";
 
@@ -32,6 +35,34 @@ enum FollowStep {
 }
 
 impl Engine {
+    /// Schedules a look at `operation_id` at `run_at`; `why` says what the look is for
+    /// (`None`: a change the vendor started).
+    pub(crate) async fn follow_operation_at(
+        &self,
+        id: SubscriptionId,
+        marketplace: &str,
+        operation_id: &str,
+        why: Option<&Why>,
+        run_at: time::OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let recheck = if run_at > now { ":recheck" } else { "" };
+        let mut payload = json!({ "subscription_id": id, "operation_id": operation_id });
+        if let (Some(why), Some(obj)) = (why, payload.as_object_mut()) {
+            obj.insert("why".into(), serde_json::to_value(why).unwrap_or_default());
+        }
+        let job = NewJob {
+            marketplace: marketplace.to_owned(),
+            kind: FOLLOW_CHANGE_JOB.into(),
+            dedup_key: format!("{id}:{operation_id}{recheck}"),
+            payload,
+            run_at,
+        };
+        self.store.outbox_enqueue(&job, now).await?;
+        self.outbox_ready.notify_one();
+        Ok(())
+    }
+
     /// Schedules the follow-up of `operation_id`, the marketplace's name for a change to `id`.
     pub(crate) async fn follow_change_later(
         &self,
@@ -39,24 +70,9 @@ impl Engine {
         external: &ExternalRef,
         operation_id: &str,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now();
-        self.store
-            .outbox_enqueue(
-                &NewJob {
-                    marketplace: external.marketplace.to_string(),
-                    kind: FOLLOW_CHANGE_JOB.into(),
-                    dedup_key: format!("{id}:{operation_id}"),
-                    payload: serde_json::json!({
-                        "subscription_id": id,
-                        "operation_id": operation_id,
-                    }),
-                    run_at: now,
-                },
-                now,
-            )
-            .await?;
-        self.outbox_ready.notify_one();
-        Ok(())
+        let marketplace = external.marketplace.to_string();
+        self.follow_operation_at(id, &marketplace, operation_id, None, self.clock.now())
+            .await
     }
 
     /// One look at the operation behind `job`; applies the marketplace's state once it ended.
@@ -95,8 +111,19 @@ impl Engine {
                 status,
                 view,
             }) => {
-                self.settle_change(&subscription, operation_id, succeeded, &status, &view)
-                    .await?;
+                let why = job
+                    .payload
+                    .get("why")
+                    .and_then(|w| serde_json::from_value::<Why>(w.clone()).ok());
+                self.settle_change(
+                    &subscription,
+                    operation_id,
+                    succeeded,
+                    &status,
+                    &view,
+                    why.as_ref(),
+                )
+                .await?;
                 Ok(FollowStep::Ended)
             }
             Err(error) => Ok(FollowStep::Failed(error)),
@@ -104,44 +131,36 @@ impl Engine {
     }
 
     /// Records how the operation ended, then applies the subscription as the marketplace has
-    /// it (the same path its notifications take, so vendor webhooks fire).
-    async fn settle_change(
+    /// it (the same path its notifications take, so vendor webhooks fire). `why`: a marketplace
+    /// change we answered (or declined), whose vendor webhooks carry its marker.
+    pub(crate) async fn settle_change(
         &self,
         sub: &Subscription,
         operation_id: &str,
         succeeded: bool,
         status: &str,
         view: &MarketplaceView,
+        why: Option<&Why>,
     ) -> Result<(), StoreError> {
         let source = format!("operation:{operation_id}");
-        self.record(
-            sub.id,
-            &source,
-            "vendor_change_ended",
-            status,
-            serde_json::json!({ "operation_id": operation_id, "succeeded": succeeded }),
-        )
-        .await?;
-        let mut kinds = Vec::new();
-        if let Some(theirs) = view.status
-            && theirs != sub.status
-            && let Ok(event) = lifecycle_towards(sub.status, theirs)
-        {
-            kinds.push(EventKind::Lifecycle {
-                event,
-                reason: Some(format!("operation {operation_id} {status}")),
-            });
+        let kinds = differences(sub, view, operation_id, status);
+        match why {
+            Some(why) => {
+                self.record_settled(sub, operation_id, status, why, view, !kinds.is_empty())
+                    .await?
+            }
+            None => {
+                self.record(
+                    sub.id,
+                    &source,
+                    "vendor_change_ended",
+                    status,
+                    serde_json::json!({ "operation_id": operation_id, "succeeded": succeeded }),
+                )
+                .await?
+            }
         }
-        if let Some(plan_id) = view.plan_id.clone()
-            && sub.plan_id.as_ref() != Some(&plan_id)
-        {
-            kinds.push(EventKind::PlanChanged { plan_id });
-        }
-        if let Some(quantity) = view.quantity
-            && sub.quantity != Some(quantity)
-        {
-            kinds.push(EventKind::QuantityChanged { quantity });
-        }
+        let marker = why.map(Why::marker);
         for kind in kinds {
             let event = MarketplaceEvent {
                 subscription: sub.external.clone(),
@@ -150,7 +169,7 @@ impl Engine {
                 free_trial: None,
                 aliases: Vec::new(),
             };
-            match apply_event(self, &event, &source).await {
+            match apply_marked(self, &event, &source, marker.as_ref()).await {
                 Ok(_) => {}
                 Err(crate::apply::ApplyError::Store(e)) => return Err(e),
                 Err(error) => {
@@ -220,6 +239,36 @@ impl Engine {
         }
         Ok(FollowFiled::Again)
     }
+}
+
+/// The events that bring `sub` to the marketplace's `view` (status, plan, quantity).
+fn differences(
+    sub: &Subscription,
+    view: &MarketplaceView,
+    operation_id: &str,
+    status: &str,
+) -> Vec<EventKind> {
+    let mut kinds = Vec::new();
+    if let Some(theirs) = view.status
+        && theirs != sub.status
+        && let Ok(event) = lifecycle_towards(sub.status, theirs)
+    {
+        kinds.push(EventKind::Lifecycle {
+            event,
+            reason: Some(format!("operation {operation_id} {status}")),
+        });
+    }
+    if let Some(plan_id) = view.plan_id.clone()
+        && sub.plan_id.as_ref() != Some(&plan_id)
+    {
+        kinds.push(EventKind::PlanChanged { plan_id });
+    }
+    if let Some(quantity) = view.quantity
+        && sub.quantity != Some(quantity)
+    {
+        kinds.push(EventKind::QuantityChanged { quantity });
+    }
+    kinds
 }
 
 fn subscription_of(job: &QueueItem) -> Option<SubscriptionId> {

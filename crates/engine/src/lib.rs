@@ -11,12 +11,14 @@
 
 mod accounts;
 pub mod admin;
+mod answered;
 pub mod api_keys;
 mod apply;
 pub mod approvals;
 pub mod audit;
 pub mod backoff;
 mod changes;
+mod converge;
 mod directory;
 pub mod entitlements;
 mod follow;

@@ -1,5 +1,6 @@
 //! How we answer a marketplace that asks us to accept a plan or quantity change (Microsoft
-//! lets the publisher refuse within 10 s, e.g. to block downgrades; seed 002).
+//! lets the publisher refuse within 10 s, e.g. to block downgrades; seed 002), and whether a
+//! Reinstate is honoured.
 
 use marketlink_core::{Catalog, PlanId, Subscription};
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,11 @@ pub struct ChangePolicy {
     pub refuse_downgrades: bool,
     /// Refuse a seat count below this.
     pub min_quantity: Option<u32>,
+    /// Decline a marketplace's Reinstate of a suspended subscription (e.g. the vendor closed
+    /// the account for abuse, not only for the unpaid bill): Microsoft's webhook page says a
+    /// Reinstate that cannot be honoured is answered by deleting the subscription, so it is
+    /// cancelled at the marketplace and ends cancelled on both sides.
+    pub decline_reinstate: bool,
 }
 
 impl ChangePolicy {

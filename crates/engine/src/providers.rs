@@ -8,10 +8,11 @@ use std::{collections::BTreeMap, future::Future, sync::Arc, time::Instant};
 
 use async_trait::async_trait;
 use marketlink_core::{
-    AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome,
-    ChangeProgress, Entitlement, ExternalRef, InboundEndpoint, InboundMessage, LandingToken,
-    Marketplace, MarketplaceEvent, MarketplaceProvider, MarketplaceRules, PlanId, ProviderError,
-    PulledMessage, ResolvedPurchase, SubscriptionDirectory, UsageOutcome, UsageRecord,
+    AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeAnswer,
+    ChangeOutcome, ChangeProgress, Entitlement, ExternalRef, InboundEndpoint, InboundMessage,
+    LandingToken, Marketplace, MarketplaceEvent, MarketplaceProvider, MarketplaceRules, PlanId,
+    ProviderError, PulledMessage, ResolvedPurchase, SubscriptionDirectory, UsageOutcome,
+    UsageRecord,
 };
 
 #[derive(Clone, Default)]
@@ -214,12 +215,13 @@ impl MarketplaceProvider for Metered {
         subscription: &ExternalRef,
         operation_id: &str,
         accept: bool,
-    ) -> Result<(), ProviderError> {
+        answer_by: Option<time::OffsetDateTime>,
+    ) -> Result<ChangeAnswer, ProviderError> {
         timed(
             &self.name,
             "respond_to_change",
             self.inner
-                .respond_to_change(subscription, operation_id, accept),
+                .respond_to_change(subscription, operation_id, accept, answer_by),
         )
         .await
     }

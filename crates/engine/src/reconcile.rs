@@ -416,7 +416,9 @@ impl Engine {
             Ok(ApplyOutcome::Stale) => {
                 Action::Failed(format!("{what}: a newer statement is already applied"))
             }
-            Ok(ApplyOutcome::Refused(reason)) => Action::Failed(format!("{what}: {reason}")),
+            Ok(ApplyOutcome::Refused(reason) | ApplyOutcome::Settled(reason)) => {
+                Action::Failed(format!("{what}: {reason}"))
+            }
             Err(crate::apply::ApplyError::Store(e)) => return Err(e),
             Err(crate::apply::ApplyError::Provider(e)) => Action::Failed(format!("{what}: {e}")),
         })

@@ -90,7 +90,9 @@ pub struct AzureConfig {
     /// Timeout of one HTTP call, in seconds.
     #[serde(default = "default_http_timeout")]
     pub http_timeout_secs: u64,
-    /// Timeout of the PATCH answering a marketplace change (Microsoft waits 10 s), in seconds.
+    /// Our window to answer a marketplace change, in seconds from the webhook's arrival
+    /// (Microsoft waits 10 s, then accepts on its own; the default keeps a 2 s margin). Later,
+    /// nothing is PATCHed: what Microsoft settled on is read back and applied.
     #[serde(default = "default_ack_timeout")]
     pub change_ack_timeout_secs: u64,
     /// An API token is refreshed this long before it expires, in seconds.

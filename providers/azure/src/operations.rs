@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use marketlink_core::{ChangeOutcome, ChangeProgress, ExternalRef, ProviderError};
+use marketlink_core::{ChangeAnswer, ChangeOutcome, ChangeProgress, ExternalRef, ProviderError};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use time::OffsetDateTime;
 
 use crate::{
     AzureProvider,
@@ -144,16 +145,32 @@ impl AzureProvider {
         }
     }
 
-    /// PATCHes the operation with `Success` or `Failure`. Microsoft gives us 10 s from the
-    /// webhook, so this uses the short `change_ack_timeout_secs`. A 409 means the operation is
-    /// settled already (auto-accepted after 10 s, or answered before): when it ended the way we
-    /// wanted this is success, otherwise `Rejected { code: "conflict" }`.
+    /// PATCHes the operation with `Success` or `Failure`, if Microsoft still waits for it.
+    /// Microsoft gives us 10 s from the webhook's arrival (`answer_by`), then accepts the change
+    /// on its own and sends no second webhook (azure-details.md, Operations): past `answer_by`
+    /// nothing is sent, and the PATCH's timeout is the time left. A 409 means the operation is
+    /// settled already (auto-accepted, or answered before): when it ended the way we wanted
+    /// this counts as taken, otherwise the caller must read back what Microsoft settled on.
     pub(crate) async fn answer_operation(
         &self,
         subscription: &ExternalRef,
         operation_id: &str,
         accept: bool,
-    ) -> Result<(), ProviderError> {
+        answer_by: Option<OffsetDateTime>,
+    ) -> Result<ChangeAnswer, ProviderError> {
+        let mut timeout = Duration::from_secs(self.config.change_ack_timeout_secs);
+        if let Some(deadline) = answer_by {
+            let left = deadline - self.clock.now();
+            if left <= time::Duration::ZERO {
+                return Ok(ChangeAnswer::SettledWithout {
+                    reason: format!(
+                        "Microsoft's window to answer operation {operation_id} closed before \
+                         our answer; it accepts the change on its own"
+                    ),
+                });
+            }
+            timeout = timeout.min(Duration::try_from(left).unwrap_or(timeout));
+        }
         let url = self.api.url(&[
             "saas",
             "subscriptions",
@@ -165,17 +182,10 @@ impl AzureProvider {
         let body = json!({ "status": if accept { "Success" } else { "Failure" } });
         let reply = self
             .api
-            .send(
-                Method::PATCH,
-                url,
-                Some(&body),
-                &[],
-                Some(Duration::from_secs(self.config.change_ack_timeout_secs)),
-                what,
-            )
+            .send(Method::PATCH, url, Some(&body), &[], Some(timeout), what)
             .await?;
         if reply.status.is_success() {
-            return Ok(());
+            return Ok(ChangeAnswer::Taken);
         }
         if reply.status == StatusCode::CONFLICT {
             let op = self
@@ -188,12 +198,11 @@ impl AzureProvider {
                 OperationStatus::Failed
             };
             if status == wanted {
-                return Ok(());
+                return Ok(ChangeAnswer::Taken);
             }
-            return Err(ProviderError::Rejected {
-                code: "conflict".into(),
-                message: format!(
-                    "operation {operation_id} is already {} (we wanted to {})",
+            return Ok(ChangeAnswer::SettledWithout {
+                reason: format!(
+                    "operation {operation_id} was already {} when we answered (we wanted to {})",
                     status.as_str(),
                     if accept { "accept" } else { "refuse" }
                 ),

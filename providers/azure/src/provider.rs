@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use marketlink_core::{
-    AuthenticatedMessage, AvailablePlan, BuyerSignIn, Capabilities, ChangeOutcome, ChangeProgress,
-    Diagnosis, Entitlement, ExternalRef, InboundEndpoint, InboundMessage, LandingToken,
-    Marketplace, MarketplaceEvent, MarketplaceProvider, MarketplaceRules, MarketplaceView, PlanId,
-    ProviderError, ResolvedPurchase, UsageOutcome, UsageRecord, UsageRules,
+    AuthenticatedMessage, AvailablePlan, BuyerSignIn, Capabilities, ChangeAnswer, ChangeOutcome,
+    ChangeProgress, Diagnosis, Entitlement, ExternalRef, InboundEndpoint, InboundMessage,
+    LandingToken, Marketplace, MarketplaceEvent, MarketplaceProvider, MarketplaceRules,
+    MarketplaceView, PlanId, ProviderError, ResolvedPurchase, UsageOutcome, UsageRecord,
+    UsageRules,
 };
 use time::Duration;
 
@@ -138,15 +139,16 @@ impl MarketplaceProvider for AzureProvider {
         webhook::authenticate(self, message).await
     }
 
-    /// PATCHes the operation with `Success` or `Failure` within Microsoft's 10 seconds; an
+    /// PATCHes the operation with `Success` or `Failure` while Microsoft's 10 seconds last; an
     /// operation already settled the way we wanted counts as answered.
     async fn respond_to_change(
         &self,
         subscription: &ExternalRef,
         operation_id: &str,
         accept: bool,
-    ) -> Result<(), ProviderError> {
-        self.answer_operation(subscription, operation_id, accept)
+        answer_by: Option<time::OffsetDateTime>,
+    ) -> Result<ChangeAnswer, ProviderError> {
+        self.answer_operation(subscription, operation_id, accept, answer_by)
             .await
     }
 

@@ -9,7 +9,8 @@
 //! Answers decide whether Microsoft comes back: only a token that fails these checks is
 //! refused (401); when we cannot check it now (the JWKS is unreachable, or an unknown `kid`
 //! arrives while a new download is rate limited) the answer is retryable (503), as is a store
-//! that cannot take the message. A 4xx to ChangePlan/ChangeQuantity/Reinstate refuses the change.
+//! that cannot take the message. A 4xx to ChangePlan/ChangeQuantity refuses the change (a Reinstate
+//! is notify-only: a 4xx there is only a failed delivery).
 //!
 //! `webhook_auth = "none"` (Microsoft's SaaS API emulator, loopback API base only) skips the
 //! token and logs a warning for every webhook so taken; Get Operation still confirms each one.
@@ -254,19 +255,56 @@ pub(crate) async fn interpret(
         return Ok(Vec::new());
     }
     let sub = provider.subscription(&notice.subscription_id).await?;
-    Ok(events_for(&op, &sub, message.received_at))
+    // Get Operation's schema has no `operationRequestSource`; the (authenticated) webhook body
+    // does. Older payloads without it came from marketplace-side changes.
+    let source = op
+        .operation_request_source
+        .clone()
+        .or_else(|| text_of(&message.payload, "operationRequestSource"))
+        .unwrap_or_else(|| "Azure".into());
+    let arrived = Arrival {
+        received_at: message.received_at,
+        answer_by: message.received_at
+            + time::Duration::seconds(
+                i64::try_from(provider.config.change_ack_timeout_secs).unwrap_or(i64::MAX),
+            ),
+        source: &source,
+    };
+    Ok(events_for(&op, &sub, &arrived))
+}
+
+fn text_of(payload: &Value, key: &str) -> Option<String> {
+    payload
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// When and how a webhook reached us.
+struct Arrival<'a> {
+    received_at: time::OffsetDateTime,
+    /// `received_at` + `change_ack_timeout_secs`: Microsoft's 10 s window, less a margin.
+    answer_by: time::OffsetDateTime,
+    /// `operationRequestSource`: `Azure` (the buyer or Microsoft) or `Partner` (us).
+    source: &'a str,
 }
 
 /// Maps a verified operation to events; `sub` is the subscription read alongside.
+///
+/// An in-progress change only becomes a request to answer when Microsoft started it
+/// (`Azure`): one we started (`Partner`) is ours already, followed by its `Operation-Location`
+/// (engine `follow_change`), and is applied once it Succeeded. Microsoft: act on a webhook
+/// only once its operation reached a terminal status (MicrosoftDocs/azure-docs#30873).
 fn events_for(
     op: &SaasOperation,
     sub: &SaasSubscription,
-    fallback_time: time::OffsetDateTime,
+    arrived: &Arrival<'_>,
 ) -> Vec<MarketplaceEvent> {
     let status = op.status();
-    let occurred_at = op.time_stamp().unwrap_or(fallback_time);
+    let occurred_at = op.time_stamp().unwrap_or(arrived.received_at);
     let external = sub.external_ref();
-    let source = op.operation_request_source.as_deref().unwrap_or("Azure");
+    let source = arrived.source;
     let event = |kind: EventKind| MarketplaceEvent {
         subscription: external.clone(),
         occurred_at,
@@ -284,19 +322,20 @@ fn events_for(
     );
     let succeeded = status == OperationStatus::Succeeded;
     let plan = op.plan_id.clone().map(PlanId::new);
+    let ours = source.eq_ignore_ascii_case("Partner");
+    let request = |plan_id: Option<PlanId>| EventKind::ChangeRequested {
+        operation_id: op.id.clone(),
+        plan_id,
+        quantity: op.quantity,
+        answer_by: Some(arrived.answer_by),
+    };
     match op.action() {
-        OperationAction::ChangePlan if in_progress => vec![event(EventKind::ChangeRequested {
-            operation_id: op.id.clone(),
-            plan_id: plan,
-            quantity: op.quantity,
-        })],
-        OperationAction::ChangeQuantity if in_progress => {
-            vec![event(EventKind::ChangeRequested {
-                operation_id: op.id.clone(),
-                plan_id: None,
-                quantity: op.quantity,
-            })]
+        OperationAction::ChangePlan | OperationAction::ChangeQuantity if in_progress && ours => {
+            tracing::info!(operation = %op.id, action = %op.action, "our own change in progress: followed, not answered");
+            Vec::new()
         }
+        OperationAction::ChangePlan if in_progress => vec![event(request(plan))],
+        OperationAction::ChangeQuantity if in_progress => vec![event(request(None))],
         OperationAction::ChangePlan if succeeded => {
             let mut out = Vec::new();
             if let Some(plan_id) = plan {

@@ -14,6 +14,7 @@ async fn change_requests_follow_the_policy() {
     let h = harness(ChangePolicy {
         refuse_downgrades: true,
         min_quantity: Some(2),
+        ..ChangePolicy::default()
     })
     .await;
     h.deliver(message(
@@ -38,6 +39,7 @@ async fn change_requests_follow_the_policy() {
                 operation_id: op.into(),
                 plan_id: plan.map(PlanId::new),
                 quantity,
+                answer_by: None,
             },
         )
     };
@@ -86,10 +88,11 @@ async fn a_reinstate_we_cannot_honour_is_answered_by_cancelling() {
 }
 
 #[tokio::test]
-async fn an_answer_after_the_marketplace_settled_is_recorded_not_retried() {
+async fn an_answer_after_the_marketplace_settled_is_recorded_then_followed() {
     let h = harness(ChangePolicy {
         refuse_downgrades: false,
         min_quantity: Some(10),
+        ..ChangePolicy::default()
     })
     .await;
     h.deliver(message(
@@ -103,6 +106,7 @@ async fn an_answer_after_the_marketplace_settled_is_recorded_not_retried() {
                     operation_id: "late".into(),
                     plan_id: None,
                     quantity: Some(3),
+                    answer_by: None,
                 },
             ),
         ],
@@ -117,18 +121,24 @@ async fn an_answer_after_the_marketplace_settled_is_recorded_not_retried() {
         .await
         .unwrap()
         .unwrap();
-    let last = h
+    let timeline = h.engine.store.timeline(sub.id, 10).await.unwrap();
+    assert!(
+        timeline.iter().any(|e| e.kind == "change_requested"
+            && e.outcome
+                .starts_with("settled by the marketplace: operation already Succeeded")),
+        "{timeline:?}"
+    );
+    // What Microsoft settled on could not be read yet: an outbox job follows the operation.
+    let jobs = h
         .engine
         .store
-        .timeline(sub.id, 10)
+        .outbox_list(marketlink_store::QueueState::Pending, 10)
         .await
-        .unwrap()
-        .pop()
         .unwrap();
     assert!(
-        last.outcome
-            .contains("settled this operation before our answer"),
-        "{last:?}"
+        jobs.iter()
+            .any(|j| j.kind == "follow_change" && j.payload["operation_id"] == "late"),
+        "{jobs:?}"
     );
 }
 

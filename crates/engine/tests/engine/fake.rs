@@ -7,9 +7,9 @@ use std::sync::{
 
 use async_trait::async_trait;
 use marketlink_core::{
-    AuthenticatedMessage, Capabilities, ChangeOutcome, ChangeProgress, Entitlement, ExternalRef,
-    InboundMessage, LandingToken, Marketplace, MarketplaceEvent, MarketplaceProvider, PlanId,
-    ProviderError, PulledMessage, ResolvedPurchase, UsageOutcome, UsageRecord,
+    AuthenticatedMessage, Capabilities, ChangeAnswer, ChangeOutcome, ChangeProgress, Entitlement,
+    ExternalRef, InboundMessage, LandingToken, Marketplace, MarketplaceEvent, MarketplaceProvider,
+    PlanId, ProviderError, PulledMessage, ResolvedPurchase, UsageOutcome, UsageRecord,
 };
 
 use crate::harness::T0;
@@ -192,18 +192,19 @@ impl MarketplaceProvider for Scripted {
         _: &ExternalRef,
         operation_id: &str,
         accept: bool,
-    ) -> Result<(), ProviderError> {
-        if operation_id == "late" {
-            return Err(ProviderError::Rejected {
-                code: "conflict".into(),
-                message: "operation already Succeeded".into(),
+        _: Option<time::OffsetDateTime>,
+    ) -> Result<ChangeAnswer, ProviderError> {
+        // "late…": the marketplace settled it before our answer (Microsoft's auto-accept).
+        if operation_id.starts_with("late") {
+            return Ok(ChangeAnswer::SettledWithout {
+                reason: "operation already Succeeded".into(),
             });
         }
         self.responses
             .lock()
             .unwrap()
             .push((operation_id.into(), accept));
-        Ok(())
+        Ok(ChangeAnswer::Taken)
     }
     async fn pull(&self, max: u32) -> Result<Vec<PulledMessage>, ProviderError> {
         let mut queue = self.queue.lock().unwrap();

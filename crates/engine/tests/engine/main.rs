@@ -1,6 +1,7 @@
 //! The engine against a scripted provider: the fulfillment rules, independent of any
 //! marketplace's wire format (the real providers are tested against the sandbox).
 
+mod answers;
 mod changes;
 mod entitlements;
 mod fake;

@@ -142,7 +142,8 @@ pub struct AzureSandboxConfig {
     /// Vendor landing page URL; the buyer is sent to `{landing_url}?token=...`.
     pub landing_url: String,
     pub webhook_token_version: WebhookTokenVersion,
-    /// How long ChangePlan/ChangeQuantity/Reinstate wait for a PATCH before auto-accepting.
+    /// How long ChangePlan/ChangeQuantity wait for a PATCH before auto-accepting (10 s); a
+    /// Reinstate completes on its own after as long.
     pub change_ack_timeout_ms: u64,
     /// Delays between webhook delivery attempts; the last one repeats.
     pub webhook_retry_delays_ms: Vec<u64>,
@@ -155,6 +156,20 @@ pub struct AzureSandboxConfig {
     /// operation ends (../shared/specs/azure-details.md, Operations), which is what the
     /// publisher must then rely on.
     pub notify_partner_changes: bool,
+    /// A refused ChangePlan/ChangeQuantity (PATCH Failure or a 4xx webhook answer) is applied
+    /// anyway: the operation says Failed while the subscription keeps the new plan or
+    /// quantity. Off by default; not documented by Microsoft, but reported by integrators (the
+    /// SaaS Accelerator, PR #436, takes the new plan when a PATCH Failure did not stop the
+    /// change; MicrosoftDocs/azure-docs#83057: change-plan behaviour differs from the docs).
+    pub apply_refused_changes: bool,
+    /// How long a publisher's own plan or quantity change stays `InProgress`, in milliseconds
+    /// (0, the default: it has ended by the time the PATCH answers). Microsoft: "poll every
+    /// several seconds" until it ends, "usually quick, can take minutes"
+    /// (pc-saas-fulfillment-operations-api). While it runs, the `Partner` webhook (if
+    /// `notify_partner_changes`) is sent with status `InProgress`, and again once it Succeeded:
+    /// a webhook's status may be NotStarted or InProgress, to be followed with Get Operation
+    /// until it ends (MicrosoftDocs/azure-docs PR #30873).
+    pub partner_operation_ms: u64,
     /// Landing-page token lifetime in seconds (24 h).
     pub landing_token_ttl_secs: i64,
     /// Access / ID token lifetime in seconds.
@@ -186,6 +201,8 @@ impl Default for AzureSandboxConfig {
             webhook_retry_delays_ms: vec![1_000, 5_000, 30_000, 60_000],
             webhook_max_attempts: 500,
             notify_partner_changes: true,
+            apply_refused_changes: false,
+            partner_operation_ms: 0,
             landing_token_ttl_secs: 24 * 3600,
             access_token_ttl_secs: 3600,
             offers: vec![default_offer()],

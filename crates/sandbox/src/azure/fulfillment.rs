@@ -338,19 +338,35 @@ async fn update_subscription(
         let previous = Some((sub.plan_id.clone(), sub.quantity));
         let action = apply_update(&shared.config, sub, plan_id, quantity)?;
         sub.last_modified = now;
+        let status = if shared.config.partner_operation_ms > 0 {
+            OperationStatus::InProgress
+        } else {
+            OperationStatus::Succeeded
+        };
         state
-            .record_operation(
-                id,
-                action,
-                OperationStatus::Succeeded,
-                RequestSource::Partner,
-                previous,
-                now,
-            )
+            .record_operation(id, action, status, RequestSource::Partner, previous, now)
             .ok_or_else(|| ApiError::not_found("subscription vanished"))?
     };
     notify_partner_change(&shared, op_id);
+    if shared.config.partner_operation_ms > 0 {
+        tokio::spawn(complete_partner_change(shared.clone(), op_id));
+    }
     Ok(accepted(operation_location(&shared, id, op_id)))
+}
+
+/// Ends our own change after `partner_operation_ms`, then notifies it again as Succeeded.
+async fn complete_partner_change(shared: AppState, op_id: Uuid) {
+    let wait = std::time::Duration::from_millis(shared.config.partner_operation_ms);
+    if !shared.sleep(wait).await {
+        return;
+    }
+    let now = shared.now();
+    if shared
+        .lock()
+        .settle_operation(op_id, true, None, false, now)
+    {
+        notify_partner_change(&shared, op_id);
+    }
 }
 
 /// The `Partner` webhook after our own change, unless the scenario loses it
@@ -554,7 +570,11 @@ async fn update_operation(
     };
     let now = shared.now();
     let reason = (!accept).then(|| "refused by the publisher (PATCH Failure)".to_string());
-    if shared.lock().settle_operation(op, accept, reason, now) {
+    let keep_refused = shared.config.apply_refused_changes;
+    if shared
+        .lock()
+        .settle_operation(op, accept, reason, keep_refused, now)
+    {
         Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],

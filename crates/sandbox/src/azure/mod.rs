@@ -31,9 +31,11 @@
 //! Operations: publisher PATCH/DELETE on a subscription succeed at once (202 + `Operation-Location`)
 //! and send a `Succeeded` webhook with `operationRequestSource = Partner`. Marketplace-side actions
 //! (buyer page or `AzureSandboxHandle::marketplace_action`) send the webhook with
-//! `operationRequestSource = Azure`; ChangePlan/ChangeQuantity/Reinstate stay `InProgress` until
-//! the vendor PATCHes the operation (Success/Failure), answers the webhook with a 4xx (refusal,
-//! the change is reverted) or `change_ack_timeout_ms` (10 s) passes (auto-accept). Deliveries that
+//! `operationRequestSource = Azure`; ChangePlan/ChangeQuantity stay `InProgress` until the vendor
+//! PATCHes the operation (Success/Failure), answers the webhook with a 4xx (refusal, the change
+//! is reverted unless `apply_refused_changes`) or `change_ack_timeout_ms` (10 s) passes
+//! (auto-accept, no second webhook). A Reinstate is notify-only and completes on its own after
+//! as long (a PATCH still settles it first, as older docs describe). Deliveries that
 //! fail (connection error, 5xx; 4xx for notify-only actions) are retried per
 //! `webhook_retry_delays_ms` up to `webhook_max_attempts`.
 //!

@@ -1,5 +1,6 @@
 //! Webhook sender: POSTs operations to the vendor with a signed JWT, retries failed deliveries,
-//! and settles ChangePlan/ChangeQuantity/Reinstate (PATCH, 4xx refusal or 10 s auto-accept).
+//! and settles ChangePlan/ChangeQuantity (PATCH, 4xx refusal or 10 s auto-accept, with no second
+//! webhook) and Reinstate (notify-only: completes on its own).
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,7 +12,7 @@ use super::{
     config::WebhookTokenVersion,
     errors::ApiError,
     keys::{derived_guid, random_token},
-    state::{MarketplaceAction, RequestSource, WebhookAttempt, rfc3339},
+    state::{MarketplaceAction, OperationStatus, RequestSource, WebhookAttempt, rfc3339},
 };
 
 /// The bearer token on webhook calls (see the module docs for the claims).
@@ -79,7 +80,7 @@ pub fn dispatch(shared: Arc<Shared>, operation: Uuid) {
 }
 
 /// The webhook body: the operation, its source and the full subscription.
-fn payload(shared: &Shared, operation: Uuid) -> Option<(Value, bool)> {
+fn payload(shared: &Shared, operation: Uuid) -> Option<(Value, Settles)> {
     let state = shared.lock();
     let op = state.operation(operation)?;
     let sub = state.subscription(op.subscription_id)?;
@@ -95,8 +96,29 @@ fn payload(shared: &Shared, operation: Uuid) -> Option<(Value, bool)> {
     );
     obj.insert("subscription".into(), sub.to_json(publisher));
     obj.insert("purchaseToken".into(), Value::Null);
-    let awaits_ack = op.action.awaits_ack() && op.source == RequestSource::Azure;
-    Some((body, awaits_ack))
+    let from_azure = op.source == RequestSource::Azure && op.status == OperationStatus::InProgress;
+    let settles = if from_azure && op.action.awaits_ack() {
+        Settles::Refusable
+    } else if from_azure && op.action.completes_alone() {
+        Settles::Alone
+    } else {
+        Settles::Already
+    };
+    Some((body, settles))
+}
+
+/// How the operation behind a webhook ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settles {
+    /// Ended already, or ended by someone else (a publisher's operation).
+    Already,
+    /// ChangePlan/ChangeQuantity: the publisher may refuse (PATCH Failure or a 4xx answer)
+    /// within the window; then it is accepted on its own, with no second webhook (Microsoft's
+    /// webhook page; `azure-details.md`, Operations: "no PATCH within 10 s = auto Success").
+    Refusable,
+    /// Reinstate: notify-only; a 4xx answer is a failed delivery, retried; it completes on
+    /// its own after the window, unless the publisher PATCHed it first (older docs).
+    Alone,
 }
 
 /// How the deliveries of one webhook ended.
@@ -112,56 +134,55 @@ enum Delivery {
 }
 
 async fn deliver(shared: Arc<Shared>, operation: Uuid) {
-    let (delivery, awaits_ack) = send_with_retries(&shared, operation).await;
-    if !awaits_ack {
+    let (delivery, settles) = send_with_retries(&shared, operation).await;
+    if settles == Settles::Already {
         return;
     }
-    let now = shared.now();
+    let keep_refused = shared.config.apply_refused_changes;
+    let refused = |reason: String| {
+        let now = shared.now();
+        shared
+            .lock()
+            .settle_operation(operation, false, Some(reason), keep_refused, now);
+    };
     match delivery {
         Delivery::Abandoned => {}
         Delivery::Refused(status) => {
-            shared.lock().settle_operation(
-                operation,
-                false,
-                Some(format!(
-                    "refused: the webhook was answered with HTTP {status}"
-                )),
-                now,
-            );
+            refused(format!(
+                "refused: the webhook was answered with HTTP {status}"
+            ));
         }
-        Delivery::Undelivered => {
-            shared.lock().settle_operation(
-                operation,
-                false,
-                Some("the webhook could not be delivered".into()),
-                now,
-            );
-        }
+        Delivery::Undelivered => refused("the webhook could not be delivered".into()),
         Delivery::Delivered => {
             if !shared.sleep(shared.config.change_ack_timeout()).await {
                 return;
             }
             let now = shared.now();
-            // No-op when the publisher already PATCHed the operation.
-            shared.lock().settle_operation(operation, true, None, now);
+            // No-op when the publisher already PATCHed the operation. No second webhook.
+            shared
+                .lock()
+                .settle_operation(operation, true, None, keep_refused, now);
         }
     }
 }
 
 /// Sends the webhook until the vendor takes it, refuses it, or the attempts run out; also
-/// returns whether the operation waits for the vendor's answer.
-async fn send_with_retries(shared: &Shared, operation: Uuid) -> (Delivery, bool) {
+/// returns how its operation settles.
+async fn send_with_retries(shared: &Shared, operation: Uuid) -> (Delivery, Settles) {
     let max_attempts = shared.config.webhook_max_attempts.max(1);
-    let mut awaits_ack = false;
+    let mut settles = Settles::Already;
     for attempt in 1..=max_attempts {
-        let Some((body, ack)) = payload(shared, operation) else {
-            return (Delivery::Abandoned, awaits_ack);
+        let Some((body, how)) = payload(shared, operation) else {
+            return (Delivery::Abandoned, settles);
         };
-        awaits_ack = ack;
+        // The first attempt decides: later ones may see the operation settled meanwhile.
+        if attempt == 1 {
+            settles = how;
+        }
         match send_once(shared, operation, attempt, &body).await {
-            Some(s) if (200..300).contains(&s) => return (Delivery::Delivered, awaits_ack),
-            Some(s) if (400..500).contains(&s) && awaits_ack => {
-                return (Delivery::Refused(s), awaits_ack);
+            Some(s) if (200..300).contains(&s) => return (Delivery::Delivered, settles),
+            Some(s) if (400..500).contains(&s) && settles == Settles::Refusable => {
+                return (Delivery::Refused(s), settles);
             }
             _ => {}
         }
@@ -169,10 +190,10 @@ async fn send_with_retries(shared: &Shared, operation: Uuid) -> (Delivery, bool)
             break;
         }
         if !shared.sleep(retry_delay(shared, attempt)).await {
-            return (Delivery::Abandoned, awaits_ack);
+            return (Delivery::Abandoned, settles);
         }
     }
-    (Delivery::Undelivered, awaits_ack)
+    (Delivery::Undelivered, settles)
 }
 
 /// One POST of the webhook, recorded in `webhook_attempts`; the vendor's HTTP status, if any.

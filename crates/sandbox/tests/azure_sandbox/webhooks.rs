@@ -268,3 +268,81 @@ async fn webhook_deliveries_are_retried_and_v1_tokens_offered() {
     t2.sandbox.shutdown().await;
     t.sandbox.shutdown().await;
 }
+
+/// Microsoft's current webhook page: a Reinstate is notify-only (a 4xx is a failed delivery,
+/// retried, not a refusal) and completes on its own, unless the subscription was deleted
+/// meanwhile. `apply_refused_changes`: a refused change stays applied while the operation says
+/// Failed.
+#[tokio::test]
+async fn reinstate_is_notify_only_and_a_refused_change_can_stick() {
+    let t = T::start_with(|c| {
+        c.change_ack_timeout_ms = 300;
+        c.apply_refused_changes = true;
+        c.webhook_retry_delays_ms = vec![20];
+    })
+    .await;
+    let token = t.token().await;
+    let id = t.subscribed(&token, "pro", Some(3)).await;
+
+    t.receiver.script(&[400]);
+    let op = t
+        .sandbox
+        .marketplace_action(id, MarketplaceAction::ChangeQuantity(10))
+        .await
+        .unwrap();
+    t.wait_op(op, "Failed").await;
+    assert_eq!(t.sandbox.subscription(id).await.unwrap()["quantity"], 10);
+
+    let suspend = || async {
+        let op = t
+            .sandbox
+            .marketplace_action(id, MarketplaceAction::Suspend)
+            .await
+            .unwrap();
+        t.receiver.wait_for(op).await;
+    };
+    suspend().await;
+    t.receiver.script(&[400]);
+    let op = t
+        .sandbox
+        .marketplace_action(id, MarketplaceAction::Reinstate)
+        .await
+        .unwrap();
+    t.wait_op(op, "Succeeded").await;
+    let deliveries = t
+        .receiver
+        .calls()
+        .iter()
+        .filter(|(_, hook)| hook["id"] == json!(op))
+        .count();
+    assert_eq!(deliveries, 2, "the 400 was retried, not taken as a refusal");
+    assert_eq!(
+        t.sandbox.subscription(id).await.unwrap()["saasSubscriptionStatus"],
+        "Subscribed"
+    );
+
+    // Declined by deleting the subscription: the Reinstate then fails, and it stays deleted.
+    suspend().await;
+    let op = t
+        .sandbox
+        .marketplace_action(id, MarketplaceAction::Reinstate)
+        .await
+        .unwrap();
+    let (status, _, _) = t
+        .call(
+            Method::DELETE,
+            &format!("/saas/subscriptions/{id}"),
+            "/saas/subscriptions/{subscriptionId}",
+            Some(token.as_str()),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 202);
+    t.wait_op(op, "Failed").await;
+    assert_eq!(
+        t.sandbox.subscription(id).await.unwrap()["saasSubscriptionStatus"],
+        "Unsubscribed"
+    );
+    t.sandbox.shutdown().await;
+}

@@ -294,7 +294,7 @@ async fn vendor_changes_plan_quantity_and_cancels() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, op.to_string());
     h.provider
-        .respond_to_change(&sub, &op.to_string(), true)
+        .respond_to_change(&sub, &op.to_string(), true, None)
         .await
         .unwrap();
 

@@ -1,6 +1,7 @@
 //! The Azure adapter against the Azure sandbox (over HTTPS with its generated CA): tokens,
 //! fulfillment, operations, webhooks from both sides, metering and buyer sign-in.
 
+mod changes;
 mod common;
 mod fulfillment;
 mod metering;

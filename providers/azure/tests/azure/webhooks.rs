@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use axum::{Router, extract::State, routing::get};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use marketlink_core::{
-    ChangeOutcome, EventKind, InboundMessage, Lifecycle, MarketplaceProvider, ProviderError,
+    ChangeAnswer, ChangeOutcome, EventKind, InboundMessage, Lifecycle, MarketplaceProvider,
+    ProviderError,
 };
 use marketlink_sandbox::azure::{MarketplaceAction, WebhookTokenVersion};
 use serde_json::{Value, json};
@@ -41,6 +42,8 @@ async fn marketplace_side_actions_become_events() {
             operation_id: op.to_string(),
             plan_id: Some(plan("pro")),
             quantity: Some(1),
+            // Microsoft's 10 s count from the arrival (`change_ack_timeout_secs`, 8 s).
+            answer_by: Some(message.received_at + time::Duration::seconds(8)),
         }
     );
     let op_json = h.sandbox.operation(op).await.unwrap();
@@ -52,26 +55,18 @@ async fn marketplace_side_actions_become_events() {
         )
         .unwrap()
     );
-    h.provider
-        .respond_to_change(&sub, &op.to_string(), true)
-        .await
-        .unwrap();
+    let op_id = op.to_string();
+    let answer = |accept: bool| h.provider.respond_to_change(&sub, &op_id, accept, None);
+    assert_eq!(answer(true).await.unwrap(), ChangeAnswer::Taken);
     assert_eq!(h.op_status(&op.to_string()).await, "Succeeded");
     assert_eq!(h.sandbox_sub(&sub.external_id).await["planId"], "pro");
-    // Answering again the same way is fine (a retried worker); the other way is a conflict.
-    h.provider
-        .respond_to_change(&sub, &op.to_string(), true)
-        .await
-        .unwrap();
-    let err = h
-        .provider
-        .respond_to_change(&sub, &op.to_string(), false)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, ProviderError::Rejected { code, .. } if code == "conflict"),
-        "{err:?}"
-    );
+    // Answering again the same way is fine (a retried worker); the other way finds the
+    // operation settled without our answer (409, then Get Operation).
+    assert_eq!(answer(true).await.unwrap(), ChangeAnswer::Taken);
+    assert!(matches!(
+        answer(false).await.unwrap(),
+        ChangeAnswer::SettledWithout { .. }
+    ));
     // Re-interpreting the stored message now sees the settled operation.
     let events = h
         .provider
@@ -102,12 +97,16 @@ async fn marketplace_side_actions_become_events() {
             operation_id: op.to_string(),
             plan_id: None,
             quantity: Some(3),
+            answer_by: Some(message.received_at + time::Duration::seconds(8)),
         }
     );
-    h.provider
-        .respond_to_change(&sub, &op.to_string(), false)
+    let answer_by = message.received_at + time::Duration::seconds(8);
+    let taken = h
+        .provider
+        .respond_to_change(&sub, &op.to_string(), false, Some(answer_by))
         .await
         .unwrap();
+    assert_eq!(taken, ChangeAnswer::Taken);
     assert_eq!(h.op_status(&op.to_string()).await, "Failed");
     assert_eq!(h.sandbox_sub(&sub.external_id).await["quantity"], 1);
     assert!(
@@ -134,7 +133,8 @@ async fn marketplace_side_actions_become_events() {
         }
     ));
 
-    // Reinstate: in progress at the marketplace, reported as a reinstatement.
+    // Reinstate: in progress at the marketplace, reported as a reinstatement. Notify-only; a
+    // PATCH is still taken, as older revisions of the docs describe.
     let op = h
         .sandbox
         .marketplace_action(id, MarketplaceAction::Reinstate)
@@ -149,7 +149,7 @@ async fn marketplace_side_actions_become_events() {
         }
     ));
     h.provider
-        .respond_to_change(&sub, &op.to_string(), true)
+        .respond_to_change(&sub, &op.to_string(), true, None)
         .await
         .unwrap();
     assert_eq!(

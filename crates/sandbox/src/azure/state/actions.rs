@@ -62,35 +62,40 @@ impl State {
         .ok_or_else(|| ApiError::not_found("subscription not found"))
     }
 
-    /// Settles an in-progress operation: `accept` applies it, otherwise it is reverted.
-    /// Returns false when the operation was no longer in progress.
+    /// Settles an in-progress operation: `accept` applies it, otherwise it is reverted, unless
+    /// `keep_refused` (`apply_refused_changes`: the refused change stays applied while the
+    /// operation says Failed). Returns false when the operation was no longer in progress.
     pub fn settle_operation(
         &mut self,
         operation: Uuid,
         accept: bool,
         reason: Option<String>,
+        keep_refused: bool,
         now: OffsetDateTime,
     ) -> bool {
-        let Some(op) = self.operations.iter_mut().find(|o| o.id == operation) else {
+        let Some(op) = self.operations.iter().find(|o| o.id == operation) else {
             return false;
         };
         if op.status != OperationStatus::InProgress {
             return false;
         }
-        op.status = if accept {
-            OperationStatus::Succeeded
-        } else {
-            OperationStatus::Failed
-        };
-        op.error_message = reason;
         let (action, sub_id, previous) = (op.action, op.subscription_id, op.previous.clone());
+        let mut outcome = (accept, reason);
         if let Some(sub) = self.subscription_mut(sub_id) {
             match (action, accept) {
-                (Action::Reinstate, true) => {
+                // Reinstated only while still suspended: a subscription deleted meanwhile (the
+                // publisher's answer to a Reinstate it cannot honour) stays Unsubscribed.
+                (Action::Reinstate, true) if sub.status == SubscriptionStatus::Suspended => {
                     sub.status = SubscriptionStatus::Subscribed;
                     sub.last_modified = now;
                 }
-                (Action::ChangePlan | Action::ChangeQuantity, false) => {
+                (Action::Reinstate, true) => {
+                    outcome = (
+                        false,
+                        Some(format!("the subscription is {}", sub.status.as_str())),
+                    );
+                }
+                (Action::ChangePlan | Action::ChangeQuantity, false) if !keep_refused => {
                     if let Some((plan, quantity)) = previous {
                         sub.plan_id = plan;
                         sub.quantity = quantity;
@@ -99,6 +104,14 @@ impl State {
                 }
                 _ => {}
             }
+        }
+        if let Some(op) = self.operations.iter_mut().find(|o| o.id == operation) {
+            op.status = if outcome.0 {
+                OperationStatus::Succeeded
+            } else {
+                OperationStatus::Failed
+            };
+            op.error_message = outcome.1;
         }
         true
     }

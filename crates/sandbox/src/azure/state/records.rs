@@ -158,12 +158,18 @@ impl Action {
         }
     }
 
-    /// Whether the publisher may answer it (PATCH Success/Failure, or a 4xx webhook answer).
+    /// Whether the publisher may refuse it (PATCH Failure, or a 4xx webhook answer) within
+    /// the window, after which it is accepted on its own. Microsoft's webhook page: only
+    /// ChangePlan and ChangeQuantity; a Reinstate is notify-only (ack with 200, nothing to
+    /// PATCH; one that cannot be honoured is answered by deleting the subscription).
     pub fn awaits_ack(self) -> bool {
-        matches!(
-            self,
-            Self::ChangePlan | Self::ChangeQuantity | Self::Reinstate
-        )
+        matches!(self, Self::ChangePlan | Self::ChangeQuantity)
+    }
+
+    /// Whether it starts `InProgress` and completes on its own (a Reinstate); a PATCH may still
+    /// settle it first, as older revisions of the docs describe (azure-details.md, Operations).
+    pub fn completes_alone(self) -> bool {
+        matches!(self, Self::Reinstate)
     }
 }
 
