@@ -35,7 +35,7 @@ pub use marketplace::Marketplace;
 pub use provider::{
     AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeOutcome,
     ChangeProgress, InboundEndpoint, InboundMessage, LandingToken, MarketplaceProvider,
-    ProviderError, PulledMessage, PurchaseParty, ResolvedPurchase, SignInMismatch,
+    ProviderError, PulledMessage, PurchaseParty, ResolvedPurchase, SignInMismatch, SignInStart,
 };
 pub use quantity::Quantity;
 pub use rules::{MarketplaceRules, UsageRules};
