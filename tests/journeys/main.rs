@@ -9,6 +9,7 @@ mod aws_day_one;
 mod azure;
 mod azure_converge;
 mod azure_sign_in;
+mod azure_two_apps;
 mod azure_webhooks;
 mod doctor;
 mod headers;
