@@ -208,3 +208,56 @@ impl BuyerSignIn for EntraSignIn {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_one_app_organisations_only() {
+        let azure = AzureConfig::new("t", "api-app", "api-secret");
+        let parsed: SignInConfig = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert!(!parsed.allow_personal_accounts);
+        let (id, secret) = parsed.app(&azure).unwrap();
+        assert_eq!((id, secret.expose()), ("api-app", "api-secret"));
+        assert_eq!(
+            parsed.authority_url(&azure),
+            "https://login.microsoftonline.com/organizations/v2.0"
+        );
+        let personal = SignInConfig {
+            allow_personal_accounts: true,
+            ..parsed.clone()
+        };
+        assert_eq!(
+            personal.authority_url(&azure),
+            "https://login.microsoftonline.com/common/v2.0"
+        );
+        let explicit = SignInConfig {
+            authority: Some("https://login.microsoftonline.com/t/v2.0".into()),
+            ..personal
+        };
+        assert_eq!(
+            explicit.authority_url(&azure),
+            "https://login.microsoftonline.com/t/v2.0"
+        );
+    }
+
+    #[test]
+    fn a_landing_app_of_its_own_needs_its_own_secret() {
+        let azure = AzureConfig::new("t", "api-app", "api-secret");
+        let mut config = SignInConfig::new("https://x/azure/signin/callback");
+        config.client_id = Some("landing-app".into());
+        assert!(config.app(&azure).unwrap_err().contains("client_secret"));
+        config.client_secret = Some(Secret::new("landing-secret"));
+        let (id, secret) = config.app(&azure).unwrap();
+        assert_eq!((id, secret.expose()), ("landing-app", "landing-secret"));
+        // Naming the API app explicitly keeps its secret.
+        config.client_id = Some("api-app".into());
+        config.client_secret = None;
+        assert_eq!(config.app(&azure).unwrap().1.expose(), "api-secret");
+        config.client_id = None;
+        config.client_secret = Some(Secret::new("orphan"));
+        assert!(config.app(&azure).is_err());
+        assert!(!format!("{config:?}").contains("orphan"));
+    }
+}
