@@ -163,6 +163,8 @@ fn identity_provider_error(error: &str, description: &str) -> PageError {
     // The first line is the message; Entra appends trace and correlation ids on later lines.
     let said = description.lines().next().unwrap_or_default().trim();
     let said = if said.is_empty() { error } else { said };
+    // Quoted from the URL: bounded, and escaped by the template.
+    let said: String = said.chars().take(300).collect();
     let (title, hint) = if error == "access_denied" {
         (
             "You did not finish signing in",
