@@ -10,6 +10,7 @@ mod azure;
 mod azure_changes;
 mod azure_converge;
 mod azure_sign_in;
+mod azure_two_apps;
 mod azure_webhooks;
 mod doctor;
 mod headers;

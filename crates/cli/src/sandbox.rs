@@ -129,15 +129,17 @@ pub fn azure_provider_config(
     config.authority_host = sandbox.authority_host().to_owned();
     config.marketplace_api_base = sandbox.marketplace_api_base();
     config.extra_ca_pem = Some(sandbox.ca_pem.clone());
-    config.sign_in = Some(marketlink_azure::SignInConfig {
-        redirect_uri: Some(format!(
-            "{}/azure/signin/callback",
-            public_url.trim_end_matches('/')
-        )),
-        authority: None,
-        graph_base: sandbox.graph_base(),
-        allowed_tenants: None,
-        on_mismatch: Default::default(),
-    });
+    // Two apps, as Microsoft recommends: the single-tenant publisher app above calls the APIs,
+    // the sandbox's multi-tenant landing app signs buyers in.
+    let mut sign_in = marketlink_azure::SignInConfig::new(format!(
+        "{}/azure/signin/callback",
+        public_url.trim_end_matches('/')
+    ));
+    if let Some(landing) = &publisher.landing_app {
+        sign_in.client_id = Some(landing.client_id.clone());
+        sign_in.client_secret = Some(landing.client_secret.clone());
+    }
+    sign_in.graph_base = sandbox.graph_base();
+    config.sign_in = Some(sign_in);
     config
 }

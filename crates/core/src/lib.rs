@@ -36,7 +36,7 @@ pub use provider::{
     AuthenticatedMessage, AvailablePlan, BuyerIdentity, BuyerSignIn, Capabilities, ChangeAnswer,
     ChangeOutcome, ChangeProgress, InboundEndpoint, InboundMessage, LandingToken,
     MarketplaceProvider, ProviderError, PulledMessage, PurchaseParty, ResolvedPurchase,
-    SignInMismatch,
+    SignInMismatch, SignInStart,
 };
 pub use quantity::Quantity;
 pub use rules::{MarketplaceRules, UsageRules};

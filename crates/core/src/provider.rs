@@ -198,16 +198,38 @@ pub struct BuyerIdentity {
     pub name: Option<String>,
 }
 
+/// A sign-in under way: where to send the browser, and the secrets the caller keeps (server
+/// side) until the identity provider sends the buyer back.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SignInStart {
+    pub authorize_url: String,
+    /// Echoed on the callback (anti-CSRF).
+    pub state: String,
+    /// Bound into the ID token.
+    pub nonce: String,
+    /// The PKCE verifier whose challenge is on `authorize_url`.
+    pub pkce_verifier: String,
+}
+
+impl std::fmt::Debug for SignInStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInStart")
+            .field("authorize_url", &self.authorize_url)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A sign-in the buyer must complete before the landing token is resolved (Microsoft requires
 /// Entra ID single sign-on on the landing page).
 #[async_trait]
 pub trait BuyerSignIn: Send + Sync {
-    /// Where to send the browser. `pkce_challenge` is the S256 challenge of a verifier the
-    /// caller keeps.
-    fn authorize_url(&self, state: &str, nonce: &str, pkce_challenge: &str) -> String;
+    /// A new sign-in: the provider makes `state`, `nonce` and the PKCE pair (one PKCE
+    /// implementation, the provider's).
+    fn begin(&self) -> SignInStart;
 
     /// Redeems the authorization code and validates the ID token (signature, audience,
-    /// issuer, expiry, `nonce`).
+    /// issuer, expiry, `nonce`). An account the vendor does not admit (personal accounts where
+    /// only work or school accounts may sign in) is `ProviderError::Rejected`.
     async fn complete(
         &self,
         code: &str,

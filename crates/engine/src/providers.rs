@@ -285,8 +285,8 @@ struct MeteredSignIn {
 
 #[async_trait]
 impl BuyerSignIn for MeteredSignIn {
-    fn authorize_url(&self, state: &str, nonce: &str, pkce_challenge: &str) -> String {
-        self.inner.authorize_url(state, nonce, pkce_challenge)
+    fn begin(&self) -> marketlink_core::SignInStart {
+        self.inner.begin()
     }
 
     fn on_mismatch(&self) -> marketlink_core::SignInMismatch {

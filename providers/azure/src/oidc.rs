@@ -1,17 +1,18 @@
-//! Buyer sign-in on the landing page: OpenID Connect authorization code + PKCE (S256) against
-//! Entra ID, ID-token validation against the discovered JWKS, and Graph `/me` for a contact
-//! e-mail.
+//! Buyer sign-in on the landing page: OpenID Connect authorization code + PKCE (S256) + state
+//! against Entra ID, ID-token validation against the discovered JWKS, and Graph `/me` for a
+//! contact e-mail.
 //!
-//! Hand-rolled on reqwest + jsonwebtoken (no `openidconnect` crate): Entra's multi-tenant
-//! discovery publishes the non-standard issuer template `https://login.microsoftonline.com/
-//! {tenantid}/v2.0`, which generic OIDC clients refuse, and time must come from our [`Clock`].
+//! The OAuth 2.0 part (authorize URL, `state`, PKCE, code redemption) is the `oauth2` crate's,
+//! over our reqwest client (sandbox CA, no redirects followed). The OpenID part stays ours:
+//! Entra's multi-tenant discovery publishes the non-standard issuer template
+//! `https://login.microsoftonline.com/{tenantid}/v2.0`, which generic OIDC clients refuse, and
+//! time must come from our [`Clock`].
 //!
 //! The web front end's flow:
 //! 1. at start-up: `OidcClient::discover("{authority_host}/organizations/v2.0" (or `common`),
 //!    client_id, client_secret, "{public_url}/azure/signin/callback", http, clock)`;
-//! 2. on the landing page: `let req = SignInRequest::generate()?;` store `req` in the session
-//!    (server side: the verifier and nonce are secrets), redirect to
-//!    `client.authorize_url_for(&req)`;
+//! 2. on the landing page: `let start = client.begin();` store `start.request` in the session
+//!    (server side: the verifier and nonce are secrets), redirect to `start.url`;
 //! 3. on the callback: check `state` equals the stored one, then
 //!    `client.exchange_code(code, &req.pkce_verifier, &req.nonce)` → [`TokenSet`];
 //! 4. `client.graph_me(&tokens.access_token, graph_base)` → [`GraphUser`]; the contact e-mail is
@@ -22,11 +23,19 @@
 
 use std::{sync::Arc, time::Duration};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use marketlink_core::{Clock, Secret};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, ExtraTokenFields, HttpClientError, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RequestTokenError, Scope, StandardRevocableToken, StandardTokenResponse,
+    TokenResponse, TokenUrl,
+    basic::{
+        BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
+        BasicTokenIntrospectionResponse, BasicTokenType,
+    },
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::{
@@ -49,6 +58,10 @@ pub enum OidcError {
     /// The ID token failed validation (signature, audience, issuer, nonce, lifetime).
     #[error("the ID token is not valid: {0}")]
     InvalidIdToken(String),
+    /// A valid sign-in of an account this landing page does not admit (a personal Microsoft
+    /// account where only work or school accounts are, a tenant not in `allowed_tenants`).
+    #[error("{0}")]
+    NotAdmitted(String),
     /// Graph refused the call (expired or non-delegated token).
     #[error("Microsoft Graph refused the call (HTTP {status}): {message}")]
     Graph { status: u16, message: String },
@@ -74,47 +87,49 @@ pub struct SignInRequest {
     pub state: String,
     /// Bound into the ID token.
     pub nonce: String,
-    /// PKCE verifier (secret), sent with the code.
+    /// PKCE verifier (secret), sent with the code; its S256 challenge went on the authorize URL.
     pub pkce_verifier: String,
-    /// `BASE64URL(SHA256(verifier))`, sent on the authorize URL.
-    pub pkce_challenge: String,
 }
 
 impl std::fmt::Debug for SignInRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SignInRequest")
-            .field("state", &self.state)
+            .field("state", &"<redacted>")
             .field("nonce", &"<redacted>")
             .field("pkce_verifier", &"<redacted>")
             .finish()
     }
 }
 
-/// `n` random bytes, base64url (no padding).
-fn random(n: usize) -> Result<String, OidcError> {
-    let mut buf = vec![0u8; n];
-    getrandom::getrandom(&mut buf)
-        .map_err(|e| OidcError::Unavailable(format!("no randomness available: {e}")))?;
-    Ok(URL_SAFE_NO_PAD.encode(buf))
+/// A sign-in to start: where to send the browser, and what to keep for the callback.
+#[derive(Debug, Clone)]
+pub struct SignInStart {
+    pub url: Url,
+    pub request: SignInRequest,
 }
 
-/// The S256 PKCE challenge of `verifier`.
-pub fn pkce_challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+/// Entra's token response: the standard fields plus the ID token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct IdTokenField {
+    #[serde(default)]
+    id_token: Option<String>,
 }
 
-impl SignInRequest {
-    /// Fresh random state (128 bits), nonce (128 bits) and PKCE verifier (256 bits → 43 chars).
-    pub fn generate() -> Result<Self, OidcError> {
-        let pkce_verifier = random(32)?;
-        Ok(Self {
-            state: random(16)?,
-            nonce: random(16)?,
-            pkce_challenge: pkce_challenge(&pkce_verifier),
-            pkce_verifier,
-        })
-    }
-}
+impl ExtraTokenFields for IdTokenField {}
+
+/// An `oauth2` client with the authorize and token endpoints set.
+type EntraOAuthClient = oauth2::Client<
+    BasicErrorResponse,
+    StandardTokenResponse<IdTokenField, BasicTokenType>,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
 
 /// The validated ID token's claims of interest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,12 +200,12 @@ pub struct OidcClient {
     clock: Arc<dyn Clock>,
     metadata: ProviderMetadata,
     client_id: String,
-    client_secret: Secret,
+    oauth: EntraOAuthClient,
     redirect_uri: Url,
-    authorization_endpoint: Url,
     jwks: JwksCache,
     scopes: String,
     allowed_tenants: Option<Vec<String>>,
+    personal_accounts: bool,
     leeway: Duration,
 }
 
@@ -203,6 +218,9 @@ impl std::fmt::Debug for OidcClient {
             .finish_non_exhaustive()
     }
 }
+
+/// The `tid` of every personal Microsoft account (Entra ID token claims reference).
+pub const PERSONAL_ACCOUNTS_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
 /// The default scopes: sign-in, e-mail claim, and Graph `/me`.
 pub const DEFAULT_SCOPES: &str = "openid profile email User.Read";
@@ -261,20 +279,27 @@ impl OidcClient {
                 "{discovery_url}: incomplete discovery document: {e}"
             ))
         })?;
-        let authorization_endpoint = Url::parse(&metadata.authorization_endpoint).map_err(|e| {
-            OidcError::Configuration(format!(
-                "discovery authorization_endpoint `{}` is not a URL: {e}",
-                metadata.authorization_endpoint
-            ))
+        let bad_url = |name: &str, value: &str, e: &dyn std::fmt::Display| {
+            OidcError::Configuration(format!("discovery {name} `{value}` is not a URL: {e}"))
+        };
+        let auth_url = AuthUrl::new(metadata.authorization_endpoint.clone()).map_err(|e| {
+            bad_url(
+                "authorization_endpoint",
+                &metadata.authorization_endpoint,
+                &e,
+            )
         })?;
-        for (name, value) in [
-            ("token_endpoint", &metadata.token_endpoint),
-            ("jwks_uri", &metadata.jwks_uri),
-        ] {
-            Url::parse(value).map_err(|e| {
-                OidcError::Configuration(format!("discovery {name} `{value}` is not a URL: {e}"))
-            })?;
-        }
+        let token_url = TokenUrl::new(metadata.token_endpoint.clone())
+            .map_err(|e| bad_url("token_endpoint", &metadata.token_endpoint, &e))?;
+        Url::parse(&metadata.jwks_uri).map_err(|e| bad_url("jwks_uri", &metadata.jwks_uri, &e))?;
+        let client_id = client_id.into();
+        // client_secret_post, as Entra's discovery lists first (basic works too).
+        let oauth = oauth2::Client::new(ClientId::new(client_id.clone()))
+            .set_client_secret(ClientSecret::new(client_secret.into()))
+            .set_auth_type(AuthType::RequestBody)
+            .set_auth_uri(auth_url)
+            .set_token_uri(token_url)
+            .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
         let jwks = JwksCache::new(
             http.clone(),
             JwksSource::Url(metadata.jwks_uri.clone()),
@@ -286,15 +311,22 @@ impl OidcClient {
             http,
             clock,
             metadata,
-            client_id: client_id.into(),
-            client_secret: Secret::new(client_secret),
+            client_id,
+            oauth,
             redirect_uri,
-            authorization_endpoint,
             jwks,
             scopes: DEFAULT_SCOPES.into(),
             allowed_tenants: None,
+            personal_accounts: true,
             leeway: Duration::from_secs(120),
         })
+    }
+
+    /// Refuses personal Microsoft accounts (`tid` [`PERSONAL_ACCOUNTS_TENANT`]) when `false`,
+    /// whatever the authority admitted.
+    pub fn with_personal_accounts(mut self, allowed: bool) -> Self {
+        self.personal_accounts = allowed;
+        self
     }
 
     /// Replaces the requested scopes (space separated; keep `openid`).
@@ -317,26 +349,31 @@ impl OidcClient {
         &self.redirect_uri
     }
 
-    /// The authorize URL to send the browser to (`response_type=code`, `response_mode=query`,
-    /// PKCE S256).
-    pub fn authorize_url(&self, state: &str, nonce: &str, pkce_challenge: &str) -> Url {
-        let mut url = self.authorization_endpoint.clone();
-        url.query_pairs_mut()
-            .append_pair("client_id", &self.client_id)
-            .append_pair("response_type", "code")
-            .append_pair("redirect_uri", self.redirect_uri.as_str())
-            .append_pair("response_mode", "query")
-            .append_pair("scope", &self.scopes)
-            .append_pair("state", state)
-            .append_pair("nonce", nonce)
-            .append_pair("code_challenge", pkce_challenge)
-            .append_pair("code_challenge_method", "S256");
-        url
-    }
-
-    /// [`Self::authorize_url`] for a generated request.
-    pub fn authorize_url_for(&self, request: &SignInRequest) -> Url {
-        self.authorize_url(&request.state, &request.nonce, &request.pkce_challenge)
+    /// A new sign-in: fresh `state` (128 bits), `nonce` (128 bits) and PKCE verifier (256 bits),
+    /// and the authorize URL carrying them (`response_type=code`, `response_mode=query`, S256).
+    pub fn begin(&self) -> SignInStart {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let nonce = CsrfToken::new_random();
+        let (url, state) = self
+            .oauth
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(
+                self.scopes
+                    .split_whitespace()
+                    .map(|scope| Scope::new(scope.to_owned())),
+            )
+            .add_extra_param("response_mode", "query")
+            .add_extra_param("nonce", nonce.secret())
+            .set_pkce_challenge(challenge)
+            .url();
+        SignInStart {
+            url,
+            request: SignInRequest {
+                state: state.secret().clone(),
+                nonce: nonce.secret().clone(),
+                pkce_verifier: verifier.secret().clone(),
+            },
+        }
     }
 
     /// Redeems the authorization code and validates the ID token (signature by the discovered
@@ -347,51 +384,15 @@ impl OidcClient {
         pkce_verifier: &str,
         expected_nonce: &str,
     ) -> Result<TokenSet, OidcError> {
-        let what = "token request";
-        let response = self
-            .http
-            .post(&self.metadata.token_endpoint)
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", self.redirect_uri.as_str()),
-                ("client_id", self.client_id.as_str()),
-                ("client_secret", self.client_secret.expose()),
-                ("code_verifier", pkce_verifier),
-                ("scope", self.scopes.as_str()),
-            ])
-            .send()
+        let tokens = self
+            .oauth
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_owned()))
+            .add_extra_param("scope", self.scopes.clone())
+            .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Unavailable(format!("{what}: {e}")))?;
-        let reply = Reply::read(response, what)
-            .await
-            .map_err(|e| OidcError::Unavailable(e.to_string()))?;
-        if !reply.status.is_success() {
-            let (error, description) = error_detail(&reply.json());
-            let error = error.unwrap_or_else(|| reply.status.to_string());
-            let description = description.unwrap_or_else(|| snippet(&reply.body));
-            return Err(
-                if reply.status.is_server_error() || reply.status.as_u16() == 429 {
-                    OidcError::Unavailable(format!("{what}: {error}: {description}"))
-                } else if matches!(error.as_str(), "invalid_client" | "unauthorized_client") {
-                    OidcError::Configuration(format!("{what}: {error}: {description}"))
-                } else {
-                    OidcError::Refused { error, description }
-                },
-            );
-        }
-        #[derive(Deserialize)]
-        struct Tokens {
-            access_token: String,
-            id_token: Option<String>,
-            #[serde(default)]
-            expires_in: Option<Value>,
-            #[serde(default)]
-            scope: Option<String>,
-        }
-        let tokens: Tokens = serde_json::from_slice(&reply.body)
-            .map_err(|e| OidcError::Unavailable(format!("{what}: unexpected body: {e}")))?;
-        let id_token = tokens.id_token.ok_or_else(|| {
+            .map_err(token_error)?;
+        let id_token = tokens.extra_fields().id_token.clone().ok_or_else(|| {
             OidcError::InvalidIdToken(
                 "the token response has no id_token (is `openid` in the scopes?)".into(),
             )
@@ -399,13 +400,16 @@ impl OidcClient {
         let id_token_claims = self.validate_id_token(&id_token, expected_nonce).await?;
         Ok(TokenSet {
             id_token_claims,
-            access_token: Secret::new(tokens.access_token),
+            access_token: Secret::new(tokens.access_token().secret().clone()),
             id_token,
-            expires_in: tokens.expires_in.and_then(|v| {
-                v.as_u64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            expires_in: tokens.expires_in().map(|d| d.as_secs()),
+            scope: tokens.scopes().map(|scopes| {
+                scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             }),
-            scope: tokens.scope,
         })
     }
 
@@ -444,9 +448,14 @@ impl OidcClient {
         if let Some(allowed) = &self.allowed_tenants
             && !allowed.iter().any(|t| t.eq_ignore_ascii_case(&tid))
         {
-            return Err(OidcError::InvalidIdToken(format!(
-                "tenant {tid} may not sign in here"
+            return Err(OidcError::NotAdmitted(format!(
+                "accounts of directory {tid} may not sign in here"
             )));
+        }
+        if !self.personal_accounts && tid.eq_ignore_ascii_case(PERSONAL_ACCOUNTS_TENANT) {
+            return Err(OidcError::NotAdmitted(
+                "personal Microsoft accounts cannot be used here; sign in with a work or school account".into(),
+            ));
         }
         match claim(&claims, "nonce") {
             Some(nonce) if nonce == expected_nonce => {}
@@ -473,6 +482,40 @@ impl OidcClient {
         graph_base: &str,
     ) -> Result<GraphUser, OidcError> {
         graph_me(&self.http, access_token.expose(), graph_base).await
+    }
+}
+
+/// What a failed code redemption means for us.
+fn token_error(
+    error: RequestTokenError<HttpClientError<reqwest::Error>, BasicErrorResponse>,
+) -> OidcError {
+    const WHAT: &str = "token request";
+    match error {
+        RequestTokenError::ServerResponse(response) => {
+            let code = response.error().as_ref().to_owned();
+            let description = response.error_description().cloned().unwrap_or_default();
+            match response.error() {
+                BasicErrorResponseType::InvalidClient
+                | BasicErrorResponseType::UnauthorizedClient => {
+                    OidcError::Configuration(format!("{WHAT}: {code}: {description}"))
+                }
+                BasicErrorResponseType::Extension(e)
+                    if matches!(e.as_str(), "temporarily_unavailable" | "server_error") =>
+                {
+                    OidcError::Unavailable(format!("{WHAT}: {code}: {description}"))
+                }
+                _ => OidcError::Refused {
+                    error: code,
+                    description,
+                },
+            }
+        }
+        RequestTokenError::Parse(e, body) => OidcError::Unavailable(format!(
+            "{WHAT}: unexpected answer: {e}: {}",
+            snippet(&body)
+        )),
+        RequestTokenError::Request(e) => OidcError::Unavailable(format!("{WHAT}: {e}")),
+        RequestTokenError::Other(e) => OidcError::Unavailable(format!("{WHAT}: {e}")),
     }
 }
 
@@ -517,20 +560,6 @@ pub async fn graph_me(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pkce_s256_and_generated_requests() {
-        // Expected value computed independently (Python hashlib + urlsafe_b64encode).
-        assert_eq!(
-            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXk"),
-            "bwWFMyPfdG9qreDhH2lmftFx_dFeLDalzcT1gb_j68g"
-        );
-        let req = SignInRequest::generate().unwrap();
-        assert_eq!(req.pkce_verifier.len(), 43);
-        assert_eq!(req.pkce_challenge, pkce_challenge(&req.pkce_verifier));
-        assert_ne!(req.state, SignInRequest::generate().unwrap().state);
-        assert!(!format!("{req:?}").contains(&req.pkce_verifier));
-    }
 
     #[test]
     fn contact_email_prefers_mail() {

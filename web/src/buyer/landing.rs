@@ -9,13 +9,11 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use axum_extra::extract::PrivateCookieJar;
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use marketlink_core::{
-    BuyerIdentity, BuyerSignIn, LandingToken, Marketplace, MarketplaceRules, ResolvedPurchase,
-    SignInMismatch,
+    BuyerIdentity, BuyerSignIn, LandingToken, Marketplace, MarketplaceRules, ProviderError,
+    ResolvedPurchase, SignInMismatch,
 };
 use marketlink_engine::LandingError;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Reply;
@@ -23,7 +21,7 @@ use crate::{
     AppState,
     extract::Browser,
     pages::PageError,
-    session::{PendingSignIn, SIGN_IN_LIFETIME, SignedInBuyer, random_token},
+    session::{PendingSignIn, SIGN_IN_LIFETIME, SignedInBuyer},
 };
 
 /// `GET|POST /{marketplace}/landing`: the URL registered with the marketplace.
@@ -69,19 +67,19 @@ fn start_sign_in(
     sign_in: &dyn BuyerSignIn,
     token: LandingToken,
 ) -> (PrivateCookieJar, Response) {
-    let verifier = random_token(32);
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    let pending = PendingSignIn {
+    let start = sign_in.begin();
+    browser.session.sign_in = Some(PendingSignIn {
         marketplace,
         token: token.token,
-        state: random_token(24),
-        nonce: random_token(24),
-        pkce_verifier: verifier,
+        state: start.state,
+        nonce: start.nonce,
+        pkce_verifier: start.pkce_verifier,
         expires_at: (state.now() + SIGN_IN_LIFETIME).unix_timestamp(),
-    };
-    let url = sign_in.authorize_url(&pending.state, &pending.nonce, &challenge);
-    browser.session.sign_in = Some(pending);
-    (browser.save(state), Redirect::to(&url).into_response())
+    });
+    (
+        browser.save(state),
+        Redirect::to(&start.authorize_url).into_response(),
+    )
 }
 
 /// `GET /{marketplace}/signin/callback`: back from the marketplace's identity provider.
@@ -110,13 +108,9 @@ pub(super) async fn sign_in_callback(
         return Ok((browser.save(&state), expired().into_response()));
     }
     if let Some(error) = query.get("error") {
-        tracing::info!(%marketplace, %error, "buyer sign-in refused");
-        let page = PageError::new(
-            StatusCode::UNAUTHORIZED,
-            "You did not sign in",
-            "We need you to sign in with your work account to set up the subscription you bought.",
-        )
-        .step(rules.return_step.clone());
+        let description = query.get("error_description").map_or("", String::as_str);
+        tracing::info!(%marketplace, %error, %description, "buyer sign-in refused by the identity provider");
+        let page = identity_provider_error(error, description).step(rules.return_step.clone());
         return Ok((browser.save(&state), page.into_response()));
     }
     let (Some(code), Some(sign_in)) = (query.get("code"), state.engine.buyer_sign_in(&marketplace))
@@ -137,6 +131,17 @@ pub(super) async fn sign_in_callback(
             };
             resolve_and_continue(&state, &marketplace, &token, browser).await
         }
+        Err(ProviderError::Rejected { message, .. }) => {
+            tracing::info!(%marketplace, %message, "buyer sign-in not admitted");
+            let page = PageError::new(
+                StatusCode::FORBIDDEN,
+                "This account cannot set up the subscription",
+                format!("You signed in, but {message}."),
+            )
+            .step("Sign in again with the work or school account the subscription was bought with.")
+            .step(rules.return_step.clone());
+            Ok((browser.save(&state), page.into_response()))
+        }
         Err(error) => {
             tracing::warn!(%marketplace, %error, "buyer sign-in failed");
             let page = PageError::new(
@@ -148,6 +153,43 @@ pub(super) async fn sign_in_callback(
             Ok((browser.save(&state), page.into_response()))
         }
     }
+}
+
+/// The identity provider sent the buyer back with an OAuth `error` instead of a code: say what
+/// it said and what to do. Entra puts its AADSTS code and text in `error_description`
+/// (learn.microsoft.com/entra/identity-platform/reference-error-codes); `access_denied` with
+/// AADSTS65004 is a buyer who declined consent or cancelled.
+fn identity_provider_error(error: &str, description: &str) -> PageError {
+    // The first line is the message; Entra appends trace and correlation ids on later lines.
+    let said = description.lines().next().unwrap_or_default().trim();
+    let said = if said.is_empty() { error } else { said };
+    // Quoted from the URL: bounded, and escaped by the template.
+    let said: String = said.chars().take(300).collect();
+    let (title, hint) = if error == "access_denied" {
+        (
+            "You did not finish signing in",
+            "The sign-in was cancelled or the permissions we ask for (your name and e-mail address) were declined.",
+        )
+    } else {
+        (
+            "Your sign-in was refused",
+            "Your organisation's sign-in service did not let you into this application.",
+        )
+    };
+    let what_to_do = if matches!(
+        error,
+        "access_denied" | "interaction_required" | "login_required"
+    ) {
+        "Open the set-up link again and complete the sign-in, accepting the permissions asked for."
+    } else {
+        "Ask your IT administrator whether your organisation allows this application, quoting the message above; or contact us."
+    };
+    PageError::new(
+        StatusCode::UNAUTHORIZED,
+        title,
+        format!("{hint} The sign-in service said: \"{said}\" ({error})."),
+    )
+    .step(what_to_do)
 }
 
 /// Resolves the token, then holds the purchase in the session and continues to sign-up.

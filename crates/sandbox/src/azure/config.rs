@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 /// The marketplace SaaS API's resource / first-party app id (the `aud` of publisher tokens and the
 /// `azp`/`appid` of webhook tokens).
 pub const MARKETPLACE_RESOURCE_ID: &str = "20e940b3-4c77-4b0b-9a53-9e16a1b010a7";
+/// The tenant of every personal Microsoft account (`tid` of their tokens).
+pub const PERSONAL_ACCOUNTS_TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 /// Microsoft Graph's resource id (the `aud` of delegated Graph tokens).
 pub const GRAPH_RESOURCE_ID: &str = "00000003-0000-0000-c000-000000000000";
 
@@ -24,6 +26,19 @@ pub enum WebhookTokenVersion {
     V1,
 }
 
+/// Who may sign in to an app: its registration's `signInAudience` (manifest values,
+/// learn.microsoft.com/entra/identity-platform/supported-accounts-validation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SignInAudience {
+    /// "Accounts in this organizational directory only" (single tenant).
+    #[default]
+    AzureADMyOrg,
+    /// "Accounts in any organizational directory" (multi-tenant).
+    AzureADMultipleOrgs,
+    /// Any organizational directory and personal Microsoft accounts.
+    AzureADandPersonalMicrosoftAccount,
+}
+
 /// An Entra app registration that may obtain tokens from the sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientApp {
@@ -33,6 +48,9 @@ pub struct ClientApp {
     pub tenant_id: String,
     #[serde(default)]
     pub display_name: String,
+    /// Who may sign in to it (authorize endpoint); default single tenant, as Entra's.
+    #[serde(default)]
+    pub sign_in_audience: SignInAudience,
 }
 
 /// A metered dimension of a plan.
@@ -135,6 +153,13 @@ pub struct AzureSandboxConfig {
     pub publisher_app_secret: Secret,
     /// Resource id publisher tokens must be issued for (`scope={id}/.default` or `resource={id}`).
     pub marketplace_resource_id: String,
+    /// Who may sign in to the publisher's app: single tenant by default, as Microsoft
+    /// recommends for the API app (Partner Center's technical configuration, azure-details.md
+    /// §2); multi-tenant when one app also runs the landing-page sign-in.
+    pub publisher_app_sign_in_audience: SignInAudience,
+    /// The publisher's landing-page sign-in app: multi-tenant, in the publisher tenant, as
+    /// Microsoft's landing page guidance registers it; it cannot call the marketplace APIs.
+    pub landing_app: Option<ClientApp>,
     /// Other app registrations (e.g. another publisher, to exercise 403 responses).
     pub other_apps: Vec<ClientApp>,
     /// Vendor webhook ("Connection webhook") URL.
@@ -188,11 +213,20 @@ impl Default for AzureSandboxConfig {
             publisher_app_id: "5f3b2c1d-7a4e-4b8f-9c0d-1e2f3a4b5c6d".into(),
             publisher_app_secret: Secret::new("sandbox-publisher-secret"),
             marketplace_resource_id: MARKETPLACE_RESOURCE_ID.into(),
+            publisher_app_sign_in_audience: SignInAudience::AzureADMyOrg,
+            landing_app: Some(ClientApp {
+                client_id: "7c1e9f2a-3b4d-4e5f-8a6b-1c2d3e4f5a6b".into(),
+                client_secret: Secret::new("sandbox-landing-secret"),
+                tenant_id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+                display_name: "Contoso landing page".into(),
+                sign_in_audience: SignInAudience::AzureADMultipleOrgs,
+            }),
             other_apps: vec![ClientApp {
                 client_id: "0b6e4a3c-2d1f-4e5a-8b7c-9d0e1f2a3b4c".into(),
                 client_secret: Secret::new("sandbox-other-publisher-secret"),
                 tenant_id: "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f".into(),
                 display_name: "Fabrikam (another publisher)".into(),
+                sign_in_audience: SignInAudience::AzureADMyOrg,
             }],
             webhook_url: "http://127.0.0.1:8080/azure/webhook".into(),
             landing_url: "http://127.0.0.1:8080/azure/landing".into(),
@@ -285,6 +319,17 @@ fn default_users() -> Vec<TestUser> {
             mail: None,
             user_principal_name: None,
         },
+        // A personal Microsoft account: every one has the consumer tenant's tid (Entra ID token
+        // claims reference) and a UPN that is its e-mail address.
+        TestUser {
+            object_id: "33333333-cccc-4ddd-8eee-000000000004".into(),
+            tenant_id: PERSONAL_ACCOUNTS_TENANT.into(),
+            display_name: "Dave Personal".into(),
+            given_name: Some("Dave".into()),
+            surname: None,
+            mail: None,
+            user_principal_name: Some("dave@outlook.example".into()),
+        },
     ]
 }
 
@@ -371,7 +416,9 @@ impl AzureSandboxConfig {
             client_secret: self.publisher_app_secret.clone(),
             tenant_id: self.publisher_tenant_id.clone(),
             display_name: "publisher".into(),
+            sign_in_audience: self.publisher_app_sign_in_audience,
         }];
+        apps.extend(self.landing_app.iter().cloned());
         apps.extend(self.other_apps.iter().cloned());
         apps
     }

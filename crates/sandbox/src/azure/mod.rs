@@ -96,7 +96,8 @@ use uuid::Uuid;
 pub use self::{
     config::{
         AzureSandboxConfig, ClientApp, DimensionConfig, GRAPH_RESOURCE_ID, MARKETPLACE_RESOURCE_ID,
-        OfferConfig, PlanConfig, TestUser, WebhookTokenVersion,
+        OfferConfig, PERSONAL_ACCOUNTS_TENANT, PlanConfig, SignInAudience, TestUser,
+        WebhookTokenVersion,
     },
     faults::InjectedError,
     state::{CallLogEntry, MarketplaceAction, PurchaseRequest, UsageRecord, WebhookAttempt},

@@ -285,15 +285,16 @@ async fn log_page(State(shared): State<AppState>) -> Response {
             u.quantity
         );
     }
-    page.push_str("</table><h2>Calls</h2><table><tr><th>Time</th><th>Method</th><th>Path</th><th>Status</th></tr>");
+    page.push_str("</table><h2>Calls</h2><table><tr><th>Time</th><th>Method</th><th>Path</th><th>Status</th><th>App</th></tr>");
     for c in state.calls.iter().rev().take(500) {
         let _ = write!(
             page,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&c.at),
             esc(&c.method),
             esc(&c.path),
-            c.status
+            c.status,
+            esc(c.app_id.as_deref().unwrap_or(""))
         );
     }
     page.push_str("</table>");

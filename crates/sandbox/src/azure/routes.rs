@@ -7,15 +7,17 @@ use std::sync::Arc;
 
 use axum::{
     Router,
+    body::Body,
     extract::{DefaultBodyLimit, Request, State},
-    http::{HeaderName, HeaderValue},
+    http::{HeaderName, HeaderValue, Method, StatusCode},
     middleware::{self, Next},
-    response::Response,
+    response::{IntoResponse, Response},
 };
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    Shared, entra, faults, fulfillment,
+    Shared, auth, entra, faults, fulfillment,
     http::AppState,
     metering, pages,
     state::{CallLogEntry, rfc3339},
@@ -50,6 +52,10 @@ async fn log_calls(State(shared): State<AppState>, request: Request, next: Next)
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
+    let (request, app_id) = match caller_app(&shared, request).await {
+        Ok(found) => found,
+        Err(too_large) => return too_large,
+    };
     let response = next.run(request).await;
     let at = rfc3339(shared.now());
     tracing::debug!(%method, %path, status = response.status().as_u16(), "azure sandbox call");
@@ -58,8 +64,39 @@ async fn log_calls(State(shared): State<AppState>, request: Request, next: Next)
         method,
         path,
         status: response.status().as_u16(),
+        app_id,
     });
     response
+}
+
+/// The Entra app behind a call, for the log: the `appid` (v1) or `azp` (v2) of a bearer token
+/// the sandbox signed, or the `client_id` of a token request's form. Tests read it to see which
+/// of the publisher's apps (API or landing page) made each call.
+async fn caller_app(
+    shared: &Shared,
+    request: Request,
+) -> Result<(Request, Option<String>), Response> {
+    if let Some(token) = auth::bearer(request.headers()) {
+        let app = shared.key.verify(token).and_then(|claims| {
+            claims
+                .get("appid")
+                .or_else(|| claims.get("azp"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        return Ok((request, app));
+    }
+    if request.method() != Method::POST || !request.uri().path().ends_with("/token") {
+        return Ok((request, None));
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
+    let app = url::form_urlencoded::parse(&bytes)
+        .find(|(name, _)| name == "client_id")
+        .map(|(_, value)| value.into_owned());
+    Ok((Request::from_parts(parts, Body::from(bytes)), app))
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-requestid");

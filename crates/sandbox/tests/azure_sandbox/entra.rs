@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use marketlink_sandbox::azure::PERSONAL_ACCOUNTS_TENANT;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -201,11 +202,13 @@ async fn entra_discovery_jwks_and_client_credentials() {
 async fn sign_in_flow_pkce_id_token_and_graph_me() {
     let t = T::start().await;
     let c = t.sandbox.config().clone();
+    // The landing-page app (multi-tenant); the publisher's API app is single-tenant.
+    let app = c.landing_app.clone().unwrap();
     let redirect = "http://127.0.0.1:8080/azure/signin-callback";
     let verifier = "a-very-long-code-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     let params = [
-        ("client_id", c.publisher_app_id.as_str()),
+        ("client_id", app.client_id.as_str()),
         ("response_type", "code"),
         ("redirect_uri", redirect),
         ("scope", "openid profile email offline_access User.Read"),
@@ -231,7 +234,7 @@ async fn sign_in_flow_pkce_id_token_and_graph_me() {
             user.display_name
         );
     }
-    // Only tenant A's users for tenant A.
+    // Entra's page takes any account; tenant A's users come first for tenant A.
     let tenant_a = &c.users[0].tenant_id;
     let page_a = t
         .http
@@ -243,7 +246,8 @@ async fn sign_in_flow_pkce_id_token_and_graph_me() {
         .text()
         .await
         .unwrap();
-    assert!(!page_a.contains(&c.users[2].display_name));
+    let at = |name: &str| page_a.find(name).unwrap();
+    assert!(at(&c.users[0].display_name) < at(&c.users[2].display_name));
     // Bad requests.
     let bad_client = t
         .http
@@ -262,7 +266,7 @@ async fn sign_in_flow_pkce_id_token_and_graph_me() {
         .http
         .get(t.url("/common/oauth2/v2.0/authorize"))
         .query(&[
-            ("client_id", c.publisher_app_id.as_str()),
+            ("client_id", app.client_id.as_str()),
             ("response_type", "code"),
             ("redirect_uri", redirect),
             ("scope", "openid"),
@@ -282,7 +286,11 @@ async fn sign_in_flow_pkce_id_token_and_graph_me() {
     );
 
     let mut expected = HashMap::new();
-    for (i, user) in c.users.iter().enumerate() {
+    let organisational = c
+        .users
+        .iter()
+        .filter(|u| u.tenant_id != PERSONAL_ACCOUNTS_TENANT);
+    for (i, user) in organisational.enumerate() {
         let mut form: Vec<(&str, &str)> = params.to_vec();
         form.push(("user", &user.object_id));
         let r = t
@@ -308,8 +316,8 @@ async fn sign_in_flow_pkce_id_token_and_graph_me() {
                     ("grant_type", "authorization_code"),
                     ("code", code.as_str()),
                     ("redirect_uri", redirect),
-                    ("client_id", c.publisher_app_id.as_str()),
-                    ("client_secret", c.publisher_app_secret.expose()),
+                    ("client_id", app.client_id.as_str()),
+                    ("client_secret", app.client_secret.expose()),
                     ("code_verifier", "wrong"),
                 ])
                 .send()
@@ -325,8 +333,8 @@ async fn sign_in_flow_pkce_id_token_and_graph_me() {
                     ("grant_type", "authorization_code"),
                     ("code", code.as_str()),
                     ("redirect_uri", redirect),
-                    ("client_id", c.publisher_app_id.as_str()),
-                    ("client_secret", c.publisher_app_secret.expose()),
+                    ("client_id", app.client_id.as_str()),
+                    ("client_secret", app.client_secret.expose()),
                     ("code_verifier", verifier),
                 ])
                 .send()
@@ -342,8 +350,8 @@ async fn sign_in_flow_pkce_id_token_and_graph_me() {
                 ("grant_type", "authorization_code"),
                 ("code", code.as_str()),
                 ("redirect_uri", redirect),
-                ("client_id", c.publisher_app_id.as_str()),
-                ("client_secret", c.publisher_app_secret.expose()),
+                ("client_id", app.client_id.as_str()),
+                ("client_secret", app.client_secret.expose()),
                 ("code_verifier", verifier),
             ])
             .send()
@@ -353,7 +361,7 @@ async fn sign_in_flow_pkce_id_token_and_graph_me() {
         let tokens: Value = r.json().await.unwrap();
         let id_token = tokens["id_token"].as_str().unwrap();
         let claims = t
-            .verify_via_discovery(&user.tenant_id, id_token, &c.publisher_app_id)
+            .verify_via_discovery(&user.tenant_id, id_token, &app.client_id)
             .await;
         assert_eq!(claims["nonce"], "n-456");
         assert_eq!(claims["oid"], json!(user.object_id));
@@ -398,7 +406,7 @@ async fn sign_in_flow_pkce_id_token_and_graph_me() {
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("redirect_uri", redirect),
-            ("client_id", c.publisher_app_id.as_str()),
+            ("client_id", app.client_id.as_str()),
             ("code_verifier", verifier),
         ])
         .send()

@@ -10,5 +10,6 @@ mod harness;
 mod metering;
 mod pages;
 mod receiver;
+mod sign_in_audience;
 mod spec;
 mod webhooks;

@@ -1,20 +1,22 @@
 //! Buyer sign-in against the sandbox's Entra look-alike: discovery, authorize (driven without
-//! following redirects), code + PKCE exchange, ID-token validation and Graph /me.
+//! following redirects), code + PKCE exchange, ID-token validation and Graph /me, with the
+//! sandbox's multi-tenant landing-page app.
 
 use std::{collections::HashMap, sync::Arc};
 
 use marketlink_azure::oidc::{OidcClient, OidcError, SignInRequest};
+use marketlink_sandbox::azure::{PERSONAL_ACCOUNTS_TENANT, SignInAudience};
 
 use crate::common::H;
 
 const REDIRECT: &str = "http://127.0.0.1:8080/azure/signin-callback";
 
 async fn client(h: &H, tenant: &str) -> OidcClient {
-    let c = h.sandbox.config();
+    let landing = h.sandbox.config().landing_app.clone().unwrap();
     OidcClient::discover(
         &format!("{}/{tenant}/v2.0", h.sandbox.authority_host()),
-        c.publisher_app_id.clone(),
-        c.publisher_app_secret.expose(),
+        landing.client_id.clone(),
+        landing.client_secret.expose(),
         REDIRECT,
         h.provider.http_client(),
         Arc::new(h.clock.clone()),
@@ -23,14 +25,22 @@ async fn client(h: &H, tenant: &str) -> OidcClient {
     .unwrap()
 }
 
-/// Opens the authorize URL, picks `user` on the sign-in page, returns the callback's query.
+/// Begins a sign-in, opens its authorize URL, picks `user` on the sign-in page; returns what
+/// the sign-in keeps and the callback's query.
 async fn sign_in(
     h: &H,
     client: &OidcClient,
-    request: &SignInRequest,
     user: &str,
-) -> HashMap<String, String> {
-    let url = client.authorize_url_for(request);
+) -> (SignInRequest, HashMap<String, String>) {
+    let start = client.begin();
+    let url = start.url;
+    let sent: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(sent["state"], start.request.state);
+    assert_eq!(sent["nonce"], start.request.nonce);
+    assert_eq!(sent["code_challenge_method"], "S256");
+    assert_eq!(sent["response_mode"], "query");
+    assert_eq!(start.request.pkce_verifier.len(), 43, "256 bits");
+    assert!(!format!("{:?}", start.request).contains(&start.request.pkce_verifier));
     let page = h.http.get(url.clone()).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let mut form: Vec<(String, String)> = url.query_pairs().into_owned().collect();
@@ -41,7 +51,7 @@ async fn sign_in(
     assert_eq!(r.status(), 302);
     let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
     assert!(location.as_str().starts_with(REDIRECT));
-    location.query_pairs().into_owned().collect()
+    (start.request, location.query_pairs().into_owned().collect())
 }
 
 #[tokio::test]
@@ -61,8 +71,7 @@ async fn three_buyers_sign_in_and_read_graph_me() {
     .enumerate()
     {
         let user = h.user(i);
-        let request = SignInRequest::generate().unwrap();
-        let q = sign_in(&h, &client, &request, &user.object_id).await;
+        let (request, q) = sign_in(&h, &client, &user.object_id).await;
         assert_eq!(q["state"], request.state);
         let tokens = client
             .exchange_code(&q["code"], &request.pkce_verifier, &request.nonce)
@@ -118,8 +127,7 @@ async fn nonce_verifier_tenant_and_graph_refusals() {
     let alice = h.user(0);
 
     // Another nonce than the one sent: refused.
-    let request = SignInRequest::generate().unwrap();
-    let q = sign_in(&h, &client, &request, &alice.object_id).await;
+    let (request, q) = sign_in(&h, &client, &alice.object_id).await;
     let err = client
         .exchange_code(&q["code"], &request.pkce_verifier, "another-nonce")
         .await
@@ -130,8 +138,7 @@ async fn nonce_verifier_tenant_and_graph_refusals() {
     );
 
     // Wrong PKCE verifier.
-    let request = SignInRequest::generate().unwrap();
-    let q = sign_in(&h, &client, &request, &alice.object_id).await;
+    let (request, q) = sign_in(&h, &client, &alice.object_id).await;
     let err = client
         .exchange_code(
             &q["code"],
@@ -145,22 +152,20 @@ async fn nonce_verifier_tenant_and_graph_refusals() {
     // Tenant allow-list: Carol's tenant is not on it.
     let only_a = client.with_allowed_tenants(vec![alice.tenant_id.clone()]);
     let carol = h.user(2);
-    let request = SignInRequest::generate().unwrap();
-    let q = sign_in(&h, &only_a, &request, &carol.object_id).await;
+    let (request, q) = sign_in(&h, &only_a, &carol.object_id).await;
     let err = only_a
         .exchange_code(&q["code"], &request.pkce_verifier, &request.nonce)
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, OidcError::InvalidIdToken(m) if m.contains("tenant")),
+        matches!(&err, OidcError::NotAdmitted(m) if m.contains(&carol.tenant_id)),
         "{err:?}"
     );
 
     // A single-tenant authority: exact issuer.
     let tenant_client = client_for_tenant(&h, &alice.tenant_id).await;
     assert!(!tenant_client.metadata().issuer.contains("{tenantid}"));
-    let request = SignInRequest::generate().unwrap();
-    let q = sign_in(&h, &tenant_client, &request, &alice.object_id).await;
+    let (request, q) = sign_in(&h, &tenant_client, &alice.object_id).await;
     let tokens = tenant_client
         .exchange_code(&q["code"], &request.pkce_verifier, &request.nonce)
         .await
@@ -192,6 +197,47 @@ async fn nonce_verifier_tenant_and_graph_refusals() {
     .await
     .unwrap_err();
     assert!(matches!(err, OidcError::Configuration(_)), "{err:?}");
+    h.sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn personal_accounts_only_when_admitted() {
+    // The landing app admits personal accounts at Entra; the vendor may still refuse them.
+    let h = H::start_with(
+        |c| {
+            if let Some(app) = c.landing_app.as_mut() {
+                app.sign_in_audience = SignInAudience::AzureADandPersonalMicrosoftAccount;
+            }
+        },
+        |_| {},
+    )
+    .await;
+    let dave = h
+        .sandbox
+        .config()
+        .users
+        .iter()
+        .find(|u| u.tenant_id == PERSONAL_ACCOUNTS_TENANT)
+        .unwrap()
+        .clone();
+    let admitting = client(&h, "common").await;
+    let (request, q) = sign_in(&h, &admitting, &dave.object_id).await;
+    let tokens = admitting
+        .exchange_code(&q["code"], &request.pkce_verifier, &request.nonce)
+        .await
+        .unwrap();
+    assert_eq!(tokens.id_token_claims.tid, PERSONAL_ACCOUNTS_TENANT);
+
+    let refusing = client(&h, "common").await.with_personal_accounts(false);
+    let (request, q) = sign_in(&h, &refusing, &dave.object_id).await;
+    let err = refusing
+        .exchange_code(&q["code"], &request.pkce_verifier, &request.nonce)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, OidcError::NotAdmitted(m) if m.contains("personal")),
+        "{err:?}"
+    );
     h.sandbox.shutdown().await;
 }
 

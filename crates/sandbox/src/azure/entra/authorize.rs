@@ -1,5 +1,6 @@
 //! The authorize endpoint: checks the request, shows the sign-in page (pick a test user) and
-//! issues the authorization code (query or form_post), or sends the error back.
+//! issues the authorization code (query or form_post), or sends the error back. Who may sign in
+//! (the app's sign-in audience) is `audience`'s; those refusals are Entra error pages.
 
 use std::collections::HashMap;
 
@@ -11,10 +12,10 @@ use axum::{
 };
 use time::Duration;
 
-use super::{MULTI_TENANT, find_app, form, tenant_known};
+use super::{audience, find_app, form, tenant_known};
 use crate::azure::{
     Shared,
-    config::TestUser,
+    config::{ClientApp, TestUser},
     http::{AppState, esc, html},
     keys::random_token,
     state::AuthCode,
@@ -25,7 +26,7 @@ const CODE_TTL_SECS: i64 = 600;
 
 /// A checked authorization request.
 struct AuthRequest {
-    client_id: String,
+    app: ClientApp,
     redirect_uri: String,
     scope: String,
     state: Option<String>,
@@ -51,7 +52,8 @@ fn check_auth_request(
     tenant: &str,
     p: &HashMap<String, String>,
 ) -> Result<AuthRequest, AuthError> {
-    let (client_id, redirect_uri) = check_client(shared, tenant, p).map_err(AuthError::Page)?;
+    let (app, redirect_uri) = check_client(shared, tenant, p).map_err(AuthError::Page)?;
+    audience::check_app(&app, tenant).map_err(AuthError::Page)?;
     let state = p.get("state").cloned();
     let (scope, code_challenge, response_mode) =
         check_response_params(p).map_err(|(error, description)| AuthError::Redirect {
@@ -61,7 +63,7 @@ fn check_auth_request(
             description: description.into(),
         })?;
     Ok(AuthRequest {
-        client_id,
+        app,
         redirect_uri,
         scope,
         state,
@@ -72,21 +74,21 @@ fn check_auth_request(
 }
 
 /// Tenant, client and redirect URI: until they check out there is nowhere safe to send an error
-/// but the page itself. Returns the client id and redirect URI.
+/// but the page itself. Returns the app and the redirect URI.
 fn check_client(
     shared: &Shared,
     tenant: &str,
     p: &HashMap<String, String>,
-) -> Result<(String, String), String> {
+) -> Result<(ClientApp, String), String> {
     if !tenant_known(shared, tenant) {
         return Err(format!("AADSTS90002: Tenant '{tenant}' not found."));
     }
     let client_id = p.get("client_id").cloned().unwrap_or_default();
-    if find_app(shared, &client_id).is_none() {
+    let Some(app) = find_app(shared, &client_id) else {
         return Err(format!(
             "AADSTS700016: Application with identifier '{client_id}' was not found."
         ));
-    }
+    };
     let redirect_uri = p.get("redirect_uri").cloned().unwrap_or_default();
     let valid_redirect = url::Url::parse(&redirect_uri)
         .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.fragment().is_none());
@@ -95,7 +97,7 @@ fn check_client(
             "AADSTS50011: The redirect URI '{redirect_uri}' is not valid."
         ));
     }
-    Ok((client_id, redirect_uri))
+    Ok((app, redirect_uri))
 }
 
 /// What the client asks for (response type, scope, PKCE, response mode); an error here goes
@@ -149,13 +151,12 @@ fn check_response_params(
     Ok((scope, code_challenge, response_mode))
 }
 
+/// Entra's sign-in page takes any account; whether it may sign in here is checked after
+/// (`audience::check_user`). The authority's own tenant's users come first.
 fn users_for_tenant<'a>(shared: &'a Shared, tenant: &str) -> Vec<&'a TestUser> {
-    shared
-        .config
-        .users
-        .iter()
-        .filter(|u| MULTI_TENANT.contains(&tenant) || u.tenant_id == tenant)
-        .collect()
+    let mut users: Vec<&TestUser> = shared.config.users.iter().collect();
+    users.sort_by_key(|u| u.tenant_id != tenant);
+    users
 }
 
 fn auth_error_response(err: AuthError) -> Response {
@@ -193,6 +194,22 @@ fn redirect_with(redirect_uri: &str, params: &[(&str, String)]) -> Response {
     url.query_pairs_mut()
         .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
     (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
+}
+
+/// The callback parameters of a declined consent.
+fn declined(state: Option<String>) -> Vec<(&'static str, String)> {
+    let mut params = vec![
+        ("error", "access_denied".to_owned()),
+        ("error_subcode", "cancel".to_owned()),
+        (
+            "error_description",
+            "AADSTS65004: User declined to consent to access the app.".to_owned(),
+        ),
+    ];
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    params
 }
 
 pub(super) async fn authorize_page(
@@ -237,7 +254,8 @@ pub(super) async fn authorize_page(
         format!(
             "<!doctype html><meta charset=\"utf-8\"><title>Sign in to your account</title>\
              <style>body{{font-family:sans-serif;max-width:40em;margin:3em auto}}li{{margin:.6em 0}}</style>\
-             <h1>Pick an account</h1><p>Microsoft Entra ID sandbox &mdash; tenant <code>{}</code></p><ul>{users}</ul>",
+             <h1>Pick an account</h1><p>Microsoft Entra ID sandbox &mdash; tenant <code>{}</code></p><ul>{users}</ul>\
+             <form method=\"post\">{hidden}<input type=\"hidden\" name=\"cancel\" value=\"1\"><button type=\"submit\">Cancel</button> <small>declines the permissions the app asks for</small></form>",
             esc(&tenant)
         ),
     )
@@ -253,24 +271,27 @@ pub(super) async fn authorize_submit(
         Ok(r) => r,
         Err(e) => return auth_error_response(e),
     };
+    if params.contains_key("cancel") {
+        // A user who declines consent goes back to the app with access_denied (AADSTS65004,
+        // reference-error-codes: "User declined to consent to access the app"); MSAL reads the
+        // error_subcode `cancel` Entra adds.
+        return redirect_with(&request.redirect_uri, &declined(request.state));
+    }
     let user_id = params.get("user").cloned().unwrap_or_default();
-    if !users_for_tenant(&shared, &tenant)
-        .iter()
-        .any(|u| u.object_id == user_id)
-    {
-        return auth_error_response(AuthError::Redirect {
-            redirect_uri: request.redirect_uri,
-            state: request.state,
-            error: "access_denied",
-            description: "AADSTS50020: The user account does not exist in this tenant.".into(),
-        });
+    let Some(user) = shared.config.user(&user_id) else {
+        return auth_error_response(AuthError::Page(format!(
+            "AADSTS50034: The user account {user_id} does not exist in the directory."
+        )));
+    };
+    if let Err(refusal) = audience::check_user(&request.app, &tenant, user) {
+        return auth_error_response(AuthError::Page(refusal));
     }
     let code = random_token(48);
     let now = shared.now();
     shared.lock().auth_codes.insert(
         code.clone(),
         AuthCode {
-            client_id: request.client_id,
+            client_id: request.app.client_id,
             redirect_uri: request.redirect_uri.clone(),
             scope: request.scope,
             nonce: request.nonce,

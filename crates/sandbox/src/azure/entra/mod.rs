@@ -4,6 +4,7 @@
 //! OIDC discovery and JWKS live here; `token` is the token endpoint, `claims` the tokens it
 //! mints, `authorize` the sign-in page, `graph` the Graph and userinfo endpoints.
 
+mod audience;
 mod authorize;
 mod claims;
 mod graph;

@@ -9,12 +9,8 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use base64::{
-    Engine,
-    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
-};
+use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::{
     claims::{marketplace_token, user_tokens},
@@ -255,8 +251,15 @@ fn check_requested_resource(
     Err(Box::new(refusal))
 }
 
-fn pkce_s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+/// The S256 challenge of a verifier, by the `oauth2` crate the vendor side uses too (one PKCE
+/// implementation); `None` for a length RFC 7636 forbids (43 to 128), which matches nothing.
+fn pkce_s256(verifier: &str) -> Option<String> {
+    (43..=128).contains(&verifier.len()).then(|| {
+        let verifier = oauth2::PkceCodeVerifier::new(verifier.to_owned());
+        oauth2::PkceCodeChallenge::from_code_verifier_sha256(&verifier)
+            .as_str()
+            .to_owned()
+    })
 }
 
 fn invalid_grant(code: u32, message: &str) -> Refusal {
@@ -374,7 +377,12 @@ fn check_code_verifier(form: &HashMap<String, String>, grant: &AuthCode) -> Resu
         return Ok(());
     };
     match form.get("code_verifier") {
-        Some(v) if constant_time_eq(pkce_s256(v).as_bytes(), challenge.as_bytes()) => Ok(()),
+        Some(v)
+            if pkce_s256(v)
+                .is_some_and(|c| constant_time_eq(c.as_bytes(), challenge.as_bytes())) =>
+        {
+            Ok(())
+        }
         Some(_) => Err(invalid_grant(
             501481,
             "The Code_Verifier does not match the code_challenge supplied in the authorization request.",

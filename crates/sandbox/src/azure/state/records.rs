@@ -296,6 +296,9 @@ pub struct CallLogEntry {
     pub method: String,
     pub path: String,
     pub status: u16,
+    /// The Entra app that made the call (bearer token `appid`/`azp`, or a token request's
+    /// `client_id`), when known.
+    pub app_id: Option<String>,
 }
 
 /// One webhook delivery attempt.
