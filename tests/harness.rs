@@ -243,6 +243,15 @@ async fn launch(
         aws.sqs_wait_time_secs = 0;
     }
     config.azure = Some(sandbox::azure_provider_config(&azure, &app_url));
+    // Every simulated buyer comes from 127.0.0.1, so one journey's dozen buyers would share
+    // one office's bucket: room for them here; tests/journeys/rate_limits.rs sets its own.
+    let roomy = marketlink_web::limits::Rate {
+        per_minute: 6_000,
+        burst: 1_000,
+    };
+    config.rate_limits.sign_in = roomy;
+    config.rate_limits.sign_up = roomy;
+    config.rate_limits.landing = roomy;
     tune_config(&mut config);
     let served_config = config.clone();
     // Replicas start together, as a rolling deployment would: each migrates on start.

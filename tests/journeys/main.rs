@@ -17,6 +17,7 @@ mod headers;
 mod metering;
 mod ops;
 mod people;
+mod rate_limits;
 mod reconcile;
 mod replicas;
 mod returning;

@@ -12,6 +12,7 @@ pub mod extract;
 mod headers;
 mod health;
 mod inbound;
+pub mod limits;
 mod manage;
 pub mod metrics;
 pub mod openapi;
@@ -59,6 +60,10 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(people::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))
+        .layer(axum::middleware::from_fn_with_state(
+            rate_limiters(&state),
+            limits::limit,
+        ))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             pages::render_page_errors,
@@ -130,6 +135,18 @@ pub async fn flush_key_use(state: AppState, shutdown: tokio_util::sync::Cancella
 }
 
 /// The one stylesheet, compiled in: no build step, no files to deploy.
+/// This server's rate limiters; the notification endpoints are the providers' own.
+fn rate_limiters(state: &AppState) -> std::sync::Arc<limits::Limiters> {
+    let notification_paths = state
+        .engine
+        .providers
+        .iter()
+        .flat_map(|p| p.inbound_endpoints())
+        .map(|e| e.path.to_owned())
+        .collect();
+    limits::Limiters::new(&state.settings.rate_limits, notification_paths)
+}
+
 async fn stylesheet() -> impl axum::response::IntoResponse {
     (
         [

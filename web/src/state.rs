@@ -25,6 +25,8 @@ pub struct WebSettings {
     pub request_timeout: Duration,
     /// `GET /metrics` (Prometheus).
     pub metrics: crate::metrics::MetricsSettings,
+    /// Requests per client and kind (`[rate_limits]`).
+    pub rate_limits: crate::limits::RateLimits,
 }
 
 impl std::fmt::Debug for WebSettings {
@@ -37,6 +39,7 @@ impl std::fmt::Debug for WebSettings {
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("metrics", &self.metrics)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -55,6 +58,7 @@ impl Default for WebSettings {
                 enabled: true,
                 token: None,
             },
+            rate_limits: crate::limits::RateLimits::default(),
         }
     }
 }

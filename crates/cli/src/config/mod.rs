@@ -59,6 +59,8 @@ pub struct Config {
     pub webhooks: Option<marketlink_engine::webhooks::WebhookSettings>,
     /// Periodic comparison with the marketplaces' own view (`marketlink reconcile`).
     pub reconcile: ReconcileConfig,
+    /// Requests per client and kind: sign-in, sign-up, landing, notifications, vendor API.
+    pub rate_limits: marketlink_web::limits::RateLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

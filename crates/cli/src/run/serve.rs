@@ -152,6 +152,7 @@ fn web_settings(config: &Config) -> WebSettings {
                 .as_ref()
                 .map(|t| t.expose().to_owned()),
         },
+        rate_limits: config.rate_limits.clone(),
     }
 }
 
