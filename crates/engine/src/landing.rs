@@ -2,8 +2,14 @@
 //! and resolve it with the marketplace at once (tokens are short-lived). Passing failures are
 //! retried by the provider's own policy only (AWS: `aws.max_attempts`); nothing here retries
 //! again on top of it.
+//!
+//! Landing requests are unauthenticated, so each must not cost a marketplace call: a token's
+//! answer (the purchase, or "invalid" / "expired") is kept for [`RESOLUTION_TTL`], keyed by
+//! the token's SHA-256, and concurrent landings of one token share one call.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
+
+use sha2::{Digest, Sha256};
 
 use marketlink_core::{
     BuyerSignIn, LandingToken, Marketplace, MarketplaceProvider, MarketplaceRules, ProviderError,
@@ -28,6 +34,29 @@ pub enum LandingError {
     Unavailable(ProviderError),
     #[error(transparent)]
     Failed(ProviderError),
+}
+
+/// How long a token's answer is reused: reloads and double submits within it cost nothing.
+pub const RESOLUTION_TTL: Duration = Duration::from_secs(60);
+/// Token answers kept at most.
+const RESOLUTION_CAPACITY: u64 = 10_000;
+
+/// A marketplace's lasting answer about one token.
+#[derive(Clone)]
+pub(crate) enum Resolution {
+    Resolved(Box<ResolvedPurchase>),
+    Invalid(String),
+    Expired(String),
+}
+
+/// Recent token answers, by SHA-256 of marketplace and token.
+pub(crate) type ResolutionCache = moka::future::Cache<[u8; 32], Resolution>;
+
+pub(crate) fn resolution_cache() -> ResolutionCache {
+    moka::future::Cache::builder()
+        .max_capacity(RESOLUTION_CAPACITY)
+        .time_to_live(RESOLUTION_TTL)
+        .build()
 }
 
 impl Engine {
@@ -81,25 +110,55 @@ impl Engine {
             .and_then(|p| p.buyer_sign_in())
     }
 
-    /// Resolves a set-up token to the purchase it stands for, once.
+    /// Resolves a set-up token to the purchase it stands for: once, or from the answer a
+    /// landing of the same token had in the last [`RESOLUTION_TTL`].
     pub async fn resolve_landing(
         &self,
         marketplace: &str,
         token: &LandingToken,
     ) -> Result<ResolvedPurchase, LandingError> {
-        let provider = self.landing_provider(marketplace)?;
-        match provider.resolve(token).await {
-            Ok(purchase) => {
-                tracing::info!(%marketplace, external_id = %purchase.subscription.external_id, "landing token resolved");
-                Ok(purchase)
-            }
-            Err(ProviderError::InvalidToken(why)) => Err(LandingError::InvalidToken(why)),
-            Err(ProviderError::ExpiredToken(why)) => Err(LandingError::ExpiredToken(why)),
-            Err(error) if error.is_retryable() => {
-                tracing::warn!(%marketplace, %error, "resolve failed after retries");
-                Err(LandingError::Unavailable(error))
-            }
-            Err(error) => Err(LandingError::Failed(error)),
+        let provider = self.landing_provider(marketplace)?.clone();
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(marketplace.as_bytes())
+            .chain_update([0])
+            .chain_update(token.token.as_bytes())
+            .finalize()
+            .into();
+        let name = marketplace.to_owned();
+        let answer = self
+            .resolutions
+            .try_get_with(key, async move { ask(&*provider, &name, token).await })
+            .await;
+        match answer {
+            Ok(Resolution::Resolved(purchase)) => Ok(*purchase),
+            Ok(Resolution::Invalid(why)) => Err(LandingError::InvalidToken(why)),
+            Ok(Resolution::Expired(why)) => Err(LandingError::ExpiredToken(why)),
+            // Not kept: the next landing asks again. Waiters that shared the call share its
+            // error; each gets it as a value.
+            Err(shared) => Err(Arc::try_unwrap(shared).unwrap_or_else(|shared| {
+                LandingError::Unavailable(ProviderError::retryable(shared.to_string()))
+            })),
         }
+    }
+}
+
+/// One Resolve call; a lasting answer is `Ok` (kept), a passing or unknown failure `Err`.
+async fn ask(
+    provider: &dyn MarketplaceProvider,
+    marketplace: &str,
+    token: &LandingToken,
+) -> Result<Resolution, LandingError> {
+    match provider.resolve(token).await {
+        Ok(purchase) => {
+            tracing::info!(%marketplace, external_id = %purchase.subscription.external_id, "landing token resolved");
+            Ok(Resolution::Resolved(Box::new(purchase)))
+        }
+        Err(ProviderError::InvalidToken(why)) => Ok(Resolution::Invalid(why)),
+        Err(ProviderError::ExpiredToken(why)) => Ok(Resolution::Expired(why)),
+        Err(error) if error.is_retryable() => {
+            tracing::warn!(%marketplace, %error, "resolve failed after retries");
+            Err(LandingError::Unavailable(error))
+        }
+        Err(error) => Err(LandingError::Failed(error)),
     }
 }

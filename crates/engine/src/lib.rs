@@ -83,6 +83,8 @@ pub struct Engine {
     pub webhooks: Option<webhooks::WebhookSettings>,
     /// HTTP client for the vendor's webhook endpoint.
     pub http: reqwest::Client,
+    /// Recent answers to landing tokens (see `landing`).
+    pub(crate) resolutions: landing::ResolutionCache,
 }
 
 impl Engine {
@@ -110,6 +112,7 @@ impl Engine {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
+            resolutions: landing::resolution_cache(),
         }
     }
 

@@ -34,6 +34,9 @@ pub(crate) struct Scripted {
     pub(crate) follow_script: Mutex<Vec<ChangeProgress>>,
     /// Waits for the vendor to activate (like Microsoft's), so a claim queues an activation.
     pub(crate) vendor_activates: bool,
+    /// Resolve calls made: tokens `good-…` resolve, `expired` has expired, `busy` is
+    /// throttled, anything else is invalid.
+    pub(crate) resolve_calls: AtomicUsize,
 }
 
 impl Scripted {
@@ -76,8 +79,26 @@ impl MarketplaceProvider for Scripted {
             vendor_cancels: true,
         }
     }
-    async fn resolve(&self, _: &LandingToken) -> Result<ResolvedPurchase, ProviderError> {
-        Err(unsupported("resolve"))
+    async fn resolve(&self, token: &LandingToken) -> Result<ResolvedPurchase, ProviderError> {
+        self.resolve_calls.fetch_add(1, Ordering::SeqCst);
+        // Long enough for concurrent landings of one token to overlap.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        match token.token.as_str() {
+            good if good.starts_with("good-") => Ok(ResolvedPurchase {
+                subscription: crate::harness::external(good),
+                plan_id: Some(PlanId::new("basic")),
+                quantity: None,
+                free_trial: false,
+                term: None,
+                display_name: None,
+                buyer_email: None,
+                aliases: vec![],
+                parties: vec![],
+            }),
+            "expired" => Err(ProviderError::ExpiredToken("the token expired".into())),
+            "busy" => Err(ProviderError::retryable("marketplace throttled")),
+            _ => Err(ProviderError::InvalidToken("unknown token".into())),
+        }
     }
     async fn activate(
         &self,

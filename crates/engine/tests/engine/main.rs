@@ -8,6 +8,7 @@ mod fake;
 mod harness;
 mod inbox;
 mod index;
+mod landing;
 mod lifecycle;
 mod returning;
 mod signup;
