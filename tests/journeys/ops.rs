@@ -565,6 +565,23 @@ async fn metrics_count_requests_marketplace_calls_usage_and_backlogs() {
 }
 
 #[tokio::test]
+async fn metrics_without_a_token_are_closed_outside_the_demo() {
+    let stack = start_full(
+        |_| {},
+        |_| {},
+        |config| config.server.metrics_public = false,
+    )
+    .await;
+    let response = reqwest::get(format!("{}/metrics", stack.app_url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("metrics_token"), "{body}");
+    assert!(!body.contains("marketlink_http_requests_total"), "{body}");
+}
+
+#[tokio::test]
 async fn metrics_can_be_switched_off() {
     let stack = start_full(|_| {}, |_| {}, |config| config.server.metrics = false).await;
     let (status, _) = call(&stack, Method::GET, None, "/metrics", None).await;

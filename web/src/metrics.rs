@@ -32,6 +32,9 @@ pub struct MetricsSettings {
     pub enabled: bool,
     /// When set, scrapes must send `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Without a token: `true` lets anyone scrape (the demo), `false` (the default) refuses
+    /// every scrape, since metrics name tenants' traffic and the deployment's internals.
+    pub public: bool,
 }
 
 impl std::fmt::Debug for MetricsSettings {
@@ -39,6 +42,7 @@ impl std::fmt::Debug for MetricsSettings {
         f.debug_struct("MetricsSettings")
             .field("enabled", &self.enabled)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("public", &self.public)
             .finish()
     }
 }
@@ -165,7 +169,7 @@ pub async fn track(request: Request, next: Next) -> Response {
 
 fn authorized(settings: &MetricsSettings, headers: &HeaderMap) -> bool {
     let Some(expected) = &settings.token else {
-        return true;
+        return settings.public;
     };
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -188,7 +192,11 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
-            "send the metrics token: `Authorization: Bearer <token>`\n",
+            if settings.token.is_some() {
+                "send the metrics token: `Authorization: Bearer <token>`\n"
+            } else {
+                "metrics need a token: set [server] metrics_token (or metrics_public = true to let anyone scrape)\n"
+            },
         )
             .into_response();
     }
@@ -279,6 +287,7 @@ mod tests {
         let settings = MetricsSettings {
             enabled: true,
             token: Some("s3cret-scrape-token".into()),
+            public: false,
         };
         let mut headers = HeaderMap::new();
         assert!(!authorized(&settings, &headers));
@@ -290,6 +299,12 @@ mod tests {
         );
         assert!(authorized(&settings, &headers));
         assert!(!format!("{settings:?}").contains("s3cret"));
-        assert!(authorized(&MetricsSettings::default(), &HeaderMap::new()));
+        // No token: closed unless the deployment says metrics are public.
+        assert!(!authorized(&MetricsSettings::default(), &HeaderMap::new()));
+        let public = MetricsSettings {
+            public: true,
+            ..MetricsSettings::default()
+        };
+        assert!(authorized(&public, &HeaderMap::new()));
     }
 }

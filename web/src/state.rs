@@ -57,6 +57,7 @@ impl Default for WebSettings {
             metrics: crate::metrics::MetricsSettings {
                 enabled: true,
                 token: None,
+                public: false,
             },
             rate_limits: crate::limits::RateLimits::default(),
         }

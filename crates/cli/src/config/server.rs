@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// When set, `/metrics` answers only `Authorization: Bearer <metrics_token>` (compared in
     /// constant time). At least 16 characters.
     pub metrics_token: Option<Secret>,
+    /// Without `metrics_token`: `true` lets anyone who reaches the port scrape (the demo);
+    /// `false` (default) answers every scrape 401.
+    pub metrics_public: bool,
     /// Argon2 password checks run at once (each holds 19 MiB); default: the number of CPUs.
     /// Sign-ins beyond them wait up to `password_queue_wait_ms`, then get 503.
     pub password_hash_concurrency: Option<usize>,
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             secure_cookies: None,
             metrics: true,
             metrics_token: None,
+            metrics_public: false,
             password_hash_concurrency: None,
             password_queue_wait_ms: 3000,
         }

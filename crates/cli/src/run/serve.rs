@@ -151,6 +151,7 @@ fn web_settings(config: &Config) -> WebSettings {
                 .metrics_token
                 .as_ref()
                 .map(|t| t.expose().to_owned()),
+            public: config.server.metrics_public,
         },
         rate_limits: config.rate_limits.clone(),
     }
