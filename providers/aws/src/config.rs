@@ -94,6 +94,9 @@ pub struct AwsConfig {
     pub sns_cert_hosts: Vec<String>,
     /// Accept `http://` SigningCertURL/SubscribeURL (the sandbox only; never in production).
     pub sns_allow_http: bool,
+    /// Refuse SNS messages signed with SignatureVersion 1 (SHA1): for topics whose
+    /// `SignatureVersion` attribute is 2.
+    pub sns_require_signature_v2: bool,
     /// SNS messages received over HTTP older than this are refused as replays.
     pub max_message_age_secs: u64,
     /// EventBridge API destination deliveries older than this are refused. EventBridge retries
@@ -133,6 +136,7 @@ impl Default for AwsConfig {
             sqs_visibility_timeout_secs: None,
             sns_cert_hosts: Vec::new(),
             sns_allow_http: false,
+            sns_require_signature_v2: false,
             max_message_age_secs: 3600,
             max_event_age_secs: 86_400,
             max_queued_message_age_secs: 14 * 86_400,

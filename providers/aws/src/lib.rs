@@ -155,7 +155,11 @@ impl AwsProvider {
         let sqs = sqs::SqsClients::new(&config, |region| {
             sdk_config!(aws_sdk_sqs, config, region, creds, sqs_timeout)
         });
-        let sns = sns::SnsVerifier::new(config.effective_sns_hosts(), config.sns_allow_http)?;
+        let sns = sns::SnsVerifier::new(
+            config.effective_sns_hosts(),
+            config.sns_allow_http,
+            config.sns_require_signature_v2,
+        )?;
         Ok(Self {
             retry: RetryPolicy {
                 max_attempts: config.max_attempts,

@@ -1,15 +1,14 @@
 //! SNS message signature verification (SignatureVersion 1 = SHA1withRSA, 2 = SHA256withRSA).
 //!
 //! The trust anchor is the SigningCertURL: it must be `https://` on an allowed SNS host (the
-//! sandbox: `http://127.0.0.1:PORT` when explicitly allowed) and end in `.pem`; the certificate
-//! is fetched once per URL and cached. The certificate chain itself is not validated beyond
-//! TLS to the AWS host, as AWS's own verifiers do.
+//! sandbox: `http://127.0.0.1:PORT` when explicitly allowed), end in `.pem` and carry no query
+//! or fragment (AWS's never do; allowing them would let a forger make us fetch and cache the
+//! same certificate under endless names). A certificate is fetched once (concurrent messages
+//! share the download), read up to `MAX_CERT_BYTES` only, and kept in a bounded cache for a
+//! day. The certificate chain itself is not validated beyond TLS to the AWS host, as AWS's own
+//! verifiers do. `require_v2` refuses SHA1 signatures (SignatureVersion 1) for topics set to 2.
 
-use std::{
-    collections::HashMap,
-    sync::{Mutex, MutexGuard},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use marketlink_core::ProviderError;
@@ -22,6 +21,10 @@ use x509_cert::{
 
 /// Largest certificate we download.
 const MAX_CERT_BYTES: usize = 64 * 1024;
+/// Certificates kept at most: AWS signs with one per region at a time, a few during a rotation.
+const MAX_CACHED_CERTS: u64 = 64;
+/// A cached certificate is fetched again after this (AWS rotates them).
+const CERT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 fn unauthenticated(reason: impl Into<String>) -> ProviderError {
     ProviderError::Unauthenticated(reason.into())
@@ -92,8 +95,9 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 pub struct SnsVerifier {
     hosts: Vec<String>,
     allow_http: bool,
+    require_v2: bool,
     http: reqwest::Client,
-    keys: Mutex<HashMap<String, RsaPublicKey>>,
+    keys: moka::future::Cache<String, RsaPublicKey>,
 }
 
 impl std::fmt::Debug for SnsVerifier {
@@ -101,12 +105,17 @@ impl std::fmt::Debug for SnsVerifier {
         f.debug_struct("SnsVerifier")
             .field("hosts", &self.hosts)
             .field("allow_http", &self.allow_http)
+            .field("require_v2", &self.require_v2)
             .finish_non_exhaustive()
     }
 }
 
 impl SnsVerifier {
-    pub fn new(hosts: Vec<String>, allow_http: bool) -> Result<Self, ProviderError> {
+    pub fn new(
+        hosts: Vec<String>,
+        allow_http: bool,
+        require_v2: bool,
+    ) -> Result<Self, ProviderError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
@@ -115,13 +124,13 @@ impl SnsVerifier {
         Ok(Self {
             hosts,
             allow_http,
+            require_v2,
             http,
-            keys: Mutex::new(HashMap::new()),
+            keys: moka::future::Cache::builder()
+                .max_capacity(MAX_CACHED_CERTS)
+                .time_to_live(CERT_TTL)
+                .build(),
         })
-    }
-
-    fn keys(&self) -> MutexGuard<'_, HashMap<String, RsaPublicKey>> {
-        self.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Checks scheme and host of a SigningCertURL / SubscribeURL.
@@ -155,34 +164,56 @@ impl SnsVerifier {
     }
 
     async fn public_key(&self, cert_url: &str) -> Result<RsaPublicKey, ProviderError> {
-        if let Some(key) = self.keys().get(cert_url) {
-            return Ok(key.clone());
-        }
         let url = self.check_url(cert_url, "SigningCertURL")?;
         if !url.path().ends_with(".pem") {
             return Err(unauthenticated(format!(
                 "SigningCertURL {cert_url} is not a .pem file"
             )));
         }
-        let response = self.http.get(url).send().await.map_err(|e| {
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(unauthenticated(format!(
+                "SigningCertURL {cert_url} carries a query or fragment"
+            )));
+        }
+        self.keys
+            .try_get_with(url.to_string(), self.fetch_key(url))
+            .await
+            .map_err(|shared| match Arc::try_unwrap(shared) {
+                Ok(error) => error,
+                Err(shared) => clone_error(&shared),
+            })
+    }
+
+    /// Downloads a certificate, reading at most [`MAX_CERT_BYTES`].
+    async fn fetch_key(&self, url: url::Url) -> Result<RsaPublicKey, ProviderError> {
+        let mut response = self.http.get(url.clone()).send().await.map_err(|e| {
             ProviderError::retryable(format!("cannot fetch the SNS certificate: {e}"))
         })?;
         if !response.status().is_success() {
             return Err(ProviderError::retryable(format!(
-                "SNS certificate {cert_url}: HTTP {}",
+                "SNS certificate {url}: HTTP {}",
                 response.status()
             )));
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| ProviderError::retryable(format!("SNS certificate body: {e}")))?;
-        if body.len() > MAX_CERT_BYTES {
-            return Err(unauthenticated("SNS certificate too large"));
+        let too_large = || unauthenticated("SNS certificate too large");
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_CERT_BYTES as u64)
+        {
+            return Err(too_large());
         }
-        let key = public_key_from_pem(&body)?;
-        self.keys().insert(cert_url.to_owned(), key.clone());
-        Ok(key)
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ProviderError::retryable(format!("SNS certificate body: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_CERT_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        public_key_from_pem(&body)
     }
 
     /// Confirms an SNS subscription: GET of the SubscribeURL, which must be on an allowed host.
@@ -216,6 +247,11 @@ impl SnsVerifier {
                 .ok_or_else(|| unauthenticated(format!("SNS message without {k}")))
         };
         let version = field("SignatureVersion")?;
+        if self.require_v2 && version != "2" {
+            return Err(unauthenticated(format!(
+                "SNS SignatureVersion {version:?} refused: this topic must sign with version 2 (SHA256)"
+            )));
+        }
         let signature = B64
             .decode(field("Signature")?)
             .map_err(|_| unauthenticated("SNS Signature is not base64"))?;
@@ -242,6 +278,15 @@ impl SnsVerifier {
                 "SNS signature does not match the message (forged or altered)",
             ))
         }
+    }
+}
+
+/// A shared download failure, for each message that waited on it.
+fn clone_error(error: &ProviderError) -> ProviderError {
+    match error {
+        ProviderError::Unauthenticated(message) => ProviderError::Unauthenticated(message.clone()),
+        other if other.is_retryable() => ProviderError::retryable(other.to_string()),
+        other => unauthenticated(other.to_string()),
     }
 }
 
@@ -303,7 +348,7 @@ mod tests {
 
     #[test]
     fn urls_must_be_https_on_allowed_hosts() {
-        let v = SnsVerifier::new(vec!["sns.us-east-1.amazonaws.com".into()], false).unwrap();
+        let v = SnsVerifier::new(vec!["sns.us-east-1.amazonaws.com".into()], false, false).unwrap();
         assert!(
             v.check_url(
                 "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-x.pem",
@@ -320,5 +365,34 @@ mod tests {
             v.check_url("https://user@sns.us-east-1.amazonaws.com/x.pem", "c")
                 .is_err()
         );
+    }
+
+    /// A certificate URL that streams more than we read is refused without reading it all,
+    /// whether or not it announces its length.
+    #[tokio::test]
+    async fn oversized_certificates_are_cut_off() {
+        let app = axum::Router::new()
+            .route(
+                "/announced.pem",
+                axum::routing::get(|| async { vec![b'A'; 2 * MAX_CERT_BYTES] }),
+            )
+            .route(
+                "/streamed.pem",
+                axum::routing::get(|| async {
+                    let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(vec![b'A'; 4096]));
+                    axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let v = SnsVerifier::new(vec![host.clone()], true, false).unwrap();
+        for path in ["announced", "streamed"] {
+            let url = format!("http://{host}/{path}.pem");
+            match v.public_key(&url).await {
+                Err(ProviderError::Unauthenticated(m)) => assert!(m.contains("too large"), "{m}"),
+                other => panic!("{path}: {other:?}"),
+            }
+        }
     }
 }

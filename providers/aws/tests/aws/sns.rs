@@ -410,3 +410,47 @@ async fn sqs_messages_may_wait_longer_than_http_ones() {
     let err = h.provider.authenticate(&msgs[0].message).await.unwrap_err();
     assert!(matches!(err, ProviderError::Unauthenticated(_)), "{err:?}");
 }
+
+/// The certificate URL is AWS's own: no query (which would give one certificate endless cache
+/// names), and SHA1 signatures can be refused for topics that sign with version 2.
+#[tokio::test]
+async fn certificate_urls_with_a_query_and_v1_signatures_where_v2_is_required_are_refused() {
+    let (h, captured) = http_harness(1).await;
+    let p = h.sb.purchase(CLASSIC, OfferKind::Contract, BUYER).unwrap();
+    h.sb.send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    let conf = captured.lock().unwrap()[0].clone();
+    h.provider.authenticate(&conf).await.unwrap();
+
+    let mut queried = body_json(&conf);
+    let url = queried["SigningCertURL"].as_str().unwrap().to_owned();
+    for suffix in ["?copy=1", "#again"] {
+        queried["SigningCertURL"] = Value::String(format!("{url}{suffix}"));
+        let reason = unauthenticated(&h, &with_body(&conf, &queried)).await;
+        assert!(reason.contains("query or fragment"), "{reason}");
+    }
+
+    let (endpoint, strict_captured) = capture_server().await;
+    let strict = start_with(
+        AwsSandboxConfig {
+            sns_http_endpoint: Some(endpoint),
+            sns_signature_version: 1,
+            ..AwsSandboxConfig::default()
+        },
+        |c| c.sns_require_signature_v2 = true,
+    )
+    .await;
+    let p = strict
+        .sb
+        .purchase(CLASSIC, OfferKind::Contract, BUYER)
+        .unwrap();
+    strict
+        .sb
+        .send_subscription_event(&p.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    let signed_v1 = strict_captured.lock().unwrap()[0].clone();
+    let reason = unauthenticated(&strict, &signed_v1).await;
+    assert!(reason.contains("version 2"), "{reason}");
+}
