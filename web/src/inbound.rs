@@ -71,22 +71,33 @@ async fn receive(
             Json(json!({ "status": "duplicate", "id": id })),
         )
             .into_response(),
-        Err(ReceiveError::Rejected(reason)) => error(StatusCode::UNAUTHORIZED, "rejected", &reason),
-        Err(ReceiveError::Malformed(reason)) => {
-            error(StatusCode::BAD_REQUEST, "malformed", &reason)
-        }
-        Err(e @ ReceiveError::NotConfigured(_)) => error(
+        // The reason is logged (by the engine, or here); the sender gets a short generic one,
+        // so a prober learns nothing of our checks or configuration.
+        Err(ReceiveError::Rejected(_)) => error(
+            StatusCode::UNAUTHORIZED,
+            "rejected",
+            "the message could not be authenticated",
+        ),
+        Err(ReceiveError::Malformed(_)) => error(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "the message is not in the expected format",
+        ),
+        Err(ReceiveError::NotConfigured(_)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_configured",
-            &e.to_string(),
+            "this message cannot be taken yet; send it again later",
         ),
-        Err(ReceiveError::UnknownMarketplace(name)) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("marketplace {name} is not configured"),
-        ),
+        Err(ReceiveError::UnknownMarketplace(_)) => {
+            error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        }
         Err(ReceiveError::Unavailable(reason)) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &reason)
+            tracing::warn!(%marketplace, %channel, %reason, "inbound message answered 503");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "temporarily unavailable; send it again later",
+            )
         }
     }
 }
