@@ -313,6 +313,7 @@ async fn bench_api(dir: &tempfile::TempDir) {
     let state = marketlink_web::AppState::new(marketlink_web::App {
         engine,
         keys: Default::default(),
+        sign_in_attempts: Default::default(),
         settings: marketlink_web::WebSettings::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -127,3 +127,58 @@ async fn the_vendor_api_is_limited_per_key() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+#[tokio::test]
+async fn one_account_takes_ten_attempts_then_waits_whatever_the_address() {
+    let stack = start_full(|_| {}, |_| {}, |_| {}).await;
+    let attempt = |email: &'static str| {
+        let app_url = stack.app_url.clone();
+        async move {
+            // A fresh browser each time, as a botnet would send them.
+            let client = browser();
+            let page = client
+                .get(format!("{app_url}/signin"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            client
+                .post(format!("{app_url}/signin"))
+                .form(&[
+                    ("csrf", csrf(&page).as_str()),
+                    ("email", email),
+                    ("password", "guess-guess-guess"),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..10 {
+        assert_eq!(
+            attempt("victim@acme.example").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let locked = attempt("VICTIM@acme.example").await;
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((50..=60).contains(&retry), "Retry-After {retry}");
+    assert!(
+        locked
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many sign-in attempts")
+    );
+    assert_eq!(
+        attempt("someone-else@acme.example").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

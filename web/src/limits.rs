@@ -294,12 +294,60 @@ fn too_many(kind: Kind, wait: Duration, client: &Client) -> Response {
             "We received too many requests from your network in a short time.",
         )
         .step(format!("Wait {seconds} seconds, then try again."))
+        .retry_after(seconds)
         .into_page(),
     };
     if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
+}
+
+/// Sign-in attempts per account (by email, whoever sends them): 10 at once, then one a
+/// minute. Guessing one account's password from many addresses is slowed to 60 tries an hour,
+/// and its owner waits at most a minute once the guessing stops, so an attacker cannot lock
+/// them out for good.
+pub struct AccountAttempts {
+    limiter: DefaultKeyedRateLimiter<String>,
+    checks: AtomicU64,
+}
+
+impl Default for AccountAttempts {
+    fn default() -> Self {
+        let quota = Quota::per_minute(NonZeroU32::MIN)
+            .allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            checks: AtomicU64::new(0),
+        }
+    }
+}
+
+impl AccountAttempts {
+    /// Counts an attempt on `email`; `Err(wait)` when the account takes no more for now.
+    pub fn attempt(&self, email: &str) -> Result<(), Duration> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter
+            .check_key(&email.trim().to_lowercase())
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// The page for an account that takes no more attempts for now (the same for accounts
+    /// that do not exist, so it reveals none).
+    pub fn refusal(wait: Duration) -> crate::pages::PageError {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        metrics::counter!("marketlink_rate_limited_total", "kind" => "account").increment(1);
+        crate::pages::PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-in attempts",
+            "This account has had too many sign-in attempts in a short time.",
+        )
+        .step(format!("Wait {seconds} seconds, then try again."))
+        .retry_after(seconds)
+    }
 }
 
 #[cfg(test)]
@@ -382,6 +430,20 @@ mod tests {
             HeaderValue::from_static("Bearer junk"),
         );
         assert_eq!(api_key_prefix(&headers), None);
+    }
+
+    #[test]
+    fn an_account_takes_ten_attempts_then_one_a_minute_whatever_the_case() {
+        let attempts = AccountAttempts::default();
+        for _ in 0..10 {
+            assert!(attempts.attempt("Victim@Acme.example").is_ok());
+        }
+        let wait = attempts.attempt("victim@acme.example ").unwrap_err();
+        assert!(
+            wait <= Duration::from_secs(60) && wait > Duration::from_secs(50),
+            "{wait:?}"
+        );
+        assert!(attempts.attempt("other@acme.example").is_ok());
     }
 
     #[test]

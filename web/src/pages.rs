@@ -68,6 +68,8 @@ pub struct PageError {
     pub explanation: String,
     pub next_steps: Vec<String>,
     pub action: Option<(String, String)>,
+    /// Seconds for `Retry-After` on a 429 or 503 (2 when unset).
+    pub retry_after: Option<u64>,
 }
 
 impl PageError {
@@ -78,7 +80,14 @@ impl PageError {
             explanation: explanation.into(),
             next_steps: Vec::new(),
             action: None,
+            retry_after: None,
         }
+    }
+
+    /// When the client may try again (429, 503).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn step(mut self, step: impl Into<String>) -> Self {
@@ -163,7 +172,9 @@ pub async fn render_page_errors(
                 explanation: page.explanation.clone(),
                 next_steps: page.next_steps.clone(),
                 action: page.action.clone(),
+                retry_after: page.retry_after,
             };
+            let page_retry = page.retry_after;
             let (mut parts, _) = response.into_parts();
             let rendered = page.render(&state.settings.branding);
             // Keep what the handler set besides the page (cookies, for instance).
@@ -180,7 +191,7 @@ pub async fn render_page_errors(
                 parts
                     .headers
                     .entry(axum::http::header::RETRY_AFTER)
-                    .or_insert(axum::http::HeaderValue::from_static("2"));
+                    .or_insert(axum::http::HeaderValue::from(page_retry.unwrap_or(2)));
             }
             Response::from_parts(parts, body)
         }

@@ -71,6 +71,8 @@ pub struct App {
     /// Verified API keys (briefly cached) and their use counters.
     pub keys: crate::api_auth::KeyCache,
     pub settings: WebSettings,
+    /// Sign-in attempts per account, buyers' and operators'.
+    pub sign_in_attempts: crate::limits::AccountAttempts,
 }
 
 /// Cheap-to-clone handle on [`App`], used as axum state.

@@ -12,6 +12,7 @@ use marketlink_engine::Actor;
 use serde::Deserialize;
 
 use super::AdminUser;
+use crate::limits::AccountAttempts;
 use crate::session::CsrfForm;
 use crate::{
     AppState,
@@ -57,6 +58,10 @@ pub(super) async fn login(
         return Err(PageError::forbidden_form());
     }
     let email = form.email.trim().to_lowercase();
+    state
+        .sign_in_attempts
+        .attempt(&email)
+        .map_err(AccountAttempts::refusal)?;
     if verified(&state.settings.admins, &email, form.password)
         .await?
         .is_none()

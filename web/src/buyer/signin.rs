@@ -11,6 +11,7 @@ use marketlink_core::User;
 use serde::Deserialize;
 
 use super::Reply;
+use crate::limits::AccountAttempts;
 use crate::session::CsrfForm;
 use crate::{
     AppState,
@@ -66,6 +67,10 @@ pub(super) async fn signin(
     if !browser.session.csrf_matches(&form.csrf) {
         return Err(PageError::forbidden_form());
     }
+    state
+        .sign_in_attempts
+        .attempt(&form.email)
+        .map_err(AccountAttempts::refusal)?;
     let Some(user) = verified_user(&state, &form).await? else {
         let page = refused_page(&state, &browser.session, &form.email);
         return Ok((browser.jar, page));

@@ -76,6 +76,7 @@ pub async fn serve_on(
     let state = AppState::new(App {
         engine,
         keys: Default::default(),
+        sign_in_attempts: Default::default(),
         settings: web_settings(&config),
     });
     let address = listener.local_addr()?;
