@@ -12,6 +12,11 @@ const MAX_GROUP: usize = 64;
 /// Group commits in flight at once on PostgreSQL (each holds one pooled connection).
 const POSTGRES_WRITERS: usize = 4;
 
+/// Requests waiting for the writer at most. Beyond it the database is not keeping up: the
+/// caller is answered "unavailable" (503 with Retry-After) at once instead of queueing
+/// without bound in memory.
+const MAX_WAITING: usize = 1024;
+
 /// A request waiting for the writer.
 struct Pending {
     events: Vec<NewUsageEvent>,
@@ -32,7 +37,7 @@ struct Pending {
 /// concurrent groups share no rows and do not queue on one another's locks.
 #[derive(Default)]
 pub(crate) struct IngestWriter {
-    queue: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    queue: Mutex<Option<mpsc::Sender<Pending>>>,
 }
 
 impl IngestWriter {
@@ -47,18 +52,24 @@ impl IngestWriter {
         {
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             let pending = match queue.as_ref() {
-                Some(sender) => match sender.send(pending) {
+                Some(sender) => match sender.try_send(pending) {
                     Ok(()) => None,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        metrics::counter!("marketlink_usage_ingest_refused_total").increment(1);
+                        return Err(StoreError::unavailable(format!(
+                            "{MAX_WAITING} usage requests are already waiting for the database"
+                        )));
+                    }
                     // The writer is gone (its runtime shut down): start another.
-                    Err(mpsc::error::SendError(back)) => Some(back),
+                    Err(mpsc::error::TrySendError::Closed(back)) => Some(back),
                 },
                 None => Some(pending),
             };
             if let Some(pending) = pending {
-                let (sender, receiver) = mpsc::unbounded_channel();
+                let (sender, receiver) = mpsc::channel(MAX_WAITING);
                 tokio::spawn(run_writer(store.clone(), receiver));
-                // Cannot fail: the receiver is alive in the task just spawned.
-                let _ = sender.send(pending);
+                // Cannot fail: the receiver is alive in the task just spawned, and empty.
+                let _ = sender.try_send(pending);
                 *queue = Some(sender);
             }
         }
@@ -76,7 +87,7 @@ async fn wait(
     })
 }
 
-async fn run_writer(store: Store, mut queue: mpsc::UnboundedReceiver<Pending>) {
+async fn run_writer(store: Store, mut queue: mpsc::Receiver<Pending>) {
     let writers = Arc::new(Semaphore::new(match store.backend() {
         Backend::Sqlite => 1,
         Backend::Postgres => POSTGRES_WRITERS,
@@ -123,5 +134,56 @@ async fn commit_group(store: &Store, mut group: Vec<Pending>) {
                 let _ = pending.reply.send(Err(error));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer whose queue nobody drains (the database stalled): once `MAX_WAITING`
+    /// requests wait, the next is refused at once, as unavailable.
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let dir = std::env::temp_dir().join(format!("writer-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("w.db").display());
+        let store = Store::connect(&url, &Default::default()).await.unwrap();
+        let (sender, _stalled) = mpsc::channel(MAX_WAITING);
+        let writer = Arc::new(IngestWriter {
+            queue: Mutex::new(Some(sender)),
+        });
+        let now = time::macros::datetime!(2026-12-07 10:00 UTC);
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_WAITING {
+            let (writer, store) = (writer.clone(), store.clone());
+            waiting.push(tokio::spawn(async move {
+                writer.write(&store, Vec::new(), now).await
+            }));
+        }
+        // Let every one of them reach the queue.
+        while writer
+            .queue
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|s| s.capacity() > 0)
+        {
+            tokio::task::yield_now().await;
+        }
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            writer.write(&store, Vec::new(), now),
+        )
+        .await
+        .expect("refused at once, not queued");
+        assert!(
+            matches!(&refused, Err(e) if e.is_unavailable()),
+            "{refused:?}"
+        );
+        for task in waiting {
+            task.abort();
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
