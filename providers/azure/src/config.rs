@@ -1,8 +1,10 @@
 //! Configuration of the Azure adapter: the publisher's Entra app, where the APIs live, how
 //! webhook tokens are validated and how long operations are polled.
 //!
-//! Every key has a default except the three identity keys (`tenant_id`, `client_id`,
-//! `client_secret`). In TOML, under the `[azure]` section of marketlink's configuration:
+//! Every key has a default except the identity keys (`tenant_id`, `client_id`, and
+//! `client_secret` unless `[azure.credential]` names another kind: a certificate, workload
+//! identity or managed identity, see `credential`). In TOML, under the `[azure]` section of
+//! marketlink's configuration:
 //!
 //! ```toml
 //! [azure]
@@ -39,7 +41,12 @@ pub struct AzureConfig {
     /// The publisher's Entra application (client) id: calls the APIs, is the audience of
     /// webhook tokens, and may also run the buyer sign-in.
     pub client_id: String,
+    /// The app's client secret: required by the default credential (`client_secret`) only.
+    #[serde(default = "no_secret")]
     pub client_secret: Secret,
+    /// How the API token is obtained (`[azure.credential]`); absent: `client_secret`.
+    #[serde(default)]
+    pub credential: Option<crate::credential::CredentialConfig>,
     /// Buyer sign-in on the landing page (Microsoft requires Entra ID SSO there).
     #[serde(default)]
     pub sign_in: Option<crate::sign_in::SignInConfig>,
@@ -122,6 +129,9 @@ pub enum WebhookAuth {
     None,
 }
 
+fn no_secret() -> Secret {
+    Secret::new("")
+}
 fn default_authority_host() -> String {
     DEFAULT_AUTHORITY_HOST.into()
 }
@@ -191,6 +201,7 @@ impl AzureConfig {
             tenant_id: tenant_id.into(),
             client_id: client_id.into(),
             client_secret: Secret::new(client_secret),
+            credential: None,
             sign_in: None,
             authority_host: default_authority_host(),
             marketplace_api_base: default_api_base(),
@@ -216,10 +227,18 @@ impl AzureConfig {
 
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let credential = self.credential();
+        if credential == crate::credential::CredentialConfig::ClientSecret
+            && self.client_secret.expose().trim().is_empty()
+        {
+            return Err(ConfigError(
+                "client_secret is required (or an [azure.credential] of another kind)".into(),
+            ));
+        }
+        credential.validate()?;
         for (name, value) in [
             ("tenant_id", self.tenant_id.as_str()),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
             (
                 "marketplace_resource_id",
                 self.marketplace_resource_id.as_str(),
@@ -259,6 +278,13 @@ impl AzureConfig {
             )));
         }
         Ok(())
+    }
+
+    /// The credential the API token is obtained with (`client_secret` when none is set).
+    pub fn credential(&self) -> crate::credential::CredentialConfig {
+        self.credential
+            .clone()
+            .unwrap_or(crate::credential::CredentialConfig::ClientSecret)
     }
 
     /// `authority_host` without a trailing slash.
