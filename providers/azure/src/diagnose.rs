@@ -26,7 +26,12 @@ fn token_problem(error: &ProviderError, config: &AzureConfig) -> String {
         )
     } else if has(&["AADSTS700024"]) {
         "the client assertion is outside its valid time range: check this machine's clock, and for workload identity that the token file is being refreshed".to_owned()
-    } else if has(&["AADSTS70021", "AADSTS700211", "AADSTS700212", "AADSTS700213"]) {
+    } else if has(&[
+        "AADSTS70021",
+        "AADSTS700211",
+        "AADSTS700212",
+        "AADSTS700213",
+    ]) {
         format!(
             "app {client_id} has no federated credential matching the token's issuer, subject and audience (api://AzureADTokenExchange): add one ({app_page} > Federated credentials)"
         )

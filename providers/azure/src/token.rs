@@ -88,7 +88,9 @@ impl TokenSource {
             .map_err(|e| self.credentials.fetch_error(&e))?;
         // azure_identity turns `expires_in` into a wall-clock instant; take the lifetime back
         // out of it and count it on our clock.
-        let lifetime = (token.expires_on - SystemClock.now()).whole_seconds().max(0);
+        let lifetime = (token.expires_on - SystemClock.now())
+            .whole_seconds()
+            .max(0);
         let margin = i64::try_from(self.config.token_refresh_margin_secs).unwrap_or(i64::MAX);
         // A margin larger than half the lifetime would refetch on every call: cap it.
         let margin = margin.min(lifetime / 2);

@@ -401,7 +401,11 @@ impl AzureSandboxHandle {
     /// Kubernetes cluster's OIDC issuer) for `subject`, audience `api://AzureADTokenExchange`,
     /// valid `lifetime_secs` by the sandbox clock: what AKS projects into
     /// `AZURE_FEDERATED_TOKEN_FILE`.
-    pub fn mint_federated_token(&self, subject: &str, lifetime_secs: i64) -> anyhow::Result<String> {
+    pub fn mint_federated_token(
+        &self,
+        subject: &str,
+        lifetime_secs: i64,
+    ) -> anyhow::Result<String> {
         let now = self.shared.now().unix_timestamp();
         self.shared.key.sign(&serde_json::json!({
             "iss": credentials::workload_issuer(&self.base_url),

@@ -85,12 +85,19 @@ impl TokenCredential for AppServiceIdentity {
                 },
                 format!(
                     "the managed identity endpoint answered HTTP {status}: {}",
-                    String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
                 ),
             ));
         }
         let token: MsiToken = serde_json::from_slice(&body).map_err(|e| {
-            Error::with_error(ErrorKind::DataConversion, e, "the identity endpoint's answer")
+            Error::with_error(
+                ErrorKind::DataConversion,
+                e,
+                "the identity endpoint's answer",
+            )
         })?;
         let expires_on = match token.expires_on {
             ExpiresOn::Number(n) => n,

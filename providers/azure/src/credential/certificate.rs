@@ -69,28 +69,29 @@ impl CertificateAssertion {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, String> {
         let read = |path: &Path| {
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))
+            std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
         };
         let cert_text = read(certificate)?;
-        let (_, der) = pem_block(&cert_text, &["CERTIFICATE"]).ok_or_else(|| {
-            format!("{} holds no PEM certificate", certificate.display())
-        })?;
+        let (_, der) = pem_block(&cert_text, &["CERTIFICATE"])
+            .ok_or_else(|| format!("{} holds no PEM certificate", certificate.display()))?;
         let key_path = private_key.unwrap_or(certificate);
         let key_text = if private_key.is_some() {
             read(key_path)?
         } else {
             cert_text
         };
-        let (key_pem, _) = pem_block(&key_text, &["PRIVATE KEY", "RSA PRIVATE KEY"])
-            .ok_or_else(|| {
+        let (key_pem, _) =
+            pem_block(&key_text, &["PRIVATE KEY", "RSA PRIVATE KEY"]).ok_or_else(|| {
                 format!(
                     "{} holds no RSA private key (PEM `PRIVATE KEY` or `RSA PRIVATE KEY`)",
                     key_path.display()
                 )
             })?;
         let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).map_err(|e| {
-            format!("the private key in {} is not an RSA key: {e}", key_path.display())
+            format!(
+                "the private key in {} is not an RSA key: {e}",
+                key_path.display()
+            )
         })?;
         Ok(Self {
             key,

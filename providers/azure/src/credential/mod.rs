@@ -97,12 +97,17 @@ impl CredentialConfig {
         } = self
         {
             let url = url::Url::parse(endpoint).map_err(|e| {
-                ConfigError(format!("credential.endpoint `{endpoint}` is not a URL: {e}"))
+                ConfigError(format!(
+                    "credential.endpoint `{endpoint}` is not a URL: {e}"
+                ))
             })?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(ConfigError("credential.endpoint must be http(s)".into()));
             }
-            if identity_header.as_ref().is_none_or(|h| h.expose().is_empty()) {
+            if identity_header
+                .as_ref()
+                .is_none_or(|h| h.expose().is_empty())
+            {
                 return Err(ConfigError(
                     "credential.identity_header is required with credential.endpoint".into(),
                 ));
@@ -237,7 +242,6 @@ impl CredentialFactory {
                     client_id: Some(client),
                     tenant_id: Some(tenant),
                     token_file_path: token_file.clone(),
-                    ..Default::default()
                 }))
                 .map_err(refused)?
             }

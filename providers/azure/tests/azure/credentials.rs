@@ -125,7 +125,11 @@ async fn workload_identity_reads_the_federated_token_file_at_every_fetch() {
         },
     )
     .await;
-    std::fs::write(&file, h.sandbox.mint_federated_token(SUBJECT, 3600).unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        h.sandbox.mint_federated_token(SUBJECT, 3600).unwrap(),
+    )
+    .unwrap();
     let sub = h.subscribed("basic", None).await;
     assert_eq!(h.token_calls().await, 1);
 
@@ -137,28 +141,22 @@ async fn workload_identity_reads_the_federated_token_file_at_every_fetch() {
         .unwrap();
     std::fs::write(&file, other).unwrap();
     h.clock.advance(time::Duration::minutes(56));
-    let message = configuration_error(
-        h.provider
-            .subscription(&sub.external_id)
-            .await
-            .unwrap_err(),
-    );
+    let message = configuration_error(h.provider.subscription(&sub.external_id).await.unwrap_err());
     assert!(message.contains("workload_identity"), "{message}");
     assert!(message.contains(&file.display().to_string()), "{message}");
     assert!(message.contains("AADSTS700213"), "{message}");
 
     // An expired token in the file: AADSTS700024.
     std::fs::write(&file, h.sandbox.mint_federated_token(SUBJECT, -60).unwrap()).unwrap();
-    let message = configuration_error(
-        h.provider
-            .subscription(&sub.external_id)
-            .await
-            .unwrap_err(),
-    );
+    let message = configuration_error(h.provider.subscription(&sub.external_id).await.unwrap_err());
     assert!(message.contains("AADSTS700024"), "{message}");
 
     // A good token again: back to work, without a restart.
-    std::fs::write(&file, h.sandbox.mint_federated_token(SUBJECT, 3600).unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        h.sandbox.mint_federated_token(SUBJECT, 3600).unwrap(),
+    )
+    .unwrap();
     h.provider.subscription(&sub.external_id).await.unwrap();
     h.sandbox.shutdown().await;
 }
@@ -211,7 +209,11 @@ async fn a_token_microsoft_refuses_is_replaced_with_a_workload_identity_too() {
         Some(microsoft.clone()),
     )
     .await;
-    std::fs::write(&file, h.sandbox.mint_federated_token(SUBJECT, 3 * 3600).unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        h.sandbox.mint_federated_token(SUBJECT, 3 * 3600).unwrap(),
+    )
+    .unwrap();
     let sub = h.subscribed("basic", None).await;
     assert_eq!(h.token_calls().await, 1);
 

@@ -71,7 +71,10 @@ pub(super) fn check(
             ),
         });
     }
-    let assertion = form.get("client_assertion").map(String::as_str).unwrap_or("");
+    let assertion = form
+        .get("client_assertion")
+        .map(String::as_str)
+        .unwrap_or("");
     let claims = unverified_claims(assertion)
         .ok_or_else(|| refused(50027, "JWT token is invalid or malformed."))?;
     let iss = text(&claims, "iss");
@@ -238,14 +241,18 @@ fn check_federated(shared: &Shared, app: &ClientApp, assertion: &str) -> Result<
     if by_issuer.is_empty() {
         return Err(refused(
             700211,
-            format!("No matching federated identity record found for presented assertion issuer '{iss}'."),
+            format!(
+                "No matching federated identity record found for presented assertion issuer '{iss}'."
+            ),
         ));
     }
     let by_subject: Vec<_> = by_issuer.iter().filter(|f| f.subject == sub).collect();
     if by_subject.is_empty() {
         return Err(refused(
             700213,
-            format!("No matching federated identity record found for presented assertion subject '{sub}'."),
+            format!(
+                "No matching federated identity record found for presented assertion subject '{sub}'."
+            ),
         ));
     }
     if !by_subject

@@ -69,7 +69,10 @@ pub(super) async fn msi_token(
     let Some(app) = shared.config.apps().into_iter().next() else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    if query.get("client_id").is_some_and(|id| *id != app.client_id) {
+    if query
+        .get("client_id")
+        .is_some_and(|id| *id != app.client_id)
+    {
         // What azure_identity reports as "The requested identity has not been assigned".
         return refuse(
             StatusCode::BAD_REQUEST,
