@@ -46,7 +46,7 @@ pub struct AzureConfig {
     pub client_secret: Secret,
     /// How the API token is obtained (`[azure.credential]`); absent: `client_secret`.
     #[serde(default)]
-    pub credential: Option<crate::credential::CredentialConfig>,
+    pub credential: Option<crate::credential_config::CredentialConfig>,
     /// Buyer sign-in on the landing page (Microsoft requires Entra ID SSO there).
     #[serde(default)]
     pub sign_in: Option<crate::sign_in::SignInConfig>,
@@ -228,14 +228,14 @@ impl AzureConfig {
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let credential = self.credential();
-        if credential == crate::credential::CredentialConfig::ClientSecret
+        if credential == crate::credential_config::CredentialConfig::ClientSecret
             && self.client_secret.expose().trim().is_empty()
         {
             return Err(ConfigError(
                 "client_secret is required (or an [azure.credential] of another kind)".into(),
             ));
         }
-        credential.validate()?;
+        credential.validate().map_err(ConfigError)?;
         for (name, value) in [
             ("tenant_id", self.tenant_id.as_str()),
             ("client_id", self.client_id.as_str()),
@@ -281,10 +281,10 @@ impl AzureConfig {
     }
 
     /// The credential the API token is obtained with (`client_secret` when none is set).
-    pub fn credential(&self) -> crate::credential::CredentialConfig {
+    pub fn credential(&self) -> crate::credential_config::CredentialConfig {
         self.credential
             .clone()
-            .unwrap_or(crate::credential::CredentialConfig::ClientSecret)
+            .unwrap_or(crate::credential_config::CredentialConfig::ClientSecret)
     }
 
     /// `authority_host` without a trailing slash.
@@ -455,5 +455,20 @@ mod tests {
         assert!(config.extra_ca_pem_bytes().unwrap().is_some());
         config.extra_ca_pem = Some("/nonexistent/ca.pem".into());
         assert!(config.extra_ca_pem_bytes().is_err());
+    }
+
+    #[test]
+    fn the_client_secret_is_required_by_the_default_credential_only() {
+        let plain: AzureConfig =
+            serde_json::from_value(serde_json::json!({"tenant_id": "t", "client_id": "c"}))
+                .unwrap();
+        assert_eq!(plain.credential(), crate::CredentialConfig::ClientSecret);
+        let err = plain.validate().unwrap_err().to_string();
+        assert!(err.contains("client_secret is required"), "{err}");
+        let mut other = plain.clone();
+        other.credential = Some(crate::CredentialConfig::WorkloadIdentity { token_file: None });
+        other.validate().unwrap();
+        other.credential = Some(crate::CredentialConfig::ClientSecret);
+        assert!(other.validate().is_err());
     }
 }

@@ -42,7 +42,8 @@
 
 mod client;
 pub mod config;
-pub mod credential;
+mod credential;
+mod credential_config;
 mod diagnose;
 mod fulfillment;
 mod http;
@@ -61,7 +62,7 @@ mod webhook;
 use std::{sync::Arc, time::Duration};
 
 pub use config::{AzureConfig, ConfigError, MARKETPLACE_RESOURCE_ID, Secret, WebhookAuth};
-pub use credential::CredentialConfig;
+pub use credential_config::{CredentialConfig, FEDERATED_TOKEN_FILE_ENV};
 pub use fulfillment::normalize_landing_token;
 pub use http::build_client;
 use marketlink_core::{BuyerSignIn, Clock, InboundEndpoint, ProviderError};

@@ -23,7 +23,7 @@ mod app_service;
 mod certificate;
 mod transport;
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use azure_core::{
     cloud::{CloudConfiguration, CustomConfiguration},
@@ -36,86 +36,11 @@ use azure_identity::{
     UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 use marketlink_core::{Clock, ProviderError, Secret};
-use serde::{Deserialize, Serialize};
 
-use crate::config::{AzureConfig, ConfigError};
-
-/// The environment variable AKS workload identity sets to the projected token's path.
-pub const FEDERATED_TOKEN_FILE_ENV: &str = "AZURE_FEDERATED_TOKEN_FILE";
-
-/// How the publisher's app proves who it is to Entra (`[azure.credential]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum CredentialConfig {
-    /// `[azure] client_secret`.
-    ClientSecret,
-    /// A certificate registered on the app: a signed client assertion (RS256, `x5t#S256`).
-    ClientCertificate {
-        /// PEM file with the certificate, and its RSA private key unless `private_key` is set.
-        certificate: PathBuf,
-        #[serde(default)]
-        private_key: Option<PathBuf>,
-    },
-    /// A federated credential of the app: the platform's token (Kubernetes service account
-    /// token on AKS) is the client assertion, read from the file at every fetch.
-    WorkloadIdentity {
-        /// Default: `$AZURE_FEDERATED_TOKEN_FILE`.
-        #[serde(default)]
-        token_file: Option<PathBuf>,
-    },
-    /// The managed identity of the App Service, Functions app or VM marketlink runs on.
-    ManagedIdentity {
-        /// A user-assigned identity's client id; none: the system-assigned identity.
-        #[serde(default)]
-        client_id: Option<String>,
-        /// The App Service identity endpoint (`IDENTITY_ENDPOINT`); none: azure_identity finds
-        /// it in the environment (App Service) or uses the VM's instance metadata service.
-        #[serde(default)]
-        endpoint: Option<String>,
-        /// The `X-IDENTITY-HEADER` value for `endpoint` (`IDENTITY_HEADER`).
-        #[serde(default)]
-        identity_header: Option<Secret>,
-    },
-}
-
-impl CredentialConfig {
-    /// The `kind` as written in the configuration.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::ClientSecret => "client_secret",
-            Self::ClientCertificate { .. } => "client_certificate",
-            Self::WorkloadIdentity { .. } => "workload_identity",
-            Self::ManagedIdentity { .. } => "managed_identity",
-        }
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if let Self::ManagedIdentity {
-            endpoint: Some(endpoint),
-            identity_header,
-            ..
-        } = self
-        {
-            let url = url::Url::parse(endpoint).map_err(|e| {
-                ConfigError(format!(
-                    "credential.endpoint `{endpoint}` is not a URL: {e}"
-                ))
-            })?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(ConfigError("credential.endpoint must be http(s)".into()));
-            }
-            if identity_header
-                .as_ref()
-                .is_none_or(|h| h.expose().is_empty())
-            {
-                return Err(ConfigError(
-                    "credential.identity_header is required with credential.endpoint".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+use crate::{
+    config::AzureConfig,
+    credential_config::{CredentialConfig, FEDERATED_TOKEN_FILE_ENV},
+};
 
 /// What `[azure]` says about the credential, in words for `marketlink doctor` and errors: the
 /// kind, the client id and where the secret comes from, never the secret itself.

@@ -139,21 +139,7 @@ fn check_certificate(
             ),
         ));
     };
-    if !matches!(header.alg, Algorithm::RS256 | Algorithm::PS256) {
-        return Err(refused(
-            700027,
-            "Client assertion failed signature validation.",
-        ));
-    }
-    let key = DecodingKey::from_rsa_components(&cert.n, &cert.e)
-        .map_err(|_| refused(700027, "Client assertion failed signature validation."))?;
-    let mut validation = Validation::new(header.alg);
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.required_spec_claims.clear();
-    jsonwebtoken::decode::<Value>(assertion, &key, &validation)
-        .map_err(|_| refused(700027, "Client assertion failed signature validation."))?;
+    verify_signature(cert, &header, assertion)?;
     if text(claims, "sub") != app.client_id {
         return Err(refused(
             700021,
@@ -176,7 +162,31 @@ fn check_certificate(
         ));
     }
     check_times(shared, claims)?;
-    let jti = text(claims, "jti");
+    first_use(shared, text(claims, "jti"))
+}
+
+/// The assertion's RS256/PS256 signature, by the registered certificate's key.
+fn verify_signature(
+    cert: &RegisteredCertificate,
+    header: &jsonwebtoken::Header,
+    assertion: &str,
+) -> Result<(), Refused> {
+    let bad = || refused(700027, "Client assertion failed signature validation.");
+    if !matches!(header.alg, Algorithm::RS256 | Algorithm::PS256) {
+        return Err(bad());
+    }
+    let key = DecodingKey::from_rsa_components(&cert.n, &cert.e).map_err(|_| bad())?;
+    let mut validation = Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    jsonwebtoken::decode::<Value>(assertion, &key, &validation).map_err(|_| bad())?;
+    Ok(())
+}
+
+/// A certificate assertion's `jti` is single-use.
+fn first_use(shared: &Shared, jti: &str) -> Result<(), Refused> {
     if jti.is_empty() {
         return Err(refused(
             50027,
