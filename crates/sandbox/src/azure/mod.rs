@@ -8,6 +8,8 @@
 //! | `login.microsoftonline.com` (authority host) | `/{tenant}/v2.0/.well-known/openid-configuration`, `/{tenant}/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys`, `/{tenant}/discovery/keys`, `/{tenant}/oauth2/v2.0/authorize`, `/{tenant}/oauth2/v2.0/token`, `/{tenant}/oauth2/token` (v1, `resource=`) |
 //! | `marketplaceapi.microsoft.com/api` | `/api/saas/subscriptions/...`, `/api/usageEvent`, `/api/batchUsageEvent`, `/api/usageEvents` (all `?api-version=2018-08-31`) |
 //! | `graph.microsoft.com` | `/v1.0/me`, `/oidc/userinfo` |
+//! | App Service identity endpoint (`IDENTITY_ENDPOINT`) | `/msi/token` (`app_credentials.identity_header`) |
+//! | a Kubernetes cluster's OIDC issuer (workload identity) | `/workload-identity/.well-known/openid-configuration`, `/workload-identity/openid/v1/jwks` |
 //! | the Azure portal (buyer side) | `/sandbox/buyer` (buy, change plan/quantity, suspend, reinstate, renew, unsubscribe), `/sandbox/log` (every call, operations, webhook deliveries, usage), `/sandbox/ca.pem` |
 //!
 //! Tokens:

@@ -187,6 +187,42 @@ async fn federated_tokens_must_match_a_federated_credential() {
     let app = t.sandbox.config().publisher_app_id.clone();
 
     let good = t.sandbox.mint_federated_token(SUBJECT, 3600).unwrap();
+    // The token verifies against the issuer's published keys, as Entra verifies it.
+    let issuer = t.url("/workload-identity");
+    let discovery: Value = t
+        .http
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], json!(issuer));
+    let jwks: Value = t
+        .http
+        .get(discovery["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = &jwks["keys"][0];
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_components(
+        key["n"].as_str().unwrap(),
+        key["e"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+    validation.set_audience(&["api://AzureADTokenExchange"]);
+    validation.set_issuer(&[issuer.as_str()]);
+    validation.validate_exp = false;
+    let claims = jsonwebtoken::decode::<Value>(&good, &decoding, &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], json!(SUBJECT));
+
     let (status, body) = redeem(&t, &app, &good).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Not single-use: the kubelet's token serves every request until it is rotated.

@@ -4,7 +4,7 @@
 //! OIDC discovery and JWKS live here; `token` is the token endpoint, `assertion` its client
 //! assertions (certificate, workload identity), `claims` the tokens it mints, `authorize` the
 //! sign-in page, `graph` the Graph and userinfo endpoints, `managed_identity` the App Service
-//! identity endpoint.
+//! identity endpoint, `workload_issuer` the cluster OIDC issuer of federated tokens.
 
 mod audience;
 mod assertion;
@@ -13,6 +13,7 @@ mod claims;
 mod graph;
 mod managed_identity;
 mod token;
+mod workload_issuer;
 
 use std::collections::HashMap;
 
@@ -50,6 +51,14 @@ pub fn routes() -> Router<AppState> {
         .route("/v1.0/me", get(graph::graph_me))
         .route("/oidc/userinfo", get(graph::userinfo).post(graph::userinfo))
         .route("/msi/token", get(managed_identity::msi_token))
+        .route(
+            "/workload-identity/.well-known/openid-configuration",
+            get(workload_issuer::discovery),
+        )
+        .route(
+            "/workload-identity/openid/v1/jwks",
+            get(workload_issuer::jwks),
+        )
 }
 
 fn tenant_known(shared: &Shared, tenant: &str) -> bool {
