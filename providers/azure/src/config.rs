@@ -236,6 +236,17 @@ impl AzureConfig {
             ));
         }
         credential.validate().map_err(ConfigError)?;
+        if self.client_secret.expose().trim().is_empty()
+            && self
+                .sign_in
+                .as_ref()
+                .is_some_and(|s| s.client_secret.is_none())
+        {
+            // The sign-in redeems codes with a secret whatever gets the API token.
+            return Err(ConfigError(
+                "the buyer sign-in uses [azure] client_secret unless [azure.sign_in] names its own app and client_secret: set one of them".into(),
+            ));
+        }
         for (name, value) in [
             ("tenant_id", self.tenant_id.as_str()),
             ("client_id", self.client_id.as_str()),
@@ -470,5 +481,14 @@ mod tests {
         other.validate().unwrap();
         other.credential = Some(crate::CredentialConfig::ClientSecret);
         assert!(other.validate().is_err());
+        // A buyer sign-in sharing the API app still needs its secret.
+        other.credential = Some(crate::CredentialConfig::WorkloadIdentity { token_file: None });
+        other.sign_in = Some(crate::SignInConfig::new(
+            "https://example.com/azure/signin/callback",
+        ));
+        let err = other.validate().unwrap_err().to_string();
+        assert!(err.contains("buyer sign-in"), "{err}");
+        other.client_secret = Secret::new("s");
+        other.validate().unwrap();
     }
 }

@@ -6,8 +6,8 @@
 //! sign-in page, `graph` the Graph and userinfo endpoints, `managed_identity` the App Service
 //! identity endpoint, `workload_issuer` the cluster OIDC issuer of federated tokens.
 
-mod audience;
 mod assertion;
+mod audience;
 mod authorize;
 mod claims;
 mod graph;
