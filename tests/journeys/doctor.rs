@@ -40,6 +40,7 @@ async fn a_good_sandbox_configuration_passes() {
         "aws.sqs.aws-mp-sns-notifications",
         "aws.sqs.aws-mp-eventbridge-events",
         "aws.eventbridge",
+        "azure.credential",
         "azure.token",
         "azure.fulfillment_api",
         "azure.webhook_keys",

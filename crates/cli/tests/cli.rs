@@ -394,3 +394,190 @@ async fn doctor_names_the_credential_source_and_calls_are_signed_with_it() {
     );
     shutdown.cancel();
 }
+
+/// Variables azure_identity reads: none of the caller's may leak into a test.
+const AZURE_IDENTITY_VARIABLES: &[&str] = &[
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_AUTHORITY_HOST",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+];
+
+/// A configuration selling one product through the Microsoft sandbox, with `credential` as
+/// the `[azure.credential]` table.
+fn azure_doctor_config(
+    sandbox: &marketlink_sandbox::azure::AzureSandboxHandle,
+    ca: &std::path::Path,
+    credential: &str,
+) -> String {
+    let c = sandbox.config();
+    format!(
+        r#"
+[database]
+url = "sqlite:doctor.db"
+
+[[catalog.products]]
+id = "analytics"
+name = "Analytics"
+[[catalog.products.listings]]
+marketplace = "azure"
+product_code = "contoso-analytics"
+[[catalog.products.plans]]
+id = "basic"
+
+[azure]
+tenant_id = "{tenant}"
+client_id = "{client}"
+authority_host = "{base}"
+marketplace_api_base = "{base}/api"
+extra_ca_pem = "{ca}"
+
+[azure.credential]
+{credential}
+"#,
+        tenant = c.publisher_tenant_id,
+        client = c.publisher_app_id,
+        base = sandbox.base_url,
+        ca = ca.display(),
+    )
+}
+
+/// `marketlink doctor` names the Azure credential (kind, app, where its secret comes from) and
+/// fetches a token with it. The credentials here are azure_identity's own, configured by the
+/// environment as App Service and AKS set it (the sandbox plays both, on loopback only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_the_azure_credential_and_fetches_a_token_with_it() {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let azure = marketlink_cli::sandbox::start_azure(
+        "127.0.0.1:0".parse().unwrap(),
+        marketlink_sandbox::azure::AzureSandboxConfig::default(),
+        &marketlink_cli::sandbox::VendorUrls::for_public_url("http://127.0.0.1:9"),
+        std::sync::Arc::new(marketlink_core::SystemClock),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &azure.ca_pem).unwrap();
+    let run = |config: String, env: Vec<(&'static str, String)>| {
+        std::fs::write(dir.path().join("m.toml"), config).unwrap();
+        let mut command = marketlink(dir.path());
+        command.args(["--config", "m.toml"]);
+        for name in AZURE_IDENTITY_VARIABLES {
+            command.env_remove(name);
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command
+    };
+    let migrated = run(azure_doctor_config(&azure, &ca, ""), vec![])
+        .arg("migrate")
+        .output();
+    // An empty [azure.credential] table has no kind: refused, naming the key.
+    assert_eq!(migrated.unwrap().status.code(), Some(2));
+    let migrated = run(
+        azure_doctor_config(&azure, &ca, "kind = \"managed_identity\""),
+        vec![],
+    )
+    .arg("migrate")
+    .output()
+    .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+
+    // App Service: IDENTITY_ENDPOINT and IDENTITY_HEADER in the environment.
+    let doctor = |config: String, env: Vec<(&'static str, String)>| {
+        let mut command = run(config, env);
+        command.arg("doctor");
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+    };
+    let app_service = vec![
+        ("IDENTITY_ENDPOINT", azure.identity_endpoint()),
+        ("IDENTITY_HEADER", "sandbox-identity-header".to_owned()),
+    ];
+    let out = doctor(
+        azure_doctor_config(&azure, &ca, "kind = \"managed_identity\""),
+        app_service,
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ok    azure.credential")
+            && stdout.contains(
+                "managed_identity: the system-assigned identity (endpoint from IDENTITY_ENDPOINT"
+            ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok    azure.token") && stdout.contains("(managed_identity)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok    azure.fulfillment_api"), "{stdout}");
+
+    // A wrong header: the token fails and doctor says which credential.
+    let out = doctor(
+        azure_doctor_config(&azure, &ca, "kind = \"managed_identity\""),
+        vec![
+            ("IDENTITY_ENDPOINT", azure.identity_endpoint()),
+            ("IDENTITY_HEADER", "wrong".to_owned()),
+        ],
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  azure.token") && stdout.contains("managed_identity"),
+        "{stdout}"
+    );
+
+    // AKS workload identity: AZURE_FEDERATED_TOKEN_FILE in the environment.
+    let token_file = dir.path().join("azure-identity-token");
+    let token = azure
+        .mint_federated_token("system:serviceaccount:marketlink:marketlink", 3600)
+        .unwrap();
+    std::fs::write(&token_file, token).unwrap();
+    let out = doctor(
+        azure_doctor_config(&azure, &ca, "kind = \"workload_identity\""),
+        vec![(
+            "AZURE_FEDERATED_TOKEN_FILE",
+            token_file.display().to_string(),
+        )],
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("federated token file from $AZURE_FEDERATED_TOKEN_FILE")
+            && stdout.contains("ok    azure.token"),
+        "{stdout}"
+    );
+
+    // The client secret: named as a key, never shown.
+    let secret = azure.config().publisher_app_secret.expose().to_owned();
+    let out = doctor(
+        azure_doctor_config(&azure, &ca, "kind = \"client_secret\"").replace(
+            "[azure.credential]",
+            &format!("client_secret = \"{secret}\"\n[azure.credential]"),
+        ),
+        vec![],
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("client_secret of app") && stdout.contains("(from azure.client_secret)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok    azure.token"), "{stdout}");
+    assert!(!stdout.contains(&secret), "{stdout}");
+    azure.shutdown().await;
+    shutdown.cancel();
+}

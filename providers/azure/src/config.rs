@@ -1,8 +1,10 @@
 //! Configuration of the Azure adapter: the publisher's Entra app, where the APIs live, how
 //! webhook tokens are validated and how long operations are polled.
 //!
-//! Every key has a default except the three identity keys (`tenant_id`, `client_id`,
-//! `client_secret`). In TOML, under the `[azure]` section of marketlink's configuration:
+//! Every key has a default except the identity keys (`tenant_id`, `client_id`, and
+//! `client_secret` unless `[azure.credential]` names another kind: a certificate, workload
+//! identity or managed identity, see `credential`). In TOML, under the `[azure]` section of
+//! marketlink's configuration:
 //!
 //! ```toml
 //! [azure]
@@ -39,7 +41,12 @@ pub struct AzureConfig {
     /// The publisher's Entra application (client) id: calls the APIs, is the audience of
     /// webhook tokens, and may also run the buyer sign-in.
     pub client_id: String,
+    /// The app's client secret: required by the default credential (`client_secret`) only.
+    #[serde(default = "no_secret")]
     pub client_secret: Secret,
+    /// How the API token is obtained (`[azure.credential]`); absent: `client_secret`.
+    #[serde(default)]
+    pub credential: Option<crate::credential_config::CredentialConfig>,
     /// Buyer sign-in on the landing page (Microsoft requires Entra ID SSO there).
     #[serde(default)]
     pub sign_in: Option<crate::sign_in::SignInConfig>,
@@ -122,6 +129,9 @@ pub enum WebhookAuth {
     None,
 }
 
+fn no_secret() -> Secret {
+    Secret::new("")
+}
 fn default_authority_host() -> String {
     DEFAULT_AUTHORITY_HOST.into()
 }
@@ -191,6 +201,7 @@ impl AzureConfig {
             tenant_id: tenant_id.into(),
             client_id: client_id.into(),
             client_secret: Secret::new(client_secret),
+            credential: None,
             sign_in: None,
             authority_host: default_authority_host(),
             marketplace_api_base: default_api_base(),
@@ -216,10 +227,29 @@ impl AzureConfig {
 
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let credential = self.credential();
+        if credential == crate::credential_config::CredentialConfig::ClientSecret
+            && self.client_secret.expose().trim().is_empty()
+        {
+            return Err(ConfigError(
+                "client_secret is required (or an [azure.credential] of another kind)".into(),
+            ));
+        }
+        credential.validate().map_err(ConfigError)?;
+        if self.client_secret.expose().trim().is_empty()
+            && self
+                .sign_in
+                .as_ref()
+                .is_some_and(|s| s.client_secret.is_none())
+        {
+            // The sign-in redeems codes with a secret whatever gets the API token.
+            return Err(ConfigError(
+                "the buyer sign-in uses [azure] client_secret unless [azure.sign_in] names its own app and client_secret: set one of them".into(),
+            ));
+        }
         for (name, value) in [
             ("tenant_id", self.tenant_id.as_str()),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.expose()),
             (
                 "marketplace_resource_id",
                 self.marketplace_resource_id.as_str(),
@@ -259,6 +289,13 @@ impl AzureConfig {
             )));
         }
         Ok(())
+    }
+
+    /// The credential the API token is obtained with (`client_secret` when none is set).
+    pub fn credential(&self) -> crate::credential_config::CredentialConfig {
+        self.credential
+            .clone()
+            .unwrap_or(crate::credential_config::CredentialConfig::ClientSecret)
     }
 
     /// `authority_host` without a trailing slash.
@@ -429,5 +466,29 @@ mod tests {
         assert!(config.extra_ca_pem_bytes().unwrap().is_some());
         config.extra_ca_pem = Some("/nonexistent/ca.pem".into());
         assert!(config.extra_ca_pem_bytes().is_err());
+    }
+
+    #[test]
+    fn the_client_secret_is_required_by_the_default_credential_only() {
+        let plain: AzureConfig =
+            serde_json::from_value(serde_json::json!({"tenant_id": "t", "client_id": "c"}))
+                .unwrap();
+        assert_eq!(plain.credential(), crate::CredentialConfig::ClientSecret);
+        let err = plain.validate().unwrap_err().to_string();
+        assert!(err.contains("client_secret is required"), "{err}");
+        let mut other = plain.clone();
+        other.credential = Some(crate::CredentialConfig::WorkloadIdentity { token_file: None });
+        other.validate().unwrap();
+        other.credential = Some(crate::CredentialConfig::ClientSecret);
+        assert!(other.validate().is_err());
+        // A buyer sign-in sharing the API app still needs its secret.
+        other.credential = Some(crate::CredentialConfig::WorkloadIdentity { token_file: None });
+        other.sign_in = Some(crate::SignInConfig::new(
+            "https://example.com/azure/signin/callback",
+        ));
+        let err = other.validate().unwrap_err().to_string();
+        assert!(err.contains("buyer sign-in"), "{err}");
+        other.client_secret = Secret::new("s");
+        other.validate().unwrap();
     }
 }

@@ -1,36 +1,56 @@
-//! `marketlink doctor` for Microsoft's marketplace: the Entra token, one harmless Fulfillment
+//! `marketlink doctor` for Microsoft's marketplace: which credential, the Entra token, one harmless Fulfillment
 //! API call, the buyer sign-in authority and the webhook signing keys, in plain words.
 
 use marketlink_core::{Diagnosis, ProviderError};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::{AzureProvider, model::SubscriptionPage};
+use crate::{AzureConfig, AzureProvider, credential::describe, model::SubscriptionPage};
 
 const LISTING_DOC: &str = "docs/listing-on-microsoft.md";
 
-/// Entra's answer to a refused client-credentials grant, in plain words (AADSTS codes from
-/// Microsoft's error reference).
-fn token_problem(error: &ProviderError, tenant_id: &str, client_id: &str) -> String {
+/// Entra's answer to a refused token request, in plain words for the configured credential
+/// (AADSTS codes from Microsoft's error reference).
+fn token_problem(error: &ProviderError, config: &AzureConfig) -> String {
     let text = error.to_string();
-    let reason = if text.contains("AADSTS7000215") || text.contains("AADSTS7000222") {
+    let (tenant_id, client_id) = (&config.tenant_id, &config.client_id);
+    let has = |codes: &[&str]| codes.iter().any(|c| text.contains(c));
+    let app_page = "Entra > App registrations > the app > Certificates & secrets";
+    let reason = if has(&["AADSTS7000215", "AADSTS7000222"]) {
         format!(
-            "the client secret of app {client_id} is wrong or expired: create a new one (Entra > App registrations > the app > Certificates & secrets) and set azure.client_secret"
+            "the client secret of app {client_id} is wrong or expired: create a new one ({app_page}) and set azure.client_secret"
         )
-    } else if text.contains("AADSTS700016") {
+    } else if has(&["AADSTS700027"]) {
+        format!(
+            "app {client_id} does not accept this certificate: upload its public part ({app_page} > Certificates) or point azure.credential.certificate at the registered one"
+        )
+    } else if has(&["AADSTS700024"]) {
+        "the client assertion is outside its valid time range: check this machine's clock, and for workload identity that the token file is being refreshed".to_owned()
+    } else if has(&[
+        "AADSTS70021",
+        "AADSTS700211",
+        "AADSTS700212",
+        "AADSTS700213",
+    ]) {
+        format!(
+            "app {client_id} has no federated credential matching the token's issuer, subject and audience (api://AzureADTokenExchange): add one ({app_page} > Federated credentials)"
+        )
+    } else if has(&["AADSTS700016"]) {
         format!(
             "tenant {tenant_id} has no app {client_id}: check azure.client_id and azure.tenant_id"
         )
-    } else if text.contains("AADSTS90002") || text.contains("invalid_tenant") {
+    } else if has(&["AADSTS90002", "invalid_tenant"]) {
         format!("Entra does not know tenant {tenant_id}: check azure.tenant_id")
-    } else if text.contains("invalid_client") || text.contains("unauthorized_client") {
+    } else if has(&["invalid_client", "unauthorized_client"]) {
         format!(
-            "Entra refused app {client_id} in tenant {tenant_id}: azure.client_secret is wrong or expired, or azure.client_id is not an app of that tenant"
+            "Entra refused app {client_id} in tenant {tenant_id}: its {} is wrong or expired, or azure.client_id is not an app of that tenant",
+            config.credential().kind()
         )
     } else if error.is_retryable() {
-        "cannot reach Entra: check the network and azure.authority_host".to_owned()
+        "cannot reach Entra or the identity endpoint: check the network and azure.authority_host"
+            .to_owned()
     } else {
-        "Entra refused the client-credentials grant".to_owned()
+        "the credential could not obtain a token".to_owned()
     };
     format!("{reason} ({text})")
 }
@@ -38,7 +58,7 @@ fn token_problem(error: &ProviderError, tenant_id: &str, client_id: &str) -> Str
 impl AzureProvider {
     pub(crate) async fn run_diagnosis(&self) -> Vec<Diagnosis> {
         let config = &self.config;
-        let mut out = Vec::new();
+        let mut out = vec![Diagnosis::ok("azure.credential", describe(config))];
         // A fresh token: a cached one would prove nothing about the current secret.
         self.api.tokens.clear().await;
         match self.api.tokens.token().await {
@@ -46,8 +66,10 @@ impl AzureProvider {
                 out.push(Diagnosis::ok(
                     "azure.token",
                     format!(
-                        "Entra issued a marketplace API token to app {} in tenant {}",
-                        config.client_id, config.tenant_id
+                        "Entra issued a marketplace API token to app {} in tenant {} ({})",
+                        config.client_id,
+                        config.tenant_id,
+                        config.credential().kind()
                     ),
                 ));
                 out.push(self.fulfillment_diagnosis().await);
@@ -55,7 +77,7 @@ impl AzureProvider {
             Err(error) => {
                 out.push(Diagnosis::failed(
                     "azure.token",
-                    token_problem(&error, &config.tenant_id, &config.client_id),
+                    token_problem(&error, config),
                 ));
                 out.push(Diagnosis::warning(
                     "azure.fulfillment_api",

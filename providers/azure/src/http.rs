@@ -178,7 +178,8 @@ pub(crate) fn status_error(what: &str, reply: &Reply) -> ProviderError {
         // `ApiClient::send` has already retried with a freshly issued token.
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::Configuration(format!(
             "{text} (refused with a freshly issued token too: the Entra app's credentials or \
-             permissions are wrong; check tenant_id, client_id and client_secret, that the app \
+             permissions are wrong; check tenant_id, client_id and the credential ([azure.credential], \
+             client_secret by default), that the app \
              has a service principal in its tenant, and that it is the app in the offer's \
              technical configuration in Partner Center)"
         )),

@@ -11,9 +11,11 @@
 //! - `webhook`: authentication of Microsoft's webhook (Entra-signed bearer JWT, checked in
 //!   `jwt`) and its interpretation, confirmed by Get Operation;
 //! - `diagnose` (`marketlink doctor`) and `survey` (reconciliation: every subscription);
-//! - `token`: the client-credentials grant of the publisher's Entra app, cached until shortly
-//!   before expiry ([`AzureConfig::token_refresh_margin_secs`]); a token the API refuses (401 or
-//!   403: Microsoft's clock may have expired it) is replaced once per call, in `client`;
+//! - `token`: the publisher app's API token from an `azure_identity` credential (`credential`:
+//!   client secret, certificate, workload identity or managed identity, over our own HTTP
+//!   client), cached by our `Clock` until shortly before expiry
+//!   ([`AzureConfig::token_refresh_margin_secs`]); a token the API refuses (401 or 403:
+//!   Microsoft's clock may have expired it) is replaced once per call, in `client`;
 //! - `retry`: Resolve's retries of throttling, 5xx and timeouts ([`AzureConfig::max_attempts`]).
 //!
 //! Buyer sign-in on the landing page: [`EntraSignIn`] (`sign_in`) implements the core
@@ -40,6 +42,8 @@
 
 mod client;
 pub mod config;
+mod credential;
+mod credential_config;
 mod diagnose;
 mod fulfillment;
 mod http;
@@ -58,6 +62,7 @@ mod webhook;
 use std::{sync::Arc, time::Duration};
 
 pub use config::{AzureConfig, ConfigError, MARKETPLACE_RESOURCE_ID, Secret, WebhookAuth};
+pub use credential_config::{CredentialConfig, FEDERATED_TOKEN_FILE_ENV};
 pub use fulfillment::normalize_landing_token;
 pub use http::build_client;
 use marketlink_core::{BuyerSignIn, Clock, InboundEndpoint, ProviderError};

@@ -1,22 +1,21 @@
-//! Marketplace API tokens: the client-credentials grant of the publisher's Entra app, cached
-//! until shortly before expiry.
+//! Marketplace API tokens: an `azure_identity` credential (chosen by `[azure.credential]`, see
+//! `credential`) under our own cache (ADR 0016).
 //!
-//! Why not `azure_identity`: it pulls `azure_core` and a second HTTP stack, refuses `http`
-//! authority hosts, and reads the wall clock for expiry; the grant is one form POST. The v2
-//! endpoint is used (`scope={resource}/.default`); Entra issues the token shape the resource app
-//! accepts (v1 for the marketplace API), whatever endpoint is asked.
+//! The crate caches tokens too, but by the wall clock and with no way to drop one the API
+//! refused; ours runs on the injected `Clock` (tests move time), refreshes
+//! [`AzureConfig::token_refresh_margin_secs`] before expiry, forgets a refused token
+//! (`invalidate`) and makes concurrent callers share one fetch (the mutex is held across it).
+//! Each fetch builds a fresh credential, so the crate's cache never answers in ours' place.
+//! The scope is `{resource}/.default` (v2 endpoint); Entra issues the token shape the resource
+//! app accepts (v1 for the marketplace API), whatever endpoint is asked.
 
 use std::sync::Arc;
 
-use marketlink_core::{Clock, ProviderError, Secret};
-use serde::Deserialize;
+use marketlink_core::{Clock, ProviderError, Secret, SystemClock};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
 
-use crate::{
-    config::AzureConfig,
-    http::{Reply, transport_error},
-};
+use crate::{config::AzureConfig, credential::CredentialFactory};
 
 #[derive(Clone)]
 struct Cached {
@@ -27,31 +26,16 @@ struct Cached {
 
 /// Fetches and caches the publisher's API token. Concurrent callers share one fetch.
 pub(crate) struct TokenSource {
-    http: reqwest::Client,
+    credentials: CredentialFactory,
     config: Arc<AzureConfig>,
     clock: Arc<dyn Clock>,
     cache: Mutex<Option<Cached>>,
 }
 
-/// `expires_in` is an integer on v2 and a string on v1.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Seconds {
-    Number(i64),
-    Text(String),
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<Seconds>,
-}
-
 impl TokenSource {
     pub fn new(http: reqwest::Client, config: Arc<AzureConfig>, clock: Arc<dyn Clock>) -> Self {
         Self {
-            http,
+            credentials: CredentialFactory::new(config.clone(), http, clock.clone()),
             config,
             clock,
             cache: Mutex::new(None),
@@ -93,57 +77,26 @@ impl TokenSource {
     }
 
     async fn fetch(&self, now: OffsetDateTime) -> Result<Cached, ProviderError> {
-        let config = &self.config;
         let scope = format!(
             "{}/.default",
-            config.marketplace_resource_id.trim_end_matches('/')
+            self.config.marketplace_resource_id.trim_end_matches('/')
         );
-        let what = "Entra token request";
-        let response = self
-            .http
-            .post(config.token_url())
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", config.client_id.as_str()),
-                ("client_secret", config.client_secret.expose()),
-                ("scope", scope.as_str()),
-            ])
-            .send()
+        let credential = self.credentials.build()?;
+        let token = credential
+            .get_token(&[scope.as_str()], None)
             .await
-            .map_err(|e| transport_error(what, &e))?;
-        let reply = Reply::read(response, what).await?;
-        if !reply.status.is_success() {
-            let (code, message) = reply.error_detail();
-            let text = format!(
-                "{what}: HTTP {} {}: {message}",
-                reply.status.as_u16(),
-                code.unwrap_or_default()
-            );
-            return Err(
-                if reply.status.is_server_error() || reply.status.as_u16() == 429 {
-                    ProviderError::Retryable {
-                        message: text,
-                        retry_after: reply.retry_after(),
-                    }
-                } else {
-                    // invalid_client, unauthorized_client, invalid_scope, invalid_tenant: ours.
-                    ProviderError::Configuration(text)
-                },
-            );
-        }
-        let body: TokenResponse = reply.parse(what)?;
-        let lifetime = match body.expires_in {
-            Some(Seconds::Number(n)) => n,
-            Some(Seconds::Text(t)) => t.trim().parse().unwrap_or(3600),
-            None => 3600,
-        }
-        .max(0);
-        let margin = i64::try_from(config.token_refresh_margin_secs).unwrap_or(i64::MAX);
+            .map_err(|e| self.credentials.fetch_error(&e))?;
+        // azure_identity turns `expires_in` into a wall-clock instant; take the lifetime back
+        // out of it and count it on our clock.
+        let lifetime = (token.expires_on - SystemClock.now())
+            .whole_seconds()
+            .max(0);
+        let margin = i64::try_from(self.config.token_refresh_margin_secs).unwrap_or(i64::MAX);
         // A margin larger than half the lifetime would refetch on every call: cap it.
         let margin = margin.min(lifetime / 2);
         tracing::debug!(lifetime, "fetched a marketplace API token");
         Ok(Cached {
-            token: Secret::new(body.access_token),
+            token: Secret::new(token.token.secret()),
             refresh_at: now + Duration::seconds(lifetime - margin),
         })
     }

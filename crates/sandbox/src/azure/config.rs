@@ -6,6 +6,8 @@ use std::{net::SocketAddr, time::Duration};
 use marketlink_core::Secret;
 use serde::{Deserialize, Serialize};
 
+use super::credentials::AppCredentials;
+
 /// The marketplace SaaS API's resource / first-party app id (the `aud` of publisher tokens and the
 /// `azp`/`appid` of webhook tokens).
 pub const MARKETPLACE_RESOURCE_ID: &str = "20e940b3-4c77-4b0b-9a53-9e16a1b010a7";
@@ -201,6 +203,9 @@ pub struct AzureSandboxConfig {
     pub access_token_ttl_secs: i64,
     pub offers: Vec<OfferConfig>,
     pub users: Vec<TestUser>,
+    /// The publisher app's certificates and federated credentials, and the managed identity
+    /// endpoint's header (`credentials`).
+    pub app_credentials: AppCredentials,
 }
 
 impl Default for AzureSandboxConfig {
@@ -241,6 +246,7 @@ impl Default for AzureSandboxConfig {
             access_token_ttl_secs: 3600,
             offers: vec![default_offer()],
             users: default_users(),
+            app_credentials: AppCredentials::default(),
         }
     }
 }

@@ -8,6 +8,8 @@
 //! | `login.microsoftonline.com` (authority host) | `/{tenant}/v2.0/.well-known/openid-configuration`, `/{tenant}/.well-known/openid-configuration`, `/{tenant}/discovery/v2.0/keys`, `/{tenant}/discovery/keys`, `/{tenant}/oauth2/v2.0/authorize`, `/{tenant}/oauth2/v2.0/token`, `/{tenant}/oauth2/token` (v1, `resource=`) |
 //! | `marketplaceapi.microsoft.com/api` | `/api/saas/subscriptions/...`, `/api/usageEvent`, `/api/batchUsageEvent`, `/api/usageEvents` (all `?api-version=2018-08-31`) |
 //! | `graph.microsoft.com` | `/v1.0/me`, `/oidc/userinfo` |
+//! | App Service identity endpoint (`IDENTITY_ENDPOINT`) | `/msi/token` (`app_credentials.identity_header`) |
+//! | a Kubernetes cluster's OIDC issuer (workload identity) | `/workload-identity/.well-known/openid-configuration`, `/workload-identity/openid/v1/jwks` |
 //! | the Azure portal (buyer side) | `/sandbox/buyer` (buy, change plan/quantity, suspend, reinstate, renew, unsubscribe), `/sandbox/log` (every call, operations, webhook deliveries, usage), `/sandbox/ca.pem` |
 //!
 //! Tokens:
@@ -68,6 +70,7 @@
 
 mod auth;
 mod config;
+mod credentials;
 mod entra;
 mod errors;
 mod faults;
@@ -99,6 +102,7 @@ pub use self::{
         OfferConfig, PERSONAL_ACCOUNTS_TENANT, PlanConfig, SignInAudience, TestUser,
         WebhookTokenVersion,
     },
+    credentials::{AppCertificate, AppCredentials, FederatedCredential, TOKEN_EXCHANGE_AUDIENCE},
     faults::InjectedError,
     state::{CallLogEntry, MarketplaceAction, PurchaseRequest, UsageRecord, WebhookAttempt},
 };
@@ -121,6 +125,8 @@ pub(crate) struct Shared {
     pub ca_pem: String,
     /// Errors tests asked for (`AzureSandboxHandle::inject_errors`).
     pub faults: Mutex<faults::Faults>,
+    /// `jti`s of certificate client assertions already presented (single use).
+    pub used_assertions: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -194,6 +200,7 @@ impl AzureSandbox {
             shutdown: shutdown_rx,
             ca_pem: tls.ca_pem.clone(),
             faults: Mutex::new(Vec::new()),
+            used_assertions: Mutex::new(Default::default()),
         });
         let app = routes::router(shared.clone());
         let server_handle = axum_server::Handle::<SocketAddr>::new();
@@ -390,6 +397,31 @@ impl AzureSandboxHandle {
     /// A signed webhook bearer token as the sandbox would send it now.
     pub fn mint_webhook_token(&self) -> anyhow::Result<String> {
         webhook::webhook_token(&self.shared)
+    }
+
+    /// A token of the sandbox's workload issuer (`{base_url}/workload-identity`, standing for a
+    /// Kubernetes cluster's OIDC issuer) for `subject`, audience `api://AzureADTokenExchange`,
+    /// valid `lifetime_secs` by the sandbox clock: what AKS projects into
+    /// `AZURE_FEDERATED_TOKEN_FILE`.
+    pub fn mint_federated_token(
+        &self,
+        subject: &str,
+        lifetime_secs: i64,
+    ) -> anyhow::Result<String> {
+        let now = self.shared.now().unix_timestamp();
+        self.shared.key.sign(&serde_json::json!({
+            "iss": credentials::workload_issuer(&self.base_url),
+            "sub": subject,
+            "aud": [TOKEN_EXCHANGE_AUDIENCE],
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime_secs,
+        }))
+    }
+
+    /// The App Service managed identity endpoint (`IDENTITY_ENDPOINT`), on loopback.
+    pub fn identity_endpoint(&self) -> String {
+        format!("{}/msi/token", self.base_url)
     }
 
     /// Stops the listener and every background task (webhook retries, auto-accept timers).

@@ -3,6 +3,7 @@
 //! validated against Microsoft's OpenAPI files (vendored in tests/openapi, MIT).
 //! One test binary; a module per API area.
 
+mod assertions;
 mod entra;
 mod fulfillment;
 mod fulfillment_errors;

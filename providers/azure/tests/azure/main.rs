@@ -3,6 +3,7 @@
 
 mod changes;
 mod common;
+mod credentials;
 mod fulfillment;
 mod metering;
 mod oidc;

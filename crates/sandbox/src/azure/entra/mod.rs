@@ -1,14 +1,19 @@
 //! Entra ID look-alike: OIDC discovery, JWKS, authorize (sign-in page with test users), token
 //! endpoint (client credentials, authorization code + PKCE S256), and Graph `/v1.0/me`.
 //!
-//! OIDC discovery and JWKS live here; `token` is the token endpoint, `claims` the tokens it
-//! mints, `authorize` the sign-in page, `graph` the Graph and userinfo endpoints.
+//! OIDC discovery and JWKS live here; `token` is the token endpoint, `assertion` its client
+//! assertions (certificate, workload identity), `claims` the tokens it mints, `authorize` the
+//! sign-in page, `graph` the Graph and userinfo endpoints, `managed_identity` the App Service
+//! identity endpoint, `workload_issuer` the cluster OIDC issuer of federated tokens.
 
+mod assertion;
 mod audience;
 mod authorize;
 mod claims;
 mod graph;
+mod managed_identity;
 mod token;
+mod workload_issuer;
 
 use std::collections::HashMap;
 
@@ -45,6 +50,15 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/oauth2/token", post(token::token_v1))
         .route("/v1.0/me", get(graph::graph_me))
         .route("/oidc/userinfo", get(graph::userinfo).post(graph::userinfo))
+        .route("/msi/token", get(managed_identity::msi_token))
+        .route(
+            "/workload-identity/.well-known/openid-configuration",
+            get(workload_issuer::discovery),
+        )
+        .route(
+            "/workload-identity/openid/v1/jwks",
+            get(workload_issuer::jwks),
+        )
 }
 
 fn tenant_known(shared: &Shared, tenant: &str) -> bool {

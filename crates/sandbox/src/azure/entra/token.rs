@@ -13,6 +13,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::json;
 
 use super::{
+    assertion,
     claims::{marketplace_token, user_tokens},
     find_app, form, tenant_known, tenant_not_found,
 };
@@ -187,6 +188,17 @@ fn authenticate_app(
             ),
         )));
     };
+    if form.contains_key("client_assertion") {
+        return match assertion::check(shared, &app, tenant, form) {
+            Ok(()) => Ok(app),
+            Err(refused) => Err(Box::new(token_error(
+                refused.status,
+                refused.error,
+                refused.code,
+                &refused.description,
+            ))),
+        };
+    }
     let Some(secret) = secret else {
         return Err(Box::new(token_error(
             StatusCode::UNAUTHORIZED,
