@@ -317,6 +317,33 @@ pub fn csrf(html: &str) -> String {
 
 /// Polls `check` until it is true or 30 s pass. A passing check returns at once; the long
 /// limit only spares a loaded CI machine (2 cores running many journeys) a false failure.
+/// Opens the form at `page` with `client`, then posts `fields` to `action` with the page's
+/// CSRF token, as a browser submitting it would.
+pub async fn submit_form(
+    client: &reqwest::Client,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let html = client
+        .get(page)
+        .send()
+        .await
+        .expect("form page")
+        .text()
+        .await
+        .expect("form page body");
+    let token = csrf(&html);
+    let mut form = vec![("csrf", token.as_str())];
+    form.extend_from_slice(fields);
+    client
+        .post(action)
+        .form(&form)
+        .send()
+        .await
+        .expect("form submitted")
+}
+
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,

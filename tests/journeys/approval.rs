@@ -6,6 +6,7 @@
 use marketlink_core::{Marketplace, SignInMismatch, SubscriptionStatus};
 use marketlink_e2e::{
     Stack, azure_land_and_sign_in, browser, browser_trusting, csrf, eventually, start_full,
+    submit_form,
 };
 use marketlink_sandbox::azure::PurchaseRequest;
 use reqwest::StatusCode;
@@ -157,26 +158,19 @@ async fn an_approved_stranger_sets_the_subscription_up_with_the_link() {
         .unwrap();
     assert_eq!(opened.status(), StatusCode::SEE_OTHER);
     assert_eq!(opened.headers()["location"], "/signup");
-    let form = carol
-        .get(format!("{}/signup", stack.app_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let signed_up = carol
-        .post(format!("{}/signup", stack.app_url))
-        .form(&[
-            ("csrf", csrf(&form).as_str()),
+    let signup = format!("{}/signup", stack.app_url);
+    let signed_up = submit_form(
+        &carol,
+        &signup,
+        &signup,
+        &[
             ("name", "Carol"),
             ("company", "Fabrikam"),
             ("email", "carol@fabrikam.example"),
             ("password", "correct-horse-battery"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(signed_up.status(), StatusCode::SEE_OTHER);
     eventually("the approved buyer's subscription is active", || {
         let store = stack.store.clone();

@@ -6,8 +6,8 @@
 
 use marketlink_core::{Marketplace, SubscriptionStatus};
 use marketlink_e2e::{
-    Stack, azure_land_and_sign_in as land_and_sign_in, browser_trusting, csrf, eventually, start,
-    start_full,
+    Stack, azure_land_and_sign_in as land_and_sign_in, browser_trusting, eventually, start,
+    start_full, submit_form,
 };
 use marketlink_sandbox::azure::{PurchaseRequest, SignInAudience};
 use reqwest::{Client, StatusCode};
@@ -89,25 +89,18 @@ async fn a_buyer_of_another_tenant_signs_in_with_the_landing_app_and_the_api_app
     let back = land_and_sign_in(&client, &landing, ALICE).await;
     assert_eq!(back.status(), StatusCode::SEE_OTHER);
     assert_eq!(back.headers()["location"], "/signup");
-    let html = client
-        .get(format!("{}/signup", stack.app_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let done = client
-        .post(format!("{}/signup", stack.app_url))
-        .form(&[
-            ("csrf", csrf(&html).as_str()),
+    let signup = format!("{}/signup", stack.app_url);
+    let done = submit_form(
+        &client,
+        &signup,
+        &signup,
+        &[
             ("name", "Alice Buyer"),
             ("email", "alice@tailspin.example"),
             ("password", "correct-horse-battery"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     eventually("active", || async {
         stack

@@ -2,7 +2,7 @@
 //! while another key or kind is untouched; the vendor API is limited per API key.
 
 use marketlink_core::Scope;
-use marketlink_e2e::{browser, csrf, start_full};
+use marketlink_e2e::{browser, csrf, start_full, submit_form};
 use marketlink_web::limits::Rate;
 use reqwest::StatusCode;
 
@@ -135,25 +135,14 @@ async fn one_account_takes_ten_attempts_then_waits_whatever_the_address() {
         let app_url = stack.app_url.clone();
         async move {
             // A fresh browser each time, as a botnet would send them.
-            let client = browser();
-            let page = client
-                .get(format!("{app_url}/signin"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            client
-                .post(format!("{app_url}/signin"))
-                .form(&[
-                    ("csrf", csrf(&page).as_str()),
-                    ("email", email),
-                    ("password", "guess-guess-guess"),
-                ])
-                .send()
-                .await
-                .unwrap()
+            let signin = format!("{app_url}/signin");
+            submit_form(
+                &browser(),
+                &signin,
+                &signin,
+                &[("email", email), ("password", "guess-guess-guess")],
+            )
+            .await
         }
     };
     for _ in 0..10 {
