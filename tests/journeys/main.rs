@@ -21,5 +21,6 @@ mod rate_limits;
 mod reconcile;
 mod replicas;
 mod returning;
+mod sessions;
 mod usage_caps;
 mod webhooks;

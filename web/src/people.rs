@@ -373,6 +373,7 @@ async fn accept(
         }
         Err(AcceptError::Store(error)) => return Err(PageError::internal(&error)),
     };
+    browser.session.rotate_csrf();
     browser.session.user = Some(SessionUser {
         user_id: user.id,
         tenant_id: user.tenant_id,

@@ -78,6 +78,7 @@ pub(super) async fn login(
         .engine
         .operator_signed_in(&Actor::Operator(email.clone()))
         .await;
+    browser.session.rotate_csrf();
     browser.session.admin = Some(email);
     Ok((browser.save(&state), Redirect::to("/admin").into_response()))
 }

@@ -75,6 +75,7 @@ pub(super) async fn signin(
         let page = refused_page(&state, &browser.session, &form.email);
         return Ok((browser.jar, page));
     };
+    browser.session.rotate_csrf();
     browser.session.user = Some(SessionUser {
         user_id: user.id,
         tenant_id: user.tenant_id,

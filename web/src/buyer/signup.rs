@@ -229,6 +229,7 @@ pub(super) async fn signup(
         }
         Err(SignUpError::Store(error)) => return Err(PageError::internal(&error)),
     }
+    browser.session.rotate_csrf();
     browser.session.user = Some(SessionUser {
         user_id: owner.id,
         tenant_id: tenant.id,
