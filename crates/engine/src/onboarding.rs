@@ -17,18 +17,26 @@ pub enum ClaimError {
     /// The marketplace identity already belongs to another tenant (seed 000, step 8).
     #[error("this {0} subscription is already linked to another account")]
     AlreadyLinked(String),
+    /// Only the account's owners and admins add subscriptions to it.
+    #[error("only owners and admins can add subscriptions to this account")]
+    NotPermitted,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl Engine {
-    /// A signed-in user adds a purchase to their own tenant. Any member may: the purchase was
-    /// resolved for this browser by the marketplace, so holding it is the buyer's proof.
+    /// A signed-in user adds a purchase to their own tenant: the purchase was resolved for
+    /// this browser by the marketplace, so holding it is the buyer's proof, and the user must
+    /// be one of the tenant's owners or admins (a member cannot bind a bill to the account).
+    /// `user` is as the store has it now (removed users are not found).
     pub async fn link_purchase(
         &self,
         user: &User,
         purchase: &ResolvedPurchase,
     ) -> Result<Subscription, ClaimError> {
+        if !crate::may_change_subscriptions(user.role) {
+            return Err(ClaimError::NotPermitted);
+        }
         let linked = self.claim_purchase(purchase, user.tenant_id).await?;
         tracing::info!(subscription = %linked.id, tenant = %user.tenant_id, "subscription linked");
         Ok(linked)

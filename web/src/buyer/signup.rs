@@ -275,6 +275,17 @@ pub(super) async fn finish_link(
         Err(ClaimError::AlreadyLinked(marketplace)) => {
             already_linked(state, &marketplace).into_response()
         }
+        Err(ClaimError::NotPermitted) => {
+            // The purchase stays in the session: an owner or admin may sign in to link it,
+            // or the buyer may sign up a new account.
+            let page = PageError::new(
+                StatusCode::FORBIDDEN,
+                "Only owners and admins can add subscriptions",
+                "You are a member of this account; adding a subscription to it takes an owner or admin.",
+            )
+            .step("Ask an owner or admin of your account to open the set-up link, or sign out and sign up a new account.");
+            return Ok((browser.save(state), page.into_page()));
+        }
         Err(ClaimError::Store(error)) => return Err(PageError::internal(&error)),
     };
     browser.session.purchase = None;

@@ -187,6 +187,29 @@ async fn a_failed_claim_leaves_nothing_behind(store: Store) {
         matches!(stolen, Err(ClaimError::AlreadyLinked(_))),
         "{stolen:?}"
     );
+    // A member of the account cannot bind a bill to it; nothing is stored.
+    let member = marketlink_core::User::new(
+        tenant,
+        "dev@example.com",
+        None,
+        marketlink_core::Role::Member,
+        engine.clock.now(),
+    )
+    .unwrap();
+    engine.store.create_user(&member, None).await.unwrap();
+    let refused = engine.link_purchase(&member, &purchase("sub-4")).await;
+    assert!(
+        matches!(refused, Err(ClaimError::NotPermitted)),
+        "{refused:?}"
+    );
+    assert!(
+        engine
+            .store
+            .find_subscription(&bought.subscription.marketplace, "sub-4")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
