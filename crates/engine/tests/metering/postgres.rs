@@ -30,7 +30,9 @@ async fn two_flushers_on_postgres_never_send_a_record_twice() {
         batches: Mutex::default(),
         failures: Mutex::default(),
         outcomes: Mutex::default(),
-        delay: StdDuration::from_millis(5),
+        // Slow enough (8 batches, 0.4 s) that the second flusher starts while the first still
+        // works, even on a loaded CI machine: the test is about the two overlapping.
+        delay: StdDuration::from_millis(50),
         max_batch: 25,
         whole_units: false,
     });
