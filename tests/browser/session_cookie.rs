@@ -3,7 +3,8 @@
 
 use marketlink_e2e::start_full;
 
-/// With `secure_cookies`, the session cookie is Secure too (and still HttpOnly, SameSite=Lax);
+/// With `secure_cookies`, the session cookie is `__Host-` and Secure (and still HttpOnly,
+/// SameSite=Lax, Path=/);
 /// the cookie jar is encrypted, so a tampered value gives a fresh session, not an error.
 #[tokio::test]
 async fn session_cookie_is_secure_when_configured() {
@@ -23,7 +24,7 @@ async fn session_cookie_is_secure_when_configured() {
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("marketlink_session="))
+        .find(|v| v.starts_with("__Host-marketlink_session="))
         .expect("a session cookie")
         .to_owned();
     for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
@@ -32,7 +33,7 @@ async fn session_cookie_is_secure_when_configured() {
     let html = response.text().await.expect("page");
     let csrf = marketlink_e2e::csrf(&html);
     let (value, _) = cookie
-        .trim_start_matches("marketlink_session=")
+        .trim_start_matches("__Host-marketlink_session=")
         .split_once(';')
         .expect("cookie attributes");
     assert!(!value.contains(&csrf), "the CSRF token is not readable");
@@ -42,7 +43,7 @@ async fn session_cookie_is_secure_when_configured() {
     tampered.extend(last);
     let refused = reqwest::Client::new()
         .post(format!("{}/signin", stack.app_url))
-        .header("cookie", format!("marketlink_session={tampered}"))
+        .header("cookie", format!("__Host-marketlink_session={tampered}"))
         .form(&[
             ("csrf", csrf.as_str()),
             ("email", "x@example.com"),

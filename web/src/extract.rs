@@ -26,7 +26,7 @@ impl FromRequestParts<AppState> for Browser {
     ) -> Result<Self, Self::Rejection> {
         let jar =
             PrivateCookieJar::from_headers(&parts.headers, state.settings.session_key.clone());
-        let session = Session::load(&jar, state.now());
+        let session = Session::load(&jar, state.now(), state.settings.secure_cookies);
         Ok(Self { session, jar })
     }
 }

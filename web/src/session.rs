@@ -17,8 +17,18 @@ use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
 pub const COOKIE: &str = "marketlink_session";
+/// The cookie's name over https: browsers keep a `__Host-` cookie only if it is Secure, for
+/// `/` and set by this very host, so a sibling subdomain cannot plant or shadow it.
+pub const SECURE_COOKIE: &str = "__Host-marketlink_session";
 /// A session ends this long after it was last written.
 pub const LIFETIME: Duration = Duration::hours(12);
+/// ... and this long after it began, however busy it stays.
+pub const ABSOLUTE_LIFETIME: Duration = Duration::days(7);
+
+/// The session cookie's name for this deployment.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
+}
 /// A resolved purchase must be claimed (sign-up or link) within this time.
 pub const PURCHASE_LIFETIME: Duration = Duration::hours(1);
 /// A buyer sign-in must come back from the identity provider within this time.
@@ -71,6 +81,9 @@ pub struct SignedInBuyer {
 pub struct Session {
     pub csrf: String,
     pub expires_at: i64,
+    /// When the session began (Unix seconds); it ends [`ABSOLUTE_LIFETIME`] later.
+    #[serde(default)]
+    pub started_at: i64,
     #[serde(default)]
     pub user: Option<SessionUser>,
     #[serde(default)]
@@ -102,6 +115,7 @@ impl Session {
         Self {
             csrf: random_token(32),
             expires_at: (now + LIFETIME).unix_timestamp(),
+            started_at: now.unix_timestamp(),
             user: None,
             purchase: None,
             sign_in: None,
@@ -112,11 +126,14 @@ impl Session {
 
     /// The session in the cookie jar, or a new one when absent, unreadable or expired. Parts
     /// past their own expiry are dropped.
-    pub fn load(jar: &PrivateCookieJar, now: OffsetDateTime) -> Self {
+    pub fn load(jar: &PrivateCookieJar, now: OffsetDateTime, secure: bool) -> Self {
+        let absolute_start = (now - ABSOLUTE_LIFETIME).unix_timestamp();
         let stored = jar
-            .get(COOKIE)
+            .get(cookie_name(secure))
             .and_then(|cookie| serde_json::from_str::<Session>(cookie.value()).ok())
-            .filter(|session| session.expires_at > now.unix_timestamp());
+            .filter(|session| {
+                session.expires_at > now.unix_timestamp() && session.started_at > absolute_start
+            });
         let mut session = stored.unwrap_or_else(|| Self::fresh(now));
         let now = now.unix_timestamp();
         if session
@@ -145,7 +162,7 @@ impl Session {
     ) -> PrivateCookieJar {
         self.expires_at = (now + LIFETIME).unix_timestamp();
         let value = serde_json::to_string(&self).unwrap_or_default();
-        let cookie = Cookie::build((COOKIE, value))
+        let cookie = Cookie::build((cookie_name(secure), value))
             .http_only(true)
             .secure(secure)
             // Lax: sent on top-level navigations back from the identity provider, not on
@@ -217,15 +234,17 @@ mod tests {
     fn round_trips_through_the_encrypted_cookie_and_expires() {
         let key = Key::generate();
         let jar = PrivateCookieJar::new(key.clone());
-        let mut session = Session::load(&jar, T0);
+        let mut session = Session::load(&jar, T0, true);
         session.hold_purchase(purchase(), T0);
         let csrf = session.csrf.clone();
         let jar = session.save(jar, T0, true);
-        let cookie = jar.get(COOKIE).unwrap();
+        // Over https the cookie is `__Host-`: Secure, Path=/, no Domain.
+        let cookie = jar.get(SECURE_COOKIE).unwrap();
         assert!(cookie.http_only().unwrap_or(false));
         assert!(cookie.secure().unwrap_or(false));
         assert_eq!(cookie.same_site(), Some(SameSite::Lax));
         assert_eq!(cookie.path(), Some("/"));
+        assert_eq!(cookie.domain(), None);
         // Encrypted: neither the CSRF token nor the purchase can be read from the cookie.
         let sent = jar
             .clone()
@@ -235,23 +254,42 @@ mod tests {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .unwrap_or_default();
-        assert!(sent.starts_with(COOKIE) && !sent.contains(&csrf) && !sent.contains("c/p"));
-        // On plain http (a local run), not Secure, so the browser keeps it.
-        let local = Session::load(&jar, T0).save(PrivateCookieJar::new(key.clone()), T0, false);
+        assert!(sent.starts_with(SECURE_COOKIE) && !sent.contains(&csrf) && !sent.contains("c/p"));
+        // On plain http (a local run), not Secure (nor `__Host-`), so the browser keeps it.
+        let local =
+            Session::load(&jar, T0, true).save(PrivateCookieJar::new(key.clone()), T0, false);
         assert!(!local.get(COOKIE).unwrap().secure().unwrap_or(false));
 
-        let reread = Session::load(&jar, T0 + Duration::minutes(5));
+        let reread = Session::load(&jar, T0 + Duration::minutes(5), true);
         assert_eq!(reread.csrf, csrf);
         assert_eq!(reread.purchase.unwrap().purchase, purchase());
 
         // The purchase part expires before the session does.
-        let later = Session::load(&jar, T0 + PURCHASE_LIFETIME + Duration::seconds(1));
+        let later = Session::load(&jar, T0 + PURCHASE_LIFETIME + Duration::seconds(1), true);
         assert_eq!(later.csrf, csrf);
         assert!(later.purchase.is_none());
 
         // After the session's lifetime, a fresh session.
-        let expired = Session::load(&jar, T0 + LIFETIME + Duration::seconds(1));
+        let expired = Session::load(&jar, T0 + LIFETIME + Duration::seconds(1), true);
         assert_ne!(expired.csrf, csrf);
+    }
+
+    /// A session kept busy still ends a week after it began.
+    #[test]
+    fn a_busy_session_ends_at_its_absolute_lifetime() {
+        let key = Key::generate();
+        let session = Session::fresh(T0);
+        let csrf = session.csrf.clone();
+        let mut jar = session.save(PrivateCookieJar::new(key.clone()), T0, false);
+        let mut now = T0;
+        while now < T0 + ABSOLUTE_LIFETIME - Duration::hours(11) {
+            now += Duration::hours(11);
+            let reloaded = Session::load(&jar, now, false);
+            assert_eq!(reloaded.csrf, csrf, "still the same session at {now}");
+            jar = reloaded.save(PrivateCookieJar::new(key.clone()), now, false);
+        }
+        let ended = Session::load(&jar, T0 + ABSOLUTE_LIFETIME + Duration::seconds(1), false);
+        assert_ne!(ended.csrf, csrf);
     }
 
     #[test]
@@ -267,7 +305,7 @@ mod tests {
             format!("{COOKIE}={value}").parse().unwrap(),
         );
         let jar = PrivateCookieJar::from_headers(&headers, Key::generate());
-        assert!(Session::load(&jar, T0).purchase.is_none());
+        assert!(Session::load(&jar, T0, false).purchase.is_none());
     }
 
     #[test]
