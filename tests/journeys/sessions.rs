@@ -58,3 +58,82 @@ async fn the_csrf_token_from_before_sign_in_is_refused_after_it() {
     let out = submit_form(&ops, &admin, &logout, &[]).await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
 }
+
+/// An operator removed from `[admin] users`, or whose password changed, loses the portal at
+/// their next request (the configuration is read at start-up, so after a restart); another
+/// operator's session carries on.
+#[tokio::test]
+async fn a_removed_or_changed_operator_loses_the_portal() {
+    let hash =
+        |p: &'static str| async move { marketlink_web::password::hash(p.into()).await.unwrap() };
+    let operator = |email: &str, password_hash: String| marketlink_web::admin::AdminUser {
+        email: email.into(),
+        password_hash,
+    };
+    let (ops, other, kept) = (
+        hash(PASSWORD).await,
+        hash(PASSWORD).await,
+        hash(PASSWORD).await,
+    );
+    let users = vec![
+        operator("ops@vendor.example", ops),
+        operator("other@vendor.example", other),
+        operator("kept@vendor.example", kept.clone()),
+    ];
+    let configured = users.clone();
+    let mut stack = start_full(
+        |_| {},
+        |_| {},
+        move |config| {
+            config.admin.users = configured;
+            // Sessions outlive the restart, as in any deployment with a fixed secret.
+            config.server.session_secret =
+                Some(serde_json::from_value(serde_json::json!("s".repeat(64))).unwrap());
+        },
+    )
+    .await;
+    let login_page = format!("{}/admin/login", stack.app_url);
+    let admin = format!("{}/admin", stack.app_url);
+    let mut browsers = Vec::new();
+    for email in [
+        "ops@vendor.example",
+        "other@vendor.example",
+        "kept@vendor.example",
+    ] {
+        let client = browser();
+        let signed_in = submit_form(
+            &client,
+            &login_page,
+            &login_page,
+            &[("email", email), ("password", PASSWORD)],
+        )
+        .await;
+        assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            client.get(&admin).send().await.unwrap().status(),
+            StatusCode::OK
+        );
+        browsers.push(client);
+    }
+
+    // ops@ is removed; other@ gets a new password; kept@ stays as they were.
+    stack.config.admin.users = vec![
+        operator("other@vendor.example", hash("a brand new passphrase").await),
+        operator("kept@vendor.example", kept),
+    ];
+    stack.restart().await;
+    for (client, expected) in
+        browsers
+            .iter()
+            .zip([StatusCode::SEE_OTHER, StatusCode::SEE_OTHER, StatusCode::OK])
+    {
+        let answer = client.get(&admin).send().await.unwrap();
+        assert_eq!(answer.status(), expected);
+        if expected == StatusCode::SEE_OTHER {
+            assert_eq!(answer.headers()["location"], "/admin/login");
+            // Ended for good: the session no longer names an operator.
+            let again = client.get(&admin).send().await.unwrap();
+            assert_eq!(again.status(), StatusCode::SEE_OTHER);
+        }
+    }
+}

@@ -90,10 +90,25 @@ impl FromRequestParts<AppState> for Operator {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Ok(browser) = Browser::from_request_parts(parts, state).await;
-        match browser.session.admin.clone() {
-            Some(name) => Ok(Self { name, browser }),
-            None => Err(Redirect::to("/admin/login").into_response()),
+        let Ok(mut browser) = Browser::from_request_parts(parts, state).await;
+        let Some(name) = browser.session.admin.clone() else {
+            return Err(Redirect::to("/admin/login").into_response());
+        };
+        // Still an operator, with the password they signed in with: configuration is the
+        // source of truth, read at every request.
+        let current = state
+            .settings
+            .admins
+            .iter()
+            .find(|a| a.email.eq_ignore_ascii_case(&name))
+            .map(crate::admin::AdminUser::session_key);
+        if current.is_none() || current != browser.session.admin_key {
+            tracing::warn!(operator = %name, "operator session ended: removed from [admin] users or password changed");
+            browser.session.admin = None;
+            browser.session.admin_key = None;
+            let jar = browser.save(state);
+            return Err((jar, Redirect::to("/admin/login")).into_response());
         }
+        Ok(Self { name, browser })
     }
 }

@@ -95,6 +95,9 @@ pub struct Session {
     /// The operator signed in to the admin portal.
     #[serde(default)]
     pub admin: Option<String>,
+    /// [`crate::admin::AdminUser::session_key`] of that operator at sign-in.
+    #[serde(default)]
+    pub admin_key: Option<String>,
 }
 
 /// A form that carries only its CSRF token (buttons that post an action).
@@ -121,6 +124,7 @@ impl Session {
             sign_in: None,
             buyer: None,
             admin: None,
+            admin_key: None,
         }
     }
 

@@ -62,10 +62,7 @@ pub(super) async fn login(
         .sign_in_attempts
         .attempt(&email)
         .map_err(AccountAttempts::refusal)?;
-    if verified(&state.settings.admins, &email, form.password)
-        .await?
-        .is_none()
-    {
+    let Some(admin) = verified(&state.settings.admins, &email, form.password).await? else {
         tracing::warn!(%email, "admin sign-in refused");
         let page = LoginPage {
             brand: state.settings.branding.clone(),
@@ -73,12 +70,13 @@ pub(super) async fn login(
             error: Some("That email and password do not match an operator.".into()),
         };
         return Ok((browser.jar, render(StatusCode::UNAUTHORIZED, &page)));
-    }
+    };
     state
         .engine
         .operator_signed_in(&Actor::Operator(email.clone()))
         .await;
     browser.session.rotate_csrf();
+    browser.session.admin_key = Some(admin.session_key());
     browser.session.admin = Some(email);
     Ok((browser.save(&state), Redirect::to("/admin").into_response()))
 }
