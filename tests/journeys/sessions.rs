@@ -137,3 +137,45 @@ async fn a_removed_or_changed_operator_loses_the_portal() {
         }
     }
 }
+
+/// Staging and production sharing a session secret: a cookie made by one is not a session
+/// of the other (cookies ignore ports, so one browser carries it to both here).
+#[tokio::test]
+async fn a_cookie_from_another_deployment_is_refused() {
+    let hash = marketlink_web::password::hash(PASSWORD.into())
+        .await
+        .unwrap();
+    let same = move |config: &mut marketlink_cli::config::Config| {
+        config.admin.users = vec![marketlink_web::admin::AdminUser {
+            email: "ops@vendor.example".into(),
+            password_hash: hash.clone(),
+        }];
+        config.server.session_secret =
+            Some(serde_json::from_value(serde_json::json!("s".repeat(64))).unwrap());
+    };
+    let (same_b, same_a) = (same.clone(), same);
+    let staging = start_full(|_| {}, |_| {}, same_a).await;
+    let production = start_full(|_| {}, |_| {}, same_b).await;
+    let client = browser();
+    let login_page = format!("{}/admin/login", staging.app_url);
+    let signed_in = submit_form(
+        &client,
+        &login_page,
+        &login_page,
+        &[("email", "ops@vendor.example"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let staging_admin = format!("{}/admin", staging.app_url);
+    assert_eq!(
+        client.get(&staging_admin).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let elsewhere = client
+        .get(format!("{}/admin", production.app_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), StatusCode::SEE_OTHER);
+    assert_eq!(elsewhere.headers()["location"], "/admin/login");
+}

@@ -26,7 +26,17 @@ impl FromRequestParts<AppState> for Browser {
     ) -> Result<Self, Self::Rejection> {
         let jar =
             PrivateCookieJar::from_headers(&parts.headers, state.settings.session_key.clone());
-        let session = Session::load(&jar, state.now(), state.settings.secure_cookies);
+        let mut session = Session::load(&jar, state.now(), state.settings.secure_cookies);
+        let here = &state.settings.public_url;
+        if session
+            .deployment
+            .as_ref()
+            .is_some_and(|made_by| made_by != here)
+        {
+            tracing::warn!(made_by = ?session.deployment, "a session cookie from another deployment was ignored");
+            session = Session::reset(state.now());
+        }
+        session.deployment.get_or_insert_with(|| here.clone());
         Ok(Self { session, jar })
     }
 }

@@ -98,6 +98,10 @@ pub struct Session {
     /// [`crate::admin::AdminUser::session_key`] of that operator at sign-in.
     #[serde(default)]
     pub admin_key: Option<String>,
+    /// The deployment (its public URL) the session was made by: two deployments that share
+    /// a session secret (staging and production, say) do not accept each other's cookies.
+    #[serde(default)]
+    pub deployment: Option<String>,
 }
 
 /// A form that carries only its CSRF token (buttons that post an action).
@@ -125,6 +129,7 @@ impl Session {
             buyer: None,
             admin: None,
             admin_key: None,
+            deployment: None,
         }
     }
 
