@@ -317,6 +317,36 @@ pub fn csrf(html: &str) -> String {
 
 /// Polls `check` until it is true or 30 s pass. A passing check returns at once; the long
 /// limit only spares a loaded CI machine (2 cores running many journeys) a false failure.
+/// An operator of the admin portal with this password, hashed as `marketlink admin
+/// hash-password` does.
+pub async fn operator(email: &str, password: &str) -> marketlink_web::admin::AdminUser {
+    marketlink_web::admin::AdminUser {
+        email: email.into(),
+        password_hash: marketlink_web::password::hash(password.into())
+            .await
+            .expect("hash"),
+    }
+}
+
+/// A browser signed in to the admin portal as `email`.
+pub async fn operator_signs_in(stack: &Stack, email: &str, password: &str) -> reqwest::Client {
+    let client = browser();
+    let login = format!("{}/admin/login", stack.app_url);
+    let signed_in = submit_form(
+        &client,
+        &login,
+        &login,
+        &[("email", email), ("password", password)],
+    )
+    .await;
+    assert_eq!(
+        signed_in.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "operator signs in"
+    );
+    client
+}
+
 /// Opens the form at `page` with `client`, then posts `fields` to `action` with the page's
 /// CSRF token, as a browser submitting it would.
 pub async fn submit_form(

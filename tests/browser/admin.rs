@@ -17,18 +17,13 @@ const OPERATOR: &str = "operator passphrase 42";
 /// key created in the portal that the check API then accepts.
 #[tokio::test]
 async fn admin_portal_main_views() {
-    let hash = marketlink_web::password::hash(OPERATOR.into())
-        .await
-        .expect("hash");
+    let ops = marketlink_e2e::operator("ops@vendor.example", OPERATOR).await;
     let browser = browser!();
     let stack = start_full(
         |_| {},
         |_| {},
         move |config| {
-            config.admin.users = vec![marketlink_web::admin::AdminUser {
-                email: "ops@vendor.example".into(),
-                password_hash: hash,
-            }];
+            config.admin.users = vec![ops];
         },
     )
     .await;

@@ -10,17 +10,12 @@ const PASSWORD: &str = "operator passphrase 42";
 
 #[tokio::test]
 async fn operators_see_tenants_subscriptions_and_retry_dead_letters() {
-    let hash = marketlink_web::password::hash(PASSWORD.into())
-        .await
-        .unwrap();
+    let ops = marketlink_e2e::operator("ops@vendor.example", PASSWORD).await;
     let stack = start_full(
         |_| {},
         |_| {},
         move |config| {
-            config.admin.users = vec![marketlink_web::admin::AdminUser {
-                email: "ops@vendor.example".into(),
-                password_hash: hash,
-            }];
+            config.admin.users = vec![ops];
         },
     )
     .await;

@@ -5,8 +5,8 @@
 
 use marketlink_core::{Marketplace, SignInMismatch, SubscriptionStatus};
 use marketlink_e2e::{
-    Stack, azure_land_and_sign_in, browser, browser_trusting, csrf, eventually, start_full,
-    submit_form,
+    Stack, azure_land_and_sign_in, browser, browser_trusting, csrf, eventually, operator,
+    operator_signs_in, start_full, submit_form,
 };
 use marketlink_sandbox::azure::PurchaseRequest;
 use reqwest::StatusCode;
@@ -16,17 +16,12 @@ const ALICE: &str = "11111111-aaaa-4bbb-8ccc-000000000001";
 const CAROL: &str = "22222222-bbbb-4ccc-8ddd-000000000003";
 
 async fn stack_with_approval() -> Stack {
-    let hash = marketlink_web::password::hash(PASSWORD.into())
-        .await
-        .unwrap();
+    let ops = operator("ops@vendor.example", PASSWORD).await;
     start_full(
         |_| {},
         |_| {},
         move |config| {
-            config.admin.users = vec![marketlink_web::admin::AdminUser {
-                email: "ops@vendor.example".into(),
-                password_hash: hash,
-            }];
+            config.admin.users = vec![ops];
             let azure = config.azure.as_mut().expect("azure configured");
             azure
                 .sign_in
@@ -58,30 +53,6 @@ async fn carol_asks(stack: &Stack) -> String {
     purchase.subscription_id.to_string()
 }
 
-async fn operator(stack: &Stack) -> reqwest::Client {
-    let ops = browser();
-    let login = ops
-        .get(format!("{}/admin/login", stack.app_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let signed_in = ops
-        .post(format!("{}/admin/login", stack.app_url))
-        .form(&[
-            ("csrf", csrf(&login).as_str()),
-            ("email", "ops@vendor.example"),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-    ops
-}
-
 /// The onboarding page, its CSRF token and the one open request's id.
 async fn open_request(stack: &Stack, ops: &reqwest::Client) -> (String, String) {
     let page = ops
@@ -109,7 +80,7 @@ async fn open_request(stack: &Stack, ops: &reqwest::Client) -> (String, String) 
 async fn an_approved_stranger_sets_the_subscription_up_with_the_link() {
     let stack = stack_with_approval().await;
     let id = carol_asks(&stack).await;
-    let ops = operator(&stack).await;
+    let ops = operator_signs_in(&stack, "ops@vendor.example", PASSWORD).await;
     let (token, request) = open_request(&stack, &ops).await;
     let approve = format!("{}/admin/onboarding/{request}/approve", stack.app_url);
 
@@ -205,7 +176,7 @@ async fn an_approved_stranger_sets_the_subscription_up_with_the_link() {
 async fn a_declined_request_is_closed_with_its_reason() {
     let stack = stack_with_approval().await;
     carol_asks(&stack).await;
-    let ops = operator(&stack).await;
+    let ops = operator_signs_in(&stack, "ops@vendor.example", PASSWORD).await;
     let (token, request) = open_request(&stack, &ops).await;
     let decline = format!("{}/admin/onboarding/{request}/decline", stack.app_url);
     let no_reason = ops

@@ -1,26 +1,14 @@
 //! Sessions change hands at sign-in: the CSRF token a page showed before no longer works.
 
-use marketlink_e2e::{browser, csrf, start_full, submit_form};
+use marketlink_e2e::{browser, csrf, operator, start_full, submit_form};
 use reqwest::StatusCode;
 
 const PASSWORD: &str = "operator passphrase 42";
 
 #[tokio::test]
 async fn the_csrf_token_from_before_sign_in_is_refused_after_it() {
-    let hash = marketlink_web::password::hash(PASSWORD.into())
-        .await
-        .unwrap();
-    let stack = start_full(
-        |_| {},
-        |_| {},
-        move |config| {
-            config.admin.users = vec![marketlink_web::admin::AdminUser {
-                email: "ops@vendor.example".into(),
-                password_hash: hash,
-            }];
-        },
-    )
-    .await;
+    let ops = operator("ops@vendor.example", PASSWORD).await;
+    let stack = start_full(|_| {}, |_| {}, move |config| config.admin.users = vec![ops]).await;
     let ops = browser();
     let login_page = format!("{}/admin/login", stack.app_url);
     let before = csrf(
@@ -64,23 +52,12 @@ async fn the_csrf_token_from_before_sign_in_is_refused_after_it() {
 /// operator's session carries on.
 #[tokio::test]
 async fn a_removed_or_changed_operator_loses_the_portal() {
-    let hash =
-        |p: &'static str| async move { marketlink_web::password::hash(p.into()).await.unwrap() };
-    let operator = |email: &str, password_hash: String| marketlink_web::admin::AdminUser {
-        email: email.into(),
-        password_hash,
-    };
-    let (ops, other, kept) = (
-        hash(PASSWORD).await,
-        hash(PASSWORD).await,
-        hash(PASSWORD).await,
-    );
-    let users = vec![
-        operator("ops@vendor.example", ops),
-        operator("other@vendor.example", other),
-        operator("kept@vendor.example", kept.clone()),
+    let kept = operator("kept@vendor.example", PASSWORD).await;
+    let configured = vec![
+        operator("ops@vendor.example", PASSWORD).await,
+        operator("other@vendor.example", PASSWORD).await,
+        kept.clone(),
     ];
-    let configured = users.clone();
     let mut stack = start_full(
         |_| {},
         |_| {},
@@ -118,8 +95,8 @@ async fn a_removed_or_changed_operator_loses_the_portal() {
 
     // ops@ is removed; other@ gets a new password; kept@ stays as they were.
     stack.config.admin.users = vec![
-        operator("other@vendor.example", hash("a brand new passphrase").await),
-        operator("kept@vendor.example", kept),
+        operator("other@vendor.example", "a brand new passphrase").await,
+        kept,
     ];
     stack.restart().await;
     for (client, expected) in
@@ -142,14 +119,9 @@ async fn a_removed_or_changed_operator_loses_the_portal() {
 /// of the other (cookies ignore ports, so one browser carries it to both here).
 #[tokio::test]
 async fn a_cookie_from_another_deployment_is_refused() {
-    let hash = marketlink_web::password::hash(PASSWORD.into())
-        .await
-        .unwrap();
+    let ops = operator("ops@vendor.example", PASSWORD).await;
     let same = move |config: &mut marketlink_cli::config::Config| {
-        config.admin.users = vec![marketlink_web::admin::AdminUser {
-            email: "ops@vendor.example".into(),
-            password_hash: hash.clone(),
-        }];
+        config.admin.users = vec![ops.clone()];
         config.server.session_secret =
             Some(serde_json::from_value(serde_json::json!("s".repeat(64))).unwrap());
     };

@@ -85,9 +85,7 @@ fn types(r: &Receiver) -> Vec<String> {
 #[tokio::test]
 async fn lifecycle_webhooks_are_signed_retried_and_replayable() {
     let (url, hooks) = receiver(1).await;
-    let hash = marketlink_web::password::hash("operator passphrase 42".into())
-        .await
-        .unwrap();
+    let ops = marketlink_e2e::operator("ops@vendor.example", "operator passphrase 42").await;
     let stack = start_full(
         |_| {},
         |_| {},
@@ -96,10 +94,7 @@ async fn lifecycle_webhooks_are_signed_retried_and_replayable() {
                 url,
                 secret: SECRET.into(),
             });
-            config.admin.users = vec![marketlink_web::admin::AdminUser {
-                email: "ops@vendor.example".into(),
-                password_hash: hash,
-            }];
+            config.admin.users = vec![ops];
         },
     )
     .await;

@@ -111,7 +111,7 @@ impl FromRequestParts<AppState> for Operator {
             .admins
             .iter()
             .find(|a| a.email.eq_ignore_ascii_case(&name))
-            .map(crate::admin::AdminUser::session_key);
+            .map(|a| crate::session::operator_key(&a.email, &a.password_hash));
         if current.is_none() || current != browser.session.admin_key {
             tracing::warn!(operator = %name, "operator session ended: removed from [admin] users or password changed");
             browser.session.admin = None;

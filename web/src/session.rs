@@ -25,6 +25,15 @@ pub const LIFETIME: Duration = Duration::hours(12);
 /// ... and this long after it began, however busy it stays.
 pub const ABSOLUTE_LIFETIME: Duration = Duration::days(7);
 
+/// What an operator's session remembers of their `[admin] users` entry: a digest of their
+/// email and password hash. A session whose operator has left the list, or whose password
+/// changed since, no longer matches and ends at its next request.
+pub fn operator_key(email: &str, password_hash: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}\n{password_hash}", email.to_lowercase()));
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 /// The session cookie's name for this deployment.
 pub fn cookie_name(secure: bool) -> &'static str {
     if secure { SECURE_COOKIE } else { COOKIE }
@@ -95,7 +104,7 @@ pub struct Session {
     /// The operator signed in to the admin portal.
     #[serde(default)]
     pub admin: Option<String>,
-    /// [`crate::admin::AdminUser::session_key`] of that operator at sign-in.
+    /// [`operator_key`] of that operator at sign-in.
     #[serde(default)]
     pub admin_key: Option<String>,
     /// The deployment (its public URL) the session was made by: two deployments that share

@@ -76,7 +76,10 @@ pub(super) async fn login(
         .operator_signed_in(&Actor::Operator(email.clone()))
         .await;
     browser.session.rotate_csrf();
-    browser.session.admin_key = Some(admin.session_key());
+    browser.session.admin_key = Some(crate::session::operator_key(
+        &admin.email,
+        &admin.password_hash,
+    ));
     browser.session.admin = Some(email);
     Ok((browser.save(&state), Redirect::to("/admin").into_response()))
 }

@@ -44,21 +44,6 @@ impl std::fmt::Debug for AdminUser {
     }
 }
 
-impl AdminUser {
-    /// What an operator's session remembers of their credential: a digest of the password
-    /// hash. A session whose operator has left `[admin] users`, or whose password changed
-    /// since, no longer matches and ends at its next request.
-    pub fn session_key(&self) -> String {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(format!(
-            "{}\n{}",
-            self.email.to_lowercase(),
-            self.password_hash
-        ));
-        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
-    }
-}
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/login", get(login::page).post(login::login))
