@@ -449,6 +449,17 @@ pub async fn azure_land_and_sign_in(
     landing_url: &str,
     user: &str,
 ) -> reqwest::Response {
+    let callback = azure_sign_in_callback_url(client, landing_url, user).await;
+    client.get(&callback).send().await.expect("sign-in step")
+}
+
+/// Follows the landing page through the sandbox's sign-in page as `user`, up to the URL of our
+/// sign-in callback that Entra sends the browser back to (not opened).
+pub async fn azure_sign_in_callback_url(
+    client: &reqwest::Client,
+    landing_url: &str,
+    user: &str,
+) -> String {
     let landed = client.get(landing_url).send().await.expect("sign-in step");
     assert_eq!(
         landed.status(),
@@ -496,9 +507,8 @@ pub async fn azure_land_and_sign_in(
         "{}",
         signed_in.status()
     );
-    let callback = signed_in.headers()["location"]
+    signed_in.headers()["location"]
         .to_str()
         .expect("sign-in step")
-        .to_owned();
-    client.get(&callback).send().await.expect("sign-in step")
+        .to_owned()
 }

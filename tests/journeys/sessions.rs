@@ -1,9 +1,15 @@
-//! Sessions change hands at sign-in: the CSRF token a page showed before no longer works.
+//! Sessions: they change hands at sign-in (a CSRF token shown before no longer works), end
+//! when their operator leaves, belong to one deployment, and a marketplace sign-in completes
+//! only with its own `state`, once.
 
-use marketlink_e2e::{browser, csrf, operator, start_full, submit_form};
+use marketlink_e2e::{
+    azure_sign_in_callback_url, browser, browser_trusting, csrf, operator, start_full, submit_form,
+};
+use marketlink_sandbox::azure::PurchaseRequest;
 use reqwest::StatusCode;
 
 const PASSWORD: &str = "operator passphrase 42";
+const ALICE: &str = "11111111-aaaa-4bbb-8ccc-000000000001";
 
 #[tokio::test]
 async fn the_csrf_token_from_before_sign_in_is_refused_after_it() {
@@ -150,4 +156,65 @@ async fn a_cookie_from_another_deployment_is_refused() {
         .unwrap();
     assert_eq!(elsewhere.status(), StatusCode::SEE_OTHER);
     assert_eq!(elsewhere.headers()["location"], "/admin/login");
+}
+
+/// The Microsoft sign-in callback takes only the `state` this browser's sign-in made, once:
+/// a missing, forged or replayed one, or one from another browser, gets a page saying to
+/// start again, and claims nothing.
+#[tokio::test]
+async fn the_sign_in_callback_refuses_a_bad_missing_or_replayed_state() {
+    let stack = start_full(|_| {}, |_| {}, |_| {}).await;
+    let purchase = stack
+        .azure
+        .purchase(PurchaseRequest {
+            offer_id: "contoso-analytics".into(),
+            plan_id: "basic".into(),
+            quantity: None,
+            buyer_object_id: ALICE.into(),
+            subscription_name: None,
+            is_test: false,
+        })
+        .await
+        .unwrap();
+    let refused = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let page = response.text().await.unwrap();
+        assert!(page.contains("could not be completed"), "{page}");
+    };
+    let with_state = |url: &str, state: Option<&str>| {
+        let mut parsed = reqwest::Url::parse(url).unwrap();
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(k, _)| k != "state")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut query = parsed.query_pairs_mut();
+        query.clear().extend_pairs(kept);
+        if let Some(state) = state {
+            query.append_pair("state", state);
+        }
+        drop(query);
+        parsed.to_string()
+    };
+    for state in [None, Some("forged-state")] {
+        let client = browser_trusting(&stack.azure.ca_pem);
+        let callback = azure_sign_in_callback_url(&client, &purchase.landing_url, ALICE).await;
+        refused(
+            client
+                .get(with_state(&callback, state))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+    // The genuine callback works once; opened again, or in another browser, it does not.
+    let client = browser_trusting(&stack.azure.ca_pem);
+    let callback = azure_sign_in_callback_url(&client, &purchase.landing_url, ALICE).await;
+    let stranger = browser_trusting(&stack.azure.ca_pem);
+    refused(stranger.get(&callback).send().await.unwrap()).await;
+    let first = client.get(&callback).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    assert_eq!(first.headers()["location"], "/signup");
+    refused(client.get(&callback).send().await.unwrap()).await;
 }
