@@ -135,12 +135,42 @@ enum Client {
 pub struct Limiters {
     trusted: Vec<IpNet>,
     notification_paths: Vec<String>,
-    kinds: Vec<(Kind, DefaultKeyedRateLimiter<Client>)>,
-    checks: AtomicU64,
+    kinds: Vec<(Kind, Buckets<Client>)>,
 }
 
 /// Forget idle clients every this many checks, so the buckets cannot grow without bound.
 const PRUNE_EVERY: u64 = 4_096;
+
+/// One token bucket per key, idle ones forgotten every [`PRUNE_EVERY`] checks.
+struct Buckets<K: std::hash::Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
+    checks: AtomicU64,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Buckets<K> {
+    fn new(quota: Quota) -> Self {
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a token of `key`'s bucket; `Err(wait)` when it is empty.
+    fn take(&self, key: &K) -> Result<(), Duration> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+/// A wait as the whole seconds of `Retry-After`, rounded up.
+fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
 
 impl Limiters {
     pub fn new(settings: &RateLimits, notification_paths: Vec<String>) -> Arc<Self> {
@@ -152,30 +182,21 @@ impl Limiters {
             (Kind::Api, settings.api),
         ]
         .into_iter()
-        .filter_map(|(kind, rate)| Some((kind, RateLimiter::keyed(rate.quota()?))))
+        .filter_map(|(kind, rate)| Some((kind, Buckets::new(rate.quota()?))))
         .collect();
         Arc::new(Self {
             trusted: settings.trusted_proxies.clone(),
             notification_paths,
             kinds,
-            checks: AtomicU64::new(0),
         })
     }
 
     /// `Err(wait)` when `client` of `kind` must wait before its next request.
     fn check(&self, kind: Kind, client: &Client) -> Result<(), Duration> {
-        let Some((_, limiter)) = self.kinds.iter().find(|(k, _)| *k == kind) else {
-            return Ok(());
-        };
-        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            for (_, limiter) in &self.kinds {
-                limiter.retain_recent();
-                limiter.shrink_to_fit();
-            }
+        match self.kinds.iter().find(|(k, _)| *k == kind) {
+            Some((_, buckets)) => buckets.take(client),
+            None => Ok(()),
         }
-        limiter
-            .check_key(client)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -266,7 +287,7 @@ pub async fn limit(
 }
 
 fn too_many(kind: Kind, wait: Duration, client: &Client) -> Response {
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let seconds = whole_seconds(wait);
     metrics::counter!("marketlink_rate_limited_total", "kind" => kind.as_str()).increment(1);
     tracing::warn!(
         kind = kind.as_str(),
@@ -307,38 +328,26 @@ fn too_many(kind: Kind, wait: Duration, client: &Client) -> Response {
 /// minute. Guessing one account's password from many addresses is slowed to 60 tries an hour,
 /// and its owner waits at most a minute once the guessing stops, so an attacker cannot lock
 /// them out for good.
-pub struct AccountAttempts {
-    limiter: DefaultKeyedRateLimiter<String>,
-    checks: AtomicU64,
-}
+pub struct AccountAttempts(Buckets<String>);
 
 impl Default for AccountAttempts {
     fn default() -> Self {
         let quota = Quota::per_minute(NonZeroU32::MIN)
             .allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN));
-        Self {
-            limiter: RateLimiter::keyed(quota),
-            checks: AtomicU64::new(0),
-        }
+        Self(Buckets::new(quota))
     }
 }
 
 impl AccountAttempts {
     /// Counts an attempt on `email`; `Err(wait)` when the account takes no more for now.
     pub fn attempt(&self, email: &str) -> Result<(), Duration> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
-        }
-        self.limiter
-            .check_key(&email.trim().to_lowercase())
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        self.0.take(&email.trim().to_lowercase())
     }
 
     /// The page for an account that takes no more attempts for now (the same for accounts
     /// that do not exist, so it reveals none).
     pub fn refusal(wait: Duration) -> crate::pages::PageError {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let seconds = whole_seconds(wait);
         metrics::counter!("marketlink_rate_limited_total", "kind" => "account").increment(1);
         crate::pages::PageError::new(
             StatusCode::TOO_MANY_REQUESTS,
