@@ -61,7 +61,7 @@ pub struct MessagePage {
 }
 
 /// A page that tells a person what happened and what to do next, with an HTTP status.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PageError {
     pub status: StatusCode,
     pub title: String,
@@ -166,14 +166,7 @@ pub async fn render_page_errors(
 ) -> Response {
     match response.extensions().get::<PendingPage>() {
         Some(PendingPage(page)) => {
-            let page = PageError {
-                status: page.status,
-                title: page.title.clone(),
-                explanation: page.explanation.clone(),
-                next_steps: page.next_steps.clone(),
-                action: page.action.clone(),
-                retry_after: page.retry_after,
-            };
+            let page = PageError::clone(page);
             let page_retry = page.retry_after;
             let (mut parts, _) = response.into_parts();
             let rendered = page.render(&state.settings.branding);
