@@ -125,11 +125,8 @@ pub(super) async fn approve(
     Path(id): Path<String>,
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, PageError> {
-    if !operator.browser.session.csrf_matches(&form.csrf) {
-        return Err(PageError::forbidden_form());
-    }
+    let id = request_to_decide(&operator, &form, &id).map_err(|page| *page)?;
     let token = random_token(32);
-    let id: Uuid = id.parse().map_err(|_| no_such_request())?;
     let approved = state
         .engine
         .approve_onboarding(&actor(&operator), id, &hash_secret(&token))
@@ -154,10 +151,7 @@ pub(super) async fn decline(
     Path(id): Path<String>,
     Form(form): Form<DecisionForm>,
 ) -> Result<Response, PageError> {
-    if !operator.browser.session.csrf_matches(&form.csrf) {
-        return Err(PageError::forbidden_form());
-    }
-    let id: Uuid = id.parse().map_err(|_| no_such_request())?;
+    let id = request_to_decide(&operator, &form, &id).map_err(|page| *page)?;
     match state
         .engine
         .decline_onboarding(&actor(&operator), id, &form.reason)
@@ -170,12 +164,23 @@ pub(super) async fn decline(
     }
 }
 
-fn no_such_request() -> PageError {
-    PageError::new(
-        StatusCode::NOT_FOUND,
-        "Not found",
-        "No such set-up request.",
-    )
+/// The request a decision form names, once its CSRF token is the operator's (boxed, like
+/// `signup::checked_purchase`, since a page is large).
+fn request_to_decide(
+    operator: &Operator,
+    form: &DecisionForm,
+    id: &str,
+) -> Result<Uuid, Box<PageError>> {
+    if !operator.browser.session.csrf_matches(&form.csrf) {
+        return Err(Box::new(PageError::forbidden_form()));
+    }
+    id.parse().map_err(|_| {
+        Box::new(PageError::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No such set-up request.",
+        ))
+    })
 }
 
 async fn refused(
