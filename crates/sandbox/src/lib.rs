@@ -7,3 +7,4 @@
 
 pub mod aws;
 pub mod azure;
+mod certificate;

@@ -15,14 +15,6 @@ use rsa::{
 use serde_json::{Map, Value};
 use sha1::Sha1;
 use sha2::Sha256;
-use x509_cert::{
-    builder::{Builder, CertificateBuilder, Profile},
-    der::EncodePem,
-    name::Name,
-    serial_number::SerialNumber,
-    spki::SubjectPublicKeyInfoOwned,
-    time::Validity,
-};
 
 /// The sandbox's SNS signing identity: an RSA-2048 key and a self-signed certificate whose
 /// subject imitates SNS. Generated once per process (RSA key generation is slow in debug builds).
@@ -46,24 +38,11 @@ impl SnsSigner {
         let mut rng = rand_core::OsRng;
         let key = RsaPrivateKey::new(&mut rng, 2048)?;
         let public = key.to_public_key();
-        let cert_signer = SigningKey::<Sha256>::new(key.clone());
-        let spki = SubjectPublicKeyInfoOwned::from_key(public.clone())?;
-        let subject: Name = "CN=sns.us-east-1.amazonaws.com,O=marketlink sandbox (not Amazon)"
-            .parse()
-            .map_err(|e| anyhow::anyhow!("subject: {e}"))?;
-        let validity = Validity::from_now(std::time::Duration::from_secs(3 * 365 * 86_400))?;
-        let builder = CertificateBuilder::new(
-            Profile::Root,
-            SerialNumber::from(1u32),
-            validity,
-            subject,
-            spki,
-            &cert_signer,
+        let cert_pem = crate::certificate::self_signed_pem(
+            &key,
+            "CN=sns.us-east-1.amazonaws.com,O=marketlink sandbox (not Amazon)",
+            3 * 365,
         )?;
-        let cert = builder.build::<rsa::pkcs1v15::Signature>()?;
-        let cert_pem = cert
-            .to_pem(LineEnding::LF)
-            .map_err(|e| anyhow::anyhow!("pem: {e}"))?;
         let public_key_pem = public
             .to_public_key_pem(LineEnding::LF)
             .map_err(|e| anyhow::anyhow!("pem: {e}"))?;

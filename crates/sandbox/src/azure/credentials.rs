@@ -7,7 +7,6 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use marketlink_core::Secret;
 use rsa::{
     RsaPrivateKey, RsaPublicKey,
-    pkcs1v15::SigningKey,
     pkcs8::{DecodePublicKey, EncodePrivateKey, LineEnding},
     traits::PublicKeyParts,
 };
@@ -15,12 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use x509_cert::{
     Certificate,
-    builder::{Builder, CertificateBuilder, Profile},
-    der::{DecodePem, Encode, EncodePem},
-    name::Name,
-    serial_number::SerialNumber,
-    spki::SubjectPublicKeyInfoOwned,
-    time::Validity,
+    der::{DecodePem, Encode},
 };
 
 /// The audience Entra requires of a federated token (workload identity federation docs).
@@ -90,25 +84,8 @@ impl AppCertificate {
     pub fn generate(common_name: &str) -> anyhow::Result<Self> {
         let mut rng = rand_core::OsRng;
         let key = RsaPrivateKey::new(&mut rng, 2048).context("generating the RSA key")?;
-        let signer = SigningKey::<Sha256>::new(key.clone());
-        let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key())?;
-        let subject: Name = format!("CN={common_name}")
-            .parse()
-            .map_err(|e| anyhow::anyhow!("subject: {e}"))?;
-        let validity = Validity::from_now(std::time::Duration::from_secs(365 * 86_400))?;
-        let builder = CertificateBuilder::new(
-            Profile::Root,
-            SerialNumber::from(1u32),
-            validity,
-            subject,
-            spki,
-            &signer,
-        )?;
-        let cert = builder.build::<rsa::pkcs1v15::Signature>()?;
         Ok(Self {
-            cert_pem: cert
-                .to_pem(LineEnding::LF)
-                .map_err(|e| anyhow::anyhow!("pem: {e}"))?,
+            cert_pem: crate::certificate::self_signed_pem(&key, &format!("CN={common_name}"), 365)?,
             key_pem: key
                 .to_pkcs8_pem(LineEnding::LF)
                 .map_err(|e| anyhow::anyhow!("pem: {e}"))?
