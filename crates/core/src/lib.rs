@@ -16,6 +16,7 @@ pub mod ids;
 pub mod marketplace;
 pub mod provider;
 pub mod quantity;
+pub mod redact;
 pub mod rules;
 pub mod secret;
 pub mod subscription;

@@ -141,10 +141,12 @@ impl AwsFailure {
     }
 
     pub(crate) fn into_provider_error(self, operation: &str) -> ProviderError {
+        // AWS's message may echo the registration token it was sent.
         let text = if self.message.is_empty() {
             format!("{operation}: {}", self.code)
         } else {
-            format!("{operation}: {} ({})", self.message, self.code)
+            let message = marketlink_core::redact::scrub_secrets(&self.message);
+            format!("{operation}: {message} ({})", self.code)
         };
         match self.class {
             FailureClass::Retryable => ProviderError::retryable(text),
@@ -283,5 +285,22 @@ mod tests {
                 "{operation}: {e:?}"
             );
         }
+    }
+    /// AWS's message may echo the registration token: it must not reach logs or pages.
+    #[test]
+    fn echoed_tokens_never_reach_error_messages() {
+        let token = "sSoJdaDq3TQ82B0yS8dLPuK6+0x4T7JkYzMxQWRHb3h1UTU5ZmQ9PQ==";
+        let error = AwsFailure::classify(
+            "InvalidTokenException".into(),
+            format!("Registration token {token} is invalid"),
+            400,
+        )
+        .into_provider_error("ResolveCustomer")
+        .to_string();
+        assert!(!error.contains(token), "{error}");
+        assert!(
+            error.contains("Registration token <redacted> is invalid"),
+            "{error}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use marketlink_core::ProviderError;
+use marketlink_core::{ProviderError, redact::scrub_secrets};
 use reqwest::{StatusCode, header::HeaderMap};
 use serde_json::Value;
 
@@ -86,7 +86,7 @@ impl Reply {
     pub fn error_detail(&self) -> (Option<String>, String) {
         let body = self.json();
         let (code, message) = error_detail(&body);
-        let message = message.unwrap_or_else(|| {
+        let message = message.map(|m| scrub_secrets(&m)).unwrap_or_else(|| {
             if self.body.is_empty() {
                 self.status.to_string()
             } else {
@@ -132,9 +132,9 @@ pub(crate) fn error_detail(body: &Value) -> (Option<String>, Option<String>) {
     (text(body.get("code")), message)
 }
 
-/// The first 300 characters of a body, for error messages.
+/// The first 300 characters of a body, for error messages, without the tokens it may echo.
 pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let text = scrub_secrets(&String::from_utf8_lossy(body));
     let mut out: String = text.chars().take(300).collect();
     if text.chars().count() > 300 {
         out.push('…');
@@ -272,5 +272,26 @@ mod tests {
             reply(400, json!({"error": {"code": "BadRequest", "message": "no"}})).into_error("x"),
             ProviderError::Rejected { code, .. } if code == "BadRequest"
         ));
+    }
+    /// Microsoft's error may echo the marketplace token it was sent: it must not reach our
+    /// logs or pages.
+    #[test]
+    fn echoed_tokens_never_reach_error_messages() {
+        let token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4eXoxMjMifQ.QUJDZGVmMTIzNDU2";
+        let reply = |body: Vec<u8>| Reply {
+            status: StatusCode::BAD_REQUEST,
+            headers: HeaderMap::new(),
+            body,
+        };
+        let shaped = json!({"error": {"code": "BadRequest", "message": format!("Token {token} is invalid")}});
+        let shaped = reply(serde_json::to_vec(&shaped).unwrap());
+        let plain = reply(format!("<html>bad token {token}</html>").into_bytes());
+        for reply in [shaped, plain] {
+            let text = reply.into_error("resolve").to_string();
+            assert!(
+                !text.contains(token) && text.contains("<redacted>"),
+                "{text}"
+            );
+        }
     }
 }
