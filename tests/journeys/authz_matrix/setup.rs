@@ -26,6 +26,8 @@ pub struct Persona {
     /// May change tenant B (B's owner, a vendor-wide admin key, the operator): these run
     /// after B was checked unchanged by everyone else.
     pub rightful: bool,
+    /// May see B's data (B's own people, a vendor-wide key, the operator).
+    pub sees_b: bool,
 }
 
 /// Tenant B's real ids, which every request names where the route takes one.
@@ -70,6 +72,7 @@ fn persona(name: &'static str, client: Client, csrf_page: &'static str) -> Perso
         key: None,
         csrf_page,
         rightful: false,
+        sees_b: false,
     }
 }
 
@@ -80,6 +83,7 @@ fn key_persona(name: &'static str, plaintext: String, rightful: bool) -> Persona
         key: Some(plaintext),
         csrf_page: "/signin",
         rightful,
+        sees_b: rightful,
     }
 }
 
@@ -135,14 +139,16 @@ pub async fn world() -> World {
     let operator = operator_signs_in(&stack, OPERATOR, OPERATOR_PASSWORD).await;
 
     let mut b_owner = persona("B owner", b_owner, "/account");
-    b_owner.rightful = true;
+    (b_owner.rightful, b_owner.sees_b) = (true, true);
+    let mut b_member = persona("B member", b_member, "/account");
+    b_member.sees_b = true;
     let mut operator = persona("operator", operator, "/admin/api-keys");
-    operator.rightful = true;
+    (operator.rightful, operator.sees_b) = (true, true);
     let personas = vec![
         persona("anonymous", browser(), "/signin"),
         persona("A member", a_member, "/account"),
         persona("A owner", a_owner, "/account"),
-        persona("B member", b_member, "/account"),
+        b_member,
         key_persona("A key usage:write", a_usage, false),
         key_persona("A key entitlements:read", a_read, false),
         key_persona("A key admin", a_admin, false),
