@@ -3,6 +3,7 @@
 mod admin;
 mod api;
 mod approval;
+mod authz_matrix;
 mod aws;
 mod aws_answers;
 mod aws_day_one;

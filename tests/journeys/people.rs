@@ -25,7 +25,7 @@ async fn post_invite(stack: &Stack, owner: &Client, email: &str, role: &str) -> 
 }
 
 /// `owner` invites `email` with `role`; the one-time link shown.
-async fn invite(stack: &Stack, owner: &Client, email: &str, role: &str) -> String {
+pub(crate) async fn invite(stack: &Stack, owner: &Client, email: &str, role: &str) -> String {
     let invited = post_invite(stack, owner, email, role).await;
     assert_eq!(invited.status(), StatusCode::CREATED);
     let html = invited.text().await.unwrap();
@@ -54,7 +54,12 @@ async fn accept(person: &Client, link: &str, password: &str) -> StatusCode {
 }
 
 /// `owner` invites `email` with `role`; the invited person accepts in a browser of their own.
-async fn invite_and_join(stack: &Stack, owner: &Client, email: &str, role: &str) -> Client {
+pub(crate) async fn invite_and_join(
+    stack: &Stack,
+    owner: &Client,
+    email: &str,
+    role: &str,
+) -> Client {
     let link = invite(stack, owner, email, role).await;
     let person = browser();
     assert_eq!(

@@ -171,12 +171,15 @@ impl Store {
         user: UserId,
         role: Option<Role>,
     ) -> Result<User, StoreError> {
-        let lock = match self.backend() {
-            crate::Backend::Postgres => " FOR UPDATE",
-            crate::Backend::Sqlite => "",
+        // SQLite takes the write lock up front: a transaction that reads and then writes, begun
+        // deferred, fails at once (SQLITE_BUSY, no busy wait) if another connection wrote in
+        // between, which the workers do all the time.
+        let (lock, begin) = match self.backend() {
+            crate::Backend::Postgres => (" FOR UPDATE", "BEGIN"),
+            crate::Backend::Sqlite => ("", "BEGIN IMMEDIATE"),
         };
         let row: UserRow = on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
             let owners: Vec<Uuid> = sqlx::query_scalar(&format!(
                 "SELECT id FROM users WHERE tenant_id = $1 AND role = 'owner'{lock}"
             ))

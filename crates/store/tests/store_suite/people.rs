@@ -94,3 +94,43 @@ async fn roles_change_and_people_leave_but_one_owner_stays(store: &Store) {
     );
 }
 story!(people, roles_change_and_people_leave_but_one_owner_stays);
+
+/// A role change reads (the owners, the user) and then writes; other connections writing at the
+/// same time (the workers, other requests) must make it wait, never fail.
+async fn roles_change_while_others_write(store: &Store) {
+    use marketlink_core::{Role, User};
+
+    let acme = tenant("Acme");
+    let owner = User::new(acme.id, "owner@acme.example", None, Role::Owner, T0).unwrap();
+    store
+        .create_tenant_with_owner(&acme, &owner, None)
+        .await
+        .unwrap();
+    let dev = User::new(acme.id, "dev@acme.example", None, Role::Member, T0).unwrap();
+    store.create_user(&dev, None).await.unwrap();
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                let email = format!("writer{i}@acme.example");
+                let user = User::new(acme.id, &email, None, Role::Member, T0).unwrap();
+                store.create_user(&user, None).await.unwrap();
+            }
+        })
+    };
+    for i in 0..100 {
+        let role = if i % 2 == 0 {
+            Role::Admin
+        } else {
+            Role::Member
+        };
+        store
+            .change_user(acme.id, dev.id, Some(role))
+            .await
+            .unwrap();
+    }
+    writer.await.unwrap();
+    assert_eq!(store.get_user(dev.id).await.unwrap().role, Role::Member);
+    assert_eq!(store.list_users(acme.id).await.unwrap().len(), 102);
+}
+story!(roles_under_writes, roles_change_while_others_write);
