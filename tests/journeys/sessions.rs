@@ -424,3 +424,59 @@ async fn the_session_id_rotates_at_sign_in() {
         );
     }
 }
+
+/// A sign-in whose new session the database refuses to keep is a 503 with `Retry-After`, not
+/// a page that claims success: the browser is not signed in, and can sign in once the
+/// database takes writes again.
+#[tokio::test]
+async fn a_sign_in_whose_session_cannot_be_kept_is_refused_with_a_503() {
+    use sqlx::{Connection, Executor};
+    let ops = operator("ops@vendor.example", PASSWORD).await;
+    let stack = start_full(|_| {}, |_| {}, move |config| config.admin.users = vec![ops]).await;
+    let login = format!("{}/admin/login", stack.app_url);
+    let admin = format!("{}/admin", stack.app_url);
+    let client = browser();
+    let html = client
+        .get(&login)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut db = sqlx::SqliteConnection::connect(&stack.config.database.url)
+        .await
+        .unwrap();
+    db.execute(
+        "CREATE TRIGGER no_new_sessions BEFORE INSERT ON web_sessions \
+         BEGIN SELECT RAISE(ABORT, 'no new sessions'); END",
+    )
+    .await
+    .unwrap();
+    let fields = [
+        ("csrf", csrf(&html)),
+        ("email", "ops@vendor.example".to_owned()),
+        ("password", PASSWORD.to_owned()),
+    ];
+    let refused = client.post(&login).form(&fields).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(
+        refused
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .next()
+            .is_none(),
+        "no cookie for a session that was not kept"
+    );
+    assert_eq!(
+        sent_to(&client, &admin).await.as_deref(),
+        Some("/admin/login")
+    );
+
+    db.execute("DROP TRIGGER no_new_sessions").await.unwrap();
+    let signed_in = client.post(&login).form(&fields).send().await.unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    assert_eq!(sent_to(&client, &admin).await, None);
+}
