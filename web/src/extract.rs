@@ -132,7 +132,7 @@ impl Browser {
     /// id, the old one ended. A token or a cookie someone saw or planted before no longer
     /// works after.
     pub fn changes_hands(&mut self) {
-        self.session.rotate_csrf();
+        self.session.csrf = session::random_token(32);
         self.rotate = true;
     }
 

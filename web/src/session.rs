@@ -276,13 +276,6 @@ impl Session {
         record.data == data && record.expires_at - expires_at < REFRESH_AFTER
     }
 
-    /// A new CSRF token, when the session changes hands (sign-in): a token a page showed
-    /// before sign-in, perhaps to someone else on a shared computer, no longer works after.
-    /// (The session id rotates too: see `Browser::changes_hands`.)
-    pub fn rotate_csrf(&mut self) {
-        self.csrf = random_token(32);
-    }
-
     /// Constant-time check of the CSRF token a form sent back.
     pub fn csrf_matches(&self, submitted: &str) -> bool {
         !submitted.is_empty() && bool::from(self.csrf.as_bytes().ct_eq(submitted.as_bytes()))
