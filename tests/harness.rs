@@ -294,6 +294,31 @@ pub fn browser() -> reqwest::Client {
         .expect("client")
 }
 
+/// A browser whose cookie jar the test can read, to copy its cookies to another client.
+pub fn browser_with_jar() -> (reqwest::Client, Arc<reqwest::cookie::Jar>) {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    (client, jar)
+}
+
+/// Another browser holding a copy of the cookies `jar` keeps for `url`: the same session on
+/// another device, or a stolen cookie.
+pub fn browser_with_copy_of(jar: &reqwest::cookie::Jar, url: &str) -> reqwest::Client {
+    use reqwest::cookie::CookieStore;
+    let url: reqwest::Url = url.parse().expect("url");
+    let (client, copy) = browser_with_jar();
+    let cookies = jar.cookies(&url).expect("the browser holds cookies");
+    for pair in cookies.to_str().expect("cookie header").split("; ") {
+        copy.add_cookie_str(&format!("{pair}; Path=/"), &url);
+    }
+    client
+}
+
 /// A browser that also trusts the Microsoft sandbox's CA (its sign-in pages are https).
 pub fn browser_trusting(ca_pem: &str) -> reqwest::Client {
     reqwest::Client::builder()

@@ -60,6 +60,12 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::routes())
         .merge(people::routes())
         .route("/static/style.css", axum::routing::get(stylesheet))
+        // Innermost: a session is stored before its page goes out, and a failure to store
+        // it becomes a 503 page (drawn by `render_page_errors`, outside).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            session::store_saved,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             rate_limiters(&state),
             limits::limit,

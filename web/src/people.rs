@@ -3,6 +3,7 @@
 //! invitation. Who may do what is the engine's rule (`marketlink_engine::people`); these
 //! handlers parse forms and draw pages.
 
+use crate::session::SavedSession;
 use askama::Template;
 use axum::{
     Form, Router,
@@ -11,7 +12,6 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use axum_extra::extract::PrivateCookieJar;
 use marketlink_core::{Role, User, UserId};
 use marketlink_engine::people::{
     AcceptError, InviteError, OpenInvite, PersonChangeError, may_invite,
@@ -324,7 +324,7 @@ async fn accept_page(
     State(state): State<AppState>,
     browser: Browser,
     Path(token): Path<String>,
-) -> Result<(PrivateCookieJar, Response), PageError> {
+) -> Result<(SavedSession, Response), PageError> {
     let open = open(&state, &token).await?;
     let page = AcceptPage::new(&state, &browser, &open, None);
     Ok((browser.save(&state), render(StatusCode::OK, &page)))
@@ -342,7 +342,7 @@ async fn accept(
     mut browser: Browser,
     Path(token): Path<String>,
     Form(form): Form<AcceptForm>,
-) -> Result<(PrivateCookieJar, Response), PageError> {
+) -> Result<(SavedSession, Response), PageError> {
     if !browser.session.csrf_matches(&form.csrf) {
         return Err(PageError::forbidden_form());
     }
@@ -353,7 +353,7 @@ async fn accept(
     };
     if let Err(message) = password::check_strength(&form.password) {
         let page = again(StatusCode::UNPROCESSABLE_ENTITY, message);
-        return Ok((browser.jar, page));
+        return Ok((browser.unsaved(), page));
     }
     let hash = password::hash(form.password.clone()).await?;
     let accepted = state
@@ -365,15 +365,15 @@ async fn accept(
         Err(AcceptError::Gone) => return Err(invite_gone()),
         Err(AcceptError::Invalid(message)) => {
             let page = again(StatusCode::UNPROCESSABLE_ENTITY, message);
-            return Ok((browser.jar, page));
+            return Ok((browser.unsaved(), page));
         }
         Err(AcceptError::Conflict(message)) => {
             let page = again(StatusCode::CONFLICT, message);
-            return Ok((browser.jar, page));
+            return Ok((browser.unsaved(), page));
         }
         Err(AcceptError::Store(error)) => return Err(PageError::internal(&error)),
     };
-    browser.session.rotate_csrf();
+    browser.changes_hands();
     browser.session.user = Some(SessionUser {
         user_id: user.id,
         tenant_id: user.tenant_id,

@@ -1,9 +1,15 @@
-//! The browser session: one encrypted, signed, expiring cookie.
+//! The browser session, kept server-side (`web_sessions`, ADR 0019): the cookie, encrypted
+//! and signed, carries only a random session id, so ending a session in the database ends it
+//! on every device that holds a copy of the cookie.
 //!
-//! It carries what the buyer may not forge: the purchase a marketplace resolved for them
-//! (seed 000: keep the customer identifier only as a signed attribute of the session until
+//! The session holds what the buyer may not forge: the purchase a marketplace resolved for
+//! them (seed 000: keep the customer identifier only as an attribute of the session until
 //! registration completes), the state of a sign-in in progress, the signed-in user, and the
 //! CSRF token every form must echo.
+
+pub(crate) mod persist;
+
+pub use persist::{SavedSession, store_saved, unavailable};
 
 use axum_extra::extract::{
     PrivateCookieJar,
@@ -11,6 +17,7 @@ use axum_extra::extract::{
 };
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use marketlink_core::{BuyerIdentity, Marketplace, ResolvedPurchase, TenantId, UserId};
+use marketlink_store::SessionRecord;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -20,8 +27,14 @@ pub const COOKIE: &str = "marketlink_session";
 /// The cookie's name over https: browsers keep a `__Host-` cookie only if it is Secure, for
 /// `/` and set by this very host, so a sibling subdomain cannot plant or shadow it.
 pub const SECURE_COOKIE: &str = "__Host-marketlink_session";
-/// A session ends this long after it was last written.
+/// A signed-in session ends this long after it was last used.
 pub const LIFETIME: Duration = Duration::hours(12);
+/// ... and an anonymous one (no user, no operator) this long: a flood of anonymous visits
+/// cannot fill the table for half a day.
+pub const ANONYMOUS_LIFETIME: Duration = Duration::hours(1);
+/// A session used again is written back only to extend its expiry once the stored expiry is
+/// this far behind: not a database write per page view.
+pub const REFRESH_AFTER: Duration = Duration::seconds(60);
 /// ... and this long after it began, however busy it stays.
 pub const ABSOLUTE_LIFETIME: Duration = Duration::days(7);
 
@@ -89,9 +102,7 @@ pub struct SignedInBuyer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     pub csrf: String,
-    pub expires_at: i64,
     /// When the session began (Unix seconds); it ends [`ABSOLUTE_LIFETIME`] later.
-    #[serde(default)]
     pub started_at: i64,
     #[serde(default)]
     pub user: Option<SessionUser>,
@@ -108,7 +119,7 @@ pub struct Session {
     #[serde(default)]
     pub admin_key: Option<String>,
     /// The deployment (its public URL) the session was made by: two deployments that share
-    /// a session secret (staging and production, say) do not accept each other's cookies.
+    /// a database and a session secret do not accept each other's sessions.
     #[serde(default)]
     pub deployment: Option<String>,
 }
@@ -126,11 +137,61 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// A new session id: 256 random bits.
+pub fn new_id() -> String {
+    random_token(32)
+}
+
+/// What the database knows a session by: the SHA-256 (hex) of its id. The id itself is
+/// only ever in the browser's cookie.
+pub fn id_hash(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The session id this browser's cookie carries, if the cookie decrypts and looks like one.
+pub fn cookie_id(jar: &PrivateCookieJar, secure: bool) -> Option<String> {
+    jar.get(cookie_name(secure))
+        .map(|cookie| cookie.value().to_owned())
+        .filter(|id| {
+            id.len() == 43
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The jar with the session cookie set to `id`, kept by the browser for `lifetime`.
+pub fn with_cookie(
+    jar: PrivateCookieJar,
+    id: String,
+    secure: bool,
+    lifetime: Duration,
+) -> PrivateCookieJar {
+    let cookie = Cookie::build((cookie_name(secure), id))
+        .http_only(true)
+        .secure(secure)
+        // Lax: sent on top-level navigations back from the identity provider, not on
+        // cross-site sub-requests. The AWS landing POST does not need an existing session.
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(lifetime)
+        .build();
+    jar.add(cookie)
+}
+
+/// The jar telling the browser to drop its session cookie.
+pub fn without_cookie(jar: PrivateCookieJar, secure: bool) -> PrivateCookieJar {
+    jar.remove(Cookie::build(cookie_name(secure)).path("/").build())
+}
+
 impl Session {
-    fn fresh(now: OffsetDateTime) -> Self {
+    pub fn fresh(now: OffsetDateTime) -> Self {
         Self {
             csrf: random_token(32),
-            expires_at: (now + LIFETIME).unix_timestamp(),
             started_at: now.unix_timestamp(),
             user: None,
             purchase: None,
@@ -142,17 +203,19 @@ impl Session {
         }
     }
 
-    /// The session in the cookie jar, or a new one when absent, unreadable or expired. Parts
-    /// past their own expiry are dropped.
-    pub fn load(jar: &PrivateCookieJar, now: OffsetDateTime, secure: bool) -> Self {
-        let absolute_start = (now - ABSOLUTE_LIFETIME).unix_timestamp();
-        let stored = jar
-            .get(cookie_name(secure))
-            .and_then(|cookie| serde_json::from_str::<Session>(cookie.value()).ok())
-            .filter(|session| {
-                session.expires_at > now.unix_timestamp() && session.started_at > absolute_start
-            });
-        let mut session = stored.unwrap_or_else(|| Self::fresh(now));
+    /// A session read back from the database (begun at `started_at`), or `None` when it
+    /// does not parse or is past its absolute lifetime. Parts past their own expiry are
+    /// dropped.
+    pub fn from_stored(
+        data: &str,
+        started_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Option<Self> {
+        if started_at + ABSOLUTE_LIFETIME <= now {
+            return None;
+        }
+        let mut session: Session = serde_json::from_str(data).ok()?;
+        session.started_at = started_at.unix_timestamp();
         let now = now.unix_timestamp();
         if session
             .purchase
@@ -168,39 +231,49 @@ impl Session {
         {
             session.sign_in = None;
         }
-        session
+        Some(session)
     }
 
-    /// Writes the session back, extending its lifetime.
-    pub fn save(
-        mut self,
-        jar: PrivateCookieJar,
-        now: OffsetDateTime,
-        secure: bool,
-    ) -> PrivateCookieJar {
-        self.expires_at = (now + LIFETIME).unix_timestamp();
-        let value = serde_json::to_string(&self).unwrap_or_default();
-        let cookie = Cookie::build((cookie_name(secure), value))
-            .http_only(true)
-            .secure(secure)
-            // Lax: sent on top-level navigations back from the identity provider, not on
-            // cross-site sub-requests. The AWS landing POST does not need an existing session.
-            .same_site(SameSite::Lax)
-            .path("/")
-            .max_age(LIFETIME)
-            .build();
-        jar.add(cookie)
+    /// How long the session lasts unused: shorter while nobody is signed in.
+    pub fn idle_lifetime(&self) -> Duration {
+        if self.user.is_some() || self.admin.is_some() {
+            LIFETIME
+        } else {
+            ANONYMOUS_LIFETIME
+        }
     }
 
-    /// Starts over (sign-out), keeping nothing.
-    pub fn reset(now: OffsetDateTime) -> Self {
-        Self::fresh(now)
+    /// When the session ends if it is used at `now` and not again: its idle lifetime on, but
+    /// never past its absolute lifetime.
+    pub fn expiry(&self, now: OffsetDateTime) -> OffsetDateTime {
+        let started = OffsetDateTime::from_unix_timestamp(self.started_at).unwrap_or(now);
+        (now + self.idle_lifetime()).min(started + ABSOLUTE_LIFETIME)
     }
 
-    /// A new CSRF token, when the session changes hands (sign-in): a token a page showed
-    /// before sign-in, perhaps to someone else on a shared computer, no longer works after.
-    pub fn rotate_csrf(&mut self) {
-        self.csrf = random_token(32);
+    /// The row that stores this session under `id_hash`; `None` if it cannot be written as
+    /// JSON (it always can: plain strings and numbers).
+    pub fn record(&self, id_hash: String, now: OffsetDateTime) -> Option<SessionRecord> {
+        let data = serde_json::to_string(self).ok()?;
+        Some(SessionRecord {
+            id_hash,
+            data,
+            user_id: self.user.as_ref().map(|u| u.user_id),
+            tenant_id: self.user.as_ref().map(|u| u.tenant_id),
+            operator: self.admin.as_ref().map(|a| a.to_lowercase()),
+            started_at: OffsetDateTime::from_unix_timestamp(self.started_at).unwrap_or(now),
+            expires_at: self.expiry(now),
+        })
+    }
+
+    /// Whether `record` (this session as it would be written now) adds nothing to what is
+    /// stored (`data`, expiring at `expires_at`) worth a write: the same data, and an expiry
+    /// less than [`REFRESH_AFTER`] later.
+    pub fn nothing_to_write(
+        record: &SessionRecord,
+        data: &str,
+        expires_at: OffsetDateTime,
+    ) -> bool {
+        record.data == data && record.expires_at - expires_at < REFRESH_AFTER
     }
 
     /// Constant-time check of the CSRF token a form sent back.
@@ -248,14 +321,25 @@ mod tests {
         }
     }
 
+    fn set_cookie(jar: PrivateCookieJar) -> String {
+        jar.into_response()
+            .headers()
+            .get(axum::http::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    }
+
     #[test]
-    fn round_trips_through_the_encrypted_cookie_and_expires() {
+    fn the_cookie_carries_only_the_encrypted_session_id() {
         let key = Key::generate();
-        let jar = PrivateCookieJar::new(key.clone());
-        let mut session = Session::load(&jar, T0, true);
-        session.hold_purchase(purchase(), T0);
-        let csrf = session.csrf.clone();
-        let jar = session.save(jar, T0, true);
+        let id = new_id();
+        let jar = with_cookie(
+            PrivateCookieJar::new(key.clone()),
+            id.clone(),
+            true,
+            LIFETIME,
+        );
         // Over https the cookie is `__Host-`: Secure, Path=/, no Domain.
         let cookie = jar.get(SECURE_COOKIE).unwrap();
         assert!(cookie.http_only().unwrap_or(false));
@@ -263,67 +347,154 @@ mod tests {
         assert_eq!(cookie.same_site(), Some(SameSite::Lax));
         assert_eq!(cookie.path(), Some("/"));
         assert_eq!(cookie.domain(), None);
-        // Encrypted: neither the CSRF token nor the purchase can be read from the cookie.
-        let sent = jar
-            .clone()
-            .into_response()
-            .headers()
-            .get(axum::http::header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .unwrap_or_default();
-        assert!(sent.starts_with(SECURE_COOKIE) && !sent.contains(&csrf) && !sent.contains("c/p"));
-        // On plain http (a local run), not Secure (nor `__Host-`), so the browser keeps it.
-        let local =
-            Session::load(&jar, T0, true).save(PrivateCookieJar::new(key.clone()), T0, false);
-        assert!(!local.get(COOKIE).unwrap().secure().unwrap_or(false));
+        assert_eq!(cookie_id(&jar, true).as_deref(), Some(id.as_str()));
+        // Encrypted: the id cannot be read off the wire, and the session's data is not there.
+        let sent = set_cookie(jar);
+        assert!(
+            sent.starts_with(SECURE_COOKIE) && !sent.contains(&id),
+            "{sent}"
+        );
+        // The database keeps a digest of the id, never the id.
+        let hash = id_hash(&id);
+        assert_eq!(hash.len(), 64);
+        assert!(!hash.contains(&id));
+        assert_eq!(hash, id_hash(&id));
 
-        let reread = Session::load(&jar, T0 + Duration::minutes(5), true);
-        assert_eq!(reread.csrf, csrf);
-        assert_eq!(reread.purchase.unwrap().purchase, purchase());
+        // On plain http (a local run), not Secure (nor `__Host-`), so the browser keeps it.
+        let local = with_cookie(
+            PrivateCookieJar::new(key.clone()),
+            id.clone(),
+            false,
+            LIFETIME,
+        );
+        assert!(!local.get(COOKIE).unwrap().secure().unwrap_or(false));
+        // The browser sends it back; signing out tells the browser to drop it.
+        let sent = set_cookie(local);
+        let mut headers = axum::http::HeaderMap::new();
+        let pair = sent.split(';').next().unwrap_or_default();
+        headers.insert(axum::http::header::COOKIE, pair.parse().unwrap());
+        let returned = PrivateCookieJar::from_headers(&headers, key);
+        assert_eq!(cookie_id(&returned, false).as_deref(), Some(id.as_str()));
+        let out = set_cookie(without_cookie(returned, false));
+        assert!(
+            out.starts_with(&format!("{COOKIE}=;")) && out.contains("Max-Age=0"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_stored_session_reads_back_and_its_parts_expire() {
+        let mut session = Session::fresh(T0);
+        session.hold_purchase(purchase(), T0);
+        let record = session.record(id_hash("id"), T0).unwrap();
+        assert_eq!(record.started_at, T0);
+        assert!(!record.data.contains("\"id\""), "no id in the data");
+        let reread = Session::from_stored(&record.data, T0, T0 + Duration::minutes(5)).unwrap();
+        assert_eq!(reread, session);
 
         // The purchase part expires before the session does.
-        let later = Session::load(&jar, T0 + PURCHASE_LIFETIME + Duration::seconds(1), true);
-        assert_eq!(later.csrf, csrf);
-        assert!(later.purchase.is_none());
-
-        // After the session's lifetime, a fresh session.
-        let expired = Session::load(&jar, T0 + LIFETIME + Duration::seconds(1), true);
-        assert_ne!(expired.csrf, csrf);
+        let later = T0 + PURCHASE_LIFETIME + Duration::seconds(1);
+        let reread = Session::from_stored(&record.data, T0, later).unwrap();
+        assert_eq!(reread.csrf, session.csrf);
+        assert!(reread.purchase.is_none());
+        // What the database holds that is not a session is no session.
+        assert!(Session::from_stored("not json", T0, T0).is_none());
     }
 
-    /// A session kept busy still ends a week after it began.
+    /// Anonymous sessions idle out in an hour, signed-in ones in twelve; either way a busy
+    /// session ends a week after it began.
     #[test]
-    fn a_busy_session_ends_at_its_absolute_lifetime() {
-        let key = Key::generate();
-        let session = Session::fresh(T0);
-        let csrf = session.csrf.clone();
-        let mut jar = session.save(PrivateCookieJar::new(key.clone()), T0, false);
-        let mut now = T0;
-        while now < T0 + ABSOLUTE_LIFETIME - Duration::hours(11) {
-            now += Duration::hours(11);
-            let reloaded = Session::load(&jar, now, false);
-            assert_eq!(reloaded.csrf, csrf, "still the same session at {now}");
-            jar = reloaded.save(PrivateCookieJar::new(key.clone()), now, false);
-        }
-        let ended = Session::load(&jar, T0 + ABSOLUTE_LIFETIME + Duration::seconds(1), false);
-        assert_ne!(ended.csrf, csrf);
+    fn sessions_idle_out_and_end_at_their_absolute_lifetime() {
+        let mut session = Session::fresh(T0);
+        assert_eq!(session.expiry(T0), T0 + ANONYMOUS_LIFETIME);
+        assert_eq!(
+            session.record(id_hash("id"), T0).unwrap().expires_at,
+            T0 + ANONYMOUS_LIFETIME
+        );
+        session.admin = Some("Ops@Vendor.Example".into());
+        assert_eq!(session.expiry(T0), T0 + LIFETIME);
+        session.admin = None;
+        session.user = Some(SessionUser {
+            user_id: marketlink_core::UserId(uuid::Uuid::nil()),
+            tenant_id: marketlink_core::TenantId(uuid::Uuid::nil()),
+            email: "a@example.com".into(),
+        });
+        assert_eq!(session.expiry(T0), T0 + LIFETIME);
+
+        let late = T0 + ABSOLUTE_LIFETIME - Duration::hours(1);
+        assert_eq!(
+            session.expiry(late),
+            T0 + ABSOLUTE_LIFETIME,
+            "never past a week"
+        );
+        let data = session.record(id_hash("id"), late).unwrap().data;
+        assert!(Session::from_stored(&data, T0, late).is_some());
+        assert!(Session::from_stored(&data, T0, T0 + ABSOLUTE_LIFETIME).is_none());
     }
 
     #[test]
-    fn a_forged_cookie_is_ignored() {
-        // The buyer writes their own session (plain JSON, not encrypted under our key).
-        let mut forged = Session::fresh(T0);
-        forged.hold_purchase(purchase(), T0);
-        let json = serde_json::to_string(&forged).unwrap();
-        let value: String = json.bytes().map(|b| format!("%{b:02X}")).collect();
+    fn a_session_is_stored_by_who_holds_it() {
+        let mut session = Session::fresh(T0);
+        let anonymous = session.record(id_hash("id"), T0).unwrap();
+        assert_eq!((anonymous.user_id, anonymous.operator), (None, None));
+        session.admin = Some("Ops@Vendor.Example".into());
+        let user = marketlink_core::UserId(uuid::Uuid::now_v7());
+        session.user = Some(SessionUser {
+            user_id: user,
+            tenant_id: marketlink_core::TenantId(uuid::Uuid::nil()),
+            email: "a@example.com".into(),
+        });
+        let record = session.record(id_hash("id"), T0).unwrap();
+        assert_eq!(record.user_id, Some(user));
+        assert_eq!(record.operator.as_deref(), Some("ops@vendor.example"));
+    }
+
+    /// A page view on an unchanged session writes nothing until the stored expiry is a
+    /// minute behind.
+    #[test]
+    fn an_unchanged_session_is_written_back_only_when_its_expiry_is_stale() {
+        let mut session = Session::fresh(T0);
+        let stored = session.record(id_hash("id"), T0).unwrap();
+        let soon = T0 + Duration::seconds(30);
+        let again = session.record(id_hash("id"), soon).unwrap();
+        assert!(Session::nothing_to_write(
+            &again,
+            &stored.data,
+            stored.expires_at
+        ));
+        let later = T0 + REFRESH_AFTER + Duration::seconds(1);
+        let again = session.record(id_hash("id"), later).unwrap();
+        assert!(!Session::nothing_to_write(
+            &again,
+            &stored.data,
+            stored.expires_at
+        ));
+        session.hold_purchase(purchase(), soon);
+        let changed = session.record(id_hash("id"), soon).unwrap();
+        assert!(!Session::nothing_to_write(
+            &changed,
+            &stored.data,
+            stored.expires_at
+        ));
+    }
+
+    #[test]
+    fn a_forged_or_old_cookie_names_no_session() {
+        // The buyer writes their own cookie (plain, not encrypted under our key).
+        let id = new_id();
         let mut headers = axum::http::HeaderMap::new();
         headers.insert(
             axum::http::header::COOKIE,
-            format!("{COOKIE}={value}").parse().unwrap(),
+            format!("{COOKIE}={id}").parse().unwrap(),
         );
         let jar = PrivateCookieJar::from_headers(&headers, Key::generate());
-        assert!(Session::load(&jar, T0, false).purchase.is_none());
+        assert!(cookie_id(&jar, false).is_none());
+        // A cookie from before sessions moved to the database held the session itself: it
+        // decrypts, but names no session (the browser starts a fresh one).
+        let key = Key::generate();
+        let json = serde_json::to_string(&Session::fresh(T0)).unwrap();
+        let old = PrivateCookieJar::new(key).add(Cookie::new(COOKIE, json));
+        assert!(cookie_id(&old, false).is_none());
     }
 
     #[test]

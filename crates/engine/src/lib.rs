@@ -33,6 +33,7 @@ mod policy;
 mod providers;
 mod receive;
 pub mod reconcile;
+mod sessions;
 mod signup;
 pub mod tenants;
 pub mod webhooks;

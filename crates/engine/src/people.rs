@@ -167,6 +167,13 @@ impl Engine {
             role = to.map_or("removed", Role::as_str),
             "account membership changed"
         );
+        // A removed person's sessions end now, on every device. Were this to fail, each would
+        // still end at its next request (the signed-in user is looked up every time).
+        if to.is_none()
+            && let Err(error) = self.end_user_sessions(person.id).await
+        {
+            tracing::warn!(error = ?error, user = %person.email, "cannot end a removed person's sessions");
+        }
         Ok(person)
     }
 

@@ -1,6 +1,7 @@
 //! The use cases behind the admin portal, the people pages and the vendor API: who may
 //! change whose role, invitations, API keys seen per tenant with an audit trail, tenant
-//! search scoped to a tenant-bound caller, repairs that need a dead item, readiness.
+//! search scoped to a tenant-bound caller, repairs that need a dead item, readiness, and a
+//! removed person's sessions ending.
 
 use std::sync::Arc;
 
@@ -115,6 +116,42 @@ async fn roles_change_only_as_the_viewers_role_allows() {
             .iter()
             .any(|u| u.id == member.id && u.role == Role::Admin)
     );
+}
+
+/// Removing a person ends their sessions on every device at once; a role change does not,
+/// and nobody else's session ends.
+#[tokio::test]
+async fn a_removed_person_is_signed_out_everywhere() {
+    let h = harness().await;
+    let (tenant, owner) = h.tenant("acme").await;
+    let member = h
+        .member(tenant.id, "member@acme.example", Role::Member)
+        .await;
+    let session = |hash: &str, user: &User| marketlink_store::SessionRecord {
+        id_hash: hash.into(),
+        data: "{}".into(),
+        user_id: Some(user.id),
+        tenant_id: Some(user.tenant_id),
+        operator: None,
+        started_at: T0,
+        expires_at: T0 + time::Duration::hours(12),
+    };
+    for (hash, user) in [("laptop", &member), ("phone", &member), ("owner", &owner)] {
+        h.engine
+            .start_session(&session(hash, user), None)
+            .await
+            .unwrap();
+    }
+    let engine = &h.engine;
+    engine
+        .change_person(&owner, member.id, Some(Role::Admin))
+        .await
+        .unwrap();
+    assert!(engine.session("laptop").await.unwrap().is_some());
+    engine.change_person(&owner, member.id, None).await.unwrap();
+    assert!(engine.session("laptop").await.unwrap().is_none());
+    assert!(engine.session("phone").await.unwrap().is_none());
+    assert!(engine.session("owner").await.unwrap().is_some());
 }
 
 #[tokio::test]

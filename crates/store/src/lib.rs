@@ -18,6 +18,7 @@ mod onboarding;
 mod periodic;
 mod queue;
 mod rows;
+mod sessions;
 pub mod signup;
 mod subscriptions;
 mod tenants;
@@ -41,6 +42,7 @@ pub use crate::{
     invites::Invite,
     onboarding::{OnboardingDecision, OnboardingRequest},
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
+    sessions::{SessionRecord, StoredSession},
     subscriptions::SubscriptionFilter,
     timeline::TimelineEntry,
     usage::{

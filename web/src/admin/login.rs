@@ -1,5 +1,6 @@
 //! Operators sign in with an email and password from `[admin] users`, and sign out.
 
+use crate::session::SavedSession;
 use askama::Template;
 use axum::{
     Form,
@@ -7,7 +8,6 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
-use axum_extra::extract::PrivateCookieJar;
 use marketlink_engine::Actor;
 use serde::Deserialize;
 
@@ -19,7 +19,6 @@ use crate::{
     extract::Browser,
     pages::{Branding, PageError, render},
     password,
-    session::Session,
 };
 
 #[derive(Template)]
@@ -33,7 +32,7 @@ struct LoginPage {
 pub(super) async fn page(
     State(state): State<AppState>,
     browser: Browser,
-) -> (PrivateCookieJar, Response) {
+) -> (SavedSession, Response) {
     let page = LoginPage {
         brand: state.settings.branding.clone(),
         csrf: browser.session.csrf.clone(),
@@ -53,7 +52,7 @@ pub(super) async fn login(
     State(state): State<AppState>,
     mut browser: Browser,
     Form(form): Form<LoginForm>,
-) -> Result<(PrivateCookieJar, Response), PageError> {
+) -> Result<(SavedSession, Response), PageError> {
     if !browser.session.csrf_matches(&form.csrf) {
         return Err(PageError::forbidden_form());
     }
@@ -69,13 +68,13 @@ pub(super) async fn login(
             csrf: browser.session.csrf.clone(),
             error: Some("That email and password do not match an operator.".into()),
         };
-        return Ok((browser.jar, render(StatusCode::UNAUTHORIZED, &page)));
+        return Ok((browser.unsaved(), render(StatusCode::UNAUTHORIZED, &page)));
     };
     state
         .engine
         .operator_signed_in(&Actor::Operator(email.clone()))
         .await;
-    browser.session.rotate_csrf();
+    browser.changes_hands();
     browser.session.admin_key = Some(crate::session::operator_key(
         &admin.email,
         &admin.password_hash,
@@ -97,15 +96,15 @@ async fn verified<'a>(
     Ok(admin.filter(|_| matches))
 }
 
+/// `POST /admin/logout`: ends this session; its row is deleted, so a copy of the cookie
+/// elsewhere is signed out too.
 pub(super) async fn logout(
     State(state): State<AppState>,
     browser: Browser,
     Form(form): Form<CsrfForm>,
-) -> Result<(PrivateCookieJar, Redirect), PageError> {
+) -> Result<(SavedSession, Redirect), PageError> {
     if !browser.session.csrf_matches(&form.csrf) {
         return Err(PageError::forbidden_form());
     }
-    let now = state.now();
-    let jar = Session::reset(now).save(browser.jar, now, state.settings.secure_cookies);
-    Ok((jar, Redirect::to("/admin/login")))
+    Ok((browser.end(&state).await?, Redirect::to("/admin/login")))
 }

@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 
+use crate::session::SavedSession;
 use axum::{
     extract::{Path, Query, RawForm, State},
     http::{Method, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
-use axum_extra::extract::PrivateCookieJar;
 use marketlink_core::{
     BuyerIdentity, BuyerSignIn, LandingToken, Marketplace, MarketplaceRules, ProviderError,
     ResolvedPurchase, SignInMismatch,
@@ -66,7 +66,7 @@ fn start_sign_in(
     marketplace: Marketplace,
     sign_in: &dyn BuyerSignIn,
     token: LandingToken,
-) -> (PrivateCookieJar, Response) {
+) -> (SavedSession, Response) {
     let start = sign_in.begin();
     browser.session.sign_in = Some(PendingSignIn {
         marketplace,
@@ -122,6 +122,8 @@ pub(super) async fn sign_in_callback(
         .await
     {
         Ok(identity) => {
+            // Signed in with the marketplace: the session changes hands.
+            browser.changes_hands();
             browser.session.buyer = Some(SignedInBuyer {
                 marketplace: pending.marketplace.clone(),
                 identity,

@@ -8,12 +8,12 @@ mod landing;
 mod signin;
 mod signup;
 
+use crate::session::SavedSession;
 use axum::{
     Router,
     response::Response,
     routing::{get, post},
 };
-use axum_extra::extract::PrivateCookieJar;
 
 use crate::{AppState, pages::PageError};
 
@@ -35,9 +35,10 @@ pub fn routes() -> Router<AppState> {
         .route("/signup/contact", post(signup::contact))
         .route("/signin", get(signin::signin_page).post(signin::signin))
         .route("/signout", post(signin::signout))
+        .route("/signout/everywhere", post(signin::signout_everywhere))
         .route("/account", get(account::account))
         .route("/onboarding/{token}", get(approved::approved))
 }
 
 /// A page plus the cookie jar to send with it; a [`PageError`] leaves the session as it was.
-type Reply = Result<(PrivateCookieJar, Response), PageError>;
+type Reply = Result<(SavedSession, Response), PageError>;

@@ -15,7 +15,7 @@ use crate::limits::AccountAttempts;
 use crate::session::CsrfForm;
 use crate::{
     AppState,
-    extract::Browser,
+    extract::{Browser, SignedIn},
     pages::{Branding, PageError, render},
     password,
     session::{Session, SessionUser},
@@ -73,9 +73,9 @@ pub(super) async fn signin(
         .map_err(AccountAttempts::refusal)?;
     let Some(user) = verified_user(&state, &form).await? else {
         let page = refused_page(&state, &browser.session, &form.email);
-        return Ok((browser.jar, page));
+        return Ok((browser.unsaved(), page));
     };
-    browser.session.rotate_csrf();
+    browser.changes_hands();
     browser.session.user = Some(SessionUser {
         user_id: user.id,
         tenant_id: user.tenant_id,
@@ -130,7 +130,8 @@ fn refused_page(state: &AppState, session: &Session, email: &str) -> Response {
     }
 }
 
-/// `POST /signout`: starts a fresh session.
+/// `POST /signout`: ends this session. Its row is deleted, so a copy of the cookie (another
+/// device, a stolen cookie) is signed out too.
 pub(super) async fn signout(
     State(state): State<AppState>,
     browser: Browser,
@@ -139,9 +140,29 @@ pub(super) async fn signout(
     if !browser.session.csrf_matches(&form.csrf) {
         return Err(PageError::forbidden_form());
     }
-    let fresh = Browser {
-        session: Session::reset(state.now()),
-        jar: browser.jar,
-    };
-    Ok((fresh.save(&state), Redirect::to("/signin").into_response()))
+    Ok((
+        browser.end(&state).await?,
+        Redirect::to("/signin").into_response(),
+    ))
+}
+
+/// `POST /signout/everywhere`: ends every session of the signed-in user, this one included
+/// (a lost laptop, a session left open on a shared computer).
+pub(super) async fn signout_everywhere(
+    State(state): State<AppState>,
+    SignedIn { user, browser }: SignedIn,
+    Form(form): Form<CsrfForm>,
+) -> Reply {
+    if !browser.session.csrf_matches(&form.csrf) {
+        return Err(PageError::forbidden_form());
+    }
+    state
+        .engine
+        .end_user_sessions(user.id)
+        .await
+        .map_err(|e| crate::session::unavailable(&e))?;
+    Ok((
+        browser.end(&state).await?,
+        Redirect::to("/signin").into_response(),
+    ))
 }

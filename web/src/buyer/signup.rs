@@ -187,7 +187,7 @@ pub(super) async fn signup(
             Some(message),
             Some(typed),
         );
-        (browser.jar, page.with_status(status))
+        (browser.unsaved(), page.with_status(status))
     };
     let account = NewAccount {
         name: &form.name,
@@ -229,7 +229,7 @@ pub(super) async fn signup(
         }
         Err(SignUpError::Store(error)) => return Err(PageError::internal(&error)),
     }
-    browser.session.rotate_csrf();
+    browser.changes_hands();
     browser.session.user = Some(SessionUser {
         user_id: owner.id,
         tenant_id: tenant.id,
@@ -250,7 +250,7 @@ pub(super) async fn link(
 ) -> Reply {
     let pending = checked_purchase(&browser.session, &form.csrf).map_err(|page| *page)?;
     let Some(signed_in) = &browser.session.user else {
-        return Ok((browser.jar, Redirect::to("/signup").into_response()));
+        return Ok((browser.unsaved(), Redirect::to("/signup").into_response()));
     };
     let user = state
         .engine
@@ -258,7 +258,7 @@ pub(super) async fn link(
         .await
         .map_err(|e| PageError::internal(&e))?;
     let Some(user) = user else {
-        return Ok((browser.jar, Redirect::to("/signup").into_response()));
+        return Ok((browser.unsaved(), Redirect::to("/signup").into_response()));
     };
     finish_link(&state, browser, &user, &pending.purchase).await
 }
@@ -332,7 +332,7 @@ pub(super) async fn contact(
                 None,
             );
             return Ok((
-                browser.jar,
+                browser.unsaved(),
                 page.with_status(StatusCode::UNPROCESSABLE_ENTITY),
             ));
         }

@@ -7,6 +7,7 @@ mod inbox;
 mod outbox;
 mod queue_poller;
 mod reconciler;
+mod session_pruner;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -30,6 +31,8 @@ pub struct WorkerSettings {
     /// interval after start-up.
     pub reconcile_interval: Option<Duration>,
     pub reconcile: crate::reconcile::ReconcileSettings,
+    /// How often expired browser sessions are deleted.
+    pub session_prune_interval: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -43,6 +46,7 @@ impl Default for WorkerSettings {
             index_interval: Duration::from_millis(500),
             reconcile_interval: None,
             reconcile: crate::reconcile::ReconcileSettings::default(),
+            session_prune_interval: Duration::from_secs(600),
         }
     }
 }
@@ -53,8 +57,8 @@ pub struct Worker {
     pub handle: JoinHandle<()>,
 }
 
-/// Starts the inbox, outbox, queue-polling, usage-flushing, entitlement-index and (when set)
-/// reconciliation loops, all stopped by `shutdown`.
+/// Starts the inbox, outbox, queue-polling, usage-flushing, entitlement-index, session-pruning
+/// and (when set) reconciliation loops, all stopped by `shutdown`.
 pub fn spawn(
     engine: Arc<Engine>,
     settings: WorkerSettings,
@@ -74,6 +78,14 @@ pub fn spawn(
     }
     workers.extend([
         start("metering", flusher::run(engine.clone(), shutdown.clone())),
+        start(
+            "session-pruner",
+            session_pruner::run(
+                engine.clone(),
+                settings.session_prune_interval,
+                shutdown.clone(),
+            ),
+        ),
         start(
             "entitlement-index",
             entitlement_index::run(engine.clone(), settings.index_interval, shutdown.clone()),

@@ -1,0 +1,37 @@
+//! Deletes expired browser sessions, by one replica per interval.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::Engine;
+
+/// Prunes every `interval`, the first time one interval after start-up. An expired session
+/// opens nothing even before it is pruned (loading checks the expiry): pruning only keeps
+/// the table small.
+pub(super) async fn run(engine: Arc<Engine>, interval: Duration, shutdown: CancellationToken) {
+    let span = time::Duration::try_from(interval).unwrap_or(time::Duration::MINUTE);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(interval) => {},
+        }
+        match engine
+            .store
+            .take_periodic_run("prune-sessions", engine.clock.now(), span)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::warn!(error = ?error, "cannot take the session pruning run");
+                continue;
+            }
+        }
+        match engine.prune_sessions().await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "expired sessions pruned"),
+            Err(error) => tracing::warn!(error = ?error, "cannot prune expired sessions"),
+        }
+    }
+}
