@@ -17,6 +17,7 @@ mod invites;
 mod onboarding;
 mod periodic;
 mod queue;
+mod retention;
 mod rows;
 pub mod signup;
 mod subscriptions;
@@ -41,6 +42,7 @@ pub use crate::{
     invites::Invite,
     onboarding::{OnboardingDecision, OnboardingRequest},
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
+    retention::Prunable,
     subscriptions::SubscriptionFilter,
     timeline::TimelineEntry,
     usage::{
