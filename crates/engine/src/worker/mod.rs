@@ -7,6 +7,7 @@ mod inbox;
 mod outbox;
 mod queue_poller;
 mod reconciler;
+mod retention;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -30,6 +31,8 @@ pub struct WorkerSettings {
     /// interval after start-up.
     pub reconcile_interval: Option<Duration>,
     pub reconcile: crate::reconcile::ReconcileSettings,
+    /// What is pruned, and how often (`[retention]`).
+    pub retention: crate::retention::RetentionSettings,
 }
 
 impl Default for WorkerSettings {
@@ -43,6 +46,7 @@ impl Default for WorkerSettings {
             index_interval: Duration::from_millis(500),
             reconcile_interval: None,
             reconcile: crate::reconcile::ReconcileSettings::default(),
+            retention: crate::retention::RetentionSettings::default(),
         }
     }
 }
@@ -73,6 +77,10 @@ pub fn spawn(
         ));
     }
     workers.extend([
+        start(
+            "retention",
+            retention::run(engine.clone(), settings.retention.clone(), shutdown.clone()),
+        ),
         start("metering", flusher::run(engine.clone(), shutdown.clone())),
         start(
             "entitlement-index",
