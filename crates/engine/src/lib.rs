@@ -33,6 +33,7 @@ mod policy;
 mod providers;
 mod receive;
 pub mod reconcile;
+pub mod retention;
 mod sessions;
 mod signup;
 pub mod tenants;

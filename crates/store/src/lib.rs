@@ -17,6 +17,7 @@ mod invites;
 mod onboarding;
 mod periodic;
 mod queue;
+mod retention;
 mod rows;
 mod sessions;
 pub mod signup;
@@ -42,6 +43,7 @@ pub use crate::{
     invites::Invite,
     onboarding::{OnboardingDecision, OnboardingRequest},
     queue::{InboxInsert, NewJob, QueueItem, QueueState},
+    retention::Prunable,
     sessions::{SessionRecord, StoredSession},
     subscriptions::SubscriptionFilter,
     timeline::TimelineEntry,

@@ -232,4 +232,20 @@ mod tests {
         config.database.url = "postgres://app:hunter2@db/marketlink".into();
         assert!(!format!("{config:?}").contains("hunter2"));
     }
+
+    #[test]
+    fn retention_shorter_than_the_late_usage_window_is_refused() {
+        let f = file("[retention]\nusage_days = 3\n");
+        let err = load_from(Some(f.path())).unwrap_err().to_string();
+        assert!(
+            err.contains("retention") && err.contains("at least 7"),
+            "{err}"
+        );
+        let f = file("[retention]\nusage_days = 0\nmessages_days = 14\n");
+        let config = load_from(Some(f.path())).unwrap();
+        assert_eq!(
+            (config.retention.usage_days, config.retention.messages_days),
+            (0, 14)
+        );
+    }
 }

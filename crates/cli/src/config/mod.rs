@@ -61,6 +61,8 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// Requests per client and kind: sign-in, sign-up, landing, notifications, vendor API.
     pub rate_limits: marketlink_web::limits::RateLimits,
+    /// How long finished rows (usage, messages, audit) are kept before pruning.
+    pub retention: marketlink_engine::retention::RetentionSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -95,6 +97,12 @@ impl Config {
             })?;
         if let Some(webhooks) = &self.webhooks {
             validate_webhooks(webhooks)?;
+        }
+        if let Some(message) = self.retention.problem() {
+            return Err(ConfigError::BadValue {
+                key: "retention",
+                message,
+            });
         }
         self.metering.validate()
     }

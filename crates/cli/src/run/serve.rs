@@ -130,6 +130,7 @@ fn spawn_workers(
         WorkerSettings {
             reconcile_interval: config.reconcile.interval(),
             reconcile: config.reconcile.settings(false),
+            retention: config.retention.clone(),
             ..WorkerSettings::default()
         },
         shutdown.clone(),

@@ -7,6 +7,7 @@ mod inbox;
 mod outbox;
 mod queue_poller;
 mod reconciler;
+mod retention;
 mod session_pruner;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -33,6 +34,8 @@ pub struct WorkerSettings {
     pub reconcile: crate::reconcile::ReconcileSettings,
     /// How often expired browser sessions are deleted.
     pub session_prune_interval: Duration,
+    /// What is pruned, and how often (`[retention]`).
+    pub retention: crate::retention::RetentionSettings,
 }
 
 impl Default for WorkerSettings {
@@ -47,6 +50,7 @@ impl Default for WorkerSettings {
             reconcile_interval: None,
             reconcile: crate::reconcile::ReconcileSettings::default(),
             session_prune_interval: Duration::from_secs(600),
+            retention: crate::retention::RetentionSettings::default(),
         }
     }
 }
@@ -77,6 +81,10 @@ pub fn spawn(
         ));
     }
     workers.extend([
+        start(
+            "retention",
+            retention::run(engine.clone(), settings.retention.clone(), shutdown.clone()),
+        ),
         start("metering", flusher::run(engine.clone(), shutdown.clone())),
         start(
             "session-pruner",

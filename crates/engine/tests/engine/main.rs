@@ -10,5 +10,6 @@ mod inbox;
 mod index;
 mod landing;
 mod lifecycle;
+mod retention;
 mod returning;
 mod signup;

@@ -7,6 +7,7 @@ mod names_and_times;
 mod onboarding;
 mod people;
 mod queue;
+mod retention;
 mod sessions;
 mod subscriptions;
 mod usage_caps;
