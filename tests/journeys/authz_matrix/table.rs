@@ -81,7 +81,7 @@ const NEW_KEY: &str = r#"{"name":"matrix","scopes":["admin"],"tenant_id":"{tenan
 
 /// Routes that end the persona's session: their rows come last, and a post of theirs without
 /// the session's own CSRF token must leave the session as it was.
-pub const ENDS_SESSION: &[&str] = &["/signout", "/admin/logout"];
+pub const ENDS_SESSION: &[&str] = &["/signout/everywhere", "/signout", "/admin/logout"];
 
 /// Rows run in this order for each persona; the ones that end the persona's session come last.
 #[rustfmt::skip]
@@ -154,7 +154,8 @@ pub const ROWS: &[Row] = &[
     row("POST", "/aws/sns", "/aws/sns", Body::Json("{}"), "401 401 401 401 401 401 401 401 401 401"),
     row("POST", "/aws/events", "/aws/events", Body::Json("{}"), "401 401 401 401 401 401 401 401 401 401"),
     row("POST", "/azure/webhook", "/azure/webhook", Body::Json("{}"), "401 401 401 401 401 401 401 401 401 401"),
-    // These end the persona's session.
+    // These end the persona's session. Ending every session of a buyer takes a buyer.
+    form("/signout/everywhere", "/signout/everywhere", &[], "in in in in in in in in in in"),
     form("/signout", "/signout", &[], "in in in in in in in in in in"),
     form("/admin/logout", "/admin/logout", &[], "op op op op op op op op op op"),
 ];
