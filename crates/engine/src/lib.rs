@@ -2,6 +2,7 @@
 //!
 //! The buyer's way in (`landing`, `signup`, `onboarding`, `accounts`, `changes`), the
 //! operator's and the vendor's (`admin`, `people`, `api_keys`, `tenants`, `audit`, `health`),
+//! verified sign-up addresses and the mail behind them (`verification`, `mail`),
 //! notifications (`receive`, `inbox`, `apply`), what we tell marketplaces (`outbox`),
 //! `metering`, `entitlements`, `reconcile`, and the background `worker`s. Web and the CLI
 //! call these methods; they never reach the store themselves. Providers are reached only
@@ -25,6 +26,7 @@ mod follow;
 pub mod health;
 mod inbox;
 mod landing;
+pub mod mail;
 pub mod metering;
 mod onboarding;
 mod outbox;
@@ -35,6 +37,7 @@ mod receive;
 pub mod reconcile;
 mod signup;
 pub mod tenants;
+pub mod verification;
 pub mod webhooks;
 pub mod worker;
 
@@ -81,6 +84,8 @@ pub struct Engine {
     pub entitlements: Arc<entitlements::EntitlementIndex>,
     /// Provisioning webhooks to the vendor's product, when configured.
     pub webhooks: Option<webhooks::WebhookSettings>,
+    /// Outgoing mail (`[email]`); `None`: nothing is mailed and operators confirm addresses.
+    pub mailer: Option<mail::Mailer>,
     /// HTTP client for the vendor's webhook endpoint.
     pub http: reqwest::Client,
     /// Recent answers to landing tokens (see `landing`).
@@ -107,6 +112,7 @@ impl Engine {
             ingest_writer: metering::IngestWriter::default(),
             entitlements: Arc::new(entitlements::EntitlementIndex::new(catalog.clone())),
             webhooks: None,
+            mailer: None,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .redirect(reqwest::redirect::Policy::none())
@@ -124,6 +130,11 @@ impl Engine {
 
     pub fn with_webhooks(mut self, webhooks: Option<webhooks::WebhookSettings>) -> Self {
         self.webhooks = webhooks;
+        self
+    }
+
+    pub fn with_mailer(mut self, mailer: Option<mail::Mailer>) -> Self {
+        self.mailer = mailer;
         self
     }
 }
