@@ -3,7 +3,10 @@
 //! without TLS or authentication (greeting, EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT).
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -68,22 +71,62 @@ pub struct SmtpSink {
     /// `smtp://127.0.0.1:<port>`, for `[email] smtp_url`.
     pub url: String,
     received: Arc<Mutex<Vec<Mail>>>,
+    refusals: Arc<Refusals>,
+}
+
+/// Transient refusals (`451`) still to give, and how many were given.
+#[derive(Default)]
+struct Refusals {
+    left: AtomicUsize,
+    given: AtomicUsize,
+}
+
+impl Refusals {
+    fn take(&self) -> bool {
+        let took = self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if took {
+            self.given.fetch_add(1, Ordering::SeqCst);
+        }
+        took
+    }
 }
 
 impl SmtpSink {
     pub async fn start() -> Self {
+        Self::refusing(0).await
+    }
+
+    /// A sink that answers the first `count` messages `451` (try again later), as a mail
+    /// server that is busy or greylisting does.
+    pub async fn refusing(count: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind SMTP sink");
         let url = format!("smtp://{}", listener.local_addr().expect("addr"));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let kept = received.clone();
+        let refusals = Arc::new(Refusals {
+            left: AtomicUsize::new(count),
+            given: AtomicUsize::new(0),
+        });
+        let (kept, refuse) = (received.clone(), refusals.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(session(stream, kept.clone()));
+                tokio::spawn(session(stream, kept.clone(), refuse.clone()));
             }
         });
-        Self { url, received }
+        Self {
+            url,
+            received,
+            refusals,
+        }
+    }
+
+    /// How many messages were answered `451`.
+    pub fn refused(&self) -> usize {
+        self.refusals.given.load(Ordering::SeqCst)
     }
 
     /// Everything received so far.
@@ -133,7 +176,7 @@ fn address(argument: &str) -> String {
     inner.trim().to_owned()
 }
 
-async fn session(stream: TcpStream, received: Arc<Mutex<Vec<Mail>>>) {
+async fn session(stream: TcpStream, received: Arc<Mutex<Vec<Mail>>>, refusals: Arc<Refusals>) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     if !say(&mut write, "220 sink.test ESMTP ready").await {
@@ -144,6 +187,8 @@ async fn session(stream: TcpStream, received: Arc<Mutex<Vec<Mail>>>) {
         let upper = line.to_ascii_uppercase();
         let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             "250 sink.test"
+        } else if upper.starts_with("MAIL FROM:") && refusals.take() {
+            "451 4.3.0 busy, try again later"
         } else if upper.starts_with("MAIL FROM:") {
             from = address(&line["MAIL FROM:".len()..]);
             to.clear();
