@@ -152,3 +152,119 @@ story!(
     verification_by_operator_and_invite,
     operators_confirm_and_invitations_arrive_verified
 );
+
+const EMAIL_VERIFICATION: i64 = 20261209000200;
+
+/// The migration marks people who joined by an accepted invitation as verified by `invite`,
+/// when they accepted it; everyone else stays unverified (their address was never checked).
+async fn invited_people_are_verified_by_the_migration(db: &crate::common::TestDb) {
+    use marketlink_core::UserId;
+    use sqlx::{Connection, migrate::Migrator};
+
+    let store = &db.store;
+    let dialect = match store.backend() {
+        marketlink_store::Backend::Sqlite => "sqlite",
+        marketlink_store::Backend::Postgres => "postgres",
+    };
+    let mut before = Migrator::new(std::path::Path::new(&format!("../../migrations/{dialect}")))
+        .await
+        .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < EMAIL_VERIFICATION)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let acme = tenant("Acme");
+    let (owner, dev) = (UserId::new(), UserId::new());
+    let ms = |t: time::OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap();
+    let accepted = T0 + Duration::hours(1);
+    // Written as the previous release stored them; the same statements on either backend.
+    macro_rules! seed {
+        ($raw:ident) => {{
+            before.run(&mut $raw).await.unwrap();
+            sqlx::query(
+                "INSERT INTO tenants (id, name, contact_email, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(acme.id.0)
+            .bind(&acme.name)
+            .bind(&acme.contact_email)
+            .bind(ms(T0))
+            .execute(&mut $raw)
+            .await
+            .unwrap();
+            for (id, email, role) in [
+                (owner, "owner@acme.example", "owner"),
+                (dev, "dev@acme.example", "member"),
+            ] {
+                sqlx::query(
+                    "INSERT INTO users (id, tenant_id, email, role, created_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id.0)
+                .bind(acme.id.0)
+                .bind(email)
+                .bind(role)
+                .bind(ms(T0))
+                .execute(&mut $raw)
+                .await
+                .unwrap();
+            }
+            // The owner was once invited elsewhere but never accepted: that proves nothing.
+            for (hash, email, accepted_at) in [
+                ("h-dev", "dev@acme.example", Some(ms(accepted))),
+                ("h-owner", "owner@acme.example", None),
+            ] {
+                sqlx::query(
+                    "INSERT INTO user_invites (token_hash, tenant_id, email, role, invited_by, \
+                     created_at, expires_at, accepted_at) \
+                     VALUES ($1, $2, $3, 'member', 'someone@acme.example', $4, $5, $6)",
+                )
+                .bind(hash)
+                .bind(acme.id.0)
+                .bind(email)
+                .bind(ms(T0))
+                .bind(ms(T0 + Duration::days(7)))
+                .bind(accepted_at)
+                .execute(&mut $raw)
+                .await
+                .unwrap();
+            }
+        }};
+    }
+    match store.backend() {
+        marketlink_store::Backend::Sqlite => {
+            let mut raw = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            seed!(raw);
+        }
+        marketlink_store::Backend::Postgres => {
+            let mut raw = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            seed!(raw);
+        }
+    }
+    store.migrate().await.unwrap();
+    assert_eq!(store.get_user(owner).await.unwrap().email_verified, None);
+    assert_eq!(
+        store.get_user(dev).await.unwrap().email_verified,
+        Some(EmailVerified {
+            method: VerificationMethod::Invite,
+            at: accepted,
+        })
+    );
+}
+
+#[tokio::test]
+async fn invited_people_are_verified_by_the_migration_on_sqlite() {
+    let db = crate::common::sqlite_unmigrated().await;
+    invited_people_are_verified_by_the_migration(&db).await;
+    db.destroy().await;
+}
+
+#[tokio::test]
+async fn invited_people_are_verified_by_the_migration_on_postgres() {
+    if let Some(db) = crate::common::postgres_unmigrated().await {
+        invited_people_are_verified_by_the_migration(&db).await;
+        db.destroy().await;
+    }
+}
