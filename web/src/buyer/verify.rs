@@ -10,7 +10,7 @@ use axum::{
 };
 use marketlink_engine::verification::{ResendError, VerifyError};
 
-use super::Reply;
+use super::{Reply, signup::capitalise};
 use crate::{AppState, extract::SignedIn, pages::PageError, session::CsrfForm};
 
 /// `GET /verify-email/{token}`: the link from the verification mail. Anyone holding the link
@@ -43,19 +43,10 @@ pub(super) async fn verify(
                     "We never sent this link. Check that you copied the whole link from the email.",
                 ),
             };
-            Err(PageError::new(status, &capitalised(&refused), explanation)
+            Err(PageError::new(status, &capitalise(&refused.to_string()), explanation)
                 .step("Sign in to your account to see whether your address is verified, and ask for a new link there if it is not.")
                 .action("/account", "Go to your account"))
         }
-    }
-}
-
-fn capitalised(error: &VerifyError) -> String {
-    let text = error.to_string();
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => text,
     }
 }
 
