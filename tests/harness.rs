@@ -15,6 +15,8 @@ use marketlink_sandbox::{
 use marketlink_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
+pub mod smtp_sink;
+
 pub struct Stack {
     pub app_url: String,
     pub aws: Arc<AwsSandbox>,

@@ -14,6 +14,7 @@ mod azure_sign_in;
 mod azure_two_apps;
 mod azure_webhooks;
 mod doctor;
+mod email_verification;
 mod headers;
 mod metering;
 mod ops;

@@ -106,11 +106,11 @@ pub fn router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// The request path as logged: invitation and approved set-up links carry their one-time token in the path, and
-/// a token must never reach the logs. (Query strings, where landing tokens travel, are not
+/// The request path as logged: invitation, approved set-up and email verification links carry
+/// their one-time token in the path, and a token must never reach the logs. (Query strings, where landing tokens travel, are not
 /// logged at all.)
 fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    for prefix in ["/invite/", "/onboarding/"] {
+    for prefix in ["/invite/", "/onboarding/", "/verify-email/"] {
         if let Some(token) = path.strip_prefix(prefix)
             && !token.is_empty()
         {
@@ -174,6 +174,10 @@ mod tests {
         assert_eq!(
             super::loggable_path("/onboarding/abcDEF123"),
             "/onboarding/<redacted>"
+        );
+        assert_eq!(
+            super::loggable_path("/verify-email/abcDEF123"),
+            "/verify-email/<redacted>"
         );
         assert_eq!(super::loggable_path("/api/v1/check"), "/api/v1/check");
     }

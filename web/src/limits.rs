@@ -57,9 +57,11 @@ pub struct RateLimits {
     pub trusted_proxies: Vec<IpNet>,
     /// Buyer sign-in, admin login and the marketplace sign-in callback, per client IP.
     pub sign_in: Rate,
-    /// Sign-up, linking, set-up requests and accepting invitations, per client IP.
+    /// Sign-up, linking, set-up requests, accepting invitations and asking for another
+    /// verification mail, per client IP.
     pub sign_up: Rate,
-    /// Landing pages and approved set-up links (each may cost a marketplace call), per IP.
+    /// Landing pages and approved set-up links (each may cost a marketplace call) and email
+    /// verification links, per IP.
     pub landing: Rate,
     /// Marketplace notification endpoints, per sending IP (AWS and Microsoft send bursts).
     pub notifications: Rate,
@@ -118,8 +120,10 @@ pub fn kind_of(method: &Method, path: &str, notification_paths: &[String]) -> Op
         (true, ["signin"] | ["admin", "login"]) | (_, [_, "signin", "callback"]) => {
             Some(Kind::SignIn)
         }
-        (true, ["signup"] | ["signup", _] | ["invite", _]) => Some(Kind::SignUp),
-        (_, [_, "landing"] | ["onboarding", _]) => Some(Kind::Landing),
+        (true, ["signup"] | ["signup", _] | ["invite", _] | ["account", "verify-email"]) => {
+            Some(Kind::SignUp)
+        }
+        (_, [_, "landing"] | ["onboarding", _] | ["verify-email", _]) => Some(Kind::Landing),
         _ => None,
     }
 }
@@ -387,6 +391,12 @@ mod tests {
         assert_eq!(kind(Method::GET, "/azure/landing"), Some(Kind::Landing));
         assert_eq!(kind(Method::POST, "/aws/landing"), Some(Kind::Landing));
         assert_eq!(kind(Method::GET, "/onboarding/tok"), Some(Kind::Landing));
+        // Asking for another verification mail sends one: limited like a sign-up.
+        assert_eq!(
+            kind(Method::POST, "/account/verify-email"),
+            Some(Kind::SignUp)
+        );
+        assert_eq!(kind(Method::GET, "/verify-email/tok"), Some(Kind::Landing));
         assert_eq!(kind(Method::POST, "/aws/sns"), Some(Kind::Notification));
         assert_eq!(
             kind(Method::POST, "/azure/webhook"),

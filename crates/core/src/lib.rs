@@ -46,5 +46,5 @@ pub use subscription::{
     ExternalRef, IllegalTransition, Lifecycle, Subscription, SubscriptionStatus, Term, Transition,
 };
 pub use survey::MarketplaceView;
-pub use tenant::{PeopleChangeRefused, Role, Tenant, User};
+pub use tenant::{EmailVerified, PeopleChangeRefused, Role, Tenant, User, VerificationMethod};
 pub use usage::{UsageAllocation, UsageOutcome, UsageRecord};

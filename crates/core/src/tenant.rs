@@ -183,6 +183,48 @@ pub struct User {
     pub role: Role,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When and how the address was shown to be theirs; `None` until then (ADR 0021).
+    #[serde(default)]
+    pub email_verified: Option<EmailVerified>,
+}
+
+/// How a user's address was shown to be theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationMethod {
+    /// They opened the link mailed to the address.
+    Link,
+    /// An operator confirmed it (no mail is sent when SMTP is not configured).
+    Operator,
+    /// They accepted an invitation link, which only the address received.
+    Invite,
+}
+
+impl VerificationMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Link => "link",
+            Self::Operator => "operator",
+            Self::Invite => "invite",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "link" => Some(Self::Link),
+            "operator" => Some(Self::Operator),
+            "invite" => Some(Self::Invite),
+            _ => None,
+        }
+    }
+}
+
+/// A verified address: how, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailVerified {
+    pub method: VerificationMethod,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 impl User {
@@ -207,6 +249,7 @@ impl User {
                 .map(str::to_owned),
             role,
             created_at: now,
+            email_verified: None,
         })
     }
 }

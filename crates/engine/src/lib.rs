@@ -2,6 +2,7 @@
 //!
 //! The buyer's way in (`landing`, `signup`, `onboarding`, `accounts`, `changes`), the
 //! operator's and the vendor's (`admin`, `people`, `api_keys`, `tenants`, `audit`, `health`),
+//! verified sign-up addresses and the mail behind them (`verification`, `mail`),
 //! notifications (`receive`, `inbox`, `apply`), what we tell marketplaces (`outbox`),
 //! `metering`, `entitlements`, `reconcile`, and the background `worker`s. Web and the CLI
 //! call these methods; they never reach the store themselves. Providers are reached only
@@ -25,6 +26,7 @@ mod follow;
 pub mod health;
 mod inbox;
 mod landing;
+pub mod mail;
 pub mod metering;
 mod onboarding;
 mod outbox;
@@ -37,6 +39,7 @@ pub mod retention;
 mod sessions;
 mod signup;
 pub mod tenants;
+pub mod verification;
 pub mod webhooks;
 pub mod worker;
 
@@ -83,6 +86,8 @@ pub struct Engine {
     pub entitlements: Arc<entitlements::EntitlementIndex>,
     /// Provisioning webhooks to the vendor's product, when configured.
     pub webhooks: Option<webhooks::WebhookSettings>,
+    /// Outgoing mail (`[email]`); `None`: nothing is mailed and operators confirm addresses.
+    pub mailer: Option<mail::Mailer>,
     /// HTTP client for the vendor's webhook endpoint.
     pub http: reqwest::Client,
     /// Recent answers to landing tokens (see `landing`).
@@ -109,6 +114,7 @@ impl Engine {
             ingest_writer: metering::IngestWriter::default(),
             entitlements: Arc::new(entitlements::EntitlementIndex::new(catalog.clone())),
             webhooks: None,
+            mailer: None,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .redirect(reqwest::redirect::Policy::none())
@@ -126,6 +132,11 @@ impl Engine {
 
     pub fn with_webhooks(mut self, webhooks: Option<webhooks::WebhookSettings>) -> Self {
         self.webhooks = webhooks;
+        self
+    }
+
+    pub fn with_mailer(mut self, mailer: Option<mail::Mailer>) -> Self {
+        self.mailer = mailer;
         self
     }
 }

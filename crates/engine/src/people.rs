@@ -3,7 +3,9 @@
 //! removing them as the viewer's role allows ([`Role::may_change`]); the store keeps at
 //! least one owner.
 
-use marketlink_core::{PeopleChangeRefused, Role, TenantId, User, UserId};
+use marketlink_core::{
+    EmailVerified, PeopleChangeRefused, Role, TenantId, User, UserId, VerificationMethod,
+};
 use marketlink_store::{Invite, StoreError};
 use time::Duration;
 
@@ -190,7 +192,8 @@ impl Engine {
     }
 
     /// Accepts `invite` (found by [`Engine::open_invite`]): the invited person becomes a user
-    /// named `name`, with the given password hash. The invitation is used up.
+    /// named `name`, with the given password hash, their address verified by `invite` (the
+    /// vendor hears `user.email_verified`). The invitation is used up.
     pub async fn accept_invite(
         &self,
         token_hash: &str,
@@ -199,7 +202,7 @@ impl Engine {
         password_hash: &str,
     ) -> Result<User, AcceptError> {
         let now = self.clock.now();
-        let user = User::new(
+        let mut user = User::new(
             invite.tenant_id,
             &invite.email,
             Some(name),
@@ -207,6 +210,11 @@ impl Engine {
             now,
         )
         .map_err(|e| AcceptError::Invalid(e.to_string()))?;
+        // Only the invited address received the link: opening it proves the address.
+        user.email_verified = Some(EmailVerified {
+            method: VerificationMethod::Invite,
+            at: now,
+        });
         match self
             .store
             .accept_invite(token_hash, &user, password_hash, now)
@@ -218,6 +226,9 @@ impl Engine {
             Err(error) => return Err(AcceptError::Store(error)),
         }
         tracing::info!(tenant = %user.tenant_id, user = %user.email, "invitation accepted");
+        self.announce_verified(&user)
+            .await
+            .map_err(AcceptError::Store)?;
         Ok(user)
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Sign-up stores the tenant, its owner, the subscription and the binding in one transaction;
 //! the vendor hears of it (`tenant.created`, `subscription.linked`) and activation is queued
-//! only after that commit, so a refused claim leaves no tenant and sends no webhook. The row a
+//! only after that commit, so a refused claim leaves no tenant and sends no webhook. The
+//! owner's typed address is unverified until shown to be theirs (`verification`). The row a
 //! resolved purchase becomes is drawn up here for linking (`onboarding`) as well.
 
 use marketlink_core::{
@@ -100,10 +101,20 @@ impl Engine {
             }
         };
         tracing::info!(tenant = %tenant.id, subscription = %bound.id, "tenant created at sign-up");
+        // A typed address: unverified until the mailed link is opened or an operator confirms.
+        let verification = self.verification_method();
         let mut data = crate::webhooks::tenant_data(tenant);
-        data["owner"] = serde_json::json!({ "email": owner.email, "name": owner.name });
+        data["owner"] = serde_json::json!({
+            "email": owner.email,
+            "name": owner.name,
+            "email_verified": false,
+            "verification": verification,
+        });
         data["marketplace"] = serde_json::json!(marketplace);
         self.notify_vendor("tenant.created", data).await?;
+        if verification == marketlink_core::VerificationMethod::Link {
+            self.queue_verification_mail(owner.id).await?;
+        }
         self.announce_claim(&bound, purchase, tenant.id).await?;
         Ok(bound)
     }

@@ -327,3 +327,84 @@ async fn repairs_need_a_dead_item_and_readiness_sees_the_database() {
     assert!(backlogs.outbox.unwrap().is_empty());
     assert_eq!(backlogs.usage.unwrap().due, 0);
 }
+
+#[tokio::test]
+async fn invitations_and_operators_verify_addresses_and_the_vendor_hears_how() {
+    use marketlink_core::{EmailVerified, VerificationMethod};
+    use marketlink_engine::{verification::ConfirmError, webhooks::WebhookSettings};
+
+    let mut h = harness().await;
+    h.engine = h.engine.with_webhooks(Some(WebhookSettings {
+        url: "http://127.0.0.1:9/hooks".into(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+    }));
+    let engine = &h.engine;
+    let (_, owner) = h.tenant("acme").await;
+    engine
+        .invite(&owner, "new@acme.example", "member", "hash-v")
+        .await
+        .unwrap();
+    let open = engine.open_invite("hash-v").await.unwrap().unwrap();
+    let user = engine
+        .accept_invite("hash-v", &open.invite, "New Person", "pw-hash")
+        .await
+        .unwrap();
+    let by_invite = Some(EmailVerified {
+        method: VerificationMethod::Invite,
+        at: T0,
+    });
+    assert_eq!(user.email_verified, by_invite);
+    let stored = engine.store.get_user(user.id).await.unwrap();
+    assert_eq!(stored.email_verified, by_invite);
+
+    // The owner typed their address at sign-up: only an operator can vouch for it here.
+    let unverified = engine.unverified_users(10).await.unwrap();
+    assert_eq!(
+        unverified.iter().map(|u| u.id).collect::<Vec<_>>(),
+        [owner.id]
+    );
+    let operator = Actor::Operator("ops@vendor.example".into());
+    let confirmed = engine.confirm_email(&operator, owner.id).await.unwrap();
+    assert_eq!(
+        confirmed.email_verified.map(|v| v.method),
+        Some(VerificationMethod::Operator)
+    );
+    let again = engine.confirm_email(&operator, owner.id).await;
+    assert!(
+        matches!(again, Err(ConfirmError::AlreadyVerified)),
+        "{again:?}"
+    );
+    let audit = engine
+        .audit_log(Some("admin:ops@vendor.example"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|e| e.action == "user.email_confirmed")
+            .count(),
+        1
+    );
+
+    // One `user.email_verified` per address, saying how.
+    let queued = engine
+        .store
+        .outbox_claim(T0, time::Duration::minutes(1), 10, None)
+        .await
+        .unwrap();
+    let told: Vec<(String, String)> = queued
+        .iter()
+        .filter(|job| job.payload["type"] == "user.email_verified")
+        .map(|job| {
+            let data = &job.payload["data"];
+            (data["email"].to_string(), data["method"].to_string())
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("\"new@acme.example\"".into(), "\"invite\"".into()),
+            ("\"owner@acme.example\"".into(), "\"operator\"".into()),
+        ]
+    );
+}

@@ -126,24 +126,7 @@ impl Store {
             if used == 0 {
                 return Err(StoreError::NotFound("invitation"));
             }
-            sqlx::query(
-                "INSERT INTO users (id, tenant_id, email, name, password_hash, role, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(user.id.0)
-            .bind(user.tenant_id.0)
-            .bind(&user.email)
-            .bind(&user.name)
-            .bind(password_hash)
-            .bind(user.role.as_str())
-            .bind(millis(user.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                StoreError::on_unique(e, || {
-                    "an account with this email address already exists; sign in instead".into()
-                })
-            })?;
+            crate::users::insert_user!(&mut *tx, user, password_hash)?;
             tx.commit().await?;
         });
         Ok(())

@@ -26,6 +26,7 @@ mod tenants;
 mod timeline;
 mod usage;
 mod users;
+mod verification;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
 
@@ -51,6 +52,7 @@ pub use crate::{
         IngestOutcome, MAX_HOUR_MICROS, NewUsageEvent, UsageBacklog, UsageClaim, UsageHour,
         UsageHourState, UsageSettlement,
     },
+    verification::LinkUse,
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");

@@ -1,13 +1,13 @@
 //! Users of the account center. Password hashes are produced and checked by the caller; the
 //! store only keeps them.
 
-use marketlink_core::{Role, Tenant, TenantId, User, UserId};
+use marketlink_core::{EmailVerified, Role, Tenant, TenantId, User, UserId, VerificationMethod};
 use uuid::Uuid;
 
-use crate::{Store, StoreError, from_millis, millis, on_pool};
+use crate::{Store, StoreError, from_millis, on_pool};
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: Uuid,
     tenant_id: Uuid,
     email: String,
@@ -15,12 +15,46 @@ struct UserRow {
     role: String,
     created_at: i64,
     password_hash: Option<String>,
+    email_verified_at: Option<i64>,
+    email_verified_by: Option<String>,
 }
 
-const USER_COLUMNS: &str = "id, tenant_id, email, name, role, created_at, password_hash";
+pub(crate) const USER_COLUMNS: &str = "id, tenant_id, email, name, role, created_at, password_hash, \
+     email_verified_at, email_verified_by";
+
+/// The columns `INSERT INTO users` fills, in the order [`insert_user!`] binds them.
+pub(crate) const INSERT_USER: &str = "INSERT INTO users (id, tenant_id, email, name, password_hash, role, \
+     created_at, email_verified_at, email_verified_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Inserts `$user` with `$password_hash` through `$executor` (a pool or an open transaction of
+/// either backend), evaluating to `Result<(), StoreError>`; a taken email is a
+/// [`StoreError::Conflict`].
+macro_rules! insert_user {
+    ($executor:expr, $user:expr, $password_hash:expr) => {
+        async {
+            let user: &marketlink_core::User = $user;
+            sqlx::query($crate::users::INSERT_USER)
+                .bind(user.id.0)
+                .bind(user.tenant_id.0)
+                .bind(&user.email)
+                .bind(&user.name)
+                .bind($password_hash)
+                .bind(user.role.as_str())
+                .bind($crate::millis(user.created_at))
+                .bind(user.email_verified.map(|v| $crate::millis(v.at)))
+                .bind(user.email_verified.map(|v| v.method.as_str()))
+                .execute($executor)
+                .await
+                .map_err(|e| $crate::StoreError::on_unique(e, $crate::users::email_taken))?;
+            Ok::<(), $crate::StoreError>(())
+        }
+        .await
+    };
+}
+pub(crate) use insert_user;
 
 impl UserRow {
-    fn into_user(self) -> Result<(User, Option<String>), StoreError> {
+    pub(crate) fn into_user(self) -> Result<(User, Option<String>), StoreError> {
         let role = Role::parse(&self.role)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown role `{}`", self.role)))?;
         Ok((
@@ -31,9 +65,23 @@ impl UserRow {
                 name: self.name,
                 role,
                 created_at: from_millis(self.created_at)?,
+                email_verified: verified(self.email_verified_at, self.email_verified_by)?,
             },
             self.password_hash,
         ))
+    }
+}
+
+/// The stored pair of verification columns as a [`EmailVerified`]; both or neither are set.
+fn verified(at: Option<i64>, by: Option<String>) -> Result<Option<EmailVerified>, StoreError> {
+    match (at, by) {
+        (Some(at), Some(by)) => Ok(Some(EmailVerified {
+            method: VerificationMethod::parse(&by).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown verification method `{by}`"))
+            })?,
+            at: from_millis(at)?,
+        })),
+        _ => Ok(None),
     }
 }
 
@@ -58,21 +106,7 @@ macro_rules! insert_tenant_with_owner {
             .bind($crate::millis(tenant.created_at))
             .execute(&mut *$tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO users (id, tenant_id, email, name, password_hash, role, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(owner.id.0)
-            .bind(tenant.id.0)
-            .bind(&owner.email)
-            .bind(&owner.name)
-            .bind($password_hash)
-            .bind(owner.role.as_str())
-            .bind($crate::millis(owner.created_at))
-            .execute(&mut *$tx)
-            .await
-            .map_err(|e| $crate::StoreError::on_unique(e, $crate::users::email_taken))?;
-            Ok::<(), $crate::StoreError>(())
+            $crate::users::insert_user!(&mut *$tx, owner, $password_hash)
         }
         .await
     };
@@ -102,20 +136,7 @@ impl Store {
         password_hash: Option<&str>,
     ) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO users (id, tenant_id, email, name, password_hash, role, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(user.id.0)
-            .bind(user.tenant_id.0)
-            .bind(&user.email)
-            .bind(&user.name)
-            .bind(password_hash)
-            .bind(user.role.as_str())
-            .bind(millis(user.created_at))
-            .execute(pool)
-            .await
-            .map_err(|e| StoreError::on_unique(e, email_taken))?;
+            insert_user!(pool, user, password_hash)?;
         });
         Ok(())
     }

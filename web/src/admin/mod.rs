@@ -1,6 +1,6 @@
 //! The operators' admin portal: tenants, subscriptions by marketplace and status, a
-//! subscription's timeline, dead letters with retry, manual set-up requests, usage, API keys,
-//! the audit log and webhook deliveries. Behind its own sign-in (`[admin] users`), every form
+//! subscription's timeline, dead letters with retry, manual set-up requests, unverified
+//! sign-up addresses to confirm, usage, API keys, the audit log and webhook deliveries. Behind its own sign-in (`[admin] users`), every form
 //! CSRF-protected, lists paged by cursor.
 //!
 //! Handlers take the [`Operator`](crate::extract::Operator) extractor, ask the engine, and
@@ -15,6 +15,7 @@ mod queues;
 mod subscriptions;
 mod table;
 mod usage;
+mod verifications;
 
 use axum::{
     Router,
@@ -58,6 +59,11 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/onboarding/{id}/approve", post(onboarding::approve))
         .route("/admin/onboarding/{id}/decline", post(onboarding::decline))
         .route("/admin/usage", get(usage::usage))
+        .route("/admin/verifications", get(verifications::list))
+        .route(
+            "/admin/verifications/{id}/confirm",
+            post(verifications::confirm),
+        )
         .route("/admin/api-keys", get(keys::page).post(keys::create))
         .route("/admin/api-keys/{prefix}/revoke", post(keys::revoke))
         .route("/admin/audit", get(audit::audit))

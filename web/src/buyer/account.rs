@@ -7,7 +7,7 @@ use axum::{
     extract::{Query, State},
     http::StatusCode,
 };
-use marketlink_core::{Entitlement, Subscription, SubscriptionStatus};
+use marketlink_core::{Entitlement, Subscription, SubscriptionStatus, VerificationMethod};
 
 use super::Reply;
 use crate::{
@@ -33,6 +33,10 @@ struct AccountPage {
     brand: Branding,
     csrf: String,
     email: String,
+    /// The address is not shown to be the user's yet.
+    unverified: bool,
+    /// Verification links are mailed (`[email]`); else the vendor's team confirms.
+    sends_mail: bool,
     tenant_name: String,
     notice: Option<String>,
     subscriptions: Vec<SubscriptionRow>,
@@ -74,13 +78,22 @@ pub(super) async fn account(
         email: user.email,
         // The company names the account when the buyer gave one; else the person's name.
         tenant_name: tenant.company.unwrap_or(tenant.name),
-        notice: query
-            .contains_key("linked")
-            .then(|| "Your subscription is linked to this account.".to_owned()),
+        notice: notice(&query),
+        unverified: user.email_verified.is_none(),
+        sends_mail: state.engine.verification_method() == VerificationMethod::Link,
         subscriptions,
         marketplaces: state.engine.marketplace_names().join(" or "),
     };
     Ok((browser.save(&state), render(StatusCode::OK, &page)))
+}
+
+fn notice(query: &HashMap<String, String>) -> Option<String> {
+    if query.contains_key("linked") {
+        return Some("Your subscription is linked to this account.".into());
+    }
+    query
+        .contains_key("sent")
+        .then(|| "We are sending you a new verification link; it works for 24 hours.".into())
 }
 
 fn subscription_row(

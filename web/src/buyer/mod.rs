@@ -1,5 +1,5 @@
 //! The buyer's journey: landing from a marketplace, optional marketplace sign-in, sign-up or
-//! linking an existing account, and the account overview. One module per screen; the use
+//! linking an existing account, verifying the sign-up's address, and the account overview. One module per screen; the use
 //! cases behind them are the engine's, and the marketplaces' wording comes from their rules.
 
 mod account;
@@ -7,6 +7,7 @@ mod approved;
 mod landing;
 mod signin;
 mod signup;
+mod verify;
 
 use crate::session::SavedSession;
 use axum::{
@@ -37,6 +38,8 @@ pub fn routes() -> Router<AppState> {
         .route("/signout", post(signin::signout))
         .route("/signout/everywhere", post(signin::signout_everywhere))
         .route("/account", get(account::account))
+        .route("/account/verify-email", post(verify::resend))
+        .route("/verify-email/{token}", get(verify::verify))
         .route("/onboarding/{token}", get(approved::approved))
 }
 

@@ -354,7 +354,8 @@ pub(super) async fn contact(
     Ok((browser.save(&state), page.into_response()))
 }
 
-fn capitalise(message: &str) -> String {
+/// `message` with its first letter upper-cased, for a page title or a sentence.
+pub(super) fn capitalise(message: &str) -> String {
     let mut chars = message.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),

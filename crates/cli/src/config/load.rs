@@ -227,6 +227,28 @@ mod tests {
     }
 
     #[test]
+    fn email_is_checked_and_its_password_not_printed() {
+        let f = file(
+            "[email]\nsmtp_url = \"smtps://mailer:hunter2@smtp.example\"\nfrom = \"Acme <no-reply@acme.example>\"\n",
+        );
+        let config = load_from(Some(f.path())).unwrap();
+        assert!(config.email.is_some());
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let f = file(
+            "[email]\nsmtp_url = \"smtp://mailer:hunter2@smtp.example:587\"\nfrom = \"a@b.example\"\n",
+        );
+        let err = load_from(Some(f.path())).unwrap_err().to_string();
+        assert!(
+            err.contains("email.smtp_url") && err.contains("in clear"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let f = file("[email]\nsmtp_url = \"smtp://127.0.0.1:25\"\nfrom = \"nobody\"\n");
+        let err = load_from(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains("email.from"), "{err}");
+    }
+
+    #[test]
     fn database_password_is_not_printed() {
         let mut config = Config::default();
         config.database.url = "postgres://app:hunter2@db/marketlink".into();

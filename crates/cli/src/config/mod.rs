@@ -4,7 +4,7 @@
 //!
 //! One module per section of our own (`server`, `database`, `log`, `metering`, `reconcile`),
 //! each validating itself; `load` merges the layers. Sections owned by other crates
-//! (catalog, providers, webhooks) are their types, used as they are.
+//! (catalog, providers, webhooks, email) are their types, used as they are.
 
 mod database;
 mod load;
@@ -57,6 +57,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Provisioning webhooks to the vendor's product (Standard Webhooks); absent: none sent.
     pub webhooks: Option<marketlink_engine::webhooks::WebhookSettings>,
+    /// Outgoing mail (verification links) over SMTP; absent: none sent, operators confirm
+    /// sign-up addresses in the admin portal.
+    pub email: Option<marketlink_engine::mail::EmailSettings>,
     /// Periodic comparison with the marketplaces' own view (`marketlink reconcile`).
     pub reconcile: ReconcileConfig,
     /// Requests per client and kind: sign-in, sign-up, landing, notifications, vendor API.
@@ -103,6 +106,11 @@ impl Config {
                 key: "retention",
                 message,
             });
+        }
+        if let Some(email) = &self.email {
+            email
+                .validate()
+                .map_err(|(key, message)| ConfigError::BadValue { key, message })?;
         }
         self.metering.validate()
     }

@@ -70,7 +70,7 @@ pub async fn serve_on(
         marketlink_web::metrics::install();
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let engine = Arc::new(engine(&config, store.clone(), providers, clock));
+    let engine = Arc::new(engine(&config, store.clone(), providers, clock)?);
     load_entitlements(&engine, &store).await?;
     let workers = spawn_workers(&engine, &config, &shutdown);
     let state = AppState::new(App {

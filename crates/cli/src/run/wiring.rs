@@ -50,14 +50,27 @@ async fn azure_provider(
     Ok(provider.with_buyer_sign_in(Arc::new(entra)))
 }
 
-/// The engine over `store` and `providers`, with the configured catalog and policies.
+/// The engine over `store` and `providers`, with the configured catalog and policies, and the
+/// mailer when `[email]` is set.
 pub(super) fn engine(
     config: &Config,
     store: Store,
     providers: Providers,
     clock: Arc<dyn Clock>,
-) -> Engine {
-    Engine::new(
+) -> anyhow::Result<Engine> {
+    let mailer = config
+        .email
+        .as_ref()
+        .map(|email| {
+            marketlink_engine::mail::Mailer::new(
+                email,
+                &config.server.public_url,
+                &config.branding.name,
+            )
+        })
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("invalid [email] configuration: {e}"))?;
+    Ok(Engine::new(
         store,
         providers,
         clock,
@@ -66,6 +79,7 @@ pub(super) fn engine(
     )
     .with_metering(config.metering.settings())
     .with_webhooks(config.webhooks.clone())
+    .with_mailer(mailer))
 }
 
 /// The engine for a one-off command (no workers, no server).
@@ -74,5 +88,5 @@ pub(super) async fn command_engine(config: &Config) -> anyhow::Result<Engine> {
     ensure_migrated(&store).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let providers = providers(config, clock.clone()).await?;
-    Ok(engine(config, store, providers, clock))
+    engine(config, store, providers, clock)
 }

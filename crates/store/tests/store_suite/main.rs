@@ -14,6 +14,7 @@ mod usage_caps;
 mod usage_claims;
 mod usage_hours;
 mod usage_ingest;
+mod verification;
 
 use marketlink_core::{ExternalRef, Marketplace, Subscription, Tenant};
 use time::{OffsetDateTime, macros::datetime};
