@@ -125,6 +125,9 @@ pub const ROWS: &[Row] = &[
         bearer_link: true,
         ..form("/invite/{token}", "/invite/{invite}", &[("name", "Mallory"), ("password", "short")], "422 422 422 422 422 422 422 422 422 422")
     },
+    // The mailed link is the credential; nobody holds a forged one.
+    get("/verify-email/{token}", "/verify-email/{nil}", "404 404 404 404 404 404 404 404 404 404"),
+    form("/account/verify-email", "/account/verify-email", &[], "in 303 303 303 in in in in 303 in"),
     get("/api/v1/check", "/api/v1/check?tenant={tenant}&product=analytics&feature=dashboards", "401 401 401 401 403 404 404 200 401 401"),
     get("/api/v1/tenants/{id}/entitlements", "/api/v1/tenants/{tenant}/entitlements", "401 401 401 401 403 404 404 200 401 401"),
     row("POST", "/api/v1/usage", "/api/v1/usage", Body::Json(USAGE), "401 401 401 401 404 403 404 202 401 401"),
@@ -148,6 +151,8 @@ pub const ROWS: &[Row] = &[
     get("/admin/api-keys", "/admin/api-keys", "op op op op op op op op op 200"),
     form("/admin/api-keys", "/admin/api-keys", &[("name", "matrix"), ("scope", "admin"), ("tenant", "{tenant}")], "op op op op op op op op op 201"),
     form("/admin/api-keys/{prefix}/revoke", "/admin/api-keys/{key}/revoke", &[], "op op op op op op op op op 303"),
+    get("/admin/verifications", "/admin/verifications", "op op op op op op op op op 200"),
+    form("/admin/verifications/{id}/confirm", "/admin/verifications/{nil}/confirm", &[], "op op op op op op op op op 404"),
     get("/admin/audit", "/admin/audit", "op op op op op op op op op 200"),
     get("/admin/webhooks", "/admin/webhooks", "op op op op op op op op op 200"),
     form("/admin/webhooks/{id}/replay", "/admin/webhooks/{nil}/replay", &[], "op op op op op op op op op 404"),
