@@ -13,7 +13,10 @@ use time::OffsetDateTime;
 use crate::{
     AppState,
     pages::PageError,
-    session::{self, SavedSession, Session, persist::SessionWrite},
+    session::{
+        self, SavedSession, Session,
+        persist::{PendingTouch, SessionWrite, Touch},
+    },
 };
 
 /// The browser's session, loaded from the database at the current time. Anyone may hold
@@ -59,6 +62,7 @@ impl FromRequestParts<AppState> for Browser {
             if let Some(stored) = stored
                 && let Some(found) = Session::from_stored(&stored.data, stored.started_at, now)
             {
+                note_stale(parts, &found, &id, &stored.data, stored.expires_at, now);
                 browser.session = found;
                 browser.loaded = Some(Loaded {
                     id,
@@ -83,6 +87,30 @@ impl FromRequestParts<AppState> for Browser {
             .deployment
             .get_or_insert_with(|| here.clone());
         Ok(browser)
+    }
+}
+
+/// Notes a session whose stored idle expiry is stale for the session middleware, which
+/// extends it after the handler if the handler does not save it itself.
+fn note_stale(
+    parts: &Parts,
+    session: &Session,
+    id: &str,
+    data: &str,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+) {
+    let Some(pending) = parts.extensions.get::<PendingTouch>() else {
+        return;
+    };
+    if let Some(record) = session.record(session::id_hash(id), now)
+        && !Session::nothing_to_write(&record, data, expires_at)
+    {
+        pending.note(Touch {
+            id: id.to_owned(),
+            record,
+            lifetime: session.idle_lifetime(),
+        });
     }
 }
 

@@ -4,14 +4,17 @@
 //! is stored: if the write fails, the browser gets a 503 instead (a page whose session was
 //! not kept must not claim success, say a sign-in).
 
+use std::sync::{Arc, Mutex};
+
 use axum::{
     extract::{Request, State},
-    http::StatusCode,
+    http::{StatusCode, header},
     middleware::Next,
     response::{IntoResponse, IntoResponseParts, Response, ResponseParts},
 };
 use axum_extra::extract::PrivateCookieJar;
 use marketlink_store::SessionRecord;
+use time::Duration;
 
 use crate::{AppState, pages::PageError};
 
@@ -65,10 +68,44 @@ pub fn unavailable(cause: &dyn std::fmt::Display) -> PageError {
     .retry_after(5)
 }
 
-/// Middleware: stores the session the handler saved; answers 503 when it cannot.
-pub async fn store_saved(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// A loaded session whose stored idle expiry is stale, noted when the request's session was
+/// loaded. Pages that only read (the admin portal, account sub-pages) save nothing; the
+/// session is written back for them after the handler, so using any page keeps it alive.
+#[derive(Clone, Default)]
+pub(crate) struct PendingTouch(Arc<Mutex<Option<Touch>>>);
+
+pub(crate) struct Touch {
+    pub(crate) id: String,
+    pub(crate) record: SessionRecord,
+    pub(crate) lifetime: Duration,
+}
+
+impl PendingTouch {
+    pub(crate) fn note(&self, touch: Touch) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(touch);
+        }
+    }
+
+    fn take(&self) -> Option<Touch> {
+        self.0.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+/// Middleware: stores the session the handler saved; answers 503 when it cannot. A session
+/// the handler neither saved nor ended has its idle lifetime extended when it is stale.
+pub async fn store_saved(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let touch = PendingTouch::default();
+    request.extensions_mut().insert(touch.clone());
     let mut response = next.run(request).await;
     let Some(write) = response.extensions_mut().remove::<SessionWrite>() else {
+        if let Some(touch) = touch.take() {
+            return extend(&state, touch, response).await;
+        }
         return response;
     };
     let stored = match &write {
@@ -91,5 +128,33 @@ pub async fn store_saved(State(state): State<AppState>, request: Request, next: 
             response
         }
         Err(error) => unavailable(&error).into_response(),
+    }
+}
+
+/// Writes back a session the handler only read, and sends its cookie again with a new
+/// lifetime. Left alone when the handler set or dropped the cookie itself (a sign-out), or
+/// the session ended meanwhile (an update never brings an ended session back).
+async fn extend(state: &AppState, touch: Touch, mut response: Response) -> Response {
+    if response.headers().contains_key(header::SET_COOKIE) {
+        return response;
+    }
+    match state.engine.update_session(&touch.record).await {
+        Ok(true) => {
+            let secure = state.settings.secure_cookies;
+            let jar = PrivateCookieJar::new(state.settings.session_key.clone());
+            let jar = crate::session::with_cookie(jar, touch.id, secure, touch.lifetime);
+            for cookie in jar.into_response().headers().get_all(header::SET_COOKIE) {
+                response
+                    .headers_mut()
+                    .append(header::SET_COOKIE, cookie.clone());
+            }
+            response
+        }
+        Ok(false) => response,
+        // The page itself is fine; the session is extended at a later request.
+        Err(error) => {
+            tracing::warn!(%error, "cannot extend a browser session");
+            response
+        }
     }
 }
