@@ -12,6 +12,8 @@ use axum::{
 };
 use serde_json::Value;
 
+use crate::outage::{self, OutageKind};
+
 use super::{
     AwsSandbox, sigv4, sns,
     state::InjectedError,
@@ -47,6 +49,27 @@ impl AwsSandbox {
         body: &[u8],
     ) -> Response {
         let request_id = uuid::Uuid::new_v4().to_string();
+        match self.outages.hit(self.now(), |op| op == operation) {
+            Some(OutageKind::Reset) => {
+                self.log_call(
+                    service.name(),
+                    operation,
+                    0,
+                    "outage: connection reset".into(),
+                );
+                return outage::reset();
+            }
+            Some(OutageKind::Unavailable) => {
+                let e = AwsError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The request has failed due to a temporary failure of the server.",
+                );
+                self.log_call(service.name(), operation, 503, "outage".into());
+                return wire::error_response(protocol, &request_id, &e);
+            }
+            None => {}
+        }
         let result = self
             .handle_inner(protocol, service, operation, method, uri, headers, body)
             .await;
@@ -236,7 +259,14 @@ pub(super) async fn post_cbor(
     .await
 }
 
-pub(super) async fn get_cert() -> Response {
+pub(super) async fn get_cert(State(sb): State<Arc<AwsSandbox>>) -> Response {
+    match sb.outages.hit(sb.now(), |op| op == "SigningCert") {
+        Some(OutageKind::Reset) => return outage::reset(),
+        Some(OutageKind::Unavailable) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
+        }
+        None => {}
+    }
     match sns::signer() {
         Ok(s) => (
             [(

@@ -17,6 +17,7 @@ use axum::{
 use serde_json::json;
 
 use super::{errors::ApiError, http::AppState};
+use crate::outage::OutageKind;
 
 /// An error the sandbox answers on demand, see [`crate::azure::AzureSandboxHandle::inject_errors`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +86,29 @@ pub async fn inject(State(shared): State<AppState>, request: Request, next: Next
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
             response
+        }
+    }
+}
+
+/// Middleware on every route: an outage in force (see `crate::outage`) answers for the service.
+pub async fn outage(State(shared): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    match shared.outages.hit(shared.now(), |suffix| path.ends_with(suffix)) {
+        None => next.run(request).await,
+        Some(OutageKind::Reset) => crate::outage::reset(),
+        Some(OutageKind::Unavailable) if path.starts_with("/api/saas/") => ApiError::fulfillment(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "The service is temporarily unavailable.",
+        )
+        .into_response(),
+        Some(OutageKind::Unavailable) if path.starts_with("/api/") => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: json!({"code": "ServiceUnavailable", "message": "The service is temporarily unavailable."}),
+        }
+        .into_response(),
+        Some(OutageKind::Unavailable) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
         }
     }
 }

@@ -39,6 +39,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .nest("/api", api)
         .merge(entra::routes())
         .merge(pages::routes())
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            faults::outage,
+        ))
         .layer(middleware::from_fn_with_state(shared.clone(), log_calls))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
