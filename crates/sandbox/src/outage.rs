@@ -139,3 +139,26 @@ mod tests {
         assert_eq!(outages.hit(t0, op("x")), None);
     }
 }
+
+#[cfg(test)]
+mod wire_tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A reset answers nothing at all: not even a status line reaches the client.
+    #[tokio::test]
+    async fn a_reset_closes_the_connection_without_an_answer() -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { super::reset() }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut socket = tokio::net::TcpStream::connect(addr).await?;
+        socket
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        // A reset may surface as an error or as an end of stream; either way, no bytes.
+        let _ = socket.read_to_end(&mut answer).await;
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+        Ok(())
+    }
+}
