@@ -1,19 +1,28 @@
-//! Faults from outside (issue 21): marketplace outages and connection resets. marketlink keeps
-//! the usage it could not deliver, shows the backlog, and bills it exactly once when the
-//! marketplace is back.
+//! Faults from outside (issue 21): marketplace outages, connection resets, and the key and
+//! certificate endpoints that notifications are checked with being down. marketlink keeps the
+//! usage it could not deliver, shows the backlog, bills it exactly once when the marketplace is
+//! back, and answers notifications it cannot check with a 5xx so that they come again.
 
 use std::time::Duration;
 
-use marketlink_core::{Clock, Marketplace, Subscription, SystemClock};
-use marketlink_e2e::{Stack, browser_trusting, eventually, start};
+use marketlink_core::{Clock, Marketplace, Subscription, SubscriptionStatus, SystemClock};
+use marketlink_e2e::{
+    Stack, aws_buyer_signs_up, browser, browser_trusting, eventually, start, start_with,
+};
 use marketlink_engine::metering::hour_floor;
-use marketlink_sandbox::{aws::Purchase, outage::OutageKind};
+use marketlink_sandbox::{
+    aws::{HttpDeliveryAttempt, OfferKind, Purchase, SubscriptionAction},
+    azure::MarketplaceAction,
+    outage::OutageKind,
+};
 use marketlink_store::UsageHourState;
 use reqwest::StatusCode;
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::metering::{KEY, post, subscribed, ts};
+
+const CLASSIC: &str = "mlsandboxclassic0000000001";
 
 /// The Microsoft metering paths marketlink may call (single event and batch).
 const AZURE_USAGE: [&str; 2] = ["/api/usageEvent", "/api/batchUsageEvent"];
@@ -166,4 +175,141 @@ async fn connection_resets_during_a_timed_outage_are_retried_to_completion() {
     })
     .await;
     billed_once_after_recovery(&stack, &aws, &azure, hour).await;
+}
+
+#[tokio::test]
+async fn webhooks_while_the_jwks_is_down_are_answered_5xx_then_applied() {
+    let stack = start_with(
+        |_| {},
+        |azure| {
+            azure.webhook_retry_delays_ms = vec![500];
+        },
+    )
+    .await;
+    let client = browser_trusting(&stack.azure.ca_pem);
+    let id = crate::azure::active_subscription(&stack, &client, "pro", Some(3)).await;
+    // Entra's key set cannot be downloaded: no webhook token can be checked.
+    stack
+        .azure
+        .start_outage("/discovery/v2.0/keys", OutageKind::Unavailable, None);
+    stack
+        .azure
+        .marketplace_action(id.parse().unwrap(), MarketplaceAction::Suspend)
+        .await
+        .unwrap();
+    eventually("Microsoft retries the refused webhook", || async {
+        let attempts = stack.azure.webhook_attempts().await;
+        attempts.len() >= 2 && stack.azure.outage_refusals() >= 2
+    })
+    .await;
+    let attempts = stack.azure.webhook_attempts().await;
+    assert!(
+        attempts.iter().all(|a| a.status == Some(503)),
+        "answered 5xx, never 2xx unchecked: {attempts:?}"
+    );
+    let sub = stack
+        .store
+        .find_subscription(&Marketplace::AZURE, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sub.status,
+        SubscriptionStatus::Active,
+        "nothing applied yet"
+    );
+
+    stack.azure.end_outages();
+    eventually("the retried webhook is accepted and applied", || async {
+        stack
+            .store
+            .find_subscription(&Marketplace::AZURE, &id)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.status == SubscriptionStatus::Suspended)
+    })
+    .await;
+    let attempts = stack.azure.webhook_attempts().await;
+    assert_eq!(attempts.last().and_then(|a| a.status), Some(200));
+}
+
+#[tokio::test]
+async fn sns_while_its_certificate_endpoint_is_down_is_answered_5xx_then_applied() {
+    let mut stack = start(|aws| aws.sns_http_retry_delays_ms = vec![500; 40]).await;
+    let purchase = aws_buyer_signs_up(
+        &stack,
+        &browser(),
+        OfferKind::Subscription,
+        "444455556666",
+        "buyer@example.com",
+    )
+    .await;
+    // Another buyer's notification confirms the HTTP subscription first (SNS sends the
+    // SubscriptionConfirmation before the first notification), so what follows is ours.
+    let other = stack
+        .aws
+        .purchase(CLASSIC, OfferKind::Subscription, "555566667777")
+        .unwrap();
+    stack
+        .aws
+        .send_subscription_event(&other.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    eventually("the HTTP subscription is confirmed and used", || async {
+        notifications(&stack).iter().any(|a| a.status == Some(200))
+    })
+    .await;
+    let before = notifications(&stack).len();
+    // A new process has no certificate cached: it must download it for the next message.
+    stack.restart().await;
+    let ours = || notifications(&stack).split_off(before);
+    stack
+        .aws
+        .start_outage("SigningCert", OutageKind::Unavailable, None);
+    stack
+        .aws
+        .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    let external_id = crate::metering::external(&purchase).external_id;
+    let status = || async {
+        stack
+            .store
+            .find_subscription(&Marketplace::AWS, &external_id)
+            .await
+            .unwrap()
+            .map(|s| s.status)
+    };
+    eventually("SNS retries the refused notification", || async {
+        ours().len() >= 2
+    })
+    .await;
+    let refused = ours();
+    assert!(
+        refused.iter().all(|a| a.status == Some(503)),
+        "answered 5xx, never 2xx unverified: {refused:?}"
+    );
+    assert!(stack.aws.outage_refusals() >= 2);
+    assert_eq!(status().await, Some(SubscriptionStatus::Pending));
+
+    stack.aws.end_outages();
+    eventually(
+        "the retried notification is accepted and applied",
+        || async { status().await == Some(SubscriptionStatus::Active) },
+    )
+    .await;
+    eventually("SNS sees it delivered", || async {
+        ours().last().is_some_and(|a| a.status == Some(200))
+    })
+    .await;
+}
+
+/// SNS's HTTP attempts to deliver notifications (not the subscription confirmation).
+fn notifications(stack: &Stack) -> Vec<HttpDeliveryAttempt> {
+    stack
+        .aws
+        .http_deliveries()
+        .into_iter()
+        .filter(|a| a.message_type == "Notification")
+        .collect()
 }
