@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use marketlink_core::{Clock, Marketplace, Subscription, SubscriptionStatus, SystemClock};
 use marketlink_e2e::{
-    Stack, aws_buyer_signs_up, browser, browser_trusting, eventually, start, start_with,
+    Stack, aws_buyer_signs_up, browser, browser_trusting, eventually, start, start_full, start_with,
 };
 use marketlink_engine::metering::hour_floor;
 use marketlink_sandbox::{
-    aws::{HttpDeliveryAttempt, OfferKind, Purchase, SubscriptionAction},
-    azure::MarketplaceAction,
+    aws::{
+        HttpDeliveryAttempt, InjectedError as AwsInjected, OfferKind, Purchase, SubscriptionAction,
+    },
+    azure::{InjectedError as AzureInjected, MarketplaceAction},
     outage::OutageKind,
 };
 use marketlink_store::UsageHourState;
@@ -312,4 +314,56 @@ fn notifications(stack: &Stack) -> Vec<HttpDeliveryAttempt> {
         .into_iter()
         .filter(|a| a.message_type == "Notification")
         .collect()
+}
+
+#[tokio::test]
+async fn answers_later_than_our_timeouts_are_retried_and_billed_once() {
+    let stack = start_full(
+        |_| {},
+        |_| {},
+        |config| {
+            if let Some(aws) = config.aws.as_mut() {
+                aws.api_timeout_secs = 1;
+            }
+            if let Some(azure) = config.azure.as_mut() {
+                azure.http_timeout_secs = 1;
+            }
+        },
+    )
+    .await;
+    let (aws, azure) = one_of_each(&stack).await;
+    // Each marketplace records the usage at once and answers after our timeout: marketlink
+    // cannot know it was taken, so it sends it again.
+    stack
+        .aws
+        .inject_errors("BatchMeterUsage", AwsInjected::LateAnswer(2_500), 1);
+    for path in AZURE_USAGE {
+        // Injections match the path under the API base (`/api`).
+        let under_api = path.trim_start_matches("/api");
+        stack
+            .azure
+            .inject_errors(under_api, AzureInjected::LateAnswer(2_500), 1);
+    }
+    let hour = hour_floor(SystemClock.now()) - time::Duration::hours(2);
+    report(&stack, &aws.1, hour, 5).await;
+    report(&stack, &azure, hour, 7).await;
+    billed_once_after_recovery(&stack, &aws, &azure, hour).await;
+    let aws_calls = stack
+        .aws
+        .call_log()
+        .iter()
+        .filter(|c| c.operation == "BatchMeterUsage")
+        .count();
+    assert!(aws_calls >= 2, "the late call was sent again ({aws_calls})");
+    let azure_calls = stack
+        .azure
+        .call_log()
+        .await
+        .iter()
+        .filter(|c| AZURE_USAGE.contains(&c.path.split('?').next().unwrap_or_default()))
+        .count();
+    assert!(
+        azure_calls >= 2,
+        "the late call was sent again ({azure_calls})"
+    );
 }

@@ -121,16 +121,26 @@ impl AwsSandbox {
             body,
             self.now(),
         )?;
-        if let Some(injected) = self.take_injected(operation) {
-            return Err(service.injected_error(injected));
-        }
+        let late = match self.take_injected(operation) {
+            Some(InjectedError::LateAnswer(ms)) => Some(std::time::Duration::from_millis(ms)),
+            Some(injected) => return Err(service.injected_error(injected)),
+            None => None,
+        };
         let input = wire::parse_body(protocol, body)?;
-        match service {
+        let result = match service {
             Service::Metering => self.metering(operation, &input),
             Service::Entitlement => self.entitlement(operation, &input),
             Service::Agreement => self.agreement_op(operation, &input),
             Service::Sqs => self.sqs(operation, &input).await,
+        };
+        if let Some(late) = late {
+            // Logged now: a client that stops waiting drops this future, and the call log
+            // must still show that the call took effect.
+            let summary = format!("carried out; answer held back {} ms", late.as_millis());
+            self.log_call(service.name(), operation, 0, summary);
+            tokio::time::sleep(late).await;
         }
+        result
     }
 }
 
