@@ -176,6 +176,18 @@ async fn connection_resets_during_a_timed_outage_are_retried_to_completion() {
         stack.aws.outage_refusals() >= 1 && stack.azure.outage_refusals() >= 1
     })
     .await;
+    // Both logs say no answer was given (status 0), not a status the client never saw.
+    assert!(
+        stack
+            .aws
+            .call_log()
+            .iter()
+            .any(|c| c.operation == "BatchMeterUsage" && c.status == 0)
+    );
+    assert!(
+        stack.azure.call_log().await.iter().any(|c| c.status == 0
+            && AZURE_USAGE.contains(&c.path.split('?').next().unwrap_or_default()))
+    );
     billed_once_after_recovery(&stack, &aws, &azure, hour).await;
 }
 

@@ -105,8 +105,14 @@ pub fn reset() -> Response {
             "sandbox outage: connection reset",
         ))
     });
-    Response::new(Body::from_stream(failing))
+    let mut response = Response::new(Body::from_stream(failing));
+    response.extensions_mut().insert(WasReset);
+    response
 }
+
+/// Marks a [`reset`] response, so a call log records "no answer" (status 0), not its 200.
+#[derive(Debug, Clone, Copy)]
+pub struct WasReset;
 
 #[cfg(test)]
 mod tests {
