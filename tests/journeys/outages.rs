@@ -20,7 +20,7 @@ use marketlink_sandbox::{
 use marketlink_store::UsageHourState;
 use reqwest::StatusCode;
 use serde_json::json;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use crate::metering::{KEY, post, subscribed, ts};
 
@@ -377,5 +377,57 @@ async fn answers_later_than_our_timeouts_are_retried_and_billed_once() {
     assert!(
         azure_calls >= 2,
         "the late call was sent again ({azure_calls})"
+    );
+}
+
+#[tokio::test]
+async fn throttling_and_5xx_are_retried_after_the_time_asked_and_billed_once() {
+    let stack = start(|_| {}).await;
+    let (aws, azure) = one_of_each(&stack).await;
+    // AWS: throttled, then failing, for whole flushes (each exhausts the call's own retries).
+    stack
+        .aws
+        .inject_errors("BatchMeterUsage", AwsInjected::Throttling, 3);
+    stack
+        .aws
+        .inject_errors("BatchMeterUsage", AwsInjected::Internal, 3);
+    // Microsoft: a 429 asking for 6 s, longer than our first backoff (2.5-5 s), then a 500.
+    for path in AZURE_USAGE {
+        let under_api = path.trim_start_matches("/api");
+        stack
+            .azure
+            .inject_errors(under_api, AzureInjected::Throttled(6), 1);
+        stack
+            .azure
+            .inject_errors(under_api, AzureInjected::Internal, 1);
+    }
+    let hour = hour_floor(SystemClock.now()) - time::Duration::hours(2);
+    report(&stack, &aws.1, hour, 5).await;
+    report(&stack, &azure, hour, 7).await;
+    billed_once_after_recovery(&stack, &aws, &azure, hour).await;
+
+    let failures = stack
+        .aws
+        .call_log()
+        .iter()
+        .filter(|c| c.operation == "BatchMeterUsage" && c.status != 200)
+        .count();
+    assert_eq!(failures, 6, "every injected failure was met and retried");
+    let calls: Vec<(u16, OffsetDateTime)> = stack
+        .azure
+        .call_log()
+        .await
+        .iter()
+        .filter(|c| AZURE_USAGE.contains(&c.path.split('?').next().unwrap_or_default()))
+        .map(|c| (c.status, OffsetDateTime::parse(&c.at, &Rfc3339).unwrap()))
+        .collect();
+    assert_eq!(
+        calls.iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![429, 500, 200],
+        "{calls:?}"
+    );
+    assert!(
+        calls[1].1 - calls[0].1 >= time::Duration::seconds(6),
+        "Retry-After is honoured: {calls:?}"
     );
 }
