@@ -8,8 +8,9 @@
 //! Service API Reference, "Common Errors"). Microsoft's marketplace OpenAPI files list no 503;
 //! a 503 from a service that is down is plain HTTP (RFC 9110 §15.6.4) and what Azure's front
 //! doors answer during incidents [DERIVED]. Connection resets: the SDKs class them as transient
-//! (AWS SDK "Retry behavior": "transient errors ... socket timeouts, connection resets"; Azure
-//! SDK retry guidance: retry on network errors).
+//! (AWS SDK "Retry behavior": transient errors include socket timeouts and connection
+//! resets; Azure SDK design guidelines, "Retry policy": connection errors are retried along
+//! with 408, 429, 500, 502, 503 and 504).
 
 use std::sync::{Mutex, MutexGuard};
 
