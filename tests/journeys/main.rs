@@ -18,6 +18,7 @@ mod email_verification;
 mod headers;
 mod metering;
 mod ops;
+mod outages;
 mod people;
 mod rate_limits;
 mod reconcile;

@@ -8,3 +8,4 @@
 pub mod aws;
 pub mod azure;
 mod certificate;
+pub mod outage;

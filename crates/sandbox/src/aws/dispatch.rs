@@ -12,6 +12,8 @@ use axum::{
 };
 use serde_json::Value;
 
+use crate::outage::{self, OutageKind};
+
 use super::{
     AwsSandbox, sigv4, sns,
     state::InjectedError,
@@ -47,6 +49,27 @@ impl AwsSandbox {
         body: &[u8],
     ) -> Response {
         let request_id = uuid::Uuid::new_v4().to_string();
+        match self.outages.hit(self.now(), |op| op == operation) {
+            Some(OutageKind::Reset) => {
+                self.log_call(
+                    service.name(),
+                    operation,
+                    0,
+                    "outage: connection reset".into(),
+                );
+                return outage::reset();
+            }
+            Some(OutageKind::Unavailable) => {
+                let e = AwsError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The request has failed due to a temporary failure of the server.",
+                );
+                self.log_call(service.name(), operation, 503, "outage".into());
+                return wire::error_response(protocol, &request_id, &e);
+            }
+            None => {}
+        }
         let result = self
             .handle_inner(protocol, service, operation, method, uri, headers, body)
             .await;
@@ -98,16 +121,26 @@ impl AwsSandbox {
             body,
             self.now(),
         )?;
-        if let Some(injected) = self.take_injected(operation) {
-            return Err(service.injected_error(injected));
-        }
+        let late = match self.take_injected(operation) {
+            Some(InjectedError::LateAnswer(ms)) => Some(std::time::Duration::from_millis(ms)),
+            Some(injected) => return Err(service.injected_error(injected)),
+            None => None,
+        };
         let input = wire::parse_body(protocol, body)?;
-        match service {
+        let result = match service {
             Service::Metering => self.metering(operation, &input),
             Service::Entitlement => self.entitlement(operation, &input),
             Service::Agreement => self.agreement_op(operation, &input),
             Service::Sqs => self.sqs(operation, &input).await,
+        };
+        if let Some(late) = late {
+            // Logged now: a client that stops waiting drops this future, and the call log
+            // must still show that the call took effect.
+            let summary = format!("carried out; answer held back {} ms", late.as_millis());
+            self.log_call(service.name(), operation, 0, summary);
+            tokio::time::sleep(late).await;
         }
+        result
     }
 }
 
@@ -236,7 +269,14 @@ pub(super) async fn post_cbor(
     .await
 }
 
-pub(super) async fn get_cert() -> Response {
+pub(super) async fn get_cert(State(sb): State<Arc<AwsSandbox>>) -> Response {
+    match sb.outages.hit(sb.now(), |op| op == "SigningCert") {
+        Some(OutageKind::Reset) => return outage::reset(),
+        Some(OutageKind::Unavailable) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
+        }
+        None => {}
+    }
     match sns::signer() {
         Ok(s) => (
             [(

@@ -83,6 +83,8 @@ pub struct AwsSandbox {
     config: AwsSandboxConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<SandboxState>,
+    /// Outages tests switched on (`start_outage`).
+    outages: crate::outage::Outages,
     /// Itself, for work that outlives a call (SNS retries, chaos-delayed HTTP deliveries).
     me: Weak<AwsSandbox>,
 }
@@ -121,6 +123,7 @@ impl AwsSandbox {
             config,
             clock,
             state: Mutex::new(state),
+            outages: crate::outage::Outages::default(),
             me: me.clone(),
         }))
     }
@@ -206,6 +209,30 @@ impl AwsSandbox {
         self.lock()
             .injected
             .push((operation.to_owned(), error, times));
+    }
+
+    /// Starts an outage: every call of `operation` (e.g. `"BatchMeterUsage"`; `"*"`: every API
+    /// call, SQS included; `"SigningCert"`: the SNS signing certificate) answers 503
+    /// `ServiceUnavailable` or has its connection closed (`kind`), for `duration` of the
+    /// sandbox clock or until [`Self::end_outages`].
+    pub fn start_outage(
+        &self,
+        operation: &str,
+        kind: crate::outage::OutageKind,
+        duration: Option<std::time::Duration>,
+    ) {
+        let duration = duration.and_then(|d| time::Duration::try_from(d).ok());
+        self.outages.start(operation, kind, duration, self.now());
+    }
+
+    /// Ends every outage.
+    pub fn end_outages(&self) {
+        self.outages.end();
+    }
+
+    /// Calls turned away by outages so far.
+    pub fn outage_refusals(&self) -> u64 {
+        self.outages.refused()
     }
 
     /// URL of a queue of this sandbox (`<public_base_url>/<seller account>/<name>`).

@@ -200,6 +200,10 @@ pub enum InjectedError {
     Internal,
     /// `DisabledApiException` (metering only).
     DisabledApi,
+    /// Not an error: the call is carried out at once and answered this many milliseconds
+    /// later, past a client's timeout (AWS SDK "Retry behavior": timeouts are transient and
+    /// retried, so the operation may have taken effect before the retry).
+    LateAnswer(u64),
 }
 
 /// SNS lifecycle messages on the subscription topic.

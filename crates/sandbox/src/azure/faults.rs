@@ -9,14 +9,19 @@
 use std::time::Duration;
 
 use axum::{
-    extract::{Request, State},
+    extract::{OriginalUri, Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use serde_json::json;
 
-use super::{errors::ApiError, http::AppState};
+use super::{
+    errors::ApiError,
+    http::AppState,
+    state::{CallLogEntry, rfc3339},
+};
+use crate::outage::OutageKind;
 
 /// An error the sandbox answers on demand, see [`crate::azure::AzureSandboxHandle::inject_errors`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +30,12 @@ pub enum InjectedError {
     Internal,
     /// 429 with `Retry-After: {0}` (seconds): not a documented Microsoft answer.
     Throttled(u64),
-    /// The real answer, after this many milliseconds (for client timeouts).
+    /// The real answer, after this many milliseconds (for client timeouts): a client that
+    /// gives up first never reaches the API, as when a request is stuck before the service.
     Slow(u64),
+    /// The call is carried out at once, its answer sent this many milliseconds later: a client
+    /// that gives up first does not know it took effect (a retry must not apply it twice).
+    LateAnswer(u64),
 }
 
 /// Pending injections: (path suffix or `*`, error, calls left).
@@ -63,6 +72,27 @@ pub async fn inject(State(shared): State<AppState>, request: Request, next: Next
             shared.sleep(Duration::from_millis(ms)).await;
             next.run(request).await
         }
+        Some(InjectedError::LateAnswer(ms)) => {
+            let method = request.method().to_string();
+            // The full path, as the outer call log records it (this layer sits under `/api`).
+            let logged = request
+                .extensions()
+                .get::<OriginalUri>()
+                .map_or_else(|| path.clone(), |uri| uri.path().to_owned());
+            let response = next.run(request).await;
+            // Logged now: a client that stops waiting drops this future (and the log entry
+            // the outer layer would write), yet the call took effect.
+            let at = rfc3339(shared.now());
+            shared.lock().log_call(CallLogEntry {
+                at,
+                method,
+                path: logged,
+                status: response.status().as_u16(),
+                app_id: None,
+            });
+            shared.sleep(Duration::from_millis(ms)).await;
+            response
+        }
         Some(InjectedError::Internal) if metering => ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             body: json!({"code": "InternalServerError", "message": "An internal server error occurred."}),
@@ -85,6 +115,29 @@ pub async fn inject(State(shared): State<AppState>, request: Request, next: Next
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
             response
+        }
+    }
+}
+
+/// Middleware on every route: an outage in force (see `crate::outage`) answers for the service.
+pub async fn outage(State(shared): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    match shared.outages.hit(shared.now(), |suffix| path.ends_with(suffix)) {
+        None => next.run(request).await,
+        Some(OutageKind::Reset) => crate::outage::reset(),
+        Some(OutageKind::Unavailable) if path.starts_with("/api/saas/") => ApiError::fulfillment(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "The service is temporarily unavailable.",
+        )
+        .into_response(),
+        Some(OutageKind::Unavailable) if path.starts_with("/api/") => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: json!({"code": "ServiceUnavailable", "message": "The service is temporarily unavailable."}),
+        }
+        .into_response(),
+        Some(OutageKind::Unavailable) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
         }
     }
 }

@@ -125,6 +125,8 @@ pub(crate) struct Shared {
     pub ca_pem: String,
     /// Errors tests asked for (`AzureSandboxHandle::inject_errors`).
     pub faults: Mutex<faults::Faults>,
+    /// Outages tests switched on (`AzureSandboxHandle::start_outage`).
+    pub outages: crate::outage::Outages,
     /// `jti`s of certificate client assertions already presented (single use).
     pub used_assertions: Mutex<std::collections::HashSet<String>>,
 }
@@ -200,6 +202,7 @@ impl AzureSandbox {
             shutdown: shutdown_rx,
             ca_pem: tls.ca_pem.clone(),
             faults: Mutex::new(Vec::new()),
+            outages: crate::outage::Outages::default(),
             used_assertions: Mutex::new(Default::default()),
         });
         let app = routes::router(shared.clone());
@@ -392,6 +395,32 @@ impl AzureSandboxHandle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push((path_suffix.to_owned(), error, times));
+    }
+
+    /// Starts an outage: every call whose path ends with `path_suffix` (`"/api/usageEvent"`,
+    /// `"/discovery/v2.0/keys"` for the JWKS, `"*"`: every call) answers 503 or has its
+    /// connection closed (`kind`), for `duration` of the sandbox clock or until
+    /// [`Self::end_outages`]. Unlike `inject_errors` it covers Entra's endpoints too.
+    pub fn start_outage(
+        &self,
+        path_suffix: &str,
+        kind: crate::outage::OutageKind,
+        duration: Option<std::time::Duration>,
+    ) {
+        let duration = duration.and_then(|d| time::Duration::try_from(d).ok());
+        self.shared
+            .outages
+            .start(path_suffix, kind, duration, self.shared.now());
+    }
+
+    /// Ends every outage.
+    pub fn end_outages(&self) {
+        self.shared.outages.end();
+    }
+
+    /// Calls turned away by outages so far.
+    pub fn outage_refusals(&self) -> u64 {
+        self.shared.outages.refused()
     }
 
     /// A signed webhook bearer token as the sandbox would send it now.

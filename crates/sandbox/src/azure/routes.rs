@@ -39,6 +39,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .nest("/api", api)
         .merge(entra::routes())
         .merge(pages::routes())
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            faults::outage,
+        ))
         .layer(middleware::from_fn_with_state(shared.clone(), log_calls))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
@@ -58,12 +62,17 @@ async fn log_calls(State(shared): State<AppState>, request: Request, next: Next)
     };
     let response = next.run(request).await;
     let at = rfc3339(shared.now());
-    tracing::debug!(%method, %path, status = response.status().as_u16(), "azure sandbox call");
+    // A reset answers nothing: 0, as the AWS sandbox logs it.
+    let status = match response.extensions().get::<crate::outage::WasReset>() {
+        Some(_) => 0,
+        None => response.status().as_u16(),
+    };
+    tracing::debug!(%method, %path, status, "azure sandbox call");
     shared.lock().log_call(CallLogEntry {
         at,
         method,
         path,
-        status: response.status().as_u16(),
+        status,
         app_id,
     });
     response
