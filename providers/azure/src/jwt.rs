@@ -235,17 +235,7 @@ pub(crate) async fn verify(
     clock: &dyn Clock,
     expect: &Expectations<'_>,
 ) -> Result<serde_json::Map<String, Value>, JwtError> {
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|e| JwtError::Invalid(format!("the token is not a JWT: {e}")))?;
-    if header.alg != Algorithm::RS256 {
-        return Err(JwtError::Invalid(format!(
-            "the token algorithm {:?} is not RS256",
-            header.alg
-        )));
-    }
-    let kid = header
-        .kid
-        .ok_or_else(|| JwtError::Invalid("the token header has no kid".into()))?;
+    let kid = signing_key_id(token)?;
     let key = jwks.key(&kid).await?;
     let mut validation = Validation::new(Algorithm::RS256);
     // Lifetime is checked below against our clock; audience too, to word the error.
@@ -256,7 +246,31 @@ pub(crate) async fn verify(
     let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
         .map_err(|e| JwtError::Invalid(format!("the token signature does not verify: {e}")))?;
     let claims = data.claims;
-    let now = clock.now().unix_timestamp();
+    check_lifetime_and_audience(&claims, clock.now().unix_timestamp(), expect)?;
+    Ok(claims)
+}
+
+/// The `kid` of an RS256 token's header: the key its signature must verify with.
+pub(crate) fn signing_key_id(token: &str) -> Result<String, JwtError> {
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| JwtError::Invalid(format!("the token is not a JWT: {e}")))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(JwtError::Invalid(format!(
+            "the token algorithm {:?} is not RS256",
+            header.alg
+        )));
+    }
+    header
+        .kid
+        .ok_or_else(|| JwtError::Invalid("the token header has no kid".into()))
+}
+
+/// `exp` and `nbf` against `now` (Unix seconds) with the leeway, and `aud` against ours.
+pub(crate) fn check_lifetime_and_audience(
+    claims: &serde_json::Map<String, Value>,
+    now: i64,
+    expect: &Expectations<'_>,
+) -> Result<(), JwtError> {
     let leeway = i64::try_from(expect.leeway.as_secs()).unwrap_or(0);
     let exp = claims
         .get("exp")
@@ -286,7 +300,7 @@ pub(crate) async fn verify(
             "the token audience {audiences:?} is not ours"
         )));
     }
-    Ok(claims)
+    Ok(())
 }
 
 /// A string claim.
