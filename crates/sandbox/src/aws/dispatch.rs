@@ -101,6 +101,11 @@ impl AwsSandbox {
         if let Some(injected) = self.take_injected(operation) {
             return Err(service.injected_error(injected));
         }
+        let target = match protocol {
+            wire::Protocol::RpcV2Cbor => "sandbox_cbor",
+            _ => "sandbox_aws_json",
+        };
+        crate::fuzz_seed(target, body);
         let input = wire::parse_body(protocol, body)?;
         match service {
             Service::Metering => self.metering(operation, &input),

@@ -206,7 +206,12 @@ async fn send_once(shared: &Shared, operation: Uuid, attempt: u32, body: &Value)
         Some("Renew") => "Renew",
         _ => "Unsubscribe",
     };
-    let (status, error) = match webhook_token(shared) {
+    let token = webhook_token(shared);
+    if let Ok(token) = &token {
+        crate::fuzz_seed("azure_webhook", body.to_string().as_bytes());
+        crate::fuzz_seed("azure_jwt", format!("Bearer {token}").as_bytes());
+    }
+    let (status, error) = match token {
         Err(e) => (None, Some(format!("minting the token: {e}"))),
         Ok(token) => match shared
             .http
