@@ -62,6 +62,7 @@ pub(crate) fn ts(t: OffsetDateTime) -> String {
 }
 
 pub(crate) async fn post(stack: &Stack, key: Option<&str>, body: String) -> (StatusCode, Value) {
+    marketlink_sandbox::fuzz_seed("usage_api", body.as_bytes());
     let mut request = reqwest::Client::new()
         .post(format!("{}/api/v1/usage", stack.app_url))
         .header("content-type", "application/json")

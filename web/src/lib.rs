@@ -9,6 +9,8 @@ pub mod api_auth;
 mod buyer;
 mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod health;
 mod inbound;

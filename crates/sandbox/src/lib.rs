@@ -8,4 +8,7 @@
 pub mod aws;
 pub mod azure;
 mod certificate;
+mod fuzz_seed;
+
+pub use fuzz_seed::{CORPUS_ENV as FUZZ_CORPUS_ENV, fuzz_seed};
 pub mod outage;

@@ -42,6 +42,8 @@ mod diagnose;
 mod entitlement;
 mod errors;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 mod metering;
 mod provider;

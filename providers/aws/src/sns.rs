@@ -163,7 +163,8 @@ impl SnsVerifier {
         Ok(parsed)
     }
 
-    async fn public_key(&self, cert_url: &str) -> Result<RsaPublicKey, ProviderError> {
+    /// Checks a SigningCertURL: an allowed host, a `.pem` path, no query or fragment.
+    pub fn check_cert_url(&self, cert_url: &str) -> Result<url::Url, ProviderError> {
         let url = self.check_url(cert_url, "SigningCertURL")?;
         if !url.path().ends_with(".pem") {
             return Err(unauthenticated(format!(
@@ -175,6 +176,11 @@ impl SnsVerifier {
                 "SigningCertURL {cert_url} carries a query or fragment"
             )));
         }
+        Ok(url)
+    }
+
+    async fn public_key(&self, cert_url: &str) -> Result<RsaPublicKey, ProviderError> {
+        let url = self.check_cert_url(cert_url)?;
         self.keys
             .try_get_with(url.to_string(), self.fetch_key(url))
             .await
@@ -239,25 +245,13 @@ impl SnsVerifier {
 
     /// Verifies the envelope's signature with the certificate at its SigningCertURL.
     pub async fn verify(&self, envelope: &Map<String, Value>) -> Result<(), ProviderError> {
-        let data = string_to_sign(envelope)?;
-        let field = |k: &str| {
-            envelope
-                .get(k)
-                .and_then(Value::as_str)
-                .ok_or_else(|| unauthenticated(format!("SNS message without {k}")))
-        };
-        let version = field("SignatureVersion")?;
-        if self.require_v2 && version != "2" {
-            return Err(unauthenticated(format!(
-                "SNS SignatureVersion {version:?} refused: this topic must sign with version 2 (SHA256)"
-            )));
-        }
-        let signature = B64
-            .decode(field("Signature")?)
-            .map_err(|_| unauthenticated("SNS Signature is not base64"))?;
-        let signature = rsa::pkcs1v15::Signature::try_from(signature.as_slice())
-            .map_err(|_| unauthenticated("SNS Signature is malformed"))?;
-        let key = self.public_key(field("SigningCertURL")?).await?;
+        let SignedParts {
+            data,
+            version,
+            signature,
+            cert_url,
+        } = self.signed_parts(envelope)?;
+        let key = self.public_key(cert_url).await?;
         let ok = match version {
             "1" => VerifyingKey::<sha1::Sha1>::new(key)
                 .verify(data.as_bytes(), &signature)
@@ -279,6 +273,46 @@ impl SnsVerifier {
             ))
         }
     }
+
+    /// What [`Self::verify`] reads from the envelope before it fetches the certificate.
+    pub fn signed_parts<'a>(
+        &self,
+        envelope: &'a Map<String, Value>,
+    ) -> Result<SignedParts<'a>, ProviderError> {
+        let data = string_to_sign(envelope)?;
+        let field = |k: &str| {
+            envelope
+                .get(k)
+                .and_then(Value::as_str)
+                .ok_or_else(|| unauthenticated(format!("SNS message without {k}")))
+        };
+        let version = field("SignatureVersion")?;
+        if self.require_v2 && version != "2" {
+            return Err(unauthenticated(format!(
+                "SNS SignatureVersion {version:?} refused: this topic must sign with version 2 (SHA256)"
+            )));
+        }
+        let signature = B64
+            .decode(field("Signature")?)
+            .map_err(|_| unauthenticated("SNS Signature is not base64"))?;
+        let signature = rsa::pkcs1v15::Signature::try_from(signature.as_slice())
+            .map_err(|_| unauthenticated("SNS Signature is malformed"))?;
+        Ok(SignedParts {
+            data,
+            version,
+            signature,
+            cert_url: field("SigningCertURL")?,
+        })
+    }
+}
+
+/// The signed string, signature version, signature and certificate URL of an envelope.
+#[derive(Debug)]
+pub struct SignedParts<'a> {
+    pub data: String,
+    pub version: &'a str,
+    pub signature: rsa::pkcs1v15::Signature,
+    pub cert_url: &'a str,
 }
 
 /// A shared download failure, for each message that waited on it.

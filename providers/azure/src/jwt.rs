@@ -235,17 +235,7 @@ pub(crate) async fn verify(
     clock: &dyn Clock,
     expect: &Expectations<'_>,
 ) -> Result<serde_json::Map<String, Value>, JwtError> {
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|e| JwtError::Invalid(format!("the token is not a JWT: {e}")))?;
-    if header.alg != Algorithm::RS256 {
-        return Err(JwtError::Invalid(format!(
-            "the token algorithm {:?} is not RS256",
-            header.alg
-        )));
-    }
-    let kid = header
-        .kid
-        .ok_or_else(|| JwtError::Invalid("the token header has no kid".into()))?;
+    let kid = signing_key_id(token)?;
     let key = jwks.key(&kid).await?;
     let mut validation = Validation::new(Algorithm::RS256);
     // Lifetime is checked below against our clock; audience too, to word the error.
@@ -256,11 +246,39 @@ pub(crate) async fn verify(
     let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
         .map_err(|e| JwtError::Invalid(format!("the token signature does not verify: {e}")))?;
     let claims = data.claims;
-    let now = clock.now().unix_timestamp();
-    let leeway = i64::try_from(expect.leeway.as_secs()).unwrap_or(0);
+    check_lifetime_and_audience(&claims, clock.now().unix_timestamp(), expect)?;
+    Ok(claims)
+}
+
+/// The `kid` of an RS256 token's header: the key its signature must verify with.
+pub(crate) fn signing_key_id(token: &str) -> Result<String, JwtError> {
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| JwtError::Invalid(format!("the token is not a JWT: {e}")))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(JwtError::Invalid(format!(
+            "the token algorithm {:?} is not RS256",
+            header.alg
+        )));
+    }
+    header
+        .kid
+        .ok_or_else(|| JwtError::Invalid("the token header has no kid".into()))
+}
+
+/// `exp` and `nbf` against `now` (Unix seconds) with the leeway, and `aud` against ours.
+pub(crate) fn check_lifetime_and_audience(
+    claims: &serde_json::Map<String, Value>,
+    now: i64,
+    expect: &Expectations<'_>,
+) -> Result<(), JwtError> {
+    // In i128: `exp` and `nbf` are whatever the token says, i64::MIN and i64::MAX included,
+    // and i64 sums with them overflow (found by the `azure_jwt` fuzz target).
+    let now = i128::from(now);
+    let leeway = i128::from(expect.leeway.as_secs());
     let exp = claims
         .get("exp")
         .and_then(Value::as_i64)
+        .map(i128::from)
         .ok_or_else(|| JwtError::Invalid("the token has no exp claim".into()))?;
     if now > exp + leeway {
         return Err(JwtError::Invalid(format!(
@@ -268,7 +286,7 @@ pub(crate) async fn verify(
             now - exp
         )));
     }
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64)
+    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64).map(i128::from)
         && nbf > now + leeway
     {
         return Err(JwtError::Invalid(format!(
@@ -286,10 +304,47 @@ pub(crate) async fn verify(
             "the token audience {audiences:?} is not ours"
         )));
     }
-    Ok(claims)
+    Ok(())
 }
 
 /// A string claim.
 pub(crate) fn claim<'a>(claims: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a str> {
     claims.get(name).and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(claims: Value) -> Result<(), JwtError> {
+        let Value::Object(claims) = claims else {
+            panic!("claims must be an object")
+        };
+        let expect = Expectations {
+            audiences: &["us"],
+            leeway: Duration::from_secs(60),
+        };
+        check_lifetime_and_audience(&claims, 1_800_000_000, &expect)
+    }
+
+    /// Extreme `exp`/`nbf` values are judged, not overflowed (found by the `azure_jwt` target).
+    #[test]
+    fn extreme_lifetimes_do_not_overflow() {
+        assert!(check(json!({"exp": i64::MAX, "aud": "us"})).is_ok());
+        let expired = check(json!({"exp": i64::MIN, "aud": "us"}));
+        assert!(matches!(expired, Err(JwtError::Invalid(m)) if m.contains("expired")));
+        assert!(check(json!({"exp": i64::MAX, "nbf": i64::MIN, "aud": "us"})).is_ok());
+        let early = check(json!({"exp": i64::MAX, "nbf": i64::MAX, "aud": "us"}));
+        assert!(matches!(early, Err(JwtError::Invalid(m)) if m.contains("not valid for another")));
+    }
+
+    #[test]
+    fn lifetime_and_audience() {
+        assert!(check(json!({"exp": 1_800_000_000 - 59, "aud": ["x", "us"]})).is_ok());
+        assert!(check(json!({"exp": 1_800_000_000 - 61, "aud": "us"})).is_err());
+        assert!(check(json!({"exp": 1_800_000_100, "aud": "them"})).is_err());
+        assert!(check(json!({"aud": "us"})).is_err());
+    }
 }

@@ -46,6 +46,8 @@ mod credential;
 mod credential_config;
 mod diagnose;
 mod fulfillment;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod jwt;
 mod metering;

@@ -58,15 +58,8 @@ impl MarketplaceProvider for AzureProvider {
         azure_rules()
     }
 
-    /// `token`, as [`crate::normalize_landing_token`] repairs it: the default would trim the
-    /// trailing space that was a `+`.
     fn landing_token(&self, fields: &[(String, String)]) -> Option<LandingToken> {
-        fields
-            .iter()
-            .find(|(name, _)| name == "token")
-            .map(|(_, value)| crate::normalize_landing_token(value))
-            .filter(|token| !token.is_empty())
-            .map(|token| LandingToken { token })
+        landing_token(fields)
     }
 
     async fn resolve(&self, token: &LandingToken) -> Result<ResolvedPurchase, ProviderError> {
@@ -176,6 +169,17 @@ impl MarketplaceProvider for AzureProvider {
     async fn survey(&self, _known: &[ExternalRef]) -> Result<Vec<MarketplaceView>, ProviderError> {
         self.survey_subscriptions().await
     }
+}
+
+/// `token`, as [`crate::normalize_landing_token`] repairs it: the trait's default would trim
+/// the trailing space that was a `+`.
+pub(crate) fn landing_token(fields: &[(String, String)]) -> Option<LandingToken> {
+    fields
+        .iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| crate::normalize_landing_token(value))
+        .filter(|token| !token.is_empty())
+        .map(|token| LandingToken { token })
 }
 
 #[cfg(test)]

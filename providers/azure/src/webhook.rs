@@ -89,6 +89,25 @@ impl Notice {
         notice.subscription_id = notice.subscription_id.to_ascii_lowercase();
         Ok(notice)
     }
+
+    /// The inbox key: `{operation id}:{status}` (see the module documentation).
+    pub fn dedup_key(&self) -> String {
+        let status = if self.status.is_empty() {
+            "unknown"
+        } else {
+            self.status.as_str()
+        };
+        format!("{}:{status}", self.operation_id.to_ascii_lowercase())
+    }
+
+    /// A short name of the notice for people: its action.
+    pub fn kind(&self) -> String {
+        if self.action.is_empty() {
+            "operation".into()
+        } else {
+            self.action.clone()
+        }
+    }
 }
 
 fn unauthenticated(reason: impl Into<String>) -> ProviderError {
@@ -96,7 +115,7 @@ fn unauthenticated(reason: impl Into<String>) -> ProviderError {
 }
 
 /// The bearer token of the `authorization` header.
-fn bearer(message: &InboundMessage) -> Result<&str, ProviderError> {
+pub(crate) fn bearer(message: &InboundMessage) -> Result<&str, ProviderError> {
     let value = message
         .header("authorization")
         .ok_or_else(|| unauthenticated("no Authorization header"))?;
@@ -113,7 +132,10 @@ fn bearer(message: &InboundMessage) -> Result<&str, ProviderError> {
 }
 
 /// The token was issued by an accepted issuer of our tenant to the marketplace's app.
-fn check_claims(config: &AzureConfig, claims: &Map<String, Value>) -> Result<(), ProviderError> {
+pub(crate) fn check_claims(
+    config: &AzureConfig,
+    claims: &Map<String, Value>,
+) -> Result<(), ProviderError> {
     let issuer = claim(claims, "iss").unwrap_or_default();
     if !config
         .accepted_webhook_issuers()
@@ -193,28 +215,24 @@ pub(crate) async fn authenticate(
             "accepting an unsigned webhook: [azure] webhook_auth = \"none\" (Microsoft's SaaS API emulator only)"
         ),
     }
-    let payload: Value =
-        serde_json::from_slice(&message.body).map_err(|e| ProviderError::Rejected {
-            code: "malformed".into(),
-            message: format!("the webhook body is not JSON: {e}"),
-        })?;
-    let notice = Notice::from_payload(&payload)?;
-    let status = if notice.status.is_empty() {
-        "unknown"
-    } else {
-        notice.status.as_str()
-    };
+    let (payload, notice) = read_body(&message.body)?;
     Ok(AuthenticatedMessage {
         marketplace: Marketplace::AZURE,
-        dedup_key: format!("{}:{status}", notice.operation_id.to_ascii_lowercase()),
-        kind: if notice.action.is_empty() {
-            "operation".into()
-        } else {
-            notice.action.clone()
-        },
+        dedup_key: notice.dedup_key(),
+        kind: notice.kind(),
         received_at: provider.clock.now(),
         payload,
     })
+}
+
+/// The webhook body: JSON, with the notice it carries.
+pub(crate) fn read_body(body: &[u8]) -> Result<(Value, Notice), ProviderError> {
+    let payload: Value = serde_json::from_slice(body).map_err(|e| ProviderError::Rejected {
+        code: "malformed".into(),
+        message: format!("the webhook body is not JSON: {e}"),
+    })?;
+    let notice = Notice::from_payload(&payload)?;
+    Ok((payload, notice))
 }
 
 /// Confirms the webhook with Get Operation (never trusting the payload) and reads the

@@ -133,7 +133,7 @@ pub(crate) async fn report(
     Ok((StatusCode::ACCEPTED, Json(outcome)))
 }
 
-fn parse(body: &[u8]) -> Result<Vec<UsageInput>, AppError> {
+pub(crate) fn parse(body: &[u8]) -> Result<Vec<UsageInput>, AppError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| AppError::bad_request("malformed_json", format!("malformed JSON: {e}")))?;
     let events = match value {

@@ -32,8 +32,7 @@ pub(super) async fn landing(
     browser: Browser,
     RawForm(raw): RawForm,
 ) -> Reply {
-    // RawForm is the query string of a GET and the body of a POST.
-    let fields: Vec<(String, String)> = form_urlencoded::parse(&raw).into_owned().collect();
+    let fields = landing_fields(&raw);
     let token = state
         .engine
         .landing_token(&marketplace, &fields, method == Method::POST)
@@ -57,6 +56,12 @@ pub(super) async fn landing(
         }
         _ => resolve_and_continue(&state, &marketplace, &token, browser).await,
     }
+}
+
+/// The fields of a landing request: RawForm is the query string of a GET and the body of a
+/// POST, both `application/x-www-form-urlencoded`.
+pub(crate) fn landing_fields(raw: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw).into_owned().collect()
 }
 
 /// Sends the buyer to the marketplace's identity provider; the token waits in the session.

@@ -4,7 +4,7 @@
 
 mod account;
 mod approved;
-mod landing;
+pub(crate) mod landing;
 mod signin;
 mod signup;
 mod verify;

@@ -42,6 +42,10 @@ impl AwsSandbox {
     /// repeats the MessageId), after random delays, and with `reorder` in the background so
     /// later messages can overtake this one.
     pub(super) async fn deliver_http(&self, endpoint: &str, env: Map<String, Value>) {
+        crate::fuzz_seed(
+            "sns_envelope",
+            Value::Object(env.clone()).to_string().as_bytes(),
+        );
         let (plan, reorder) = {
             let mut st = self.lock();
             let reorder = st.chaos.config.is_some_and(|c| c.reorder);

@@ -126,6 +126,11 @@ impl AwsSandbox {
             Some(injected) => return Err(service.injected_error(injected)),
             None => None,
         };
+        let target = match protocol {
+            wire::Protocol::RpcV2Cbor => "sandbox_cbor",
+            _ => "sandbox_aws_json",
+        };
+        crate::fuzz_seed(target, body);
         let input = wire::parse_body(protocol, body)?;
         let result = match service {
             Service::Metering => self.metering(operation, &input),

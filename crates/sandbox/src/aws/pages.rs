@@ -157,6 +157,10 @@ async fn subscribe(State(sb): State<Arc<AwsSandbox>>, Form(f): Form<SubscribeFor
     } else {
         ""
     };
+    let form: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("x-amzn-marketplace-token", &purchase.registration_token)
+        .finish();
+    crate::fuzz_seed("landing_form", form.as_bytes());
     let body = format!(
         r#"<p>Setting up your account… you are being sent to the seller's site.</p>
 <form id=landing method=post action="{url}"><input type=hidden name="x-amzn-marketplace-token" value="{token}">{trial}

@@ -385,6 +385,7 @@ impl SandboxState {
         delay: time::Duration,
     ) -> (String, String) {
         use md5::{Digest, Md5};
+        crate::fuzz_seed("sqs_body", body.as_bytes());
         let plan = self.chaos.plan_delivery();
         let q = self.queues.entry(queue.to_owned()).or_default();
         let message_id = uuid::Uuid::new_v4().to_string();

@@ -32,6 +32,10 @@ pub fn routes() -> Router<AppState> {
 
 /// `{landing_url}?token=<URL-encoded token>` (keeps any query the landing URL already has).
 pub fn landing_url(landing: &str, token: &str) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", token)
+        .finish();
+    crate::fuzz_seed("landing_form", query.as_bytes());
     match url::Url::parse(landing) {
         Ok(mut url) => {
             url.query_pairs_mut().append_pair("token", token);

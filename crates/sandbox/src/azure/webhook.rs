@@ -4,6 +4,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -206,7 +207,21 @@ async fn send_once(shared: &Shared, operation: Uuid, attempt: u32, body: &Value)
         Some("Renew") => "Renew",
         _ => "Unsubscribe",
     };
-    let (status, error) = match webhook_token(shared) {
+    let token = webhook_token(shared);
+    if let Ok(token) = &token {
+        crate::fuzz_seed("azure_webhook", body.to_string().as_bytes());
+        crate::fuzz_seed("azure_jwt", format!("Bearer {token}").as_bytes());
+        // The same token with its claims spelled out, which the target mutates better.
+        if let Some(claims) = token
+            .split('.')
+            .nth(1)
+            .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+        {
+            let seed = [format!("Bearer {token}\n").as_bytes(), &claims].concat();
+            crate::fuzz_seed("azure_jwt", &seed);
+        }
+    }
+    let (status, error) = match token {
         Err(e) => (None, Some(format!("minting the token: {e}"))),
         Ok(token) => match shared
             .http

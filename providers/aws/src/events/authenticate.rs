@@ -40,16 +40,126 @@ fn check_sns_headers(
     Ok(())
 }
 
+/// The body of every AWS message: a JSON object.
+pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ProviderError> {
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|e| unauthenticated(format!("body is not JSON: {e}")))?;
+    match body {
+        Value::Object(object) => Ok(object),
+        _ => Err(unauthenticated("body is not a JSON object")),
+    }
+}
+
+/// What an SQS message body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// An SNS envelope (its signature is checked next).
+    Sns,
+    /// An EventBridge event.
+    Event,
+}
+
+pub(crate) fn queued_kind(object: &Map<String, Value>) -> Result<Queued, ProviderError> {
+    if object.contains_key("Signature") && object.contains_key("Type") {
+        Ok(Queued::Sns)
+    } else if object.contains_key("detail-type") {
+        Ok(Queued::Event)
+    } else {
+        Err(unauthenticated(
+            "SQS message is neither a signed SNS envelope nor an EventBridge event (raw message delivery must be off)",
+        ))
+    }
+}
+
+/// A non-empty string member of an SNS envelope.
+pub(crate) fn sns_field<'a>(
+    envelope: &'a Map<String, Value>,
+    key: &str,
+) -> Result<&'a str, ProviderError> {
+    envelope
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| unauthenticated(format!("SNS message without {key}")))
+}
+
+/// The members of an SNS envelope read before its signature is checked.
+#[derive(Debug)]
+pub(crate) struct SnsHead {
+    pub kind: String,
+    pub message_id: String,
+    pub timestamp: OffsetDateTime,
+}
+
+pub(crate) fn sns_head(envelope: &Map<String, Value>) -> Result<SnsHead, ProviderError> {
+    let kind = sns_field(envelope, "Type")?.to_owned();
+    let message_id = sns_field(envelope, "MessageId")?.to_owned();
+    sns_field(envelope, "TopicArn")?;
+    let timestamp = parse_time(sns_field(envelope, "Timestamp")?)
+        .ok_or_else(|| unauthenticated("SNS Timestamp is not RFC 3339"))?;
+    Ok(SnsHead {
+        kind,
+        message_id,
+        timestamp,
+    })
+}
+
+/// The JSON a Notification's `Message` carries, and its `action`.
+pub(crate) fn notification_message(text: &str) -> Result<(String, Value), ProviderError> {
+    let parsed: Value = serde_json::from_str(text)
+        .map_err(|e| malformed(format!("SNS Message is not JSON: {e}")))?;
+    let action = str_at(&parsed, "/action")
+        .ok_or_else(|| malformed("SNS Message without action"))?
+        .to_owned();
+    Ok((action, parsed))
+}
+
+/// The members of an EventBridge event read when it arrives.
+#[derive(Debug)]
+pub(crate) struct EventHead<'a> {
+    pub id: &'a str,
+    pub detail_type: &'a str,
+    pub at: OffsetDateTime,
+}
+
+/// Source, id, detail-type, account (when the seller's is configured) and time of an event.
+pub(crate) fn event_head<'a>(
+    event: &'a Value,
+    seller_account_id: Option<&str>,
+) -> Result<EventHead<'a>, ProviderError> {
+    let source = str_at(event, "/source").unwrap_or("");
+    if source != EVENT_SOURCE {
+        return Err(unauthenticated(format!(
+            "EventBridge source {source:?} is not {EVENT_SOURCE}"
+        )));
+    }
+    let id = str_at(event, "/id").ok_or_else(|| unauthenticated("event without id"))?;
+    let detail_type = str_at(event, "/detail-type")
+        .ok_or_else(|| unauthenticated("event without detail-type"))?;
+    if let Some(expected) = seller_account_id
+        && str_at(event, "/account") != Some(expected)
+    {
+        return Err(unauthenticated(format!(
+            "event for account {:?}, not the seller account {expected}",
+            str_at(event, "/account")
+        )));
+    }
+    let at = str_at(event, "/time")
+        .and_then(parse_time)
+        .ok_or_else(|| unauthenticated("event without an RFC 3339 time"))?;
+    Ok(EventHead {
+        id,
+        detail_type,
+        at,
+    })
+}
+
 impl AwsProvider {
     pub(crate) async fn authenticate_message(
         &self,
         message: &InboundMessage,
     ) -> Result<AuthenticatedMessage, ProviderError> {
-        let body: Value = serde_json::from_slice(&message.body)
-            .map_err(|e| unauthenticated(format!("body is not JSON: {e}")))?;
-        let Value::Object(object) = body else {
-            return Err(unauthenticated("body is not a JSON object"));
-        };
+        let object = json_object(&message.body)?;
         match message.channel.as_str() {
             CHANNEL_SNS_HTTP => {
                 check_sns_headers(message, &object)?;
@@ -77,15 +187,10 @@ impl AwsProvider {
         object: Map<String, Value>,
     ) -> Result<AuthenticatedMessage, ProviderError> {
         let max_age = self.config.max_queued_message_age_secs;
-        if object.contains_key("Signature") && object.contains_key("Type") {
-            self.authenticate_sns(object, CHANNEL_SQS, max_age).await
-        } else if object.contains_key("detail-type") {
+        match queued_kind(&object)? {
+            Queued::Sns => self.authenticate_sns(object, CHANNEL_SQS, max_age).await,
             // The queue's access policy (only EventBridge may send) is the authentication.
-            self.authenticate_event(object, CHANNEL_SQS, max_age)
-        } else {
-            Err(unauthenticated(
-                "SQS message is neither a signed SNS envelope nor an EventBridge event (raw message delivery must be off)",
-            ))
+            Queued::Event => self.authenticate_event(object, CHANNEL_SQS, max_age),
         }
     }
 
@@ -138,21 +243,16 @@ impl AwsProvider {
         channel: &str,
         max_age_secs: u64,
     ) -> Result<AuthenticatedMessage, ProviderError> {
-        let field = |k: &str| {
-            envelope
-                .get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| unauthenticated(format!("SNS message without {k}")))
-        };
-        let kind = field("Type")?.to_owned();
-        let message_id = field("MessageId")?.to_owned();
-        let topic = field("TopicArn")?;
-        let timestamp = parse_time(field("Timestamp")?)
-            .ok_or_else(|| unauthenticated("SNS Timestamp is not RFC 3339"))?;
+        let SnsHead {
+            kind,
+            message_id,
+            timestamp,
+        } = sns_head(&envelope)?;
+        let topic = sns_field(&envelope, "TopicArn")?;
         self.check_fresh(timestamp, max_age_secs, "SNS message")?;
         if kind != "Notification" {
-            self.sns.check_url(field("SubscribeURL")?, "SubscribeURL")?;
+            self.sns
+                .check_url(sns_field(&envelope, "SubscribeURL")?, "SubscribeURL")?;
         }
         self.sns.verify(&envelope).await?;
         // Signed by SNS, so genuine: a topic we do not know yet is our configuration's gap, and
@@ -165,11 +265,7 @@ impl AwsProvider {
         let product_code = product.product_code.clone();
 
         let (label, parsed) = if kind == "Notification" {
-            let parsed: Value = serde_json::from_str(field("Message")?)
-                .map_err(|e| malformed(format!("SNS Message is not JSON: {e}")))?;
-            let action = str_at(&parsed, "/action")
-                .ok_or_else(|| malformed("SNS Message without action"))?
-                .to_owned();
+            let (action, parsed) = notification_message(sns_field(&envelope, "Message")?)?;
             if let Some(code) = str_at(&parsed, "/product-code")
                 && code != product_code
             {
@@ -202,26 +298,11 @@ impl AwsProvider {
         max_age_secs: u64,
     ) -> Result<AuthenticatedMessage, ProviderError> {
         let event = Value::Object(event);
-        let source = str_at(&event, "/source").unwrap_or("");
-        if source != EVENT_SOURCE {
-            return Err(unauthenticated(format!(
-                "EventBridge source {source:?} is not {EVENT_SOURCE}"
-            )));
-        }
-        let id = str_at(&event, "/id").ok_or_else(|| unauthenticated("event without id"))?;
-        let detail_type = str_at(&event, "/detail-type")
-            .ok_or_else(|| unauthenticated("event without detail-type"))?;
-        if let Some(expected) = &self.config.seller_account_id
-            && str_at(&event, "/account") != Some(expected.as_str())
-        {
-            return Err(unauthenticated(format!(
-                "event for account {:?}, not the seller account {expected}",
-                str_at(&event, "/account")
-            )));
-        }
-        let at = str_at(&event, "/time")
-            .and_then(parse_time)
-            .ok_or_else(|| unauthenticated("event without an RFC 3339 time"))?;
+        let EventHead {
+            id,
+            detail_type,
+            at,
+        } = event_head(&event, self.config.seller_account_id.as_deref())?;
         self.check_fresh(at, max_age_secs, "EventBridge event")?;
         // Events of the seller's other products are genuine too (the rule is per account):
         // taken, and left alone when interpreted.

@@ -18,12 +18,12 @@ use serde_json::Value;
 use super::{
     AgreementEvent, entitlements_changed,
     identify::{Identified, IfUnknown},
-    lifecycle, malformed, parse_time, str_at,
+    lifecycle, parse_time, str_at,
 };
 use crate::{AwsProvider, agreement::superseded_status, identity::same_license};
 
 /// The detail-type without its ` - Manufacturer` / ` - Proposer` suffix.
-fn base_detail_type(detail_type: &str) -> &str {
+pub(crate) fn base_detail_type(detail_type: &str) -> &str {
     detail_type
         .strip_suffix(" - Manufacturer")
         .or_else(|| detail_type.strip_suffix(" - Proposer"))
@@ -75,21 +75,8 @@ impl AwsProvider {
         event: &Value,
         directory: &dyn SubscriptionDirectory,
     ) -> Result<Vec<MarketplaceEvent>, ProviderError> {
-        let detail_type = str_at(event, "/detail-type").unwrap_or("");
-        let occurred_at = str_at(event, "/time")
-            .and_then(parse_time)
-            .ok_or_else(|| malformed("event without time"))?;
-        let detail = event
-            .get("detail")
-            .ok_or_else(|| malformed("event without detail"))?;
-        let agreement_id = str_at(detail, "/agreement/id")
-            .ok_or_else(|| malformed("event without detail.agreement.id"))?;
-        let event = AgreementEvent {
-            detail_type,
-            occurred_at,
-            detail,
-            agreement_id,
-        };
+        let event = AgreementEvent::read(event)?;
+        let detail_type = event.detail_type;
         match base_detail_type(detail_type) {
             "License Updated" => self.license_updated(&event, directory).await,
             "License Deprovisioned" => self.license_deprovisioned(&event, directory).await,

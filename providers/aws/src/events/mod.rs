@@ -30,8 +30,8 @@
 //! Authentication is in [`authenticate`]; SNS notifications are read in [`sns_notification`],
 //! EventBridge agreement events in [`eventbridge`], tied to their subscription in [`identify`].
 
-mod authenticate;
-mod eventbridge;
+pub(crate) mod authenticate;
+pub(crate) mod eventbridge;
 mod identify;
 mod sns_notification;
 
@@ -59,23 +59,42 @@ fn parse_time(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok()
 }
 
-fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
 
 /// What every EventBridge agreement event carries.
-struct AgreementEvent<'a> {
-    detail_type: &'a str,
-    occurred_at: OffsetDateTime,
-    detail: &'a Value,
-    agreement_id: &'a str,
+pub(crate) struct AgreementEvent<'a> {
+    pub(crate) detail_type: &'a str,
+    pub(crate) occurred_at: OffsetDateTime,
+    pub(crate) detail: &'a Value,
+    pub(crate) agreement_id: &'a str,
 }
 
-impl AgreementEvent<'_> {
+impl<'a> AgreementEvent<'a> {
+    /// The members every agreement event must carry.
+    pub(crate) fn read(event: &'a Value) -> Result<Self, ProviderError> {
+        let detail_type = str_at(event, "/detail-type").unwrap_or("");
+        let occurred_at = str_at(event, "/time")
+            .and_then(parse_time)
+            .ok_or_else(|| malformed("event without time"))?;
+        let detail = event
+            .get("detail")
+            .ok_or_else(|| malformed("event without detail"))?;
+        let agreement_id = str_at(detail, "/agreement/id")
+            .ok_or_else(|| malformed("event without detail.agreement.id"))?;
+        Ok(Self {
+            detail_type,
+            occurred_at,
+            detail,
+            agreement_id,
+        })
+    }
+
     /// The licence a License event names, in its canonical spelling.
-    fn license_arn(&self) -> Option<String> {
+    pub(crate) fn license_arn(&self) -> Option<String> {
         str_at(self.detail, "/license/arn").map(crate::identity::canonical_license_arn)
     }
 }
