@@ -28,7 +28,8 @@ pub enum StoreError {
     /// A stored value could not be read back into a domain type.
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    #[error("database error")]
+    /// The cause is in the message too: a warning logged with `%error` must say what failed.
+    #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -56,7 +57,20 @@ impl StoreError {
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::WorkerCrashed
             )
-        )
+        ) || self.is_disk_full()
+    }
+
+    /// The database's disk is full (SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full`): the
+    /// write was not made, and will be once the operator frees space.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            // SQLite's codes are numbers (13, or an extended code whose low byte is 13);
+            // PostgreSQL's are five-character SQLSTATEs.
+            Self::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+                code == "53100" || code.parse::<u32>().is_ok_and(|n| n & 0xff == 13)
+            }),
+            _ => false,
+        }
     }
 
     /// Maps a unique-constraint violation to [`StoreError::Conflict`] with a readable message.
