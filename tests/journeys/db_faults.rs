@@ -1,0 +1,269 @@
+//! The database away (issue 21): PostgreSQL unreachable for a while behind a proxy we unplug,
+//! and SQLite on a full disk. Marketlink answers 5xx to whatever it could not store (the
+//! marketplace retries; the vendor's client retries), says not ready meanwhile, and recovers
+//! by itself once the database is back: no restart, nothing acknowledged that was not stored.
+
+use std::time::{Duration, Instant};
+
+use marketlink_e2e::{
+    Stack,
+    db_proxy::{DbProxy, host_port},
+    drop_postgres_database, eventually, fresh_postgres_database, postgres_skipped,
+    start_on_database,
+};
+use marketlink_engine::metering::hour_floor;
+use marketlink_sandbox::aws::{AwsSandboxConfig, OfferKind, SubscriptionAction};
+use marketlink_store::UsageHourState;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::{
+    aws::{subscription, wait_status},
+    metering::{KEY, post, subscribed, ts},
+};
+use marketlink_core::{Clock, SubscriptionStatus, SystemClock};
+
+const CLASSIC: &str = "mlsandboxclassic0000000001";
+
+/// SNS retries every second for a minute, over HTTP only (the SQS copy of each message is
+/// dropped from marketlink's configuration), so the retry that lands is SNS's own.
+fn sns_retries_each_second(scenario: &mut AwsSandboxConfig) {
+    scenario.sns_http_retry_delays_ms = vec![1_000; 60];
+}
+
+fn sns_over_http_only(config: &mut marketlink_cli::config::Config) {
+    if let Some(aws) = config.aws.as_mut() {
+        aws.sqs_queue_urls
+            .retain(|u| !u.ends_with("sns-notifications"));
+    }
+    config.metering.flush_interval_secs = 1;
+}
+
+async fn readyz(stack: &Stack) -> Option<StatusCode> {
+    reqwest::Client::new()
+        .get(format!("{}/readyz", stack.app_url))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status())
+}
+
+/// Polls `/readyz` until it answers `want`, for at most 60 s; how long that took.
+async fn time_until_readyz(stack: &Stack, want: StatusCode) -> Duration {
+    let start = Instant::now();
+    loop {
+        if readyz(stack).await == Some(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "/readyz never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The statuses SNS got for the notifications it tried after the first `skip` attempts.
+fn notification_statuses(stack: &Stack, skip: usize) -> Vec<Option<u16>> {
+    stack
+        .aws
+        .http_deliveries()
+        .iter()
+        .skip(skip)
+        .filter(|d| d.message_type == "Notification")
+        .map(|d| d.status)
+        .collect()
+}
+
+/// Usage for an hour two hours back (closed, so the flusher bills it at once).
+fn usage_event(sub: &marketlink_core::Subscription, key: &str) -> String {
+    let hour = hour_floor(SystemClock.now()) - time::Duration::hours(2);
+    json!({"subscription_id": sub.id.to_string(), "dimension": "api_calls", "quantity": 4,
+           "timestamp": ts(hour + time::Duration::minutes(5)), "idempotency_key": key})
+    .to_string()
+}
+
+/// The usage was billed exactly once, and its hour is settled.
+async fn billed_once(stack: &Stack, sub: &marketlink_core::Subscription, customer: &str) {
+    eventually("the hour is billed and settled", || async {
+        stack.store.usage_hours_of(sub.id).await.is_ok_and(|hours| {
+            !hours.is_empty() && hours.iter().all(|h| h.state == UsageHourState::Delivered)
+        })
+    })
+    .await;
+    let ledger: Vec<_> = stack
+        .aws
+        .metered_records()
+        .into_iter()
+        .filter(|r| r.customer_identifier.as_deref() == Some(customer))
+        .collect();
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0].quantity, "4");
+}
+
+#[tokio::test]
+async fn postgres_away_then_back_without_a_restart() {
+    if postgres_skipped() {
+        return;
+    }
+    let direct = fresh_postgres_database().await;
+    let proxy = DbProxy::start(&host_port(&direct)).await;
+    let stack = start_on_database(
+        &proxy.url_for(&direct),
+        sns_retries_each_second,
+        sns_over_http_only,
+    )
+    .await;
+    // A first buyer while all is well: SNS's subscription is confirmed on the way.
+    let (metered, sub) = subscribed(&stack, &stack.store).await;
+    eventually("the first notification is taken", || async {
+        notification_statuses(&stack, 0).contains(&Some(200))
+    })
+    .await;
+
+    proxy.unplug();
+    let to_not_ready = time_until_readyz(&stack, StatusCode::SERVICE_UNAVAILABLE).await;
+    let before = stack.aws.http_deliveries().len();
+    let buyer = stack
+        .aws
+        .purchase(CLASSIC, OfferKind::Subscription, "777788889999")
+        .expect("purchase");
+    stack
+        .aws
+        .send_subscription_event(&buyer.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .expect("sandbox event");
+    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "away")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    // A few of SNS's retries land while the database is still away.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refused = notification_statuses(&stack, before);
+    assert!(
+        refused.len() >= 2 && refused.iter().all(|s| *s == Some(503)),
+        "every attempt while away is answered 503: {refused:?}"
+    );
+
+    proxy.plug();
+    let to_ready = time_until_readyz(&stack, StatusCode::OK).await;
+    eprintln!(
+        "PostgreSQL away: not ready after {to_not_ready:?}; ready again {to_ready:?} after plugging back"
+    );
+    // SNS's next retry is taken and applied, by the same process.
+    wait_status(&stack, &buyer, SubscriptionStatus::Active).await;
+    assert!(subscription(&stack, &buyer).await.is_some());
+    assert!(
+        notification_statuses(&stack, before).contains(&Some(200)),
+        "a retry was taken"
+    );
+    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "back")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    billed_once(&stack, &sub, &metered.customer_identifier).await;
+    drop(stack);
+    drop_postgres_database(&direct).await;
+}
+
+/// A small tmpfs of our own, unmounted when dropped: a disk that fills up.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` when this user may not mount (not root); CI runs the journeys as root.
+    fn mount(megabytes: u32) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Self { dir })
+    }
+
+    /// Writes a filler file until the disk refuses more.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut file = std::fs::File::create(self.dir.path().join("filler")).expect("filler");
+        let chunk = vec![0_u8; 64 * 1024];
+        // Bounded: the disk is small, so it fills long before this many chunks.
+        for _ in 0..100_000 {
+            if file
+                .write_all(&chunk)
+                .and_then(|()| file.sync_all())
+                .is_err()
+            {
+                return;
+            }
+        }
+        panic!("the small disk never filled up");
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.dir.path().join("filler")).expect("free the disk");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+#[tokio::test]
+async fn sqlite_on_a_full_disk_acknowledges_nothing_it_did_not_store() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let disk = SmallDisk::mount(32).expect("mount a small tmpfs (root)");
+    let url = format!("sqlite:{}", disk.dir.path().join("e2e.db").display());
+    let stack = start_on_database(&url, sns_retries_each_second, sns_over_http_only).await;
+    let (metered, sub) = subscribed(&stack, &stack.store).await;
+    eventually("the first notification is taken", || async {
+        notification_statuses(&stack, 0).contains(&Some(200))
+    })
+    .await;
+
+    disk.fill();
+    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "full")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    assert_eq!(
+        stack.store.usage_event_count(sub.id).await.expect("count"),
+        0
+    );
+    let before = stack.aws.http_deliveries().len();
+    let buyer = stack
+        .aws
+        .purchase(CLASSIC, OfferKind::Subscription, "777788889999")
+        .expect("purchase");
+    stack
+        .aws
+        .send_subscription_event(&buyer.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .expect("sandbox event");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refused = notification_statuses(&stack, before);
+    assert!(
+        !refused.is_empty() && refused.iter().all(|s| *s == Some(503)),
+        "every attempt on a full disk is answered 503: {refused:?}"
+    );
+    assert!(subscription(&stack, &buyer).await.is_none());
+
+    disk.free();
+    wait_status(&stack, &buyer, SubscriptionStatus::Active).await;
+    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "room")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    billed_once(&stack, &sub, &metered.customer_identifier).await;
+}
