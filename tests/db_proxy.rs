@@ -4,18 +4,24 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicU8, Ordering},
 };
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+const PLUGGED: u8 = 0;
+const UNPLUGGED: u8 = 1;
+const STALLED: u8 = 2;
+
 pub struct DbProxy {
     /// `host:port` of the proxy, to put in a database URL in place of the server's.
     pub addr: String,
-    unplugged: Arc<AtomicBool>,
+    mode: Arc<AtomicU8>,
     /// Cancelled to cut the connections open now; replaced on each unplug.
     cut: Arc<std::sync::Mutex<CancellationToken>>,
+    /// Cancelled on plugging back in: stalled connections are closed then.
+    release: Arc<std::sync::Mutex<CancellationToken>>,
     stop: CancellationToken,
 }
 
@@ -23,6 +29,7 @@ impl Drop for DbProxy {
     fn drop(&mut self) {
         self.stop.cancel();
         self.cut.lock().expect("proxy lock").cancel();
+        self.release.lock().expect("proxy lock").cancel();
     }
 }
 
@@ -33,13 +40,15 @@ impl DbProxy {
         let addr = listener.local_addr().expect("proxy addr").to_string();
         let proxy = Self {
             addr,
-            unplugged: Arc::default(),
+            mode: Arc::default(),
             cut: Arc::new(std::sync::Mutex::new(CancellationToken::new())),
+            release: Arc::new(std::sync::Mutex::new(CancellationToken::new())),
             stop: CancellationToken::new(),
         };
-        let (unplugged, cut, stop) = (
-            proxy.unplugged.clone(),
+        let (mode, cut, release, stop) = (
+            proxy.mode.clone(),
             proxy.cut.clone(),
+            proxy.release.clone(),
             proxy.stop.clone(),
         );
         let upstream = upstream.to_owned();
@@ -50,13 +59,26 @@ impl DbProxy {
                     accepted = listener.accept() => accepted,
                 };
                 let Ok((client, _)) = accepted else { continue };
-                if unplugged.load(Ordering::SeqCst) {
+                let release = release.lock().expect("proxy lock").clone();
+                match mode.load(Ordering::SeqCst) {
                     // Closed at once: the client sees the connection go before any answer.
-                    drop(client);
-                    continue;
+                    UNPLUGGED => drop(client),
+                    // Held open, silent, as behind a partition, until plugged back in.
+                    STALLED => {
+                        tokio::spawn(async move {
+                            release.cancelled().await;
+                            drop(client);
+                        });
+                    }
+                    _ => {
+                        let cut = cut.lock().expect("proxy lock").clone();
+                        let stall = Stall {
+                            mode: mode.clone(),
+                            release,
+                        };
+                        tokio::spawn(forward(client, upstream.clone(), cut, stall));
+                    }
                 }
-                let token = cut.lock().expect("proxy lock").clone();
-                tokio::spawn(forward(client, upstream.clone(), token));
             }
         });
         proxy
@@ -74,24 +96,47 @@ impl DbProxy {
 
     /// Cuts every open connection and refuses new ones until [`DbProxy::plug`].
     pub fn unplug(&self) {
-        self.unplugged.store(true, Ordering::SeqCst);
+        self.cut_with(UNPLUGGED);
+    }
+
+    /// Stops forwarding: open connections and new ones stay open but nothing passes either
+    /// way, as when packets are dropped, until [`DbProxy::plug`] closes them.
+    pub fn stall(&self) {
+        self.cut_with(STALLED);
+    }
+
+    fn cut_with(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst);
         let mut cut = self.cut.lock().expect("proxy lock");
         cut.cancel();
         *cut = CancellationToken::new();
     }
 
-    /// Lets connections through again.
+    /// Lets connections through again (closing the stalled ones).
     pub fn plug(&self) {
-        self.unplugged.store(false, Ordering::SeqCst);
+        self.mode.store(PLUGGED, Ordering::SeqCst);
+        let mut release = self.release.lock().expect("proxy lock");
+        release.cancel();
+        *release = CancellationToken::new();
     }
 }
 
-async fn forward(mut client: TcpStream, upstream: String, cut: CancellationToken) {
+/// What a cut connection does when the proxy stalls rather than unplugs.
+struct Stall {
+    mode: Arc<AtomicU8>,
+    release: CancellationToken,
+}
+
+async fn forward(mut client: TcpStream, upstream: String, cut: CancellationToken, stall: Stall) {
     let Ok(mut server) = TcpStream::connect(&upstream).await else {
         return;
     };
     tokio::select! {
-        () = cut.cancelled() => {}
+        () = cut.cancelled() => {
+            if stall.mode.load(Ordering::SeqCst) == STALLED {
+                stall.release.cancelled().await;
+            }
+        }
         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
     }
 }

@@ -102,8 +102,19 @@ async fn billed_once(stack: &Stack, sub: &marketlink_core::Subscription, custome
     assert_eq!(ledger[0].quantity, "4");
 }
 
+/// Connections cut and refused: PostgreSQL restarting, or its host down.
 #[tokio::test]
 async fn postgres_away_then_back_without_a_restart() {
+    postgres_away_and_back("unplugged", DbProxy::unplug).await;
+}
+
+/// Connections open but silent: packets dropped between marketlink and PostgreSQL.
+#[tokio::test]
+async fn postgres_silent_then_back_without_a_restart() {
+    postgres_away_and_back("stalled", DbProxy::stall).await;
+}
+
+async fn postgres_away_and_back(fault: &str, away: fn(&DbProxy)) {
     if postgres_skipped() {
         return;
     }
@@ -122,7 +133,7 @@ async fn postgres_away_then_back_without_a_restart() {
     })
     .await;
 
-    proxy.unplug();
+    away(&proxy);
     let to_not_ready = time_until_readyz(&stack, StatusCode::SERVICE_UNAVAILABLE).await;
     let before = stack.aws.http_deliveries().len();
     let buyer = stack
@@ -148,8 +159,10 @@ async fn postgres_away_then_back_without_a_restart() {
     proxy.plug();
     let to_ready = time_until_readyz(&stack, StatusCode::OK).await;
     eprintln!(
-        "PostgreSQL away: not ready after {to_not_ready:?}; ready again {to_ready:?} after plugging back"
+        "PostgreSQL {fault}: not ready after {to_not_ready:?}; ready again {to_ready:?} after plugging back"
     );
+    // The pool's acquire timeout (5 s) bounds the first; the second is one new connection.
+    assert!(to_not_ready < Duration::from_secs(10) && to_ready < Duration::from_secs(10));
     // SNS's next retry is taken and applied, by the same process.
     wait_status(&stack, &buyer, SubscriptionStatus::Active).await;
     assert!(subscription(&stack, &buyer).await.is_some());
