@@ -87,3 +87,30 @@ impl StoreError {
         Self::Database(sqlx::Error::Io(std::io::Error::other(message)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Executor};
+
+    use super::*;
+
+    /// SQLite out of room, as on a full disk (`max_page_count` caps the database's size): a
+    /// retry may succeed once space is freed, and the message says why.
+    #[tokio::test]
+    async fn a_full_database_is_unavailable_and_says_so() {
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        conn.execute("PRAGMA max_page_count = 8; CREATE TABLE t (b BLOB)")
+            .await
+            .unwrap();
+        let refused = sqlx::query("INSERT INTO t VALUES (zeroblob(1000000))")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        let error = StoreError::from(refused);
+        assert!(error.is_disk_full() && error.is_unavailable(), "{error:?}");
+        assert!(error.to_string().contains("full"), "{error}");
+        assert!(!StoreError::Corrupt("x".into()).is_disk_full());
+    }
+}
