@@ -28,9 +28,10 @@ pub enum StoreError {
     /// A stored value could not be read back into a domain type.
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// The cause is in the message too: a warning logged with `%error` must say what failed.
+    /// The cause is in the message (not a `source`, which would print it twice in a chain):
+    /// a warning logged with `%error` must say what failed.
     #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
