@@ -76,19 +76,30 @@ fn notification_statuses(stack: &Stack, skip: usize) -> Vec<Option<u16>> {
         .collect()
 }
 
-/// Usage for an hour two hours back (closed, so the flusher bills it at once).
-fn usage_event(sub: &marketlink_core::Subscription, key: &str) -> String {
-    let hour = hour_floor(SystemClock.now()) - time::Duration::hours(2);
+/// The start of the hour two hours back: closed, so the flusher bills it at once.
+fn closed_hour() -> time::OffsetDateTime {
+    hour_floor(SystemClock.now()) - time::Duration::hours(2)
+}
+
+/// Four units of usage at `at`.
+fn usage_event(sub: &marketlink_core::Subscription, key: &str, at: time::OffsetDateTime) -> String {
     json!({"subscription_id": sub.id.to_string(), "dimension": "api_calls", "quantity": 4,
-           "timestamp": ts(hour + time::Duration::minutes(5)), "idempotency_key": key})
+           "timestamp": ts(at), "idempotency_key": key})
     .to_string()
 }
 
-/// The usage was billed exactly once, and its hour is settled.
-async fn billed_once(stack: &Stack, sub: &marketlink_core::Subscription, customer: &str) {
+/// The hour's usage, `quantity` in all, was billed exactly once, and the hour is settled.
+async fn billed_once(
+    stack: &Stack,
+    sub: &marketlink_core::Subscription,
+    customer: &str,
+    hour: time::OffsetDateTime,
+    quantity: i64,
+) {
     eventually("the hour is billed and settled", || async {
         stack.store.usage_hours_of(sub.id).await.is_ok_and(|hours| {
-            !hours.is_empty() && hours.iter().all(|h| h.state == UsageHourState::Delivered)
+            let mut this_hour = hours.iter().filter(|h| h.hour == hour).peekable();
+            this_hour.peek().is_some() && this_hour.all(|h| h.state == UsageHourState::Delivered)
         })
     })
     .await;
@@ -96,10 +107,10 @@ async fn billed_once(stack: &Stack, sub: &marketlink_core::Subscription, custome
         .aws
         .metered_records()
         .into_iter()
-        .filter(|r| r.customer_identifier.as_deref() == Some(customer))
+        .filter(|r| r.customer_identifier.as_deref() == Some(customer) && r.hour == hour)
         .collect();
     assert_eq!(ledger.len(), 1, "{ledger:?}");
-    assert_eq!(ledger[0].quantity, "4");
+    assert_eq!(ledger[0].quantity, quantity.to_string());
 }
 
 /// Connections cut and refused: PostgreSQL restarting, or its host down.
@@ -145,7 +156,7 @@ async fn postgres_away_and_back(fault: &str, away: fn(&DbProxy)) {
         .send_subscription_event(&buyer.agreement_id, SubscriptionAction::SubscribeSuccess)
         .await
         .expect("sandbox event");
-    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "away")).await;
+    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "away", closed_hour())).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
     // A few of SNS's retries land while the database is still away.
@@ -170,9 +181,9 @@ async fn postgres_away_and_back(fault: &str, away: fn(&DbProxy)) {
         notification_statuses(&stack, before).contains(&Some(200)),
         "a retry was taken"
     );
-    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "back")).await;
+    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "back", closed_hour())).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    billed_once(&stack, &sub, &metered.customer_identifier).await;
+    billed_once(&stack, &sub, &metered.customer_identifier, closed_hour(), 4).await;
     drop(stack);
     drop_postgres_database(&direct).await;
 }
@@ -226,6 +237,38 @@ impl Drop for SmallDisk {
     }
 }
 
+/// What the server logs from now on, on this thread: `#[tokio::test]` runs the server's tasks
+/// on the test's own thread.
+#[derive(Clone, Default)]
+struct Logged(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logged {
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logged = Self::default();
+        let writer = logged.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        (logged, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
 fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
@@ -240,6 +283,7 @@ async fn sqlite_on_a_full_disk_acknowledges_nothing_it_did_not_store() {
         return;
     }
     let disk = SmallDisk::mount(32).expect("mount a small tmpfs (root)");
+    let (logged, _capturing) = Logged::capture();
     let url = format!("sqlite:{}", disk.dir.path().join("e2e.db").display());
     let stack = start_on_database(&url, sns_retries_each_second, sns_over_http_only).await;
     let (metered, sub) = subscribed(&stack, &stack.store).await;
@@ -249,12 +293,35 @@ async fn sqlite_on_a_full_disk_acknowledges_nothing_it_did_not_store() {
     .await;
 
     disk.fill();
-    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "full")).await;
+    // Room SQLite already holds (its write-ahead log's file) may take a few more batches:
+    // each one answered 202 must be stored; the first that finds no room is answered 503.
+    // They are for the current hour, which the flusher leaves alone while it is open.
+    let mut accepted = 0;
+    let (status, body) = loop {
+        assert!(accepted < 500, "the full disk never refused a batch");
+        let key = format!("full-{accepted}");
+        let (status, body) = post(
+            &stack,
+            Some(KEY),
+            usage_event(&sub, &key, SystemClock.now() - time::Duration::seconds(1)),
+        )
+        .await;
+        if status != StatusCode::ACCEPTED {
+            break (status, body);
+        }
+        accepted += 1;
+        let stored = stack.store.usage_event_count(sub.id).await.expect("count");
+        assert_eq!(stored, accepted, "a 202 is stored");
+    };
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "unavailable");
-    assert_eq!(
-        stack.store.usage_event_count(sub.id).await.expect("count"),
-        0
+    let stored = stack.store.usage_event_count(sub.id).await.expect("count");
+    assert_eq!(stored, accepted, "the refused batch is not stored");
+    let log = logged.text();
+    assert!(
+        log.contains("the database's disk is full: nothing was stored")
+            && log.contains("database or disk is full"),
+        "the operator is told why: {log}"
     );
     let before = stack.aws.http_deliveries().len();
     let buyer = stack
@@ -276,7 +343,7 @@ async fn sqlite_on_a_full_disk_acknowledges_nothing_it_did_not_store() {
 
     disk.free();
     wait_status(&stack, &buyer, SubscriptionStatus::Active).await;
-    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "room")).await;
+    let (status, body) = post(&stack, Some(KEY), usage_event(&sub, "room", closed_hour())).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    billed_once(&stack, &sub, &metered.customer_identifier).await;
+    billed_once(&stack, &sub, &metered.customer_identifier, closed_hour(), 4).await;
 }
