@@ -15,6 +15,7 @@ use marketlink_sandbox::{
 use marketlink_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
+pub mod db_proxy;
 pub mod smtp_sink;
 
 pub struct Stack {
@@ -113,6 +114,17 @@ pub async fn start_full(
 /// (no HTTPS subscription to `/aws/sns`): marketlink hears SNS through the queue alone.
 pub async fn start_sns_over_sqs_only(tune_config: impl FnOnce(&mut Config)) -> Stack {
     launch(|_| {}, |_| {}, tune_config, None, 1, false).await.0
+}
+
+/// Like [`start_full`] (no Microsoft tuning), on the database at `database_url` (a PostgreSQL
+/// URL, or `sqlite:` on a file of the test's choosing) rather than a fresh SQLite file.
+pub async fn start_on_database(
+    database_url: &str,
+    tune: impl FnOnce(&mut AwsSandboxConfig),
+    tune_config: impl FnOnce(&mut Config),
+) -> Stack {
+    let database = Some(database_url.to_owned());
+    launch(tune, |_| {}, tune_config, database, 1, true).await.0
 }
 
 /// `replicas` marketlink servers sharing one database at `database_url` (and a session

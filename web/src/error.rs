@@ -80,6 +80,12 @@ impl From<StoreError> for AppError {
             StoreError::Conflict(message) => Self::Conflict(message),
             StoreError::Domain(illegal) => Self::Conflict(illegal.to_string()),
             // Our trouble, not the caller's: 503 tells a client (and a marketplace) to retry.
+            other if other.is_disk_full() => {
+                tracing::error!(error = %other, "the database's disk is full: nothing was stored");
+                Self::Unavailable {
+                    message: "the database is unavailable right now; try again shortly".into(),
+                }
+            }
             other if other.is_unavailable() => Self::unavailable(
                 "the database is unavailable right now; try again shortly",
                 other,

@@ -28,8 +28,10 @@ pub enum StoreError {
     /// A stored value could not be read back into a domain type.
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    #[error("database error")]
-    Database(#[source] sqlx::Error),
+    /// The cause is in the message (not a `source`, which would print it twice in a chain):
+    /// a warning logged with `%error` must say what failed.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -56,7 +58,20 @@ impl StoreError {
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::WorkerCrashed
             )
-        )
+        ) || self.is_disk_full()
+    }
+
+    /// The database's disk is full (SQLite's `SQLITE_FULL`, PostgreSQL's `disk_full`): the
+    /// write was not made, and will be once the operator frees space.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            // SQLite's codes are numbers (13, or an extended code whose low byte is 13);
+            // PostgreSQL's are five-character SQLSTATEs.
+            Self::Database(sqlx::Error::Database(db)) => db.code().is_some_and(|code| {
+                code == "53100" || code.parse::<u32>().is_ok_and(|n| n & 0xff == 13)
+            }),
+            _ => false,
+        }
     }
 
     /// Maps a unique-constraint violation to [`StoreError::Conflict`] with a readable message.
@@ -71,5 +86,32 @@ impl StoreError {
     /// commit a batch was part of failed): reported like any database error.
     pub fn unavailable(message: String) -> Self {
         Self::Database(sqlx::Error::Io(std::io::Error::other(message)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::{Connection, Executor};
+
+    use super::*;
+
+    /// SQLite out of room, as on a full disk (`max_page_count` caps the database's size): a
+    /// retry may succeed once space is freed, and the message says why.
+    #[tokio::test]
+    async fn a_full_database_is_unavailable_and_says_so() {
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        conn.execute("PRAGMA max_page_count = 8; CREATE TABLE t (b BLOB)")
+            .await
+            .unwrap();
+        let refused = sqlx::query("INSERT INTO t VALUES (zeroblob(1000000))")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        let error = StoreError::from(refused);
+        assert!(error.is_disk_full() && error.is_unavailable(), "{error:?}");
+        assert!(error.to_string().contains("full"), "{error}");
+        assert!(!StoreError::Corrupt("x".into()).is_disk_full());
     }
 }

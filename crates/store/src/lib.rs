@@ -148,6 +148,7 @@ impl Store {
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
                 .test_before_acquire(false)
+                .after_release(|conn, _| Box::pin(reusable(conn)))
                 .connect_with(connect)
                 .await?;
             Pool::Sqlite(pool)
@@ -277,6 +278,29 @@ pub(crate) fn millis(t: time::OffsetDateTime) -> i64 {
 pub(crate) fn from_millis(ms: i64) -> Result<time::OffsetDateTime, StoreError> {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .map_err(|e| StoreError::Corrupt(format!("timestamp {ms} out of range: {e}")))
+}
+
+/// Whether a SQLite connection going back to the pool may be reused. On a full disk SQLite
+/// may roll a whole transaction back by itself; sqlx's `ROLLBACK` then fails and its count of
+/// open transactions stays at one, so the connection's next "transaction" is a savepoint whose
+/// rollback leaves SQLite's transaction open, holding an old snapshot: every later write on it
+/// fails with "database is locked" and checkpoints stall. Such a connection is closed instead.
+async fn reusable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::{Connection, TransactionManager, sqlite::SqliteTransactionManager};
+    if SqliteTransactionManager::get_transaction_depth(conn) == 0 {
+        return Ok(true);
+    }
+    // A dropped transaction's rollback may still be queued: the ping waits for it (only on
+    // this rare path, so an ordinary release costs no extra round trip).
+    conn.ping().await?;
+    let depth = SqliteTransactionManager::get_transaction_depth(conn);
+    if depth > 0 {
+        tracing::warn!(
+            depth,
+            "closing a SQLite connection left inside a transaction"
+        );
+    }
+    Ok(depth == 0)
 }
 
 #[cfg(test)]
