@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 
 use marketlink_aws::sns::SnsVerifier;
 use marketlink_azure::AzureConfig;
+// Members whose numbers the sandbox encodes as CBOR timestamps (tag 1 + float).
+use marketlink_sandbox::aws::wire::TIMESTAMP_MEMBERS;
 use serde_json::Value;
 
 /// The SNS hosts of production (`sns.<region>.amazonaws.com`), https only, SHA1 allowed.
@@ -61,19 +63,6 @@ pub fn depth(value: &Value) -> usize {
         _ => 0,
     }
 }
-
-/// Members whose numbers the sandbox encodes as CBOR timestamps (tag 1 + float).
-const TIMESTAMP_MEMBERS: &[&str] = &[
-    "Timestamp",
-    "ExpirationDate",
-    "startTime",
-    "endTime",
-    "acceptanceTime",
-    "trialEndTime",
-    "agreementStartDate",
-    "agreementEndDate",
-    "chargeDate",
-];
 
 /// What the sandbox's CBOR encoding keeps of a JSON tree: no null members, timestamp members'
 /// numbers as floats.

@@ -67,8 +67,9 @@ impl AwsError {
     }
 }
 
-/// Member names whose model type is `timestamp` in the outputs the sandbox produces.
-const TIMESTAMP_MEMBERS: &[&str] = &[
+/// Member names whose model type is `timestamp` in the outputs the sandbox produces (public
+/// for the CBOR fuzz target, which checks what the encoding keeps).
+pub const TIMESTAMP_MEMBERS: &[&str] = &[
     "Timestamp",
     "ExpirationDate",
     "startTime",
