@@ -72,7 +72,13 @@ async fn migrate_then_serve_on_postgres() {
         .output()
         .unwrap();
     assert!(dry.status.success());
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("would be applied"));
+    let listed = String::from_utf8_lossy(&dry.stdout);
+    assert!(listed.contains("would be applied"), "{listed}");
+    // Each says whether the previous release may keep serving while it applies.
+    assert!(
+        listed.contains("20261209000100_web sessions: online-safe"),
+        "{listed}"
+    );
 
     let applied = marketlink(dir.path())
         .arg("migrate")

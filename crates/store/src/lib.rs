@@ -15,6 +15,7 @@ mod checkpoint;
 mod error;
 mod invites;
 mod onboarding;
+pub mod online;
 mod periodic;
 mod queue;
 mod retention;
@@ -213,13 +214,15 @@ impl Store {
     }
 
     /// Migrations known to this build that the database has not applied yet.
-    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
-        let (migrator, applied): (&sqlx::migrate::Migrator, Vec<i64>) = on_pool!(self, |pool| {
-            let migrator = match self.backend() {
-                Backend::Sqlite => &SQLITE_MIGRATIONS,
-                Backend::Postgres => &POSTGRES_MIGRATIONS,
-            };
-            let table_exists: bool = sqlx::query_scalar(match self.backend() {
+    async fn pending(&self) -> Result<Vec<&'static sqlx::migrate::Migration>, StoreError> {
+        let (migrator, applied): (&'static sqlx::migrate::Migrator, Vec<i64>) = on_pool!(
+            self,
+            |pool| {
+                let migrator = match self.backend() {
+                    Backend::Sqlite => &SQLITE_MIGRATIONS,
+                    Backend::Postgres => &POSTGRES_MIGRATIONS,
+                };
+                let table_exists: bool = sqlx::query_scalar(match self.backend() {
                 Backend::Sqlite => {
                     "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')"
                 }
@@ -227,19 +230,42 @@ impl Store {
             })
             .fetch_one(pool)
             .await?;
-            let applied = if table_exists {
-                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                    .fetch_all(pool)
-                    .await?
-            } else {
-                Vec::new()
-            };
-            (migrator, applied)
-        });
+                let applied = if table_exists {
+                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                        .fetch_all(pool)
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                (migrator, applied)
+            }
+        );
         Ok(migrator
             .iter()
             .filter(|m| !applied.contains(&m.version))
-            .map(|m| format!("{}_{}", m.version, m.description))
+            .collect())
+    }
+
+    /// The migrations not applied yet, by name (`<version>_<description>`).
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .pending()
+            .await?
+            .into_iter()
+            .map(migration_name)
+            .collect())
+    }
+
+    /// The migrations not applied yet, each with what makes it unsafe to apply while the
+    /// previous release still serves (none: online-safe).
+    pub async fn pending_migration_hazards(
+        &self,
+    ) -> Result<Vec<(String, Vec<online::Hazard>)>, StoreError> {
+        Ok(self
+            .pending()
+            .await?
+            .into_iter()
+            .map(|m| (migration_name(m), online::online_hazards(&m.sql)))
             .collect())
     }
 
@@ -301,6 +327,10 @@ async fn reusable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error
         );
     }
     Ok(depth == 0)
+}
+
+fn migration_name(migration: &sqlx::migrate::Migration) -> String {
+    format!("{}_{}", migration.version, migration.description)
 }
 
 #[cfg(test)]

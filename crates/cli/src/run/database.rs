@@ -34,10 +34,7 @@ pub async fn migrate(config: Config, dry_run: bool) -> anyhow::Result<()> {
     if pending.is_empty() {
         println!("database is up to date");
     } else if dry_run {
-        println!("{} migration(s) would be applied:", pending.len());
-        for name in &pending {
-            println!("  {name}");
-        }
+        print_dry_run(&store.pending_migration_hazards().await?);
     } else {
         store.migrate().await.context("migration failed")?;
         println!("applied {} migration(s):", pending.len());
@@ -47,4 +44,26 @@ pub async fn migrate(config: Config, dry_run: bool) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// The migrations a run would apply, each saying whether it is safe while the previous
+/// release still serves (docs/operations.md, "Upgrades").
+fn print_dry_run(pending: &[(String, Vec<marketlink_store::online::Hazard>)]) {
+    println!("{} migration(s) would be applied:", pending.len());
+    for (name, hazards) in pending {
+        if hazards.is_empty() {
+            println!("  {name}: online-safe");
+            continue;
+        }
+        println!("  {name}: NOT online-safe: stop the previous release before applying it");
+        for hazard in hazards {
+            println!("      {}: {}", hazard.reason, hazard.statement);
+        }
+    }
+    let offline = pending.iter().filter(|(_, h)| !h.is_empty()).count();
+    if offline == 0 {
+        println!("all online-safe: the previous release may keep serving while they apply");
+    } else {
+        println!("{offline} not online-safe: upgrade with the previous release stopped");
+    }
 }
