@@ -299,7 +299,10 @@ async fn handled(stack: &Stack, kind: &str, needle: &str) {
 
 /// Reports `quantity` api_calls for `subscription` an hour ago through the usage API.
 async fn report_usage(stack: &Stack, subscription: &marketlink_core::Subscription, quantity: u64) {
-    let at = marketlink_core::Clock::now(&SystemClock) - time::Duration::hours(1);
+    // Two hours back: an hour closes only five minutes (the settle delay) after it ends, so
+    // usage of the last hour reported in the first minutes of an hour would wait past the
+    // test's patience.
+    let at = marketlink_core::Clock::now(&SystemClock) - time::Duration::hours(2);
     let body = serde_json::json!({
         "subscription_id": subscription.id.to_string(),
         "dimension": "api_calls",
