@@ -114,6 +114,28 @@ pub fn spawn(
     workers
 }
 
+/// Whether this replica takes this `interval`'s run of the periodic job `name` (ADR 0007):
+/// one replica per interval does the job. A database that cannot say counts as no.
+async fn take_periodic(engine: &Engine, name: &str, interval: Duration) -> bool {
+    let span = time::Duration::try_from(interval).unwrap_or(time::Duration::HOUR);
+    match engine
+        .store
+        .take_periodic_run(name, engine.clock.now(), span)
+        .await
+    {
+        Ok(taken) => {
+            if !taken {
+                tracing::debug!(job = name, "another replica runs this interval's job");
+            }
+            taken
+        }
+        Err(error) => {
+            tracing::error!(job = name, error = ?error, "cannot take the periodic job's run");
+            false
+        }
+    }
+}
+
 fn start(name: &'static str, task: impl Future<Output = ()> + Send + 'static) -> Worker {
     Worker {
         name,

@@ -18,29 +18,10 @@ pub(super) async fn run(
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(interval) => {},
         }
-        if take_run(&engine, interval).await {
+        // The survey reads every subscription from the marketplaces, whose APIs throttle, so
+        // only one replica reconciles each interval.
+        if super::take_periodic(&engine, "reconcile", interval).await {
             reconcile_once(&engine, &settings).await;
-        }
-    }
-}
-
-/// Whether this replica reconciles this interval: the survey reads every subscription from
-/// the marketplaces, whose APIs throttle, so only one replica does.
-async fn take_run(engine: &Engine, interval: Duration) -> bool {
-    let span = time::Duration::try_from(interval).unwrap_or(time::Duration::HOUR);
-    match engine
-        .store
-        .take_periodic_run("reconcile", engine.clock.now(), span)
-        .await
-    {
-        Ok(true) => true,
-        Ok(false) => {
-            tracing::debug!("another replica reconciles this interval");
-            false
-        }
-        Err(error) => {
-            tracing::error!(error = ?error, "cannot take the reconciliation run");
-            false
         }
     }
 }

@@ -16,20 +16,13 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let interval = Duration::from_secs(settings.interval_secs);
-    let span = time::Duration::try_from(interval).unwrap_or(time::Duration::HOUR);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(ASK_EVERY.min(interval)) => {},
         }
-        match engine
-            .store
-            .take_periodic_run("retention", engine.clock.now(), span)
-            .await
-        {
-            Ok(true) => prune_once(&engine, &settings).await,
-            Ok(false) => {}
-            Err(error) => tracing::error!(error = ?error, "cannot take the retention run"),
+        if super::take_periodic(&engine, "retention", interval).await {
+            prune_once(&engine, &settings).await;
         }
     }
 }

@@ -10,23 +10,13 @@ use crate::Engine;
 /// opens nothing even before it is pruned (loading checks the expiry): pruning only keeps
 /// the table small.
 pub(super) async fn run(engine: Arc<Engine>, interval: Duration, shutdown: CancellationToken) {
-    let span = time::Duration::try_from(interval).unwrap_or(time::Duration::MINUTE);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(interval) => {},
         }
-        match engine
-            .store
-            .take_periodic_run("prune-sessions", engine.clock.now(), span)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(error) => {
-                tracing::warn!(error = ?error, "cannot take the session pruning run");
-                continue;
-            }
+        if !super::take_periodic(&engine, "prune-sessions", interval).await {
+            continue;
         }
         match engine.prune_sessions().await {
             Ok(0) => {}
