@@ -41,6 +41,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(pages::routes())
         .layer(middleware::from_fn_with_state(
             shared.clone(),
+            faults::switched,
+        ))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
             faults::outage,
         ))
         .layer(middleware::from_fn_with_state(shared.clone(), log_calls))
