@@ -190,6 +190,7 @@ impl AwsSandbox {
             )
             .route("/aws/sns/confirm", get(pages::sns_confirm))
             .merge(pages::routes())
+            .merge(fault_page::routes())
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.clone())
     }

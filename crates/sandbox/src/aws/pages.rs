@@ -26,7 +26,6 @@ pub fn routes() -> Router<Arc<AwsSandbox>> {
             post(agreement_action),
         )
         .route("/aws/calls", get(calls))
-        .merge(super::fault_page::routes())
 }
 
 pub(super) fn esc(s: &str) -> String {

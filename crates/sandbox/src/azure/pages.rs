@@ -28,7 +28,6 @@ pub fn routes() -> Router<AppState> {
         .route("/sandbox/buyer/subscriptions/{id}/{action}", post(action))
         .route("/sandbox/log", get(log_page))
         .route("/sandbox/ca.pem", get(ca_pem))
-        .merge(super::fault_page::routes())
 }
 
 /// `{landing_url}?token=<URL-encoded token>` (keeps any query the landing URL already has).
