@@ -27,10 +27,10 @@ use crate::metering::{KEY, post, subscribed, ts};
 const CLASSIC: &str = "mlsandboxclassic0000000001";
 
 /// The Microsoft metering paths marketlink may call (single event and batch).
-const AZURE_USAGE: [&str; 2] = ["/api/usageEvent", "/api/batchUsageEvent"];
+pub(crate) const AZURE_USAGE: [&str; 2] = ["/api/usageEvent", "/api/batchUsageEvent"];
 
 /// An active AWS subscription and an active Microsoft one (plan `pro`, with `api_calls`).
-async fn one_of_each(stack: &Stack) -> ((Purchase, Subscription), Subscription) {
+pub(crate) async fn one_of_each(stack: &Stack) -> ((Purchase, Subscription), Subscription) {
     let aws = subscribed(stack, &stack.store).await;
     let client = browser_trusting(&stack.azure.ca_pem);
     let id = crate::azure::active_subscription(stack, &client, "pro", Some(3)).await;
@@ -44,7 +44,7 @@ async fn one_of_each(stack: &Stack) -> ((Purchase, Subscription), Subscription) 
 }
 
 /// Reports `quantity` api_calls for `sub` in `hour` through the usage API.
-async fn report(stack: &Stack, sub: &Subscription, hour: OffsetDateTime, quantity: u64) {
+pub(crate) async fn report(stack: &Stack, sub: &Subscription, hour: OffsetDateTime, quantity: u64) {
     let event = json!({"subscription_id": sub.id.to_string(), "dimension": "api_calls",
         "quantity": quantity, "timestamp": ts(hour + time::Duration::minutes(7)),
         "idempotency_key": format!("outage-{}", sub.id)});
@@ -53,7 +53,7 @@ async fn report(stack: &Stack, sub: &Subscription, hour: OffsetDateTime, quantit
 }
 
 /// The AWS ledger's records of `purchase` for `hour`.
-fn aws_billed(stack: &Stack, purchase: &Purchase, hour: OffsetDateTime) -> Vec<String> {
+pub(crate) fn aws_billed(stack: &Stack, purchase: &Purchase, hour: OffsetDateTime) -> Vec<String> {
     stack
         .aws
         .metered_records()
@@ -67,7 +67,11 @@ fn aws_billed(stack: &Stack, purchase: &Purchase, hour: OffsetDateTime) -> Vec<S
 }
 
 /// The Microsoft sandbox's accepted usage events of `sub` for `hour`.
-async fn azure_billed(stack: &Stack, sub: &Subscription, hour: OffsetDateTime) -> Vec<f64> {
+pub(crate) async fn azure_billed(
+    stack: &Stack,
+    sub: &Subscription,
+    hour: OffsetDateTime,
+) -> Vec<f64> {
     let resource = sub.external.external_id.as_str();
     stack
         .azure
@@ -84,7 +88,7 @@ async fn azure_billed(stack: &Stack, sub: &Subscription, hour: OffsetDateTime) -
 }
 
 /// A gauge (no labels) from `/metrics` (public in the demo configuration).
-async fn gauge(stack: &Stack, name: &str) -> f64 {
+pub(crate) async fn gauge(stack: &Stack, name: &str) -> f64 {
     let text = reqwest::get(format!("{}/metrics", stack.app_url))
         .await
         .unwrap()
@@ -97,9 +101,25 @@ async fn gauge(stack: &Stack, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
+/// Polls `check` until it is true or `limit` passes.
+pub(crate) async fn eventually_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Waits for both hours to be billed, then checks each marketplace holds them exactly once and
 /// nothing was dead-lettered.
-async fn billed_once_after_recovery(
+pub(crate) async fn billed_once_after_recovery(
     stack: &Stack,
     (purchase, aws_sub): &(Purchase, Subscription),
     azure_sub: &Subscription,

@@ -48,13 +48,13 @@ enum Command {
         /// Address of the AWS Marketplace sandbox.
         #[arg(long, default_value = "127.0.0.1:9090")]
         aws_bind: std::net::SocketAddr,
-        /// AWS scenario (products, offers, dimensions) as TOML; built-in default otherwise.
+        /// AWS scenario (products, offers, dimensions, faults) as TOML; built-in default otherwise.
         #[arg(long)]
         aws_scenario: Option<PathBuf>,
         /// Address of the Microsoft marketplace sandbox (served over TLS).
         #[arg(long, default_value = "127.0.0.1:8443")]
         azure_bind: std::net::SocketAddr,
-        /// Microsoft scenario (offers, plans, test users) as TOML; built-in default otherwise.
+        /// Microsoft scenario (offers, plans, test users, faults) as TOML; built-in default otherwise.
         #[arg(long)]
         azure_scenario: Option<PathBuf>,
         /// The marketlink public URL the sandbox sends buyers and notifications to.

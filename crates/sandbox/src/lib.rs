@@ -12,3 +12,4 @@ mod fuzz_seed;
 
 pub use fuzz_seed::{CORPUS_ENV as FUZZ_CORPUS_ENV, fuzz_seed};
 pub mod outage;
+pub mod switch;

@@ -25,6 +25,13 @@ pub struct MeteringConfig {
     pub lease_secs: u64,
     /// Events accepted per request.
     pub max_batch_events: usize,
+    /// Longest wait between two attempts of an hour the marketplace turned away (throttling,
+    /// 5xx, timeout): after an outage the backlog goes out within this much (a longer
+    /// `Retry-After` still wins).
+    pub retry_max_secs: u64,
+    /// Attempts of an hour before it is dead-lettered (the marketplace's deadline may come
+    /// first).
+    pub retry_max_attempts: u32,
 }
 
 impl Default for MeteringConfig {
@@ -37,6 +44,8 @@ impl Default for MeteringConfig {
             settle_secs: 300,
             lease_secs: 300,
             max_batch_events: 10_000,
+            retry_max_secs: 300,
+            retry_max_attempts: 30,
         }
     }
 }
@@ -59,6 +68,11 @@ impl MeteringConfig {
             settle: secs(self.settle_secs),
             lease: secs(self.lease_secs),
             max_batch_events: self.max_batch_events,
+            backoff: marketlink_engine::backoff::Backoff {
+                max: secs(self.retry_max_secs),
+                max_attempts: i64::from(self.retry_max_attempts),
+                ..defaults.backoff
+            },
             ..defaults
         }
     }
@@ -77,6 +91,20 @@ impl MeteringConfig {
                 message: "lease_secs must be at least 30 and flush_interval_secs at least 1".into(),
             });
         }
+        // Under the 5 s first delay the cap would make every retry immediate; over an hour,
+        // a backlog could wait past the marketplaces' 24-hour window in a few attempts.
+        if !(5..=3600).contains(&self.retry_max_secs) {
+            return Err(ConfigError::BadValue {
+                key: "metering.retry_max_secs",
+                message: "must be 5 to 3600 seconds".into(),
+            });
+        }
+        if self.retry_max_attempts == 0 {
+            return Err(ConfigError::BadValue {
+                key: "metering.retry_max_attempts",
+                message: "must be at least 1".into(),
+            });
+        }
         if self.api_keys.iter().any(|k| k.expose().len() < 16) {
             return Err(ConfigError::BadValue {
                 key: "metering.api_keys",
@@ -84,5 +112,39 @@ impl MeteringConfig {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_cap_reaches_the_engine_and_is_bounded() {
+        let config = MeteringConfig {
+            retry_max_secs: 15,
+            retry_max_attempts: 40,
+            ..MeteringConfig::default()
+        };
+        let backoff = config.settings().backoff;
+        assert_eq!(backoff.max, time::Duration::seconds(15));
+        assert_eq!(backoff.max_attempts, 40);
+        assert_eq!(backoff.base, time::Duration::seconds(5));
+        for bad in [4, 3601] {
+            let config = MeteringConfig {
+                retry_max_secs: bad,
+                ..MeteringConfig::default()
+            };
+            assert!(
+                matches!(
+                    config.validate(),
+                    Err(ConfigError::BadValue {
+                        key: "metering.retry_max_secs",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 }

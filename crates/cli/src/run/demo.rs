@@ -50,10 +50,12 @@ pub async fn demo(
         println!("    buy as an AWS buyer:   {aws_url}/aws/buyer");
         println!("    agreements & actions:  {aws_url}/aws/buyer/agreements");
         println!("    every API call:        {aws_url}/aws/calls");
+        println!("    faults on demand:      {aws_url}/aws/faults");
         println!(
             "  Microsoft sandbox: {azure_url}  (TLS with its own CA: {azure_url}/sandbox/ca.pem)"
         );
         println!("    buy as an Azure buyer: {azure_buyer}");
+        println!("    faults on demand:      {azure_url}/sandbox/faults");
         println!("Press Ctrl-C to stop.");
     })
     .await;
@@ -94,9 +96,11 @@ pub async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
     println!("AWS Marketplace sandbox on {}", aws.base_url);
     println!("  buyer page:  {}/aws/buyer", aws.base_url);
     println!("  call log:    {}/aws/calls", aws.base_url);
+    println!("  faults:      {}/aws/faults", aws.base_url);
     println!("  credentials: access key AKIASANDBOX, secret sandbox-secret, region us-east-1");
     println!("Microsoft marketplace sandbox on {}", azure.base_url);
     println!("  buyer page:  {}", azure.buyer_page_url());
+    println!("  faults:      {}/sandbox/faults", azure.base_url);
     println!(
         "  CA certificate to trust: {}/sandbox/ca.pem",
         azure.base_url

@@ -59,10 +59,13 @@ impl Default for MeteringSettings {
             max_batch_events: 10_000,
             future_tolerance: Duration::minutes(5),
             delivery_margin: Duration::minutes(30),
+            // Capped at 5 minutes: once a marketplace is back, the backlog goes out within one
+            // cap (30 minutes left an outage of minutes waiting as long again). 30 attempts
+            // keep about one to two hours of outage before an hour is given up.
             backoff: Backoff {
                 base: Duration::seconds(5),
-                max: Duration::minutes(30),
-                max_attempts: 12,
+                max: Duration::minutes(5),
+                max_attempts: 30,
             },
         }
     }

@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::chaos::DeliveryChaos;
+use crate::switch::{self, FaultConfig, Side};
 
 /// How the product identifies buyers when metering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +159,10 @@ pub struct AwsSandboxConfig {
     pub sns_http_retry_delays_ms: Vec<u64>,
     /// How long one HTTP delivery may take before it counts as failed (and is retried).
     pub sns_http_timeout_ms: u64,
+    /// Faults switched on from the start (`[[faults]]`, see `crate::switch`); windows count
+    /// from the sandbox's start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultConfig>,
     /// Duplicated, reordered and delayed deliveries (off when absent).
     pub delivery_chaos: Option<DeliveryChaos>,
     pub products: Vec<ProductConfig>,
@@ -189,6 +194,7 @@ impl Default for AwsSandboxConfig {
             sns_http_timeout_ms: 15_000,
             delivery_chaos: None,
             products: default_products(),
+            faults: Vec::new(),
         }
     }
 }
@@ -337,6 +343,7 @@ impl AwsSandboxConfig {
         if let Some(chaos) = &self.delivery_chaos {
             chaos.validate()?;
         }
+        switch::validate_all(&mut self.faults.clone(), Side::Aws)?;
         for p in &self.products {
             if p.product_code.is_empty()
                 || !p

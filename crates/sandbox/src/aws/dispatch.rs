@@ -12,7 +12,10 @@ use axum::{
 };
 use serde_json::Value;
 
-use crate::outage::{self, OutageKind};
+use crate::{
+    outage::{self, OutageKind},
+    switch::{FaultKind, SIGNING_CERT},
+};
 
 use super::{
     AwsSandbox, sigv4, sns,
@@ -60,18 +63,19 @@ impl AwsSandbox {
                 return outage::reset();
             }
             Some(OutageKind::Unavailable) => {
-                let e = AwsError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceUnavailable",
-                    "The request has failed due to a temporary failure of the server.",
-                );
                 self.log_call(service.name(), operation, 503, "outage".into());
-                return wire::error_response(protocol, &request_id, &e);
+                return wire::error_response(protocol, &request_id, &unavailable());
             }
             None => {}
         }
+        let switched = match self.switched(service, operation) {
+            Ok(late) => late,
+            Err(refused) => return refused.into_response(protocol, &request_id),
+        };
         let result = self
-            .handle_inner(protocol, service, operation, method, uri, headers, body)
+            .handle_inner(
+                protocol, service, operation, method, uri, headers, body, switched,
+            )
             .await;
         let (response, status, summary) = match result {
             Ok((value, summary)) => (
@@ -89,6 +93,41 @@ impl AwsSandbox {
         response
     }
 
+    /// A fault of the scenario or the fault page that catches the call: refused (logged), or
+    /// `Ok(Some(delay))` for an answer held back.
+    fn switched(
+        &self,
+        service: Service,
+        operation: &str,
+    ) -> Result<Option<std::time::Duration>, Refused> {
+        let Some(fault) = self.switches.hit(self.now(), |op| op == operation) else {
+            return Ok(None);
+        };
+        let error = match fault.kind {
+            FaultKind::Late => {
+                return Ok(fault.late_ms.map(std::time::Duration::from_millis));
+            }
+            FaultKind::Reset => {
+                self.log_call(
+                    service.name(),
+                    operation,
+                    0,
+                    "fault: connection reset".into(),
+                );
+                return Err(Refused::Reset);
+            }
+            FaultKind::Unavailable => unavailable(),
+            // Validation keeps 429 off AWS; were it here, it is AWS's throttling.
+            FaultKind::Throttling | FaultKind::TooManyRequests => {
+                service.injected_error(InjectedError::Throttling)
+            }
+            FaultKind::ServerError => service.injected_error(InjectedError::Internal),
+        };
+        let summary = format!("fault: {}: {}", error.code, error.message);
+        self.log_call(service.name(), operation, error.status.as_u16(), summary);
+        Err(Refused::Error(error))
+    }
+
     #[expect(clippy::too_many_arguments, reason = "the parts of one HTTP request")]
     async fn handle_inner(
         &self,
@@ -99,6 +138,7 @@ impl AwsSandbox {
         uri: &Uri,
         headers: &HeaderMap,
         body: &[u8],
+        switched_late: Option<std::time::Duration>,
     ) -> Result<(Value, String), AwsError> {
         let creds = sigv4::Credentials {
             access_key_id: &self.config.access_key_id,
@@ -124,7 +164,7 @@ impl AwsSandbox {
         let late = match self.take_injected(operation) {
             Some(InjectedError::LateAnswer(ms)) => Some(std::time::Duration::from_millis(ms)),
             Some(injected) => return Err(service.injected_error(injected)),
-            None => None,
+            None => switched_late,
         };
         let target = match protocol {
             wire::Protocol::RpcV2Cbor => "sandbox_cbor",
@@ -146,6 +186,30 @@ impl AwsSandbox {
             tokio::time::sleep(late).await;
         }
         result
+    }
+}
+
+/// AWS's common 503 (see `crate::outage`).
+fn unavailable() -> AwsError {
+    AwsError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        "The request has failed due to a temporary failure of the server.",
+    )
+}
+
+/// A call a switched fault turned away.
+enum Refused {
+    Reset,
+    Error(AwsError),
+}
+
+impl Refused {
+    fn into_response(self, protocol: Protocol, request_id: &str) -> Response {
+        match self {
+            Refused::Reset => outage::reset(),
+            Refused::Error(e) => wire::error_response(protocol, request_id, &e),
+        }
     }
 }
 
@@ -275,12 +339,28 @@ pub(super) async fn post_cbor(
 }
 
 pub(super) async fn get_cert(State(sb): State<Arc<AwsSandbox>>) -> Response {
-    match sb.outages.hit(sb.now(), |op| op == "SigningCert") {
+    match sb.outages.hit(sb.now(), |op| op == SIGNING_CERT) {
         Some(OutageKind::Reset) => return outage::reset(),
         Some(OutageKind::Unavailable) => {
             return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response();
         }
         None => {}
+    }
+    // A plain download: bare statuses [DERIVED, as for outages above].
+    if let Some(fault) = sb.switches.hit(sb.now(), |op| op == SIGNING_CERT) {
+        let status = match fault.kind {
+            FaultKind::Reset => return outage::reset(),
+            FaultKind::Late => {
+                let ms = fault.late_ms.unwrap_or(0);
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                None
+            }
+            FaultKind::ServerError => Some(StatusCode::INTERNAL_SERVER_ERROR),
+            _ => Some(StatusCode::SERVICE_UNAVAILABLE),
+        };
+        if let Some(status) = status {
+            return (status, status.canonical_reason().unwrap_or_default()).into_response();
+        }
     }
     match sns::signer() {
         Ok(s) => (

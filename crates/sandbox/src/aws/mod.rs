@@ -27,7 +27,8 @@
 //! (purchases, agreement events) and `renewal` its renewals and replacements; `topics` and
 //! `eventbridge` produce the notifications, `sns` signs them, `delivery` posts them over HTTP
 //! with SNS's retry policy; `chaos` decides duplicates, order and delays when switched on;
-//! `state` is what the sandbox remembers, `pages` the buyer and log pages.
+//! `state` is what the sandbox remembers, `pages` the buyer and log pages, `fault_page` the
+//! switch for faults (`crate::switch`).
 
 mod agreement;
 mod chaos;
@@ -36,6 +37,7 @@ mod delivery;
 mod dispatch;
 mod entitlement;
 mod eventbridge;
+mod fault_page;
 mod input;
 mod lifecycle;
 mod metering;
@@ -85,6 +87,8 @@ pub struct AwsSandbox {
     state: Mutex<SandboxState>,
     /// Outages tests switched on (`start_outage`).
     outages: crate::outage::Outages,
+    /// Faults of the scenario and the fault page (`/aws/faults`).
+    switches: crate::switch::Switches,
     /// Itself, for work that outlives a call (SNS retries, chaos-delayed HTTP deliveries).
     me: Weak<AwsSandbox>,
 }
@@ -119,11 +123,15 @@ impl AwsSandbox {
             subscribe_http_endpoint(&mut state, &config, endpoint);
         }
         state.chaos.set(config.delivery_chaos);
+        let mut faults = config.faults.clone();
+        crate::switch::validate_all(&mut faults, crate::switch::Side::Aws)?;
+        let switches = crate::switch::Switches::from_scenario(&faults, clock.now());
         Ok(Arc::new_cyclic(|me| Self {
             config,
             clock,
             state: Mutex::new(state),
             outages: crate::outage::Outages::default(),
+            switches,
             me: me.clone(),
         }))
     }
@@ -182,6 +190,7 @@ impl AwsSandbox {
             )
             .route("/aws/sns/confirm", get(pages::sns_confirm))
             .merge(pages::routes())
+            .merge(fault_page::routes())
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.clone())
     }
@@ -233,6 +242,12 @@ impl AwsSandbox {
     /// Calls turned away by outages so far.
     pub fn outage_refusals(&self) -> u64 {
         self.outages.refused()
+    }
+
+    /// The faults of the scenario and the fault page, ended ones included, with what each
+    /// caught.
+    pub fn faults(&self) -> Vec<crate::switch::FaultView> {
+        self.switches.list(self.now())
     }
 
     /// URL of a queue of this sandbox (`<public_base_url>/<seller account>/<name>`).

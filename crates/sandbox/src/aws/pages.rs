@@ -28,7 +28,7 @@ pub fn routes() -> Router<Arc<AwsSandbox>> {
         .route("/aws/calls", get(calls))
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -36,14 +36,14 @@ fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
+pub(super) fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{t} · AWS Marketplace sandbox</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#16191f}}
 nav a{{margin-right:1rem}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:.35rem;text-align:left;font-size:.9rem}}
 .card{{border:1px solid #d5dbdb;border-radius:6px;padding:1rem;margin:1rem 0}}button{{background:#ff9900;border:0;border-radius:4px;padding:.4rem .8rem;cursor:pointer}}
 code{{background:#f2f3f3;padding:0 .2rem}}.muted{{color:#687078}}</style></head>
-<body><nav><a href="/aws/buyer">Buy</a><a href="/aws/buyer/agreements">Agreements</a><a href="/aws/calls">Call log</a></nav>
+<body><nav><a href="/aws/buyer">Buy</a><a href="/aws/buyer/agreements">Agreements</a><a href="/aws/calls">Call log</a><a href="/aws/faults">Faults</a></nav>
 <h1>{t}</h1>{body}<p class="muted">AWS Marketplace sandbox · not Amazon</p></body></html>"#,
         t = esc(title)
     ))

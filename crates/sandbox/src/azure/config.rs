@@ -206,6 +206,10 @@ pub struct AzureSandboxConfig {
     /// The publisher app's certificates and federated credentials, and the managed identity
     /// endpoint's header (`credentials`).
     pub app_credentials: AppCredentials,
+    /// Faults switched on from the start (`[[faults]]`, see `crate::switch`); windows count
+    /// from the sandbox's start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::switch::FaultConfig>,
 }
 
 impl Default for AzureSandboxConfig {
@@ -247,6 +251,7 @@ impl Default for AzureSandboxConfig {
             offers: vec![default_offer()],
             users: default_users(),
             app_credentials: AppCredentials::default(),
+            faults: Vec::new(),
         }
     }
 }
@@ -383,6 +388,8 @@ impl AzureSandboxConfig {
                 }
             }
         }
+        crate::switch::validate_all(&mut self.faults.clone(), crate::switch::Side::Microsoft)
+            .map_err(|e| anyhow::anyhow!("azure sandbox: {e}"))?;
         if self.webhook_retry_delays_ms.is_empty() {
             bail!("azure sandbox: webhook_retry_delays_ms must not be empty");
         }

@@ -10,7 +10,7 @@
 //! | `graph.microsoft.com` | `/v1.0/me`, `/oidc/userinfo` |
 //! | App Service identity endpoint (`IDENTITY_ENDPOINT`) | `/msi/token` (`app_credentials.identity_header`) |
 //! | a Kubernetes cluster's OIDC issuer (workload identity) | `/workload-identity/.well-known/openid-configuration`, `/workload-identity/openid/v1/jwks` |
-//! | the Azure portal (buyer side) | `/sandbox/buyer` (buy, change plan/quantity, suspend, reinstate, renew, unsubscribe), `/sandbox/log` (every call, operations, webhook deliveries, usage), `/sandbox/ca.pem` |
+//! | the Azure portal (buyer side) | `/sandbox/buyer` (buy, change plan/quantity, suspend, reinstate, renew, unsubscribe), `/sandbox/log` (every call, operations, webhook deliveries, usage), `/sandbox/faults` (fault switch), `/sandbox/ca.pem` |
 //!
 //! Tokens:
 //! - Client credentials (`scope={marketplace_resource_id}/.default` on v2, `resource=` on v1) give a
@@ -73,6 +73,7 @@ mod config;
 mod credentials;
 mod entra;
 mod errors;
+mod fault_page;
 mod faults;
 mod fulfillment;
 mod http;
@@ -127,6 +128,8 @@ pub(crate) struct Shared {
     pub faults: Mutex<faults::Faults>,
     /// Outages tests switched on (`AzureSandboxHandle::start_outage`).
     pub outages: crate::outage::Outages,
+    /// Faults of the scenario and the fault page (`/sandbox/faults`).
+    pub switches: crate::switch::Switches,
     /// `jti`s of certificate client assertions already presented (single use).
     pub used_assertions: Mutex<std::collections::HashSet<String>>,
 }
@@ -192,6 +195,9 @@ impl AzureSandbox {
             .build()
             .context("webhook HTTP client")?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut faults = config.faults.clone();
+        crate::switch::validate_all(&mut faults, crate::switch::Side::Microsoft)?;
+        let switches = crate::switch::Switches::from_scenario(&faults, clock.now());
         let shared = Arc::new(Shared {
             config,
             clock,
@@ -203,6 +209,7 @@ impl AzureSandbox {
             ca_pem: tls.ca_pem.clone(),
             faults: Mutex::new(Vec::new()),
             outages: crate::outage::Outages::default(),
+            switches,
             used_assertions: Mutex::new(Default::default()),
         });
         let app = routes::router(shared.clone());
@@ -421,6 +428,12 @@ impl AzureSandboxHandle {
     /// Calls turned away by outages so far.
     pub fn outage_refusals(&self) -> u64 {
         self.shared.outages.refused()
+    }
+
+    /// The faults of the scenario and the fault page, ended ones included, with what each
+    /// caught.
+    pub fn faults(&self) -> Vec<crate::switch::FaultView> {
+        self.shared.switches.list(self.shared.now())
     }
 
     /// A signed webhook bearer token as the sandbox would send it now.

@@ -48,10 +48,10 @@ pub fn landing_url(landing: &str, token: &str) -> String {
     }
 }
 
-const STYLE: &str = "<style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .5em;vertical-align:top;font-size:.9em}form.inline{display:inline}nav a{margin-right:1em}.err{color:#a00}</style>";
+pub(super) const STYLE: &str = "<style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .5em;vertical-align:top;font-size:.9em}form.inline{display:inline}nav a{margin-right:1em}.err{color:#a00}</style>";
 
-fn nav() -> &'static str {
-    "<nav><a href=\"/sandbox/buyer\">Buyer (Azure portal)</a><a href=\"/sandbox/log\">Log</a></nav>"
+pub(super) fn nav() -> &'static str {
+    "<nav><a href=\"/sandbox/buyer\">Buyer (Azure portal)</a><a href=\"/sandbox/log\">Log</a><a href=\"/sandbox/faults\">Faults</a></nav>"
 }
 
 fn form_map(body: &[u8]) -> HashMap<String, String> {

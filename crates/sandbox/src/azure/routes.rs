@@ -17,7 +17,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    Shared, auth, entra, faults, fulfillment,
+    Shared, auth, entra, fault_page, faults, fulfillment,
     http::AppState,
     metering, pages,
     state::{CallLogEntry, rfc3339},
@@ -39,6 +39,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .nest("/api", api)
         .merge(entra::routes())
         .merge(pages::routes())
+        .merge(fault_page::routes())
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            faults::switched,
+        ))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             faults::outage,

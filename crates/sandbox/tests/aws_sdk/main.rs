@@ -6,6 +6,7 @@ mod common;
 mod delivery;
 mod entitlement;
 mod events;
+mod faults;
 mod metering;
 mod notifications;
 mod pages;

@@ -5,6 +5,7 @@
 
 mod assertions;
 mod entra;
+mod faults;
 mod fulfillment;
 mod fulfillment_errors;
 mod harness;
