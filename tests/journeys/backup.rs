@@ -4,8 +4,10 @@
 //! vendor re-sends its usage with the same idempotency keys: marketlink bills it again and each
 //! marketplace de-duplicates it (AWS answers an identical record with the first record's id,
 //! Microsoft with 409 / `Duplicate` and the accepted event), so every (customer, dimension,
-//! hour) stays billed once. Reconciliation brings the Microsoft cancellation back; the AWS one
-//! it cannot (AWS has no call that lists SaaS subscriptions).
+//! hour) stays billed once. An AWS hour that closed after the backup is zero-filled by the
+//! restored server before the resend arrives (AWS: `DuplicateRecord`, a mismatch); the resend
+//! corrects it. Reconciliation brings the Microsoft cancellation back; the AWS one it cannot
+//! (AWS has no call that lists SaaS subscriptions).
 
 use std::{
     path::{Path, PathBuf},
@@ -91,14 +93,17 @@ async fn wait_delivered(stack: &Stack, cast: &Cast, hour: OffsetDateTime) {
     }
 }
 
-/// Both marketplaces' ledgers for the journey's usage buyers: (who, hour, quantity, record id).
-async fn ledger(stack: &Stack, cast: &Cast) -> Vec<(String, OffsetDateTime, String, String)> {
+type Billed = Vec<(String, OffsetDateTime, String, String)>;
+
+/// Both marketplaces' ledgers for the journey's usage buyers, up to `through` (later hours
+/// hold AWS's zero records): (who, hour, quantity, record id).
+async fn ledger(stack: &Stack, cast: &Cast, through: OffsetDateTime) -> Billed {
     let customer = &cast.aws.0.customer_identifier;
     let mut rows: Vec<_> = stack
         .aws
         .metered_records()
         .into_iter()
-        .filter(|r| r.customer_identifier.as_ref() == Some(customer))
+        .filter(|r| r.customer_identifier.as_ref() == Some(customer) && r.hour <= through)
         .map(|r| ("aws".into(), r.hour, r.quantity, r.metering_record_id))
         .collect();
     let resource = cast.azure.external.external_id.as_str();
@@ -108,7 +113,7 @@ async fn ledger(stack: &Stack, cast: &Cast) -> Vec<(String, OffsetDateTime, Stri
             .usage_events()
             .await
             .into_iter()
-            .filter(|e| e.resource_id.to_string() == resource)
+            .filter(|e| e.resource_id.to_string() == resource && e.effective_start_time <= through)
             .map(|e| {
                 let hour = hour_floor(e.effective_start_time);
                 let id = e.usage_event_id.to_string();
@@ -228,6 +233,24 @@ async fn restore(stack: &mut Stack, backend: &Backend) -> String {
     }
 }
 
+/// Moves the subscription's zero-fill cursor in the restored database back to `hour`, where a
+/// backup taken before `hour` closed holds it: the journey runs in seconds, not hours.
+async fn cursor_back(url: &str, sub: &Subscription, hour: OffsetDateTime) {
+    use sqlx::Connection;
+    const SQL: &str = "UPDATE usage_cursors SET zero_from = $1 WHERE subscription_id = $2";
+    let ms = hour.unix_timestamp() * 1_000;
+    let moved = if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let query = sqlx::query(SQL).bind(ms).bind(sub.id.0);
+        query.execute(&mut conn).await.unwrap().rows_affected()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        let query = sqlx::query(SQL).bind(ms).bind(sub.id.0);
+        query.execute(&mut conn).await.unwrap().rows_affected()
+    };
+    assert_eq!(moved, 1, "the subscription has a zero-fill cursor");
+}
+
 /// Short leases: an hour caught mid-call by the backup is taken over seconds after the
 /// restore rather than after the default five minutes.
 fn tune(config: &mut Config) {
@@ -296,7 +319,7 @@ async fn backup_restore_resend(stack: &mut Stack, backend: &Backend) {
     let bytes = take_backup(stack, backend).await;
     let backup_ms = started.elapsed().as_millis();
     after_the_backup(stack, &cast, h_pre, post.clone()).await;
-    let billed = ledger(stack, &cast).await;
+    let billed = ledger(stack, &cast, h_post).await;
     assert_eq!(
         billed.len(),
         6,
@@ -305,8 +328,20 @@ async fn backup_restore_resend(stack: &mut Stack, backend: &Backend) {
 
     let url = restore(stack, backend).await;
     restored_state(&url, &cast, (h_old, h_pre, h_post)).await;
+    cursor_back(&url, &cast.aws.1, h_post).await;
     let restarted = Instant::now();
     stack.start_server_on(&url).await;
+    // Before the vendor re-sends, the restored server zero-fills the AWS hour it has no usage
+    // for; AWS holds 11 for it and answers DuplicateRecord.
+    eventually(
+        "the zero-filled hour is refused as another quantity",
+        || async {
+            hour_of(&stack.store, &cast.aws.1, h_post)
+                .await
+                .is_some_and(|h| h.state == UsageHourState::Mismatch)
+        },
+    )
+    .await;
 
     // The vendor re-sends everything since a little before the backup, keys unchanged.
     let all: Vec<Value> = [old, pre, post]
@@ -324,7 +359,7 @@ async fn backup_restore_resend(stack: &mut Stack, backend: &Backend) {
     }
     let settled_ms = restarted.elapsed().as_millis();
     assert_eq!(
-        ledger(stack, &cast).await,
+        ledger(stack, &cast, h_post).await,
         billed,
         "the marketplaces de-duplicated every resend"
     );
@@ -412,13 +447,13 @@ type Hours = (OffsetDateTime, OffsetDateTime, OffsetDateTime);
 /// Every hour of the usage buyers is delivered, none mismatched or dead, each with the record
 /// id the marketplace billed first: AWS answered the resend with it, Microsoft with 409 and the
 /// accepted event.
-async fn settled_as_the_marketplace_billed(
-    stack: &Stack,
-    cast: &Cast,
-    billed: &[(String, OffsetDateTime, String, String)],
-) {
+async fn settled_as_the_marketplace_billed(stack: &Stack, cast: &Cast, billed: &Billed) {
     for (who, sub) in [("aws", &cast.aws.1), ("azure", &cast.azure)] {
-        for hour in hours_of(&stack.store, sub).await {
+        let ours = hours_of(&stack.store, sub).await;
+        for hour in ours
+            .into_iter()
+            .filter(|h| billed.iter().any(|b| b.1 == h.hour))
+        {
             assert_eq!(hour.state, UsageHourState::Delivered, "{hour:?}");
             let first = billed
                 .iter()
