@@ -294,27 +294,7 @@ async fn backup_restore_resend(stack: &mut Stack, backend: &Backend) {
         events(&cast, "pre", h_pre, 5, 7),
         events(&cast, "post", h_post, 11, 13),
     );
-    // Billed before the backup.
-    send(stack, old.clone()).await;
-    wait_delivered(stack, &cast, h_old).await;
-    // In flight at the backup: both marketplaces turn the flusher away for now.
-    stack
-        .aws
-        .start_outage("BatchMeterUsage", OutageKind::Unavailable, None);
-    for path in AZURE_USAGE {
-        stack
-            .azure
-            .start_outage(path, OutageKind::Unavailable, None);
-    }
-    send(stack, pre.clone()).await;
-    for sub in [&cast.aws.1, &cast.azure] {
-        eventually("the hour is tried and waits to be retried", || async {
-            hour_of(&stack.store, sub, h_pre).await.is_some_and(|h| {
-                h.state == UsageHourState::Sending && h.attempts >= 1 && h.lease_id.is_none()
-            })
-        })
-        .await;
-    }
+    before_the_backup(stack, &cast, (&old, h_old), (&pre, h_pre)).await;
     let started = Instant::now();
     let bytes = take_backup(stack, backend).await;
     let backup_ms = started.elapsed().as_millis();
@@ -371,6 +351,35 @@ async fn backup_restore_resend(stack: &mut Stack, backend: &Backend) {
          ledger {} records before and after",
         billed.len()
     );
+}
+
+/// Usage billed before the backup (`old`), and usage in flight at it (`pre`): both
+/// marketplaces turn the flusher away for now.
+async fn before_the_backup(
+    stack: &Stack,
+    cast: &Cast,
+    (old, h_old): (&Value, OffsetDateTime),
+    (pre, h_pre): (&Value, OffsetDateTime),
+) {
+    send(stack, old.clone()).await;
+    wait_delivered(stack, cast, h_old).await;
+    stack
+        .aws
+        .start_outage("BatchMeterUsage", OutageKind::Unavailable, None);
+    for path in AZURE_USAGE {
+        stack
+            .azure
+            .start_outage(path, OutageKind::Unavailable, None);
+    }
+    send(stack, pre.clone()).await;
+    for sub in [&cast.aws.1, &cast.azure] {
+        eventually("the hour is tried and waits to be retried", || async {
+            hour_of(&stack.store, sub, h_pre).await.is_some_and(|h| {
+                h.state == UsageHourState::Sending && h.attempts >= 1 && h.lease_id.is_none()
+            })
+        })
+        .await;
+    }
 }
 
 /// What happens between the backup and the restore: the in-flight hour is billed, new usage
