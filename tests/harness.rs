@@ -61,6 +61,26 @@ impl Stack {
         ready.await.expect("server starts again");
         self.servers.push(server);
     }
+
+    /// Stops the marketlink server and closes the stack's own handle on its database, so that
+    /// nothing holds the database while a test restores a backup over it. The sandboxes run on.
+    pub async fn stop_server(&mut self) {
+        self.servers_stop.cancel();
+        for server in self.servers.drain(..) {
+            server.await.expect("server task");
+        }
+        self.store.close().await;
+    }
+
+    /// After [`Stack::stop_server`]: starts the server on `database_url` (a restored database),
+    /// at the same address, and points the stack's store handle and configuration at it.
+    pub async fn start_server_on(&mut self, database_url: &str) {
+        self.config.database.url = database_url.to_owned();
+        self.store = Store::connect(database_url, &StoreOptions::default())
+            .await
+            .expect("store");
+        self.restart().await;
+    }
 }
 
 /// One marketlink server on `listener`, as `marketlink serve` runs it; answers when ready.

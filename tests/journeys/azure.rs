@@ -12,7 +12,12 @@ use reqwest::{Client, StatusCode};
 const ALICE: &str = "11111111-aaaa-4bbb-8ccc-000000000001";
 const CAROL: &str = "22222222-bbbb-4ccc-8ddd-000000000003";
 
-async fn buy(stack: &Stack, plan: &str, quantity: Option<i64>, buyer: &str) -> (String, String) {
+pub(crate) async fn buy(
+    stack: &Stack,
+    plan: &str,
+    quantity: Option<i64>,
+    buyer: &str,
+) -> (String, String) {
     let purchase = stack
         .azure
         .purchase(PurchaseRequest {
@@ -28,7 +33,7 @@ async fn buy(stack: &Stack, plan: &str, quantity: Option<i64>, buyer: &str) -> (
     (purchase.subscription_id.to_string(), purchase.landing_url)
 }
 
-async fn sign_up(stack: &Stack, client: &Client, email: &str) -> reqwest::Response {
+pub(crate) async fn sign_up(stack: &Stack, client: &Client, email: &str) -> reqwest::Response {
     let html = client
         .get(format!("{}/signup", stack.app_url))
         .send()

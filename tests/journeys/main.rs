@@ -13,6 +13,7 @@ mod azure_converge;
 mod azure_sign_in;
 mod azure_two_apps;
 mod azure_webhooks;
+mod backup;
 mod db_faults;
 mod doctor;
 mod email_verification;

@@ -30,6 +30,13 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Write a consistent copy of the SQLite database while `serve` runs (PostgreSQL: use
+    /// pg_dump; docs/operations.md, "Backup and restore").
+    Backup {
+        /// The file to write; an existing file is never overwritten.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Run a local demo: the server on an embedded SQLite database, with the built-in
     /// marketplace sandbox, no configuration needed.
     Demo {
@@ -171,6 +178,7 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => run::serve(config).await,
         Command::Migrate { dry_run } => run::migrate(config, dry_run).await,
+        Command::Backup { output } => run::backup(config, &output).await,
         Command::Demo {
             data_dir,
             aws_sandbox,

@@ -25,6 +25,9 @@ pub enum StoreError {
     Domain(#[from] marketlink_core::IllegalTransition),
     #[error("invalid database configuration: {0}")]
     Config(String),
+    /// This backend does not do what was asked; the message says what does.
+    #[error("{0}")]
+    Unsupported(String),
     /// A stored value could not be read back into a domain type.
     #[error("corrupt row: {0}")]
     Corrupt(String),

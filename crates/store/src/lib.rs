@@ -9,6 +9,7 @@
 mod admin;
 mod aliases;
 mod api_keys;
+mod backup;
 mod bind_lists;
 mod bulk;
 mod checkpoint;
@@ -41,6 +42,7 @@ pub use crate::{
     admin::UsageHourSummary,
     aliases::LicenseChange,
     api_keys::AuditEntry,
+    backup::BackupReport,
     error::StoreError,
     invites::Invite,
     onboarding::{OnboardingDecision, OnboardingRequest},

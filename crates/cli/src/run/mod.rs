@@ -3,6 +3,7 @@
 
 mod admin;
 mod api_key;
+mod backup;
 mod database;
 mod demo;
 mod logging;
@@ -16,6 +17,7 @@ mod wiring;
 pub use self::{
     admin::{AdminCommand, admin},
     api_key::{ApiKeyCommand, api_key},
+    backup::backup,
     database::migrate,
     demo::{SandboxArgs, demo, sandbox},
     logging::init_tracing,

@@ -196,14 +196,21 @@ const HOUR_INSERT: &str = "INSERT INTO usage_hours (id, subscription_id, marketp
 pub const MAX_HOUR_MICROS: i64 = i64::MAX / 2;
 
 /// The upsert of an hourly total, saturating at [`MAX_HOUR_MICROS`] (`min` is SQLite's
-/// two-argument `MIN`, PostgreSQL's `LEAST`).
+/// two-argument `MIN`, PostgreSQL's `LEAST`). A mismatched hour takes usage too and opens
+/// again, to be resent with the corrected total: the marketplace refused the quantity we sent,
+/// and bills an hour once whatever we resend (ADR 0005, "Corrections"). This is how the usage
+/// a restored database lost reaches an hour it zero-filled or sent short meanwhile.
 fn hour_upsert(min: &str) -> String {
     format!(
         " ON CONFLICT (subscription_id, dimension, hour) DO UPDATE \
          SET quantity_micros = {min}(usage_hours.quantity_micros + excluded.quantity_micros, \
-         {MAX_HOUR_MICROS}), updated_at = excluded.updated_at WHERE usage_hours.state = 'open'"
+         {MAX_HOUR_MICROS}), updated_at = excluded.updated_at, state = 'open', \
+         sent_quantity_micros = NULL WHERE usage_hours.state IN ('open', {REOPENS})"
     )
 }
+
+/// The state of a sent hour that new usage opens again (quoted for SQL).
+pub(super) const REOPENS: &str = "'mismatch'";
 
 /// The upsert of an allocation, saturating like [`hour_upsert`].
 fn allocation_upsert(min: &str) -> String {
@@ -315,7 +322,7 @@ pub(super) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
     Ok(groups.len())
 }
 
-/// The ids of these hourly totals that are still open.
+/// The ids of these hourly totals that are open (still, or again after a mismatch).
 async fn sqlite_open_hour_ids(
     tx: &mut SqliteConnection,
     groups: &[(HourKey, Group<'_>)],

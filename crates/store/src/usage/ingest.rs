@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{
     cap,
-    fold::hour_already_sent,
+    fold::{REOPENS, hour_already_sent},
     types::{IngestOutcome, NewUsageEvent},
 };
 use crate::{
@@ -88,13 +88,16 @@ async fn sqlite_batch(
             .execute(&mut *tx)
             .await?;
     }
-    // 2. None of their hours may have been claimed for sending (frozen). Nothing comes back
+    // 2. None of their hours may have been claimed for sending (frozen), unless the
+    // marketplace refused it as another quantity (it reopens). Nothing comes back
     // unless one has: `|| ''` keeps SQLite on the key index, off the state one.
     let hours = hours_of(stored.iter().copied());
     for chunk in sqlite_chunks(&hours) {
         let sql = anonymous_rows(
-            "SELECT dimension, hour FROM usage_hours WHERE state || '' <> 'open' \
-             AND (subscription_id, dimension, hour) IN (VALUES ",
+            &format!(
+                "SELECT dimension, hour FROM usage_hours WHERE state || '' NOT IN ('open', \
+                 {REOPENS}) AND (subscription_id, dimension, hour) IN (VALUES "
+            ),
             "(?,?,?)",
             chunk.len(),
             ") LIMIT 1",
@@ -194,15 +197,15 @@ async fn postgres_batch(
     .await?
     .into_iter()
     .collect();
-    // 2. None of their hours may have been claimed for sending (frozen).
+    // 2. None of their hours may have been claimed for sending (frozen), unless mismatched.
     let hours = hours_of(events.iter().filter(|e| inserted.contains(&e.id)));
     if !hours.is_empty() {
-        let frozen: Option<(String, i64)> = sqlx::query_as(
+        let frozen: Option<(String, i64)> = sqlx::query_as(&format!(
             "SELECT h.dimension, h.hour \
              FROM UNNEST($1::uuid[], $2::text[], $3::int8[]) AS k (sub, dim, hour) \
              JOIN usage_hours h ON h.subscription_id = k.sub AND h.dimension = k.dim \
-             AND h.hour = k.hour WHERE h.state <> 'open' LIMIT 1",
-        )
+             AND h.hour = k.hour WHERE h.state NOT IN ('open', {REOPENS}) LIMIT 1"
+        ))
         .bind(array_column(&hours, |(sub, _, _)| *sub))
         .bind(array_column(&hours, |(_, dim, _)| *dim))
         .bind(array_column(&hours, |(_, _, hour)| *hour))

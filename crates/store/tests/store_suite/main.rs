@@ -3,6 +3,7 @@
 
 mod common;
 
+mod backup;
 mod names_and_times;
 mod onboarding;
 mod people;

@@ -139,3 +139,72 @@ async fn usage_is_counted_per_hour_for_operators(store: &Store) {
     );
 }
 story!(usage_by_hour, usage_is_counted_per_hour_for_operators);
+
+/// The marketplace refused an hour as another quantity (after a restore: a zero row, or a total
+/// short of what it billed). Usage for that hour is still taken, and the hour goes out again
+/// with the corrected total under the same id; a delivered hour stays frozen.
+async fn a_mismatched_hour_takes_a_correction_and_opens_again(store: &Store) {
+    use marketlink_store::{StoreError, UsageHourState, UsageSettlement};
+    let sub = store
+        .upsert_subscription(&Subscription::pending(aws_ref("meter-10", "prod-a"), T0))
+        .await
+        .unwrap();
+    let batch = vec![
+        usage_event(&sub, "api_calls", T0, 2, Some("a")),
+        usage_event(&sub, "storage_gb", T0, 1, Some("b")),
+    ];
+    store.usage_ingest(&batch, T0).await.unwrap();
+    let later = T0 + Duration::hours(2);
+    let claim = |now| store.usage_claim(now, T0, Duration::minutes(5), 10, |_| false);
+    let first = claim(later).await.unwrap();
+    let id_of = |dimension: &str| {
+        let hour = first.hours.iter().find(|h| h.dimension == dimension);
+        hour.unwrap().id
+    };
+    let (calls, storage) = (id_of("api_calls"), id_of("storage_gb"));
+    let mismatch = UsageSettlement::Mismatch {
+        detail: "DuplicateRecord".into(),
+    };
+    let delivered = UsageSettlement::Delivered {
+        marketplace_id: Some("r1".into()),
+        outcome: "accepted".into(),
+    };
+    let settled = [(calls, mismatch), (storage, delivered.clone())];
+    store
+        .usage_settle(first.lease_id, &settled, later)
+        .await
+        .unwrap();
+
+    let correction = vec![usage_event(&sub, "api_calls", T0, 3, Some("c"))];
+    let taken = store.usage_ingest(&correction, later).await.unwrap();
+    assert_eq!(taken.accepted, 1);
+    let late = vec![usage_event(&sub, "storage_gb", T0, 1, Some("d"))];
+    assert!(matches!(
+        store.usage_ingest(&late, later).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let again = claim(later + Duration::minutes(1)).await.unwrap();
+    let resent: Vec<_> = again.hours.iter().map(|h| (h.id, h.quantity)).collect();
+    let five = marketlink_core::Quantity::from_units(5);
+    assert_eq!(
+        resent,
+        vec![(calls, five)],
+        "only the corrected hour goes out"
+    );
+    assert_eq!(again.hours[0].sent_quantity, Some(five));
+    let settled = [(calls, delivered)];
+    store
+        .usage_settle(again.lease_id, &settled, later)
+        .await
+        .unwrap();
+    let states: Vec<_> = store.usage_hours_of(sub.id).await.unwrap();
+    assert!(
+        states.iter().all(|h| h.state == UsageHourState::Delivered),
+        "{states:?}"
+    );
+}
+story!(
+    usage_mismatch_correction,
+    a_mismatched_hour_takes_a_correction_and_opens_again
+);
