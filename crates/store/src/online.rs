@@ -134,7 +134,7 @@ mod tests {
                 .map(|m| online_hazards(&m.sql))
                 .unwrap()
         };
-        let sqlite = find(&crate::SQLITE_MIGRATIONS);
+        let sqlite = find(&crate::migrations::SQLITE_MIGRATIONS);
         assert!(
             sqlite.iter().any(|h| h.reason.starts_with("drops a table")),
             "{sqlite:?}"
@@ -143,6 +143,6 @@ mod tests {
             sqlite.iter().any(|h| h.reason.starts_with("renames")),
             "{sqlite:?}"
         );
-        assert_eq!(find(&crate::POSTGRES_MIGRATIONS), Vec::new());
+        assert_eq!(find(&crate::migrations::POSTGRES_MIGRATIONS), Vec::new());
     }
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod migrations;
 mod names_and_times;
 mod onboarding;
 mod people;
