@@ -13,8 +13,8 @@ use sqlx::migrate::{Migration, Migrator};
 
 use crate::{Backend, Store, StoreError, on_pool, online};
 
-pub(crate) static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
-pub(crate) static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// A row of sqlx's `_sqlx_migrations` table.
 #[derive(Debug, sqlx::FromRow)]
