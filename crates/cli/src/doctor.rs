@@ -111,12 +111,24 @@ async fn database(config: &Config) -> Vec<Diagnosis> {
         "database",
         format!("database {shown} is reachable"),
     )];
-    out.push(match store.pending_migrations().await {
-        Ok(pending) if pending.is_empty() => {
-            Diagnosis::ok("database.migrations", "every migration is applied")
+    out.push(migrations(config, &store).await);
+    store.close().await;
+    out
+}
+
+/// Whether the database carries this build's migrations; newer ones than it knows are a
+/// warning: fine while a rolling upgrade replaces this release, stale once it is done.
+async fn migrations(config: &Config, store: &Store) -> Diagnosis {
+    let check = "database.migrations";
+    let pending = match store.pending_migrations().await {
+        Ok(pending) => pending,
+        Err(e) => {
+            return Diagnosis::failed(check, format!("cannot read the applied migrations ({e})"));
         }
-        Ok(pending) => Diagnosis::failed(
-            "database.migrations",
+    };
+    if !pending.is_empty() {
+        return Diagnosis::failed(
+            check,
             format!(
                 "{} migration(s) are not applied ({}): run `marketlink migrate`{}",
                 pending.len(),
@@ -127,14 +139,20 @@ async fn database(config: &Config) -> Vec<Diagnosis> {
                     ""
                 }
             ),
+        );
+    }
+    match store.newer_migrations().await {
+        Ok(newer) if newer.is_empty() => Diagnosis::ok(check, "every migration is applied"),
+        Ok(newer) => Diagnosis::warning(
+            check,
+            format!(
+                "every migration of this build is applied, and {} newer one(s) this build does not know ({}): a newer release migrated the database; expected during a rolling upgrade, otherwise upgrade this binary",
+                newer.len(),
+                newer.join(", ")
+            ),
         ),
-        Err(e) => Diagnosis::failed(
-            "database.migrations",
-            format!("cannot read the applied migrations ({e})"),
-        ),
-    });
-    store.close().await;
-    out
+        Err(e) => Diagnosis::failed(check, format!("cannot read the applied migrations ({e})")),
+    }
 }
 
 /// Where the public URL points: loopback, a private network, or somewhere marketplaces reach.

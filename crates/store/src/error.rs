@@ -37,6 +37,9 @@ pub enum StoreError {
     Database(sqlx::Error),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database's applied migrations do not fit this build's (an edited migration, a gap).
+    #[error("the database's migrations do not fit this build: {0}")]
+    Schema(String),
 }
 
 impl From<sqlx::Error> for StoreError {

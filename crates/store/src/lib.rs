@@ -15,6 +15,7 @@ mod bulk;
 mod checkpoint;
 mod error;
 mod invites;
+mod migrations;
 mod onboarding;
 pub mod online;
 mod periodic;
@@ -57,9 +58,6 @@ pub use crate::{
     },
     verification::LinkUse,
 };
-
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,72 +203,6 @@ impl Store {
         }
     }
 
-    /// Applies pending migrations for this backend. Safe to run on every start and from
-    /// several replicas (sqlx takes an advisory lock on PostgreSQL).
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
-            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
-        }
-        Ok(())
-    }
-
-    /// Migrations known to this build that the database has not applied yet.
-    async fn pending(&self) -> Result<Vec<&'static sqlx::migrate::Migration>, StoreError> {
-        let (migrator, applied): (&'static sqlx::migrate::Migrator, Vec<i64>) = on_pool!(
-            self,
-            |pool| {
-                let migrator = match self.backend() {
-                    Backend::Sqlite => &SQLITE_MIGRATIONS,
-                    Backend::Postgres => &POSTGRES_MIGRATIONS,
-                };
-                let table_exists: bool = sqlx::query_scalar(match self.backend() {
-                Backend::Sqlite => {
-                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')"
-                }
-                Backend::Postgres => "SELECT to_regclass('_sqlx_migrations') IS NOT NULL",
-            })
-            .fetch_one(pool)
-            .await?;
-                let applied = if table_exists {
-                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                        .fetch_all(pool)
-                        .await?
-                } else {
-                    Vec::new()
-                };
-                (migrator, applied)
-            }
-        );
-        Ok(migrator
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .collect())
-    }
-
-    /// The migrations not applied yet, by name (`<version>_<description>`).
-    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .pending()
-            .await?
-            .into_iter()
-            .map(migration_name)
-            .collect())
-    }
-
-    /// The migrations not applied yet, each with what makes it unsafe to apply while the
-    /// previous release still serves (none: online-safe).
-    pub async fn pending_migration_hazards(
-        &self,
-    ) -> Result<Vec<(String, Vec<online::Hazard>)>, StoreError> {
-        Ok(self
-            .pending()
-            .await?
-            .into_iter()
-            .map(|m| (migration_name(m), online::online_hazards(&m.sql)))
-            .collect())
-    }
-
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(self, |pool| {
@@ -329,10 +261,6 @@ async fn reusable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error
         );
     }
     Ok(depth == 0)
-}
-
-fn migration_name(migration: &sqlx::migrate::Migration) -> String {
-    format!("{}_{}", migration.version, migration.description)
 }
 
 #[cfg(test)]

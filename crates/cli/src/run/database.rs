@@ -31,6 +31,17 @@ pub(super) async fn ensure_migrated(store: &Store) -> anyhow::Result<()> {
 pub async fn migrate(config: Config, dry_run: bool) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let pending = store.pending_migrations().await?;
+    let newer = store.newer_migrations().await?;
+    if !newer.is_empty() {
+        // A newer release migrated the database: nothing of this build's is left to apply.
+        println!(
+            "the database is ahead of this build: {} newer migration(s) applied by a newer release:",
+            newer.len()
+        );
+        for name in &newer {
+            println!("  {name}");
+        }
+    }
     if pending.is_empty() {
         println!("database is up to date");
     } else if dry_run {

@@ -32,7 +32,12 @@ pub const AWS_CHAIN_VARIABLES: &[&str] = &[
 ];
 
 pub fn marketlink(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(BIN);
+    marketlink_at(std::path::Path::new(BIN), dir)
+}
+
+/// Like [`marketlink`], for another build of the binary (the previous release's).
+pub fn marketlink_at(bin: &std::path::Path, dir: &std::path::Path) -> Command {
+    let mut command = Command::new(bin);
     command
         .current_dir(dir)
         .env_remove("MARKETLINK_CONFIG")

@@ -4,6 +4,7 @@
 mod common;
 
 mod backup;
+mod migrations;
 mod names_and_times;
 mod onboarding;
 mod people;
