@@ -473,16 +473,28 @@ pub async fn aws_buyer_signs_up(
         .send()
         .await
         .expect("landing");
+    let signed_up = sign_up(client, &stack.app_url, email).await;
+    assert_eq!(
+        signed_up.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "sign-up succeeds"
+    );
+    purchase
+}
+
+/// The sign-up form of marketlink at `app_url`, filled in as `email` by the browser the landing
+/// page sent there; marketlink's answer.
+pub async fn sign_up(client: &reqwest::Client, app_url: &str, email: &str) -> reqwest::Response {
     let html = client
-        .get(format!("{}/signup", stack.app_url))
+        .get(format!("{app_url}/signup"))
         .send()
         .await
         .expect("sign-up page")
         .text()
         .await
         .expect("sign-up page body");
-    let signed_up = client
-        .post(format!("{}/signup", stack.app_url))
+    client
+        .post(format!("{app_url}/signup"))
         .form(&[
             ("csrf", csrf(&html).as_str()),
             ("name", "Customer"),
@@ -492,13 +504,7 @@ pub async fn aws_buyer_signs_up(
         ])
         .send()
         .await
-        .expect("sign-up");
-    assert_eq!(
-        signed_up.status(),
-        reqwest::StatusCode::SEE_OTHER,
-        "sign-up succeeds"
-    );
-    purchase
+        .expect("sign-up")
 }
 
 /// Follows the landing page through the sandbox's sign-in page as `user`; returns the

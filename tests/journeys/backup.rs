@@ -31,12 +31,12 @@ use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
 use crate::metering::{KEY, external, post, subscribed, ts};
+use crate::outages::AZURE_USAGE;
 
 const CLASSIC: &str = "mlsandboxclassic0000000001";
 const CAROL: &str = "22222222-bbbb-4ccc-8ddd-000000000003";
 /// The AWS buyer who cancels after the backup (the usage buyer is `metering::BUYER`).
 const LEAVER: &str = "777788889999";
-const AZURE_USAGE: [&str; 2] = ["/api/usageEvent", "/api/batchUsageEvent"];
 
 /// How the journey backs up and restores.
 enum Backend {

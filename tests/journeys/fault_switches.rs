@@ -7,9 +7,10 @@ use marketlink_e2e::{Stack, browser_trusting, start};
 use marketlink_engine::metering::hour_floor;
 use reqwest::StatusCode;
 use serde_json::Value;
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use crate::outages::{AZURE_USAGE, billed_once_after_recovery, one_of_each, report};
+use crate::outages::{
+    AZURE_USAGE, azure_usage_calls, billed_once_after_recovery, one_of_each, report,
+};
 
 /// Posts the fault page's form at `page` (the page answers with a redirect to itself).
 async fn switch_on(client: &reqwest::Client, page: &str, form: &[(&str, &str)]) {
@@ -89,14 +90,7 @@ async fn metering_throttled_from_the_fault_pages_is_billed_once() {
         .filter(|c| c.operation == "BatchMeterUsage" && c.summary.contains("ThrottlingException"))
         .count();
     assert_eq!(throttled, 4);
-    let calls: Vec<(u16, OffsetDateTime)> = stack
-        .azure
-        .call_log()
-        .await
-        .iter()
-        .filter(|c| AZURE_USAGE.contains(&c.path.split('?').next().unwrap_or_default()))
-        .map(|c| (c.status, OffsetDateTime::parse(&c.at, &Rfc3339).unwrap()))
-        .collect();
+    let calls = azure_usage_calls(&stack).await;
     assert_eq!(calls.iter().map(|c| c.0).collect::<Vec<_>>(), [429, 200]);
     assert!(
         calls[1].1 - calls[0].1 >= time::Duration::seconds(6),

@@ -38,15 +38,8 @@ async fn report(stack: &Stack, sub: &Subscription, hour: OffsetDateTime, quantit
 
 /// A labelled series of `/metrics` (0 when absent).
 async fn series(stack: &Stack, name_and_labels: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", stack.app_url))
+    crate::outages::metric(stack, name_and_labels)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name_and_labels} ")))
-        .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
 

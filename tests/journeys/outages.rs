@@ -87,8 +87,8 @@ pub(crate) async fn azure_billed(
         .collect()
 }
 
-/// A gauge (no labels) from `/metrics` (public in the demo configuration).
-pub(crate) async fn gauge(stack: &Stack, name: &str) -> f64 {
+/// A series of `/metrics` (public in the demo configuration), by name and labels as printed.
+pub(crate) async fn metric(stack: &Stack, name_and_labels: &str) -> Option<f64> {
     let text = reqwest::get(format!("{}/metrics", stack.app_url))
         .await
         .unwrap()
@@ -96,9 +96,27 @@ pub(crate) async fn gauge(stack: &Stack, name: &str) -> f64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .find_map(|l| l.strip_prefix(&format!("{name_and_labels} ")))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// A gauge (no labels) from `/metrics`; it must be there.
+pub(crate) async fn gauge(stack: &Stack, name: &str) -> f64 {
+    metric(stack, name)
+        .await
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// Status and time of every Microsoft metering call, oldest first.
+pub(crate) async fn azure_usage_calls(stack: &Stack) -> Vec<(u16, OffsetDateTime)> {
+    stack
+        .azure
+        .call_log()
+        .await
+        .iter()
+        .filter(|c| AZURE_USAGE.contains(&c.path.split('?').next().unwrap_or_default()))
+        .map(|c| (c.status, OffsetDateTime::parse(&c.at, &Rfc3339).unwrap()))
+        .collect()
 }
 
 /// Polls `check` until it is true or `limit` passes.
@@ -433,14 +451,7 @@ async fn throttling_and_5xx_are_retried_after_the_time_asked_and_billed_once() {
         .filter(|c| c.operation == "BatchMeterUsage" && c.status != 200)
         .count();
     assert_eq!(failures, 6, "every injected failure was met and retried");
-    let calls: Vec<(u16, OffsetDateTime)> = stack
-        .azure
-        .call_log()
-        .await
-        .iter()
-        .filter(|c| AZURE_USAGE.contains(&c.path.split('?').next().unwrap_or_default()))
-        .map(|c| (c.status, OffsetDateTime::parse(&c.at, &Rfc3339).unwrap()))
-        .collect();
+    let calls = azure_usage_calls(&stack).await;
     assert_eq!(
         calls.iter().map(|c| c.0).collect::<Vec<_>>(),
         vec![429, 500, 200],

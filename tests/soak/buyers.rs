@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use marketlink_core::{ExternalRef, Marketplace, Subscription, SubscriptionStatus};
-use marketlink_e2e::{azure_land_and_sign_in, browser, browser_trusting, csrf};
+use marketlink_e2e::{azure_land_and_sign_in, browser, browser_trusting};
 use marketlink_sandbox::{
     aws::{OfferKind, Purchase, SubscriptionAction},
     azure::PurchaseRequest,
@@ -39,26 +39,7 @@ fn aws_external_id(purchase: &Purchase) -> String {
 }
 
 async fn sign_up(client: &reqwest::Client, url: &str, email: &str) {
-    let html = client
-        .get(format!("{url}/signup"))
-        .send()
-        .await
-        .expect("sign-up page")
-        .text()
-        .await
-        .expect("sign-up page");
-    let done = client
-        .post(format!("{url}/signup"))
-        .form(&[
-            ("csrf", csrf(&html).as_str()),
-            ("name", "Soak Buyer"),
-            ("company", "Soak Inc"),
-            ("email", email),
-            ("password", "correct-horse-battery"),
-        ])
-        .send()
-        .await
-        .expect("sign-up");
+    let done = marketlink_e2e::sign_up(client, url, email).await;
     assert_eq!(
         done.status(),
         reqwest::StatusCode::SEE_OTHER,
