@@ -212,19 +212,22 @@ async fn webhook_deliveries_are_retried_and_v1_tokens_offered() {
         .marketplace_action(id, MarketplaceAction::Suspend)
         .await
         .unwrap();
-    for _ in 0..200 {
-        if t.receiver.calls().len() >= 3 {
+    // The sandbox records an attempt once its answer is back, a moment after the receiver saw
+    // it: wait for the records (on a loaded machine that moment can be long).
+    let mut attempts = Vec::new();
+    for _ in 0..500 {
+        attempts = t
+            .sandbox
+            .webhook_attempts()
+            .await
+            .into_iter()
+            .filter(|a| a.operation_id == op)
+            .collect();
+        if attempts.len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let attempts: Vec<_> = t
-        .sandbox
-        .webhook_attempts()
-        .await
-        .into_iter()
-        .filter(|a| a.operation_id == op)
-        .collect();
     assert_eq!(
         attempts.iter().map(|a| a.status).collect::<Vec<_>>(),
         [Some(500), Some(503), Some(200)]
