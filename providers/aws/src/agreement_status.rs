@@ -138,7 +138,7 @@ pub(crate) fn unknown_reason(operation: &str, error: &ProviderError) -> String {
     }
 }
 
-fn filter(name: &str, value: &str) -> Filter {
+pub(crate) fn search_filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
@@ -158,9 +158,9 @@ impl AwsProvider {
                     self.agreement
                         .search_agreements()
                         .catalog("AWSMarketplace")
-                        .filters(filter("PartyType", "Proposer"))
-                        .filters(filter("AgreementType", "PurchaseAgreement"))
-                        .filters(filter(name, value))
+                        .filters(search_filter("PartyType", "Proposer"))
+                        .filters(search_filter("AgreementType", "PurchaseAgreement"))
+                        .filters(search_filter(name, value))
                         .max_results(50)
                         .set_next_token(next.clone())
                         .send()
