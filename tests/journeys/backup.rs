@@ -6,8 +6,9 @@
 //! Microsoft with 409 / `Duplicate` and the accepted event), so every (customer, dimension,
 //! hour) stays billed once. An AWS hour that closed after the backup is zero-filled by the
 //! restored server before the resend arrives (AWS: `DuplicateRecord`, a mismatch); the resend
-//! corrects it. Reconciliation brings the Microsoft cancellation back; the AWS one it cannot
-//! (AWS has no call that lists SaaS subscriptions).
+//! corrects it. Reconciliation brings both cancellations back: Microsoft's from List
+//! Subscriptions, AWS's from the Agreement API (SearchAgreements says the agreement was
+//! cancelled, GetAgreementEntitlements that its licence is revoked).
 
 use std::{
     path::{Path, PathBuf},
@@ -488,16 +489,18 @@ async fn settled_as_the_marketplace_billed(stack: &Stack, cast: &Cast, billed: &
 }
 
 /// Reconciliation after the restore: Microsoft's cancellation comes back (List Subscriptions
-/// says Unsubscribed); AWS's does not, since GetEntitlements says nothing about a metered
-/// subscription's status and AWS has no list of SaaS subscriptions.
+/// says Unsubscribed), and so does AWS's (SearchAgreements: the buyer's agreement is
+/// CANCELLED; GetAgreementEntitlements: its licence DEPROVISIONED), recorded as reconcile's.
 async fn reconciled(stack: &Stack, cast: &Cast) {
     let report = run::reconcile_once(&stack.config, false).await.unwrap();
-    let carol = &cast.azure_leaver.external.external_id;
-    let item = report.items.iter().find(|i| &i.external_id == carol);
-    assert!(
-        item.is_some_and(|i| matches!(i.action, Action::Repaired(_))),
-        "{report:#?}"
-    );
+    for leaver in [&cast.azure_leaver, &cast.aws_leaver.1] {
+        let id = &leaver.external.external_id;
+        let item = report.items.iter().find(|i| &i.external_id == id);
+        assert!(
+            item.is_some_and(|i| matches!(i.action, Action::Repaired(_))),
+            "{report:#?}"
+        );
+    }
     let status = |id| async move { stack.store.get_subscription(id).await.unwrap().status };
     assert_eq!(
         status(cast.azure_leaver.id).await,
@@ -505,7 +508,18 @@ async fn reconciled(stack: &Stack, cast: &Cast) {
     );
     assert_eq!(
         status(cast.aws_leaver.1.id).await,
-        SubscriptionStatus::Active,
-        "AWS has no call that would tell reconciliation of the cancellation"
+        SubscriptionStatus::Cancelled,
+        "the Agreement API tells reconciliation of the cancellation"
+    );
+    let timeline = stack
+        .store
+        .timeline(cast.aws_leaver.1.id, 50)
+        .await
+        .unwrap();
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e.source == "reconcile" && e.kind == "lifecycle:cancel"),
+        "{timeline:?}"
     );
 }

@@ -37,6 +37,8 @@ async fn a_good_sandbox_configuration_passes() {
         "aws.credentials",
         "aws.product.mlsandboxclassic0000000001",
         "aws.product.mlsandboxconcurrent0000002",
+        "aws.agreements.mlsandboxclassic0000000001",
+        "aws.agreements.mlsandboxconcurrent0000002",
         "aws.sqs.aws-mp-sns-notifications",
         "aws.sqs.aws-mp-eventbridge-events",
         "aws.eventbridge",

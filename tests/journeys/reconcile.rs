@@ -1,7 +1,11 @@
 //! Reconciliation against the sandboxes: with nothing changed it reports nothing; a lost
 //! Microsoft webhook is noticed and repaired (a dry run changes nothing); entitlements we hold
-//! differently from AWS are reported and repaired.
+//! differently from AWS are reported and repaired; AWS notifications lost altogether are
+//! repaired from the Agreement API.
 
+use std::sync::{Arc, Mutex};
+
+use axum::{Router, body::Bytes, routing::post};
 use marketlink_cli::run;
 use marketlink_core::{
     Clock, Entitlement, EntitlementValue, Marketplace, Subscription, SubscriptionStatus,
@@ -9,11 +13,16 @@ use marketlink_core::{
 };
 use marketlink_e2e::{
     Stack, azure_land_and_sign_in, browser, browser_trusting, csrf, eventually, start, start_full,
+    start_sns_over_sqs_only,
 };
-use marketlink_engine::reconcile::{Action, Drift};
+use marketlink_engine::{
+    reconcile::{Action, Drift},
+    webhooks::WebhookSettings,
+};
 use marketlink_sandbox::aws::{OfferKind, Purchase, SubscriptionAction};
 use marketlink_sandbox::azure::{MarketplaceAction, PurchaseRequest};
 use reqwest::Client;
+use serde_json::Value;
 
 const ALICE: &str = "11111111-aaaa-4bbb-8ccc-000000000001";
 const CLASSIC: &str = "mlsandboxclassic0000000001";
@@ -158,6 +167,22 @@ async fn a_lost_webhook_is_repaired_by_reconcile() {
 /// Lands with `purchase`'s token, then signs up (first purchase) or links it to the account
 /// `client` is signed in to, and waits for AWS's subscribe-success to activate it.
 async fn aws_buy(stack: &Stack, client: &Client, purchase: &Purchase, first: bool) {
+    aws_land(stack, client, purchase, first).await;
+    stack
+        .aws
+        .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)
+        .await
+        .unwrap();
+    eventually("active", || async {
+        crate::aws::subscription(stack, purchase)
+            .await
+            .is_some_and(|s| s.status == SubscriptionStatus::Active)
+    })
+    .await;
+}
+
+/// Lands with `purchase`'s token, then signs up (first purchase) or links it.
+async fn aws_land(stack: &Stack, client: &Client, purchase: &Purchase, first: bool) {
     let mut form = vec![(
         "x-amzn-marketplace-token",
         purchase.registration_token.as_str(),
@@ -202,17 +227,6 @@ async fn aws_buy(stack: &Stack, client: &Client, purchase: &Purchase, first: boo
             .await
     };
     assert!(sent.unwrap().status().is_redirection());
-    stack
-        .aws
-        .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)
-        .await
-        .unwrap();
-    eventually("active", || async {
-        crate::aws::subscription(stack, purchase)
-            .await
-            .is_some_and(|s| s.status == SubscriptionStatus::Active)
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -306,4 +320,142 @@ async fn aws_in_step_reports_no_drift_and_a_real_difference_is_repaired() {
     .await;
     let after_cancel = run::reconcile_once(&stack.config, true).await.unwrap();
     assert!(after_cancel.items.is_empty(), "{:#?}", after_cancel.items);
+}
+
+/// The vendor's product: keeps every provisioning webhook it is sent.
+async fn hook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let hooks: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let kept = hooks.clone();
+    let app = Router::new().route(
+        "/hooks",
+        post(move |body: Bytes| {
+            let kept = kept.clone();
+            async move {
+                if let Ok(payload) = serde_json::from_slice::<Value>(&body) {
+                    kept.lock().unwrap().push(payload);
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hooks)
+}
+
+/// One reconcile run; the status drift of each of `purchases`, which must have been repaired.
+async fn repaired_statuses(
+    stack: &Stack,
+    purchases: &[&Purchase],
+) -> Vec<(SubscriptionStatus, SubscriptionStatus)> {
+    let report = run::reconcile_once(&stack.config, false).await.unwrap();
+    assert!(report.status_unknown.is_empty(), "{report:#?}");
+    purchases
+        .iter()
+        .map(|p| {
+            let id = crate::aws::external_id(p);
+            let item = report
+                .items
+                .iter()
+                .find(|i| i.external_id == id && matches!(i.drift, Drift::StatusMismatch { .. }))
+                .unwrap_or_else(|| panic!("status drift of {id}: {report:#?}"));
+            assert!(matches!(item.action, Action::Repaired(_)), "{item:?}");
+            match item.drift {
+                Drift::StatusMismatch { ours, theirs } => (ours, theirs),
+                _ => unreachable!(),
+            }
+        })
+        .collect()
+}
+
+/// Every AWS notification is lost: SNS has no HTTPS subscription to us and no queue is polled,
+/// as when an endpoint was down longer than SNS retries and the queue's messages expired.
+/// Reconciliation reads the agreements (SearchAgreements, GetAgreementEntitlements) and
+/// repairs the activation, the final metering window and the end, on an SNS product (classic
+/// identity, by the buyer's account) and an EventBridge product (by LicenseArn), with the
+/// timeline naming reconcile and the vendor's webhooks sent.
+#[tokio::test]
+async fn aws_lost_notifications_are_repaired_from_the_agreements() {
+    let (hook_url, hooks) = hook_receiver().await;
+    let stack = start_sns_over_sqs_only(move |config| {
+        if let Some(aws) = config.aws.as_mut() {
+            aws.sqs_queue_urls.clear();
+        }
+        config.webhooks = Some(WebhookSettings {
+            url: hook_url,
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        });
+    })
+    .await;
+    let client = browser();
+    let sns = stack
+        .aws
+        .purchase(CLASSIC, OfferKind::Contract, BUYER)
+        .unwrap();
+    let eventbridge = stack
+        .aws
+        .purchase(CONCURRENT, OfferKind::Contract, BUYER)
+        .unwrap();
+    aws_land(&stack, &client, &sns, true).await;
+    aws_land(&stack, &client, &eventbridge, false).await;
+    let both = [&sns, &eventbridge];
+    let send = async |action| {
+        for p in both {
+            stack
+                .aws
+                .send_subscription_event(&p.agreement_id, action)
+                .await
+                .unwrap();
+        }
+    };
+    send(SubscriptionAction::SubscribeSuccess).await;
+    for p in both {
+        let sub = crate::aws::subscription(&stack, p).await.unwrap();
+        assert_eq!(sub.status, SubscriptionStatus::Pending, "nobody heard AWS");
+    }
+    use SubscriptionStatus::*;
+    assert_eq!(
+        repaired_statuses(&stack, &both).await,
+        [(Pending, Active), (Pending, Active)]
+    );
+
+    // The buyers cancel: the agreements end, the licences stay for the final metering hour.
+    send(SubscriptionAction::UnsubscribePending).await;
+    assert_eq!(
+        repaired_statuses(&stack, &both).await,
+        [(Active, UnsubscribePending), (Active, UnsubscribePending)]
+    );
+    // AWS revokes the licences: the end.
+    send(SubscriptionAction::UnsubscribeSuccess).await;
+    assert_eq!(
+        repaired_statuses(&stack, &both).await,
+        [
+            (UnsubscribePending, Cancelled),
+            (UnsubscribePending, Cancelled)
+        ]
+    );
+    for p in both {
+        let sub = crate::aws::subscription(&stack, p).await.unwrap();
+        assert_eq!(sub.status, Cancelled);
+        let timeline = stack.store.timeline(sub.id, 100).await.unwrap();
+        assert!(
+            timeline
+                .iter()
+                .any(|e| e.source == "reconcile" && e.kind == "lifecycle:cancel"),
+            "{timeline:?}"
+        );
+        let id = sub.id.to_string();
+        eventually("the vendor is told", || async {
+            hooks
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|h| h["type"] == "subscription.cancelled" && h.to_string().contains(&id))
+        })
+        .await;
+    }
+    // In step: nothing more to say about them.
+    let again = run::reconcile_once(&stack.config, false).await.unwrap();
+    assert!(again.items.is_empty(), "{:#?}", again.items);
 }

@@ -17,6 +17,10 @@ pub struct MarketplaceView {
     pub quantity: Option<u32>,
     /// The full set, when the marketplace keeps entitlements.
     pub entitlements: Option<Vec<Entitlement>>,
+    /// Why the marketplace's status could not be read (a missing permission, an outage):
+    /// `status` is then `None`, nothing is changed, and reconciliation reports the reason.
+    #[serde(default)]
+    pub status_unknown: Option<String>,
 }
 
 impl MarketplaceView {
@@ -28,6 +32,7 @@ impl MarketplaceView {
             plan_id: None,
             quantity: None,
             entitlements: None,
+            status_unknown: None,
         }
     }
 }

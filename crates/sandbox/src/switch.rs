@@ -96,13 +96,14 @@ pub enum Side {
 }
 
 /// The AWS operations the sandbox serves, and the SNS signing certificate.
-pub const AWS_TARGETS: [&str; 13] = [
+pub const AWS_TARGETS: [&str; 14] = [
     "ResolveCustomer",
     "BatchMeterUsage",
     "GetEntitlements",
     "DescribeAgreement",
     "GetAgreementTerms",
     "GetAgreementEntitlements",
+    "SearchAgreements",
     "CreateQueue",
     "GetQueueUrl",
     "SendMessage",

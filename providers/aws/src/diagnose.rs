@@ -8,6 +8,7 @@ use marketlink_core::Diagnosis;
 
 use crate::{
     AwsProvider,
+    agreement_status::search_filter,
     config::{NotificationMode, ProductConfig},
     credentials::{describe_source, is_static, secret_setting},
     errors::AwsFailure,
@@ -142,6 +143,11 @@ impl AwsProvider {
         for (product, result) in &probes {
             out.push(self.product_diagnosis(product, result, refused.is_some()));
         }
+        if refused.is_none() {
+            for product in &self.config.products {
+                out.push(self.agreement_diagnosis(product).await);
+            }
+        }
 
         for queue_url in &self.config.sqs_queue_urls {
             out.push(
@@ -164,6 +170,56 @@ impl AwsProvider {
             .await
             .map(|page| page.entitlements().len())
             .map_err(AwsFailure::from_sdk)
+    }
+
+    /// SearchAgreements for the product, one result at most: reconcile reads agreement status
+    /// this way, and without the permission it cannot see an AWS cancellation it missed.
+    async fn agreement_diagnosis(&self, product: &ProductConfig) -> Diagnosis {
+        let code = &product.product_code;
+        let check = format!("aws.agreements.{code}");
+        let Some(product_id) = product.product_id.as_deref() else {
+            return Diagnosis::warning(
+                check,
+                format!(
+                    "no product_id for {code}: reconcile reads agreement status one licence at a time, and not at all for classic subscriptions; copy the product id (prod-...) from the AMMP product page"
+                ),
+            );
+        };
+        let result = self
+            .agreement
+            .search_agreements()
+            .catalog("AWSMarketplace")
+            .filters(search_filter("PartyType", "Proposer"))
+            .filters(search_filter("AgreementType", "PurchaseAgreement"))
+            .filters(search_filter("ResourceIdentifier", product_id))
+            .max_results(1)
+            .send()
+            .await
+            .map_err(AwsFailure::from_sdk);
+        match result {
+            Ok(_) => Diagnosis::ok(
+                check,
+                format!(
+                    "SearchAgreements answered for {product_id}: reconcile can read agreement status"
+                ),
+            ),
+            Err(f) if matches!(f.code.as_str(), "AccessDeniedException" | "AccessDenied") => {
+                Diagnosis::failed(
+                    check,
+                    format!(
+                        "the IAM policy does not allow aws-marketplace:SearchAgreements ({}): reconcile cannot see AWS cancellations it missed; allow aws-marketplace:SearchAgreements and aws-marketplace:GetAgreementEntitlements (docs/listing-on-aws.md)",
+                        f.message
+                    ),
+                )
+            }
+            Err(f) => Diagnosis::warning(
+                check,
+                format!(
+                    "SearchAgreements for {product_id} failed ({}: {})",
+                    f.code, f.message
+                ),
+            ),
+        }
     }
 
     fn product_diagnosis(

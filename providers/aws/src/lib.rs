@@ -15,7 +15,8 @@
 //! - `diagnose` (`marketlink doctor`): the credential source, GetEntitlements per product code,
 //!   GetQueueAttributes per queue, notification channel configuration, failures explained in
 //!   plain words.
-//! - `survey` (reconciliation): GetEntitlements per known subscription.
+//! - `survey` (reconciliation): GetEntitlements per known subscription, and its agreement's
+//!   status (`agreement_status`: SearchAgreements per product, GetAgreementEntitlements).
 //!
 //! The marketplace's rules (`MarketplaceProvider::rules`) are declared in `provider`.
 //!
@@ -36,6 +37,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod agreement;
+mod agreement_status;
 pub mod config;
 mod credentials;
 mod diagnose;

@@ -14,6 +14,9 @@ pub async fn reconcile(config: Config, dry_run: bool) -> anyhow::Result<()> {
     for (marketplace, reason) in &report.skipped {
         println!("{marketplace}: not surveyed: {reason}");
     }
+    for (marketplace, reason, count) in &report.status_unknown {
+        println!("{marketplace}: status not compared for {count} subscription(s): {reason}");
+    }
     for item in &report.items {
         let (label, detail) = match &item.action {
             Action::Repaired(d) => ("repaired", d),

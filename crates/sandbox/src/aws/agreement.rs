@@ -1,5 +1,5 @@
 //! AWSMPCommerceService_v20200301: DescribeAgreement, GetAgreementTerms and
-//! GetAgreementEntitlements (shapes and errors from the marketplace-agreement service model).
+//! GetAgreementEntitlements (SearchAgreements: `search.rs`) (shapes and errors from the marketplace-agreement service model).
 //!
 //! The caller is always the seller. The seller is a party to its direct agreements (proposer);
 //! for a channel partner private offer the proposer is the partner and the acceptor the buyer,
@@ -89,6 +89,9 @@ impl AwsSandbox {
         op: &str,
         input: &Value,
     ) -> Result<(Value, String), AwsError> {
+        if op == "SearchAgreements" {
+            return self.search_agreements(input);
+        }
         let known = matches!(
             op,
             "DescribeAgreement" | "GetAgreementTerms" | "GetAgreementEntitlements"

@@ -140,6 +140,7 @@ impl AwsSandbox {
                 account_id: self.config.channel_partner_account_id.clone(),
                 resale_authorization_id: format!("resaleauthz-{}", random_id(13)),
             }),
+            updated_at: None,
         };
         let purchase = Purchase::of(&agreement);
         st.tokens.insert(token, agreement_id.clone());
@@ -170,6 +171,7 @@ impl AwsSandbox {
                 SubscriptionAction::UnsubscribePending => SubscriptionState::UnsubscribePending,
                 SubscriptionAction::UnsubscribeSuccess => SubscriptionState::Unsubscribed,
             };
+            ag.updated_at = Some(self.now());
             if matches!(
                 action,
                 SubscriptionAction::UnsubscribePending | SubscriptionAction::UnsubscribeSuccess
@@ -240,6 +242,7 @@ impl AwsSandbox {
                 }
                 ag.quantities.insert((*dim).to_owned(), *qty);
             }
+            ag.updated_at = Some(self.now());
             let ag = ag.clone();
             self.persist(&st);
             (ag, product)

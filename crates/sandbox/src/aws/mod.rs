@@ -43,6 +43,7 @@ mod lifecycle;
 mod metering;
 mod pages;
 mod renewal;
+mod search;
 pub mod sigv4;
 pub mod sns;
 mod sqs;

@@ -134,6 +134,7 @@ impl AwsSandbox {
             }),
             successor: None,
             license_ended: false,
+            updated_at: None,
             ..old.clone()
         };
         let old = {
@@ -146,6 +147,7 @@ impl AwsSandbox {
                 change,
             });
             old.license_ended = new_license;
+            old.updated_at = Some(now);
             if old.end_time.is_none_or(|e| e > now) {
                 old.end_time = Some(now);
             }

@@ -59,6 +59,11 @@ pub struct Agreement {
     /// Set for a channel partner private offer: the partner, not the seller, is the proposer.
     #[serde(default)]
     pub channel_partner: Option<ChannelPartner>,
+    /// When its status, terms or successor last changed (`lastUpdateTime` of SearchAgreements:
+    /// "updated when any of its attributes or accepted terms change"); `None`: never since
+    /// its acceptance.
+    #[serde(default)]
+    pub updated_at: Option<OffsetDateTime>,
 }
 
 /// How one agreement follows another (`agreement.intent` of Purchase Agreement Created).
@@ -108,6 +113,11 @@ impl Agreement {
                 self.state,
                 SubscriptionState::Subscribed | SubscriptionState::UnsubscribePending
             )
+    }
+
+    /// `lastUpdateTime`: the last change, or the acceptance.
+    pub fn last_update_time(&self) -> OffsetDateTime {
+        self.updated_at.unwrap_or(self.created_at)
     }
 
     pub fn initial_agreement_id(&self) -> &str {

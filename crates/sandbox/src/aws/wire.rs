@@ -41,6 +41,9 @@ pub struct AwsError {
     pub code: String,
     pub message: String,
     pub query_error: Option<String>,
+    /// Further members of the error structure (the Agreement API's ValidationException has
+    /// `reason` and `fields`).
+    pub members: Map<String, Value>,
 }
 
 impl AwsError {
@@ -50,7 +53,14 @@ impl AwsError {
             code: code.to_owned(),
             message: message.into(),
             query_error: None,
+            members: Map::new(),
         }
+    }
+
+    /// Adds a member of the error structure to the body.
+    pub fn with_member(mut self, name: &str, value: Value) -> Self {
+        self.members.insert(name.to_owned(), value);
+        self
     }
 
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -79,6 +89,8 @@ pub const TIMESTAMP_MEMBERS: &[&str] = &[
     "agreementStartDate",
     "agreementEndDate",
     "chargeDate",
+    "lastUpdateTime",
+    "freeTrialEndTime",
 ];
 
 pub fn success(protocol: Protocol, request_id: &str, body: &Value) -> Response {
@@ -110,7 +122,10 @@ pub fn error_response(protocol: Protocol, request_id: &str, err: &AwsError) -> R
     } else {
         err.code.clone()
     };
-    let body = serde_json::json!({"__type": type_value, "message": err.message});
+    let mut body = serde_json::json!({"__type": type_value, "message": err.message});
+    if let Value::Object(map) = &mut body {
+        map.extend(err.members.clone());
+    }
     let bytes = match protocol {
         Protocol::RpcV2Cbor => json_to_cbor(&body).unwrap_or_default(),
         _ => body.to_string().into_bytes(),

@@ -12,4 +12,5 @@ mod notifications;
 mod pages;
 mod queues;
 mod renewal;
+mod search;
 mod signing;
