@@ -250,7 +250,7 @@ fn webhook_message(token: &str, i: usize) -> InboundMessage {
         "quantity": null,
         "subscriptionId": uuid::Uuid::new_v4(),
         "timeStamp": "2026-12-07T10:00:00.0000000Z",
-        "action": if i % 2 == 0 { "Suspend" } else { "Reinstate" },
+        "action": if i.is_multiple_of(2) { "Suspend" } else { "Reinstate" },
         "status": "Succeeded",
         "operationRequestSource": "Azure",
         "subscription": null,
