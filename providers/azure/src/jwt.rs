@@ -248,8 +248,8 @@ pub(crate) async fn verify(
 ///
 /// The header was read (and its `alg` checked) by [`signing_key_id`]. `jsonwebtoken::decode`
 /// would decode it again and deserialize the claims twice (once for its own checks, all of which
-/// we turn off): a fifth of a webhook check's time next to the RSA verification itself
-/// (docs/performance.md, "Verification").
+/// we turn off); next to a fast RSA verification that work counts (docs/performance.md,
+/// "Verification").
 fn verified_claims(
     token: &str,
     key: &DecodingKey,
