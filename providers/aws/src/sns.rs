@@ -97,7 +97,29 @@ pub struct SnsVerifier {
     allow_http: bool,
     require_v2: bool,
     http: reqwest::Client,
-    keys: moka::future::Cache<String, RsaPublicKey>,
+    keys: moka::future::Cache<String, Arc<CertificateKey>>,
+}
+
+/// A cached certificate's key, ready for either signature version: a cache hit hands out an
+/// `Arc`, not a copy of the modulus for every message.
+struct CertificateKey {
+    sha1: VerifyingKey<sha1::Sha1>,
+    sha256: VerifyingKey<sha2::Sha256>,
+}
+
+impl std::fmt::Debug for CertificateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateKey").finish_non_exhaustive()
+    }
+}
+
+impl CertificateKey {
+    fn new(key: RsaPublicKey) -> Arc<Self> {
+        Arc::new(Self {
+            sha1: VerifyingKey::new(key.clone()),
+            sha256: VerifyingKey::new(key),
+        })
+    }
 }
 
 impl std::fmt::Debug for SnsVerifier {
@@ -179,7 +201,7 @@ impl SnsVerifier {
         Ok(url)
     }
 
-    async fn public_key(&self, cert_url: &str) -> Result<RsaPublicKey, ProviderError> {
+    async fn public_key(&self, cert_url: &str) -> Result<Arc<CertificateKey>, ProviderError> {
         let url = self.check_cert_url(cert_url)?;
         self.keys
             .try_get_with(url.to_string(), self.fetch_key(url))
@@ -191,7 +213,7 @@ impl SnsVerifier {
     }
 
     /// Downloads a certificate, reading at most [`MAX_CERT_BYTES`].
-    async fn fetch_key(&self, url: url::Url) -> Result<RsaPublicKey, ProviderError> {
+    async fn fetch_key(&self, url: url::Url) -> Result<Arc<CertificateKey>, ProviderError> {
         let mut response = self.http.get(url.clone()).send().await.map_err(|e| {
             ProviderError::retryable(format!("cannot fetch the SNS certificate: {e}"))
         })?;
@@ -219,7 +241,7 @@ impl SnsVerifier {
             }
             body.extend_from_slice(&chunk);
         }
-        public_key_from_pem(&body)
+        public_key_from_pem(&body).map(CertificateKey::new)
     }
 
     /// Confirms an SNS subscription: GET of the SubscribeURL, which must be on an allowed host.
@@ -253,12 +275,8 @@ impl SnsVerifier {
         } = self.signed_parts(envelope)?;
         let key = self.public_key(cert_url).await?;
         let ok = match version {
-            "1" => VerifyingKey::<sha1::Sha1>::new(key)
-                .verify(data.as_bytes(), &signature)
-                .is_ok(),
-            "2" => VerifyingKey::<sha2::Sha256>::new(key)
-                .verify(data.as_bytes(), &signature)
-                .is_ok(),
+            "1" => key.sha1.verify(data.as_bytes(), &signature).is_ok(),
+            "2" => key.sha256.verify(data.as_bytes(), &signature).is_ok(),
             v => {
                 return Err(unauthenticated(format!(
                     "unsupported SNS SignatureVersion {v:?}"
