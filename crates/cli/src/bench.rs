@@ -13,6 +13,8 @@ use marketlink_core::{
 use marketlink_engine::entitlements::EntitlementIndex;
 use marketlink_store::{Store, StoreOptions};
 
+mod startup;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Entitlement checks against an index loaded from a store with many subscriptions.
@@ -27,6 +29,17 @@ pub enum BenchCommand {
         #[arg(long)]
         database: Option<String>,
     },
+    /// Start-up over a store with many subscriptions: time to `/readyz` 200, to the first
+    /// correct entitlement answer over HTTP, and to a warm index (issue 22).
+    Startup {
+        /// Subscriptions to seed (two per tenant).
+        #[arg(long, default_value_t = 1_000_000)]
+        subscriptions: usize,
+        /// Database to fill (a fresh temporary SQLite file when unset). It must be empty:
+        /// for PostgreSQL, `createdb` one first.
+        #[arg(long)]
+        database: Option<String>,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -36,6 +49,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             checks,
             database,
         } => entitlements(subscriptions, checks, database).await,
+        BenchCommand::Startup {
+            subscriptions,
+            database,
+        } => startup::startup(subscriptions, database).await,
     }
 }
 
@@ -148,14 +165,6 @@ fn subscriptions_of(
     count: usize,
     now: time::OffsetDateTime,
 ) -> Vec<Subscription> {
-    let statuses = [
-        SubscriptionStatus::Active,
-        SubscriptionStatus::Active,
-        SubscriptionStatus::Active,
-        SubscriptionStatus::Pending,
-        SubscriptionStatus::Suspended,
-        SubscriptionStatus::Cancelled,
-    ];
     (0..count)
         .map(|i| {
             let tenant = &tenants[i / 2];
@@ -179,10 +188,23 @@ fn subscriptions_of(
             }));
             s.plan_id = Some(PlanId::new(if i % 3 == 0 { "pro" } else { "basic" }));
             s.quantity = Some(10);
-            s.status = statuses[i % statuses.len()];
+            s.status = status_of(i);
             s
         })
         .collect()
+}
+
+/// The status of the `i`th seeded subscription: half active, the rest spread over the others.
+fn status_of(i: usize) -> SubscriptionStatus {
+    const STATUSES: [SubscriptionStatus; 6] = [
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Pending,
+        SubscriptionStatus::Suspended,
+        SubscriptionStatus::Cancelled,
+    ];
+    STATUSES[i % STATUSES.len()]
 }
 
 /// The timed checks: each one's latency (sorted), the whole run, how many were allowed.
