@@ -121,7 +121,8 @@ async fn a_subscription_changed_while_the_index_loads_is_answered_correctly_thro
             .await
             .unwrap();
         let mut answered_while_loading = 0;
-        for (i, (other, _)) in subs.iter().enumerate().step_by(97) {
+        let others = subs.iter().filter(|(t, _)| *t != tenant).step_by(97);
+        for (i, (other, _)) in others.enumerate() {
             let (reason, source) = answer(&h, tenant).await;
             if source == Source::Database {
                 answered_while_loading += 1;
