@@ -29,5 +29,6 @@ mod reconcile;
 mod replicas;
 mod returning;
 mod sessions;
+mod startup;
 mod usage_caps;
 mod webhooks;

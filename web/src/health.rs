@@ -17,10 +17,21 @@ async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers and carries every migration this build expects.
+/// The database answers and carries every migration this build expects. Ready does not wait
+/// for the entitlement index: checks are answered from the database until it is warm, which
+/// `entitlements` reports (`loading` or `warm`).
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     match state.engine.readiness().await {
-        Ok(()) => Ok(Json(json!({ "status": "ready", "database": "ok" }))),
+        Ok(()) => {
+            let index = if state.engine.entitlements.is_warm() {
+                "warm"
+            } else {
+                "loading"
+            };
+            Ok(Json(
+                json!({ "status": "ready", "database": "ok", "entitlements": index }),
+            ))
+        }
         Err(NotReady::Unreachable(error)) => {
             Err(AppError::unavailable("database unreachable", error))
         }

@@ -14,6 +14,7 @@ use marketlink_engine::entitlements::EntitlementIndex;
 use marketlink_store::{Store, StoreOptions};
 
 pub mod report;
+mod startup;
 mod verify;
 
 pub use report::Goal;
@@ -42,6 +43,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Start-up over a store with many subscriptions: time to `/readyz` 200, to the first
+    /// correct entitlement answer over HTTP, and to a warm index (issue 22).
+    Startup {
+        /// Subscriptions to seed (two per tenant).
+        #[arg(long, default_value_t = 1_000_000)]
+        subscriptions: usize,
+        /// Database to fill (a fresh temporary SQLite file when unset). It must be empty:
+        /// for PostgreSQL, `createdb` one first.
+        #[arg(long)]
+        database: Option<String>,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -57,6 +69,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Startup {
+            subscriptions,
+            database,
+        } => startup::startup(subscriptions, database).await,
     }
 }
 
@@ -169,14 +185,6 @@ fn subscriptions_of(
     count: usize,
     now: time::OffsetDateTime,
 ) -> Vec<Subscription> {
-    let statuses = [
-        SubscriptionStatus::Active,
-        SubscriptionStatus::Active,
-        SubscriptionStatus::Active,
-        SubscriptionStatus::Pending,
-        SubscriptionStatus::Suspended,
-        SubscriptionStatus::Cancelled,
-    ];
     (0..count)
         .map(|i| {
             let tenant = &tenants[i / 2];
@@ -200,10 +208,23 @@ fn subscriptions_of(
             }));
             s.plan_id = Some(PlanId::new(if i % 3 == 0 { "pro" } else { "basic" }));
             s.quantity = Some(10);
-            s.status = statuses[i % statuses.len()];
+            s.status = status_of(i);
             s
         })
         .collect()
+}
+
+/// The status of the `i`th seeded subscription: half active, the rest spread over the others.
+fn status_of(i: usize) -> SubscriptionStatus {
+    const STATUSES: [SubscriptionStatus; 6] = [
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Pending,
+        SubscriptionStatus::Suspended,
+        SubscriptionStatus::Cancelled,
+    ];
+    STATUSES[i % STATUSES.len()]
 }
 
 /// The timed checks: each one's latency (sorted), the whole run, how many were allowed.

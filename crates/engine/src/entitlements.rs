@@ -3,21 +3,29 @@
 //! The index holds every tenant's subscriptions (status, plan, quantity, term, entitlements)
 //! and is kept in step with the database by loading what changed since its watermark (which
 //! also picks up changes made by other replicas). A check is a hash lookup and a scan of the
-//! tenant's few subscriptions: no I/O.
+//! tenant's few subscriptions: no I/O. Until its first load has caught up the index is not
+//! *warm*, and the engine answers checks from the database instead (ADR 0022).
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use marketlink_core::{
-    Catalog, Entitlement, EntitlementValue, PlanId, ProductId, Subscription, SubscriptionId,
-    SubscriptionStatus, TenantId, Term,
+    Catalog, Entitlement, EntitlementValue, PlanId, ProductId, SubscriptionId, SubscriptionStatus,
+    TenantId, Term,
 };
-use marketlink_store::{Store, StoreError};
+use marketlink_store::{GrantPage, GrantRow, Store, StoreError};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// Rows per page when loading: large enough to amortise a query, small enough that applying
+/// one holds the write lock for a few milliseconds only.
+const PAGE: u32 = 10_000;
 
 /// What the index keeps of one subscription.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,19 +43,19 @@ pub struct Grant {
     pub entitlements: Vec<Entitlement>,
 }
 
-impl Grant {
-    fn from_subscription(s: &Subscription, entitlements: Vec<Entitlement>) -> Self {
+impl From<GrantRow> for Grant {
+    fn from(row: GrantRow) -> Self {
         Self {
-            subscription_id: s.id,
-            marketplace: s.external.marketplace.to_string(),
-            product_id: s.product_id.clone(),
-            product_code: s.external.product_code.clone(),
-            status: s.status,
-            plan_id: s.plan_id.clone(),
-            quantity: s.quantity,
-            free_trial: s.free_trial,
-            term: s.term.clone(),
-            entitlements,
+            subscription_id: row.subscription_id,
+            marketplace: row.marketplace,
+            product_id: row.product_id,
+            product_code: row.product_code,
+            status: row.status,
+            plan_id: row.plan_id,
+            quantity: row.quantity,
+            free_trial: row.free_trial,
+            term: row.term,
+            entitlements: row.entitlements,
         }
     }
 }
@@ -92,6 +100,11 @@ pub struct EntitlementIndex {
     catalog: Arc<Catalog>,
     tenants: RwLock<HashMap<TenantId, Vec<Grant>>>,
     watermark: Mutex<Watermark>,
+    /// One sync at a time: two interleaved ones could apply an older page after a newer one.
+    syncing: tokio::sync::Mutex<()>,
+    /// Set once a sync has caught up with the database; never cleared.
+    warm: AtomicBool,
+    page: u32,
 }
 
 fn rank(status: SubscriptionStatus) -> u8 {
@@ -120,51 +133,66 @@ impl EntitlementIndex {
             catalog,
             tenants: RwLock::new(HashMap::new()),
             watermark: Mutex::new(Watermark::default()),
+            syncing: tokio::sync::Mutex::new(()),
+            warm: AtomicBool::new(false),
+            page: PAGE,
         }
     }
 
-    /// Adds or replaces one subscription (moving it if its tenant changed).
+    /// Loads `rows` subscriptions per query (at least one).
+    pub fn with_page_size(mut self, rows: u32) -> Self {
+        self.page = rows.max(1);
+        self
+    }
+
+    /// Whether a sync has caught up with the database: until then the index may lack
+    /// subscriptions, and checks must be answered from the database.
+    pub fn is_warm(&self) -> bool {
+        self.warm.load(Ordering::Acquire)
+    }
+
+    /// Adds or replaces one subscription.
     pub fn upsert(&self, tenant: TenantId, grant: Grant) {
         let mut tenants = self.tenants.write().unwrap_or_else(|p| p.into_inner());
-        let grants = tenants.entry(tenant).or_default();
-        match grants
-            .iter_mut()
-            .find(|g| g.subscription_id == grant.subscription_id)
-        {
-            Some(existing) => *existing = grant,
-            None => grants.push(grant),
+        upsert_into(&mut tenants, tenant, grant);
+    }
+
+    /// Applies one page under a single write lock.
+    fn apply(&self, rows: Vec<GrantRow>) {
+        let mut tenants = self.tenants.write().unwrap_or_else(|p| p.into_inner());
+        for row in rows {
+            let tenant = row.tenant_id;
+            upsert_into(&mut tenants, tenant, Grant::from(row));
         }
     }
 
     /// Loads everything that changed since the last sync; returns how many subscriptions.
+    /// The first sync that reaches the end makes the index warm.
+    ///
+    /// The next page is fetched and decoded on another task while this one is applied, so
+    /// the database and the index work at the same time.
     pub async fn sync(&self, store: &Store) -> Result<usize, StoreError> {
+        let _one = self.syncing.lock().await;
+        let (since, after) = {
+            let w = self.watermark.lock().unwrap_or_else(|p| p.into_inner());
+            (w.at, w.id)
+        };
+        let mut next = fetch(store, since, after, self.page);
         let mut loaded = 0;
         loop {
-            let (since, after) = {
-                let w = self.watermark.lock().unwrap_or_else(|p| p.into_inner());
-                (w.at, w.id)
-            };
-            let batch = store.changed_subscriptions(since, after, 5_000).await?;
-            let Some((last, _)) = batch.last() else {
+            let page = next
+                .await
+                .map_err(|e| StoreError::Unsupported(format!("index page task failed: {e}")))??;
+            let Some((at, id)) = page.last else {
+                self.warm.store(true, Ordering::Release);
                 return Ok(loaded);
             };
-            let next = (
-                i64::try_from(last.updated_at.unix_timestamp_nanos() / 1_000_000)
-                    .unwrap_or(i64::MAX),
-                Some(last.id.0),
-            );
-            loaded += batch.len();
-            for (subscription, entitlements) in &batch {
-                if let Some(tenant) = subscription.tenant_id {
-                    self.upsert(
-                        tenant,
-                        Grant::from_subscription(subscription, entitlements.clone()),
-                    );
-                }
-            }
+            next = fetch(store, at, Some(id), self.page);
+            loaded += page.rows.len();
+            self.apply(page.rows);
             let mut w = self.watermark.lock().unwrap_or_else(|p| p.into_inner());
-            w.at = next.0;
-            w.id = next.1;
+            w.at = at;
+            w.id = Some(id);
         }
     }
 
@@ -201,12 +229,25 @@ impl EntitlementIndex {
         let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
         let grants: Vec<&Grant> = tenants
             .get(&tenant)
-            .map(|g| {
-                g.iter()
-                    .filter(|g| g.product_id.as_ref() == Some(product))
-                    .collect()
-            })
+            .map(|g| g.iter().collect())
             .unwrap_or_default();
+        self.decide(&grants, product, feature, quantity, now)
+    }
+
+    /// The decision over one tenant's `grants` (from the index or read from the database).
+    pub fn decide(
+        &self,
+        grants: &[&Grant],
+        product: &ProductId,
+        feature: Option<&str>,
+        quantity: Option<i64>,
+        now: OffsetDateTime,
+    ) -> Decision {
+        let grants: Vec<&Grant> = grants
+            .iter()
+            .copied()
+            .filter(|g| g.product_id.as_ref() == Some(product))
+            .collect();
         let deny =
             |reason: Reason, detail: String, grant: Option<&Grant>, limit: Option<i64>| Decision {
                 allowed: false,
@@ -329,6 +370,28 @@ impl EntitlementIndex {
         }
         Ok(limit)
     }
+}
+
+fn upsert_into(tenants: &mut HashMap<TenantId, Vec<Grant>>, tenant: TenantId, grant: Grant) {
+    let grants = tenants.entry(tenant).or_default();
+    match grants
+        .iter_mut()
+        .find(|g| g.subscription_id == grant.subscription_id)
+    {
+        Some(existing) => *existing = grant,
+        None => grants.push(grant),
+    }
+}
+
+/// Fetches one page on its own task (decoding included).
+fn fetch(
+    store: &Store,
+    since: i64,
+    after: Option<Uuid>,
+    page: u32,
+) -> tokio::task::JoinHandle<Result<GrantPage, StoreError>> {
+    let store = store.clone();
+    tokio::spawn(async move { store.changed_grants(since, after, page).await })
 }
 
 /// Why a tenant whose best subscription has `status` is denied, unless it is active.

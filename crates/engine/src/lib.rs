@@ -4,7 +4,7 @@
 //! operator's and the vendor's (`admin`, `people`, `api_keys`, `tenants`, `audit`, `health`),
 //! verified sign-up addresses and the mail behind them (`verification`, `mail`),
 //! notifications (`receive`, `inbox`, `apply`), what we tell marketplaces (`outbox`),
-//! `metering`, `entitlements`, `reconcile`, and the background `worker`s. Web and the CLI
+//! `metering`, `entitlements` (and `checks`), `reconcile`, and the background `worker`s. Web and the CLI
 //! call these methods; they never reach the store themselves. Providers are reached only
 //! through `Arc<dyn MarketplaceProvider>`, and what differs per marketplace comes from their
 //! declared `rules()`; the database only through `marketlink-store`.
@@ -19,6 +19,7 @@ pub mod approvals;
 pub mod audit;
 pub mod backoff;
 mod changes;
+pub mod checks;
 mod converge;
 mod directory;
 pub mod entitlements;

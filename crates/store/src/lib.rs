@@ -14,6 +14,7 @@ mod bind_lists;
 mod bulk;
 mod checkpoint;
 mod error;
+mod grants;
 mod invites;
 mod migrations;
 mod onboarding;
@@ -45,6 +46,7 @@ pub use crate::{
     api_keys::AuditEntry,
     backup::BackupReport,
     error::StoreError,
+    grants::{GrantPage, GrantRow},
     invites::Invite,
     onboarding::{OnboardingDecision, OnboardingRequest},
     queue::{InboxInsert, NewJob, QueueItem, QueueState},

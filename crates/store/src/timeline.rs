@@ -1,4 +1,5 @@
 //! A subscription's timeline (every event applied and its outcome) and its entitlements.
+//! The entitlement index reads them with `grants`.
 
 use marketlink_core::{Entitlement, EntitlementValue, SubscriptionId};
 use serde::Serialize;
@@ -142,69 +143,6 @@ impl Store {
             tx.commit().await?;
         });
         Ok(())
-    }
-
-    /// Subscriptions bound to a tenant and changed at or after `since` (Unix ms), with their
-    /// entitlements, oldest change first: what the in-memory entitlement index loads.
-    ///
-    /// Keyset paging on `(updated_at, id)`: pass the last row's pair to continue.
-    pub async fn changed_subscriptions(
-        &self,
-        since: i64,
-        after_id: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<(marketlink_core::Subscription, Vec<Entitlement>)>, StoreError> {
-        let rows: Vec<crate::rows::SubscriptionRow> = on_pool!(self, |pool| {
-            // Row-value comparisons let both databases walk the (updated_at, id) index.
-            sqlx::query_as(&format!(
-                "SELECT {} FROM subscriptions WHERE tenant_id IS NOT NULL \
-                 AND (updated_at, id) > ($1, $3) ORDER BY updated_at, id LIMIT $2",
-                crate::rows::SUBSCRIPTION_COLUMNS
-            ))
-            .bind(since)
-            .bind(i64::from(limit))
-            .bind(after_id.unwrap_or(Uuid::nil()))
-            .fetch_all(pool)
-            .await?
-        });
-        let Some((until, until_id)) = rows.last().map(|r| (r.updated_at, r.id)) else {
-            return Ok(Vec::new());
-        };
-        // One query for the whole batch's entitlements, bounded by the batch's (updated_at, id)
-        // range so a bulk import sharing one timestamp is not rescanned for every batch.
-        let ents: Vec<(Uuid, String, Json<EntitlementValue>, Option<i64>)> =
-            on_pool!(self, |pool| {
-                sqlx::query_as(
-                "SELECT e.subscription_id, e.dimension, e.value, e.expires_at FROM entitlements e \
-                 JOIN subscriptions s ON s.id = e.subscription_id \
-                 WHERE s.tenant_id IS NOT NULL \
-                 AND (s.updated_at, s.id) > ($1, $3) AND (s.updated_at, s.id) <= ($2, $4)",
-            )
-            .bind(since)
-            .bind(until)
-            .bind(after_id.unwrap_or(Uuid::nil()))
-            .bind(until_id)
-            .fetch_all(pool)
-            .await?
-            });
-        let mut by_subscription: std::collections::HashMap<Uuid, Vec<Entitlement>> =
-            std::collections::HashMap::new();
-        for (id, dimension, value, expires_at) in ents {
-            by_subscription.entry(id).or_default().push(Entitlement {
-                dimension,
-                value: value.0,
-                expires_at: expires_at.map(from_millis).transpose()?,
-            });
-        }
-        rows.into_iter()
-            .map(|row| {
-                let subscription = marketlink_core::Subscription::try_from(row)?;
-                let entitlements = by_subscription
-                    .remove(&subscription.id.0)
-                    .unwrap_or_default();
-                Ok((subscription, entitlements))
-            })
-            .collect()
     }
 
     pub async fn entitlements(

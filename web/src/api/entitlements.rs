@@ -1,5 +1,6 @@
 //! `GET /api/v1/check` and `GET /api/v1/tenants/{id}/entitlements`: what the vendor's
-//! product calls on its hot path, answered from the engine's in-memory entitlement index.
+//! product calls on its hot path, answered from the engine's in-memory entitlement index (from
+//! the database while that index is still loading after a start).
 
 use axum::{
     Json, Router,
@@ -72,7 +73,7 @@ impl From<Decision> for CheckAnswer {
 }
 
 /// May the tenant use this feature of this product? Allow or deny, with the reason. Answered
-/// from memory.
+/// from memory (from the database for the first moments after a start).
 #[utoipa::path(
     get,
     path = "/api/v1/check",
@@ -119,19 +120,17 @@ pub(crate) async fn check(
     }
     let now = state.now();
     caller.count(&state, "check");
-    Ok(Json(
-        state
-            .engine
-            .entitlements
-            .check(
-                tenant,
-                &product,
-                query.feature.as_deref().filter(|f| !f.is_empty()),
-                query.quantity,
-                now,
-            )
-            .into(),
-    ))
+    let (decision, _source) = state
+        .engine
+        .check_entitlement(
+            tenant,
+            &product,
+            query.feature.as_deref().filter(|f| !f.is_empty()),
+            query.quantity,
+            now,
+        )
+        .await?;
+    Ok(Json(decision.into()))
 }
 
 /// Every subscription of a tenant with what it grants.
@@ -228,7 +227,7 @@ pub(crate) async fn tenant_entitlements(
     let tenant = tenant_id(&id)?;
     caller.require_tenant(tenant)?;
     caller.count(&state, "entitlements");
-    let grants = state.engine.entitlements.subscriptions(tenant);
+    let grants = state.engine.tenant_grants(tenant).await?;
     if grants.is_empty() {
         // Distinguish "no such tenant" from "a tenant with nothing yet".
         state.engine.tenant(tenant).await?;

@@ -1,5 +1,5 @@
-//! `marketlink serve`: start-up order (database, metrics, engine, entitlement index, workers,
-//! web state), serving, and shutdown in reverse.
+//! `marketlink serve`: start-up order (database, metrics, engine, workers (the entitlement
+//! index loads in one of them), web state), serving, and shutdown in reverse.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,7 +10,7 @@ use marketlink_engine::{
     Engine, Providers,
     worker::{self, WorkerSettings},
 };
-use marketlink_store::{Store, redact_url};
+use marketlink_store::redact_url;
 use marketlink_web::{App, AppState, WebSettings};
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
@@ -71,7 +71,9 @@ pub async fn serve_on(
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = Arc::new(engine(&config, store.clone(), providers, clock)?);
-    load_entitlements(&engine, &store).await?;
+    // The entitlement index loads in the background (its worker's first sync): checks are
+    // answered from the database until it is warm, so start-up time does not grow with the
+    // number of subscriptions (ADR 0022).
     let workers = spawn_workers(&engine, &config, &shutdown);
     let state = AppState::new(App {
         engine,
@@ -105,17 +107,6 @@ pub async fn serve_on(
     let _ = key_use.await;
     store.close().await;
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// The entitlement API answers from memory: load it before serving.
-async fn load_entitlements(engine: &Engine, store: &Store) -> anyhow::Result<()> {
-    let loaded = engine
-        .entitlements
-        .sync(store)
-        .await
-        .context("cannot load subscriptions into the entitlement index")?;
-    tracing::info!(subscriptions = loaded, "entitlement index loaded");
     Ok(())
 }
 

@@ -13,3 +13,4 @@ mod lifecycle;
 mod retention;
 mod returning;
 mod signup;
+mod warming;

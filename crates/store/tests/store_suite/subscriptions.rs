@@ -311,7 +311,7 @@ async fn timeline_and_entitlements(store: &Store) {
 }
 story!(timeline, timeline_and_entitlements);
 
-async fn changed_subscriptions_page_by_time_and_id(store: &Store) {
+async fn changed_grants_page_by_time_and_id(store: &Store) {
     use marketlink_core::{Entitlement, EntitlementValue};
 
     let acme = tenant("Acme");
@@ -341,28 +341,49 @@ async fn changed_subscriptions_page_by_time_and_id(store: &Store) {
         .await
         .unwrap();
 
-    let first = store.changed_subscriptions(0, None, 2).await.unwrap();
-    assert_eq!(first.len(), 2);
-    let last = &first[1].0;
-    let since = i64::try_from(last.updated_at.unix_timestamp_nanos() / 1_000_000).unwrap();
-    let rest = store
-        .changed_subscriptions(since, Some(last.id.0), 10)
-        .await
-        .unwrap();
-    assert_eq!(rest.len(), 1, "the page boundary loses and repeats nothing");
-    let mut all: Vec<_> = first.iter().chain(rest.iter()).map(|(s, _)| s.id).collect();
+    let first = store.changed_grants(0, None, 2).await.unwrap();
+    assert_eq!(first.rows.len(), 2);
+    let (since, after) = first.last.unwrap();
+    let rest = store.changed_grants(since, Some(after), 10).await.unwrap();
+    assert_eq!(
+        rest.rows.len(),
+        1,
+        "the page boundary loses and repeats nothing"
+    );
+    let (since, after) = rest.last.unwrap();
+    let caught_up = store.changed_grants(since, Some(after), 10).await.unwrap();
+    assert!(caught_up.rows.is_empty() && caught_up.last.is_none());
+    let mut all: Vec<_> = first
+        .rows
+        .iter()
+        .chain(rest.rows.iter())
+        .map(|g| g.subscription_id)
+        .collect();
     all.sort();
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(all, expected);
     let with_seats = first
+        .rows
         .iter()
-        .chain(rest.iter())
-        .find(|(s, _)| s.id == ids[2])
+        .chain(rest.rows.iter())
+        .find(|g| g.subscription_id == ids[2])
         .unwrap();
-    assert_eq!(with_seats.1, vec![seats]);
+    assert_eq!(with_seats.entitlements, vec![seats.clone()]);
+    assert_eq!(with_seats.tenant_id, acme.id);
+
+    // One tenant's, read directly (checks while the index loads): the same rows.
+    let mut direct = store.tenant_grants(acme.id).await.unwrap();
+    direct.sort_by_key(|g| g.subscription_id);
+    let mut paged: Vec<_> = first.rows.into_iter().chain(rest.rows).collect();
+    paged.sort_by_key(|g| g.subscription_id);
+    assert_eq!(direct, paged);
+    assert!(
+        store
+            .tenant_grants(tenant("Nobody").id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
-story!(
-    changed_subscriptions,
-    changed_subscriptions_page_by_time_and_id
-);
+story!(changed_grants, changed_grants_page_by_time_and_id);
