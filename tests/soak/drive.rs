@@ -101,6 +101,10 @@ pub async fn report_usage(
         let mut attempts = 0;
         let taken = loop {
             attempts += 1;
+            assert!(
+                attempts < 1_200,
+                "usage unanswered for two minutes: no replica serves"
+            );
             let sent = client
                 .post(format!("{}/api/v1/usage", stack.url))
                 .bearer_auth(USAGE_KEY)
@@ -212,11 +216,18 @@ pub struct Kills {
 }
 
 /// Kills a random replica every few hundred milliseconds to seconds, and starts it again
-/// after a moment, until `stop`. With several replicas, sometimes all of them at once.
-pub async fn kill_replicas(stack: &SoakStack, mut rng: Rng, stop: &AtomicBool, kills: &Kills) {
+/// after a moment, for `period`. With several replicas, sometimes all of them at once. Never
+/// cut short between a kill and its restart: the product's re-sends wait for an answer.
+pub async fn kill_replicas(stack: &SoakStack, mut rng: Rng, period: Duration, kills: &Kills) {
     let replicas = stack.fleet.ports().len();
-    while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(rng.millis(300, 2_500)).await;
+    let until = tokio::time::Instant::now() + period;
+    loop {
+        let pause = rng.millis(300, 2_500);
+        if tokio::time::Instant::now() + pause >= until {
+            tokio::time::sleep_until(until).await;
+            return;
+        }
+        tokio::time::sleep(pause).await;
         let victims: Vec<usize> = if replicas > 1 && rng.below(5) == 0 {
             (0..replicas).collect()
         } else {

@@ -75,16 +75,11 @@ async fn kill_in_two_halves(
     kills: &Kills,
 ) -> usize {
     let half = soak_duration() / 2;
-    let _ = tokio::time::timeout(
-        half,
-        drive::kill_replicas(stack, Rng::new(seed ^ 3), stop, kills),
-    )
-    .await;
+    drive::kill_replicas(stack, Rng::new(seed ^ 3), half, kills).await;
     let (faults, (), ()) = tokio::join!(
         drive::fault_metering(stack, Rng::new(seed ^ 4), stop),
         async {
-            let killing = drive::kill_replicas(stack, Rng::new(seed ^ 5), stop, kills);
-            let _ = tokio::time::timeout(half, killing).await;
+            drive::kill_replicas(stack, Rng::new(seed ^ 5), half, kills).await;
             stop.store(true, Ordering::Relaxed);
         },
         async {
