@@ -172,6 +172,40 @@ fn sns_message(
     Ok((inbound, envelope))
 }
 
+/// Checks every message `rounds` times each way: `raw_check` on `raw[i]`, and the provider's
+/// `authenticate` on `inbound[i]`. The two sides take turns every [`CHUNK`] messages, so a
+/// busy moment of a shared machine falls on both.
+async fn take_turns<R>(
+    provider: &dyn MarketplaceProvider,
+    raw: &[R],
+    inbound: &[&InboundMessage],
+    rounds: usize,
+    raw_check: impl Fn(&R) -> anyhow::Result<()>,
+    refused: &'static str,
+) -> anyhow::Result<Rates> {
+    let mut rates = Rates {
+        provider: Vec::new(),
+        raw: Vec::new(),
+    };
+    for _ in 0..rounds {
+        let mut round = Round::default();
+        for (raw, inbound) in raw.chunks(CHUNK).zip(inbound.chunks(CHUNK)) {
+            let started = Instant::now();
+            for item in raw {
+                raw_check(item)?;
+            }
+            round.raw += started.elapsed();
+            let started = Instant::now();
+            for message in inbound {
+                provider.authenticate(message).await.context(refused)?;
+            }
+            round.provider += started.elapsed();
+        }
+        rates.push(raw.len(), round);
+    }
+    Ok(rates)
+}
+
 /// PKCS#1 v1.5 verification with the `rsa` crate and nothing else: the key parsed, the
 /// string to sign built and the signature decoded beforehand.
 enum RawSns {
@@ -225,32 +259,22 @@ async fn sns(
         .authenticate(&signed[0].0)
         .await
         .context("the provider refused the first SNS message")?;
-    let mut rates = Rates {
-        provider: Vec::new(),
-        raw: Vec::new(),
-    };
-    for _ in 0..rounds {
-        let mut round = Round::default();
-        for (raw, signed) in raw.chunks(CHUNK).zip(signed.chunks(CHUNK)) {
-            let started = Instant::now();
-            for (data, signature) in raw {
-                ensure!(
-                    raw_key.verify(data, signature),
-                    "raw RSA verification failed"
-                );
-            }
-            round.raw += started.elapsed();
-            let started = Instant::now();
-            for (message, _) in signed {
-                provider
-                    .authenticate(message)
-                    .await
-                    .context("the provider refused an SNS message")?;
-            }
-            round.provider += started.elapsed();
-        }
-        rates.push(messages, round);
-    }
+    let inbound: Vec<&InboundMessage> = signed.iter().map(|(message, _)| message).collect();
+    let rates = take_turns(
+        &provider,
+        &raw,
+        &inbound,
+        rounds,
+        |(data, signature)| {
+            ensure!(
+                raw_key.verify(data, signature),
+                "raw RSA verification failed"
+            );
+            Ok(())
+        },
+        "the provider refused an SNS message",
+    )
+    .await?;
     let algorithm = if version == 1 { "SHA1" } else { "SHA256" };
     Ok(rates.goal(
         &format!("verify SNS v{version} ({algorithm}withRSA)"),
@@ -313,37 +337,22 @@ async fn webhook(
         .authenticate(&inbound[0])
         .await
         .context("the provider refused the first webhook")?;
-    let mut rates = Rates {
-        provider: Vec::new(),
-        raw: Vec::new(),
-    };
-    for _ in 0..rounds {
-        let mut round = Round::default();
-        for (tokens, inbound) in tokens.chunks(CHUNK).zip(inbound.chunks(CHUNK)) {
-            let started = Instant::now();
-            for token in tokens {
-                let (signed, signature) = token.rsplit_once('.').context("not a JWT")?;
-                ensure!(
-                    jsonwebtoken::crypto::verify(
-                        signature,
-                        signed.as_bytes(),
-                        &key,
-                        Algorithm::RS256
-                    )?,
-                    "raw RS256 verification failed"
-                );
-            }
-            round.raw += started.elapsed();
-            let started = Instant::now();
-            for message in inbound {
-                provider
-                    .authenticate(message)
-                    .await
-                    .context("the provider refused a webhook")?;
-            }
-            round.provider += started.elapsed();
-        }
-        rates.push(messages, round);
-    }
+    let inbound: Vec<&InboundMessage> = inbound.iter().collect();
+    let rates = take_turns(
+        &provider,
+        &tokens,
+        &inbound,
+        rounds,
+        |token| {
+            let (signed, signature) = token.rsplit_once('.').context("not a JWT")?;
+            ensure!(
+                jsonwebtoken::crypto::verify(signature, signed.as_bytes(), &key, Algorithm::RS256)?,
+                "raw RS256 verification failed"
+            );
+            Ok(())
+        },
+        "the provider refused a webhook",
+    )
+    .await?;
     Ok(rates.goal("verify webhook JWT (RS256)", "jsonwebtoken RS256"))
 }
