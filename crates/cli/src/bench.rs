@@ -121,22 +121,13 @@ async fn entitlements(
     let dir = tempfile::tempdir()?;
     let url =
         database.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("bench.db").display()));
-    let store = Store::connect(&url, &StoreOptions::default()).await?;
-    store.migrate().await?;
     let now = SystemClock.now();
-    let tenants = tenants(subscriptions.div_ceil(2), now)?;
-    let rows = subscriptions_of(&tenants, subscriptions, now);
-
-    let started = Instant::now();
-    store
-        .insert_tenants_bulk(&tenants)
-        .await
-        .context("seeding tenants")?;
-    store
-        .insert_subscriptions_bulk(&rows)
-        .await
-        .context("seeding subscriptions")?;
-    let seeded = started.elapsed();
+    let Seeded {
+        store,
+        tenants,
+        took: seeded,
+        ..
+    } = seeded(&url, subscriptions, now).await?;
 
     let index = Arc::new(EntitlementIndex::new(Arc::new(catalog())));
     let started = Instant::now();
@@ -163,6 +154,42 @@ async fn entitlements(
     run.print(checks, subscriptions);
     store.close().await;
     Ok(())
+}
+
+/// A migrated store holding the benchmarks' subscriptions (two per tenant).
+struct Seeded {
+    store: Store,
+    tenants: Vec<Tenant>,
+    rows: Vec<Subscription>,
+    /// How long the bulk inserts took.
+    took: Duration,
+}
+
+/// Migrates the store at `url` and fills it with `subscriptions` made at `now`.
+async fn seeded(
+    url: &str,
+    subscriptions: usize,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Seeded> {
+    let store = Store::connect(url, &StoreOptions::default()).await?;
+    store.migrate().await?;
+    let tenants = tenants(subscriptions.div_ceil(2), now)?;
+    let rows = subscriptions_of(&tenants, subscriptions, now);
+    let started = Instant::now();
+    store
+        .insert_tenants_bulk(&tenants)
+        .await
+        .context("seeding tenants")?;
+    store
+        .insert_subscriptions_bulk(&rows)
+        .await
+        .context("seeding subscriptions")?;
+    Ok(Seeded {
+        store,
+        tenants,
+        rows,
+        took: started.elapsed(),
+    })
 }
 
 fn tenants(count: usize, now: time::OffsetDateTime) -> anyhow::Result<Vec<Tenant>> {

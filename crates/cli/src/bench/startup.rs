@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use marketlink_core::{Clock, Scope, Subscription, SubscriptionStatus, SystemClock, Tenant};
 use marketlink_engine::Providers;
-use marketlink_store::{Store, StoreOptions};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{catalog, pct, status_of, subscriptions_of, tenants};
+use super::{Seeded, catalog, pct, seeded, status_of};
 use crate::config::Config;
 
 /// Issue 22's goal for (a) and (b).
@@ -91,19 +90,13 @@ struct Seed {
 }
 
 async fn seed(url: &str, subscriptions: usize) -> anyhow::Result<Seed> {
-    let store = Store::connect(url, &StoreOptions::default()).await?;
-    store.migrate().await?;
     let now = SystemClock.now();
-    let tenants = tenants(subscriptions.div_ceil(2), now)?;
-    let rows = subscriptions_of(&tenants, subscriptions, now);
-    store
-        .insert_tenants_bulk(&tenants)
-        .await
-        .context("seeding tenants")?;
-    store
-        .insert_subscriptions_bulk(&rows)
-        .await
-        .context("seeding subscriptions")?;
+    let Seeded {
+        store,
+        tenants,
+        rows,
+        ..
+    } = seeded(url, subscriptions, now).await?;
     let (key, plaintext, hash) = marketlink_web::api_auth::new_key(
         "startup bench",
         vec![Scope::EntitlementsRead],
