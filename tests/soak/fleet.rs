@@ -97,6 +97,15 @@ impl Fleet {
         self.lock().iter().map(|r| r.port).collect()
     }
 
+    /// The running replicas' process ids (benches/replicas.rs reads their CPU time).
+    #[allow(dead_code)] // not used by the soak
+    pub fn pids(&self) -> Vec<u32> {
+        self.lock()
+            .iter()
+            .filter_map(|r| r.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     /// Sets `key` for the replicas started from now on (a configuration change that
     /// reaches each replica at its next start, as in a rolling deployment).
     pub fn set_env(&self, key: &str, value: &str) {
@@ -128,6 +137,8 @@ impl Fleet {
                 .args(["serve", "--config"])
                 .arg(&self.config_file)
                 .env_remove("MARKETLINK_CONFIG")
+                // Ours, not the server's: it refuses unknown `MARKETLINK_*` variables.
+                .env_remove("MARKETLINK_BIN")
                 .env("RUST_LOG", "warn")
                 .env("AWS_EC2_METADATA_DISABLED", "true")
                 .env("AWS_CONFIG_FILE", self.dir.join("no-aws-config"))
