@@ -429,6 +429,14 @@ mod tests {
                 .next()
                 .is_none()
         );
+        // Claims we skip are still checked as a map of every claim checked them.
+        let lone_surrogate = br#"{"aud": "us", "exp": 5, "other": "\ud800"}"#;
+        let not_utf8 = b"{\"aud\": \"us\", \"exp\": 5, \"other\": \"\xff\"}";
+        let huge = br#"{"aud": "us", "exp": 5, "other": 1e400}"#;
+        for refused in [&lone_surrogate[..], not_utf8, huge] {
+            assert!(serde_json::from_slice::<Value>(refused).is_err());
+            assert!(read_claims(refused).is_err());
+        }
         for not_an_object in [&b"[1, 2]"[..], b"5", b"\"us\"", b"null", b"{", b"{} x"] {
             let refused = read_claims(not_an_object);
             assert!(
