@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use marketlink_core::{InboundMessage, ProviderError};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
     AzureConfig,
-    jwt::{Expectations, JwtError, check_lifetime_and_audience, signing_key_id},
+    jwt::{Expectations, JwtError, check_lifetime_and_audience, read_claims, signing_key_id},
     webhook::{CHANNEL, bearer, check_claims, read_body},
 };
 
@@ -58,19 +58,17 @@ pub fn jwt_key_id(token: &str) -> Result<String, String> {
     signing_key_id(token).map_err(reason)
 }
 
-/// The checks of verified claims: lifetime and audience against `now` (Unix seconds) with
-/// the configured leeway, then issuer, tenant and app against `config`.
-pub fn jwt_claims(
-    config: &AzureConfig,
-    claims: &Map<String, Value>,
-    now: i64,
-) -> Result<(), String> {
+/// The checks of verified claims: the payload's JSON read as the webhook reads it, then
+/// lifetime and audience against `now` (Unix seconds) with the configured leeway, then issuer,
+/// tenant and app against `config`.
+pub fn jwt_claims(config: &AzureConfig, claims: &[u8], now: i64) -> Result<(), String> {
     let expect = Expectations {
         audiences: &[config.expected_webhook_audience()],
         leeway: Duration::from_secs(config.jwt_leeway_secs),
     };
-    check_lifetime_and_audience(claims, now, &expect).map_err(reason)?;
-    check_claims(config, claims).map_err(|e| e.to_string())
+    let claims = read_claims(claims).map_err(reason)?;
+    check_lifetime_and_audience(&claims, now, &expect).map_err(reason)?;
+    check_claims(config, &config.accepted_webhook_issuers(), &claims).map_err(|e| e.to_string())
 }
 
 /// The landing token among a landing request's fields.

@@ -2,16 +2,19 @@
 //! unknown `kid` triggers one re-download, rate limited so forged `kid`s cannot make us hammer
 //! the JWKS endpoint), and claim checks done against our [`Clock`] rather than the wall clock.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+mod claims;
+
+use std::{borrow::Cow, collections::HashMap, sync::Arc, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use marketlink_core::Clock;
 use serde::Deserialize;
-use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
+use self::claims::Header;
+pub(crate) use self::claims::{Claims, Text};
 use crate::http::{Reply, transport_error};
 
 /// Where the keys come from.
@@ -230,67 +233,100 @@ pub(crate) struct Expectations<'a> {
 
 /// Verifies the signature (RS256, key by `kid`) and the lifetime and audience of `token`;
 /// returns the claims for further checks (issuer, tenant, app), which differ per use.
-pub(crate) async fn verify(
+///
+/// The claims borrow from `payload`, which receives the decoded payload: only the claims we
+/// read are built, not a map of every claim (docs/performance.md, "Verification").
+pub(crate) async fn verify<'p>(
     token: &str,
     jwks: &JwksCache,
     clock: &dyn Clock,
     expect: &Expectations<'_>,
-) -> Result<serde_json::Map<String, Value>, JwtError> {
-    let kid = signing_key_id(token)?;
-    let key = jwks.key(&kid).await?;
-    let claims = verified_claims(token, &key)?;
+    payload: &'p mut Vec<u8>,
+) -> Result<Claims<'p>, JwtError> {
+    let mut header = Vec::new();
+    let key = jwks.key(&read_signing_key_id(token, &mut header)?).await?;
+    let claims = verified_claims(token, &key, payload)?;
     // Lifetime is checked against our clock, not jsonwebtoken's; audience too, to word the error.
     check_lifetime_and_audience(&claims, clock.now().unix_timestamp(), expect)?;
     Ok(claims)
 }
 
-/// The claims of `token`, once its RS256 signature over `header.payload` verifies with `key`.
+/// The claims of `token`, once its RS256 signature over `header.payload` verifies with `key`;
+/// they borrow from `payload`, which receives the decoded payload.
 ///
-/// The header was read (and its `alg` checked) by [`signing_key_id`]. `jsonwebtoken::decode`
+/// The header was read (and its `alg` checked) by [`read_signing_key_id`]. `jsonwebtoken::decode`
 /// would decode it again and deserialize the claims twice (once for its own checks, all of which
 /// we turn off); next to a fast RSA verification that work counts (docs/performance.md,
 /// "Verification").
-fn verified_claims(
+fn verified_claims<'p>(
     token: &str,
     key: &DecodingKey,
-) -> Result<serde_json::Map<String, Value>, JwtError> {
+    payload: &'p mut Vec<u8>,
+) -> Result<Claims<'p>, JwtError> {
     let invalid = |e: &dyn std::fmt::Display| {
         JwtError::Invalid(format!("the token signature does not verify: {e}"))
     };
     // Split as jsonwebtoken does: the signature after the last dot, the payload before it.
     let malformed = || JwtError::Invalid("the token is not a JWT: not three parts".into());
     let (signed, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
-    let (_, payload) = signed.rsplit_once('.').ok_or_else(malformed)?;
+    let (_, encoded) = signed.rsplit_once('.').ok_or_else(malformed)?;
     if !jsonwebtoken::crypto::verify(signature, signed.as_bytes(), key, Algorithm::RS256)
         .map_err(|e| invalid(&e))?
     {
         return Err(invalid(&"InvalidSignature"));
     }
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload)
+    payload.clear();
+    URL_SAFE_NO_PAD
+        .decode_vec(encoded, payload)
         .map_err(|e| JwtError::Invalid(format!("the token payload is not base64url: {e}")))?;
-    serde_json::from_slice(&payload)
+    read_claims(payload)
+}
+
+/// The claims of a decoded payload, which must be a JSON object.
+pub(crate) fn read_claims(payload: &[u8]) -> Result<Claims<'_>, JwtError> {
+    serde_json::from_slice(payload)
         .map_err(|e| JwtError::Invalid(format!("the token claims are not a JSON object: {e}")))
 }
 
 /// The `kid` of an RS256 token's header: the key its signature must verify with.
 pub(crate) fn signing_key_id(token: &str) -> Result<String, JwtError> {
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|e| JwtError::Invalid(format!("the token is not a JWT: {e}")))?;
-    if header.alg != Algorithm::RS256 {
-        return Err(JwtError::Invalid(format!(
-            "the token algorithm {:?} is not RS256",
-            header.alg
-        )));
+    let mut header = Vec::new();
+    read_signing_key_id(token, &mut header).map(Cow::into_owned)
+}
+
+/// [`signing_key_id`], borrowed from `header`, which receives the decoded header.
+///
+/// The token is split as `jsonwebtoken::decode_header` splits it (the header is what precedes
+/// the last two dots); only `alg` and `kid` are read, not the header's other fields.
+fn read_signing_key_id<'h>(token: &str, header: &'h mut Vec<u8>) -> Result<Cow<'h, str>, JwtError> {
+    let not_jwt =
+        |why: &dyn std::fmt::Display| JwtError::Invalid(format!("the token is not a JWT: {why}"));
+    let encoded = token
+        .rsplit_once('.')
+        .and_then(|(signed, _)| signed.rsplit_once('.'))
+        .map(|(header, _)| header)
+        .ok_or_else(|| not_jwt(&"InvalidToken"))?;
+    header.clear();
+    URL_SAFE_NO_PAD
+        .decode_vec(encoded, header)
+        .map_err(|e| not_jwt(&e))?;
+    let Header { alg, kid } = serde_json::from_slice(header).map_err(|e| not_jwt(&e))?;
+    match alg.get() {
+        Some("RS256") => {}
+        Some(alg) => {
+            return Err(JwtError::Invalid(format!(
+                "the token algorithm {alg} is not RS256"
+            )));
+        }
+        None => return Err(not_jwt(&"the header has no alg")),
     }
-    header
-        .kid
+    kid.0
         .ok_or_else(|| JwtError::Invalid("the token header has no kid".into()))
 }
 
 /// `exp` and `nbf` against `now` (Unix seconds) with the leeway, and `aud` against ours.
 pub(crate) fn check_lifetime_and_audience(
-    claims: &serde_json::Map<String, Value>,
+    claims: &Claims<'_>,
     now: i64,
     expect: &Expectations<'_>,
 ) -> Result<(), JwtError> {
@@ -299,8 +335,8 @@ pub(crate) fn check_lifetime_and_audience(
     let now = i128::from(now);
     let leeway = i128::from(expect.leeway.as_secs());
     let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
+        .exp
+        .0
         .map(i128::from)
         .ok_or_else(|| JwtError::Invalid("the token has no exp claim".into()))?;
     if now > exp + leeway {
@@ -309,7 +345,7 @@ pub(crate) fn check_lifetime_and_audience(
             now - exp
         )));
     }
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_i64).map(i128::from)
+    if let Some(nbf) = claims.nbf.0.map(i128::from)
         && nbf > now + leeway
     {
         return Err(JwtError::Invalid(format!(
@@ -317,12 +353,8 @@ pub(crate) fn check_lifetime_and_audience(
             nbf - now
         )));
     }
-    let audiences: Vec<&str> = match claims.get("aud") {
-        Some(Value::String(a)) => vec![a.as_str()],
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    if !audiences.iter().any(|a| expect.audiences.contains(a)) {
+    if !claims.aud.iter().any(|a| expect.audiences.contains(&a)) {
+        let audiences: Vec<&str> = claims.aud.iter().collect();
         return Err(JwtError::Invalid(format!(
             "the token audience {audiences:?} is not ours"
         )));
@@ -330,26 +362,19 @@ pub(crate) fn check_lifetime_and_audience(
     Ok(())
 }
 
-/// A string claim.
-pub(crate) fn claim<'a>(claims: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a str> {
-    claims.get(name).and_then(Value::as_str)
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
     fn check(claims: Value) -> Result<(), JwtError> {
-        let Value::Object(claims) = claims else {
-            panic!("claims must be an object")
-        };
+        let payload = serde_json::to_vec(&claims).unwrap();
         let expect = Expectations {
             audiences: &["us"],
             leeway: Duration::from_secs(60),
         };
-        check_lifetime_and_audience(&claims, 1_800_000_000, &expect)
+        check_lifetime_and_audience(&read_claims(&payload)?, 1_800_000_000, &expect)
     }
 
     /// Extreme `exp`/`nbf` values are judged, not overflowed (found by the `azure_jwt` target).
@@ -369,5 +394,99 @@ mod tests {
         assert!(check(json!({"exp": 1_800_000_000 - 61, "aud": "us"})).is_err());
         assert!(check(json!({"exp": 1_800_000_100, "aud": "them"})).is_err());
         assert!(check(json!({"aud": "us"})).is_err());
+    }
+
+    /// A claim of another type reads as absent, and a repeated one as its last copy: what
+    /// `serde_json::Value`'s accessors on a map of every claim gave.
+    #[test]
+    fn claims_read_as_a_map_of_every_claim_did() {
+        let claims = read_claims(
+            br#"{"exp": 1.8e9, "nbf": 18446744073709551615, "aud": ["a", 7, null, "b"],
+                "iss": 1, "tid": ["t"], "azp": {"x": "y"}, "appid": "a\u0070p", "sub": "s",
+                "sub": "last", "other": {"deep": [1, {"x": null}]}, "exp": 5}"#,
+        )
+        .unwrap();
+        assert_eq!(claims.exp.0, Some(5));
+        assert_eq!(claims.nbf.0, None);
+        assert_eq!(claims.aud.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!((claims.iss.get(), claims.tid.get()), (None, None));
+        assert_eq!(claims.azp.get(), None);
+        assert_eq!(claims.appid.get(), Some("app"));
+        assert_eq!(claims.sub.get(), Some("last"));
+        // Borrowed from the payload unless an escape had to be undone.
+        assert!(matches!(claims.sub.0, Some(Cow::Borrowed(_))));
+        assert!(matches!(claims.appid.0, Some(Cow::Owned(_))));
+        let one = read_claims(br#"{"aud": "us", "exp": -3}"#).unwrap();
+        assert_eq!(
+            (one.aud.iter().collect::<Vec<_>>(), one.exp.0),
+            (vec!["us"], Some(-3))
+        );
+        assert!(
+            read_claims(br#"{"aud": {"us": 1}}"#)
+                .unwrap()
+                .aud
+                .iter()
+                .next()
+                .is_none()
+        );
+        // Claims we skip are still checked as a map of every claim checked them.
+        let lone_surrogate = br#"{"aud": "us", "exp": 5, "other": "\ud800"}"#;
+        let not_utf8 = b"{\"aud\": \"us\", \"exp\": 5, \"other\": \"\xff\"}";
+        let huge = br#"{"aud": "us", "exp": 5, "other": 1e400}"#;
+        for refused in [&lone_surrogate[..], not_utf8, huge] {
+            assert!(serde_json::from_slice::<Value>(refused).is_err());
+            assert!(read_claims(refused).is_err());
+        }
+        for not_an_object in [&b"[1, 2]"[..], b"5", b"\"us\"", b"null", b"{", b"{} x"] {
+            let refused = read_claims(not_an_object);
+            assert!(
+                matches!(&refused, Err(JwtError::Invalid(m)) if m.contains("not a JSON object")),
+                "{refused:?}"
+            );
+        }
+    }
+
+    fn header_of(header: &Value) -> String {
+        let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap());
+        format!("{header}.e30.c2ln")
+    }
+
+    #[test]
+    fn the_header_names_an_rs256_key() {
+        let kid = |header: Value| signing_key_id(&header_of(&header)).map_err(|e| e.to_string());
+        assert_eq!(
+            kid(json!({"alg": "RS256", "kid": "k1", "typ": "JWT", "x5t": "k1"})).unwrap(),
+            "k1"
+        );
+        let refused = |header: Value, needle: &str| {
+            let error = kid(header).unwrap_err();
+            assert!(error.contains(needle), "{error}");
+        };
+        refused(
+            json!({"alg": "HS256", "kid": "k1"}),
+            "algorithm HS256 is not RS256",
+        );
+        refused(json!({"alg": "none", "kid": "k1"}), "is not RS256");
+        refused(json!({"kid": "k1"}), "not a JWT");
+        refused(json!({"alg": ["RS256"], "kid": "k1"}), "not a JWT");
+        refused(json!({"alg": "RS256"}), "no kid");
+        refused(json!({"alg": "RS256", "kid": 1}), "no kid");
+        refused(json!(["RS256", "k1"]), "not a JWT");
+        // `alg` or `kid` twice: never a question of which copy counts.
+        let twice = |member: &str| {
+            let json = format!(r#"{{"alg": "RS256", "kid": "k1", {member}}}"#);
+            signing_key_id(&format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode(json)))
+        };
+        assert!(
+            matches!(twice(r#""alg": "RS256""#), Err(JwtError::Invalid(m)) if m.contains("duplicate field `alg`"))
+        );
+        assert!(
+            matches!(twice(r#""kid": "k2""#), Err(JwtError::Invalid(m)) if m.contains("duplicate field `kid`"))
+        );
+        for token in ["", "a", "a.b", "!.e30.c2ln"] {
+            assert!(
+                matches!(signing_key_id(token), Err(JwtError::Invalid(m)) if m.contains("not a JWT"))
+            );
+        }
     }
 }

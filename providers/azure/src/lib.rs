@@ -97,6 +97,8 @@ pub struct AzureProvider {
     pub(crate) config: Arc<AzureConfig>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) jwks: JwksCache,
+    /// `config.accepted_webhook_issuers()`, expanded once rather than for every webhook.
+    pub(crate) webhook_issuers: Vec<String>,
     /// Retries of calls nothing else retries (Resolve).
     pub(crate) retry: retry::RetryPolicy,
     /// Entra sign-in for buyers on the landing page, once discovered.
@@ -149,6 +151,7 @@ impl AzureProvider {
                 tokens: TokenSource::new(http.clone(), config.clone(), clock.clone()),
                 http,
             },
+            webhook_issuers: config.accepted_webhook_issuers(),
             config,
             clock,
             jwks,

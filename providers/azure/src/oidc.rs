@@ -40,7 +40,7 @@ use url::Url;
 
 use crate::{
     http::{Reply, error_detail, snippet},
-    jwt::{Expectations, JwksCache, JwksSource, JwtError, claim, verify},
+    jwt::{Expectations, JwksCache, JwksSource, JwtError, Text, verify},
 };
 
 /// What went wrong during sign-in.
@@ -419,6 +419,7 @@ impl OidcClient {
         id_token: &str,
         expected_nonce: &str,
     ) -> Result<IdTokenClaims, OidcError> {
+        let mut payload = Vec::new();
         let claims = verify(
             id_token,
             &self.jwks,
@@ -427,26 +428,28 @@ impl OidcClient {
                 audiences: &[self.client_id.as_str()],
                 leeway: self.leeway,
             },
+            &mut payload,
         )
         .await
         .map_err(|e| match e {
             JwtError::Invalid(reason) => OidcError::InvalidIdToken(reason),
             JwtError::Unavailable(reason) => OidcError::Unavailable(reason),
         })?;
-        let tid = claim(&claims, "tid")
-            .ok_or_else(|| OidcError::InvalidIdToken("no tid claim".into()))?
-            .to_owned();
-        let issuer = claim(&claims, "iss").unwrap_or_default().to_owned();
+        let tid = claims
+            .tid
+            .get()
+            .ok_or_else(|| OidcError::InvalidIdToken("no tid claim".into()))?;
+        let issuer = claims.iss.get().unwrap_or_default();
         // Multi-tenant authorities publish `.../{tenantid}/v2.0`: the token's issuer must be
         // that template filled with the token's own tid (Microsoft.Identity.Web's rule).
-        let expected_issuer = self.metadata.issuer.replace("{tenantid}", &tid);
+        let expected_issuer = self.metadata.issuer.replace("{tenantid}", tid);
         if issuer != expected_issuer {
             return Err(OidcError::InvalidIdToken(format!(
                 "issuer `{issuer}` is not `{expected_issuer}`"
             )));
         }
         if let Some(allowed) = &self.allowed_tenants
-            && !allowed.iter().any(|t| t.eq_ignore_ascii_case(&tid))
+            && !allowed.iter().any(|t| t.eq_ignore_ascii_case(tid))
         {
             return Err(OidcError::NotAdmitted(format!(
                 "accounts of directory {tid} may not sign in here"
@@ -457,20 +460,20 @@ impl OidcClient {
                 "personal Microsoft accounts cannot be used here; sign in with a work or school account".into(),
             ));
         }
-        match claim(&claims, "nonce") {
+        match claims.nonce.get() {
             Some(nonce) if nonce == expected_nonce => {}
             Some(_) => return Err(OidcError::InvalidIdToken("the nonce does not match".into())),
             None => return Err(OidcError::InvalidIdToken("the token has no nonce".into())),
         }
-        let text = |name: &str| claim(&claims, name).map(str::to_owned);
+        let text = |claim: &Text<'_>| claim.get().map(str::to_owned);
         Ok(IdTokenClaims {
-            oid: text("oid"),
-            sub: text("sub").unwrap_or_default(),
-            email: text("email"),
-            preferred_username: text("preferred_username"),
-            name: text("name"),
-            tid,
-            issuer,
+            oid: text(&claims.oid),
+            sub: text(&claims.sub).unwrap_or_default(),
+            email: text(&claims.email),
+            preferred_username: text(&claims.preferred_username),
+            name: text(&claims.name),
+            tid: tid.to_owned(),
+            issuer: issuer.to_owned(),
         })
     }
 

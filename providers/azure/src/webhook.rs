@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 use crate::{
     AzureProvider,
     config::{AzureConfig, WebhookAuth},
-    jwt::{Expectations, JwtError, claim, verify},
+    jwt::{Claims, Expectations, JwtError, verify},
     model::{OperationAction, OperationStatus, SaasOperation, SaasSubscription},
 };
 
@@ -131,36 +131,33 @@ pub(crate) fn bearer(message: &InboundMessage) -> Result<&str, ProviderError> {
     Ok(token.trim())
 }
 
-/// The token was issued by an accepted issuer of our tenant to the marketplace's app.
+/// The token was issued by one of `issuers` (the accepted issuers of our tenant) to the
+/// marketplace's app.
 pub(crate) fn check_claims(
     config: &AzureConfig,
-    claims: &Map<String, Value>,
+    issuers: &[String],
+    claims: &Claims<'_>,
 ) -> Result<(), ProviderError> {
-    let issuer = claim(claims, "iss").unwrap_or_default();
-    if !config
-        .accepted_webhook_issuers()
-        .iter()
-        .any(|i| i == issuer)
-    {
+    let issuer = claims.iss.get().unwrap_or_default();
+    if !issuers.iter().any(|i| i == issuer) {
         return Err(unauthenticated(format!(
             "the token issuer `{issuer}` is not accepted"
         )));
     }
-    let tenant = claim(claims, "tid")
-        .or_else(|| {
-            claim(
-                claims,
-                "http://schemas.microsoft.com/identity/claims/tenantid",
-            )
-        })
+    let tenant = claims
+        .tid
+        .get()
+        .or_else(|| claims.tenant_id_uri.get())
         .unwrap_or_default();
     if !tenant.eq_ignore_ascii_case(&config.tenant_id) {
         return Err(unauthenticated(format!(
             "the token tenant `{tenant}` is not the publisher tenant"
         )));
     }
-    let app = claim(claims, "azp")
-        .or_else(|| claim(claims, "appid"))
+    let app = claims
+        .azp
+        .get()
+        .or_else(|| claims.appid.get())
         .unwrap_or_default();
     if !app.eq_ignore_ascii_case(&config.marketplace_app_id) {
         return Err(unauthenticated(format!(
@@ -178,6 +175,7 @@ async fn check_token(
     let config = &provider.config;
     let token = bearer(message)?;
     let audience = config.expected_webhook_audience();
+    let mut payload = Vec::new();
     let claims = verify(
         token,
         &provider.jwks,
@@ -186,6 +184,7 @@ async fn check_token(
             audiences: &[audience],
             leeway: std::time::Duration::from_secs(config.jwt_leeway_secs),
         },
+        &mut payload,
     )
     .await
     .map_err(|e| match e {
@@ -194,7 +193,7 @@ async fn check_token(
             ProviderError::retryable(format!("cannot check the webhook token now: {reason}"))
         }
     })?;
-    check_claims(config, &claims)
+    check_claims(config, &provider.webhook_issuers, &claims)
 }
 
 /// Verifies the webhook token (unless `webhook_auth = "none"`), then parses the body.
