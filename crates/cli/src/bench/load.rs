@@ -200,6 +200,10 @@ pub async fn open_loop(
 
 /// Hands request `i` to its connection when it is due (`started + i × interval`), sleeping in
 /// between; returns how late each was handed out. Dropping the queues ends the connections.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "runs on a thread of its own, off the runtime; tokio's timer is too coarse here"
+)]
 fn dispatch(
     queues: &[mpsc::UnboundedSender<(u64, Instant)>],
     total: u64,
