@@ -7,8 +7,8 @@
 //! the same records go through the AWS SDK to the sandbox again with no database ("wire floor").
 //! The usage is folded into hourly rows (ADR 0010) before the flush is timed, and the fold's
 //! own time is printed. Sizes for a smoke run (`scripts/bench quick`): `BENCH_INGEST_EVENTS`
-//! (default 200,000), `BENCH_API_RATE` (requests/s, default 1,000) and `BENCH_API_SECONDS`
-//! (default 10). Each goal is also printed as a
+//! (default 200,000) and the usage API's (metering/api.rs: `BENCH_API_RATES`, default
+//! `1000,5000`, and `BENCH_API_SECONDS`, default 10). Each goal is also printed as a
 //! `report` line (`marketlink_cli::bench::Goal`), which `scripts/bench` gathers into one table.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -36,6 +36,8 @@ use marketlink_store::{Store, StoreOptions};
 use raw::raw_insert;
 use time::Duration;
 
+#[path = "metering/api.rs"]
+mod api;
 #[path = "metering/raw.rs"]
 mod raw;
 
@@ -183,90 +185,6 @@ async fn bench_ingest(dir: &tempfile::TempDir) {
             marketlink_e2e::drop_postgres_database(&url).await;
         }
     }
-}
-
-async fn bench_api(dir: &tempfile::TempDir) {
-    let (store, _) = open("sqlite", dir).await;
-    let config = config();
-    let sub = active_subscription(&store, "api-bench").await;
-    let engine = Arc::new(engine(
-        store.clone(),
-        &config,
-        marketlink_engine::Providers::new(),
-    ));
-    let state = marketlink_web::AppState::new(marketlink_web::App {
-        engine,
-        keys: Default::default(),
-        sign_in_attempts: Default::default(),
-        settings: marketlink_web::WebSettings::default(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/v1/usage", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let router = marketlink_web::router(state);
-        marketlink_web::serve(
-            listener,
-            router,
-            std::future::pending(),
-            marketlink_web::ServeOptions {
-                grace: StdDuration::from_secs(1),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    });
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
-    let rate = env_or("BENCH_API_RATE", 1_000);
-    let seconds = env_or("BENCH_API_SECONDS", 10);
-    let mut latencies = Vec::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut tick = tokio::time::interval(StdDuration::from_micros(1_000_000 / rate));
-    let now = SystemClock.now();
-    for i in 0..rate * seconds {
-        tick.tick().await;
-        let body = serde_json::json!({"subscription_id": sub.id.to_string(), "dimension": "api_calls",
-            "quantity": 1, "timestamp": now.format(&time::format_description::well_known::Rfc3339).unwrap(),
-            "idempotency_key": format!("api-{i}")})
-        .to_string();
-        let (client, url) = (client.clone(), url.clone());
-        tasks.spawn(async move {
-            let started = Instant::now();
-            let response = client
-                .post(url)
-                .bearer_auth(KEY)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status().as_u16(), 202);
-            started.elapsed()
-        });
-        while let Some(done) = tasks.try_join_next() {
-            latencies.push(done.unwrap());
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        latencies.push(done.unwrap());
-    }
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!(
-        "api: POST /api/v1/usage (1 event, SQLite) at {rate}/s for {seconds}s over loopback: p50 {:?}, p99 {:?}, max {:?}",
-        pct(0.50),
-        pct(0.99),
-        latencies[latencies.len() - 1]
-    );
-    Goal::at_most(
-        format!("usage API p99 at {rate} req/s"),
-        pct(0.99).as_secs_f64() * 1e3,
-        2.0,
-        "ms",
-    )
-    .print();
 }
 
 async fn bench_flush(dir: &tempfile::TempDir) {
@@ -473,7 +391,7 @@ fn main() {
             bench_ingest(&dir).await;
         }
         if wants("api") {
-            bench_api(&dir).await;
+            api::bench_api(&dir).await;
         }
         if wants("flush") {
             bench_flush(&dir).await;

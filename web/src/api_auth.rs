@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -23,7 +23,9 @@ const CACHE_TTL: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<String, (ApiKey, String, Instant)>>,
+    /// By prefix: the stored record and the SHA-256 of its secret (hex), shared with the
+    /// requests that use them rather than copied for each.
+    entries: Mutex<HashMap<String, (Arc<Verified>, Instant)>>,
     uses: Mutex<HashMap<(Uuid, &'static str, i64), i64>>,
 }
 
@@ -56,11 +58,26 @@ pub fn new_key(
 }
 
 pub fn hash_secret(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
+    String::from_utf8_lossy(&hex_digest(secret)).into_owned()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The SHA-256 of `secret` in lowercase hex, on the stack: the check path hashes every
+/// request's key and should not allocate for it.
+fn hex_digest(secret: &str) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digest = Sha256::digest(secret.as_bytes());
+    let mut hex = [0u8; 64];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    hex
+}
+
+/// A stored key and the hash its secret must match.
+struct Verified {
+    record: Arc<ApiKey>,
+    hash: String,
 }
 
 impl KeyCache {
@@ -106,7 +123,7 @@ impl KeyCache {
 
 /// The authenticated caller of an API route.
 pub struct ApiCaller {
-    pub key: ApiKey,
+    pub key: Arc<ApiKey>,
 }
 
 impl ApiCaller {
@@ -162,7 +179,7 @@ pub fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 /// Verifies a presented `mlk_` key: known, secret matching in constant time, not revoked.
-pub async fn verify(state: &AppState, presented: &str) -> Result<ApiKey, AppError> {
+pub async fn verify(state: &AppState, presented: &str) -> Result<Arc<ApiKey>, AppError> {
     let key =
         parse_key(presented).ok_or_else(|| unauthorized("that is not a marketlink API key"))?;
     let cache = &state.keys;
@@ -170,10 +187,10 @@ pub async fn verify(state: &AppState, presented: &str) -> Result<ApiKey, AppErro
         let entries = cache.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(key.prefix)
-            .filter(|(_, _, at)| at.elapsed() < CACHE_TTL)
-            .map(|(k, h, _)| (k.clone(), h.clone()))
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(verified, _)| verified.clone())
     };
-    let (record, stored_hash) = match cached {
+    let verified = match cached {
         Some(found) => found,
         None => {
             let found = state
@@ -184,26 +201,26 @@ pub async fn verify(state: &AppState, presented: &str) -> Result<ApiKey, AppErro
             let Some((record, hash)) = found else {
                 return Err(unauthorized("unknown or revoked API key"));
             };
+            let verified = Arc::new(Verified {
+                record: Arc::new(record),
+                hash,
+            });
             cache
                 .entries
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(
-                    key.prefix.to_owned(),
-                    (record.clone(), hash.clone(), Instant::now()),
-                );
-            (record, hash)
+                .insert(key.prefix.to_owned(), (verified.clone(), Instant::now()));
+            verified
         }
     };
-    let presented_hash = hash_secret(key.secret);
-    if !bool::from(presented_hash.as_bytes().ct_eq(stored_hash.as_bytes())) {
+    if !bool::from(hex_digest(key.secret)[..].ct_eq(verified.hash.as_bytes())) {
         cache.forget(key.prefix);
         return Err(unauthorized("unknown or revoked API key"));
     }
-    if record.revoked_at.is_some() {
+    if verified.record.revoked_at.is_some() {
         return Err(unauthorized("unknown or revoked API key"));
     }
-    Ok(record)
+    Ok(verified.record.clone())
 }
 
 impl FromRequestParts<AppState> for ApiCaller {
@@ -230,6 +247,14 @@ mod tests {
         assert_eq!(parsed.prefix, key.prefix);
         assert_eq!(hash_secret(parsed.secret), hash);
         assert!(!hash.contains(parsed.secret));
+    }
+
+    #[test]
+    fn secrets_hash_to_lowercase_sha256_hex() {
+        assert_eq!(
+            hash_secret("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -227,11 +227,9 @@ impl EntitlementIndex {
         now: OffsetDateTime,
     ) -> Decision {
         let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
-        let grants: Vec<&Grant> = tenants
-            .get(&tenant)
-            .map(|g| g.iter().collect())
-            .unwrap_or_default();
-        self.decide(&grants, product, feature, quantity, now)
+        // Walked in place under the read lock: the hot path collects nothing.
+        let grants = tenants.get(&tenant).into_iter().flatten();
+        self.decide_over(grants, product, feature, quantity, now)
     }
 
     /// The decision over one tenant's `grants` (from the index or read from the database).
@@ -243,11 +241,18 @@ impl EntitlementIndex {
         quantity: Option<i64>,
         now: OffsetDateTime,
     ) -> Decision {
-        let grants: Vec<&Grant> = grants
-            .iter()
-            .copied()
-            .filter(|g| g.product_id.as_ref() == Some(product))
-            .collect();
+        self.decide_over(grants.iter().copied(), product, feature, quantity, now)
+    }
+
+    fn decide_over<'g>(
+        &self,
+        grants: impl Iterator<Item = &'g Grant> + Clone,
+        product: &ProductId,
+        feature: Option<&str>,
+        quantity: Option<i64>,
+        now: OffsetDateTime,
+    ) -> Decision {
+        let grants = grants.filter(|g| g.product_id.as_ref() == Some(product));
         let deny =
             |reason: Reason, detail: String, grant: Option<&Grant>, limit: Option<i64>| Decision {
                 allowed: false,
@@ -258,7 +263,7 @@ impl EntitlementIndex {
                 subscribe_url: self.subscribe_url(product),
                 limit,
             };
-        let Some(best) = grants.iter().copied().max_by_key(|g| rank(g.status)) else {
+        let Some(best) = grants.clone().max_by_key(|g| rank(g.status)) else {
             return deny(
                 Reason::NotSubscribed,
                 format!("no subscription to {product}"),
@@ -271,10 +276,7 @@ impl EntitlementIndex {
         }
         // Among the active subscriptions (concurrent agreements), any one that allows wins.
         let mut last_denial = None;
-        for grant in grants
-            .iter()
-            .filter(|g| g.status == SubscriptionStatus::Active)
-        {
+        for grant in grants.filter(|g| g.status == SubscriptionStatus::Active) {
             match self.check_grant(grant, feature, quantity, now) {
                 Ok(limit) => {
                     return Decision {

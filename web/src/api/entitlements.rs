@@ -119,7 +119,7 @@ pub(crate) async fn check(
         ));
     }
     let now = state.now();
-    caller.count(&state, "check");
+    state.keys.count(caller.key.id, "check", now);
     let (decision, _source) = state
         .engine
         .check_entitlement(

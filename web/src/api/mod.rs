@@ -46,7 +46,7 @@ pub(crate) fn tenant_id(raw: &str) -> Result<TenantId, AppError> {
 /// Who reported usage: a scoped vendor API key (`mlk_...`, scope `usage:write`) or one of
 /// the keys configured in `[metering] api_keys`.
 pub(crate) enum UsageCaller {
-    Key(marketlink_core::ApiKey),
+    Key(std::sync::Arc<marketlink_core::ApiKey>),
     Configured,
 }
 

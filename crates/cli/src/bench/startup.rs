@@ -83,13 +83,13 @@ fn figure(label: &str, took: Duration) {
 }
 
 /// What was seeded, for checking answers, and a key that may read entitlements.
-struct Seed {
-    tenants: Vec<Tenant>,
-    rows: Vec<Subscription>,
-    key: String,
+pub(super) struct Seed {
+    pub(super) tenants: Vec<Tenant>,
+    pub(super) rows: Vec<Subscription>,
+    pub(super) key: String,
 }
 
-async fn seed(url: &str, subscriptions: usize) -> anyhow::Result<Seed> {
+pub(super) async fn seed(url: &str, subscriptions: usize) -> anyhow::Result<Seed> {
     let now = SystemClock.now();
     let Seeded {
         store,
@@ -122,7 +122,7 @@ fn config(url: &str) -> Config {
 }
 
 /// The answer a check of "dashboards" (in every plan) must give for seeded subscription `i`.
-fn expected_reason(i: usize) -> &'static str {
+pub(super) fn expected_reason(i: usize) -> &'static str {
     match status_of(i) {
         SubscriptionStatus::Active => "allowed",
         SubscriptionStatus::Pending => "pending",
