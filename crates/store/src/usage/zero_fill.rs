@@ -150,7 +150,10 @@ impl Store {
                 }
                 query.fetch_all(pool).await?
             });
-            past += cursors.iter().filter(|(_, from)| *from > through_ms).count();
+            past += cursors
+                .iter()
+                .filter(|(_, from)| *from > through_ms)
+                .count();
         }
         Ok(past == ids.len())
     }

@@ -127,7 +127,15 @@ async fn run(args: &DayArgs, database: &str) -> anyhow::Result<Vec<Goal>> {
     let seen = rss.stop(server.pid()).await;
     server.stop();
     let verdict = verdict::Verdict::of(&aws.sandbox, &plan, &world, &posted);
-    report(args, (ready, warm), &plan, &posted, &seen, drained, &verdict)
+    report(
+        args,
+        (ready, warm),
+        &plan,
+        &posted,
+        &seen,
+        drained,
+        &verdict,
+    )
 }
 
 /// Prints what was measured and returns the goals; an error when the ledger is wrong.
