@@ -13,6 +13,7 @@ use marketlink_core::{
 use marketlink_engine::entitlements::EntitlementIndex;
 use marketlink_store::{Store, StoreOptions};
 
+mod day;
 mod http;
 pub mod load;
 pub mod report;
@@ -45,6 +46,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// A day's usage at scale on PostgreSQL: `marketlink serve` as a child process, usage
+    /// posted over HTTP and flushed to the AWS sandbox; its memory and backlog (issue 22).
+    Day(day::DayArgs),
     /// Start-up over a store with many subscriptions: time to `/readyz` 200, to the first
     /// correct entitlement answer over HTTP, and to a warm index (issue 22).
     Startup {
@@ -96,6 +100,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BenchCommand::Day(args) => day::day(args).await,
         BenchCommand::Startup {
             subscriptions,
             database,

@@ -69,8 +69,10 @@ impl FlushRun {
     }
 }
 
-/// How many subscriptions one flush run keeps between claims before it starts over.
-const MAX_CACHED_SUBSCRIPTIONS: usize = 100_000;
+/// How many subscriptions one flush run keeps between claims before it starts over. Each
+/// costs about 0.7 kB: 100,000 held 70 MB, a third of the memory budget at 100k subscriptions
+/// (issue 22, `marketlink bench day`); past this a claim reads its few hundred again.
+const MAX_CACHED_SUBSCRIPTIONS: usize = 10_000;
 
 impl Engine {
     /// The last hour that has closed (ended, plus the settle delay) at `now`.

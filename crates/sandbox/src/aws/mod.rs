@@ -44,6 +44,7 @@ mod metering;
 mod pages;
 mod renewal;
 mod search;
+mod seed;
 pub mod sigv4;
 pub mod sns;
 mod sqs;
