@@ -28,10 +28,7 @@ use marketlink_core::{
     Clock, ExternalRef, Lifecycle, Marketplace, ProductId, Quantity, Subscription, SubscriptionId,
     SystemClock,
 };
-use marketlink_engine::{
-    Engine,
-    metering::UsageInput,
-};
+use marketlink_engine::{Engine, metering::UsageInput};
 use marketlink_store::{Store, StoreOptions};
 use raw::raw_insert;
 use time::Duration;
