@@ -13,6 +13,7 @@ use marketlink_core::{
 use marketlink_engine::entitlements::EntitlementIndex;
 use marketlink_store::{Store, StoreOptions};
 
+pub mod flush;
 pub mod report;
 mod startup;
 mod verify;
@@ -54,6 +55,23 @@ pub enum BenchCommand {
         #[arg(long)]
         database: Option<String>,
     },
+    /// Usage flush of many hourly rows to the AWS sandbox, against the same records through
+    /// the AWS SDK with no database ("wire floor"), in the same run (issue 22).
+    Flush {
+        /// Hourly rows to flush (one sandbox buyer per 20).
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Calls in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Database to flush from (a fresh temporary SQLite file when unset). It must be
+        /// empty: for PostgreSQL, `createdb` one first.
+        #[arg(long)]
+        database: Option<String>,
+        /// Also time the floor as resends.
+        #[arg(long)]
+        resend_floor: bool,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -73,6 +91,31 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             subscriptions,
             database,
         } => startup::startup(subscriptions, database).await,
+        BenchCommand::Flush {
+            rows,
+            concurrency,
+            database,
+            resend_floor,
+        } => {
+            let dir = tempfile::tempdir()?;
+            let url = database
+                .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("flush.db").display()));
+            let backend = if url.starts_with("postgres") {
+                "postgres"
+            } else {
+                "sqlite"
+            };
+            let settings = flush::FlushBench {
+                rows,
+                concurrency,
+                checkpoint: None,
+                resend_floor,
+            };
+            for goal in flush::flush(&settings, backend, &url).await? {
+                goal.print();
+            }
+            Ok(())
+        }
     }
 }
 
