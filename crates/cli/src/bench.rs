@@ -16,6 +16,7 @@ use marketlink_store::{Store, StoreOptions};
 mod day;
 mod http;
 pub mod load;
+pub mod flush;
 pub mod report;
 mod startup;
 mod verify;
@@ -84,6 +85,22 @@ pub enum BenchCommand {
         /// Database to fill (a fresh temporary SQLite file when unset). It must be empty.
         #[arg(long)]
         database: Option<String>,
+    /// Usage flush of many hourly rows to the AWS sandbox, against the same records through
+    /// the AWS SDK with no database ("wire floor"), in the same run (issue 22).
+    Flush {
+        /// Hourly rows to flush (one sandbox buyer per 20).
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Calls in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Database to flush from (a fresh temporary SQLite file when unset). It must be
+        /// empty: for PostgreSQL, `createdb` one first.
+        #[arg(long)]
+        database: Option<String>,
+        /// Also time the floor as resends.
+        #[arg(long)]
+        resend_floor: bool,
     },
 }
 
@@ -124,6 +141,30 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 database,
             })
             .await
+        BenchCommand::Flush {
+            rows,
+            concurrency,
+            database,
+            resend_floor,
+        } => {
+            let dir = tempfile::tempdir()?;
+            let url = database
+                .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("flush.db").display()));
+            let backend = if url.starts_with("postgres") {
+                "postgres"
+            } else {
+                "sqlite"
+            };
+            let settings = flush::FlushBench {
+                rows,
+                concurrency,
+                checkpoint: None,
+                resend_floor,
+            };
+            for goal in flush::flush(&settings, backend, &url).await? {
+                goal.print();
+            }
+            Ok(())
         }
     }
 }

@@ -3,7 +3,7 @@
 //! its own outcome.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::Arc,
 };
 
@@ -80,37 +80,59 @@ impl Engine {
         hour_floor(now - self.metering.settle) - Duration::hours(1)
     }
 
-    /// Flushes everything due: zero-fill, then claim-send-settle rounds until nothing is left
-    /// to claim. What the metering worker and `marketlink meter flush` run. The next round is
-    /// claimed while the current one's calls are in flight, so the database and the
-    /// marketplace work at the same time.
+    /// Flushes everything due: zero-fill, then claims until nothing is left to claim. What the
+    /// metering worker and `marketlink meter flush` run.
+    ///
+    /// Claims and calls form one pipeline: one side claims and prepares the next claim while
+    /// the calls of the one before are in flight, the other keeps `concurrency` calls going
+    /// across claims (the calls never drain at a claim's end), and a third settles whatever
+    /// outcomes have arrived, in one transaction per lease.
     pub async fn flush_usage(&self) -> Result<FlushRun, StoreError> {
         let mut total = FlushRun {
             zero_created: self.fill_zero_hours().await?,
             ..FlushRun::default()
         };
-        let full = |claim: &UsageClaim| claim.hours.len() >= self.metering.claim_limit as usize;
+        // Room for one prepared claim: the next is claimed once the one before has started
+        // going out, so at most three claims' hours are leased at a time.
+        let (claims, prepared) = mpsc::channel::<Prepared>(1);
+        let (claimed, sent) = tokio::join!(self.claim_ahead(claims), self.send_claims(prepared));
+        let sent = sent?;
+        total.add(&sent);
+        total.claimed += claimed?;
+        Ok(total)
+    }
+
+    /// Claims and prepares until a claim comes back short (nothing more is due), or the
+    /// sending side has stopped. Returns the hours claimed.
+    async fn claim_ahead(&self, claims: mpsc::Sender<Prepared>) -> Result<usize, StoreError> {
+        let limit = self.metering.claim_limit as usize;
         // Subscriptions met by earlier claims of this run are not read again.
         let mut subscriptions: HashMap<SubscriptionId, Subscription> = HashMap::new();
-        let mut claim = self.claim_usage(&subscriptions).await?;
+        let mut claimed = 0;
         loop {
-            subscriptions.extend(std::mem::take(&mut claim.subscriptions));
-            if !full(&claim) {
-                total.add(&self.send_claim(claim, &subscriptions).await?);
-                return Ok(total);
-            }
+            let Ok(slot) = claims.reserve().await else {
+                // Settling failed; it reports why. What was claimed stays leased.
+                return Ok(claimed);
+            };
+            let mut claim = self.claim_usage(&subscriptions).await?;
+            let full = claim.hours.len() >= limit;
+            claimed += claim.hours.len();
             if subscriptions.len() > MAX_CACHED_SUBSCRIPTIONS {
-                // Keep what this round sends; the next claim reads the others again.
-                let current: HashSet<SubscriptionId> =
-                    claim.hours.iter().map(|h| h.subscription_id).collect();
-                subscriptions.retain(|id, _| current.contains(id));
+                subscriptions.clear();
             }
-            let (run, next) = tokio::join!(
-                self.send_claim(claim, &subscriptions),
-                self.claim_usage(&subscriptions)
-            );
-            total.add(&run?);
-            claim = next?;
+            subscriptions.extend(std::mem::take(&mut claim.subscriptions));
+            if !claim.hours.is_empty() {
+                let lease = claim.lease_id;
+                let (skipped, batches) = self.prepare(claim, &subscriptions);
+                slot.send(Prepared {
+                    lease,
+                    skipped,
+                    batches,
+                });
+            }
+            if !full {
+                return Ok(claimed);
+            }
         }
     }
 
@@ -130,45 +152,48 @@ impl Engine {
             .await
     }
 
-    /// Sends the claimed hours and settles each one.
-    async fn send_claim(
+    /// Sends the batches of every prepared claim, `concurrency` calls at a time, and settles
+    /// each record. Outcomes go to one settling loop that records whatever has arrived in one
+    /// transaction per lease, so settling keeps up with many calls in flight instead of each
+    /// call queueing for the database's write lock.
+    async fn send_claims(
         &self,
-        claim: UsageClaim,
-        subscriptions: &HashMap<SubscriptionId, Subscription>,
+        prepared: mpsc::Receiver<Prepared>,
     ) -> Result<FlushRun, StoreError> {
-        let mut run = FlushRun {
-            claimed: claim.hours.len(),
-            ..FlushRun::default()
-        };
-        if claim.hours.is_empty() {
-            return Ok(run);
-        }
-        let lease = claim.lease_id;
-        let (skipped, batches) = self.prepare(claim, subscriptions);
-        if !skipped.is_empty() {
-            run.add(&self.settle(lease, skipped).await?);
-        }
-        // Calls run `concurrency` at a time; their outcomes go to one settling loop that
-        // records whatever has arrived in one transaction, so settling keeps up with many calls
-        // in flight instead of each call queueing for the database's write lock.
-        let (outcomes, mut arrived) = mpsc::unbounded_channel::<Vec<(Uuid, UsageSettlement)>>();
+        type Outcomes = (Uuid, Vec<(Uuid, UsageSettlement)>);
+        let (outcomes, mut arrived) = mpsc::unbounded_channel::<Outcomes>();
         let concurrency = self.metering.concurrency.max(1);
         let sends = async move {
-            let calls = stream::iter(batches)
-                .map(|(marketplace, batch)| {
+            let skipped = outcomes.clone();
+            let batches = stream::unfold(prepared, |mut prepared| async move {
+                let next = prepared.recv().await?;
+                Some((next, prepared))
+            })
+            .flat_map(|p| {
+                if !p.skipped.is_empty() {
+                    // Fails only once settling stopped (see below).
+                    let _ = skipped.send((p.lease, p.skipped));
+                }
+                let lease = p.lease;
+                stream::iter(p.batches.into_iter().map(move |(m, b)| (lease, m, b)))
+            });
+            let calls = batches
+                // Once settling has stopped on an error, no further batch is sent.
+                .take_while(|_| std::future::ready(!outcomes.is_closed()))
+                .map(|(lease, marketplace, batch)| {
                     let outcomes = &outcomes;
                     async move {
                         let (calls, settlements) = self.send_batch(marketplace, batch).await;
                         // Fails only once settling stopped on an error, which is reported
                         // below; those hours stay leased and are resent after the lease.
-                        let _ = outcomes.send(settlements);
+                        let _ = outcomes.send((lease, settlements));
                         calls
                     }
                 })
                 .buffer_unordered(concurrency)
                 .fold(0, |calls, n| async move { calls + n })
                 .await;
-            // The last sender: settling ends once it has recorded everything.
+            // The last senders: settling ends once it has recorded everything.
             drop(outcomes);
             calls
         };
@@ -176,15 +201,15 @@ impl Engine {
             let mut run = FlushRun::default();
             let mut ready = Vec::new();
             while arrived.recv_many(&mut ready, 256).await > 0 {
-                let settlements: Vec<(Uuid, UsageSettlement)> = ready.drain(..).flatten().collect();
-                run.add(&self.settle(lease, settlements).await?);
+                for (lease, settlements) in by_lease(ready.drain(..)) {
+                    run.add(&self.settle(lease, settlements).await?);
+                }
             }
             Ok::<_, StoreError>(run)
         };
         let (calls, settled) = tokio::join!(sends, settles);
-        run.add(&settled?);
+        let mut run = settled?;
         run.calls += calls;
-        run.record_metrics();
         Ok(run)
     }
 
@@ -373,6 +398,7 @@ impl Engine {
             .store
             .usage_settle(lease, &settlements, self.clock.now())
             .await?;
+        run.record_metrics();
         run.lost_leases = settlements.len().saturating_sub(settled as usize);
         if run.lost_leases > 0 {
             tracing::warn!(
@@ -450,6 +476,29 @@ impl Engine {
         }
         Ok(created)
     }
+}
+
+/// A claim cut into what the flusher does with it.
+struct Prepared {
+    lease: Uuid,
+    /// Hours settled without a call.
+    skipped: Vec<(Uuid, UsageSettlement)>,
+    batches: Vec<(Marketplace, Vec<(UsageHour, UsageRecord)>)>,
+}
+
+/// Settlements grouped by lease, leases in the order they first arrived (a few at most: the
+/// claims whose calls were in flight together).
+fn by_lease(
+    arrived: impl Iterator<Item = (Uuid, Vec<(Uuid, UsageSettlement)>)>,
+) -> Vec<(Uuid, Vec<(Uuid, UsageSettlement)>)> {
+    let mut groups: Vec<(Uuid, Vec<(Uuid, UsageSettlement)>)> = Vec::new();
+    for (lease, settlements) in arrived {
+        match groups.iter_mut().find(|(l, _)| *l == lease) {
+            Some((_, group)) => group.extend(settlements),
+            None => groups.push((lease, settlements)),
+        }
+    }
+    groups
 }
 
 /// The record a claimed hour is sent as, or why it is settled without a call.

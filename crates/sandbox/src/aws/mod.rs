@@ -210,6 +210,13 @@ impl AwsSandbox {
         self.lock().ledger.clone()
     }
 
+    /// Forgets all accepted usage, so the same records are first deliveries again: the flush
+    /// benchmark's wire floor resends what the flush delivered, and must cost the sandbox what
+    /// the flush did (storing a record, not just finding it).
+    pub fn forget_metered_records(&self) {
+        self.lock().ledger_clear();
+    }
+
     pub fn call_log(&self) -> Vec<CallLogEntry> {
         self.lock().call_log.iter().cloned().collect()
     }

@@ -355,6 +355,11 @@ impl SandboxState {
         self.ledger_index.get(key).map(|&i| &self.ledger[i])
     }
 
+    pub(crate) fn ledger_clear(&mut self) {
+        self.ledger.clear();
+        self.ledger_index.clear();
+    }
+
     pub(crate) fn ledger_push(&mut self, record: MeteredRecord) {
         self.ledger_index
             .insert(Self::ledger_key(&record), self.ledger.len());

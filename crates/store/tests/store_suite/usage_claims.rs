@@ -355,3 +355,110 @@ story!(
     usage_claims,
     claimed_hours_are_frozen_leased_and_settled_once
 );
+
+/// One settlement of a claim mixing every outcome (SQLite writes delivered hours with a
+/// narrower statement than the others): each hour gets its own state, record id, outcome and
+/// error, and an hour of another lease is left alone.
+async fn mixed_settlements_each_reach_their_hour(store: &Store) {
+    use marketlink_store::{UsageHourState, UsageSettlement};
+    let sub = store
+        .upsert_subscription(&Subscription::pending(aws_ref("meter-mix", "prod-a"), T0))
+        .await
+        .unwrap();
+    let now = T0 + Duration::hours(8);
+    let events: Vec<_> = (0..5)
+        .map(|h| usage_event(&sub, "api_calls", T0 + Duration::hours(h), 1, None))
+        .collect();
+    store.usage_ingest(&events, now).await.unwrap();
+    let lease = Duration::minutes(5);
+    let closed = T0 + Duration::hours(6);
+    let claim = store
+        .usage_claim(now, closed, lease, 4, |_| false)
+        .await
+        .unwrap();
+    let other = store
+        .usage_claim(now, closed, lease, 4, |_| false)
+        .await
+        .unwrap();
+    assert_eq!((claim.hours.len(), other.hours.len()), (4, 1));
+    let ids: Vec<_> = claim.hours.iter().map(|h| h.id).collect();
+    let delivered = |record: &str, outcome: &str| UsageSettlement::Delivered {
+        marketplace_id: Some(record.into()),
+        outcome: outcome.into(),
+    };
+    let retry_at = now + Duration::minutes(1);
+    let settlements = vec![
+        (ids[0], delivered("mr-a", "accepted")),
+        (
+            ids[1],
+            UsageSettlement::Retry {
+                error: "throttled".into(),
+                at: retry_at,
+            },
+        ),
+        (ids[2], delivered("mr-c", "already_accepted")),
+        (
+            ids[3],
+            UsageSettlement::Dead {
+                reason: "refused".into(),
+            },
+        ),
+        // Not this lease's: left alone.
+        (other.hours[0].id, delivered("mr-x", "accepted")),
+    ];
+    let settled = store
+        .usage_settle(claim.lease_id, &settlements, now)
+        .await
+        .unwrap();
+    assert_eq!(settled, 4);
+    let rows = store.usage_hours_of(sub.id).await.unwrap();
+    let row = |id| rows.iter().find(|r| r.id == id).unwrap();
+    let seen = |id| {
+        let r = row(id);
+        (
+            r.state,
+            r.marketplace_record_id.clone(),
+            r.outcome.clone(),
+            r.last_error.clone(),
+        )
+    };
+    let text = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        seen(ids[0]),
+        (
+            UsageHourState::Delivered,
+            text("mr-a"),
+            text("accepted"),
+            None
+        )
+    );
+    assert_eq!(
+        seen(ids[1]),
+        (
+            UsageHourState::Sending,
+            None,
+            text("retry"),
+            text("throttled")
+        )
+    );
+    assert_eq!(row(ids[1]).next_attempt_at, retry_at);
+    assert_eq!(
+        seen(ids[2]),
+        (
+            UsageHourState::Delivered,
+            text("mr-c"),
+            text("already_accepted"),
+            None
+        )
+    );
+    assert_eq!(
+        seen(ids[3]),
+        (UsageHourState::Dead, None, text("dead"), text("refused"))
+    );
+    assert_eq!(row(other.hours[0].id).state, UsageHourState::Sending);
+    assert_eq!(row(ids[0]).lease_id, None);
+}
+story!(
+    usage_mixed_settlements,
+    mixed_settlements_each_reach_their_hour
+);
