@@ -14,9 +14,9 @@ use marketlink_engine::entitlements::EntitlementIndex;
 use marketlink_store::{Store, StoreOptions};
 
 mod day;
+pub mod flush;
 mod http;
 pub mod load;
-pub mod flush;
 pub mod report;
 mod startup;
 mod verify;
@@ -85,6 +85,7 @@ pub enum BenchCommand {
         /// Database to fill (a fresh temporary SQLite file when unset). It must be empty.
         #[arg(long)]
         database: Option<String>,
+    },
     /// Usage flush of many hourly rows to the AWS sandbox, against the same records through
     /// the AWS SDK with no database ("wire floor"), in the same run (issue 22).
     Flush {
@@ -141,6 +142,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 database,
             })
             .await
+        }
         BenchCommand::Flush {
             rows,
             concurrency,
