@@ -5,7 +5,7 @@
 //! seeded with `BENCH_REPLICA_SUBSCRIPTIONS` active subscriptions (default 100,000): that many
 //! `marketlink serve` processes (the binary cargo built next to this benchmark, or
 //! `MARKETLINK_BIN`) start on one database, then three phases of `BENCH_REPLICA_SECONDS` each
-//! (default 10):
+//! (default 10), once every index is warm and `BENCH_REPLICA_SETTLE_SECS` (10) have passed:
 //! - **idle**: nothing is sent; what the replicas' background work (index follow-ups, inbox,
 //!   outbox and flush polls, key revocations) costs the database;
 //! - **usage**: `BENCH_REPLICA_CLIENTS` clients (default 16) post batches of 10 events back to
@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use marketlink_cli::{config::demo_base, sandbox};
+use marketlink_cli::{bench::process::cpu_of, config::demo_base, sandbox};
 use marketlink_core::{
     Clock, ExternalRef, Marketplace, PlanId, ProductId, Scope, Subscription, SubscriptionId,
     SubscriptionStatus, SystemClock, Tenant,
@@ -106,6 +106,13 @@ async fn seed(subscriptions: usize) -> Seed {
     );
     store.create_api_key(&key, &hash).await.unwrap();
     store.close().await;
+    // As a database in service would be: analysed, so autovacuum does not run during a phase.
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    sqlx::query("VACUUM ANALYZE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
     Seed {
         url,
         rows: subs.iter().map(|s| (s.id, s.tenant_id.unwrap())).collect(),
@@ -134,25 +141,6 @@ fn fleet(
     fleet::Fleet::new(dir, replicas, &config, env)
 }
 
-/// CPU time (user + system) of process `pid`, from `/proc/<pid>/stat`.
-fn cpu_of(pid: u32) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
-}
-
 /// What the database and the processes had done at one moment.
 struct Sample {
     at: Instant,
@@ -170,12 +158,13 @@ async fn sample(admin: &mut PgConnection, database: &str, replicas: &[u32]) -> S
     .fetch_one(&mut *admin)
     .await
     .unwrap();
-    let backends: Vec<(i32,)> =
-        sqlx::query_as("SELECT pid FROM pg_stat_activity WHERE datname = $1")
-            .bind(database)
-            .fetch_all(&mut *admin)
-            .await
-            .unwrap();
+    let backends: Vec<(i32,)> = sqlx::query_as(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
+    )
+    .bind(database)
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap();
     Sample {
         at: Instant::now(),
         transactions,
@@ -337,10 +326,14 @@ async fn measure(replicas: usize, aws: std::net::SocketAddr, subscriptions: usiz
     for index in 0..replicas {
         fleet.start(index).await;
     }
-    // Let every replica's index warm before measuring.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let pids = fleet.pids();
     let ports = fleet.ports();
+    for port in &ports {
+        wait_warm(*port).await;
+    }
+    // Start-up work (the first flush run creates every subscription's usage cursor) is not
+    // the steady state: let it finish before measuring.
+    tokio::time::sleep(Duration::from_secs(env_or("BENCH_REPLICA_SETTLE_SECS", 10))).await;
+    let pids = fleet.pids();
     let (clients, seconds) = (
         env_or("BENCH_REPLICA_CLIENTS", 16) as usize,
         env_or("BENCH_REPLICA_SECONDS", 10),
@@ -363,6 +356,27 @@ async fn measure(replicas: usize, aws: std::net::SocketAddr, subscriptions: usiz
     admin.close().await.ok();
     marketlink_e2e::drop_postgres_database(&seed.url).await;
     phases
+}
+
+/// Waits until the replica on `port` has loaded its entitlement index (ADR 0022), so the
+/// idle phase does not count the load.
+async fn wait_warm(port: u16) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let answer = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await;
+        if let Ok(response) = answer
+            && let Ok(body) = response.json::<serde_json::Value>().await
+            && body["entitlements"] == "warm"
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("replica on port {port}: index not warm after 120 s");
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {

@@ -17,6 +17,7 @@ mod day;
 pub mod flush;
 mod http;
 pub mod load;
+pub mod process;
 pub mod report;
 mod startup;
 mod verify;

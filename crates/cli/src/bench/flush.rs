@@ -300,22 +300,10 @@ async fn wire_floor(
     Ok(elapsed)
 }
 
-/// CPU time this process has used so far, all threads (user + system), from
-/// `/proc/self/stat` in clock ticks of 1/100 s (Linux's `USER_HZ`); zero elsewhere. SQLite,
-/// the sandbox and the SDK all run in this process, so it tells how many cores a step kept
-/// busy (PostgreSQL's server is not counted).
+/// CPU time this process has used so far. SQLite, the sandbox and the SDK all run in this
+/// process, so it tells how many cores a step kept busy (PostgreSQL's server is not counted).
 fn cpu_time() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // Fields after the command name (in parentheses): utime and stime are the 12th and
-            // 13th of them.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    super::process::cpu_time("/proc/self/stat")
 }
 
 /// "CPU 12.3 s, 1.9 cores": the CPU used since `since` over `elapsed`.

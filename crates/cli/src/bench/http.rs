@@ -364,7 +364,7 @@ impl Server {
 
     /// The child's CPU time so far (user + system), from `/proc`; zero elsewhere.
     fn cpu(&self) -> anyhow::Result<Duration> {
-        Ok(process_cpu(&format!("/proc/{}/stat", self.child.id())))
+        Ok(super::process::cpu_of(self.child.id()))
     }
 }
 
@@ -376,20 +376,4 @@ impl Drop for Server {
         }
         let _status = self.child.wait();
     }
-}
-
-/// A process's CPU time (user + system) from its `/proc/.../stat`, in clock ticks of 1/100 s
-/// (Linux's `USER_HZ`); zero when unreadable.
-fn process_cpu(stat: &str) -> Duration {
-    let ticks = std::fs::read_to_string(stat)
-        .ok()
-        .and_then(|stat| {
-            // Fields after the command name (in parentheses): utime and stime are the 12th
-            // and 13th of them.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
 }
