@@ -64,29 +64,7 @@ pub enum BenchCommand {
     },
     /// The entitlement check over HTTP under load, against `/healthz` on the same server:
     /// a closed loop for throughput, an open loop at a fixed rate for latency (issue 22).
-    Http {
-        /// Subscriptions to seed (two per tenant).
-        #[arg(long, default_value_t = 100_000)]
-        subscriptions: usize,
-        /// Keep-alive connections of the load generator.
-        #[arg(long, default_value_t = 32)]
-        connections: usize,
-        /// Seconds of closed loop per side and round.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-        /// Rounds of closed loop (the median round of each side counts).
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Checks per second of the open loop.
-        #[arg(long, default_value_t = 20_000)]
-        rate: u64,
-        /// Seconds of open loop.
-        #[arg(long, default_value_t = 5.0)]
-        rate_seconds: f64,
-        /// Database to fill (a fresh temporary SQLite file when unset). It must be empty.
-        #[arg(long)]
-        database: Option<String>,
-    },
+    Http(http::HttpRun),
     /// Usage flush of many hourly rows to the AWS sandbox, against the same records through
     /// the AWS SDK with no database ("wire floor"), in the same run (issue 22).
     Flush {
@@ -124,26 +102,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             subscriptions,
             database,
         } => startup::startup(subscriptions, database).await,
-        BenchCommand::Http {
-            subscriptions,
-            connections,
-            seconds,
-            rounds,
-            rate,
-            rate_seconds,
-            database,
-        } => {
-            http::http(http::HttpRun {
-                subscriptions,
-                connections,
-                seconds,
-                rounds,
-                rate,
-                rate_seconds,
-                database,
-            })
-            .await
-        }
+        BenchCommand::Http(run) => http::http(run).await,
         BenchCommand::Flush {
             rows,
             concurrency,

@@ -32,14 +32,28 @@ use super::{
 };
 
 /// The sizes of a run.
-#[derive(Debug, Clone)]
-pub(super) struct HttpRun {
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpRun {
+    /// Subscriptions to seed (two per tenant).
+    #[arg(long, default_value_t = 100_000)]
     pub subscriptions: usize,
+    /// Keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 32)]
     pub connections: usize,
+    /// Seconds of closed loop per side and round.
+    #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
+    /// Rounds of closed loop (the median round of each side counts).
+    #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Checks per second of the open loop.
+    #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
+    /// Seconds of open loop.
+    #[arg(long, default_value_t = 5.0)]
     pub rate_seconds: f64,
+    /// Database to fill (a fresh temporary SQLite file when unset). It must be empty.
+    #[arg(long)]
     pub database: Option<String>,
 }
 
