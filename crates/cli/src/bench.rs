@@ -19,6 +19,7 @@ mod http;
 pub mod load;
 pub mod process;
 pub mod report;
+mod seed;
 mod startup;
 mod verify;
 

@@ -56,7 +56,7 @@ pub use crate::{
     timeline::TimelineEntry,
     usage::{
         IngestOutcome, MAX_HOUR_MICROS, NewUsageEvent, UsageBacklog, UsageClaim, UsageHour,
-        UsageHourState, UsageSettlement,
+        UsageHourState, UsageSettlement, UsageTarget,
     },
     verification::LinkUse,
 };

@@ -12,14 +12,14 @@ use std::{
 use anyhow::Context;
 use futures_util::StreamExt;
 use marketlink_core::{
-    Clock, ExternalRef, Lifecycle, Marketplace, MarketplaceProvider, ProductId, Quantity,
-    Subscription, SubscriptionId, SystemClock, UsageRecord,
+    Clock, Marketplace, MarketplaceProvider, Quantity, Subscription, SubscriptionId, SystemClock,
+    UsageRecord,
 };
 use marketlink_engine::{
     Engine,
     metering::{UsageInput, hour_floor},
 };
-use marketlink_sandbox::aws::{AwsSandbox, AwsSandboxConfig, OfferKind, SubscriptionAction};
+use marketlink_sandbox::aws::AwsSandboxConfig;
 use marketlink_store::{Store, StoreOptions};
 
 use super::Goal;
@@ -28,8 +28,8 @@ use crate::{
     run, sandbox,
 };
 
-/// The sandbox's classic (CustomerIdentifier) product of the demo configuration.
-const CLASSIC: &str = "mlsandboxclassic0000000001";
+/// Buyer accounts are numbered from here (12 digits).
+const FIRST_ACCOUNT: u64 = 100_000_000_000;
 /// Closed hours per buyer.
 const HOURS_PER_SUB: usize = 20;
 
@@ -97,7 +97,16 @@ async fn flush_to(
         config.changes.clone(),
     )
     .with_metering(config.metering.settings());
-    let subscriptions = buyers(&aws.sandbox, &store, rows.div_ceil(HOURS_PER_SUB)).await?;
+    let subscriptions = super::seed::aws_subscribed(
+        &aws.sandbox,
+        &store,
+        FIRST_ACCOUNT,
+        rows.div_ceil(HOURS_PER_SUB),
+        None,
+        SystemClock.now(),
+    )
+    .await?
+    .subscriptions;
     let inputs = usage(&subscriptions, rows);
     for chunk in inputs.chunks(5_000) {
         engine.ingest_usage(chunk, None).await?;
@@ -183,40 +192,6 @@ fn count(n: usize) -> String {
     } else {
         n.to_string()
     }
-}
-
-/// `n` buyers subscribed in the sandbox and active in the store.
-async fn buyers(
-    sandbox: &AwsSandbox,
-    store: &Store,
-    n: usize,
-) -> anyhow::Result<Vec<Subscription>> {
-    let mut subscriptions = Vec::with_capacity(n);
-    for b in 0..n {
-        let buyer = format!("{:012}", 100_000_000_000u64 + b as u64);
-        let purchase = sandbox.purchase(CLASSIC, OfferKind::Subscription, &buyer)?;
-        sandbox
-            .send_subscription_event(&purchase.agreement_id, SubscriptionAction::SubscribeSuccess)
-            .await?;
-        let mut sub = Subscription::pending(
-            ExternalRef {
-                marketplace: Marketplace::AWS,
-                external_id: ExternalRef::aws_classic_id(&purchase.customer_identifier, CLASSIC),
-                product_code: CLASSIC.into(),
-                customer_id: purchase.customer_identifier.clone(),
-                customer_account_id: None,
-                license_arn: None,
-            },
-            SystemClock.now(),
-        );
-        sub.product_id = Some(ProductId::new("analytics"));
-        let sub = store.upsert_subscription(&sub).await?;
-        store
-            .apply_lifecycle(sub.id, Lifecycle::Activate, SystemClock.now())
-            .await?;
-        subscriptions.push(store.get_subscription(sub.id).await?);
-    }
-    Ok(subscriptions)
 }
 
 /// Usage arrives hour by hour, as it does in production (a backlog builds up while the flusher

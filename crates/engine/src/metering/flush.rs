@@ -12,7 +12,9 @@ use marketlink_core::{
     Marketplace, MarketplaceProvider, ProviderError, Quantity, Subscription, SubscriptionId,
     SubscriptionStatus, UsageOutcome, UsageRecord, UsageRules,
 };
-use marketlink_store::{StoreError, SubscriptionFilter, UsageClaim, UsageHour, UsageSettlement};
+use marketlink_store::{
+    StoreError, SubscriptionFilter, UsageClaim, UsageHour, UsageSettlement, UsageTarget,
+};
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::mpsc;
@@ -69,11 +71,6 @@ impl FlushRun {
     }
 }
 
-/// How many subscriptions one flush run keeps between claims before it starts over. Each
-/// costs about 0.7 kB: 100,000 held 70 MB, a third of the memory budget at 100k subscriptions
-/// (issue 22, `marketlink bench day`); past this a claim reads its few hundred again.
-const MAX_CACHED_SUBSCRIPTIONS: usize = 10_000;
-
 impl Engine {
     /// The last hour that has closed (ended, plus the settle delay) at `now`.
     pub fn closed_through(&self, now: OffsetDateTime) -> OffsetDateTime {
@@ -106,24 +103,33 @@ impl Engine {
     /// sending side has stopped. Returns the hours claimed.
     async fn claim_ahead(&self, claims: mpsc::Sender<Prepared>) -> Result<usize, StoreError> {
         let limit = self.metering.claim_limit as usize;
-        // Subscriptions met by earlier claims of this run are not read again.
-        let mut subscriptions: HashMap<SubscriptionId, Subscription> = HashMap::new();
+        // Subscriptions met by earlier claims of this run are not read again, up to a bound.
+        // Claims go hour by hour, so a backlog of several hours meets every subscription once
+        // per hour: a cycle, which evicting anything turns into a miss per row. Past the bound
+        // the run keeps the ones it has and reads the others with each claim, so a hit rate of
+        // bound / subscriptions remains (issue 22: 100k whole subscriptions held 70 MB, a third
+        // of the memory budget of `marketlink bench day`).
+        let bound = self.metering.cached_subscriptions;
+        let mut targets: HashMap<SubscriptionId, UsageTarget> = HashMap::new();
         let mut claimed = 0;
         loop {
             let Ok(slot) = claims.reserve().await else {
                 // Settling failed; it reports why. What was claimed stays leased.
                 return Ok(claimed);
             };
-            let mut claim = self.claim_usage(&subscriptions).await?;
+            let mut claim = self.claim_usage(&targets).await?;
             let full = claim.hours.len() >= limit;
             claimed += claim.hours.len();
-            if subscriptions.len() > MAX_CACHED_SUBSCRIPTIONS {
-                subscriptions.clear();
-            }
-            subscriptions.extend(std::mem::take(&mut claim.subscriptions));
+            let read = std::mem::take(&mut claim.targets);
+            let (kept, this_claim_only): (Vec<_>, Vec<_>) = read
+                .into_iter()
+                .enumerate()
+                .partition(|(i, _)| targets.len() + i < bound);
+            targets.extend(kept.into_iter().map(|(_, t)| t));
+            let extra: HashMap<_, _> = this_claim_only.into_iter().map(|(_, t)| t).collect();
             if !claim.hours.is_empty() {
                 let lease = claim.lease_id;
-                let (skipped, batches) = self.prepare(claim, &subscriptions);
+                let (skipped, batches) = self.prepare(claim, &targets, &extra);
                 slot.send(Prepared {
                     lease,
                     skipped,
@@ -138,7 +144,7 @@ impl Engine {
 
     async fn claim_usage(
         &self,
-        known: &HashMap<SubscriptionId, Subscription>,
+        known: &HashMap<SubscriptionId, UsageTarget>,
     ) -> Result<UsageClaim, StoreError> {
         let now = self.clock.now();
         self.store
@@ -219,7 +225,8 @@ impl Engine {
     fn prepare(
         &self,
         claim: UsageClaim,
-        subscriptions: &HashMap<SubscriptionId, Subscription>,
+        kept: &HashMap<SubscriptionId, UsageTarget>,
+        this_claim: &HashMap<SubscriptionId, UsageTarget>,
     ) -> (
         Vec<(Uuid, UsageSettlement)>,
         Vec<(Marketplace, Vec<(UsageHour, UsageRecord)>)>,
@@ -229,7 +236,8 @@ impl Engine {
         let mut by_marketplace: BTreeMap<Marketplace, Vec<(UsageHour, UsageRecord)>> =
             BTreeMap::new();
         for hour in claim.hours {
-            let Some(subscription) = subscriptions.get(&hour.subscription_id) else {
+            let id = &hour.subscription_id;
+            let Some(target) = kept.get(id).or_else(|| this_claim.get(id)) else {
                 skipped.push((
                     hour.id,
                     UsageSettlement::Dead {
@@ -238,11 +246,11 @@ impl Engine {
                 ));
                 continue;
             };
-            let marketplace = &subscription.external.marketplace;
+            let marketplace = &target.external.marketplace;
             let usage = rules
                 .entry(marketplace.clone())
                 .or_insert_with(|| self.providers.rules(marketplace).usage);
-            match record_of(&hour, subscription, usage) {
+            match record_of(&hour, target, usage) {
                 Ok(record) => by_marketplace
                     .entry(marketplace.clone())
                     .or_default()
@@ -504,7 +512,7 @@ fn by_lease(
 /// The record a claimed hour is sent as, or why it is settled without a call.
 fn record_of(
     hour: &UsageHour,
-    subscription: &Subscription,
+    target: &UsageTarget,
     usage: &UsageRules,
 ) -> Result<UsageRecord, UsageSettlement> {
     let quantity = hour.sent_quantity.unwrap_or(hour.quantity);
@@ -534,8 +542,8 @@ fn record_of(
     };
     Ok(UsageRecord {
         id: hour.id,
-        subscription: subscription.external.clone(),
-        plan_id: subscription.plan_id.as_ref().map(|p| p.0.clone()),
+        subscription: target.external.clone(),
+        plan_id: target.plan_id.as_ref().map(|p| p.0.clone()),
         dimension: hour.dimension.clone(),
         hour: hour.hour,
         quantity,

@@ -32,6 +32,9 @@ pub struct MeteringSettings {
     pub claim_limit: u32,
     /// Provider calls in flight at once.
     pub concurrency: usize,
+    /// Subscriptions one flush run keeps between its claims (what their records are sent
+    /// with, about 0.4 kB each); past it, the others are read again with each claim.
+    pub cached_subscriptions: usize,
     /// How long after an hour ends it is sent (late events still count toward it).
     pub settle: Duration,
     /// How long a claim is held before another flusher may take it over.
@@ -54,6 +57,7 @@ impl Default for MeteringSettings {
             batch_size: 25,
             claim_limit: 500,
             concurrency: 4,
+            cached_subscriptions: 20_000,
             settle: Duration::minutes(5),
             lease: Duration::minutes(5),
             max_batch_events: 10_000,

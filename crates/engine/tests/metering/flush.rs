@@ -138,10 +138,23 @@ async fn hourly_totals_zero_records_and_batches_of_25() {
 /// own subscription's identity.
 #[tokio::test]
 async fn many_claims_in_one_flush_send_every_hour_once_to_its_own_customer() {
+    many_claims_with_cached_subscriptions(20_000).await;
+}
+
+/// Past the bound of subscriptions a run keeps between claims, the others come with each
+/// claim: every hour still goes to its own customer (none is taken for a deleted one).
+#[tokio::test]
+async fn more_subscriptions_than_a_flush_keeps_are_read_with_each_claim() {
+    many_claims_with_cached_subscriptions(1).await;
+    many_claims_with_cached_subscriptions(0).await;
+}
+
+async fn many_claims_with_cached_subscriptions(cached: usize) {
     let provider = Counting::new(Marketplace::AWS);
     let start = T0 + Duration::hours(20) + Duration::minutes(10);
     let mut h = harness(provider.clone(), start).await;
     h.engine.metering.claim_limit = 7;
+    h.engine.metering.cached_subscriptions = cached;
     let mut subs = Vec::new();
     for c in 0..3 {
         subs.push(subscription(&h.engine.store, Marketplace::AWS, &format!("cust-{c}")).await);
@@ -161,6 +174,7 @@ async fn many_claims_in_one_flush_send_every_hour_once_to_its_own_customer() {
     let sent = provider.sent();
     let usage: Vec<_> = sent.iter().filter(|r| r.dimension == "api_calls").collect();
     assert_eq!(usage.len(), 36, "{run:?}");
+    assert_eq!(run.dead, 0, "{run:?}");
     assert_eq!(run.delivered, sent.len(), "{run:?}");
     for i in 0..12 {
         for (n, sub) in subs.iter().enumerate() {

@@ -43,8 +43,8 @@ impl Store {
     /// its final usage), and hours already sending whose retry is due or whose lease expired.
     /// Claimed hours are `sending`, quantity frozen, leased until `now + lease`.
     ///
-    /// The claim carries the subscriptions of its hours but those `known` to the caller (from
-    /// an earlier claim).
+    /// The claim carries what the records of its hours are sent with ([`crate::UsageTarget`]) for
+    /// their subscriptions but those `known` to the caller (from an earlier claim).
     pub async fn usage_claim(
         &self,
         now: OffsetDateTime,
@@ -76,7 +76,7 @@ impl Store {
             .into_iter()
             .collect();
         missing.sort_unstable_by_key(|id| id.0);
-        let subscriptions = self.usage_subscriptions(&missing).await?;
+        let targets = self.usage_targets(&missing).await?;
         let mut hours = rows
             .into_iter()
             .map(UsageHour::try_from)
@@ -86,7 +86,7 @@ impl Store {
         Ok(UsageClaim {
             lease_id: params.lease_id,
             hours,
-            subscriptions,
+            targets,
         })
     }
 

@@ -34,5 +34,5 @@ mod zero_fill;
 pub use fold::MAX_HOUR_MICROS;
 pub use types::{
     IngestOutcome, NewUsageEvent, UsageBacklog, UsageClaim, UsageHour, UsageHourState,
-    UsageSettlement,
+    UsageSettlement, UsageTarget,
 };

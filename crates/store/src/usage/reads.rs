@@ -3,16 +3,17 @@
 
 use std::collections::HashMap;
 
-use marketlink_core::{Subscription, SubscriptionId};
+use marketlink_core::{ExternalRef, Marketplace, PlanId, Subscription, SubscriptionId};
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::{
     hour_row::{HOUR_COLUMNS, UsageHourRow},
-    types::{UsageBacklog, UsageHour, UsageHourState},
+    types::{UsageBacklog, UsageHour, UsageHourState, UsageTarget},
 };
 use crate::{
     Pool, Store, StoreError,
-    bind_lists::{anonymous_rows, array_column, sqlite_chunks},
+    bind_lists::{anonymous_rows, array_column, json_id_list, sqlite_chunks},
     from_millis, millis, on_pool,
     rows::{SUBSCRIPTION_COLUMNS, SubscriptionRow},
 };
@@ -54,6 +55,61 @@ impl Store {
         }
         rows.into_iter()
             .map(|row| Subscription::try_from(row).map(|s| (s.id, s)))
+            .collect()
+    }
+
+    /// What the records of these subscriptions' hours are sent with (unknown ids are left
+    /// out): the few columns of [`UsageTarget`], not whole subscriptions. A flush reads one
+    /// per subscription and claim in steady state (each hour of 100k subscriptions touches
+    /// all of them), so this is per-row work. On SQLite the list comes back as one JSON row
+    /// rather than a row per subscription from the driver's thread, as the claim's hours do.
+    pub(super) async fn usage_targets(
+        &self,
+        ids: &[SubscriptionId],
+    ) -> Result<HashMap<SubscriptionId, UsageTarget>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        const COLUMNS: &str = "marketplace, external_id, product_code, customer_id, \
+            customer_account_id, license_arn, plan_id";
+        let rows: Vec<TargetRow> = match &self.pool {
+            Pool::Sqlite(pool) => {
+                let json: String = sqlx::query_scalar(&format!(
+                    "SELECT json_group_array(json_array(hex(id), {COLUMNS})) FROM subscriptions \
+                     WHERE id IN (SELECT unhex(value) FROM json_each($1))"
+                ))
+                .bind(json_id_list(ids.iter().map(|id| id.0))?)
+                .fetch_one(pool)
+                .await?;
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("usage targets: {e}")))?
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query_as(&format!(
+                    "SELECT id, {COLUMNS} FROM subscriptions WHERE id = ANY($1)"
+                ))
+                .bind(array_column(ids, |id| id.0))
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        rows.into_iter()
+            .map(|row| {
+                let marketplace = Marketplace::parse(&row.marketplace)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let target = UsageTarget {
+                    external: ExternalRef {
+                        marketplace,
+                        external_id: row.external_id,
+                        product_code: row.product_code,
+                        customer_id: row.customer_id,
+                        customer_account_id: row.customer_account_id,
+                        license_arn: row.license_arn,
+                    },
+                    plan_id: row.plan_id.map(PlanId),
+                };
+                Ok((SubscriptionId(row.id), target))
+            })
             .collect()
     }
 
@@ -131,4 +187,18 @@ impl Store {
             oldest_due_hour: due.1.map(from_millis).transpose()?,
         })
     }
+}
+
+/// The columns of a subscription a usage record is sent with: from the driver, or from the
+/// JSON array of a SQLite read (whose ids are hex strings).
+#[derive(sqlx::FromRow, serde::Deserialize)]
+struct TargetRow {
+    id: Uuid,
+    marketplace: String,
+    external_id: String,
+    product_code: String,
+    customer_id: String,
+    customer_account_id: Option<String>,
+    license_arn: Option<String>,
+    plan_id: Option<String>,
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use marketlink_core::{Quantity, Subscription, SubscriptionId, UsageAllocation};
+use marketlink_core::{ExternalRef, PlanId, Quantity, SubscriptionId, UsageAllocation};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -115,7 +115,16 @@ pub struct UsageHour {
 pub struct UsageClaim {
     pub lease_id: Uuid,
     pub hours: Vec<UsageHour>,
-    pub subscriptions: HashMap<SubscriptionId, Subscription>,
+    /// The subscriptions of its hours but those the caller said it knew.
+    pub targets: HashMap<SubscriptionId, UsageTarget>,
+}
+
+/// A claimed hour's subscription as its marketplace knows it: what its record is sent with,
+/// and no more (a flush keeps one per subscription between claims).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageTarget {
+    pub external: ExternalRef,
+    pub plan_id: Option<PlanId>,
 }
 
 /// How a sent (or skipped) hour ended this time.

@@ -228,7 +228,10 @@ async fn claimed_hours_are_frozen_leased_and_settled_once(store: &Store) {
         hour.sent_quantity,
         Some(marketlink_core::Quantity::from_units(4))
     );
-    assert_eq!(claim.subscriptions[&sub.id].id, sub.id);
+    // The claim carries what the record is sent with: the subscription as AWS knows it.
+    let target = &claim.targets[&sub.id];
+    assert_eq!(target.external, sub.external);
+    assert_eq!(target.plan_id, sub.plan_id);
     // A second flusher gets nothing while the lease holds.
     let other = store
         .usage_claim(now, T0 + Duration::hours(1), lease, 10, |_| false)

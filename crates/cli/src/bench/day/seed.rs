@@ -4,19 +4,13 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use marketlink_core::{
-    Clock, ExternalRef, Marketplace, PlanId, ProductId, Subscription, SubscriptionStatus,
-    SystemClock,
-};
+use marketlink_core::{Clock, SystemClock};
 use marketlink_sandbox::aws::AwsSandbox;
 use marketlink_store::{Store, StoreOptions};
 use sqlx::{Connection, Executor};
 
-use super::DayArgs;
+use super::{super::seed::aws_subscribed, DayArgs};
 
-/// The demo catalog's product listed as this AWS product code; its "pro" plan meters
-/// `api_calls`.
-const PRODUCT_CODE: &str = "mlsandboxclassic0000000001";
 /// Buyer accounts are numbered from here (12 digits).
 const FIRST_ACCOUNT: u64 = 400_000_000_000;
 
@@ -56,42 +50,27 @@ pub(super) async fn seed(
     database: &str,
     aws: &AwsSandbox,
 ) -> anyhow::Result<World> {
-    let now = SystemClock.now();
-    let purchases = aws.seed_subscribed(PRODUCT_CODE, FIRST_ACCOUNT, args.subscriptions)?;
-    let tenants = super::super::tenants(args.subscriptions, now)?;
-    let rows: Vec<Subscription> = purchases
-        .iter()
-        .zip(&tenants)
-        .map(|(purchase, tenant)| {
-            let mut s = Subscription::pending(
-                ExternalRef {
-                    marketplace: Marketplace::AWS,
-                    external_id: ExternalRef::aws_classic_id(
-                        &purchase.customer_identifier,
-                        PRODUCT_CODE,
-                    ),
-                    product_code: PRODUCT_CODE.to_owned(),
-                    customer_id: purchase.customer_identifier.clone(),
-                    customer_account_id: Some(purchase.buyer_account_id.clone()),
-                    license_arn: Some(purchase.license_arn.clone()),
-                },
-                now,
-            );
-            s.tenant_id = Some(tenant.id);
-            s.product_id = Some(ProductId::new("analytics"));
-            s.plan_id = Some(PlanId::new("pro"));
-            s.status = SubscriptionStatus::Active;
-            s
-        })
-        .collect();
     let store = Store::connect(database, &StoreOptions::default()).await?;
     store.migrate().await?;
-    store.insert_tenants_bulk(&tenants).await?;
-    store.insert_subscriptions_bulk(&rows).await?;
+    let seeded = aws_subscribed(
+        aws,
+        &store,
+        FIRST_ACCOUNT,
+        args.subscriptions,
+        Some("pro"),
+        SystemClock.now(),
+    )
+    .await;
     store.close().await;
+    let seeded = seeded?;
     Ok(World {
-        ids: rows.iter().map(|s| s.id.to_string()).collect(),
-        by_customer: purchases
+        ids: seeded
+            .subscriptions
+            .iter()
+            .map(|s| s.id.to_string())
+            .collect(),
+        by_customer: seeded
+            .purchases
             .iter()
             .enumerate()
             .map(|(i, p)| (p.customer_identifier.clone(), i))
