@@ -34,16 +34,39 @@ pub(crate) const SUBSCRIPTION_COLUMNS: &str = "id, tenant_id, marketplace, exter
     product_code, customer_id, customer_account_id, license_arn, product_id, plan_id, quantity, \
     status, free_trial, term_start, term_end, term_unit, created_at, updated_at";
 
-#[derive(sqlx::FromRow)]
-pub(crate) struct SubscriptionRow {
-    pub id: Uuid,
-    pub tenant_id: Option<Uuid>,
+/// The columns naming a subscription on its marketplace ([`ExternalRef`]): from the driver,
+/// or as a JSON array (a SQLite read returning one JSON row).
+#[derive(sqlx::FromRow, serde::Deserialize)]
+pub(crate) struct ExternalColumns {
     pub marketplace: String,
     pub external_id: String,
     pub product_code: String,
     pub customer_id: String,
     pub customer_account_id: Option<String>,
     pub license_arn: Option<String>,
+}
+
+impl TryFrom<ExternalColumns> for ExternalRef {
+    type Error = StoreError;
+    fn try_from(row: ExternalColumns) -> Result<Self, Self::Error> {
+        Ok(ExternalRef {
+            marketplace: Marketplace::parse(&row.marketplace)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            external_id: row.external_id,
+            product_code: row.product_code,
+            customer_id: row.customer_id,
+            customer_account_id: row.customer_account_id,
+            license_arn: row.license_arn,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SubscriptionRow {
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    #[sqlx(flatten)]
+    pub external: ExternalColumns,
     pub product_id: Option<String>,
     pub plan_id: Option<String>,
     pub quantity: Option<i64>,
@@ -59,8 +82,6 @@ pub(crate) struct SubscriptionRow {
 impl TryFrom<SubscriptionRow> for Subscription {
     type Error = StoreError;
     fn try_from(row: SubscriptionRow) -> Result<Self, Self::Error> {
-        let marketplace =
-            Marketplace::parse(&row.marketplace).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let status = SubscriptionStatus::parse(&row.status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown status `{}`", row.status)))?;
         let quantity = row
@@ -81,14 +102,7 @@ impl TryFrom<SubscriptionRow> for Subscription {
         Ok(Subscription {
             id: SubscriptionId(row.id),
             tenant_id: row.tenant_id.map(TenantId),
-            external: ExternalRef {
-                marketplace,
-                external_id: row.external_id,
-                product_code: row.product_code,
-                customer_id: row.customer_id,
-                customer_account_id: row.customer_account_id,
-                license_arn: row.license_arn,
-            },
+            external: ExternalRef::try_from(row.external)?,
             product_id: row.product_id.map(ProductId),
             plan_id: row.plan_id.map(PlanId),
             quantity,

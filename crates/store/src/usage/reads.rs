@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use marketlink_core::{ExternalRef, Marketplace, PlanId, Subscription, SubscriptionId};
+use marketlink_core::{ExternalRef, PlanId, Subscription, SubscriptionId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -15,7 +15,7 @@ use crate::{
     Pool, Store, StoreError,
     bind_lists::{anonymous_rows, array_column, json_id_list, sqlite_chunks},
     from_millis, millis, on_pool,
-    rows::{SUBSCRIPTION_COLUMNS, SubscriptionRow},
+    rows::{ExternalColumns, SUBSCRIPTION_COLUMNS, SubscriptionRow},
 };
 
 impl Store {
@@ -70,12 +70,13 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        const COLUMNS: &str = "marketplace, external_id, product_code, customer_id, \
-            customer_account_id, license_arn, plan_id";
+        const EXTERNAL: &str = "marketplace, external_id, product_code, customer_id, \
+            customer_account_id, license_arn";
         let rows: Vec<TargetRow> = match &self.pool {
             Pool::Sqlite(pool) => {
                 let json: String = sqlx::query_scalar(&format!(
-                    "SELECT json_group_array(json_array(hex(id), {COLUMNS})) FROM subscriptions \
+                    "SELECT json_group_array(json_array(hex(id), json_array({EXTERNAL}), plan_id)) \
+                     FROM subscriptions \
                      WHERE id IN (SELECT unhex(value) FROM json_each($1))"
                 ))
                 .bind(json_id_list(ids.iter().map(|id| id.0))?)
@@ -86,7 +87,7 @@ impl Store {
             }
             Pool::Postgres(pool) => {
                 sqlx::query_as(&format!(
-                    "SELECT id, {COLUMNS} FROM subscriptions WHERE id = ANY($1)"
+                    "SELECT id, {EXTERNAL}, plan_id FROM subscriptions WHERE id = ANY($1)"
                 ))
                 .bind(array_column(ids, |id| id.0))
                 .fetch_all(pool)
@@ -95,17 +96,8 @@ impl Store {
         };
         rows.into_iter()
             .map(|row| {
-                let marketplace = Marketplace::parse(&row.marketplace)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let target = UsageTarget {
-                    external: ExternalRef {
-                        marketplace,
-                        external_id: row.external_id,
-                        product_code: row.product_code,
-                        customer_id: row.customer_id,
-                        customer_account_id: row.customer_account_id,
-                        license_arn: row.license_arn,
-                    },
+                    external: ExternalRef::try_from(row.external)?,
                     plan_id: row.plan_id.map(PlanId),
                 };
                 Ok((SubscriptionId(row.id), target))
@@ -194,11 +186,7 @@ impl Store {
 #[derive(sqlx::FromRow, serde::Deserialize)]
 struct TargetRow {
     id: Uuid,
-    marketplace: String,
-    external_id: String,
-    product_code: String,
-    customer_id: String,
-    customer_account_id: Option<String>,
-    license_arn: Option<String>,
+    #[sqlx(flatten)]
+    external: ExternalColumns,
     plan_id: Option<String>,
 }
