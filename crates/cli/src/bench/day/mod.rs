@@ -110,6 +110,7 @@ async fn run(args: &DayArgs, database: &str) -> anyhow::Result<Vec<Goal>> {
         args.subscriptions,
         started.elapsed()
     );
+    let _vacuum = seed::autovacuum_stand_in(database, shutdown.clone()).await?;
     let aws_addr = aws.base_url.trim_start_matches("http://").parse()?;
     let mut server = Server::spawn(dir.path(), args, database, port, demo_base(aws_addr))?;
     let rss = watch::Watch::start(server.pid(), &url);
