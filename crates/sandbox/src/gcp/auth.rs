@@ -148,7 +148,12 @@ fn check_assertion(
 
 fn issue(shared: &Shared, grant: Grant) -> Response {
     let token = format!("ya29.sandbox-{}", uuid::Uuid::new_v4().simple());
-    shared.lock().tokens.insert(token_hash(&token), grant);
+    let now = shared.clock.now();
+    let mut state = shared.lock();
+    // Expired grants go, so a long-running sandbox does not grow without bound.
+    state.tokens.retain(|_, g| g.expires_at > now);
+    state.tokens.insert(token_hash(&token), grant);
+    drop(state);
     Json(json!({
         "access_token": token,
         "expires_in": shared.config.access_token_lifetime_secs,

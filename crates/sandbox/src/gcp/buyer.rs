@@ -273,6 +273,20 @@ pub(crate) fn request_plan_change(
     )
 }
 
+/// The billing cycle ends: an approved change in PENDING_PLAN_CHANGE applies (ACTIVE,
+/// ENTITLEMENT_PLAN_CHANGED).
+pub(crate) fn complete_plan_change(shared: &Arc<Shared>, id: &str) -> anyhow::Result<()> {
+    let from = [EntitlementState::EntitlementPendingPlanChange];
+    transition(shared, id, &from, "ENTITLEMENT_PLAN_CHANGED", |e, _| {
+        e.state = Active;
+        let plan = e.new_pending_plan.take();
+        if let Some(plan) = &plan {
+            e.plan = plan.clone();
+        }
+        fields([("newPlan", plan)])
+    })
+}
+
 /// The buyer withdraws a pending plan change: ACTIVE, ENTITLEMENT_PLAN_CHANGE_CANCELLED.
 pub(crate) fn withdraw_plan_change(shared: &Arc<Shared>, id: &str) -> anyhow::Result<()> {
     transition(

@@ -47,6 +47,9 @@ pub struct GcpSandboxConfig {
     /// Push attempts per message before the sandbox gives up (Pub/Sub retries for the
     /// retention period, 7 days by default; a test has no such patience).
     pub push_max_attempts: u32,
+    /// An approved plan change waits in ENTITLEMENT_PENDING_PLAN_CHANGE until
+    /// `GcpSandbox::complete_plan_change` (the billing cycle's end) instead of applying at once.
+    pub plan_change_at_cycle_end: bool,
     /// Usage older than this (by `endTime`) is refused (S19: report within one hour).
     pub max_report_age_secs: i64,
     /// Pub/Sub delivery chaos from the start (tests switch it with `set_pubsub_chaos`).
@@ -94,6 +97,7 @@ impl Default for GcpSandboxConfig {
                 .into(),
             push_retry_delays_ms: vec![100, 200, 400, 800, 1600],
             push_max_attempts: 10,
+            plan_change_at_cycle_end: false,
             max_report_age_secs: 3600,
             pubsub_chaos: PubSubChaos::default(),
         }

@@ -215,6 +215,22 @@ impl GcpSandbox {
         buyer::purchase(&self.shared, request)
     }
 
+    /// Does what the buyer's browser does after a purchase: POSTs `token` as the form field
+    /// `x-gcp-marketplace-token` to `config.signup_url`, and returns the vendor's answer.
+    pub async fn submit_sign_up(&self, token: &str) -> anyhow::Result<reqwest::Response> {
+        let Some(url) = &self.shared.config.signup_url else {
+            anyhow::bail!("gcp sandbox: no signup_url configured");
+        };
+        let response = self
+            .shared
+            .http
+            .post(url)
+            .form(&[("x-gcp-marketplace-token", token)])
+            .send()
+            .await?;
+        Ok(response)
+    }
+
     /// A sign-up JWT for `account_id` with optional `google` claims, signed by the published key.
     pub fn sign_up_token(&self, account_id: &str, google: Option<Value>) -> anyhow::Result<String> {
         let claims = buyer::sign_up_claims(&self.shared, account_id, google);
@@ -238,6 +254,11 @@ impl GcpSandbox {
 
     pub fn request_plan_change(&self, entitlement_id: &str, plan: &str) -> anyhow::Result<()> {
         buyer::request_plan_change(&self.shared, entitlement_id, plan)
+    }
+
+    /// The billing cycle ends for a change approved with `plan_change_at_cycle_end`.
+    pub fn complete_plan_change(&self, entitlement_id: &str) -> anyhow::Result<()> {
+        buyer::complete_plan_change(&self.shared, entitlement_id)
     }
 
     pub fn withdraw_plan_change(&self, entitlement_id: &str) -> anyhow::Result<()> {

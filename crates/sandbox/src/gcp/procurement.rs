@@ -432,11 +432,17 @@ fn decide_plan_change(
             "Pending plan is not {pending_plan}."
         )));
     }
-    entitlement.state = EntitlementState::EntitlementActive;
-    entitlement.new_pending_plan = None;
     entitlement.update_time = now;
     // S8: "cleared automatically when the entitlement state changes".
     entitlement.message_to_user = None;
+    if approve && shared.config.plan_change_at_cycle_end {
+        // S8: approved changes that wait for the billing cycle sit in PENDING_PLAN_CHANGE; no
+        // message is documented for this step, so none is sent until the change applies.
+        entitlement.state = EntitlementState::EntitlementPendingPlanChange;
+        return Ok(json!({}));
+    }
+    entitlement.state = EntitlementState::EntitlementActive;
+    entitlement.new_pending_plan = None;
     let event = if approve {
         entitlement.plan = pending_plan.clone();
         "ENTITLEMENT_PLAN_CHANGED"

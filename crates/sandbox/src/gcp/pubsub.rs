@@ -29,6 +29,8 @@ use super::{
 };
 
 const PUBSUB_SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
+/// How many published messages and push attempts are kept for inspection.
+const LOG_LIMIT: usize = 10_000;
 
 /// A published message (its `data` decoded).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,6 +86,9 @@ pub(crate) fn publish(shared: &Arc<Shared>, queue: &mut Queue, payload: Value) {
         publish_time: shared.clock.now(),
         dropped: queue.chaos.drop_next > 0,
     };
+    if queue.published.len() >= LOG_LIMIT {
+        queue.published.remove(0);
+    }
     queue.published.push(message.clone());
     if message.dropped {
         queue.chaos.drop_next -= 1;
@@ -206,6 +211,9 @@ fn settle_push(
     let acked = matches!(status, Some(102 | 200 | 201 | 202 | 204));
     let mut state = shared.lock();
     let queue = &mut state.queue;
+    if queue.push_log.len() >= LOG_LIMIT {
+        queue.push_log.remove(0);
+    }
     queue.push_log.push(PushAttempt {
         message_id: message.message_id,
         attempt,

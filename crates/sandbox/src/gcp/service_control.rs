@@ -27,6 +27,7 @@ use super::{
 const SERVICE_CONTROL_SCOPE: &str = "https://www.googleapis.com/auth/servicecontrol";
 /// What the sandbox answers as `serviceConfigId` (a rollout id shape, opaque to callers).
 const SERVICE_CONFIG_ID: &str = "2026-12-01r0";
+const SERVICE_ROLLOUT_ID: &str = "2026-12-01r0";
 
 /// One accepted usage report, as the ledger keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -159,8 +160,7 @@ fn check(shared: &Shared, request: CheckRequest) -> Result<Value, GoogleError> {
         })),
         Some(_) => {}
     }
-    let mut body =
-        json!({"operationId": operation.operation_id, "serviceConfigId": SERVICE_CONFIG_ID});
+    let mut body = json!({"operationId": operation.operation_id, "serviceConfigId": SERVICE_CONFIG_ID, "serviceRolloutId": SERVICE_ROLLOUT_ID});
     if !errors.is_empty() {
         body["checkErrors"] = errors.into();
     }
@@ -185,7 +185,9 @@ struct ReportRequest {
     operations: Vec<Operation>,
 }
 
-/// Accepts what it can; the rest comes back in `reportErrors` with HTTP 200 (gcp.md §4 [U]).
+/// Accepts what it can; the rest comes back in `reportErrors` with HTTP 200: "a successful RPC
+/// status and a non-empty report_errors list indicates a partial success" (ReportResponse
+/// reference, google.api.servicecontrol.v1).
 fn report(shared: &Shared, request: ReportRequest) -> Result<Value, GoogleError> {
     if request.operations.is_empty() {
         return Err(GoogleError::invalid_argument(
@@ -217,7 +219,8 @@ fn report(shared: &Shared, request: ReportRequest) -> Result<Value, GoogleError>
                 .push(json!({"operationId": id, "status": {"code": code, "message": message}}));
         }
     }
-    let mut body = json!({"serviceConfigId": SERVICE_CONFIG_ID});
+    let mut body =
+        json!({"serviceConfigId": SERVICE_CONFIG_ID, "serviceRolloutId": SERVICE_ROLLOUT_ID});
     if !report_errors.is_empty() {
         body["reportErrors"] = report_errors.into();
     }

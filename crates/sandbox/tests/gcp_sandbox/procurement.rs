@@ -407,3 +407,38 @@ async fn reset_cancels_entitlements_and_publishes_nothing() {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[tokio::test]
+async fn an_approved_change_can_wait_for_the_billing_cycle() {
+    let t = T::start_with(|c| c.plan_change_at_cycle_end = true).await;
+    let p = t.sandbox.purchase(PurchaseRequest::plan("basic")).unwrap();
+    t.activate(&p.account_id, &p.entitlement_id).await;
+    t.sandbox
+        .request_plan_change(&p.entitlement_id, "pro")
+        .unwrap();
+    let path = format!(
+        "{}/entitlements/{}:approvePlanChange",
+        t.provider(),
+        p.entitlement_id
+    );
+    let (status, _) = t
+        .call("POST", &path, Some(json!({"pendingPlanName": "pro"})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let e = t.sandbox.entitlement(&p.entitlement_id).unwrap();
+    assert_eq!(
+        (e.state.name().as_str(), e.plan.as_str()),
+        ("ENTITLEMENT_PENDING_PLAN_CHANGE", "basic")
+    );
+    assert_eq!(
+        t.event_types().last().unwrap(),
+        "ENTITLEMENT_PLAN_CHANGE_REQUESTED"
+    );
+    t.sandbox.complete_plan_change(&p.entitlement_id).unwrap();
+    let e = t.sandbox.entitlement(&p.entitlement_id).unwrap();
+    assert_eq!(
+        (e.state.name().as_str(), e.plan.as_str()),
+        ("ENTITLEMENT_ACTIVE", "pro")
+    );
+    assert_eq!(t.event_types().last().unwrap(), "ENTITLEMENT_PLAN_CHANGED");
+}

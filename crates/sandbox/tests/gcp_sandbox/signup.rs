@@ -1,5 +1,7 @@
 //! Sign-up keys and JWTs, the buyer page's POST to the sign-up URL, and the token endpoint.
 
+use std::collections::HashMap;
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use marketlink_sandbox::gcp::{PurchaseRequest, SIGN_UP_ISSUER};
 use reqwest::StatusCode;
@@ -214,4 +216,69 @@ async fn apis_need_a_live_token_and_the_key_file_looks_like_googles() {
     );
     let debug = format!("{:?}", t.sandbox.service_account_key().unwrap());
     assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+}
+
+#[tokio::test]
+async fn submit_sign_up_posts_the_form_field_like_a_browser() {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{Form, Router, extract::State, routing::post};
+
+    type Seen = Arc<Mutex<Vec<(String, HashMap<String, String>)>>>;
+    async fn signup(
+        State(seen): State<Seen>,
+        headers: axum::http::HeaderMap,
+        Form(form): Form<HashMap<String, String>>,
+    ) -> &'static str {
+        let content_type = headers["content-type"].to_str().unwrap().to_owned();
+        seen.lock().unwrap().push((content_type, form));
+        "welcome"
+    }
+    let seen: Seen = Arc::default();
+    let vendor = serve(
+        Router::new()
+            .route("/signup", post(signup))
+            .with_state(seen.clone()),
+    )
+    .await;
+    let t = T::start_with(|c| c.signup_url = Some(format!("{vendor}/signup"))).await;
+    let purchase = t.sandbox.purchase(PurchaseRequest::plan("basic")).unwrap();
+    let response = t
+        .sandbox
+        .submit_sign_up(&purchase.sign_up_token)
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "welcome");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen[0].0, "application/x-www-form-urlencoded");
+    assert_eq!(seen[0].1["x-gcp-marketplace-token"], purchase.sign_up_token);
+}
+
+#[tokio::test]
+async fn a_token_only_reaches_the_apis_its_scopes_allow() {
+    let t = T::start().await;
+    let pubsub_only = t
+        .access_token("https://www.googleapis.com/auth/pubsub")
+        .await;
+    let pull = "/v1/projects/marketlink-demo/subscriptions/marketlink-procurement:pull";
+    let (status, _) = t
+        .call_as(&pubsub_only, "POST", pull, Some(json!({"maxMessages": 1})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let entitlements = format!("{}/entitlements", t.provider());
+    let (status, body) = t.call_as(&pubsub_only, "GET", &entitlements, None).await;
+    assert_eq!(
+        (status, google_status(&body, 403).as_str()),
+        (StatusCode::FORBIDDEN, "PERMISSION_DENIED")
+    );
+    let check = "/v1/services/marketlink.example.com:check";
+    let (status, _) = t
+        .call_as(&pubsub_only, "POST", check, Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = t.call_as("", "POST", check, Some(json!({}))).await;
+    assert_eq!(
+        (status, google_status(&body, 401).as_str()),
+        (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED")
+    );
 }
