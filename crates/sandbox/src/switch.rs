@@ -93,6 +93,7 @@ pub struct FaultConfig {
 pub enum Side {
     Aws,
     Microsoft,
+    Google,
 }
 
 /// The AWS operations the sandbox serves, and the SNS signing certificate.
@@ -144,11 +145,24 @@ impl FaultConfig {
                     "{what}: match must be *, jwks or a path suffix starting with / (e.g. /api/usageEvent)"
                 ));
             }
+            Side::Google if m == "*" || m.starts_with('/') || m.starts_with(':') => {
+                self.matching = m
+            }
+            Side::Google => {
+                return Err(format!(
+                    "{what}: match must be *, a path suffix starting with / or a method suffix such as :report"
+                ));
+            }
         }
         match (side, self.kind) {
             (Side::Aws, FaultKind::TooManyRequests) => {
                 return Err(format!(
                     "{what}: AWS throttles with ThrottlingException; use kind = \"throttling\""
+                ));
+            }
+            (Side::Google, FaultKind::Throttling) => {
+                return Err(format!(
+                    "{what}: Google throttles with 429 RESOURCE_EXHAUSTED; use kind = \"429\""
                 ));
             }
             (Side::Microsoft, FaultKind::Throttling) => {
@@ -158,10 +172,12 @@ impl FaultConfig {
             }
             _ => {}
         }
-        let needs_retry_after = self.kind == FaultKind::TooManyRequests;
+        // Google's 429 (RESOURCE_EXHAUSTED) carries no Retry-After of its own: optional there.
+        let is_429 = self.kind == FaultKind::TooManyRequests;
+        let needs_retry_after = is_429 && side != Side::Google;
         match self.retry_after_secs {
             None if needs_retry_after => return Err(format!("{what}: retry_after_secs is needed")),
-            Some(_) if !needs_retry_after => {
+            Some(_) if !is_429 => {
                 return Err(format!("{what}: retry_after_secs is only for kind \"429\""));
             }
             Some(s) if !(1..=3600).contains(&s) => {
@@ -470,10 +486,13 @@ pub fn page_body(views: &[FaultView], base: &str, side: Side, esc: fn(&str) -> S
         Side::Microsoft => {
             "a path suffix (/api/usageEvent, /api/batchUsageEvent, /saas/subscriptions/resolve...), jwks or *"
         }
+        Side::Google => {
+            "a path or method suffix (:report, :check, :pull, /token, :approve...) or *"
+        }
     };
     let kinds = match side {
         Side::Aws => ["throttling", "5xx", "unavailable", "reset", "late"],
-        Side::Microsoft => ["429", "5xx", "unavailable", "reset", "late"],
+        Side::Microsoft | Side::Google => ["429", "5xx", "unavailable", "reset", "late"],
     };
     let options: String = kinds
         .iter()

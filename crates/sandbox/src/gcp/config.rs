@@ -54,6 +54,9 @@ pub struct GcpSandboxConfig {
     pub max_report_age_secs: i64,
     /// Pub/Sub delivery chaos from the start (tests switch it with `set_pubsub_chaos`).
     pub pubsub_chaos: PubSubChaos,
+    /// Faults active from the start (`[[faults]]`, see `crate::switch`; `match` is a path
+    /// suffix such as `:report` or `*`).
+    pub faults: Vec<crate::switch::FaultConfig>,
 }
 
 /// Delivery chaos, off by default. Pub/Sub is at-least-once and unordered, so a vendor must
@@ -100,6 +103,7 @@ impl Default for GcpSandboxConfig {
             plan_change_at_cycle_end: false,
             max_report_age_secs: 3600,
             pubsub_chaos: PubSubChaos::default(),
+            faults: Vec::new(),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! | `pubsub.googleapis.com` | `POST /v1/projects/{p}/subscriptions/{s}:pull`, `:acknowledge`, `:modifyAckDeadline` |
 //! | `servicecontrol.googleapis.com` | `POST /v1/services/{service}:check`, `:report` |
 //! | push OIDC issuer | `GET /.well-known/openid-configuration` |
-//! | Google Cloud console (buyer) | `/sandbox/gcp/buyer` |
+//! | Google Cloud console (buyer) | `/sandbox/gcp/buyer`, `/sandbox/gcp/faults` (fault switches) |
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -32,6 +32,7 @@ mod buyer;
 mod config;
 mod errors;
 mod events;
+mod faults;
 mod filter;
 mod keys;
 mod model;
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     pub account_key: Arc<RsaKey>,
     state: Mutex<State>,
     pub http: reqwest::Client,
+    /// Faults of the scenario and the fault page (`/sandbox/gcp/faults`).
+    pub switches: crate::switch::Switches,
 }
 
 impl Shared {
@@ -112,6 +115,9 @@ impl GcpSandbox {
     /// Builds the sandbox (the first one of a process generates its RSA keys: a few seconds).
     pub fn new(config: GcpSandboxConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         config.validate()?;
+        let mut faults = config.faults.clone();
+        crate::switch::validate_all(&mut faults, crate::switch::Side::Google)?;
+        let switches = crate::switch::Switches::from_scenario(&faults, clock.now());
         let keys = MarketplaceKeys::shared()?;
         let account_key = match &config.service_account_private_key {
             Some(pem) => Arc::new(RsaKey::from_pkcs8_pem(
@@ -132,6 +138,7 @@ impl GcpSandbox {
             account_key,
             state: Mutex::new(state),
             http,
+            switches,
         });
         Ok(Self { shared })
     }
@@ -175,6 +182,11 @@ impl GcpSandbox {
             .route("/sandbox/gcp/buyer", get(pages::buyer_page))
             .route("/sandbox/gcp/buyer/purchase", post(pages::buyer_purchase))
             .route("/sandbox/gcp/buyer/action", post(pages::buyer_action))
+            .merge(faults::routes())
+            .layer(axum::middleware::from_fn_with_state(
+                self.shared.clone(),
+                faults::apply,
+            ))
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.shared.clone())
     }
@@ -312,6 +324,14 @@ impl GcpSandbox {
     /// Every push attempt, oldest first.
     pub fn push_attempts(&self) -> Vec<PushAttempt> {
         self.shared.lock().queue.push_log.clone()
+    }
+
+    /// Switches a fault on (as the fault page does) and returns its id.
+    pub fn start_fault(&self, mut fault: crate::switch::FaultConfig) -> anyhow::Result<u64> {
+        fault
+            .validate(crate::switch::Side::Google)
+            .map_err(anyhow::Error::msg)?;
+        Ok(self.shared.switches.start(fault, self.shared.clock.now()))
     }
 
     pub fn set_pubsub_chaos(&self, chaos: PubSubChaos) {

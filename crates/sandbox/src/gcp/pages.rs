@@ -30,7 +30,7 @@ pub(crate) async fn jwk(State(shared): State<Arc<Shared>>) -> Json<Value> {
     Json(json!({"keys": [shared.keys.signup.jwk()]}))
 }
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -75,7 +75,7 @@ pub(crate) async fn buyer_page(State(shared): State<Arc<Shared>>) -> Html<String
     }
     Html(format!(
         "<!doctype html><title>Google Cloud Marketplace sandbox</title>\
-         <h1>Google Cloud Marketplace (sandbox)</h1>\
+         <h1>Google Cloud Marketplace (sandbox)</h1><p><a href=/sandbox/gcp/faults>Faults</a></p>\
          <form method=post action={PAGE}/purchase><select name=plan>{plans}</select>\
          <button>Purchase and register</button></form>\
          <table><tr><th>Entitlement</th><th>Account</th><th>Plan</th><th>State</th><th></th></tr>{rows}</table>"
