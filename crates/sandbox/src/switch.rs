@@ -123,6 +123,53 @@ impl FaultConfig {
     pub fn validate(&mut self, side: Side) -> Result<(), String> {
         let m = self.matching.trim().to_owned();
         let what = format!("fault {m:?} ({})", self.kind.name());
+        self.check_target(side, m, &what)?;
+        // Google's 429 (RESOURCE_EXHAUSTED) carries no Retry-After of its own: optional there.
+        let is_429 = self.kind == FaultKind::TooManyRequests;
+        let needs_retry_after = is_429 && side != Side::Google;
+        match self.retry_after_secs {
+            None if needs_retry_after => return Err(format!("{what}: retry_after_secs is needed")),
+            Some(_) if !is_429 => {
+                return Err(format!("{what}: retry_after_secs is only for kind \"429\""));
+            }
+            Some(s) if !(1..=3600).contains(&s) => {
+                return Err(format!("{what}: retry_after_secs must be 1 to 3600"));
+            }
+            _ => {}
+        }
+        let needs_late = self.kind == FaultKind::Late;
+        match self.late_ms {
+            None if needs_late => return Err(format!("{what}: late_ms is needed")),
+            Some(_) if !needs_late => {
+                return Err(format!("{what}: late_ms is only for kind \"late\""));
+            }
+            Some(ms) if !(1..=600_000).contains(&ms) => {
+                return Err(format!("{what}: late_ms must be 1 to 600000"));
+            }
+            _ => {}
+        }
+        if self.calls == Some(0) {
+            return Err(format!(
+                "{what}: calls must be at least 1 (leave it out for every call)"
+            ));
+        }
+        // A year bounds the window, so that no sum of times overflows.
+        let year = 366 * 24 * 3600;
+        if self.start_after_secs.unwrap_or(0) > year || self.duration_secs.unwrap_or(0) > year {
+            return Err(format!(
+                "{what}: start_after_secs and duration_secs must be at most a year"
+            ));
+        }
+        if self.duration_secs == Some(0) {
+            return Err(format!(
+                "{what}: duration_secs must be at least 1 (leave it out for no end)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks `match` and `kind` fit `side` (each sandbox has its own targets and throttling).
+    fn check_target(&mut self, side: Side, m: String, what: &str) -> Result<(), String> {
         match side {
             Side::Aws if m == "sns-certificate" || m == SIGNING_CERT => {
                 self.matching = SIGNING_CERT.to_owned();
@@ -171,47 +218,6 @@ impl FaultConfig {
                 ));
             }
             _ => {}
-        }
-        // Google's 429 (RESOURCE_EXHAUSTED) carries no Retry-After of its own: optional there.
-        let is_429 = self.kind == FaultKind::TooManyRequests;
-        let needs_retry_after = is_429 && side != Side::Google;
-        match self.retry_after_secs {
-            None if needs_retry_after => return Err(format!("{what}: retry_after_secs is needed")),
-            Some(_) if !is_429 => {
-                return Err(format!("{what}: retry_after_secs is only for kind \"429\""));
-            }
-            Some(s) if !(1..=3600).contains(&s) => {
-                return Err(format!("{what}: retry_after_secs must be 1 to 3600"));
-            }
-            _ => {}
-        }
-        let needs_late = self.kind == FaultKind::Late;
-        match self.late_ms {
-            None if needs_late => return Err(format!("{what}: late_ms is needed")),
-            Some(_) if !needs_late => {
-                return Err(format!("{what}: late_ms is only for kind \"late\""));
-            }
-            Some(ms) if !(1..=600_000).contains(&ms) => {
-                return Err(format!("{what}: late_ms must be 1 to 600000"));
-            }
-            _ => {}
-        }
-        if self.calls == Some(0) {
-            return Err(format!(
-                "{what}: calls must be at least 1 (leave it out for every call)"
-            ));
-        }
-        // A year bounds the window, so that no sum of times overflows.
-        let year = 366 * 24 * 3600;
-        if self.start_after_secs.unwrap_or(0) > year || self.duration_secs.unwrap_or(0) > year {
-            return Err(format!(
-                "{what}: start_after_secs and duration_secs must be at most a year"
-            ));
-        }
-        if self.duration_secs == Some(0) {
-            return Err(format!(
-                "{what}: duration_secs must be at least 1 (leave it out for no end)"
-            ));
         }
         Ok(())
     }

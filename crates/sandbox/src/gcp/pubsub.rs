@@ -29,6 +29,8 @@ use super::{
 };
 
 const PUBSUB_SCOPE: &str = "https://www.googleapis.com/auth/pubsub";
+/// Google's text for an empty `ackIds` (googleapis/google-cloud-python#1085).
+const NO_ACK_IDS: &str = "You have not specified an ack ID in the request.";
 /// How many published messages and push attempts are kept for inspection.
 const LOG_LIMIT: usize = 10_000;
 
@@ -290,8 +292,9 @@ fn pull(shared: &Shared, request: PullRequest) -> Result<Value, GoogleError> {
         ));
     }
     if shared.config.push_endpoint.is_some() {
+        // Google's answer (GoogleCloudPlatform/php-docs-samples#335).
         return Err(GoogleError::failed_precondition(
-            "The sandbox delivers this subscription by push.",
+            "This method is not supported for push subscriptions with a defined push configuration.",
         ));
     }
     let now = shared.clock.now();
@@ -320,7 +323,7 @@ fn pull(shared: &Shared, request: PullRequest) -> Result<Value, GoogleError> {
 
 fn acknowledge(shared: &Shared, request: AckRequest) -> Result<Value, GoogleError> {
     if request.ack_ids.is_empty() {
-        return Err(GoogleError::invalid_argument("No ack ids specified."));
+        return Err(GoogleError::invalid_argument(NO_ACK_IDS));
     }
     let mut state = shared.lock();
     state.queue.deliveries.retain(|d| {
@@ -340,7 +343,7 @@ fn modify_ack_deadline(shared: &Shared, request: AckRequest) -> Result<Value, Go
         )));
     }
     if request.ack_ids.is_empty() {
-        return Err(GoogleError::invalid_argument("No ack ids specified."));
+        return Err(GoogleError::invalid_argument(NO_ACK_IDS));
     }
     let visible_at = shared.clock.now() + Duration::seconds(seconds);
     let mut state = shared.lock();
