@@ -9,6 +9,11 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
+use self::EntitlementState::{
+    EntitlementActivationRequested as Requested, EntitlementActive as Active,
+    EntitlementPendingCancellation as PendingCancellation,
+    EntitlementPendingPlanChangeApproval as PendingPlanChange,
+};
 use super::{
     Shared, State,
     events::{account_event, entitlement_event, fields},
@@ -244,12 +249,6 @@ fn transition(
     entitlement_event(shared, state, event, &entitlement, extra);
     Ok(())
 }
-
-use EntitlementState::{
-    EntitlementActivationRequested as Requested, EntitlementActive as Active,
-    EntitlementPendingCancellation as PendingCancellation,
-    EntitlementPendingPlanChangeApproval as PendingPlanChange,
-};
 
 /// ACTIVE → PENDING_PLAN_CHANGE_APPROVAL, ENTITLEMENT_PLAN_CHANGE_REQUESTED with `newPlan`.
 pub(crate) fn request_plan_change(
