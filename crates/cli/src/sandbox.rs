@@ -7,6 +7,7 @@ use marketlink_core::Clock;
 use marketlink_sandbox::{
     aws::{AwsSandbox, AwsSandboxConfig},
     azure::{AzureSandbox, AzureSandboxConfig, AzureSandboxHandle},
+    gcp::{GcpSandbox, GcpSandboxConfig},
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,8 @@ pub struct VendorUrls {
     pub aws_sns: Option<String>,
     pub azure_landing: String,
     pub azure_webhook: String,
+    /// Where Google's buyer page POSTs `x-gcp-marketplace-token`.
+    pub gcp_signup: String,
 }
 
 impl VendorUrls {
@@ -35,6 +38,7 @@ impl VendorUrls {
             aws_sns: Some(format!("{base}/aws/sns")),
             azure_landing: format!("{base}/azure/landing"),
             azure_webhook: format!("{base}/azure/webhook"),
+            gcp_signup: format!("{base}/gcp/signup"),
         }
     }
 }
@@ -142,4 +146,60 @@ pub fn azure_provider_config(
     sign_in.graph_base = sandbox.graph_base();
     config.sign_in = Some(sign_in);
     config
+}
+
+/// A running Google Cloud Marketplace sandbox.
+pub struct RunningGcp {
+    pub sandbox: GcpSandbox,
+    pub base_url: String,
+    pub task: JoinHandle<()>,
+}
+
+/// The Google sandbox scenario from a TOML file, or the built-in one.
+pub fn gcp_scenario(scenario: Option<&Path>) -> anyhow::Result<GcpSandboxConfig> {
+    Ok(match scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read Google sandbox scenario {}", path.display())
+            })?;
+            GcpSandboxConfig::from_toml_str(&text)
+                .with_context(|| format!("invalid Google sandbox scenario {}", path.display()))?
+        }
+        None => GcpSandboxConfig::default(),
+    })
+}
+
+/// Serves the Google sandbox on `bind` (plain HTTP), its buyer page sending buyers to the
+/// vendor's sign-up URL. Pub/Sub stays a pull subscription unless the scenario names a push
+/// endpoint.
+pub async fn start_gcp(
+    bind: SocketAddr,
+    mut config: GcpSandboxConfig,
+    vendor: &VendorUrls,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningGcp> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} for the Google sandbox"))?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    config.public_base_url = base_url.clone();
+    if config.signup_url.is_none() {
+        config.signup_url = Some(vendor.gcp_signup.clone());
+    }
+    let sandbox = GcpSandbox::new(config, clock)?;
+    let router = sandbox.router();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "Google sandbox stopped");
+        }
+    });
+    Ok(RunningGcp {
+        sandbox,
+        base_url,
+        task,
+    })
 }

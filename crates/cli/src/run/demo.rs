@@ -71,6 +71,10 @@ pub struct SandboxArgs {
     pub aws_scenario: Option<PathBuf>,
     pub azure_bind: std::net::SocketAddr,
     pub azure_scenario: Option<PathBuf>,
+    pub gcp_bind: std::net::SocketAddr,
+    pub gcp_scenario: Option<PathBuf>,
+    /// Where to write the Google sandbox's service account key file.
+    pub gcp_key_file: Option<PathBuf>,
     pub vendor_url: String,
 }
 
@@ -90,7 +94,15 @@ pub async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         args.azure_bind,
         sandbox::azure_scenario(args.azure_scenario.as_deref())?,
         &vendor,
+        clock.clone(),
+    )
+    .await?;
+    let gcp = sandbox::start_gcp(
+        args.gcp_bind,
+        sandbox::gcp_scenario(args.gcp_scenario.as_deref())?,
+        &vendor,
         clock,
+        shutdown.clone(),
     )
     .await?;
     println!("AWS Marketplace sandbox on {}", aws.base_url);
@@ -105,9 +117,34 @@ pub async fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         "  CA certificate to trust: {}/sandbox/ca.pem",
         azure.base_url
     );
+    print_gcp(&gcp, args.gcp_key_file.as_deref())?;
     println!("Press Ctrl-C to stop.");
     shutdown.cancelled().await;
     let _ = aws.task.await;
+    let _ = gcp.task.await;
     azure.shutdown().await;
+    Ok(())
+}
+
+fn print_gcp(gcp: &sandbox::RunningGcp, key_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config = gcp.sandbox.config();
+    println!("Google Cloud Marketplace sandbox on {}", gcp.base_url);
+    println!("  buyer page:  {}/sandbox/gcp/buyer", gcp.base_url);
+    println!(
+        "  provider:    {} (product {})",
+        config.provider_id, config.product_domain
+    );
+    println!("  Pub/Sub:     {}", config.subscription_name());
+    match key_file {
+        Some(path) => {
+            std::fs::write(path, gcp.sandbox.service_account_key_json()?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("  service account key file: {}", path.display());
+        }
+        None => println!(
+            "  service account: {} (--gcp-key-file writes its key file)",
+            config.service_account_email
+        ),
+    }
     Ok(())
 }
