@@ -86,14 +86,14 @@ fn read_key_file(
     })
 }
 
-/// An unreachable token endpoint is retried later; a refused grant needs an operator.
+/// A refused grant needs an operator; anything else (connection refused, a broken answer)
+/// is retried later. `gcp_auth` reports every non-2xx answer as one `Str` error, so a 5xx of
+/// the token endpoint reads as a refusal here (the inbox retries `Configuration` anyway).
 fn token_error(error: gcp_auth::Error) -> ProviderError {
     match error {
-        gcp_auth::Error::Http(..) | gcp_auth::Error::Io(..) => {
-            ProviderError::retryable(format!("Google token endpoint unreachable: {error}"))
-        }
-        other => ProviderError::Configuration(format!(
-            "Google refused the service account's token request: {other}"
+        gcp_auth::Error::Str(_) => ProviderError::Configuration(format!(
+            "Google refused the service account's token request: {error}"
         )),
+        other => ProviderError::retryable(format!("Google token endpoint unreachable: {other}")),
     }
 }
