@@ -3,3 +3,4 @@ mod common;
 mod google;
 mod keys;
 mod signup;
+mod lifecycle;
