@@ -4,3 +4,4 @@ mod google;
 mod keys;
 mod signup;
 mod lifecycle;
+mod notifications;
