@@ -23,7 +23,6 @@ pub struct Harness {
     pub world: Shared,
     pub clock: ManualClock,
     pub provider: GcpProvider,
-    pub base: String,
     _dir: tempfile::TempDir,
 }
 
@@ -73,7 +72,6 @@ impl Harness {
             world,
             clock,
             provider,
-            base,
             _dir: dir,
         }
     }
@@ -90,7 +88,11 @@ impl Harness {
             "state": "ACCOUNT_ACTIVE",
             "approvals": [{"name": "signup", "state": state}],
         });
-        self.world.lock().unwrap().accounts.insert(id.into(), account);
+        self.world
+            .lock()
+            .unwrap()
+            .accounts
+            .insert(id.into(), account);
     }
 
     pub fn add_entitlement(&self, id: &str, account: &str, state: &str) {
@@ -106,15 +108,27 @@ impl Harness {
             "createTime": "2026-03-02T09:00:00Z",
             "updateTime": "2026-03-02T09:30:00Z",
         });
-        self.world.lock().unwrap().entitlements.insert(id.into(), entitlement);
+        self.world
+            .lock()
+            .unwrap()
+            .entitlements
+            .insert(id.into(), entitlement);
     }
 
     pub fn set(&self, entitlement: &str, field: &str, value: Value) {
-        self.world.lock().unwrap().entitlements.get_mut(entitlement).unwrap()[field] = value;
+        self.world
+            .lock()
+            .unwrap()
+            .entitlements
+            .get_mut(entitlement)
+            .unwrap()[field] = value;
     }
 
     pub fn entitlement_state(&self, id: &str) -> String {
-        self.world.lock().unwrap().entitlements[id]["state"].as_str().unwrap().to_owned()
+        self.world.lock().unwrap().entitlements[id]["state"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Google's sign-up claims for `account`, to be altered by a test.
@@ -124,7 +138,11 @@ impl Harness {
     }
 
     pub fn sign_up_token(&self, account: &str) -> String {
-        keys::sign(keys::commerce(), &keys::commerce().kid, &self.sign_up_claims(account))
+        keys::sign(
+            keys::commerce(),
+            &keys::commerce().kid,
+            &self.sign_up_claims(account),
+        )
     }
 
     /// A push request as Pub/Sub sends it, with a valid OIDC token unless `claims` replaces it.

@@ -35,6 +35,7 @@ pub struct World {
     /// Answer every Procurement call with this status once.
     pub fail_next: Option<StatusCode>,
     pub calls: Vec<String>,
+    pub key_fetches: usize,
 }
 
 pub type Shared = Arc<Mutex<World>>;
@@ -45,12 +46,20 @@ fn google_error(status: StatusCode, name: &str, message: &str) -> Response {
 }
 
 /// Checks the bearer token and the failure to inject; records the call.
+#[expect(clippy::result_large_err, reason = "the early answer of a test server")]
 fn gate(world: &Shared, headers: &HeaderMap, call: String) -> Result<(), Response> {
     let mut w = world.lock().unwrap();
     w.calls.push(call);
-    let bearer = headers.get("authorization").and_then(|h| h.to_str().ok()).unwrap_or("");
+    let bearer = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     if !bearer.starts_with("Bearer tok-") {
-        return Err(google_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "no token"));
+        return Err(google_error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "no token",
+        ));
     }
     if let Some(status) = w.fail_next.take() {
         return Err(google_error(status, "INJECTED", "injected failure"));
@@ -61,12 +70,33 @@ fn gate(world: &Shared, headers: &HeaderMap, call: String) -> Result<(), Respons
 pub fn router(world: Shared) -> Router {
     Router::new()
         .route("/token", post(token))
-        .route("/keys/signup", get(|| async { Json(keys::key_map(keys::commerce())) }))
-        .route("/keys/oidc", get(|| async { Json(keys::key_map(keys::oidc())) }))
-        .route("/v1/providers/{p}/accounts/{rest}", get(account).post(account_action))
+        .route(
+            "/keys/signup",
+            get(|State(w): State<Shared>| async move {
+                w.lock().unwrap().key_fetches += 1;
+                Json(keys::key_map(keys::commerce()))
+            }),
+        )
+        .route(
+            "/keys/oidc",
+            get(|State(w): State<Shared>| async move {
+                w.lock().unwrap().key_fetches += 1;
+                Json(keys::key_map(keys::oidc()))
+            }),
+        )
+        .route(
+            "/v1/providers/{p}/accounts/{rest}",
+            get(account).post(account_action),
+        )
         .route("/v1/providers/{p}/entitlements", get(list_entitlements))
-        .route("/v1/providers/{p}/entitlements/{rest}", get(entitlement).post(entitlement_action))
-        .route("/v1/projects/{proj}/subscriptions/{rest}", post(pubsub).get(subscription))
+        .route(
+            "/v1/providers/{p}/entitlements/{rest}",
+            get(entitlement).post(entitlement_action),
+        )
+        .route(
+            "/v1/projects/{proj}/subscriptions/{rest}",
+            post(pubsub).get(subscription),
+        )
         .route("/v1/services/{rest}", post(service_control))
         .with_state(world)
 }
@@ -76,22 +106,35 @@ async fn token(State(world): State<Shared>, Form(form): Form<HashMap<String, Str
     let grant_ok = form.get("grant_type").map(String::as_str)
         == Some("urn:ietf:params:oauth:grant-type:jwt-bearer");
     if w.refuse_tokens || !grant_ok || !form.contains_key("assertion") {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant"})),
+        )
+            .into_response();
     }
     w.tokens_issued += 1;
     let token = format!("tok-{}", w.tokens_issued);
     Json(json!({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})).into_response()
 }
 
+#[expect(clippy::result_large_err, reason = "the early answer of a test server")]
 fn provider_ok(p: &str) -> Result<(), Response> {
     if p == PROVIDER {
         Ok(())
     } else {
-        Err(google_error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "The caller does not have permission"))
+        Err(google_error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "The caller does not have permission",
+        ))
     }
 }
 
-async fn account(State(world): State<Shared>, headers: HeaderMap, Path((p, id)): Path<(String, String)>) -> Response {
+async fn account(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((p, id)): Path<(String, String)>,
+) -> Response {
     if let Err(r) = gate(&world, &headers, format!("GET account {id}")).and(provider_ok(&p)) {
         return r;
     }
@@ -118,7 +161,11 @@ async fn account_action(
         return google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such account");
     };
     if body["approvalName"] != "signup" {
-        return google_error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", "ambiguous approval");
+        return google_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+            "ambiguous approval",
+        );
     }
     account["approvals"] = json!([{"name": "signup", "state": "APPROVED"}]);
     Json(json!({})).into_response()
@@ -148,7 +195,11 @@ async fn list_entitlements(
     Json(json!({"entitlements": list})).into_response()
 }
 
-async fn entitlement(State(world): State<Shared>, headers: HeaderMap, Path((p, id)): Path<(String, String)>) -> Response {
+async fn entitlement(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((p, id)): Path<(String, String)>,
+) -> Response {
     if let Err(r) = gate(&world, &headers, format!("GET entitlement {id}")).and(provider_ok(&p)) {
         return r;
     }
@@ -164,7 +215,8 @@ async fn entitlement_action(
     Path((p, rest)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(r) = gate(&world, &headers, format!("POST entitlement {rest}")).and(provider_ok(&p)) {
+    if let Err(r) = gate(&world, &headers, format!("POST entitlement {rest}")).and(provider_ok(&p))
+    {
         return r;
     }
     let Some((id, verb)) = rest.split_once(':') else {
@@ -176,18 +228,34 @@ async fn entitlement_action(
         return google_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such entitlement");
     };
     let state = e["state"].as_str().unwrap_or("").to_owned();
-    let wrong = || google_error(StatusCode::BAD_REQUEST, "FAILED_PRECONDITION", "wrong state");
+    let wrong = || {
+        google_error(
+            StatusCode::BAD_REQUEST,
+            "FAILED_PRECONDITION",
+            "wrong state",
+        )
+    };
     match verb {
         "approve" => {
-            let account_id = e["account"].as_str().unwrap_or("").rsplit('/').next().unwrap_or("").to_owned();
-            let approved = accounts.get(&account_id).is_some_and(|a| a["approvals"][0]["state"] == "APPROVED");
+            let account_id = e["account"]
+                .as_str()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            let approved = accounts
+                .get(&account_id)
+                .is_some_and(|a| a["approvals"][0]["state"] == "APPROVED");
             if state != "ENTITLEMENT_ACTIVATION_REQUESTED" || !approved {
                 return wrong();
             }
             e["state"] = json!("ENTITLEMENT_ACTIVE");
         }
         "approvePlanChange" | "rejectPlanChange" => {
-            if state != "ENTITLEMENT_PENDING_PLAN_CHANGE_APPROVAL" || body["pendingPlanName"] != e["newPendingPlan"] {
+            if state != "ENTITLEMENT_PENDING_PLAN_CHANGE_APPROVAL"
+                || body["pendingPlanName"] != e["newPendingPlan"]
+            {
                 return wrong();
             }
             if verb == "approvePlanChange" {
@@ -201,7 +269,11 @@ async fn entitlement_action(
     Json(json!({})).into_response()
 }
 
-async fn subscription(State(world): State<Shared>, headers: HeaderMap, Path((proj, sub)): Path<(String, String)>) -> Response {
+async fn subscription(
+    State(world): State<Shared>,
+    headers: HeaderMap,
+    Path((proj, sub)): Path<(String, String)>,
+) -> Response {
     if let Err(r) = gate(&world, &headers, "GET subscription".into()) {
         return r;
     }
@@ -248,10 +320,22 @@ async fn service_control(
     let mut w = world.lock().unwrap();
     if rest.ends_with(":check") {
         let consumer = &body["operation"]["consumerId"];
-        let known = w.entitlements.values().any(|e| &e["usageReportingId"] == consumer);
-        let code = w.check_error.clone().or((!known).then(|| "CONSUMER_INVALID".to_owned()));
-        let errors: Vec<Value> = code.into_iter().map(|c| json!({"code": c, "detail": "fake"})).collect();
-        return Json(json!({"checkErrors": errors, "operationId": body["operation"]["operationId"]})).into_response();
+        let known = w
+            .entitlements
+            .values()
+            .any(|e| &e["usageReportingId"] == consumer);
+        let code = w
+            .check_error
+            .clone()
+            .or((!known).then(|| "CONSUMER_INVALID".to_owned()));
+        let errors: Vec<Value> = code
+            .into_iter()
+            .map(|c| json!({"code": c, "detail": "fake"}))
+            .collect();
+        return Json(
+            json!({"checkErrors": errors, "operationId": body["operation"]["operationId"]}),
+        )
+        .into_response();
     }
     w.report_calls += 1;
     let mut errors = Vec::new();

@@ -16,8 +16,12 @@ pub struct Signer {
 fn make(kid: &str) -> Signer {
     let mut rng = rand::thread_rng();
     let key = RsaPrivateKey::new(&mut rng, 2048).unwrap();
-    let private_pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap().to_string();
-    let pair = rcgen::KeyPair::from_pem_and_sign_algo(&private_pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let private_pem = key
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap()
+        .to_string();
+    let pair =
+        rcgen::KeyPair::from_pem_and_sign_algo(&private_pem, &rcgen::PKCS_RSA_SHA256).unwrap();
     let cert = rcgen::CertificateParams::new(vec!["test.example".into()])
         .unwrap()
         .self_signed(&pair)
@@ -32,7 +36,14 @@ fn make(kid: &str) -> Signer {
 /// Google's sign-up key, another key Google never published, the OIDC key, the service account.
 pub fn signers() -> &'static [Signer; 4] {
     static KEYS: OnceLock<[Signer; 4]> = OnceLock::new();
-    KEYS.get_or_init(|| [make("commerce-1"), make("forger"), make("oidc-1"), make("sa-key")])
+    KEYS.get_or_init(|| {
+        [
+            make("commerce-1"),
+            make("forger"),
+            make("oidc-1"),
+            make("sa-key"),
+        ]
+    })
 }
 
 pub fn commerce() -> &'static Signer {

@@ -2,6 +2,7 @@
 mod common;
 mod google;
 mod keys;
-mod signup;
 mod lifecycle;
 mod notifications;
+mod signup;
+mod usage;

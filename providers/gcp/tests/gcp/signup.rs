@@ -15,14 +15,21 @@ async fn a_verified_sign_up_resolves_to_the_pending_entitlement() {
     h.add_account("acc-1", false);
     h.add_entitlement("ent-old", "acc-1", "ENTITLEMENT_CANCELLED");
     h.add_entitlement("ent-1", "acc-1", "ENTITLEMENT_ACTIVATION_REQUESTED");
-    let purchase = h.provider.resolve(&token(h.sign_up_token("acc-1"))).await.unwrap();
+    let purchase = h
+        .provider
+        .resolve(&token(h.sign_up_token("acc-1")))
+        .await
+        .unwrap();
     assert_eq!(purchase.subscription.external_id, "ent-1");
     assert_eq!(purchase.subscription.customer_id, "acc-1");
     assert_eq!(purchase.subscription.product_code, super::common::SERVICE);
     assert_eq!(purchase.plan_id.unwrap().as_str(), "basic");
     assert_eq!(purchase.aliases[0].value, "order-ent-1");
     // Verified is not approved: approval waits for our tenant (activate).
-    assert_eq!(h.entitlement_state("ent-1"), "ENTITLEMENT_ACTIVATION_REQUESTED");
+    assert_eq!(
+        h.entitlement_state("ent-1"),
+        "ENTITLEMENT_ACTIVATION_REQUESTED"
+    );
 }
 
 #[tokio::test]
@@ -57,15 +64,30 @@ async fn forged_tampered_and_misaddressed_tokens_are_refused() {
     for (what, jwt) in [
         ("forged", forged),
         ("unknown kid", unknown_kid),
-        ("wrong audience", keys::sign(keys::commerce(), &keys::commerce().kid, &wrong_aud)),
-        ("wrong issuer", keys::sign(keys::commerce(), &keys::commerce().kid, &wrong_iss)),
-        ("no sub", keys::sign(keys::commerce(), &keys::commerce().kid, &no_sub)),
-        ("lives an hour", keys::sign(keys::commerce(), &keys::commerce().kid, &long_lived)),
+        (
+            "wrong audience",
+            keys::sign(keys::commerce(), &keys::commerce().kid, &wrong_aud),
+        ),
+        (
+            "wrong issuer",
+            keys::sign(keys::commerce(), &keys::commerce().kid, &wrong_iss),
+        ),
+        (
+            "no sub",
+            keys::sign(keys::commerce(), &keys::commerce().kid, &no_sub),
+        ),
+        (
+            "lives an hour",
+            keys::sign(keys::commerce(), &keys::commerce().kid, &long_lived),
+        ),
         ("tampered", tampered),
         ("not a JWT", "garbage".into()),
     ] {
         let refused = h.provider.resolve(&token(jwt)).await;
-        assert!(matches!(refused, Err(ProviderError::InvalidToken(_))), "{what}: {refused:?}");
+        assert!(
+            matches!(refused, Err(ProviderError::InvalidToken(_))),
+            "{what}: {refused:?}"
+        );
     }
     // None of them reached Procurement.
     assert!(h.world.lock().unwrap().calls.is_empty());
@@ -78,20 +100,32 @@ async fn an_expired_token_is_expired_and_skew_is_allowed() {
     h.add_entitlement("ent-1", "acc-1", "ENTITLEMENT_ACTIVATION_REQUESTED");
     let jwt = h.sign_up_token("acc-1");
     h.clock.advance(Duration::seconds(330));
-    assert!(h.provider.resolve(&token(jwt.clone())).await.is_ok(), "within the minute of skew");
+    assert!(
+        h.provider.resolve(&token(jwt.clone())).await.is_ok(),
+        "within the minute of skew"
+    );
     h.clock.advance(Duration::seconds(60));
     let refused = h.provider.resolve(&token(jwt)).await;
-    assert!(matches!(refused, Err(ProviderError::ExpiredToken(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(ProviderError::ExpiredToken(_))),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_account_or_no_entitlement_yet() {
     let h = Harness::start().await;
     let refused = h.provider.resolve(&token(h.sign_up_token("acc-x"))).await;
-    assert!(matches!(refused, Err(ProviderError::InvalidToken(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(ProviderError::InvalidToken(_))),
+        "{refused:?}"
+    );
     h.add_account("acc-x", false);
     let later = h.provider.resolve(&token(h.sign_up_token("acc-x"))).await;
-    assert!(later.as_ref().is_err_and(ProviderError::is_retryable), "{later:?}");
+    assert!(
+        later.as_ref().is_err_and(ProviderError::is_retryable),
+        "{later:?}"
+    );
 }
 
 #[tokio::test]
