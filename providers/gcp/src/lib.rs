@@ -18,6 +18,8 @@ mod auth;
 pub mod config;
 mod diagnose;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod keys;
 pub mod model;
