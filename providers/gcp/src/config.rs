@@ -8,9 +8,12 @@ use serde::Deserialize;
 /// published as `{kid: PEM certificate}` (gcp.md §1, S1/S2).
 pub const SIGNUP_ISSUER: &str = "https://www.googleapis.com/robot/v1/metadata/x509/cloud-commerce-partner@system.gserviceaccount.com";
 
-/// Google's OAuth certificates in the same `{kid: PEM certificate}` form, which sign the OIDC
-/// tokens of Pub/Sub push (S17).
-pub const GOOGLE_OIDC_CERTS: &str = "https://www.googleapis.com/oauth2/v1/certs";
+/// Google's OAuth JWK set, which signs the OIDC tokens of Pub/Sub push (gcp.md §2, S17). The
+/// `{kid: PEM}` form at `oauth2/v1/certs` is read as well.
+pub const GOOGLE_OIDC_CERTS: &str = "https://www.googleapis.com/oauth2/v3/certs";
+
+/// The push token's `iss` (S17): Google writes either form.
+pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,6 +56,9 @@ pub struct PushConfig {
     pub audience: String,
     /// The `--push-auth-service-account` of the subscription.
     pub service_account_email: String,
+    /// The token's issuer; absent: Google's ([`GOOGLE_ISSUERS`]). The sandbox names its own.
+    #[serde(default)]
+    pub issuer: Option<String>,
 }
 
 impl Default for GcpConfig {

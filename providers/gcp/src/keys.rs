@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use jsonwebtoken::DecodingKey;
+use jsonwebtoken::{DecodingKey, jwk::JwkSet};
 use marketlink_core::{Clock, ProviderError};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
@@ -93,11 +93,21 @@ impl KeyCache {
     }
 }
 
-/// `{kid: "-----BEGIN CERTIFICATE-----..."}`: the RSA key of each certificate.
+/// Either of Google's two forms: `{kid: "-----BEGIN CERTIFICATE-----..."}` (the x509 URLs,
+/// `oauth2/v1/certs`) or a JWK set `{"keys":[{kid, n, e}]}` (the jwk URLs, `oauth2/v3/certs`).
 pub(crate) fn parse_key_map(body: &[u8]) -> Result<HashMap<String, DecodingKey>, ProviderError> {
-    let map: HashMap<String, String> = serde_json::from_slice(body).map_err(|e| {
-        ProviderError::retryable(format!("key map is not a JSON object of strings: {e}"))
-    })?;
+    let unreadable =
+        |e: serde_json::Error| ProviderError::retryable(format!("unreadable key map: {e}"));
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(unreadable)?;
+    if value.get("keys").is_some() {
+        let set: JwkSet = serde_json::from_value(value).map_err(unreadable)?;
+        return Ok(set
+            .keys
+            .iter()
+            .filter_map(|jwk| Some((jwk.common.key_id.clone()?, DecodingKey::from_jwk(jwk).ok()?)))
+            .collect());
+    }
+    let map: HashMap<String, String> = serde_json::from_value(value).map_err(unreadable)?;
     let mut keys = HashMap::new();
     for (kid, pem) in map {
         match DecodingKey::from_rsa_pem(pem.as_bytes()) {

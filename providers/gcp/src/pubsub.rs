@@ -14,11 +14,10 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{GcpProvider, PULL_CHANNEL, PUSH_CHANNEL};
+use crate::{GcpProvider, PULL_CHANNEL, PUSH_CHANNEL, config::GOOGLE_ISSUERS};
 
 /// A Procurement message is a few hundred bytes; Pub/Sub's own limit is 10 MB.
 const MAX_MESSAGE: usize = 64 * 1024;
-const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct PubsubMessage {
@@ -159,7 +158,10 @@ impl GcpProvider {
         validation.validate_exp = false;
         validation.required_spec_claims = HashSet::from(["iss", "aud", "exp"].map(String::from));
         validation.set_audience(&[push.audience.as_str()]);
-        validation.set_issuer(&GOOGLE_ISSUERS);
+        match &push.issuer {
+            Some(issuer) => validation.set_issuer(&[issuer.as_str()]),
+            None => validation.set_issuer(&GOOGLE_ISSUERS),
+        }
         let claims = jsonwebtoken::decode::<OidcClaims>(token, &key, &validation)
             .map_err(|e| unauthenticated(format!("push token refused: {e}")))?
             .claims;

@@ -61,6 +61,7 @@ impl Harness {
             push: Some(PushConfig {
                 audience: PUSH_AUDIENCE.into(),
                 service_account_email: PUSH_ACCOUNT.into(),
+                issuer: None,
             }),
             subscription: Some(SUBSCRIPTION.into()),
             ..GcpConfig::default()

@@ -81,7 +81,8 @@ pub fn router(world: Shared) -> Router {
             "/keys/oidc",
             get(|State(w): State<Shared>| async move {
                 w.lock().unwrap().key_fetches += 1;
-                Json(keys::key_map(keys::oidc()))
+                // Google's v3 form, a JWK set (the sign-up keys above are the x509 form).
+                Json(keys::jwks(keys::oidc()))
             }),
         )
         .route(

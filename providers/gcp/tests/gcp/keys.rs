@@ -3,8 +3,13 @@
 
 use std::sync::OnceLock;
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::{RsaPrivateKey, pkcs8::EncodePrivateKey};
+use rsa::{
+    RsaPrivateKey,
+    pkcs8::{DecodePrivateKey, EncodePrivateKey},
+    traits::PublicKeyParts,
+};
 use serde_json::{Value, json};
 
 pub struct Signer {
@@ -73,4 +78,12 @@ pub fn sign(signer: &Signer, kid: &str, claims: &Value) -> String {
 /// The `{kid: PEM}` map Google serves for `signer`.
 pub fn key_map(signer: &Signer) -> Value {
     json!({ signer.kid.clone(): signer.cert_pem })
+}
+
+/// The JWK set form (`oauth2/v3/certs`) of `signer`'s public key.
+pub fn jwks(signer: &Signer) -> Value {
+    let key = RsaPrivateKey::from_pkcs8_pem(&signer.private_pem).unwrap();
+    let n = URL_SAFE_NO_PAD.encode(key.n().to_bytes_be());
+    let e = URL_SAFE_NO_PAD.encode(key.e().to_bytes_be());
+    json!({"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": signer.kid, "n": n, "e": e}]})
 }
