@@ -82,10 +82,9 @@ pub(crate) fn report_outcome(status: &Value) -> UsageOutcome {
         .unwrap_or_default()
         .to_owned();
     match code {
-        // ALREADY_EXISTS: this operation id is already held.
-        6 => UsageOutcome::AlreadyAccepted {
-            marketplace_id: None,
-        },
+        // ALREADY_EXISTS: the operation id, which names the hour, was reported with other
+        // content (an identical resend is accepted silently).
+        6 => UsageOutcome::QuantityMismatch { detail },
         // CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, INTERNAL, UNAVAILABLE
         1 | 2 | 4 | 8 | 10 | 13 | 14 => UsageOutcome::Retry { detail },
         // NOT_FOUND, FAILED_PRECONDITION: the consumer is not (or no longer) served.

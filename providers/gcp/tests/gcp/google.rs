@@ -346,8 +346,19 @@ async fn service_control(
             errors.push(json!({"operationId": id, "status": status}));
             continue;
         }
-        // An identical resend of an operation is a no-op (gcp.md §4 [U]).
-        w.reported.entry(id).or_insert_with(|| op.clone());
+        // An identical resend of an operation is a no-op (gcp.md §4 [U]); other content under
+        // the same id is refused as the sandbox does (ALREADY_EXISTS).
+        match w.reported.get(&id) {
+            Some(first) if first != op => {
+                errors.push(
+                    json!({"operationId": id, "status": {"code": 6, "message": "other content"}}),
+                );
+            }
+            Some(_) => {}
+            None => {
+                w.reported.insert(id, op.clone());
+            }
+        }
     }
     Json(json!({"reportErrors": errors, "serviceConfigId": "cfg-1"})).into_response()
 }

@@ -105,9 +105,23 @@ async fn a_resend_is_one_operation_at_google() {
         .report_usage(std::slice::from_ref(&r))
         .await
         .unwrap();
-    let again = h.provider.report_usage(&[r]).await.unwrap();
+    let again = h
+        .provider
+        .report_usage(std::slice::from_ref(&r))
+        .await
+        .unwrap();
     assert!(again[0].is_delivered());
     assert_eq!(h.world.lock().unwrap().reported.len(), 1);
+    // The same hour with another quantity is not billed twice: a discrepancy.
+    let changed = UsageRecord {
+        quantity: Quantity::from_units(8),
+        ..r
+    };
+    let outcomes = h.provider.report_usage(&[changed]).await.unwrap();
+    assert!(
+        matches!(outcomes[0], UsageOutcome::QuantityMismatch { .. }),
+        "{outcomes:?}"
+    );
 }
 
 #[tokio::test]
