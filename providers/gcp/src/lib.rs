@@ -9,7 +9,8 @@
 //! - `pubsub`: push (OIDC bearer) and pull (REST `:pull` / `:acknowledge`) of Procurement's
 //!   pointer messages; `events` re-reads the resource and maps (eventType, state) to events;
 //! - `usage`: Service Control `services.check` then `services.report`;
-//! - `auth` + `http`: the service account's token (`gcp_auth`) and Google's error shape.
+//! - `auth` + `http`: the service account's token (key file: JWT-bearer grant; otherwise ADC
+//!   through `gcp_auth`) and Google's error shape.
 //!
 //! Facts and sources: /work/shared/specs/gcp.md (section and S# tags in the comments).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -79,6 +80,8 @@ impl GcpProvider {
         let credentials = auth::Credentials::new(
             config.credentials_file.as_deref(),
             config.token_url.as_deref(),
+            http.clone(),
+            clock.clone(),
         )?;
         let ttl = Duration::seconds(i64::try_from(config.keys_cache_secs).unwrap_or(3600));
         Ok(Self {

@@ -106,7 +106,23 @@ async fn token(State(world): State<Shared>, Form(form): Form<HashMap<String, Str
     let mut w = world.lock().unwrap();
     let grant_ok = form.get("grant_type").map(String::as_str)
         == Some("urn:ietf:params:oauth:grant-type:jwt-bearer");
-    if w.refuse_tokens || !grant_ok || !form.contains_key("assertion") {
+    // The assertion: signed by the service account's key, for the token endpoint, one hour.
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(keys::service_account().cert_pem.as_bytes())
+        .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    let assertion = form
+        .get("assertion")
+        .and_then(|a| jsonwebtoken::decode::<Value>(a, &key, &validation).ok())
+        .map(|data| data.claims);
+    let assertion_ok = assertion.is_some_and(|c| {
+        c["iss"] == "procurement@vendor.iam.gserviceaccount.com"
+            && c["aud"].as_str().is_some_and(|a| a.ends_with("/token"))
+            && c["scope"] == "https://www.googleapis.com/auth/cloud-platform"
+            && c["exp"].as_i64().unwrap_or(0) - c["iat"].as_i64().unwrap_or(0) <= 3600
+    });
+    if w.refuse_tokens || !grant_ok || !assertion_ok {
         return (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": "invalid_grant"})),

@@ -94,6 +94,23 @@ async fn a_provider_id_google_does_not_grant_is_a_configuration_problem() {
 }
 
 #[tokio::test]
+async fn the_access_token_is_reused_until_near_its_expiry_by_our_clock() {
+    let h = Harness::start().await;
+    h.add_account("acc-1", true);
+    for _ in 0..3 {
+        h.provider.account("acc-1").await.unwrap();
+    }
+    assert_eq!(h.world.lock().unwrap().tokens_issued, 1);
+    h.clock.advance(time::Duration::minutes(56));
+    h.provider.account("acc-1").await.unwrap();
+    assert_eq!(
+        h.world.lock().unwrap().tokens_issued,
+        2,
+        "renewed five minutes before expiry"
+    );
+}
+
+#[tokio::test]
 async fn a_refused_token_grant_is_a_configuration_problem() {
     let h = Harness::start().await;
     h.world.lock().unwrap().refuse_tokens = true;

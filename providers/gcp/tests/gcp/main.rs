@@ -4,5 +4,6 @@ mod google;
 mod keys;
 mod lifecycle;
 mod notifications;
+mod sandbox;
 mod signup;
 mod usage;
