@@ -5,5 +5,6 @@ mod keys;
 mod lifecycle;
 mod notifications;
 mod sandbox;
+mod sandbox_push;
 mod signup;
 mod usage;
