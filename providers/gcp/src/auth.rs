@@ -19,7 +19,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::http::{read_bounded, transport_error};
+use crate::body::{read_bounded, transport_error};
 
 /// The only scope the Partner Procurement API takes; it covers Pub/Sub and Service Control.
 const SCOPES: &[&str] = &["https://www.googleapis.com/auth/cloud-platform"];

@@ -10,7 +10,7 @@ use marketlink_core::{Clock, ProviderError};
 use time::{Duration, OffsetDateTime};
 use tokio::sync::Mutex;
 
-use crate::http::{read_bounded, transport_error};
+use crate::body::{read_bounded, transport_error};
 
 /// Unknown `kid`s may not make us hammer Google: one refetch a minute at most.
 const REFETCH_PAUSE: Duration = Duration::minutes(1);

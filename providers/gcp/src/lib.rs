@@ -16,6 +16,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod auth;
+mod body;
 pub mod config;
 mod diagnose;
 mod events;
