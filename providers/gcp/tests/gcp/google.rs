@@ -31,6 +31,8 @@ pub struct World {
     pub check_error: Option<String>,
     pub report_error: Option<Value>,
     pub refuse_tokens: bool,
+    /// The token endpoint answers this status (an outage) while set.
+    pub token_outage: Option<StatusCode>,
     pub tokens_issued: usize,
     /// Answer every Procurement call with this status once.
     pub fail_next: Option<StatusCode>,
@@ -104,6 +106,9 @@ pub fn router(world: Shared) -> Router {
 
 async fn token(State(world): State<Shared>, Form(form): Form<HashMap<String, String>>) -> Response {
     let mut w = world.lock().unwrap();
+    if let Some(status) = w.token_outage {
+        return (status, "unavailable").into_response();
+    }
     let grant_ok = form.get("grant_type").map(String::as_str)
         == Some("urn:ietf:params:oauth:grant-type:jwt-bearer");
     // The assertion: signed by the service account's key, for the token endpoint, one hour.

@@ -111,6 +111,25 @@ async fn the_access_token_is_reused_until_near_its_expiry_by_our_clock() {
 }
 
 #[tokio::test]
+async fn a_token_endpoint_outage_is_retried_later() {
+    let h = Harness::start().await;
+    h.world.lock().unwrap().token_outage = Some(StatusCode::SERVICE_UNAVAILABLE);
+    let outage = h.provider.entitlement("ent-1").await;
+    assert!(
+        outage.as_ref().is_err_and(ProviderError::is_retryable),
+        "{outage:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_key_file_nothing_is_probed_at_start() {
+    // ADC is looked up on first use only: building the provider makes no call at all.
+    let h = Harness::start_with(|c| c.credentials_file = None).await;
+    assert!(format!("{:?}", h.provider).contains("GcpProvider"));
+    assert_eq!(h.world.lock().unwrap().tokens_issued, 0);
+}
+
+#[tokio::test]
 async fn a_refused_token_grant_is_a_configuration_problem() {
     let h = Harness::start().await;
     h.world.lock().unwrap().refuse_tokens = true;

@@ -218,3 +218,31 @@ async fn forged_sign_ups_are_refused_and_doctor_is_green() {
     // gcp.pubsub reads the subscription (Pub/Sub subscriptions.get), which the sandbox does
     // not serve yet.
 }
+
+#[tokio::test]
+async fn duplicated_and_reordered_deliveries_keep_one_key_per_event() {
+    let w = start().await;
+    w.sandbox
+        .set_pubsub_chaos(marketlink_sandbox::gcp::PubSubChaos {
+            duplicate: true,
+            reorder: true,
+            ..Default::default()
+        });
+    w.sandbox.purchase(PurchaseRequest::plan("basic")).unwrap();
+    let mut keys = Vec::new();
+    for pulled in w.provider.pull(10).await.unwrap() {
+        keys.push(
+            w.provider
+                .authenticate(&pulled.message)
+                .await
+                .unwrap()
+                .dedup_key,
+        );
+        w.provider.ack(&pulled.receipt).await.unwrap();
+    }
+    let distinct: std::collections::BTreeSet<_> = keys.iter().collect();
+    assert!(
+        keys.len() > distinct.len(),
+        "every message came twice: {keys:?}"
+    );
+}
