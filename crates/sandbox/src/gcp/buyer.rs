@@ -238,6 +238,8 @@ fn transition(
     }
     let extra = change(entitlement, now);
     entitlement.update_time = timestamp(now);
+    // S8: `messageToUser` is "cleared automatically when the entitlement state changes".
+    entitlement.message_to_user = None;
     let entitlement = entitlement.clone();
     entitlement_event(shared, state, event, &entitlement, extra);
     Ok(())

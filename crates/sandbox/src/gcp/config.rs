@@ -49,6 +49,23 @@ pub struct GcpSandboxConfig {
     pub push_max_attempts: u32,
     /// Usage older than this (by `endTime`) is refused (S19: report within one hour).
     pub max_report_age_secs: i64,
+    /// Pub/Sub delivery chaos from the start (tests switch it with `set_pubsub_chaos`).
+    pub pubsub_chaos: PubSubChaos,
+}
+
+/// Delivery chaos, off by default. Pub/Sub is at-least-once and unordered, so a vendor must
+/// cope with all of these anyway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PubSubChaos {
+    /// Every message is delivered twice (same `messageId`, as a Pub/Sub redelivery).
+    pub duplicate: bool,
+    /// A new message goes ahead of the ones not yet delivered.
+    pub reorder: bool,
+    /// The next n messages are lost.
+    pub drop_next: u32,
+    /// The next message is held back this long.
+    pub delay_next_ms: u64,
 }
 
 impl Default for GcpSandboxConfig {
@@ -78,13 +95,14 @@ impl Default for GcpSandboxConfig {
             push_retry_delays_ms: vec![100, 200, 400, 800, 1600],
             push_max_attempts: 10,
             max_report_age_secs: 3600,
+            pubsub_chaos: PubSubChaos::default(),
         }
     }
 }
 
 impl GcpSandboxConfig {
     /// Parses a scenario file (TOML, keys as above in snake case).
-    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+    pub fn from_toml_str(text: &str) -> anyhow::Result<Self> {
         let config: Self = toml::from_str(text)?;
         config.validate()?;
         Ok(config)
@@ -135,5 +153,30 @@ impl GcpSandboxConfig {
             "projects/{}/subscriptions/{}",
             self.pubsub_project, self.pubsub_subscription
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_scenario_is_the_default() {
+        let text = include_str!("../../scenarios/gcp-default.toml");
+        let parsed = GcpSandboxConfig::from_toml_str(text).unwrap();
+        let default = GcpSandboxConfig::default();
+        assert_eq!(
+            toml::to_string(&parsed).unwrap(),
+            toml::to_string(&default).unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(GcpSandboxConfig::from_toml_str("ack_deadline_secs = 5").is_err());
+        assert!(GcpSandboxConfig::from_toml_str("public_base_url = \"ftp://x\"").is_err());
+        assert!(GcpSandboxConfig::from_toml_str("colour = \"red\"").is_err());
+        let chaos = GcpSandboxConfig::from_toml_str("[pubsub_chaos]\nduplicate = true").unwrap();
+        assert!(chaos.pubsub_chaos.duplicate);
     }
 }

@@ -59,9 +59,9 @@ use self::keys::{MarketplaceKeys, RsaKey};
 pub use self::{
     auth::{CLOUD_PLATFORM, ServiceAccountKey},
     buyer::{CancellationPolicy, PrivateOffer, Purchase, PurchaseRequest, SIGN_UP_ISSUER},
-    config::GcpSandboxConfig,
+    config::{GcpSandboxConfig, PubSubChaos},
     model::{Account, Approval, ApprovalState, Entitlement, EntitlementState},
-    pubsub::{PubSubChaos, PublishedMessage, PushAttempt},
+    pubsub::{PublishedMessage, PushAttempt},
     service_control::{InjectedCheckError, UsageRecord},
 };
 
@@ -123,12 +123,14 @@ impl GcpSandbox {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
+        let mut state = State::default();
+        state.queue.chaos = config.pubsub_chaos;
         let shared = Arc::new(Shared {
             config,
             clock,
             keys,
             account_key,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             http,
         });
         Ok(Self { shared })

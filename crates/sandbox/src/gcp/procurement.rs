@@ -363,6 +363,8 @@ fn approve(shared: &Arc<Shared>, id: &str) -> Result<Value, GoogleError> {
     };
     entitlement.state = EntitlementState::EntitlementActive;
     entitlement.update_time = now;
+    // S8: "cleared automatically when the entitlement state changes".
+    entitlement.message_to_user = None;
     let entitlement = entitlement.clone();
     entitlement_event(
         shared,
@@ -389,6 +391,8 @@ fn reject(shared: &Arc<Shared>, id: &str, reason: Option<String>) -> Result<Valu
     entitlement.state = EntitlementState::EntitlementCancelled;
     entitlement.cancellation_reason = Some(reason.unwrap_or_else(|| "unknown".into()));
     entitlement.update_time = now;
+    // S8: "cleared automatically when the entitlement state changes".
+    entitlement.message_to_user = None;
     let entitlement = entitlement.clone();
     entitlement_event(
         shared,
@@ -431,6 +435,8 @@ fn decide_plan_change(
     entitlement.state = EntitlementState::EntitlementActive;
     entitlement.new_pending_plan = None;
     entitlement.update_time = now;
+    // S8: "cleared automatically when the entitlement state changes".
+    entitlement.message_to_user = None;
     let event = if approve {
         entitlement.plan = pending_plan.clone();
         "ENTITLEMENT_PLAN_CHANGED"

@@ -23,6 +23,7 @@ use time::{Duration, OffsetDateTime};
 use super::{
     Shared,
     auth::authorize,
+    config::PubSubChaos,
     errors::{GoogleError, parse_body},
     model::timestamp,
 };
@@ -37,21 +38,6 @@ pub struct PublishedMessage {
     pub publish_time: OffsetDateTime,
     /// Dropped by the `drop_next` switch: never delivered.
     pub dropped: bool,
-}
-
-/// Delivery chaos, off by default. Pub/Sub is at-least-once and unordered, so a vendor must
-/// cope with all of these anyway.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PubSubChaos {
-    /// Every message is delivered twice (same `messageId`, as a Pub/Sub redelivery).
-    pub duplicate: bool,
-    /// A new message goes ahead of the ones not yet delivered.
-    pub reorder: bool,
-    /// The next n messages are lost.
-    pub drop_next: u32,
-    /// The next message is held back this long.
-    pub delay_next_ms: u64,
 }
 
 /// One push attempt.
