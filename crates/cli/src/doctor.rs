@@ -405,21 +405,16 @@ fn endpoints(config: &Config, providers: &[Arc<dyn MarketplaceProvider>]) -> Vec
 
 /// A Google listing's product code is the entitlement's `productExternalName`, the product's
 /// service name, which `[gcp] service_name` also holds (the sign-up JWT's `aud`).
-fn gcp_listing_problem(
-    config: &Config,
-    product: &impl std::fmt::Display,
-    product_code: &str,
-) -> Option<String> {
-    match &config.gcp {
-        None => Some(format!(
+fn gcp_listing_problem(config: &Config, product: &str, code: &str) -> Option<String> {
+    let Some(gcp) = &config.gcp else {
+        return Some(format!(
             "product {product} is listed on gcp but there is no [gcp] section"
-        )),
-        Some(gcp) if gcp.service_name != product_code => Some(format!(
-            "product {product} is listed on gcp as {product_code} but [gcp] service_name is {}: Google names the product by its service name",
-            gcp.service_name
-        )),
-        Some(_) => None,
-    }
+        ));
+    };
+    (gcp.service_name != code).then(|| format!(
+        "product {product} is listed on gcp as {code} but [gcp] service_name is {}: Google names the product by its service name",
+        gcp.service_name
+    ))
 }
 
 /// The catalog and the marketplace sections must name the same listings.
@@ -453,7 +448,7 @@ fn catalog(config: &Config) -> Vec<Diagnosis> {
             } else if m.as_str() == "gcp" {
                 problems.extend(gcp_listing_problem(
                     config,
-                    &product.id,
+                    product.id.as_str(),
                     &listing.product_code,
                 ));
             }
