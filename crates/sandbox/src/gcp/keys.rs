@@ -83,10 +83,14 @@ impl RsaKey {
     }
 
     /// Checks the RS256 signature only and returns the claims; lifetimes and audiences are the
-    /// caller's to check against the sandbox's clock.
+    /// caller's to check against the sandbox's clock. The header may leave `kid` out: Google
+    /// documents the service-account assertion's header as `{"alg":"RS256","typ":"JWT"}`
+    /// (developers.google.com/identity/protocols/oauth2/service-account#formingheader), so the
+    /// key's one key checks it; a `kid` that is sent must name this key.
     pub fn verify(&self, token: &str) -> Option<Value> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != Algorithm::RS256 || header.kid.as_deref() != Some(self.kid.as_str()) {
+        let kid_fits = header.kid.as_deref().is_none_or(|kid| kid == self.kid);
+        if header.alg != Algorithm::RS256 || !kid_fits {
             return None;
         }
         let mut validation = Validation::new(Algorithm::RS256);

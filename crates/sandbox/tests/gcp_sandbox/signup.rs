@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use marketlink_sandbox::gcp::{PurchaseRequest, SIGN_UP_ISSUER};
 use reqwest::StatusCode;
-use rsa::pkcs8::{EncodePublicKey, LineEnding};
+use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::{Value, json};
 use x509_cert::{
     Certificate,
@@ -186,6 +187,48 @@ async fn token_endpoint_checks_the_assertion() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"], "unsupported_grant_type");
+}
+
+/// Google's header for the assertion is `{"alg":"RS256","typ":"JWT"}`, without `kid`
+/// (developers.google.com/identity/protocols/oauth2/service-account#formingheader): the
+/// account's key checks it. A `kid` that is sent must still be the key's, and a header
+/// without one does not let another key's signature through.
+#[tokio::test]
+async fn token_endpoint_takes_googles_header_without_kid() {
+    let t = T::start().await;
+    let claims = t.assertion_claims("https://www.googleapis.com/auth/cloud-platform");
+    let key = t.sandbox.service_account_key().unwrap();
+    let sign = |kid: Option<&str>, pem: &str| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.typ = Some("JWT".into());
+        header.kid = kid.map(str::to_owned);
+        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
+    };
+    let without_kid = sign(None, &key.private_key);
+    let header_json = URL_SAFE_NO_PAD
+        .decode(without_kid.split('.').next().unwrap())
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header_json).unwrap();
+    assert_eq!(header, json!({"alg": "RS256", "typ": "JWT"}));
+    let (status, body) = t.exchange(&without_kid).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["access_token"].as_str().unwrap().starts_with("ya29."));
+
+    let other = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let other_pem = other.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    for forged in [
+        sign(None, &other_pem),
+        sign(Some("0123456789abcdef"), &key.private_key),
+    ] {
+        let (status, body) = t.exchange(&forged).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"], "invalid_grant", "{body}");
+        assert_eq!(
+            body["error_description"], "Invalid JWT Signature.",
+            "{body}"
+        );
+    }
 }
 
 #[tokio::test]
