@@ -7,7 +7,7 @@
 //! | `www.googleapis.com` | `GET /robot/v1/metadata/x509/cloud-commerce-partner@system.gserviceaccount.com`, `.../jwk/...`, `GET /oauth2/v3/certs` (push OIDC keys) |
 //! | `oauth2.googleapis.com` | `POST /token` (JWT-bearer grant) |
 //! | `cloudcommerceprocurement.googleapis.com` | `/v1/providers/{p}/accounts[/{a}[:approve\|:reject\|:reset]]`, `/v1/providers/{p}/entitlements[/{e}[:approve\|:reject\|:approvePlanChange\|:rejectPlanChange\|:suspend]]` |
-//! | `pubsub.googleapis.com` | `POST /v1/projects/{p}/subscriptions/{s}:pull`, `:acknowledge`, `:modifyAckDeadline` |
+//! | `pubsub.googleapis.com` | `GET /v1/projects/{p}/subscriptions/{s}`, `POST …:pull`, `:acknowledge`, `:modifyAckDeadline` |
 //! | `servicecontrol.googleapis.com` | `POST /v1/services/{service}:check`, `:report` |
 //! | push OIDC issuer | `GET /.well-known/openid-configuration` |
 //! | Google Cloud console (buyer) | `/sandbox/gcp/buyer`, `/sandbox/gcp/faults` (fault switches) |
@@ -173,7 +173,7 @@ impl GcpSandbox {
             )
             .route(
                 "/v1/projects/{project}/subscriptions/{subscription}",
-                post(pubsub::subscription_call),
+                get(pubsub::get_subscription).post(pubsub::subscription_call),
             )
             .route(
                 "/v1/services/{service}",

@@ -256,6 +256,42 @@ struct AckRequest {
     ack_deadline_seconds: Option<i64>,
 }
 
+/// `GET /v1/projects/{project}/subscriptions/{subscription}`: the Subscription resource
+/// (cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions/get), which a vendor's
+/// health check reads; its topic is Procurement's (gcp.md §2, `projects/cloudcommerceproc-prod/
+/// topics/<PROVIDER_ID>`).
+pub(crate) async fn get_subscription(
+    State(shared): State<Arc<Shared>>,
+    Path((project, subscription)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let result = authorize(&shared, &headers, &[PUBSUB_SCOPE]).and_then(|_| {
+        let name = format!("projects/{project}/subscriptions/{subscription}");
+        if name != shared.config.subscription_name() {
+            return Err(GoogleError::not_found(format!(
+                "Resource not found (resource={subscription})."
+            )));
+        }
+        let config = &shared.config;
+        let push_config = match (&config.push_endpoint, config.push_audience()) {
+            (Some(endpoint), audience) => json!({"pushEndpoint": endpoint, "oidcToken": {
+                "serviceAccountEmail": config.push_service_account_email,
+                "audience": audience.unwrap_or_default()}}),
+            (None, _) => json!({}),
+        };
+        Ok(json!({
+            "name": name,
+            "topic": format!("projects/cloudcommerceproc-prod/topics/{}", config.provider_id),
+            "pushConfig": push_config,
+            "ackDeadlineSeconds": config.ack_deadline_secs,
+        }))
+    });
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// `POST /v1/projects/{project}/subscriptions/{subscription}:{pull|acknowledge|modifyAckDeadline}`.
 pub(crate) async fn subscription_call(
     State(shared): State<Arc<Shared>>,

@@ -296,3 +296,26 @@ async fn push_gives_up_after_the_configured_attempts() {
         "only the entitlement message, three times"
     );
 }
+
+/// `projects.subscriptions.get`, as a vendor's health check reads it: Procurement's topic, no
+/// push config on a pull subscription; another subscription is NOT_FOUND.
+#[tokio::test]
+async fn the_subscription_resource_is_readable() {
+    let t = T::start().await;
+    let name = t.sandbox.config().subscription_name();
+    let (status, body) = t.call("GET", &format!("/v1/{name}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["name"], name.as_str());
+    assert_eq!(
+        body["topic"],
+        format!(
+            "projects/cloudcommerceproc-prod/topics/{}",
+            t.sandbox.config().provider_id
+        )
+    );
+    assert_eq!(body["pushConfig"], json!({}));
+    let (status, body) = t
+        .call("GET", "/v1/projects/other/subscriptions/nope", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
