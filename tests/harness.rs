@@ -11,18 +11,25 @@ use marketlink_core::SystemClock;
 use marketlink_sandbox::{
     aws::{AwsSandbox, AwsSandboxConfig},
     azure::{AzureSandboxConfig, AzureSandboxHandle},
+    gcp::GcpSandbox,
 };
 use marketlink_store::{Store, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
 pub mod db_proxy;
+mod gcp_stack;
 pub mod smtp_sink;
+
+pub use gcp_stack::start_gcp;
+use gcp_stack::{GcpLaunch, start_google};
 
 pub struct Stack {
     pub app_url: String,
     pub aws: Arc<AwsSandbox>,
     pub aws_url: String,
     pub azure: AzureSandboxHandle,
+    /// The Google sandbox, in stacks from [`start_gcp`] only.
+    pub gcp: Option<sandbox::RunningGcp>,
     /// A second handle on the application's database, for assertions.
     pub store: Store,
     /// The configuration the server runs with (pointed at both sandboxes).
@@ -43,6 +50,11 @@ impl Drop for Stack {
 }
 
 impl Stack {
+    /// The Google sandbox of a stack from [`start_gcp`].
+    pub fn google(&self) -> &GcpSandbox {
+        &self.gcp.as_ref().expect("a stack from start_gcp").sandbox
+    }
+
     /// Stops the marketlink server (workers included) and starts a new process's worth of it
     /// on the same address and database, as after a deployment or a crash: nothing held in
     /// memory survives. The sandboxes keep running.
@@ -127,13 +139,17 @@ pub async fn start_full(
     tune_azure: impl FnOnce(&mut AzureSandboxConfig),
     tune_config: impl FnOnce(&mut Config),
 ) -> Stack {
-    launch(tune, tune_azure, tune_config, None, 1, true).await.0
+    launch(tune, tune_azure, tune_config, None, 1, true, None)
+        .await
+        .0
 }
 
 /// Like [`start_full`], with the AWS sandbox's SNS topics subscribed by the SQS queue only
 /// (no HTTPS subscription to `/aws/sns`): marketlink hears SNS through the queue alone.
 pub async fn start_sns_over_sqs_only(tune_config: impl FnOnce(&mut Config)) -> Stack {
-    launch(|_| {}, |_| {}, tune_config, None, 1, false).await.0
+    launch(|_| {}, |_| {}, tune_config, None, 1, false, None)
+        .await
+        .0
 }
 
 /// Like [`start_full`] (no Microsoft tuning), on the database at `database_url` (a PostgreSQL
@@ -144,7 +160,9 @@ pub async fn start_on_database(
     tune_config: impl FnOnce(&mut Config),
 ) -> Stack {
     let database = Some(database_url.to_owned());
-    launch(tune, |_| {}, tune_config, database, 1, true).await.0
+    launch(tune, |_| {}, tune_config, database, 1, true, None)
+        .await
+        .0
 }
 
 /// `replicas` marketlink servers sharing one database at `database_url` (and a session
@@ -162,6 +180,7 @@ pub async fn start_replicas(database_url: &str, replicas: usize) -> (Stack, Vec<
         Some(database_url.to_owned()),
         replicas,
         true,
+        None,
     )
     .await
 }
@@ -218,6 +237,7 @@ async fn launch(
     database: Option<String>,
     replicas: usize,
     sns_over_http: bool,
+    gcp: Option<GcpLaunch>,
 ) -> (Stack, Vec<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let shutdown = CancellationToken::new();
@@ -277,6 +297,10 @@ async fn launch(
         aws.sqs_wait_time_secs = 0;
     }
     config.azure = Some(sandbox::azure_provider_config(&azure, &app_url));
+    let gcp = match gcp {
+        Some(launch) => Some(start_google(launch, &mut config, dir.path(), shutdown.clone()).await),
+        None => None,
+    };
     // Every simulated buyer comes from 127.0.0.1, so one journey's dozen buyers would share
     // one office's bucket: room for them here; tests/journeys/rate_limits.rs sets its own.
     let roomy = marketlink_web::limits::Rate {
@@ -308,6 +332,7 @@ async fn launch(
         aws_url: aws.base_url.clone(),
         aws: aws.sandbox,
         azure,
+        gcp,
         store,
         config: served_config,
         shutdown,

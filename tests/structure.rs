@@ -26,6 +26,7 @@ const CRATES: &[&str] = &[
     "crates/cli",
     "providers/aws",
     "providers/azure",
+    "providers/gcp",
     "web",
 ];
 

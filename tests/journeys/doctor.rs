@@ -3,7 +3,7 @@
 
 use marketlink_cli::doctor::{self, DoctorReport};
 use marketlink_core::DiagnosisStatus;
-use marketlink_e2e::start;
+use marketlink_e2e::{start, start_gcp};
 
 fn finding<'a>(report: &'a DoctorReport, check: &str) -> &'a marketlink_core::Diagnosis {
     report
@@ -26,7 +26,8 @@ fn assert_status(report: &DoctorReport, check: &str, status: DiagnosisStatus) {
 
 #[tokio::test]
 async fn a_good_sandbox_configuration_passes() {
-    let stack = start(|_| {}).await;
+    // The demo's configuration, whose catalog lists the product on Google too.
+    let stack = start_gcp(false, |_| {}, |_| {}).await;
     let report = doctor::check(&stack.config).await;
     assert!(!report.failed(), "{}", report.render());
     for check in [
@@ -47,11 +48,16 @@ async fn a_good_sandbox_configuration_passes() {
         "azure.fulfillment_api",
         "azure.webhook_keys",
         "azure.sign_in",
+        "gcp.credentials",
+        "gcp.procurement",
+        "gcp.signup_keys",
+        "gcp.pubsub",
     ] {
         assert_status(&report, check, DiagnosisStatus::Ok);
     }
-    // The sandbox runs on loopback http: allowed, with a warning.
+    // The sandbox runs on loopback http: allowed, with a warning; Google pushes only to https.
     assert_status(&report, "server.public_url", DiagnosisStatus::Warning);
+    assert_status(&report, "gcp.push", DiagnosisStatus::Warning);
     // The URLs to paste into the consoles are printed.
     let landing = finding(&report, "aws.landing_url");
     assert!(

@@ -18,6 +18,8 @@ mod db_faults;
 mod doctor;
 mod email_verification;
 mod fault_switches;
+mod gcp;
+mod gcp_changes;
 mod headers;
 mod long_outage;
 mod metering;

@@ -183,7 +183,7 @@ async fn usage_api_to_the_sandbox_ledger_once() {
 
 /// Performs the real marketplace call, then never returns: the process "dies" between the
 /// call and the bookkeeping.
-struct DiesAfterCall(Arc<dyn MarketplaceProvider>);
+pub(crate) struct DiesAfterCall(pub(crate) Arc<dyn MarketplaceProvider>);
 
 #[async_trait::async_trait]
 impl MarketplaceProvider for DiesAfterCall {

@@ -49,6 +49,9 @@ enum Command {
         /// Address of the built-in Microsoft marketplace sandbox (served over TLS).
         #[arg(long, default_value = "127.0.0.1:8443")]
         azure_sandbox: std::net::SocketAddr,
+        /// Address of the built-in Google Cloud Marketplace sandbox.
+        #[arg(long, default_value = "127.0.0.1:8094")]
+        gcp_sandbox: std::net::SocketAddr,
     },
     /// Run only the built-in marketplace sandbox, for trying a marketlink deployed elsewhere.
     Sandbox {
@@ -64,6 +67,15 @@ enum Command {
         /// Microsoft scenario (offers, plans, test users, faults) as TOML; built-in default otherwise.
         #[arg(long)]
         azure_scenario: Option<PathBuf>,
+        /// Address of the Google Cloud Marketplace sandbox.
+        #[arg(long, default_value = "127.0.0.1:8094")]
+        gcp_bind: std::net::SocketAddr,
+        /// Google scenario (provider, plans, metrics, Pub/Sub) as TOML; built-in default otherwise.
+        #[arg(long)]
+        gcp_scenario: Option<PathBuf>,
+        /// Write the Google sandbox's service account key file (JSON) here.
+        #[arg(long)]
+        gcp_key_file: Option<PathBuf>,
         /// The marketlink public URL the sandbox sends buyers and notifications to.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         vendor_url: String,
@@ -183,12 +195,23 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             data_dir,
             aws_sandbox,
             azure_sandbox,
-        } => run::demo(config, data_dir, aws_sandbox, azure_sandbox).await,
+            gcp_sandbox,
+        } => {
+            let binds = run::DemoSandboxes {
+                aws: aws_sandbox,
+                azure: azure_sandbox,
+                gcp: gcp_sandbox,
+            };
+            run::demo(config, data_dir, binds).await
+        }
         Command::Sandbox {
             aws_bind,
             aws_scenario,
             azure_bind,
             azure_scenario,
+            gcp_bind,
+            gcp_scenario,
+            gcp_key_file,
             vendor_url,
         } => {
             run::sandbox(run::SandboxArgs {
@@ -196,6 +219,9 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 aws_scenario,
                 azure_bind,
                 azure_scenario,
+                gcp_bind,
+                gcp_scenario,
+                gcp_key_file,
                 vendor_url,
             })
             .await

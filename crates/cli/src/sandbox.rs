@@ -7,6 +7,7 @@ use marketlink_core::Clock;
 use marketlink_sandbox::{
     aws::{AwsSandbox, AwsSandboxConfig},
     azure::{AzureSandbox, AzureSandboxConfig, AzureSandboxHandle},
+    gcp::{GcpSandbox, GcpSandboxConfig},
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,9 @@ pub struct VendorUrls {
     pub aws_sns: Option<String>,
     pub azure_landing: String,
     pub azure_webhook: String,
+    /// Where Google's buyer page POSTs `x-gcp-marketplace-token`: the landing route every
+    /// provider gets (Producer Portal calls it the sign-up URL).
+    pub gcp_signup: String,
 }
 
 impl VendorUrls {
@@ -35,6 +39,7 @@ impl VendorUrls {
             aws_sns: Some(format!("{base}/aws/sns")),
             azure_landing: format!("{base}/azure/landing"),
             azure_webhook: format!("{base}/azure/webhook"),
+            gcp_signup: format!("{base}/gcp/landing"),
         }
     }
 }
@@ -142,4 +147,110 @@ pub fn azure_provider_config(
     sign_in.graph_base = sandbox.graph_base();
     config.sign_in = Some(sign_in);
     config
+}
+
+/// A running Google Cloud Marketplace sandbox.
+pub struct RunningGcp {
+    pub sandbox: GcpSandbox,
+    pub base_url: String,
+    pub task: JoinHandle<()>,
+}
+
+/// The Google sandbox scenario from a TOML file, or the built-in one.
+pub fn gcp_scenario(scenario: Option<&Path>) -> anyhow::Result<GcpSandboxConfig> {
+    Ok(match scenario {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read Google sandbox scenario {}", path.display())
+            })?;
+            GcpSandboxConfig::from_toml_str(&text)
+                .with_context(|| format!("invalid Google sandbox scenario {}", path.display()))?
+        }
+        None => GcpSandboxConfig::default(),
+    })
+}
+
+/// Serves the Google sandbox on `bind` (plain HTTP), its buyer page sending buyers to the
+/// vendor's sign-up URL. Pub/Sub stays a pull subscription unless the scenario names a push
+/// endpoint.
+pub async fn start_gcp(
+    bind: SocketAddr,
+    mut config: GcpSandboxConfig,
+    vendor: &VendorUrls,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningGcp> {
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} for the Google sandbox"))?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    config.public_base_url = base_url.clone();
+    if config.signup_url.is_none() {
+        config.signup_url = Some(vendor.gcp_signup.clone());
+    }
+    let sandbox = GcpSandbox::new(config, clock)?;
+    let router = sandbox.router();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "Google sandbox stopped");
+        }
+    });
+    Ok(RunningGcp {
+        sandbox,
+        base_url,
+        task,
+    })
+}
+
+/// The Google provider's configuration for a running sandbox: its service account's key file
+/// (written to `key_file`), base URLs, ids, and the keys that sign its sign-up JWTs and push
+/// tokens. Pulls from the sandbox's subscription unless the scenario pushes, since a Pub/Sub
+/// subscription is one or the other; push tokens are accepted either way.
+pub fn gcp_provider_config(
+    gcp: &RunningGcp,
+    key_file: &Path,
+    public_url: &str,
+) -> anyhow::Result<marketlink_gcp::GcpConfig> {
+    std::fs::write(key_file, gcp.sandbox.service_account_key_json()?)
+        .with_context(|| format!("cannot write {}", key_file.display()))?;
+    let scenario = gcp.sandbox.config();
+    let base = &gcp.base_url;
+    let audience = scenario
+        .push_audience()
+        .unwrap_or_else(|| format!("{}/gcp/pubsub", public_url.trim_end_matches('/')));
+    Ok(marketlink_gcp::GcpConfig {
+        provider_id: scenario.provider_id.clone(),
+        service_name: scenario.product_domain.clone(),
+        signup_keys_url: format!(
+            "{base}/robot/v1/metadata/x509/cloud-commerce-partner@system.gserviceaccount.com"
+        ),
+        oidc_keys_url: format!("{base}/oauth2/v3/certs"),
+        procurement_url: base.clone(),
+        pubsub_url: base.clone(),
+        service_control_url: base.clone(),
+        credentials_file: Some(key_file.to_owned()),
+        push: Some(marketlink_gcp::PushConfig {
+            audience,
+            service_account_email: scenario.push_service_account_email.clone(),
+            issuer: Some(base.clone()),
+        }),
+        subscription: scenario
+            .push_endpoint
+            .is_none()
+            .then(|| scenario.subscription_name()),
+        ..marketlink_gcp::GcpConfig::default()
+    })
+}
+
+/// The demo's Google scenario: the built-in one, its product's service declaring the demo
+/// catalog's metered dimension too (Google takes only the metrics a service declares).
+pub fn gcp_demo_scenario() -> GcpSandboxConfig {
+    let mut scenario = GcpSandboxConfig::default();
+    scenario
+        .metrics
+        .push(format!("{}/api_calls", scenario.product_domain));
+    scenario
 }

@@ -93,6 +93,7 @@ pub struct FaultConfig {
 pub enum Side {
     Aws,
     Microsoft,
+    Google,
 }
 
 /// The AWS operations the sandbox serves, and the SNS signing certificate.
@@ -122,46 +123,13 @@ impl FaultConfig {
     pub fn validate(&mut self, side: Side) -> Result<(), String> {
         let m = self.matching.trim().to_owned();
         let what = format!("fault {m:?} ({})", self.kind.name());
-        match side {
-            Side::Aws if m == "sns-certificate" || m == SIGNING_CERT => {
-                self.matching = SIGNING_CERT.to_owned();
-                if self.kind == FaultKind::Throttling {
-                    return Err(format!(
-                        "{what}: the SNS certificate is a plain download; use unavailable, 5xx, reset or late"
-                    ));
-                }
-            }
-            Side::Aws if m == "*" || AWS_TARGETS.contains(&m.as_str()) => self.matching = m,
-            Side::Aws => {
-                return Err(format!(
-                    "{what}: match must be *, sns-certificate or an AWS operation: {}",
-                    AWS_TARGETS.join(", ")
-                ));
-            }
-            Side::Microsoft if m == "*" || m == "jwks" || m.starts_with('/') => self.matching = m,
-            Side::Microsoft => {
-                return Err(format!(
-                    "{what}: match must be *, jwks or a path suffix starting with / (e.g. /api/usageEvent)"
-                ));
-            }
-        }
-        match (side, self.kind) {
-            (Side::Aws, FaultKind::TooManyRequests) => {
-                return Err(format!(
-                    "{what}: AWS throttles with ThrottlingException; use kind = \"throttling\""
-                ));
-            }
-            (Side::Microsoft, FaultKind::Throttling) => {
-                return Err(format!(
-                    "{what}: Microsoft throttling is kind = \"429\" with retry_after_secs"
-                ));
-            }
-            _ => {}
-        }
-        let needs_retry_after = self.kind == FaultKind::TooManyRequests;
+        self.check_target(side, m, &what)?;
+        // Google's 429 (RESOURCE_EXHAUSTED) carries no Retry-After of its own: optional there.
+        let is_429 = self.kind == FaultKind::TooManyRequests;
+        let needs_retry_after = is_429 && side != Side::Google;
         match self.retry_after_secs {
             None if needs_retry_after => return Err(format!("{what}: retry_after_secs is needed")),
-            Some(_) if !needs_retry_after => {
+            Some(_) if !is_429 => {
                 return Err(format!("{what}: retry_after_secs is only for kind \"429\""));
             }
             Some(s) if !(1..=3600).contains(&s) => {
@@ -196,6 +164,60 @@ impl FaultConfig {
             return Err(format!(
                 "{what}: duration_secs must be at least 1 (leave it out for no end)"
             ));
+        }
+        Ok(())
+    }
+
+    /// Checks `match` and `kind` fit `side` (each sandbox has its own targets and throttling).
+    fn check_target(&mut self, side: Side, m: String, what: &str) -> Result<(), String> {
+        match side {
+            Side::Aws if m == "sns-certificate" || m == SIGNING_CERT => {
+                self.matching = SIGNING_CERT.to_owned();
+                if self.kind == FaultKind::Throttling {
+                    return Err(format!(
+                        "{what}: the SNS certificate is a plain download; use unavailable, 5xx, reset or late"
+                    ));
+                }
+            }
+            Side::Aws if m == "*" || AWS_TARGETS.contains(&m.as_str()) => self.matching = m,
+            Side::Aws => {
+                return Err(format!(
+                    "{what}: match must be *, sns-certificate or an AWS operation: {}",
+                    AWS_TARGETS.join(", ")
+                ));
+            }
+            Side::Microsoft if m == "*" || m == "jwks" || m.starts_with('/') => self.matching = m,
+            Side::Microsoft => {
+                return Err(format!(
+                    "{what}: match must be *, jwks or a path suffix starting with / (e.g. /api/usageEvent)"
+                ));
+            }
+            Side::Google if m == "*" || m.starts_with('/') || m.starts_with(':') => {
+                self.matching = m
+            }
+            Side::Google => {
+                return Err(format!(
+                    "{what}: match must be *, a path suffix starting with / or a method suffix such as :report"
+                ));
+            }
+        }
+        match (side, self.kind) {
+            (Side::Aws, FaultKind::TooManyRequests) => {
+                return Err(format!(
+                    "{what}: AWS throttles with ThrottlingException; use kind = \"throttling\""
+                ));
+            }
+            (Side::Google, FaultKind::Throttling) => {
+                return Err(format!(
+                    "{what}: Google throttles with 429 RESOURCE_EXHAUSTED; use kind = \"429\""
+                ));
+            }
+            (Side::Microsoft, FaultKind::Throttling) => {
+                return Err(format!(
+                    "{what}: Microsoft throttling is kind = \"429\" with retry_after_secs"
+                ));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -470,10 +492,13 @@ pub fn page_body(views: &[FaultView], base: &str, side: Side, esc: fn(&str) -> S
         Side::Microsoft => {
             "a path suffix (/api/usageEvent, /api/batchUsageEvent, /saas/subscriptions/resolve...), jwks or *"
         }
+        Side::Google => {
+            "a path or method suffix (:report, :check, :pull, /token, :approve...) or *"
+        }
     };
     let kinds = match side {
         Side::Aws => ["throttling", "5xx", "unavailable", "reset", "late"],
-        Side::Microsoft => ["429", "5xx", "unavailable", "reset", "late"],
+        Side::Microsoft | Side::Google => ["429", "5xx", "unavailable", "reset", "late"],
     };
     let options: String = kinds
         .iter()

@@ -1,0 +1,10 @@
+//! The Google provider against a stand-in Google on loopback.
+mod common;
+mod google;
+mod keys;
+mod lifecycle;
+mod notifications;
+mod sandbox;
+mod sandbox_push;
+mod signup;
+mod usage;
