@@ -6,5 +6,6 @@ mod lifecycle;
 mod notifications;
 mod sandbox;
 mod sandbox_push;
+mod sandbox_usage;
 mod signup;
 mod usage;

@@ -12,14 +12,14 @@ use marketlink_gcp::{GcpConfig, GcpProvider};
 use marketlink_sandbox::gcp::{CancellationPolicy, GcpSandbox, GcpSandboxConfig, PurchaseRequest};
 use time::{Duration, macros::datetime};
 
-struct World {
-    sandbox: GcpSandbox,
-    provider: GcpProvider,
-    clock: ManualClock,
+pub(super) struct World {
+    pub(super) sandbox: GcpSandbox,
+    pub(super) provider: GcpProvider,
+    pub(super) clock: ManualClock,
     _dir: tempfile::TempDir,
 }
 
-async fn start() -> World {
+pub(super) async fn start() -> World {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let clock = ManualClock::new(datetime!(2026-03-02 10:20 UTC));
@@ -154,7 +154,7 @@ async fn a_purchase_from_sign_up_to_cancellation() {
     assert!(lifecycles(&drain(&w).await).contains(&Lifecycle::Cancel));
 }
 
-fn record(subscription: &ExternalRef, metric: &str, units: u32) -> UsageRecord {
+pub(super) fn record(subscription: &ExternalRef, metric: &str, units: u32) -> UsageRecord {
     UsageRecord {
         id: uuid::Uuid::now_v7(),
         subscription: subscription.clone(),
