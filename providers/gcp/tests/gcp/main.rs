@@ -6,6 +6,7 @@ mod lifecycle;
 mod notifications;
 mod sandbox;
 mod sandbox_push;
+mod sandbox_signup;
 mod sandbox_usage;
 mod signup;
 mod usage;
