@@ -5,6 +5,7 @@ mod keys;
 mod lifecycle;
 mod notifications;
 mod sandbox;
+mod sandbox_lifecycle;
 mod sandbox_push;
 mod sandbox_signup;
 mod sandbox_usage;

@@ -20,6 +20,11 @@ pub(super) struct World {
 }
 
 pub(super) async fn start() -> World {
+    start_with(|_| {}).await
+}
+
+/// A world whose provider configuration `adjust` changes (after it is pointed at the sandbox).
+pub(super) async fn start_with(adjust: impl FnOnce(&mut GcpConfig)) -> World {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let clock = ManualClock::new(datetime!(2026-03-02 10:20 UTC));
@@ -47,6 +52,8 @@ pub(super) async fn start() -> World {
         subscription: Some(sandbox.config().subscription_name()),
         ..GcpConfig::default()
     };
+    let mut config = config;
+    adjust(&mut config);
     let provider = GcpProvider::new(config, Arc::new(clock.clone())).unwrap();
     World {
         sandbox,
