@@ -65,7 +65,7 @@ pub(super) async fn start_with(adjust: impl FnOnce(&mut GcpConfig)) -> World {
 
 /// Pulls everything waiting, authenticates, interprets and acks it, as the queue poller and
 /// the inbox worker do.
-async fn drain(w: &World) -> Vec<MarketplaceEvent> {
+pub(super) async fn drain(w: &World) -> Vec<MarketplaceEvent> {
     let mut events = Vec::new();
     for pulled in w.provider.pull(10).await.unwrap() {
         let message = w.provider.authenticate(&pulled.message).await.unwrap();

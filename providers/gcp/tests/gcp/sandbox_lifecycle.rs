@@ -3,18 +3,19 @@
 //! (Moved here from the stand-in, `lifecycle.rs`, which keeps only what the sandbox cannot do.)
 
 use marketlink_core::{
-    ChangeAnswer, ChangeProgress, DiagnosisStatus, ExternalRef, LandingToken, MarketplaceProvider,
-    PlanId, ProviderError, SubscriptionStatus,
+    ChangeAnswer, ChangeProgress, Clock, DiagnosisStatus, EventKind, ExternalRef, LandingToken,
+    Lifecycle, MarketplaceProvider, PlanId, ProviderError, SubscriptionStatus,
 };
 use marketlink_sandbox::{
-    gcp::{CancellationPolicy, Purchase, PurchaseRequest},
+    gcp::{CancellationPolicy, PrivateOffer, Purchase, PurchaseRequest},
     switch::{FaultConfig, FaultKind},
 };
 use serde_json::json;
+use time::{Duration, macros::datetime};
 
 use super::{
     keys,
-    sandbox::{World, start, start_with},
+    sandbox::{World, drain, start, start_with},
 };
 
 async fn resolved(w: &World, purchase: &Purchase) -> ExternalRef {
@@ -238,4 +239,60 @@ async fn survey_lists_every_entitlement_in_marketlink_states() {
         assert_eq!(view.status, Some(*status), "{id}");
         assert_eq!(view.plan_id, Some(PlanId::new(*plan)), "{id}");
     }
+}
+
+#[tokio::test]
+async fn private_offers_and_renewals_carry_their_term() {
+    let w = start().await;
+    let offer_end = datetime!(2027-09-02 00:00 UTC);
+    let purchase = w
+        .sandbox
+        .purchase(PurchaseRequest {
+            private_offer: Some(PrivateOffer {
+                offer: "projects/1/services/svc/privateOffers/po-1".into(),
+                offer_duration: Some("P1Y6M".into()),
+                offer_end_time: Some(offer_end),
+            }),
+            ..PurchaseRequest::plan("pro")
+        })
+        .unwrap();
+    let token = LandingToken {
+        token: purchase.sign_up_token.clone(),
+    };
+    let term = w.provider.resolve(&token).await.unwrap().term.unwrap();
+    assert_eq!(term.unit.as_deref(), Some("P1Y6M"));
+    assert_eq!(term.end, Some(offer_end));
+    let subscription = resolved(&w, &purchase).await;
+    w.provider
+        .activate(&subscription, None, None)
+        .await
+        .unwrap();
+    let accepted = drain(&w).await;
+    assert!(
+        accepted.iter().any(|e| matches!(&e.kind,
+            EventKind::Renewed { term: Some(t) } if t.unit.as_deref() == Some("P1Y6M"))),
+        "{accepted:?}"
+    );
+    // Renewed: active, with the new end, at Google's time.
+    let renewed_until = datetime!(2029-03-02 00:00 UTC);
+    w.clock.advance(Duration::minutes(5));
+    w.sandbox
+        .renew(&purchase.entitlement_id, renewed_until)
+        .unwrap();
+    let renewed = drain(&w).await;
+    assert!(
+        renewed.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::Lifecycle {
+                event: Lifecycle::Activate,
+                ..
+            }
+        )),
+        "{renewed:?}"
+    );
+    let renewal = renewed
+        .iter()
+        .find(|e| matches!(&e.kind, EventKind::Renewed { term: Some(t) } if t.end == Some(renewed_until)))
+        .unwrap_or_else(|| panic!("{renewed:?}"));
+    assert_eq!(renewal.occurred_at, w.clock.now());
 }
