@@ -353,10 +353,19 @@ fn build_providers(
             )),
         }
     }
-    if config.aws.is_none() && config.azure.is_none() {
+    if let Some(gcp) = &config.gcp {
+        match marketlink_gcp::GcpProvider::new(gcp.clone(), clock.clone()) {
+            Ok(p) => providers.push(Arc::new(p)),
+            Err(e) => findings.push(Diagnosis::failed(
+                "gcp",
+                format!("[gcp] is not usable: {e}"),
+            )),
+        }
+    }
+    if config.aws.is_none() && config.azure.is_none() && config.gcp.is_none() {
         findings.push(Diagnosis::warning(
             "marketplaces",
-            "no marketplace is configured: add an [aws] or [azure] section",
+            "no marketplace is configured: add an [aws], [azure] or [gcp] section",
         ));
     }
     providers
@@ -372,6 +381,8 @@ fn endpoints(config: &Config, providers: &[Arc<dyn MarketplaceProvider>]) -> Vec
             "AWS Marketplace Management Portal (fulfillment URL)"
         } else if m == Marketplace::AZURE {
             "Partner Center technical configuration (landing page URL)"
+        } else if m.as_str() == "gcp" {
+            "Producer Portal's technical integration (sign-up URL)"
         } else {
             "the marketplace's seller console"
         };
@@ -390,6 +401,25 @@ fn endpoints(config: &Config, providers: &[Arc<dyn MarketplaceProvider>]) -> Vec
         }
     }
     out
+}
+
+/// A Google listing's product code is the entitlement's `productExternalName`, the product's
+/// service name, which `[gcp] service_name` also holds (the sign-up JWT's `aud`).
+fn gcp_listing_problem(
+    config: &Config,
+    product: &impl std::fmt::Display,
+    product_code: &str,
+) -> Option<String> {
+    match &config.gcp {
+        None => Some(format!(
+            "product {product} is listed on gcp but there is no [gcp] section"
+        )),
+        Some(gcp) if gcp.service_name != product_code => Some(format!(
+            "product {product} is listed on gcp as {product_code} but [gcp] service_name is {}: Google names the product by its service name",
+            gcp.service_name
+        )),
+        Some(_) => None,
+    }
 }
 
 /// The catalog and the marketplace sections must name the same listings.
@@ -419,6 +449,12 @@ fn catalog(config: &Config) -> Vec<Diagnosis> {
                 problems.push(format!(
                     "product {} is listed on azure but there is no [azure] section",
                     product.id
+                ));
+            } else if m.as_str() == "gcp" {
+                problems.extend(gcp_listing_problem(
+                    config,
+                    &product.id,
+                    &listing.product_code,
                 ));
             }
         }
@@ -509,8 +545,13 @@ mod tests {
             None,
         )
         .unwrap();
-        // `marketlink demo` adds [azure] for its sandbox at start-up.
+        // `marketlink demo` adds [azure] and [gcp] for its sandboxes at start-up.
         config.azure = Some(marketlink_azure::AzureConfig::new("t", "c", "s"));
+        config.gcp = Some(marketlink_gcp::GcpConfig {
+            provider_id: "DEMO-marketlink".into(),
+            service_name: "marketlink.example.com".into(),
+            ..Default::default()
+        });
         assert!(
             catalog(&config)
                 .iter()
@@ -526,6 +567,17 @@ mod tests {
             findings
                 .iter()
                 .any(|d| d.is_failure() && d.detail.contains("mlsandboxclassic0000000001")),
+            "{findings:?}"
+        );
+        let mut renamed = config.clone();
+        if let Some(gcp) = renamed.gcp.as_mut() {
+            gcp.service_name = "other.example.com".into();
+        }
+        let findings = catalog(&renamed);
+        assert!(
+            findings
+                .iter()
+                .any(|d| d.is_failure() && d.detail.contains("service_name is other.example.com")),
             "{findings:?}"
         );
     }

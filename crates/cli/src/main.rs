@@ -49,6 +49,9 @@ enum Command {
         /// Address of the built-in Microsoft marketplace sandbox (served over TLS).
         #[arg(long, default_value = "127.0.0.1:8443")]
         azure_sandbox: std::net::SocketAddr,
+        /// Address of the built-in Google Cloud Marketplace sandbox.
+        #[arg(long, default_value = "127.0.0.1:8094")]
+        gcp_sandbox: std::net::SocketAddr,
     },
     /// Run only the built-in marketplace sandbox, for trying a marketlink deployed elsewhere.
     Sandbox {
@@ -192,7 +195,15 @@ async fn execute(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             data_dir,
             aws_sandbox,
             azure_sandbox,
-        } => run::demo(config, data_dir, aws_sandbox, azure_sandbox).await,
+            gcp_sandbox,
+        } => {
+            let binds = run::DemoSandboxes {
+                aws: aws_sandbox,
+                azure: azure_sandbox,
+                gcp: gcp_sandbox,
+            };
+            run::demo(config, data_dir, binds).await
+        }
         Command::Sandbox {
             aws_bind,
             aws_scenario,

@@ -26,7 +26,8 @@ pub struct VendorUrls {
     pub aws_sns: Option<String>,
     pub azure_landing: String,
     pub azure_webhook: String,
-    /// Where Google's buyer page POSTs `x-gcp-marketplace-token`.
+    /// Where Google's buyer page POSTs `x-gcp-marketplace-token`: the landing route every
+    /// provider gets (Producer Portal calls it the sign-up URL).
     pub gcp_signup: String,
 }
 
@@ -38,7 +39,7 @@ impl VendorUrls {
             aws_sns: Some(format!("{base}/aws/sns")),
             azure_landing: format!("{base}/azure/landing"),
             azure_webhook: format!("{base}/azure/webhook"),
-            gcp_signup: format!("{base}/gcp/signup"),
+            gcp_signup: format!("{base}/gcp/landing"),
         }
     }
 }
@@ -202,4 +203,54 @@ pub async fn start_gcp(
         base_url,
         task,
     })
+}
+
+/// The Google provider's configuration for a running sandbox: its service account's key file
+/// (written to `key_file`), base URLs, ids, and the keys that sign its sign-up JWTs and push
+/// tokens. Pulls from the sandbox's subscription unless the scenario pushes, since a Pub/Sub
+/// subscription is one or the other; push tokens are accepted either way.
+pub fn gcp_provider_config(
+    gcp: &RunningGcp,
+    key_file: &Path,
+    public_url: &str,
+) -> anyhow::Result<marketlink_gcp::GcpConfig> {
+    std::fs::write(key_file, gcp.sandbox.service_account_key_json()?)
+        .with_context(|| format!("cannot write {}", key_file.display()))?;
+    let scenario = gcp.sandbox.config();
+    let base = &gcp.base_url;
+    let audience = scenario
+        .push_audience()
+        .unwrap_or_else(|| format!("{}/gcp/pubsub", public_url.trim_end_matches('/')));
+    Ok(marketlink_gcp::GcpConfig {
+        provider_id: scenario.provider_id.clone(),
+        service_name: scenario.product_domain.clone(),
+        signup_keys_url: format!(
+            "{base}/robot/v1/metadata/x509/cloud-commerce-partner@system.gserviceaccount.com"
+        ),
+        oidc_keys_url: format!("{base}/oauth2/v3/certs"),
+        procurement_url: base.clone(),
+        pubsub_url: base.clone(),
+        service_control_url: base.clone(),
+        credentials_file: Some(key_file.to_owned()),
+        push: Some(marketlink_gcp::PushConfig {
+            audience,
+            service_account_email: scenario.push_service_account_email.clone(),
+            issuer: Some(base.clone()),
+        }),
+        subscription: scenario
+            .push_endpoint
+            .is_none()
+            .then(|| scenario.subscription_name()),
+        ..marketlink_gcp::GcpConfig::default()
+    })
+}
+
+/// The demo's Google scenario: the built-in one, its product's service declaring the demo
+/// catalog's metered dimension too (Google takes only the metrics a service declares).
+pub fn gcp_demo_scenario() -> GcpSandboxConfig {
+    let mut scenario = GcpSandboxConfig::default();
+    scenario
+        .metrics
+        .push(format!("{}/api_calls", scenario.product_domain));
+    scenario
 }

@@ -200,6 +200,30 @@ mod tests {
     }
 
     #[test]
+    #[expect(clippy::result_large_err, reason = "figment's test API")]
+    fn gcp_comes_from_the_environment_and_is_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("MARKETLINK_GCP__PROVIDER_ID", "DEMO-p");
+            jail.set_env("MARKETLINK_GCP__SERVICE_NAME", "svc.example.com");
+            let gcp = Config::load_over(None, None).unwrap().gcp.unwrap();
+            assert_eq!(
+                (gcp.provider_id.as_str(), gcp.service_name.as_str()),
+                ("DEMO-p", "svc.example.com")
+            );
+            jail.set_env("MARKETLINK_GCP__SUBSCRIPTION", "my-sub");
+            let err = Config::load_over(None, None).unwrap_err().to_string();
+            assert!(
+                err.contains("`gcp`") && err.contains("projects/<project>/subscriptions/<name>"),
+                "{err}"
+            );
+            Ok(())
+        });
+        let f = file("[gcp]\nservice_name = \"svc.example.com\"\n");
+        let err = load_from(Some(f.path())).unwrap_err().to_string();
+        assert!(err.contains("provider_id is required"), "{err}");
+    }
+
+    #[test]
     fn missing_file_is_an_error() {
         let err = load_from(Some(Path::new("/nonexistent/m.toml"))).unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));

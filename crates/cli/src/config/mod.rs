@@ -51,6 +51,8 @@ pub struct Config {
     pub aws: Option<marketlink_aws::AwsConfig>,
     /// Microsoft's commercial marketplace; absent: not offered. Keys: providers/azure docs.
     pub azure: Option<marketlink_azure::AzureConfig>,
+    /// Google Cloud Marketplace; absent: not offered. Keys: providers/gcp/README.md.
+    pub gcp: Option<marketlink_gcp::GcpConfig>,
     /// Usage reporting and delivery to the marketplaces.
     pub metering: MeteringConfig,
     /// The operators' admin portal at /admin.
@@ -100,6 +102,14 @@ impl Config {
             })?;
         if let Some(webhooks) = &self.webhooks {
             validate_webhooks(webhooks)?;
+        }
+        if let Some(gcp) = &self.gcp {
+            // The provider checks it again when built; here it fails `marketlink` at load,
+            // naming the section, before anything starts.
+            gcp.validate().map_err(|message| ConfigError::BadValue {
+                key: "gcp",
+                message,
+            })?;
         }
         if let Some(message) = self.retention.problem() {
             return Err(ConfigError::BadValue {

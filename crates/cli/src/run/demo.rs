@@ -1,4 +1,4 @@
-//! `marketlink demo` (the server with both marketplace sandboxes on a fresh SQLite database)
+//! `marketlink demo` (the server with the three marketplace sandboxes on a fresh SQLite database)
 //! and `marketlink sandbox` (the sandboxes alone).
 
 use std::{path::PathBuf, sync::Arc};
@@ -9,11 +9,17 @@ use marketlink_core::{Clock, SystemClock};
 use super::{serve::serve_until, signal::spawn_signal_watch, wiring::providers};
 use crate::{config::Config, sandbox};
 
+/// Where `marketlink demo` serves its three sandboxes.
+pub struct DemoSandboxes {
+    pub aws: std::net::SocketAddr,
+    pub azure: std::net::SocketAddr,
+    pub gcp: std::net::SocketAddr,
+}
+
 pub async fn demo(
     mut config: Config,
     data_dir: PathBuf,
-    aws_bind: std::net::SocketAddr,
-    azure_bind: std::net::SocketAddr,
+    binds: DemoSandboxes,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -24,21 +30,71 @@ pub async fn demo(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let vendor = sandbox::VendorUrls::for_public_url(&public_url);
     let aws = sandbox::start_aws(
-        aws_bind,
+        binds.aws,
         sandbox::aws_scenario(None)?,
         &vendor,
         clock.clone(),
         shutdown.clone(),
     )
     .await?;
-    let azure =
-        sandbox::start_azure(azure_bind, sandbox::azure_scenario(None)?, &vendor, clock).await?;
+    let azure = sandbox::start_azure(
+        binds.azure,
+        sandbox::azure_scenario(None)?,
+        &vendor,
+        clock.clone(),
+    )
+    .await?;
     config.azure = Some(sandbox::azure_provider_config(&azure, &public_url));
-    let aws_url = aws.base_url.clone();
-    let azure_buyer = azure.buyer_page_url();
-    let azure_url = azure.base_url.clone();
+    let gcp = sandbox::start_gcp(
+        binds.gcp,
+        sandbox::gcp_demo_scenario(),
+        &vendor,
+        clock,
+        shutdown.clone(),
+    )
+    .await?;
+    let key_file = data_dir.join("gcp-service-account.json");
+    config.gcp = Some(sandbox::gcp_provider_config(&gcp, &key_file, &public_url)?);
+    let urls = DemoUrls {
+        data_dir,
+        public_url,
+        aws: aws.base_url.clone(),
+        azure: azure.base_url.clone(),
+        azure_buyer: azure.buyer_page_url(),
+        gcp: gcp.base_url.clone(),
+    };
     let providers = providers(&config, Arc::new(SystemClock)).await?;
     let result = serve_until(config, providers, shutdown.clone(), move |address| {
+        urls.print(address);
+    })
+    .await;
+    shutdown.cancel();
+    let _ = aws.task.await;
+    let _ = gcp.task.await;
+    azure.shutdown().await;
+    result
+}
+
+/// What the demo prints once it listens.
+struct DemoUrls {
+    data_dir: PathBuf,
+    public_url: String,
+    aws: String,
+    azure: String,
+    azure_buyer: String,
+    gcp: String,
+}
+
+impl DemoUrls {
+    fn print(&self, address: std::net::SocketAddr) {
+        let Self {
+            data_dir,
+            public_url,
+            aws: aws_url,
+            azure: azure_url,
+            azure_buyer,
+            gcp: gcp_url,
+        } = self;
         println!();
         println!(
             "marketlink demo is running (database: {}/demo.db)",
@@ -56,13 +112,11 @@ pub async fn demo(
         );
         println!("    buy as an Azure buyer: {azure_buyer}");
         println!("    faults on demand:      {azure_url}/sandbox/faults");
+        println!("  Google sandbox: {gcp_url}");
+        println!("    buy as a Google buyer: {gcp_url}/sandbox/gcp/buyer");
+        println!("    faults on demand:      {gcp_url}/sandbox/gcp/faults");
         println!("Press Ctrl-C to stop.");
-    })
-    .await;
-    shutdown.cancel();
-    let _ = aws.task.await;
-    azure.shutdown().await;
-    result
+    }
 }
 
 /// Arguments of `marketlink sandbox`.

@@ -19,7 +19,7 @@ pub use self::{
     api_key::{ApiKeyCommand, api_key},
     backup::backup,
     database::migrate,
-    demo::{SandboxArgs, demo, sandbox},
+    demo::{DemoSandboxes, SandboxArgs, demo, sandbox},
     logging::init_tracing,
     meter::{meter_flush, meter_status},
     reconcile::{reconcile, reconcile_once},

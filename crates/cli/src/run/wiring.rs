@@ -19,10 +19,17 @@ pub async fn providers(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result
         providers = providers.with(Arc::new(provider));
     }
     if let Some(azure) = &config.azure {
-        providers = providers.with(Arc::new(azure_provider(config, azure, clock).await?));
+        providers = providers.with(Arc::new(
+            azure_provider(config, azure, clock.clone()).await?,
+        ));
+    }
+    if let Some(gcp) = &config.gcp {
+        let provider = marketlink_gcp::GcpProvider::new(gcp.clone(), clock.clone())
+            .map_err(|e| anyhow::anyhow!("invalid [gcp] configuration: {e}"))?;
+        providers = providers.with(Arc::new(provider));
     }
     if providers.is_empty() {
-        tracing::warn!("no marketplace is configured: add an [aws] or [azure] section");
+        tracing::warn!("no marketplace is configured: add an [aws], [azure] or [gcp] section");
     }
     Ok(providers)
 }
