@@ -26,5 +26,6 @@ mod fixtures;
 mod admin;
 mod aws;
 mod azure;
+mod gcp;
 mod links;
 mod session_cookie;

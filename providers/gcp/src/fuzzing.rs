@@ -5,7 +5,7 @@
 use marketlink_core::{Marketplace, ProviderError};
 use serde_json::Value;
 
-use crate::{keys, model, pubsub};
+use crate::{keys, model, pubsub, signup};
 
 /// A push or pulled body as `authenticate` reads it after the token check: the Procurement
 /// message inside the base64 `data`.
@@ -17,6 +17,24 @@ pub fn pubsub_body(body: &[u8]) -> Result<Value, ProviderError> {
     let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| ProviderError::retryable(format!("not an envelope: {e}")))?;
     pubsub::notice_of(&envelope.message).map(|(payload, _)| payload)
+}
+
+/// The sign-up JWT's header as `resolve` reads it before fetching keys: the `kid` of an RS256
+/// token.
+pub fn signup_key_id(token: &str) -> Result<String, ProviderError> {
+    signup::key_id(token)
+}
+
+/// The sign-up JWT's claims (JSON) as `resolve` checks them once the signature, `aud` and
+/// `iss` are verified: lifetime, freshness at `now` with `skew_secs`, the account in `sub`.
+pub fn signup_claims(
+    json: &[u8],
+    now: i64,
+    skew_secs: i64,
+) -> Result<signup::SignUp, ProviderError> {
+    let claims: signup::Claims = serde_json::from_slice(json)
+        .map_err(|e| ProviderError::InvalidToken(format!("claims: {e}")))?;
+    signup::accept(claims, now, skew_secs)
 }
 
 /// A `{kid: PEM certificate}` key map; returns the kids of the RSA keys it holds.
@@ -58,5 +76,31 @@ mod tests {
             ))
         );
         assert_eq!(entitlement(br#"{"offerEndTime":"yesterday"}"#), None);
+    }
+
+    #[test]
+    fn signup_claims_are_checked_without_overflow() {
+        let claims = |iat: i64, exp: i64| {
+            format!(
+                r#"{{"iss":"{}","sub":"acct","iat":{iat},"exp":{exp},"google":{{"orders":["o1"]}}}}"#,
+                crate::SIGNUP_ISSUER
+            )
+        };
+        let accepted = signup_claims(claims(1000, 1300).as_bytes(), 1100, 60).unwrap();
+        assert_eq!(
+            (accepted.account_id.as_str(), accepted.orders.len()),
+            ("acct", 1)
+        );
+        assert!(matches!(
+            signup_claims(claims(1000, 1300).as_bytes(), 1400, 60),
+            Err(ProviderError::ExpiredToken(_))
+        ));
+        assert!(signup_claims(claims(1000, 1301).as_bytes(), 1100, 60).is_err());
+        assert!(signup_claims(claims(-1, i64::MAX).as_bytes(), 0, 60).is_err());
+        // Near i64's ends: refused as not yet issued / expired, without overflowing.
+        assert!(signup_claims(claims(i64::MAX - 10, i64::MAX).as_bytes(), 0, 60).is_err());
+        assert!(signup_claims(claims(i64::MIN, i64::MIN + 10).as_bytes(), 0, i64::MAX).is_ok());
+        assert!(signup_claims(claims(i64::MIN, i64::MIN + 10).as_bytes(), i64::MAX, 60).is_err());
+        assert!(signup_key_id("a.b.c").is_err());
     }
 }

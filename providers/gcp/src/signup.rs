@@ -17,7 +17,7 @@ use crate::{config::SIGNUP_ISSUER, keys::KeyCache};
 const MAX_LIFETIME_SECS: i64 = 300;
 
 #[derive(Debug, Deserialize)]
-struct Claims {
+pub(crate) struct Claims {
     iss: String,
     sub: String,
     iat: i64,
@@ -46,23 +46,10 @@ pub(crate) struct SignUpVerifier<'a> {
 
 impl SignUpVerifier<'_> {
     pub(crate) async fn verify(&self, token: &str) -> Result<SignUp, ProviderError> {
-        let invalid = |why: String| ProviderError::InvalidToken(why);
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("not a JWT: {e}")))?;
-        if header.alg != Algorithm::RS256 {
-            return Err(invalid(format!(
-                "alg {:?}, Google signs with RS256",
-                header.alg
-            )));
-        }
-        let kid = header
-            .kid
-            .ok_or_else(|| invalid("no kid in the header".into()))?;
-        let key = self
-            .keys
-            .key(&kid)
-            .await?
-            .ok_or_else(|| invalid(format!("kid {kid} is not one of Google's keys")))?;
+        let kid = key_id(token)?;
+        let key = self.keys.key(&kid).await?.ok_or_else(|| {
+            ProviderError::InvalidToken(format!("kid {kid} is not one of Google's keys"))
+        })?;
         let mut validation = Validation::new(Algorithm::RS256);
         // Expiry is checked below against our Clock, not the wall clock.
         validation.validate_exp = false;
@@ -71,43 +58,69 @@ impl SignUpVerifier<'_> {
         validation.set_audience(&[self.audience]);
         validation.set_issuer(&[SIGNUP_ISSUER]);
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
-            .map_err(|e| invalid(format!("sign-up token refused: {e}")))?
+            .map_err(|e| ProviderError::InvalidToken(format!("sign-up token refused: {e}")))?
             .claims;
-        self.check_times(&claims)?;
-        if claims.iss != SIGNUP_ISSUER || claims.sub.trim().is_empty() {
-            return Err(invalid("no procurement account in sub".into()));
-        }
-        Ok(SignUp {
-            account_id: claims.sub,
-            orders: orders(claims.google.as_ref()),
-            user_identity: claims
-                .google
-                .as_ref()
-                .and_then(|g| g.get("user_identity"))
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned),
-        })
+        accept(claims, self.now.unix_timestamp(), self.skew_secs)
     }
+}
 
-    fn check_times(&self, claims: &Claims) -> Result<(), ProviderError> {
-        let now = self.now.unix_timestamp();
-        if claims.exp - claims.iat > MAX_LIFETIME_SECS || claims.exp < claims.iat {
-            return Err(ProviderError::InvalidToken(format!(
-                "lives {} s, Google's live {MAX_LIFETIME_SECS} s",
-                claims.exp - claims.iat
-            )));
-        }
-        if claims.iat > now + self.skew_secs {
-            return Err(ProviderError::InvalidToken("issued in the future".into()));
-        }
-        if now > claims.exp + self.skew_secs {
-            return Err(ProviderError::ExpiredToken(
-                "the sign-up token has expired".into(),
-            ));
-        }
-        Ok(())
+/// The header's `kid`, for a token Google signs with RS256: the key to verify it with.
+pub(crate) fn key_id(token: &str) -> Result<String, ProviderError> {
+    let invalid = |why: String| ProviderError::InvalidToken(why);
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("not a JWT: {e}")))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(invalid(format!(
+            "alg {:?}, Google signs with RS256",
+            header.alg
+        )));
     }
+    header
+        .kid
+        .ok_or_else(|| invalid("no kid in the header".into()))
+}
+
+/// The checks on claims whose signature, `aud` and `iss` jsonwebtoken has verified: lifetime
+/// and freshness against our clock (`now`), and an account in `sub`.
+pub(crate) fn accept(claims: Claims, now: i64, skew_secs: i64) -> Result<SignUp, ProviderError> {
+    check_times(&claims, now, skew_secs)?;
+    if claims.iss != SIGNUP_ISSUER || claims.sub.trim().is_empty() {
+        return Err(ProviderError::InvalidToken(
+            "no procurement account in sub".into(),
+        ));
+    }
+    Ok(SignUp {
+        orders: orders(claims.google.as_ref()),
+        user_identity: claims
+            .google
+            .as_ref()
+            .and_then(|g| g.get("user_identity"))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        account_id: claims.sub,
+    })
+}
+
+fn check_times(claims: &Claims, now: i64, skew_secs: i64) -> Result<(), ProviderError> {
+    // i128: `exp` and `iat` are the sender's numbers and may be anywhere in i64.
+    let (iat, exp) = (i128::from(claims.iat), i128::from(claims.exp));
+    let (now, skew) = (i128::from(now), i128::from(skew_secs));
+    if exp - iat > i128::from(MAX_LIFETIME_SECS) || exp < iat {
+        return Err(ProviderError::InvalidToken(format!(
+            "lives {} s, Google's live {MAX_LIFETIME_SECS} s",
+            exp - iat
+        )));
+    }
+    if iat > now + skew {
+        return Err(ProviderError::InvalidToken("issued in the future".into()));
+    }
+    if now > exp + skew {
+        return Err(ProviderError::ExpiredToken(
+            "the sign-up token has expired".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn orders(google: Option<&Value>) -> Vec<String> {

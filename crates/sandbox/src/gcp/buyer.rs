@@ -100,11 +100,13 @@ pub(crate) fn sign_up_token(
     claims: &Value,
     forged: bool,
 ) -> anyhow::Result<String> {
-    if forged {
+    let token = if forged {
         forger_key()?.sign_as(claims, &shared.keys.signup.kid)
     } else {
         shared.keys.signup.sign(claims)
-    }
+    }?;
+    crate::fuzz_seed("gcp_signup_jwt", token.as_bytes());
+    Ok(token)
 }
 
 fn random_digits(n: usize) -> String {

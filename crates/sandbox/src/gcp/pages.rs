@@ -22,12 +22,16 @@ use super::{
 /// `GET /robot/v1/metadata/x509/cloud-commerce-partner@system.gserviceaccount.com`.
 pub(crate) async fn x509(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let keys = &shared.keys;
-    Json(json!({ keys.signup.kid.clone(): keys.signup_certificate }))
+    let map = json!({ keys.signup.kid.clone(): keys.signup_certificate });
+    crate::fuzz_seed("gcp_key_map", map.to_string().as_bytes());
+    Json(map)
 }
 
 /// `GET /robot/v1/metadata/jwk/cloud-commerce-partner@system.gserviceaccount.com`.
 pub(crate) async fn jwk(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    Json(json!({"keys": [shared.keys.signup.jwk()]}))
+    let set = json!({"keys": [shared.keys.signup.jwk()]});
+    crate::fuzz_seed("gcp_key_map", set.to_string().as_bytes());
+    Json(set)
 }
 
 pub(crate) fn esc(s: &str) -> String {

@@ -242,7 +242,9 @@ pub(crate) async fn get_entitlement(
             .entitlements
             .get(&id)
             .ok_or_else(|| not_found("Entitlement"))?;
-        Ok(json!(entitlement))
+        let body = json!(entitlement);
+        crate::fuzz_seed("gcp_entitlement", body.to_string().as_bytes());
+        Ok(body)
     })())
 }
 

@@ -134,7 +134,7 @@ pub(crate) fn publish(shared: &Arc<Shared>, queue: &mut Queue, payload: Value) {
 fn envelope(shared: &Shared, message: &PublishedMessage) -> Value {
     let data = STANDARD.encode(message.data.to_string());
     let publish_time = timestamp(message.publish_time);
-    json!({
+    let envelope = json!({
         "message": {
             "data": data,
             "attributes": {},
@@ -144,7 +144,9 @@ fn envelope(shared: &Shared, message: &PublishedMessage) -> Value {
             "publish_time": publish_time,
         },
         "subscription": shared.config.subscription_name(),
-    })
+    });
+    crate::fuzz_seed("gcp_pubsub_body", envelope.to_string().as_bytes());
+    envelope
 }
 
 /// Delivers push messages one at a time, in queue order, until the queue is empty.

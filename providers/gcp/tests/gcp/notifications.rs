@@ -1,4 +1,12 @@
-//! Pub/Sub push and pull, and what `interpret` makes of each pointer message.
+//! Pub/Sub push and pull, and what `interpret` makes of each pointer message, against the
+//! stand-in. The sandbox runs the real paths end to end (`sandbox.rs`: pull through
+//! cancellation, duplicates and reordering; `sandbox_push.rs`: its OIDC-signed pushes;
+//! `sandbox_lifecycle.rs`: private offers and renewals); these
+//! cases stay here because the sandbox cannot produce them: push tokens with altered claims
+//! (it exposes no signer for its OIDC key), key rotation and refetch counts, an entitlement
+//! whose account Google has not shown yet (a sandbox purchase creates both at once), any state
+//! in any order (ENTITLEMENT_SUSPENDED is "not yet supported" by Google and the sandbox), event
+//! types Google has not documented, and "authentication calls nothing" (the call log).
 
 use marketlink_core::{
     EmptyDirectory, EventKind, Lifecycle, MarketplaceEvent, MarketplaceProvider, ProviderError,
@@ -246,60 +254,4 @@ async fn push_keys_rotate_and_unknown_kids_do_not_hammer_google() {
         .await
         .unwrap();
     assert_eq!(h.world.lock().unwrap().key_fetches, 3);
-}
-
-#[tokio::test]
-async fn private_offers_and_renewals_carry_their_term() {
-    let h = Harness::start().await;
-    h.add_account("acc-1", false);
-    h.add_entitlement("ent-1", "acc-1", "ENTITLEMENT_ACTIVATION_REQUESTED");
-    h.set(
-        "ent-1",
-        "offer",
-        json!("projects/1/services/svc/privateOffers/po-1"),
-    );
-    h.set("ent-1", "offerDuration", json!("P1Y6M"));
-    h.set("ent-1", "offerEndTime", json!("2027-09-02T00:00:00Z"));
-    let token = marketlink_core::LandingToken {
-        token: h.sign_up_token("acc-1"),
-    };
-    let term = h.provider.resolve(&token).await.unwrap().term.unwrap();
-    assert_eq!(term.unit.as_deref(), Some("P1Y6M"));
-    assert_eq!(
-        term.end,
-        Some(time::macros::datetime!(2027-09-02 00:00 UTC))
-    );
-    let accepted = interpret(
-        &h,
-        &entitlement_notice("ev-1", "ENTITLEMENT_OFFER_ACCEPTED", "ent-1"),
-    )
-    .await
-    .unwrap();
-    assert!(
-        matches!(&accepted[1].kind, EventKind::Renewed { term: Some(t) } if t.unit.as_deref() == Some("P1Y6M"))
-    );
-    // Renewed: the entitlement is active with the new end.
-    h.set("ent-1", "state", json!("ENTITLEMENT_ACTIVE"));
-    h.set("ent-1", "offerEndTime", json!("2029-03-02T00:00:00Z"));
-    h.set("ent-1", "updateTime", json!("2027-09-02T00:00:01Z"));
-    let renewed = interpret(
-        &h,
-        &entitlement_notice("ev-2", "ENTITLEMENT_RENEWED", "ent-1"),
-    )
-    .await
-    .unwrap();
-    let kinds = kinds(&renewed);
-    assert_eq!(
-        kinds[0],
-        EventKind::Lifecycle {
-            event: Lifecycle::Activate,
-            reason: None
-        }
-    );
-    assert!(matches!(&kinds[2], EventKind::Renewed { term: Some(t) }
-        if t.end == Some(time::macros::datetime!(2029-03-02 00:00 UTC))));
-    assert_eq!(
-        renewed[0].occurred_at,
-        time::macros::datetime!(2027-09-02 00:00:01 UTC)
-    );
 }

@@ -12,14 +12,19 @@ use marketlink_gcp::{GcpConfig, GcpProvider};
 use marketlink_sandbox::gcp::{CancellationPolicy, GcpSandbox, GcpSandboxConfig, PurchaseRequest};
 use time::{Duration, macros::datetime};
 
-struct World {
-    sandbox: GcpSandbox,
-    provider: GcpProvider,
-    clock: ManualClock,
+pub(super) struct World {
+    pub(super) sandbox: GcpSandbox,
+    pub(super) provider: GcpProvider,
+    pub(super) clock: ManualClock,
     _dir: tempfile::TempDir,
 }
 
-async fn start() -> World {
+pub(super) async fn start() -> World {
+    start_with(|_| {}).await
+}
+
+/// A world whose provider configuration `adjust` changes (after it is pointed at the sandbox).
+pub(super) async fn start_with(adjust: impl FnOnce(&mut GcpConfig)) -> World {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let clock = ManualClock::new(datetime!(2026-03-02 10:20 UTC));
@@ -47,6 +52,8 @@ async fn start() -> World {
         subscription: Some(sandbox.config().subscription_name()),
         ..GcpConfig::default()
     };
+    let mut config = config;
+    adjust(&mut config);
     let provider = GcpProvider::new(config, Arc::new(clock.clone())).unwrap();
     World {
         sandbox,
@@ -58,7 +65,7 @@ async fn start() -> World {
 
 /// Pulls everything waiting, authenticates, interprets and acks it, as the queue poller and
 /// the inbox worker do.
-async fn drain(w: &World) -> Vec<MarketplaceEvent> {
+pub(super) async fn drain(w: &World) -> Vec<MarketplaceEvent> {
     let mut events = Vec::new();
     for pulled in w.provider.pull(10).await.unwrap() {
         let message = w.provider.authenticate(&pulled.message).await.unwrap();
@@ -154,7 +161,7 @@ async fn a_purchase_from_sign_up_to_cancellation() {
     assert!(lifecycles(&drain(&w).await).contains(&Lifecycle::Cancel));
 }
 
-fn record(subscription: &ExternalRef, metric: &str, units: u32) -> UsageRecord {
+pub(super) fn record(subscription: &ExternalRef, metric: &str, units: u32) -> UsageRecord {
     UsageRecord {
         id: uuid::Uuid::now_v7(),
         subscription: subscription.clone(),
