@@ -46,15 +46,7 @@ impl VendorUrls {
 
 /// The AWS sandbox scenario from a TOML file, or the built-in one.
 pub fn aws_scenario(scenario: Option<&Path>) -> anyhow::Result<AwsSandboxConfig> {
-    Ok(match scenario {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read AWS sandbox scenario {}", path.display()))?;
-            AwsSandboxConfig::from_toml_str(&text)
-                .with_context(|| format!("invalid AWS sandbox scenario {}", path.display()))?
-        }
-        None => AwsSandboxConfig::default(),
-    })
+    load_scenario(scenario, "AWS", AwsSandboxConfig::from_toml_str)
 }
 
 /// Serves the AWS sandbox on `bind`, wired to the vendor's URLs.
@@ -91,16 +83,7 @@ pub async fn start_aws(
 
 /// The Microsoft marketplace sandbox scenario from a TOML file, or the built-in one.
 pub fn azure_scenario(scenario: Option<&Path>) -> anyhow::Result<AzureSandboxConfig> {
-    Ok(match scenario {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!("cannot read Microsoft sandbox scenario {}", path.display())
-            })?;
-            AzureSandboxConfig::from_toml_str(&text)
-                .with_context(|| format!("invalid Microsoft sandbox scenario {}", path.display()))?
-        }
-        None => AzureSandboxConfig::default(),
-    })
+    load_scenario(scenario, "Microsoft", AzureSandboxConfig::from_toml_str)
 }
 
 /// Starts the Microsoft marketplace sandbox (TLS with its own CA) on `bind`, wired to the
@@ -158,16 +141,7 @@ pub struct RunningGcp {
 
 /// The Google sandbox scenario from a TOML file, or the built-in one.
 pub fn gcp_scenario(scenario: Option<&Path>) -> anyhow::Result<GcpSandboxConfig> {
-    Ok(match scenario {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!("cannot read Google sandbox scenario {}", path.display())
-            })?;
-            GcpSandboxConfig::from_toml_str(&text)
-                .with_context(|| format!("invalid Google sandbox scenario {}", path.display()))?
-        }
-        None => GcpSandboxConfig::default(),
-    })
+    load_scenario(scenario, "Google", GcpSandboxConfig::from_toml_str)
 }
 
 /// Serves the Google sandbox on `bind` (plain HTTP), its buyer page sending buyers to the
@@ -253,4 +227,19 @@ pub fn gcp_demo_scenario() -> GcpSandboxConfig {
         .metrics
         .push(format!("{}/api_calls", scenario.product_domain));
     scenario
+}
+
+/// A sandbox scenario from a TOML file, or the built-in one; `who` names the marketplace in
+/// the errors.
+fn load_scenario<T: Default>(
+    scenario: Option<&Path>,
+    who: &str,
+    parse: fn(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let Some(path) = scenario else {
+        return Ok(T::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {who} sandbox scenario {}", path.display()))?;
+    parse(&text).with_context(|| format!("invalid {who} sandbox scenario {}", path.display()))
 }
