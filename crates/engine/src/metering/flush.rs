@@ -120,13 +120,15 @@ impl Engine {
             let mut claim = self.claim_usage(&targets).await?;
             let full = claim.hours.len() >= limit;
             claimed += claim.hours.len();
-            let read = std::mem::take(&mut claim.targets);
-            let (kept, this_claim_only): (Vec<_>, Vec<_>) = read
-                .into_iter()
-                .enumerate()
-                .partition(|(i, _)| targets.len() + i < bound);
-            targets.extend(kept.into_iter().map(|(_, t)| t));
-            let extra: HashMap<_, _> = this_claim_only.into_iter().map(|(_, t)| t).collect();
+            // Kept while there is room; the rest serve this claim only.
+            let mut extra = HashMap::new();
+            for (id, target) in std::mem::take(&mut claim.targets) {
+                if targets.len() < bound {
+                    targets.insert(id, target);
+                } else {
+                    extra.insert(id, target);
+                }
+            }
             if !claim.hours.is_empty() {
                 let lease = claim.lease_id;
                 let (skipped, batches) = self.prepare(claim, &targets, &extra);
