@@ -79,15 +79,7 @@ async fn the_fault_page_starts_lists_and_stops_faults() {
         (status, google_status(&body, 503).as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE")
     );
-    let list: Value = t
-        .http
-        .get(format!("{page}?format=json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = t.get_json(&format!("{page}?format=json")).await;
     assert_eq!(list[0]["caught"], 1, "{list}");
     let response = t.http.post(format!("{page}/stop")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);

@@ -26,6 +26,18 @@ pub async fn serve(router: Router) -> String {
 }
 
 impl T {
+    /// `GET url` (an absolute URL), its JSON body.
+    pub async fn get_json(&self, url: &str) -> Value {
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
     }

@@ -229,23 +229,9 @@ async fn push_carries_an_oidc_token_and_retries_until_acknowledged() {
         .strip_prefix("Bearer ")
         .unwrap();
     let discovery: Value = t
-        .http
-        .get(format!("{}/.well-known/openid-configuration", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let jwks: Value = t
-        .http
-        .get(discovery["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("{}/.well-known/openid-configuration", t.base))
+        .await;
+    let jwks: Value = t.get_json(discovery["jwks_uri"].as_str().unwrap()).await;
     let jwk = &jwks["keys"][0];
     let key =
         DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())

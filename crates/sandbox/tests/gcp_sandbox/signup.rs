@@ -20,15 +20,7 @@ const X509_PATH: &str = "/robot/v1/metadata/x509/cloud-commerce-partner@system.g
 /// Verifies `token` as a vendor does: the key named by `kid` from the x509 endpoint, RS256,
 /// the pinned issuer and the product domain as audience.
 async fn verify(t: &T, token: &str) -> Result<Value, jsonwebtoken::errors::Error> {
-    let keys: Value = t
-        .http
-        .get(format!("{}{X509_PATH}", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys: Value = t.get_json(&format!("{}{X509_PATH}", t.base)).await;
     let kid = jsonwebtoken::decode_header(token)?.kid.unwrap();
     let pem = keys[&kid].as_str().expect("kid is published");
     let cert = Certificate::from_pem(pem.as_bytes()).unwrap();
@@ -86,15 +78,7 @@ async fn forged_or_foreign_tokens_fail_verification() {
 async fn jwk_form_publishes_the_same_key() {
     let t = T::start().await;
     let path = X509_PATH.replace("/x509/", "/jwk/");
-    let jwks: Value = t
-        .http
-        .get(format!("{}{path}", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = t.get_json(&format!("{}{path}", t.base)).await;
     let jwk = &jwks["keys"][0];
     let token = t.sandbox.sign_up_token("acct-2", None).unwrap();
     assert_eq!(
