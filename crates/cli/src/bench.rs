@@ -13,6 +13,8 @@ use marketlink_core::{
 use marketlink_engine::entitlements::EntitlementIndex;
 use marketlink_store::{Store, StoreOptions};
 
+mod child;
+mod databases;
 mod day;
 pub mod flush;
 mod http;
