@@ -23,7 +23,8 @@ use crate::{
 };
 
 /// The parameters every claim statement binds, in order: `$1` the lease, `$2` the lease's
-/// end, `$3` now, `$4` the last closed hour, `$5` the limit.
+/// end (also the hour's next attempt: ADR 0025), `$3` now, `$4` the last closed hour, `$5` the
+/// limit.
 struct ClaimParams {
     lease_id: Uuid,
     locked_until: i64,
@@ -32,9 +33,11 @@ struct ClaimParams {
     limit: i64,
 }
 
-/// Marks hours claimed (its `WHERE` follows): sending, leased, quantity frozen.
+/// Marks hours claimed (its `WHERE` follows): sending, leased, quantity frozen, and due again
+/// when the lease ends, should its holder never settle it (ADR 0025: the third kind of due
+/// hour in [`due_ids_sql`] is then one range of `usage_hours_sending_due`).
 const MARK: &str = "UPDATE usage_hours SET state = 'sending', lease_id = $1, \
-    locked_until = $2, attempts = attempts + 1, updated_at = $3, \
+    locked_until = $2, next_attempt_at = $2, attempts = attempts + 1, updated_at = $3, \
     sent_quantity_micros = quantity_micros, first_sent_at = COALESCE(first_sent_at, $3)";
 
 impl Store {
@@ -120,15 +123,30 @@ impl Store {
 
 /// The ids of the due hours, in claim order, at most `$5` of them.
 ///
-/// Three kinds of due hours, each read in claim order from an index and cut at `limit`, so a
-/// claim costs O(limit) however much history the table holds; the first `limit` of their
-/// union are the first `limit` due hours overall. On PostgreSQL each kind locks its rows with
+/// Three kinds of due hours, each read from an index in claim order (the third sorted: only
+/// those whose time has come are read) and cut at `limit`, so a claim costs O(limit) however
+/// much history the table holds; the first `limit` of their union are the first `limit` due
+/// hours overall. On PostgreSQL each kind locks its rows with
 /// SKIP LOCKED (re-checking its condition on the latest row version), so concurrent flushers
 /// never claim the same hour and each goes on to the next free ones.
 fn due_ids_sql(backend: Backend) -> String {
-    let lock = match backend {
-        Backend::Postgres => "FOR UPDATE OF h SKIP LOCKED",
-        Backend::Sqlite => "",
+    // Final usage: every open hour of a subscription in its unsubscribe-pending window. From
+    // those few subscriptions to their hours by `usage_hours_key`, `|| ''` keeping it off the
+    // state index: on SQLite CROSS JOIN fixes the join order; PostgreSQL takes their ids as
+    // an array, since without statistics it would hash the join and scan every hour.
+    let (lock, pending_from, pending) = match backend {
+        Backend::Postgres => (
+            "FOR UPDATE OF h SKIP LOCKED",
+            "usage_hours h",
+            "h.subscription_id = ANY(ARRAY(SELECT id FROM subscriptions \
+             WHERE status = 'unsubscribe_pending')) AND h.state || '' = 'open'",
+        ),
+        Backend::Sqlite => (
+            "",
+            "subscriptions s CROSS JOIN usage_hours h",
+            "s.status = 'unsubscribe_pending' AND h.subscription_id = s.id \
+             AND h.state || '' = 'open'",
+        ),
     };
     let due = |from: &str, condition: &str| {
         format!(
@@ -141,18 +159,17 @@ fn due_ids_sql(backend: Backend) -> String {
         "SELECT id FROM ({} UNION {} UNION {}) AS due ORDER BY hour, id LIMIT $5",
         // Closed hours.
         due("usage_hours h", "h.state = 'open' AND h.hour <= $4"),
-        // Final usage: every open hour of a subscription in its unsubscribe-pending window.
-        // From those few subscriptions to their hours by `usage_hours_key` (CROSS JOIN
-        // fixes SQLite's join order, `|| ''` keeps it off the state index).
-        due(
-            "subscriptions s CROSS JOIN usage_hours h",
-            "s.status = 'unsubscribe_pending' AND h.subscription_id = s.id \
-             AND h.state || '' = 'open'"
-        ),
-        // Retries due, and hours whose flusher's lease expired.
+        due(pending_from, pending),
+        // Retries due, and hours whose flusher's lease expired: a claim sets the next attempt
+        // to its lease's end, so both are the `sending` hours whose time has come, a range of
+        // `usage_hours_sending_due`; the few found are sorted. `|| ''` is that index's
+        // predicate, and keeps both planners off `usage_hours_due`, whose (hour, id) order
+        // would have them walk every hour in flight to find none due (ADR 0025). The lease
+        // check above stays: an hour leased by a release before this one has an earlier next
+        // attempt.
         due(
             "usage_hours h",
-            "h.state = 'sending' AND h.next_attempt_at <= $3"
+            "h.state || '' = 'sending' AND h.next_attempt_at <= $3"
         ),
     )
 }
@@ -223,6 +240,7 @@ fn mark_claimed(row: &mut UsageHourRow, params: &ClaimParams) {
     row.state = UsageHourState::Sending.as_str().to_owned();
     row.attempts += 1;
     row.lease_id = Some(params.lease_id);
+    row.next_attempt_at = params.locked_until;
     row.sent_quantity_micros = Some(row.quantity_micros);
     row.updated_at = params.now;
 }

@@ -31,11 +31,16 @@ impl Store {
         let _turn = self.write_turn().await;
         let settled = match &self.pool {
             Pool::Sqlite(pool) => sqlite_settle(pool, lease_id, &rows, millis(now)).await?,
+            // The lease travels as a column of the settlements, from a subquery the planner
+            // keeps whole (`OFFSET 0`), rather than as `lease_id = $8` on the table: a new
+            // lease id is never in the statistics, so any condition on it alone was estimated
+            // at one row, and the planner scanned the table for the lease and matched each row
+            // found against every settlement (ADR 0025).
             Pool::Postgres(pool) => sqlx::query(&format!(
-                "UPDATE usage_hours {SET} updated_at = $7 FROM UNNEST($1::uuid[], $2::text[], $3::int8[], \
-                     $4::text[], $5::text[], $6::text[]) \
-                     AS v (id, state, next_at, record_id, outcome, err) \
-                     WHERE usage_hours.id = v.id AND usage_hours.lease_id = $8"
+                "UPDATE usage_hours {SET} updated_at = $7 FROM (SELECT u.*, $8::uuid AS lease \
+                     FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], \
+                     $6::text[]) AS u (id, state, next_at, record_id, outcome, err) OFFSET 0) AS v \
+                     WHERE usage_hours.id = v.id AND usage_hours.lease_id = v.lease"
             ))
             .bind(array_column(&rows, |r| r.id))
             .bind(array_column(&rows, |r| r.state.as_str()))

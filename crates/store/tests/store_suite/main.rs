@@ -14,6 +14,7 @@ mod sessions;
 mod subscriptions;
 mod usage_caps;
 mod usage_claims;
+mod usage_due;
 mod usage_hours;
 mod usage_ingest;
 mod verification;
