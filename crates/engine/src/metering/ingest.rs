@@ -218,9 +218,20 @@ impl Engine {
             };
             events.push(self.validate(input, accepting, now).map_err(at)?);
         }
-        self.store_usage(events, now)
+        let closed = self.closed_through(now);
+        let due = events.iter().any(|e| e.hour <= closed)
+            || resolved
+                .values()
+                .any(|a| subscription_final(&a.subscription));
+        let outcome = self
+            .store_usage(events, now)
             .await
-            .map_err(|e| over_cap_at(e, inputs, &resolved))
+            .map_err(|e| over_cap_at(e, inputs, &resolved))?;
+        if due && outcome.accepted > 0 {
+            // Debounced by the flusher: one run in flight, one more if woken during it.
+            self.usage_due.notify_one();
+        }
+        Ok(outcome)
     }
 
     fn check_batch_size(&self, inputs: &[UsageInput]) -> Result<(), IngestError> {

@@ -1,5 +1,6 @@
 //! The metering engine against a counting provider: validation, hourly totals, zero records,
-//! batching, retries, dead letters, final usage, and two flushers on one PostgreSQL database.
+//! batching, retries, dead letters, final usage, two flushers on one PostgreSQL database, and
+//! what wakes the flusher.
 
 mod fake;
 mod flush;
@@ -8,3 +9,4 @@ mod ingest;
 mod lifecycle;
 mod postgres;
 mod retries;
+mod wakeups;
