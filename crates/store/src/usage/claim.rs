@@ -249,12 +249,12 @@ fn mark_claimed(row: &mut UsageHourRow, params: &ClaimParams) {
 }
 
 /// The claim on PostgreSQL (ADR 0026): the fold runs beside ingest, and the ledger is locked
-/// only as brief barriers. First everything stored is folded and the due hours are marked
-/// `sending` under the lease, their quantities not frozen yet ([`postgres::unfrozen`]); from
-/// that commit on, a request for one of them is refused. Then a barrier waits out the requests
-/// that were inserting meanwhile, and the events up to it are folded before the hours are
-/// frozen and returned ([`postgres::freeze_claimed`]). `turn` is released once the first
-/// transaction has ended.
+/// only as brief barriers. First everything stored is folded, the due hours are marked and
+/// the lease is listed as pending ([`postgres::pending`]); from that commit on, a request for
+/// one of them is refused, while folds may still add to them. Then a barrier waits out the
+/// requests that were inserting meanwhile, and the events up to it are folded before the
+/// claim stops pending and its hours are returned ([`postgres::freeze_claimed`]). `turn` is
+/// released once the first transaction has ended.
 async fn postgres_claim(
     pool: &PgPool,
     turn: Option<MutexGuard<'_, ()>>,
@@ -262,20 +262,21 @@ async fn postgres_claim(
     params: &ClaimParams,
 ) -> Result<Vec<UsageHourRow>, StoreError> {
     let (mut tx, _) = postgres_fold_stored(pool).await?;
-    let ids: Vec<Uuid> = sqlx::query_scalar(&format!(
-        "{} WHERE id IN ({due_ids}) RETURNING id",
-        postgres::unfrozen(MARK)?
-    ))
-    .bind(params.lease_id)
-    .bind(params.locked_until)
-    .bind(params.now)
-    .bind(params.closed_through)
-    .bind(params.limit)
-    .fetch_all(&mut *tx)
-    .await?;
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar(&format!("{MARK} WHERE id IN ({due_ids}) RETURNING id"))
+            .bind(params.lease_id)
+            .bind(params.locked_until)
+            .bind(params.now)
+            .bind(params.closed_through)
+            .bind(params.limit)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !ids.is_empty() {
+        postgres::pending(&mut tx, params).await?;
+    }
     tx.commit().await?;
     drop(turn);
-    postgres::freeze_claimed(pool, params.lease_id, &ids).await
+    postgres::freeze_claimed(pool, params, &ids).await
 }
 
 /// Gives each claimed hour its cost-allocation tags, `(hour id, tags JSON, micros)`.

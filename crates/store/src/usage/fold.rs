@@ -8,9 +8,9 @@
 //! barrier ([`postgres_barrier`]: the ledger locked against writers only until the requests
 //! already inserting have ended), so every event at or below it is committed or gone; the
 //! fold itself runs without the ledger's lock, beside ingest, serialized against other folds by
-//! the `usage_fold` row. The claim marks its hours `sending` before its last barrier, so a
-//! request that comes after finds them claimed and is refused (ingest), and freezes their
-//! quantities after the fold that follows it (ADR 0026).
+//! the `usage_fold` row. A claim marks its hours `sending` before its last barrier, so a
+//! request that comes after finds them claimed and is refused (ingest), and folds into them
+//! once more after that barrier before it freezes them for good (ADR 0026, `claim`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -204,23 +204,27 @@ pub const MAX_HOUR_MICROS: i64 = i64::MAX / 2;
 /// and bills an hour once whatever we resend (ADR 0005, "Corrections"). This is how the usage
 /// a restored database lost reaches an hour it zero-filled or sent short meanwhile.
 ///
-/// With `claimed`, an hour claimed but not frozen yet takes usage too and stays `sending`
-/// (PostgreSQL, ADR 0026): its claim froze nothing so far and freezes it after its barrier.
-/// Whoever folds is fine, since every event of it is at or below that barrier.
-fn hour_upsert(min: &str, claimed: bool) -> String {
-    let (state, foldable) = if claimed {
+/// With `pending`, an hour claimed by a claim not done yet (`sending` under a lease in
+/// `usage_pending_claims`, PostgreSQL, ADR 0026) takes usage too, stays `sending` and keeps
+/// its sent quantity equal to its total: its claim freezes it for good after its barrier,
+/// which every event of it precedes, so whoever folds them is fine.
+fn hour_upsert(min: &str, pending: bool) -> String {
+    let total =
+        format!("{min}(usage_hours.quantity_micros + excluded.quantity_micros, {MAX_HOUR_MICROS})");
+    let (state, sent, foldable) = if pending {
         (
             "CASE usage_hours.state WHEN 'sending' THEN 'sending' ELSE 'open' END",
-            " OR (usage_hours.state = 'sending' AND usage_hours.sent_quantity_micros IS NULL)",
+            format!("CASE usage_hours.state WHEN 'sending' THEN {total} END"),
+            " OR (usage_hours.state = 'sending' AND usage_hours.lease_id IN \
+             (SELECT lease_id FROM usage_pending_claims))",
         )
     } else {
-        ("'open'", "")
+        ("'open'", "NULL".to_owned(), "")
     };
     format!(
         " ON CONFLICT (subscription_id, dimension, hour) DO UPDATE \
-         SET quantity_micros = {min}(usage_hours.quantity_micros + excluded.quantity_micros, \
-         {MAX_HOUR_MICROS}), updated_at = excluded.updated_at, state = {state}, \
-         sent_quantity_micros = NULL WHERE usage_hours.state IN ('open', {REOPENS}){foldable}"
+         SET quantity_micros = {total}, updated_at = excluded.updated_at, state = {state}, \
+         sent_quantity_micros = {sent} WHERE usage_hours.state IN ('open', {REOPENS}){foldable}"
     )
 }
 

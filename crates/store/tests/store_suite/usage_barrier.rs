@@ -133,7 +133,8 @@ async fn a_request_in_flight_across_the_mark_is_in_the_frozen_hour() {
 
 /// A claimer died after marking an hour and before freezing it. Requests for the hour are
 /// refused from the mark on; a fold still adds what was accepted before it; once the lease
-/// runs out, the next claim takes the hour and freezes it with all of it.
+/// runs out, the next claim takes the hour and freezes it with all of it, and a fold then
+/// treats it as frozen.
 #[tokio::test]
 async fn an_hour_marked_by_a_claimer_that_died_is_claimed_again_and_frozen_whole() {
     let Some(db) = common::postgres().await else {
@@ -152,32 +153,38 @@ async fn an_hour_marked_by_a_claimer_that_died_is_claimed_again_and_frozen_whole
         .usage_ingest(&[usage_event(&sub, "api_calls", T0, 3, None)], now)
         .await
         .unwrap();
-    // The dead claimer's mark: sending under its lease for a minute, nothing frozen.
+    // The dead claimer's mark: sending under its lease for a minute (due again then), the
+    // lease listed as pending; then it stopped.
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    let (lease, until) = (uuid::Uuid::now_v7(), millis(now + Duration::minutes(1)));
     sqlx::query(
         "UPDATE usage_hours SET state = 'sending', lease_id = $1, locked_until = $2, \
-         next_attempt_at = $2, attempts = attempts + 1, first_sent_at = $3, updated_at = $3 \
-         WHERE subscription_id = $4",
+         next_attempt_at = $2, attempts = attempts + 1, first_sent_at = $3, updated_at = $3, \
+         sent_quantity_micros = quantity_micros WHERE subscription_id = $4",
     )
-    .bind(uuid::Uuid::now_v7())
-    .bind(millis(now + Duration::minutes(1)))
+    .bind(lease)
+    .bind(until)
     .bind(millis(now))
     .bind(sub.id.0)
     .execute(&mut conn)
     .await
     .unwrap();
+    sqlx::query("INSERT INTO usage_pending_claims (lease_id, locked_until) VALUES ($1, $2)")
+        .bind(lease)
+        .bind(until)
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let late = store
         .usage_ingest(&[usage_event(&sub, "api_calls", T0, 7, None)], now)
         .await;
     assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
-    // A reader's fold adds the accepted usage to the marked hour; it stays unfrozen.
+    // A reader's fold adds the accepted usage to the marked hour, still pending.
     assert_eq!(store.usage_fold().await.unwrap(), 1);
     let hour = &store.usage_hours_of(sub.id).await.unwrap()[0];
     assert_eq!(hour.state, UsageHourState::Sending);
-    assert_eq!(
-        (hour.quantity, hour.sent_quantity),
-        (Quantity::from_units(5), None)
-    );
+    let five = Some(Quantity::from_units(5));
+    assert_eq!((Some(hour.quantity), hour.sent_quantity), (five, five));
     let lease = Duration::minutes(5);
     let held = store
         .usage_claim(now, now, lease, 10, |_| true)
@@ -189,12 +196,24 @@ async fn an_hour_marked_by_a_claimer_that_died_is_claimed_again_and_frozen_whole
         .usage_claim(later, later, lease, 10, |_| true)
         .await
         .unwrap();
-    let five = Some(Quantity::from_units(5));
     let claimed: Vec<_> = taken
         .hours
         .iter()
         .map(|h| (Some(h.quantity), h.sent_quantity, h.attempts))
         .collect();
     assert_eq!(claimed, vec![(five, five, 2)]);
+    // Frozen now: usage that reached it anyway would be refused loudly by a fold.
+    sqlx::query(
+        "INSERT INTO usage_events (id, subscription_id, dimension, hour, occurred_at, \
+         quantity_micros, received_at) VALUES ($1, $2, 'api_calls', $3, $3, 1000000, $3)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(sub.id.0)
+    .bind(millis(T0))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let broken = store.usage_fold().await;
+    assert!(matches!(broken, Err(StoreError::Corrupt(_))), "{broken:?}");
     db.destroy().await;
 }
