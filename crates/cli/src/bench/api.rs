@@ -4,8 +4,8 @@
 //!
 //! The server is a child `marketlink serve`, as an operator deploys it: the demo configuration
 //! (AWS listing, usage API key) with the API rate limit raised (one key sends everything),
-//! logging as configured, and its workers running: the flusher folds the ledger on every tick
-//! (ADR 0010), which on PostgreSQL holds ingest off for the moment of the claim. The AWS sandbox
+//! logging as configured, and its workers running: the flusher folds the ledger on every run,
+//! which on PostgreSQL queues inserts behind a barrier for a moment (ADR 0026). The AWS sandbox
 //! runs in this process with the subscriptions' buyers, so the workers' calls are answered.
 //! Afterwards the ledger must hold exactly one event per 202.
 
