@@ -168,7 +168,10 @@ async fn requeued_and_concurrent_claims(store: &Store) {
     assert!(claim(store, later + LEASE - MS, 10).await.hours.is_empty());
     assert_eq!(hours(&claim(store, later + LEASE, 10).await), vec![0, 1, 2]);
 }
-story!(usage_due_requeued_and_concurrent, requeued_and_concurrent_claims);
+story!(
+    usage_due_requeued_and_concurrent,
+    requeued_and_concurrent_claims
+);
 
 /// An hour leased by a release before ADR 0025 (during a rolling upgrade): its next attempt is
 /// earlier than its lease's end. It is not claimed until the lease ends.
