@@ -272,30 +272,7 @@ pub(super) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
     let Some(through) = through.filter(|t| *t > watermark) else {
         return Ok(0);
     };
-    // One JSON row rather than a driver message per row (ADR 0008).
-    let json: String = sqlx::query_scalar(&format!(
-        "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
-         'marketplace', marketplace, 'dimension', dimension, 'hour', hour, \
-         'units', units, 'micros', micros, 'received_at', received_at)) \
-         FROM ({UNFOLDED_HOURS})"
-    ))
-    .bind(watermark)
-    .bind(through)
-    .fetch_one(&mut *tx)
-    .await?;
-    let rows: Vec<FoldRow> = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Corrupt(format!("unfolded usage: {e}")))?;
-    let json: String = sqlx::query_scalar(&format!(
-        "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
-         'dimension', dimension, 'hour', hour, 'allocations', allocations)) {UNFOLDED_TAGS}"
-    ))
-    .bind(watermark)
-    .bind(through)
-    .fetch_one(&mut *tx)
-    .await?;
-    let tagged: Vec<TaggedRow> = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Corrupt(format!("unfolded usage tags: {e}")))?;
-    let unfolded = Unfolded { rows, tagged };
+    let unfolded = sqlite_unfolded(tx, watermark, through).await?;
     let (groups, newest) = unfolded.groups()?;
     for chunk in sqlite_chunks(&groups) {
         let sql = anonymous_rows(
@@ -346,6 +323,38 @@ pub(super) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
         .execute(&mut *tx)
         .await?;
     Ok(groups.len())
+}
+
+/// The events in `(watermark, through]` on SQLite, each read as one JSON row rather than a
+/// driver message per row (ADR 0008).
+async fn sqlite_unfolded(
+    tx: &mut SqliteConnection,
+    watermark: i64,
+    through: i64,
+) -> Result<Unfolded, StoreError> {
+    let json: String = sqlx::query_scalar(&format!(
+        "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
+         'marketplace', marketplace, 'dimension', dimension, 'hour', hour, \
+         'units', units, 'micros', micros, 'received_at', received_at)) \
+         FROM ({UNFOLDED_HOURS})"
+    ))
+    .bind(watermark)
+    .bind(through)
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows: Vec<FoldRow> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("unfolded usage: {e}")))?;
+    let json: String = sqlx::query_scalar(&format!(
+        "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
+         'dimension', dimension, 'hour', hour, 'allocations', allocations)) {UNFOLDED_TAGS}"
+    ))
+    .bind(watermark)
+    .bind(through)
+    .fetch_one(&mut *tx)
+    .await?;
+    let tagged: Vec<TaggedRow> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("unfolded usage tags: {e}")))?;
+    Ok(Unfolded { rows, tagged })
 }
 
 /// The ids of these hourly totals that are open (still, or again after a mismatch).
