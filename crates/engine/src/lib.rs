@@ -79,10 +79,6 @@ pub struct Engine {
     pub inbox_ready: Arc<Notify>,
     /// Wakes the outbox worker when a job is queued (the buyer waits for activation).
     pub outbox_ready: Arc<Notify>,
-    /// Wakes the usage flusher when ingest stores usage that is due already (its hour has
-    /// closed, or it is a subscription's final usage), so it goes out without waiting for the
-    /// flush interval.
-    pub usage_due: Arc<Notify>,
     /// Usage ingest and flush settings (`[metering]`); see [`Engine::with_metering`].
     pub metering: MeteringSettings,
     /// Group commit of usage ingest (one writer per engine).
@@ -115,7 +111,6 @@ impl Engine {
             policy,
             inbox_ready: Arc::new(Notify::new()),
             outbox_ready: Arc::new(Notify::new()),
-            usage_due: Arc::new(Notify::new()),
             metering: MeteringSettings::default(),
             ingest_writer: metering::IngestWriter::default(),
             entitlements: Arc::new(entitlements::EntitlementIndex::new(catalog.clone())),

@@ -13,8 +13,7 @@ pub struct MeteringConfig {
     /// Keys the vendor's product presents to `POST /api/v1/usage` (`Authorization: Bearer`).
     /// Only their SHA-256 digests are kept in memory. Empty: the usage API refuses everything.
     pub api_keys: Vec<Secret>,
-    /// How often closed hours are sent to the marketplaces, at the least (the flusher also
-    /// runs when usage for a closed hour arrives and when the next hour closes).
+    /// How often closed hours are sent to the marketplaces.
     pub flush_interval_secs: u64,
     /// Records per marketplace call (1 to 25).
     pub batch_size: usize,

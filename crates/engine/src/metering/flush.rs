@@ -77,12 +77,6 @@ impl Engine {
         hour_floor(now - self.metering.settle) - Duration::hours(1)
     }
 
-    /// When the next hour closes after `now`: the end of the hour after
-    /// [`Engine::closed_through`], plus the settle delay. Always later than `now`.
-    pub fn next_hour_closes(&self, now: OffsetDateTime) -> OffsetDateTime {
-        self.closed_through(now) + Duration::hours(2) + self.metering.settle
-    }
-
     /// Flushes everything due: zero-fill, then claims until nothing is left to claim. What the
     /// metering worker and `marketlink meter flush` run.
     ///
@@ -91,19 +85,10 @@ impl Engine {
     /// across claims (the calls never drain at a claim's end), and a third settles whatever
     /// outcomes have arrived, in one transaction per lease.
     pub async fn flush_usage(&self) -> Result<FlushRun, StoreError> {
-        let zero_created = self.fill_zero_hours().await?;
-        let mut total = self.send_due_usage().await?;
-        total.zero_created = zero_created;
-        Ok(total)
-    }
-
-    /// [`Engine::flush_usage`] without the zero-fill: claims and sends what is due. For a run
-    /// right after one that zero-filled the same closed hours (the flusher woken by usage):
-    /// zero-filling again would only read every subscription's cursor again (issue 22: 200
-    /// pages at 100k subscriptions), since a subscription seen for the first time gets zero
-    /// hours from its current hour on, which has not closed.
-    pub async fn send_due_usage(&self) -> Result<FlushRun, StoreError> {
-        let mut total = FlushRun::default();
+        let mut total = FlushRun {
+            zero_created: self.fill_zero_hours().await?,
+            ..FlushRun::default()
+        };
         // Room for one prepared claim: the next is claimed once the one before has started
         // going out, so at most three claims' hours are leased at a time.
         let (claims, prepared) = mpsc::channel::<Prepared>(1);

@@ -218,20 +218,9 @@ impl Engine {
             };
             events.push(self.validate(input, accepting, now).map_err(at)?);
         }
-        let closed = self.closed_through(now);
-        let due = events.iter().any(|e| e.hour <= closed)
-            || resolved
-                .values()
-                .any(|a| subscription_final(&a.subscription));
-        let outcome = self
-            .store_usage(events, now)
+        self.store_usage(events, now)
             .await
-            .map_err(|e| over_cap_at(e, inputs, &resolved))?;
-        if due && outcome.accepted > 0 {
-            // Debounced by the flusher: one run in flight, one more if woken during it.
-            self.usage_due.notify_one();
-        }
-        Ok(outcome)
+            .map_err(|e| over_cap_at(e, inputs, &resolved))
     }
 
     fn check_batch_size(&self, inputs: &[UsageInput]) -> Result<(), IngestError> {

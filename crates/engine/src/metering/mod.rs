@@ -23,8 +23,7 @@ pub use self::{
 pub struct MeteringSettings {
     /// SHA-256 digests of the API keys that may report usage (`POST /api/v1/usage`).
     pub api_key_hashes: Vec<[u8; 32]>,
-    /// The longest the flusher waits between runs; it also runs when usage for a closed hour
-    /// arrives ([`crate::Engine::usage_due`]) and when the next hour closes.
+    /// How often the flusher runs.
     pub flush_interval: StdDuration,
     /// Records per provider call; each marketplace's own limit
     /// ([`UsageRules::max_batch`](marketlink_core::UsageRules::max_batch)) caps it further.

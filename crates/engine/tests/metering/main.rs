@@ -1,6 +1,5 @@
 //! The metering engine against a counting provider: validation, hourly totals, zero records,
-//! batching, retries, dead letters, final usage, two flushers on one PostgreSQL database, and
-//! what wakes the flusher.
+//! batching, retries, dead letters, final usage, and two flushers on one PostgreSQL database.
 
 mod fake;
 mod flush;
@@ -9,4 +8,3 @@ mod ingest;
 mod lifecycle;
 mod postgres;
 mod retries;
-mod wakeups;
