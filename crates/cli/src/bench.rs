@@ -13,9 +13,13 @@ use marketlink_core::{
 use marketlink_engine::entitlements::EntitlementIndex;
 use marketlink_store::{Store, StoreOptions};
 
+mod api;
+mod child;
+mod databases;
 mod day;
-pub mod flush;
+mod flush;
 mod http;
+mod ingest;
 pub mod load;
 pub mod process;
 pub mod report;
@@ -68,21 +72,13 @@ pub enum BenchCommand {
     Http(http::HttpRun),
     /// Usage flush of many hourly rows to the AWS sandbox, against the same records through
     /// the AWS SDK with no database ("wire floor"), in the same run (issue 22).
-    Flush {
-        /// Hourly rows to flush (one sandbox buyer per 20).
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: usize,
-        /// Calls in flight.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Database to flush from (a fresh temporary SQLite file when unset). It must be
-        /// empty: for PostgreSQL, `createdb` one first.
-        #[arg(long)]
-        database: Option<String>,
-        /// Also time the floor as resends.
-        #[arg(long)]
-        resend_floor: bool,
-    },
+    Flush(flush::FlushRun),
+    /// The usage API (`POST /api/v1/usage`, one event) under an open loop at fixed rates,
+    /// against a child `marketlink serve`; every 202 checked to be one stored event (issue 22).
+    Api(api::ApiRun),
+    /// Usage ingest through the engine in batches, one client then four, against a raw sqlx
+    /// insert of the same rows in the same run (ADR 0005).
+    Ingest(ingest::IngestRun),
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -104,31 +100,9 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             database,
         } => startup::startup(subscriptions, database).await,
         BenchCommand::Http(run) => http::http(run).await,
-        BenchCommand::Flush {
-            rows,
-            concurrency,
-            database,
-            resend_floor,
-        } => {
-            let dir = tempfile::tempdir()?;
-            let url = database
-                .unwrap_or_else(|| format!("sqlite:{}", dir.path().join("flush.db").display()));
-            let backend = if url.starts_with("postgres") {
-                "postgres"
-            } else {
-                "sqlite"
-            };
-            let settings = flush::FlushBench {
-                rows,
-                concurrency,
-                checkpoint: None,
-                resend_floor,
-            };
-            for goal in flush::flush(&settings, backend, &url).await? {
-                goal.print();
-            }
-            Ok(())
-        }
+        BenchCommand::Flush(run) => flush::each_backend(run).await,
+        BenchCommand::Api(run) => api::api(run).await,
+        BenchCommand::Ingest(run) => ingest::ingest(run).await,
     }
 }
 

@@ -1,7 +1,7 @@
 //! `marketlink bench flush` (issue 22): hourly usage rows flushed to the AWS sandbox, against the
 //! "wire floor" — the same records through the AWS SDK to the sandbox with no database —
-//! measured in the same run. The goal is the ratio of the two times: at most 1.5. The metering
-//! benchmark (`tests/benches/metering/flush.rs`) runs this on both backends.
+//! measured in the same run. The goal is the ratio of the two times: at most 1.5. It runs on
+//! SQLite and PostgreSQL in turn, each on a fresh database (`--backend`, `--database`).
 
 use std::{
     collections::HashMap,
@@ -22,7 +22,10 @@ use marketlink_engine::{
 use marketlink_sandbox::aws::AwsSandboxConfig;
 use marketlink_store::{Store, StoreOptions};
 
-use super::Goal;
+use super::{
+    Goal,
+    databases::{Backend, Databases},
+};
 use crate::{
     config::{Config, demo_base},
     run, sandbox,
@@ -32,6 +35,44 @@ use crate::{
 const FIRST_ACCOUNT: u64 = 100_000_000_000;
 /// Closed hours per buyer.
 const HOURS_PER_SUB: usize = 20;
+
+/// `marketlink bench flush`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FlushRun {
+    /// Hourly rows to flush (one sandbox buyer per 20).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Calls in flight.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// SQLite's checkpoint interval in milliseconds, when not the store's default.
+    #[arg(long)]
+    pub checkpoint_ms: Option<u64>,
+    /// Also time the floor as resends.
+    #[arg(long)]
+    pub resend_floor: bool,
+    #[command(flatten)]
+    pub databases: Databases,
+}
+
+/// The flush on each backend in turn; prints the goals.
+pub(super) async fn each_backend(args: FlushRun) -> anyhow::Result<()> {
+    let settings = FlushBench {
+        rows: args.rows,
+        concurrency: args.concurrency,
+        checkpoint: args.checkpoint_ms.map(Duration::from_millis),
+        resend_floor: args.resend_floor,
+    };
+    for backend in args.databases.backends() {
+        let database = args.databases.open(backend, "flush").await?;
+        let goals = flush(&settings, backend, &database.url).await;
+        database.remove().await?;
+        for goal in goals? {
+            goal.print();
+        }
+    }
+    Ok(())
+}
 
 /// How the flush benchmark runs.
 #[derive(Debug, Clone)]
@@ -48,7 +89,11 @@ pub struct FlushBench {
 
 /// Flushes `settings.rows` hourly rows from the empty store at `url` (`backend` names it in
 /// the output) and times the wire floor after it; returns the goals.
-pub async fn flush(settings: &FlushBench, backend: &str, url: &str) -> anyhow::Result<Vec<Goal>> {
+pub async fn flush(
+    settings: &FlushBench,
+    backend: Backend,
+    url: &str,
+) -> anyhow::Result<Vec<Goal>> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let aws = sandbox::start_aws(
         "127.0.0.1:0".parse()?,
@@ -61,7 +106,7 @@ pub async fn flush(settings: &FlushBench, backend: &str, url: &str) -> anyhow::R
         shutdown.clone(),
     )
     .await?;
-    let result = flush_to(settings, backend, url, &aws).await;
+    let result = flush_to(settings, backend.as_str(), url, &aws).await;
     shutdown.cancel();
     result
 }

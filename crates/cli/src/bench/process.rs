@@ -23,3 +23,29 @@ pub fn cpu_time(stat: &str) -> Duration {
 pub fn cpu_of(pid: u32) -> Duration {
     cpu_time(&format!("/proc/{pid}/stat"))
 }
+
+/// CPU time of the calling thread so far, in nanoseconds (`/proc/thread-self/schedstat`: the
+/// scheduler's own account, not clock ticks), with the thread it was read on; `None` when
+/// unreadable (not Linux).
+pub fn thread_cpu() -> Option<(std::thread::ThreadId, Duration)> {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+    Some((std::thread::current().id(), Duration::from_nanos(nanos)))
+}
+
+/// A span of one thread's CPU time: started by [`ThreadCpu::start`], read by
+/// [`ThreadCpu::elapsed`], which is `None` if the work moved to another thread meanwhile (a
+/// task resumed elsewhere), so the two readings are not of one thread.
+pub struct ThreadCpu(Option<(std::thread::ThreadId, Duration)>);
+
+impl ThreadCpu {
+    pub fn start() -> Self {
+        Self(thread_cpu())
+    }
+
+    pub fn elapsed(&self) -> Option<Duration> {
+        let (thread, start) = self.0?;
+        let (now_thread, now) = thread_cpu()?;
+        (thread == now_thread).then(|| now.saturating_sub(start))
+    }
+}

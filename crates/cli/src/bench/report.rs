@@ -1,8 +1,7 @@
 //! The goal lines every benchmark prints, which `scripts/bench` gathers into one table.
 //!
 //! A line is `report<TAB>benchmark<TAB>figure<TAB>limit<TAB>ratio<TAB>goal`, the ratio being
-//! figure / limit (so ≥ 1 meets an "at least" goal, ≤ 1 an "at most" one). The metering
-//! benchmarks (`tests/benches/metering.rs`) print theirs through this type too.
+//! figure / limit (so ≥ 1 meets an "at least" goal, ≤ 1 an "at most" one).
 
 /// A benchmark's figure against its goal, measured in the same run.
 #[derive(Debug, Clone, PartialEq)]

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use time::format_description::well_known::Rfc3339;
 use tokio_util::sync::CancellationToken;
 
-use super::report::Goal;
+use super::{process::ThreadCpu, report::Goal};
 use crate::sandbox::{self, RunningAws, VendorUrls};
 
 /// The provider must keep this share of the raw verification rate.
@@ -36,24 +36,50 @@ const CHUNK: usize = 50;
 const PRODUCT: &str = "mlsandboxclassic0000000001";
 const TOPIC: &str = "arn:aws:sns:us-east-1:111122223333:aws-mp-subscription-notification-mlsandboxclassic0000000001";
 
-/// Checks per second of each side, one figure per round.
+/// Checks per second of each side, one figure per round: over wall time, and over the
+/// CPU time of the thread that checked (`None` for a round in which the work changed threads).
 struct Rates {
     provider: Vec<f64>,
     raw: Vec<f64>,
+    provider_cpu: Vec<Option<f64>>,
+    raw_cpu: Vec<Option<f64>>,
 }
 
-/// Time each side spent in one round.
+/// Time each side spent in one round, on the clock and on the CPU.
 #[derive(Default)]
 struct Round {
     provider: Duration,
     raw: Duration,
+    provider_cpu: Option<Duration>,
+    raw_cpu: Option<Duration>,
+    moved: bool,
+}
+
+impl Round {
+    /// Adds one side's chunk: its wall time and its thread's CPU time, if measured.
+    fn add(wall: &mut Duration, cpu: &mut Option<Duration>, moved: &mut bool, chunk: Timed) {
+        *wall += chunk.wall;
+        match chunk.cpu {
+            Some(c) => *cpu = Some(cpu.unwrap_or_default() + c),
+            None => *moved = true,
+        }
+    }
+}
+
+/// One side's chunk of checks, timed.
+struct Timed {
+    wall: Duration,
+    cpu: Option<Duration>,
 }
 
 impl Rates {
     fn push(&mut self, messages: usize, round: Round) {
-        self.provider
-            .push(messages as f64 / round.provider.as_secs_f64());
-        self.raw.push(messages as f64 / round.raw.as_secs_f64());
+        let rate = |d: Duration| messages as f64 / d.as_secs_f64();
+        self.provider.push(rate(round.provider));
+        self.raw.push(rate(round.raw));
+        let cpu = |d: Option<Duration>| d.filter(|_| !round.moved).map(rate);
+        self.provider_cpu.push(cpu(round.provider_cpu));
+        self.raw_cpu.push(cpu(round.raw_cpu));
     }
 
     fn median(values: &[f64]) -> f64 {
@@ -62,13 +88,33 @@ impl Rates {
         sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
     }
 
+    /// The goal over CPU time when every round has it: on a shared machine the wall clock
+    /// also counts the time other processes held the core (issue 22's runs swung ±15 points
+    /// at load 4–9), the thread's CPU time only the checks'. Both are printed.
     fn goal(&self, benchmark: &str, raw_name: &str) -> Goal {
         let (provider, raw) = (Self::median(&self.provider), Self::median(&self.raw));
         println!(
-            "  {benchmark}: provider {provider:.0} checks/s; raw {raw_name} {raw:.0} checks/s; {:.1} % of raw",
+            "  {benchmark}: provider {provider:.0} checks/s; raw {raw_name} {raw:.0} checks/s; {:.1} % of raw (wall clock)",
             100.0 * provider / raw
         );
-        Goal::at_least(benchmark, provider, GOAL_SHARE * raw, "checks/s")
+        let cpu: Option<(Vec<f64>, Vec<f64>)> = self
+            .provider_cpu
+            .iter()
+            .copied()
+            .collect::<Option<Vec<f64>>>()
+            .zip(self.raw_cpu.iter().copied().collect::<Option<Vec<f64>>>());
+        let Some((provider_cpu, raw_cpu)) = cpu else {
+            println!(
+                "  {benchmark}: CPU time not measured (work changed threads): wall clock counts"
+            );
+            return Goal::at_least(benchmark, provider, GOAL_SHARE * raw, "checks/s");
+        };
+        let (provider, raw) = (Self::median(&provider_cpu), Self::median(&raw_cpu));
+        println!(
+            "  {benchmark}: provider {provider:.0} checks per CPU-second; raw {raw:.0}; {:.1} % of raw (CPU time, the figure)",
+            100.0 * provider / raw
+        );
+        Goal::at_least(benchmark, provider, GOAL_SHARE * raw, "checks/CPU-s")
     }
 }
 
@@ -186,20 +232,41 @@ async fn take_turns<R>(
     let mut rates = Rates {
         provider: Vec::new(),
         raw: Vec::new(),
+        provider_cpu: Vec::new(),
+        raw_cpu: Vec::new(),
     };
     for _ in 0..rounds {
         let mut round = Round::default();
         for (raw, inbound) in raw.chunks(CHUNK).zip(inbound.chunks(CHUNK)) {
-            let started = Instant::now();
+            let (started, cpu) = (Instant::now(), ThreadCpu::start());
             for item in raw {
                 raw_check(item)?;
             }
-            round.raw += started.elapsed();
-            let started = Instant::now();
-            for message in inbound {
-                provider.authenticate(message).await.context(refused)?;
-            }
-            round.provider += started.elapsed();
+            let chunk = Timed {
+                wall: started.elapsed(),
+                cpu: cpu.elapsed(),
+            };
+            Round::add(&mut round.raw, &mut round.raw_cpu, &mut round.moved, chunk);
+            let (started, cpu) = (Instant::now(), ThreadCpu::start());
+            // Unconstrained: the cached paths never wait, so without tokio's cooperative
+            // budget the task is not parked and resumed on another thread mid-chunk.
+            tokio::task::unconstrained(async {
+                for message in inbound {
+                    provider.authenticate(message).await.context(refused)?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+            .await?;
+            let chunk = Timed {
+                wall: started.elapsed(),
+                cpu: cpu.elapsed(),
+            };
+            Round::add(
+                &mut round.provider,
+                &mut round.provider_cpu,
+                &mut round.moved,
+                chunk,
+            );
         }
         rates.push(raw.len(), round);
     }

@@ -283,7 +283,7 @@ impl Engine {
         let provider: Option<Arc<dyn MarketplaceProvider>> =
             self.providers.get(&marketplace).cloned();
         let result = match &provider {
-            Some(provider) => provider.report_usage(&records).await,
+            Some(provider) => report_in_own_task(Arc::clone(provider), records).await,
             None => Err(ProviderError::Configuration(format!(
                 "no {marketplace} provider is configured"
             ))),
@@ -486,6 +486,23 @@ impl Engine {
         }
         Ok(created)
     }
+}
+
+/// One usage call in a task of its own, so the client side of the calls in flight (building
+/// and signing requests, parsing answers) spreads over the runtime's workers instead of being
+/// polled in the flusher's one task (issue 22: on SQLite that task's thread was the busiest).
+/// A call that panics is retried like a failed one, not lost with the flusher.
+async fn report_in_own_task(
+    provider: Arc<dyn MarketplaceProvider>,
+    records: Vec<UsageRecord>,
+) -> Result<Vec<UsageOutcome>, ProviderError> {
+    tokio::spawn(async move { provider.report_usage(&records).await })
+        .await
+        .unwrap_or_else(|e| {
+            Err(ProviderError::retryable(format!(
+                "the usage call failed: {e}"
+            )))
+        })
 }
 
 /// A claim cut into what the flusher does with it.

@@ -1,7 +1,8 @@
-//! Claiming due hours for sending (ADR 0005, 0010): each claim first folds the usage stored
-//! since the last one, then reads the due hours and marks them `sending` under a lease —
-//! quantity frozen — in the same transaction, and finally loads what the flusher needs to
-//! send them (their cost-allocation tags and subscriptions).
+//! Claiming due hours for sending (ADR 0005, 0010, 0026): each claim first folds the usage
+//! stored since the last one, then reads the due hours and marks them `sending` under a lease
+//! with their quantities frozen — on SQLite in the same transaction, on PostgreSQL after a
+//! barrier and a second fold (ADR 0026) — and finally loads what the flusher needs to send
+//! them (their cost-allocation tags and subscriptions).
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,8 +13,8 @@ use tokio::sync::MutexGuard;
 use uuid::Uuid;
 
 use super::{
-    fold::{postgres_fold, sqlite_fold},
-    hour_row::{HOUR_COLUMNS, SQLITE_HOUR_JSON, UsageHourRow, quantity},
+    fold::{postgres_fold_stored, sqlite_fold},
+    hour_row::{SQLITE_HOUR_JSON, UsageHourRow, quantity},
     types::{UsageClaim, UsageHour, UsageHourState},
 };
 use crate::{
@@ -21,6 +22,8 @@ use crate::{
     bind_lists::{array_column, json_id_list},
     millis,
 };
+
+mod postgres;
 
 /// The parameters every claim statement binds, in order: `$1` the lease, `$2` the lease's
 /// end (also the hour's next attempt: ADR 0025), `$3` now, `$4` the last closed hour, `$5` the
@@ -245,31 +248,35 @@ fn mark_claimed(row: &mut UsageHourRow, params: &ClaimParams) {
     row.updated_at = params.now;
 }
 
-/// The claim on PostgreSQL: one statement marks the due hours and returns them. The fold
-/// before it locks the ledger against writers until this transaction ends, so no event can
-/// reach an hour between its fold and its freezing. `turn` is released once the transaction
-/// has ended.
+/// The claim on PostgreSQL (ADR 0026): the fold runs beside ingest, and the ledger is locked
+/// only as brief barriers. First everything stored is folded, the due hours are marked and
+/// the lease is listed as pending ([`postgres::pending`]); from that commit on, a request for
+/// one of them is refused, while folds may still add to them. Then a barrier waits out the
+/// requests that were inserting meanwhile, and the events up to it are folded before the
+/// claim stops pending and its hours are returned ([`postgres::freeze_claimed`]). `turn` is
+/// released once the first transaction has ended.
 async fn postgres_claim(
     pool: &PgPool,
     turn: Option<MutexGuard<'_, ()>>,
     due_ids: &str,
     params: &ClaimParams,
 ) -> Result<Vec<UsageHourRow>, StoreError> {
-    let mut tx = pool.begin().await?;
-    postgres_fold(&mut tx).await?;
-    let rows = sqlx::query_as(&format!(
-        "{MARK} WHERE id IN ({due_ids}) RETURNING {HOUR_COLUMNS}"
-    ))
-    .bind(params.lease_id)
-    .bind(params.locked_until)
-    .bind(params.now)
-    .bind(params.closed_through)
-    .bind(params.limit)
-    .fetch_all(&mut *tx)
-    .await?;
+    let (mut tx, _) = postgres_fold_stored(pool).await?;
+    let ids: Vec<Uuid> =
+        sqlx::query_scalar(&format!("{MARK} WHERE id IN ({due_ids}) RETURNING id"))
+            .bind(params.lease_id)
+            .bind(params.locked_until)
+            .bind(params.now)
+            .bind(params.closed_through)
+            .bind(params.limit)
+            .fetch_all(&mut *tx)
+            .await?;
+    if !ids.is_empty() {
+        postgres::pending(&mut tx, params).await?;
+    }
     tx.commit().await?;
     drop(turn);
-    Ok(rows)
+    postgres::freeze_claimed(pool, params, &ids).await
 }
 
 /// Gives each claimed hour its cost-allocation tags, `(hour id, tags JSON, micros)`.

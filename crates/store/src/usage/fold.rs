@@ -1,17 +1,21 @@
-//! Folding usage into hourly totals (ADR 0010): the events stored since the last fold are
+//! Folding usage into hourly totals (ADR 0010, 0026): the events stored since the last fold are
 //! summed per subscription, dimension and hour and added to `usage_hours` (and their tags to
 //! `usage_allocations`), then the watermark in `usage_fold` moves past them.
 //!
-//! A fold runs inside every claim, in the transaction that freezes hours, so an hour is never
-//! frozen with events of it still unfolded: on SQLite the claim holds the write lock from its
-//! start; on PostgreSQL it first locks the ledger against writers (`SHARE ROW EXCLUSIVE`), which
-//! waits for every request that is still inserting events and holds off new ones until the
-//! claim commits. A request that comes after finds the hour frozen and is refused (ingest).
+//! A fold runs inside every claim, so an hour is never frozen with events of it still
+//! unfolded. On SQLite the claim holds the write lock from its start and folds in the
+//! transaction that freezes hours. On PostgreSQL a fold reads up to a bound set by a brief
+//! barrier ([`postgres_barrier`]: the ledger locked against writers only until the requests
+//! already inserting have ended), so every event at or below it is committed or gone; the
+//! fold itself runs without the ledger's lock, beside ingest, serialized against other folds by
+//! the `usage_fold` row. A claim marks its hours `sending` before its last barrier, so a
+//! request that comes after finds them claimed and is refused (ingest), and folds into them
+//! once more after that barrier before it freezes them for good (ADR 0026, `claim`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use marketlink_core::UsageAllocation;
-use sqlx::{PgConnection, SqliteConnection};
+use sqlx::{PgConnection, PgPool, Postgres, SqliteConnection, Transaction};
 use uuid::Uuid;
 
 use crate::{
@@ -21,9 +25,9 @@ use crate::{
 };
 
 impl Store {
-    /// Adds the events stored since the last fold to their hourly totals (ADR 0010); every
-    /// claim does this first. Readers of the totals call it so that they see all usage stored
-    /// so far. Returns how many hourly totals changed.
+    /// Adds the events stored since the last fold to their hourly totals (ADR 0010, 0026);
+    /// every claim does this first. Readers of the totals call it so that they see all usage
+    /// stored before the call. Returns how many hourly totals changed.
     pub async fn usage_fold(&self) -> Result<usize, StoreError> {
         let _turn = self.write_turn().await;
         match &self.pool {
@@ -41,8 +45,7 @@ impl Store {
                 }
             }
             Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let folded = postgres_fold(&mut tx).await?;
+                let (tx, folded) = postgres_fold_stored(pool).await?;
                 tx.commit().await?;
                 Ok(folded)
             }
@@ -200,12 +203,28 @@ pub const MAX_HOUR_MICROS: i64 = i64::MAX / 2;
 /// again, to be resent with the corrected total: the marketplace refused the quantity we sent,
 /// and bills an hour once whatever we resend (ADR 0005, "Corrections"). This is how the usage
 /// a restored database lost reaches an hour it zero-filled or sent short meanwhile.
-fn hour_upsert(min: &str) -> String {
+///
+/// With `pending`, an hour claimed by a claim not done yet (`sending` under a lease in
+/// `usage_pending_claims`, PostgreSQL, ADR 0026) takes usage too, stays `sending` and keeps
+/// its sent quantity equal to its total: its claim freezes it for good after its barrier,
+/// which every event of it precedes, so whoever folds them is fine.
+fn hour_upsert(min: &str, pending: bool) -> String {
+    let total =
+        format!("{min}(usage_hours.quantity_micros + excluded.quantity_micros, {MAX_HOUR_MICROS})");
+    let (state, sent, foldable) = if pending {
+        (
+            "CASE usage_hours.state WHEN 'sending' THEN 'sending' ELSE 'open' END",
+            format!("CASE usage_hours.state WHEN 'sending' THEN {total} END"),
+            " OR (usage_hours.state = 'sending' AND usage_hours.lease_id IN \
+             (SELECT lease_id FROM usage_pending_claims))",
+        )
+    } else {
+        ("'open'", "NULL".to_owned(), "")
+    };
     format!(
         " ON CONFLICT (subscription_id, dimension, hour) DO UPDATE \
-         SET quantity_micros = {min}(usage_hours.quantity_micros + excluded.quantity_micros, \
-         {MAX_HOUR_MICROS}), updated_at = excluded.updated_at, state = 'open', \
-         sent_quantity_micros = NULL WHERE usage_hours.state IN ('open', {REOPENS})"
+         SET quantity_micros = {total}, updated_at = excluded.updated_at, state = {state}, \
+         sent_quantity_micros = {sent} WHERE usage_hours.state IN ('open', {REOPENS}){foldable}"
     )
 }
 
@@ -220,7 +239,8 @@ fn allocation_upsert(min: &str) -> String {
     )
 }
 
-/// The hours of the unfolded events, summed in SQL: `$1` is the watermark. Whole units and
+/// The hours of the unfolded events, summed in SQL: those after the watermark `$1` up to and
+/// including the bound `$2` (later ones may still be committing on PostgreSQL). Whole units and
 /// their fractions are summed apart, so the sums cannot overflow 64 bits (events carry at
 /// most 2^31 units); [`FoldRow::quantity`] puts them together, saturating.
 const UNFOLDED_HOURS: &str = "SELECT g.subscription_id AS subscription_id, \
@@ -229,10 +249,15 @@ const UNFOLDED_HOURS: &str = "SELECT g.subscription_id AS subscription_id, \
     FROM (SELECT subscription_id, dimension, hour, \
     SUM(quantity_micros / 1000000) AS units, SUM(quantity_micros % 1000000) AS micros, \
     MAX(received_at) AS received_at \
-    FROM usage_events WHERE seq > $1 GROUP BY subscription_id, dimension, hour) AS g \
+    FROM usage_events WHERE seq > $1 AND seq <= $2 GROUP BY subscription_id, dimension, hour) AS g \
     LEFT JOIN subscriptions s ON s.id = g.subscription_id";
 
-/// The watermark and the newest event: nothing to fold unless the second is past the first.
+/// The tagged events among them (the same `$1` and `$2`).
+const UNFOLDED_TAGS: &str =
+    "FROM usage_events WHERE seq > $1 AND seq <= $2 AND allocations IS NOT NULL";
+
+/// The watermark and the newest event (SQLite, under the write lock): nothing to fold unless
+/// the second is past the first.
 const WATERMARKS: &str =
     "SELECT folded_through, (SELECT MAX(seq) FROM usage_events) FROM usage_fold WHERE id = 1";
 
@@ -247,36 +272,14 @@ pub(super) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
     let Some(through) = through.filter(|t| *t > watermark) else {
         return Ok(0);
     };
-    // One JSON row rather than a driver message per row (ADR 0008).
-    let json: String = sqlx::query_scalar(&format!(
-        "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
-         'marketplace', marketplace, 'dimension', dimension, 'hour', hour, \
-         'units', units, 'micros', micros, 'received_at', received_at)) \
-         FROM ({UNFOLDED_HOURS})"
-    ))
-    .bind(watermark)
-    .fetch_one(&mut *tx)
-    .await?;
-    let rows: Vec<FoldRow> = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Corrupt(format!("unfolded usage: {e}")))?;
-    let json: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
-         'dimension', dimension, 'hour', hour, 'allocations', allocations)) \
-         FROM usage_events WHERE seq > $1 AND allocations IS NOT NULL",
-    )
-    .bind(watermark)
-    .fetch_one(&mut *tx)
-    .await?;
-    let tagged: Vec<TaggedRow> = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Corrupt(format!("unfolded usage tags: {e}")))?;
-    let unfolded = Unfolded { rows, tagged };
+    let unfolded = sqlite_unfolded(tx, watermark, through).await?;
     let (groups, newest) = unfolded.groups()?;
     for chunk in sqlite_chunks(&groups) {
         let sql = anonymous_rows(
             &format!("{HOUR_INSERT} VALUES "),
             "(?,?,?,?,?,?,?,?,?,'open',0)",
             chunk.len(),
-            &hour_upsert("MIN"),
+            &hour_upsert("MIN", false),
         );
         let mut query = sqlx::query(&sql);
         for ((sub, dimension, hour), (marketplace, quantity, _)) in chunk {
@@ -322,6 +325,38 @@ pub(super) async fn sqlite_fold(tx: &mut SqliteConnection) -> Result<usize, Stor
     Ok(groups.len())
 }
 
+/// The events in `(watermark, through]` on SQLite, each read as one JSON row rather than a
+/// driver message per row (ADR 0008).
+async fn sqlite_unfolded(
+    tx: &mut SqliteConnection,
+    watermark: i64,
+    through: i64,
+) -> Result<Unfolded, StoreError> {
+    let json: String = sqlx::query_scalar(&format!(
+        "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
+         'marketplace', marketplace, 'dimension', dimension, 'hour', hour, \
+         'units', units, 'micros', micros, 'received_at', received_at)) \
+         FROM ({UNFOLDED_HOURS})"
+    ))
+    .bind(watermark)
+    .bind(through)
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows: Vec<FoldRow> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("unfolded usage: {e}")))?;
+    let json: String = sqlx::query_scalar(&format!(
+        "SELECT json_group_array(json_object('subscription_id', hex(subscription_id), \
+         'dimension', dimension, 'hour', hour, 'allocations', allocations)) {UNFOLDED_TAGS}"
+    ))
+    .bind(watermark)
+    .bind(through)
+    .fetch_one(&mut *tx)
+    .await?;
+    let tagged: Vec<TaggedRow> = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("unfolded usage tags: {e}")))?;
+    Ok(Unfolded { rows, tagged })
+}
+
 /// The ids of these hourly totals that are open (still, or again after a mismatch).
 async fn sqlite_open_hour_ids(
     tx: &mut SqliteConnection,
@@ -347,30 +382,61 @@ async fn sqlite_open_hour_ids(
     Ok(ids)
 }
 
-/// Folds every event past the watermark on PostgreSQL, inside `tx`. Takes the ledger's
-/// `SHARE ROW EXCLUSIVE` lock first (see the module doc), held until `tx` ends. Returns how
-/// many hourly totals it added to.
-pub(super) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreError> {
+/// The barrier of a fold on PostgreSQL (ADR 0026), in a transaction of its own: locks the
+/// ledger against writers (`SHARE ROW EXCLUSIVE`), which waits for every request still
+/// inserting events and holds new ones off only until it commits, at once. Returns the newest
+/// event then: its sequence caches no values (ADR 0010), so every event at or below it is
+/// committed or gone, and none can appear there later.
+pub(super) async fn postgres_barrier(pool: &PgPool) -> Result<i64, StoreError> {
+    let mut tx = pool.begin().await?;
     sqlx::query("LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *tx)
         .await?;
-    let (watermark, through): (i64, Option<i64>) =
-        sqlx::query_as(WATERMARKS).fetch_one(&mut *tx).await?;
-    let Some(through) = through.filter(|t| *t > watermark) else {
+    let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM usage_events")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(newest)
+}
+
+/// Folds every event stored before the call on PostgreSQL: a barrier, then the fold through
+/// it in a transaction that is returned open (a claim freezes hours in it). Returns how many
+/// hourly totals it added to.
+pub(super) async fn postgres_fold_stored(
+    pool: &PgPool,
+) -> Result<(Transaction<'static, Postgres>, usize), StoreError> {
+    let through = postgres_barrier(pool).await?;
+    let mut tx = pool.begin().await?;
+    let folded = postgres_fold(&mut tx, through).await?;
+    Ok((tx, folded))
+}
+
+/// Folds the events past the watermark up to `through` (a barrier's) on PostgreSQL, inside
+/// `tx`, without the ledger's lock: the `usage_fold` row, locked first, makes folds take turns,
+/// and each reads the watermark its predecessor left. Returns how many hourly totals it added
+/// to.
+async fn postgres_fold(tx: &mut PgConnection, through: i64) -> Result<usize, StoreError> {
+    let watermark: i64 =
+        sqlx::query_scalar("SELECT folded_through FROM usage_fold WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+    if through <= watermark {
         return Ok(0);
-    };
+    }
     let rows: Vec<FoldRow> = sqlx::query_as(&format!(
         "SELECT subscription_id, marketplace, dimension, hour, units::int8, micros::int8, \
          received_at::int8 FROM ({UNFOLDED_HOURS}) AS u"
     ))
     .bind(watermark)
+    .bind(through)
     .fetch_all(&mut *tx)
     .await?;
-    let tagged: Vec<TaggedRow> = sqlx::query_as(
+    let tagged: Vec<TaggedRow> = sqlx::query_as(&format!(
         "SELECT subscription_id, dimension, hour, allocations::text AS allocations \
-         FROM usage_events WHERE seq > $1 AND allocations IS NOT NULL",
-    )
+         {UNFOLDED_TAGS}"
+    ))
     .bind(watermark)
+    .bind(through)
     .fetch_all(&mut *tx)
     .await?;
     let unfolded = Unfolded { rows, tagged };
@@ -380,7 +446,7 @@ pub(super) async fn postgres_fold(tx: &mut PgConnection) -> Result<usize, StoreE
          'open', 0 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int8[], \
          $6::int8[]) AS h (id, sub, marketplace, dim, hour, qty) {} \
          RETURNING id, subscription_id, dimension, hour",
-        hour_upsert("LEAST")
+        hour_upsert("LEAST", true)
     ))
     .bind(array_column(&groups, |_| Uuid::now_v7()))
     .bind(array_column(&groups, |((sub, _, _), _)| *sub))

@@ -238,7 +238,7 @@ macro_rules! group_commit {
                 Ok(outcome) => results.push(Ok(outcome)),
                 Err(e) => {
                     // Roll back now: on PostgreSQL the batch holds the ledger's write lock
-                    // until then, which would hold off the next claim.
+                    // until then, which would hold off the next fold's barrier (ADR 0026).
                     tx.rollback().await?;
                     return Ok(vec![Err(e)]);
                 }

@@ -3,9 +3,9 @@
 //!
 //! Ingest appends a batch of events to the ledger in one transaction, so an event is either
 //! stored or not at all; each claim first folds the events stored since the last one into
-//! their hourly totals (ADR 0010). A flusher claims due hours with a lease (`FOR UPDATE SKIP
-//! LOCKED` on PostgreSQL), which also marks them `sending` — in flight, quantity frozen —
-//! before any marketplace call; it then settles each one with its outcome, presenting the
+//! their hourly totals (ADR 0010; on PostgreSQL beside ingest, ADR 0026). A flusher claims due
+//! hours with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL), which also marks them
+//! `sending` — in flight, quantity frozen — before any marketplace call; it then settles each one with its outcome, presenting the
 //! lease. An hour whose flusher died stays `sending` until the lease expires and is then
 //! claimed again and resent identically: the marketplaces de-duplicate identical records, so
 //! a resend is never billed twice.
@@ -16,7 +16,7 @@
 //! - [`fold`]: adding stored events to their hourly totals;
 //! - [`cap`]: the accepted total of hours whose marketplace caps them, checked at ingest;
 //! - [`ingest`]: appending events to the ledger;
-//! - [`claim`]: folding, then freezing due hours under a lease;
+//! - [`claim`]: folding, then freezing due hours under a lease (on PostgreSQL after a barrier);
 //! - [`settle`]: recording what came of sending them;
 //! - [`zero_fill`]: zero totals for hours without usage;
 //! - [`reads`]: totals, backlog and subscriptions for readers.

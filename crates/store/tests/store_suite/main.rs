@@ -12,6 +12,7 @@ mod queue;
 mod retention;
 mod sessions;
 mod subscriptions;
+mod usage_barrier;
 mod usage_caps;
 mod usage_claims;
 mod usage_due;

@@ -125,10 +125,13 @@ async fn usage_reaches_its_hours_when_a_claim_folds_it(store: &Store) {
 }
 story!(usage_fold, usage_reaches_its_hours_when_a_claim_folds_it);
 
-/// Requests and claims racing on the same hours (on PostgreSQL, on separate connections): every
-/// accepted event ends up in its hour, and no hour takes usage after it was frozen (its sent
-/// quantity is its quantity). A fold that met a frozen hour would fail the last fold.
+/// Requests, two claimers (two replicas) and a reader racing on the same hours (on
+/// PostgreSQL, on separate connections): every accepted event ends up in its hour, every
+/// claim returns its hours frozen with the quantity they keep, no hour is claimed twice, and
+/// no hour takes usage after it was frozen (its sent quantity is its quantity). A fold that
+/// met a frozen hour would fail the reader or the last fold.
 async fn usage_racing_claims_is_never_lost_or_added_after_freezing(store: &Store) {
+    use std::collections::HashMap;
     let sub = store
         .upsert_subscription(&Subscription::pending(aws_ref("meter-r", "prod-a"), T0))
         .await
@@ -159,26 +162,46 @@ async fn usage_racing_claims_is_never_lost_or_added_after_freezing(store: &Store
             })
         })
         .collect();
-    let claimer = {
-        let store = store.clone();
+    let claimers: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                for _ in 0..10 {
+                    let claim = store
+                        .usage_claim(now, now, Duration::minutes(5), 1, |_| true)
+                        .await
+                        .unwrap();
+                    claimed.extend(claim.hours.into_iter().map(|h| {
+                        assert_eq!(h.sent_quantity, Some(h.quantity), "returned unfrozen");
+                        (h.id, h.quantity)
+                    }));
+                    tokio::task::yield_now().await;
+                }
+                claimed
+            })
+        })
+        .collect();
+    let reader = {
+        let (store, sub) = (store.clone(), sub.clone());
         tokio::spawn(async move {
-            let mut claimed = 0;
-            for _ in 0..20 {
-                let claim = store
-                    .usage_claim(now, now, Duration::minutes(5), 2, |_| true)
-                    .await
-                    .unwrap();
-                claimed += claim.hours.len();
+            for _ in 0..10 {
+                store.usage_hours_of(sub.id).await.unwrap();
                 tokio::task::yield_now().await;
             }
-            claimed
         })
     };
     let mut accepted = 0;
     for w in writers {
         accepted += w.await.unwrap();
     }
-    claimer.await.unwrap();
+    let mut claimed = HashMap::new();
+    for c in claimers {
+        for (id, quantity) in c.await.unwrap() {
+            assert!(claimed.insert(id, quantity).is_none(), "{id} claimed twice");
+        }
+    }
+    reader.await.unwrap();
     store.usage_fold().await.unwrap();
     let hours = store.usage_hours_of(sub.id).await.unwrap();
     let total: i64 = hours.iter().map(|h| h.quantity.micros()).sum();
@@ -188,6 +211,13 @@ async fn usage_racing_claims_is_never_lost_or_added_after_freezing(store: &Store
             assert_eq!(
                 sent, h.quantity,
                 "hour {} took usage after freezing",
+                h.hour
+            );
+        }
+        if let Some(at_claim) = claimed.get(&h.id) {
+            assert_eq!(
+                *at_claim, h.quantity,
+                "hour {} changed after its claim",
                 h.hour
             );
         }

@@ -19,7 +19,7 @@ use marketlink_engine::metering::hour_floor;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio::task::JoinSet;
 
-use super::{DayArgs, USAGE_KEY, seed::World};
+use super::{super::child::DEMO_USAGE_KEY, DayArgs, seed::World};
 
 /// Which events go where: deterministic, so the verdict recomputes what was posted.
 pub(super) struct Plan {
@@ -223,7 +223,7 @@ impl Clients {
             let answer = self
                 .http
                 .post(&self.url)
-                .bearer_auth(USAGE_KEY)
+                .bearer_auth(DEMO_USAGE_KEY)
                 .header("content-type", "application/json")
                 .body(body.to_owned())
                 .send()

@@ -19,24 +19,23 @@ mod verdict;
 mod watch;
 
 use std::{
-    path::Path,
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
 use marketlink_core::{Clock, SystemClock};
 use marketlink_sandbox::aws::AwsSandboxConfig;
 use tokio_util::sync::CancellationToken;
 
-use super::Goal;
+use super::{
+    Goal,
+    child::{ChildServer, free_port},
+    databases,
+};
 use crate::{config::demo_base, sandbox};
 
 /// Issue 22's ceiling on the server's resident memory.
 const RSS_LIMIT_MB: f64 = 200.0;
-/// The usage API key of the demo configuration the server runs on.
-const USAGE_KEY: &str = "demo-usage-key-0123";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DayArgs {
@@ -78,10 +77,10 @@ pub(super) async fn day(args: DayArgs) -> anyhow::Result<()> {
         args.subscriptions > 0 && args.hours > 0 && args.hours <= 5 && args.clients > 0,
         "need subscriptions, 1 to 5 hours and clients"
     );
-    let database = seed::fresh_database(&args.postgres).await?;
+    let database = databases::fresh_database(&args.postgres, "day").await?;
     let outcome = run(&args, &database).await;
     if !args.keep_database {
-        seed::drop_database(&args.postgres, &database).await?;
+        databases::drop_database(&args.postgres, &database).await?;
     }
     for goal in outcome? {
         goal.print();
@@ -112,13 +111,24 @@ async fn run(args: &DayArgs, database: &str) -> anyhow::Result<Vec<Goal>> {
     );
     let _vacuum = seed::autovacuum_stand_in(database, shutdown.clone()).await?;
     let aws_addr = aws.base_url.trim_start_matches("http://").parse()?;
-    let mut server = Server::spawn(dir.path(), args, database, port, demo_base(aws_addr))?;
+    let mut server = ChildServer::spawn(
+        dir.path(),
+        &server_config(demo_base(aws_addr)),
+        database,
+        port,
+        &[
+            ("RUST_LOG", "warn".to_owned()),
+            (
+                "MARKETLINK_METERING__FLUSH_INTERVAL_SECS",
+                args.flush_interval.to_string(),
+            ),
+            ("MARKETLINK_METERING__SETTLE_SECS", args.settle.to_string()),
+        ],
+    )?;
     let rss = watch::Watch::start(server.pid(), &url);
-    let ready = server.ready(&url, false).await;
-    let ready = ready.with_context(|| server.log_tail())?;
+    let ready = server.ready(false).await?;
     rss.phase("index load");
-    let warm = server.ready(&url, true).await;
-    let warm = warm.with_context(|| server.log_tail())?;
+    let warm = server.ready(true).await?;
     rss.phase("ingest");
     let plan = Arc::new(load::Plan::new(args, SystemClock.now()));
     let world = Arc::new(world);
@@ -195,105 +205,6 @@ fn report(
             "s",
         ),
     ])
-}
-
-/// A free loopback port (bound, then released for the child to take).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// `marketlink serve` as a child process.
-struct Server {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    fn spawn(
-        dir: &Path,
-        args: &DayArgs,
-        database: &str,
-        port: u16,
-        demo: String,
-    ) -> anyhow::Result<Self> {
-        let config = dir.join("marketlink.toml");
-        std::fs::write(&config, server_config(demo))?;
-        let log = dir.join("server.log");
-        let child = Command::new(std::env::current_exe()?)
-            .current_dir(dir)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env_remove("MARKETLINK_CONFIG")
-            .env("RUST_LOG", "warn")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                dir.join("no-aws-credentials"),
-            )
-            .env("MARKETLINK_SERVER__BIND", format!("127.0.0.1:{port}"))
-            .env(
-                "MARKETLINK_SERVER__PUBLIC_URL",
-                format!("http://127.0.0.1:{port}"),
-            )
-            .env("MARKETLINK_SERVER__SESSION_SECRET", "s".repeat(64))
-            .env("MARKETLINK_DATABASE__URL", database)
-            .env("MARKETLINK_DATABASE__MIGRATE_ON_START", "true")
-            .env(
-                "MARKETLINK_METERING__FLUSH_INTERVAL_SECS",
-                args.flush_interval.to_string(),
-            )
-            .env("MARKETLINK_METERING__SETTLE_SECS", args.settle.to_string())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("spawning marketlink serve")?;
-        Ok(Self { child, log })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits for `/readyz` 200, and with `warm` for the entitlement index to have loaded
-    /// every subscription (ADR 0022); how long it took.
-    async fn ready(&mut self, url: &str, warm: bool) -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        let client = reqwest::Client::new();
-        while started.elapsed() < Duration::from_secs(120) {
-            if let Some(status) = self.child.try_wait()? {
-                anyhow::bail!("marketlink serve exited: {status}");
-            }
-            if let Ok(answer) = client.get(format!("{url}/readyz")).send().await
-                && answer.status().is_success()
-                && let Ok(state) = answer.json::<serde_json::Value>().await
-                && (!warm || state["entitlements"] == "warm")
-            {
-                return Ok(started.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!("marketlink serve not ready within 120 s")
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// The demo configuration plus what a deployment of one product's traffic needs: the usage

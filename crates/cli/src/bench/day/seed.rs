@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context;
 use marketlink_core::{Clock, SystemClock};
 use marketlink_sandbox::aws::AwsSandbox;
 use marketlink_store::{Store, StoreOptions};
@@ -20,27 +19,6 @@ pub(super) struct World {
     pub ids: Vec<String>,
     /// The AWS CustomerIdentifier → the subscription's index.
     pub by_customer: HashMap<String, usize>,
-}
-
-/// Creates an empty database on the server `admin` points at; its URL.
-pub(super) async fn fresh_database(admin: &str) -> anyhow::Result<String> {
-    let name = format!("marketlink_day_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(admin)
-        .await
-        .with_context(|| format!("PostgreSQL at {}", marketlink_store::redact_url(admin)))?;
-    conn.execute(format!("CREATE DATABASE {name}").as_str())
-        .await?;
-    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
-    Ok(format!("{base}/{name}"))
-}
-
-/// Drops a database made by [`fresh_database`].
-pub(super) async fn drop_database(admin: &str, url: &str) -> anyhow::Result<()> {
-    let name = url.rsplit_once('/').map_or(url, |(_, name)| name);
-    let mut conn = sqlx::PgConnection::connect(admin).await?;
-    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-        .await?;
-    Ok(())
 }
 
 /// Subscribes the buyers in the sandbox and writes their subscriptions (active, plan "pro",
