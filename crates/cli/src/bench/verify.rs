@@ -45,41 +45,43 @@ struct Rates {
     raw_cpu: Vec<Option<f64>>,
 }
 
-/// Time each side spent in one round, on the clock and on the CPU.
+/// Time each side spent in one round.
 #[derive(Default)]
 struct Round {
-    provider: Duration,
-    raw: Duration,
-    provider_cpu: Option<Duration>,
-    raw_cpu: Option<Duration>,
-    moved: bool,
+    provider: Side,
+    raw: Side,
 }
 
-impl Round {
-    /// Adds one side's chunk: its wall time and its thread's CPU time, if measured.
-    fn add(wall: &mut Duration, cpu: &mut Option<Duration>, moved: &mut bool, chunk: Timed) {
-        *wall += chunk.wall;
-        match chunk.cpu {
-            Some(c) => *cpu = Some(cpu.unwrap_or_default() + c),
-            None => *moved = true,
+/// One side's time in a round: on the clock, and on the CPU of the thread that checked
+/// (`None` once a chunk's work changed threads).
+struct Side {
+    wall: Duration,
+    cpu: Option<Duration>,
+}
+
+impl Default for Side {
+    fn default() -> Self {
+        Self {
+            wall: Duration::ZERO,
+            cpu: Some(Duration::ZERO),
         }
     }
 }
 
-/// One side's chunk of checks, timed.
-struct Timed {
-    wall: Duration,
-    cpu: Option<Duration>,
+impl Side {
+    fn add(&mut self, chunk: Side) {
+        self.wall += chunk.wall;
+        self.cpu = self.cpu.zip(chunk.cpu).map(|(sum, c)| sum + c);
+    }
 }
 
 impl Rates {
     fn push(&mut self, messages: usize, round: Round) {
         let rate = |d: Duration| messages as f64 / d.as_secs_f64();
-        self.provider.push(rate(round.provider));
-        self.raw.push(rate(round.raw));
-        let cpu = |d: Option<Duration>| d.filter(|_| !round.moved).map(rate);
-        self.provider_cpu.push(cpu(round.provider_cpu));
-        self.raw_cpu.push(cpu(round.raw_cpu));
+        self.provider.push(rate(round.provider.wall));
+        self.raw.push(rate(round.raw.wall));
+        self.provider_cpu.push(round.provider.cpu.map(rate));
+        self.raw_cpu.push(round.raw.cpu.map(rate));
     }
 
     fn median(values: &[f64]) -> f64 {
@@ -242,11 +244,10 @@ async fn take_turns<R>(
             for item in raw {
                 raw_check(item)?;
             }
-            let chunk = Timed {
+            round.raw.add(Side {
                 wall: started.elapsed(),
                 cpu: cpu.elapsed(),
-            };
-            Round::add(&mut round.raw, &mut round.raw_cpu, &mut round.moved, chunk);
+            });
             let (started, cpu) = (Instant::now(), ThreadCpu::start());
             // Unconstrained: the cached paths never wait, so without tokio's cooperative
             // budget the task is not parked and resumed on another thread mid-chunk.
@@ -257,16 +258,10 @@ async fn take_turns<R>(
                 Ok::<_, anyhow::Error>(())
             })
             .await?;
-            let chunk = Timed {
+            round.provider.add(Side {
                 wall: started.elapsed(),
                 cpu: cpu.elapsed(),
-            };
-            Round::add(
-                &mut round.provider,
-                &mut round.provider_cpu,
-                &mut round.moved,
-                chunk,
-            );
+            });
         }
         rates.push(raw.len(), round);
     }
