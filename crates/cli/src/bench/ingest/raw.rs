@@ -110,35 +110,32 @@ async fn sqlite(
         .connect_with(options)
         .await?;
     sqlx::query(&table.create("BLOB")).execute(&pool).await?;
-    let started = Instant::now();
-    futures_util::stream::iter(rows.chunks(batch).map(Ok))
-        .try_for_each_concurrent(clients, |batch_rows| {
-            let pool = &pool;
-            async move {
-                let mut tx = pool.begin().await?;
-                for chunk in batch_rows.chunks(256) {
-                    let values = vec!["(?,?,?,?,?,?,?,?)"; chunk.len()].join(",");
-                    let sql = format!("INSERT INTO {} ({COLUMNS}) VALUES {values}", table.name);
-                    let mut q = sqlx::query(&sql);
-                    for row in chunk {
-                        q = q
-                            .bind(uuid::Uuid::now_v7())
-                            .bind(row.subscription)
-                            .bind(row.dimension)
-                            .bind(row.hour)
-                            .bind(row.occurred_at)
-                            .bind(row.quantity_micros)
-                            .bind(row.key)
-                            .bind(row.received_at);
-                    }
-                    q.execute(&mut *tx).await?;
+    let rate = timed_batches(rows, batch, clients, |batch_rows| {
+        let pool = &pool;
+        async move {
+            let mut tx = pool.begin().await?;
+            for chunk in batch_rows.chunks(256) {
+                let values = vec!["(?,?,?,?,?,?,?,?)"; chunk.len()].join(",");
+                let sql = format!("INSERT INTO {} ({COLUMNS}) VALUES {values}", table.name);
+                let mut q = sqlx::query(&sql);
+                for row in chunk {
+                    q = q
+                        .bind(uuid::Uuid::now_v7())
+                        .bind(row.subscription)
+                        .bind(row.dimension)
+                        .bind(row.hour)
+                        .bind(row.occurred_at)
+                        .bind(row.quantity_micros)
+                        .bind(row.key)
+                        .bind(row.received_at);
                 }
-                tx.commit().await?;
-                anyhow::Ok(())
+                q.execute(&mut *tx).await?;
             }
-        })
-        .await?;
-    let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+            tx.commit().await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
     pool.close().await;
     Ok(rate)
 }
@@ -160,35 +157,51 @@ async fn postgres(
          $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::text[], $8::int8[])",
         table.name
     );
-    let started = Instant::now();
-    futures_util::stream::iter(rows.chunks(batch).map(Ok))
-        .try_for_each_concurrent(clients, |chunk| {
-            let (pool, sql) = (&pool, &sql);
-            async move {
-                let column = |f: fn(&Row<'_>) -> i64| chunk.iter().map(f).collect::<Vec<_>>();
-                let mut tx = pool.begin().await?;
-                sqlx::query(sql)
-                    .bind(
-                        chunk
-                            .iter()
-                            .map(|_| uuid::Uuid::now_v7())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(chunk.iter().map(|r| r.subscription).collect::<Vec<_>>())
-                    .bind(chunk.iter().map(|r| r.dimension).collect::<Vec<_>>())
-                    .bind(column(|r| r.hour))
-                    .bind(column(|r| r.occurred_at))
-                    .bind(column(|r| r.quantity_micros))
-                    .bind(chunk.iter().map(|r| r.key).collect::<Vec<_>>())
-                    .bind(column(|r| r.received_at))
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                anyhow::Ok(())
-            }
-        })
-        .await?;
-    let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+    let rate = timed_batches(rows, batch, clients, |chunk| {
+        let (pool, sql) = (&pool, &sql);
+        async move {
+            let column = |f: fn(&Row<'_>) -> i64| chunk.iter().map(f).collect::<Vec<_>>();
+            let mut tx = pool.begin().await?;
+            sqlx::query(sql)
+                .bind(
+                    chunk
+                        .iter()
+                        .map(|_| uuid::Uuid::now_v7())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(chunk.iter().map(|r| r.subscription).collect::<Vec<_>>())
+                .bind(chunk.iter().map(|r| r.dimension).collect::<Vec<_>>())
+                .bind(column(|r| r.hour))
+                .bind(column(|r| r.occurred_at))
+                .bind(column(|r| r.quantity_micros))
+                .bind(chunk.iter().map(|r| r.key).collect::<Vec<_>>())
+                .bind(column(|r| r.received_at))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            anyhow::Ok(())
+        }
+    })
+    .await?;
     pool.close().await;
     Ok(rate)
+}
+
+/// Writes `rows` in batches of `batch` with `insert`, `clients` batches at a time; returns the
+/// rate in rows per second.
+async fn timed_batches<'r, 'a, F, Fut>(
+    rows: &'r [Row<'a>],
+    batch: usize,
+    clients: usize,
+    insert: F,
+) -> anyhow::Result<f64>
+where
+    F: FnMut(&'r [Row<'a>]) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    futures_util::stream::iter(rows.chunks(batch).map(Ok))
+        .try_for_each_concurrent(clients, insert)
+        .await?;
+    Ok(rows.len() as f64 / started.elapsed().as_secs_f64())
 }
